@@ -1,0 +1,140 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+/// Rekey: a self-hosted password-reset system.
+///
+/// Layout: C libraries are wrapped in system-library targets; `RekeyProtobuf` is the runtime the
+/// generated message code uses; `RekeyRPC` is the transport-free RPC core; `RekeyRPCNIO` is the TCP
+/// transport; services are library targets with thin executables.
+let package = Package(
+    name: "Rekey",
+    platforms: [.macOS(.v15)],
+    products: [],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+    ],
+    targets: [
+        // MARK: C libraries
+        .systemLibrary(
+            name: "CProtobufC",
+            pkgConfig: "libprotobuf-c",
+            providers: [.apt(["libprotobuf-c-dev"])]
+        ),
+        .systemLibrary(
+            name: "CCrypto",
+            pkgConfig: "libcrypto",
+            providers: [.apt(["libssl-dev"])]
+        ),
+        .systemLibrary(
+            name: "CSQLite",
+            pkgConfig: "sqlite3",
+            providers: [.apt(["libsqlite3-dev"])]
+        ),
+        /// The protobuf-c code generated from `proto/` by `make proto`. Never edited by hand.
+        .target(
+            name: "CRekeyProto",
+            dependencies: ["CProtobufC"],
+            cSettings: [.define("NDEBUG", .when(configuration: .release))]
+        ),
+
+        // MARK: Runtime
+        .target(
+            name: "RekeyProtobuf",
+            dependencies: ["CProtobufC"]
+        ),
+        .target(
+            name: "RekeyRPC",
+            dependencies: [
+                "RekeyProtobuf",
+                "CRekeyProto",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ]
+        ),
+        .target(
+            name: "RekeyRPCNIO",
+            dependencies: [
+                "RekeyRPC",
+                "RekeyProtobuf",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .target(
+            name: "RekeyCrypto",
+            dependencies: ["CCrypto"]
+        ),
+        .target(
+            name: "RekeySQLite",
+            dependencies: ["CSQLite"]
+        ),
+
+        // MARK: Test support and benchmarks
+        /// The `rekey.testing.v1` messages and Echo service, and helpers shared by tests and benchmarks.
+        .target(
+            name: "RekeyTesting",
+            dependencies: [
+                "RekeyProtobuf",
+                "RekeyRPC",
+                "RekeyRPCNIO",
+                "CRekeyProto",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "RekeyBenchmark",
+            dependencies: [
+                "RekeyRPC",
+                "RekeyRPCNIO",
+                "RekeyTesting",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Benchmarks/RekeyBenchmark"
+        ),
+
+        // MARK: Tests
+        .testTarget(
+            name: "RekeyProtobufTests",
+            dependencies: ["RekeyProtobuf", "RekeyRPC", "RekeyTesting"]
+        ),
+        .testTarget(
+            name: "RekeyRPCTests",
+            dependencies: [
+                "RekeyRPC",
+                "RekeyTesting",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "RekeyRPCNIOTests",
+            dependencies: [
+                "RekeyRPC",
+                "RekeyRPCNIO",
+                "RekeyTesting",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOTestUtils", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "RekeyCryptoTests",
+            dependencies: ["RekeyCrypto"]
+        ),
+        .testTarget(
+            name: "RekeySQLiteTests",
+            dependencies: ["RekeySQLite"]
+        ),
+    ]
+)

@@ -1,0 +1,16 @@
+#ifndef REKEY_CCRYPTO_SHIM_H
+#define REKEY_CCRYPTO_SHIM_H
+#define OPENSSL_API_COMPAT 30000
+#define OPENSSL_NO_DEPRECATED
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/opensslv.h>
+
+/// OPENSSL_free is a macro; Swift sees this function instead.
+static inline void rekey_openssl_free(void *pointer) { OPENSSL_free(pointer); }
+
+/// The runtime OpenSSL version string, for logs.
+static inline const char *rekey_openssl_version(void) { return OpenSSL_version(OPENSSL_VERSION); }
+#endif

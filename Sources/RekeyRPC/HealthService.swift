@@ -1,0 +1,42 @@
+import Synchronization
+
+/// The standard `rekey.health.v1.Health` service.
+///
+/// The empty service name stands for the whole server. A server marks everything NOT_SERVING when
+/// it starts to drain, so load balancers stop sending before it refuses calls.
+package final class HealthService: Rekey_Health_V1_Health.ServiceProtocol {
+    package typealias Status = Rekey_Health_V1_HealthCheckResponse.ServingStatus
+
+    private let statuses: Mutex<[String: Status]>
+
+    /// A health service reporting SERVING for the server and for each of `services`.
+    package init(services: [String] = []) {
+        var statuses: [String: Status] = ["": .serving]
+        for service in services {
+            statuses[service] = .serving
+        }
+        self.statuses = Mutex(statuses)
+    }
+
+    package func setStatus(_ status: Status, forService service: String = "") {
+        self.statuses.withLock { $0[service] = status }
+    }
+
+    /// Reports every known service as NOT_SERVING.
+    package func markAllNotServing() {
+        self.statuses.withLock { statuses in
+            for key in statuses.keys {
+                statuses[key] = .notServing
+            }
+        }
+    }
+
+    package func check(
+        request: Rekey_Health_V1_HealthCheckRequest,
+        context: ServerContext
+    ) async throws -> Rekey_Health_V1_HealthCheckResponse {
+        var response = Rekey_Health_V1_HealthCheckResponse()
+        response.status = self.statuses.withLock { $0[request.service] } ?? .serviceUnknown
+        return response
+    }
+}

@@ -1,0 +1,54 @@
+/// Refuses calls that do not carry one of the deployment's service credentials.
+///
+/// The credential travels as `authorization: Bearer <credential>`. More than one credential can be
+/// accepted at a time so that it can be rotated without downtime: add the new one everywhere,
+/// switch callers, then drop the old one. Health checks need no credential.
+package struct ServiceCredentialInterceptor: ServerInterceptor {
+    private let accepted: [[UInt8]]
+    private let exemptServices: Set<String>
+
+    /// - Parameters:
+    ///   - accepted: the credentials to accept; must not be empty.
+    ///   - exemptServices: services callable without a credential (by default, health).
+    package init(accepted: [String], exemptServices: Set<String> = [Rekey_Health_V1_Health.name]) {
+        precondition(!accepted.isEmpty, "at least one service credential is required")
+        self.accepted = accepted.map { Array($0.utf8) }
+        self.exemptServices = exemptServices
+    }
+
+    package func intercept(
+        request: ServerRequest,
+        context: ServerContext,
+        next: @Sendable (ServerRequest, ServerContext) async throws -> ServerResponse
+    ) async throws -> ServerResponse {
+        if self.exemptServices.contains(context.method.service) {
+            return try await next(request, context)
+        }
+        guard let header = context.metadata[MetadataKey.authorization] else {
+            context.logger.warning("refused a call without a service credential", metadata: ["rpc.peer": "\(context.peer)"])
+            throw RPCError(.unauthenticated, "a service credential is required")
+        }
+        let prefix = "Bearer "
+        let presented = header.hasPrefix(prefix) ? Array(header.utf8.dropFirst(prefix.utf8.count)) : []
+        // Compare against every accepted credential, without stopping early, in constant time.
+        var matched = false
+        for credential in self.accepted where Self.constantTimeEquals(presented, credential) {
+            matched = true
+        }
+        guard matched else {
+            context.logger.warning("refused a call with a wrong service credential", metadata: ["rpc.peer": "\(context.peer)"])
+            throw RPCError(.unauthenticated, "the service credential is not valid")
+        }
+        return try await next(request, context)
+    }
+
+    /// Compares two byte strings in time that depends only on their lengths.
+    package static func constantTimeEquals(_ lhs: [UInt8], _ rhs: [UInt8]) -> Bool {
+        guard lhs.count == rhs.count else { return false }
+        var difference: UInt8 = 0
+        for index in lhs.indices {
+            difference |= lhs[index] ^ rhs[index]
+        }
+        return difference == 0
+    }
+}

@@ -1,0 +1,191 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import RekeyRPC
+import ServiceLifecycle
+
+/// A Rekey RPC server on TCP: the accept loop, one ``ServerConnectionHandler`` per connection,
+/// and a graceful drain on shutdown.
+///
+/// Run it in a `ServiceGroup`: on SIGTERM it reports NOT_SERVING, stops accepting, lets in-flight
+/// calls finish (answering new ones UNAVAILABLE), and closes what is left after
+/// ``Configuration/drainTimeout``.
+package final class RPCServer: Service {
+    package struct Configuration: Sendable {
+        package var host: String
+        /// 0 picks a free port; read it back from ``RPCServer/localAddress``.
+        package var port: Int
+        /// The largest frame accepted; a larger length prefix closes that connection.
+        package var maxFrameSize: Int
+        /// Calls one connection may have running; more wait, and the socket is not read meanwhile.
+        package var maxConcurrentCallsPerConnection: Int
+        /// A connection with no traffic and no calls for this long is closed; so is one whose
+        /// peer stops reading responses for this long.
+        package var idleTimeout: Duration
+        /// How long in-flight calls may take to finish on shutdown before connections are closed.
+        package var drainTimeout: Duration
+
+        package init(
+            host: String = "127.0.0.1",
+            port: Int = 0,
+            maxFrameSize: Int = 1 << 20,
+            maxConcurrentCallsPerConnection: Int = 256,
+            idleTimeout: Duration = .seconds(300),
+            drainTimeout: Duration = .seconds(10)
+        ) {
+            self.host = host
+            self.port = port
+            self.maxFrameSize = maxFrameSize
+            self.maxConcurrentCallsPerConnection = maxConcurrentCallsPerConnection
+            self.idleTimeout = idleTimeout
+            self.drainTimeout = drainTimeout
+        }
+
+        package static let defaults = Configuration()
+    }
+
+    private let configuration: Configuration
+    private let dispatcher: RPCDispatcher
+    private let health: HealthService?
+    private let group: any EventLoopGroup
+    private let logger: Logger
+    private let bound: EventLoopPromise<SocketAddress>
+    private let state = NIOLockedValueBox(State())
+
+    private struct State {
+        var serverChannel: (any Channel)?
+        var connections: [ObjectIdentifier: any Channel] = [:]
+        var shuttingDown = false
+        var boundCompleted = false
+    }
+
+    /// - Parameters:
+    ///   - services: what to serve; `health` is served as well when given.
+    ///   - interceptors: run around every call, the first outermost.
+    ///   - health: marked NOT_SERVING when the drain starts.
+    package init(
+        configuration: Configuration,
+        services: [any RPCService],
+        interceptors: [any ServerInterceptor] = [],
+        health: HealthService? = nil,
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        logger: Logger
+    ) {
+        self.configuration = configuration
+        self.health = health
+        self.group = eventLoopGroup
+        self.logger = logger
+        self.dispatcher = RPCDispatcher(
+            services: services + (health.map { [$0] } ?? []),
+            interceptors: interceptors,
+            logger: logger
+        )
+        self.bound = eventLoopGroup.any().makePromise(of: SocketAddress.self)
+    }
+
+    deinit {
+        if !self.state.withLockedValue(\.boundCompleted) {
+            self.bound.fail(CancellationError())
+        }
+    }
+
+    /// The address the server listens on, once it does.
+    package var localAddress: SocketAddress {
+        get async throws {
+            try await self.bound.futureResult.get()
+        }
+    }
+
+    package func run() async throws {
+        let channel: any Channel
+        do {
+            channel = try await ServerBootstrap(group: self.group)
+                .serverChannelOption(.backlog, value: 256)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                .childChannelOption(.maxMessagesPerRead, value: 16)
+                .childChannelInitializer { [self] channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try self.setUpConnection(channel)
+                    }
+                }
+                .bind(host: self.configuration.host, port: self.configuration.port)
+                .get()
+        } catch {
+            self.state.withLockedValue { $0.boundCompleted = true }
+            self.bound.fail(error)
+            throw error
+        }
+        let address = channel.localAddress!
+        let alreadyShuttingDown = self.state.withLockedValue { state in
+            state.serverChannel = channel
+            state.boundCompleted = true
+            return state.shuttingDown
+        }
+        self.bound.succeed(address)
+        self.logger.info("rpc server listening", metadata: ["rpc.address": "\(address)"])
+        if alreadyShuttingDown {
+            channel.close(promise: nil)
+        }
+
+        try? await withTaskCancellationOrGracefulShutdownHandler {
+            try await channel.closeFuture.get()
+        } onCancelOrGracefulShutdown: {
+            self.beginShutdown()
+        }
+        self.beginShutdown()
+        await self.drainConnections()
+        self.logger.info("rpc server stopped")
+    }
+
+    /// Starts the drain that SIGTERM would start: for tests and embedding without a ServiceGroup.
+    package func beginShutdown() {
+        let channel: (any Channel)? = self.state.withLockedValue { state in
+            guard !state.shuttingDown else { return nil }
+            state.shuttingDown = true
+            return state.serverChannel
+        }
+        self.health?.markAllNotServing()
+        channel?.close(promise: nil)
+    }
+
+    private func setUpConnection(_ channel: any Channel) throws {
+        let accepted = self.state.withLockedValue { state -> Bool in
+            guard !state.shuttingDown else { return false }
+            state.connections[ObjectIdentifier(channel)] = channel
+            return true
+        }
+        guard accepted else {
+            channel.close(promise: nil)
+            return
+        }
+        channel.closeFuture.whenComplete { [state = self.state] _ in
+            state.withLockedValue { _ = $0.connections.removeValue(forKey: ObjectIdentifier(channel)) }
+        }
+        let idle = self.configuration.idleTimeout.timeAmount
+        try channel.pipeline.syncOperations.addHandlers(
+            IdleStateHandler(allTimeout: idle),
+            ByteToMessageHandler(FrameDecoder(maxFrameSize: self.configuration.maxFrameSize)),
+            ServerConnectionHandler(dispatcher: self.dispatcher, configuration: self.configuration, logger: self.logger)
+        )
+    }
+
+    private func drainConnections() async {
+        let connections = self.state.withLockedValue { Array($0.connections.values) }
+        guard !connections.isEmpty else { return }
+        self.logger.info("draining connections", metadata: ["rpc.connections": "\(connections.count)"])
+        for connection in connections {
+            connection.pipeline.fireUserInboundEventTriggered(DrainConnectionEvent())
+        }
+        let eventLoop = self.group.any()
+        let forceClose = eventLoop.scheduleTask(in: self.configuration.drainTimeout.timeAmount) { [logger] in
+            logger.warning("drain timeout passed; closing connections with calls still running")
+            for connection in connections {
+                connection.close(promise: nil)
+            }
+        }
+        try? await EventLoopFuture.andAllComplete(connections.map(\.closeFuture), on: eventLoop).get()
+        forceClose.cancel()
+    }
+}

@@ -1,0 +1,103 @@
+import RekeyRPC
+import Synchronization
+
+/// The `rekey.testing.v1.Echo` service: answers with what it was sent, and can be told to wait,
+/// fail, or block until a test releases it.
+package final class EchoService: Rekey_Testing_V1_Echo.ServiceProtocol {
+    /// Requests whose text is this wait for ``release()``.
+    package static let blockingText = "block"
+    /// Requests with this `failWithCode` throw an error that is not an `RPCError`.
+    package static let unexpectedErrorCode: Int32 = -1
+
+    private struct State {
+        var running = 0
+        var maxRunning = 0
+        var cancelled = 0
+        var released = false
+        var waiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    private let state = Mutex(State())
+
+    package init() {}
+
+    /// The most handlers that ran at the same time.
+    package var maxConcurrentCalls: Int { self.state.withLock { $0.maxRunning } }
+    /// Handlers that saw their task cancelled.
+    package var cancelledCalls: Int { self.state.withLock { $0.cancelled } }
+    /// Handlers running now.
+    package var runningCalls: Int { self.state.withLock { $0.running } }
+
+    /// Lets every blocked request (and all later ones) through.
+    package func release() {
+        let waiters = self.state.withLock { state in
+            state.released = true
+            defer { state.waiters.removeAll() }
+            return state.waiters
+        }
+        for waiter in waiters {
+            waiter.resume()
+        }
+    }
+
+    /// Waits until `count` handlers are running at once.
+    package func waitUntilRunning(_ count: Int) async {
+        while self.runningCalls < count {
+            await Task.yield()
+        }
+    }
+
+    package func echo(
+        request: Rekey_Testing_V1_EchoRequest,
+        context: ServerContext
+    ) async throws -> Rekey_Testing_V1_EchoResponse {
+        self.state.withLock { state in
+            state.running += 1
+            state.maxRunning = max(state.maxRunning, state.running)
+        }
+        defer { self.state.withLock { $0.running -= 1 } }
+
+        if request.text == Self.blockingText {
+            await withTaskCancellationHandler {
+                await withCheckedContinuation { continuation in
+                    let resumeNow = self.state.withLock { state in
+                        if state.released { return true }
+                        state.waiters.append(continuation)
+                        return false
+                    }
+                    if resumeNow { continuation.resume() }
+                }
+            } onCancel: {
+                self.state.withLock { $0.cancelled += 1 }
+            }
+        }
+        if request.delayMillis > 0 {
+            do {
+                try await Task.sleep(for: .milliseconds(Int(request.delayMillis)))
+            } catch {
+                self.state.withLock { $0.cancelled += 1 }
+                throw error
+            }
+        }
+        if request.failWithCode == Self.unexpectedErrorCode {
+            throw UnexpectedFailure(detail: "secret internal detail")
+        }
+        if request.failWithCode != 0 {
+            throw RPCError(RPCError.Code(rawValue: request.failWithCode), "failed as asked", trailers: ["echo-trailer": "yes"])
+        }
+        var response = Rekey_Testing_V1_EchoResponse()
+        response.text = request.text
+        response.data = request.data
+        response.requestId = context.requestID
+        if let remaining = context.timeRemaining, remaining > .zero {
+            let (seconds, attoseconds) = remaining.components
+            response.deadlineLeftMicros = UInt64(seconds * 1_000_000 + attoseconds / 1_000_000_000_000)
+        }
+        return response
+    }
+
+    /// An error whose text must never reach a caller.
+    package struct UnexpectedFailure: Error {
+        var detail: String
+    }
+}
