@@ -260,16 +260,14 @@ package final class RPCClient: ClientTransport {
         let eventLoop = future.eventLoop
         let result = eventLoop.makePromise(of: (any Channel).self)
         // Both callbacks run on `eventLoop`, one after the other; the first one to run wins.
-        let completed = NIOLoopBoundBox(false, eventLoop: eventLoop)
+        let completed = NIOLockedValueBox(false)
         let timer = eventLoop.scheduleTask(in: (deadline - .now).timeAmount) { [target] in
-            guard !completed.value else { return }
-            completed.value = true
+            guard completed.withLockedValue({ done in defer { done = true }; return !done }) else { return }
             result.fail(RPCError(.deadlineExceeded, "could not connect to \(target) before the deadline"))
         }
         future.hop(to: eventLoop).whenComplete { outcome in
             timer.cancel()
-            guard !completed.value else { return }
-            completed.value = true
+            guard completed.withLockedValue({ done in defer { done = true }; return !done }) else { return }
             result.completeWith(outcome)
         }
         return try await Self.mapConnectError(result.futureResult.get)
