@@ -22,6 +22,11 @@ package final class HealthService: Rekey_Health_V1_Health.ServiceProtocol {
         self.statuses.withLock { $0[service] = status }
     }
 
+    /// The status reported for `service` (empty: the whole server).
+    package func currentStatus(forService service: String = "") -> Status {
+        self.statuses.withLock { $0[service] } ?? .serviceUnknown
+    }
+
     /// Reports every known service as NOT_SERVING.
     package func markAllNotServing() {
         self.statuses.withLock { statuses in
@@ -36,7 +41,7 @@ package final class HealthService: Rekey_Health_V1_Health.ServiceProtocol {
         context: ServerContext
     ) async throws -> Rekey_Health_V1_HealthCheckResponse {
         var response = Rekey_Health_V1_HealthCheckResponse()
-        response.status = self.statuses.withLock { $0[request.service] } ?? .serviceUnknown
+        response.status = self.currentStatus(forService: request.service)
         return response
     }
 }

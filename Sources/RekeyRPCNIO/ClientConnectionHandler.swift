@@ -4,19 +4,50 @@ import NIOCore
 import RekeyProtobuf
 import RekeyRPC
 
-/// The waiting side of one call: resumed exactly once, from whichever of the response, the
-/// deadline, a cancellation or a lost connection comes first.
+/// The waiting side of one call: resumed exactly once, by whichever of the response, the
+/// deadline, a cancellation or a lost connection comes first, even if that happens before the
+/// caller's continuation is attached.
 final class PendingCall: Sendable {
-    private let continuation: NIOLockedValueBox<CheckedContinuation<[UInt8], any Error>?>
+    private enum State {
+        case waiting
+        case attached(CheckedContinuation<[UInt8], any Error>)
+        case finished(Result<[UInt8], RPCError>?)
+    }
 
-    init(_ continuation: CheckedContinuation<[UInt8], any Error>) {
-        self.continuation = NIOLockedValueBox(continuation)
+    private let state = NIOLockedValueBox(State.waiting)
+
+    init() {}
+
+    func attach(_ continuation: CheckedContinuation<[UInt8], any Error>) {
+        let early: Result<[UInt8], RPCError>? = self.state.withLockedValue { state in
+            switch state {
+            case .waiting:
+                state = .attached(continuation)
+                return nil
+            case .finished(let result):
+                state = .finished(nil)
+                return result
+            case .attached:
+                preconditionFailure("a call's continuation was attached twice")
+            }
+        }
+        if let early {
+            continuation.resume(with: early.mapError { $0 as any Error })
+        }
     }
 
     func complete(_ result: Result<[UInt8], RPCError>) {
-        let continuation = self.continuation.withLockedValue { value in
-            defer { value = nil }
-            return value
+        let continuation: CheckedContinuation<[UInt8], any Error>? = self.state.withLockedValue { state in
+            switch state {
+            case .waiting:
+                state = .finished(result)
+                return nil
+            case .attached(let continuation):
+                state = .finished(nil)
+                return continuation
+            case .finished:
+                return nil
+            }
         }
         continuation?.resume(with: result.mapError { $0 as any Error })
     }

@@ -101,9 +101,10 @@ package final class RPCClient: ClientTransport {
         for entry in metadata where entry.key != MetadataKey.authorization && entry.key != MetadataKey.caller {
             request.metadata.append(.init(key: entry.key, value: entry.value))
         }
+        let pending = PendingCall()
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
-                let pending = PendingCall(continuation)
+                pending.attach(continuation)
                 let call = OutboundCall(callID: callID, request: request, deadline: deadline, pending: pending)
                 channel.writeAndFlush(call).whenFailure { [target] error in
                     // Reaches here only when the channel closed before our handler saw the call.
@@ -111,6 +112,7 @@ package final class RPCClient: ClientTransport {
                 }
             }
         } onCancel: {
+            pending.complete(.failure(RPCError(.cancelled, "the call was cancelled by the caller")))
             channel.triggerUserOutboundEvent(ForgetCallEvent(callID: callID), promise: nil)
         }
     }

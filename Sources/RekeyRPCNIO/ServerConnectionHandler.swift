@@ -123,7 +123,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
             self.closeIfDrained(context: context)
         case let event as IdleStateHandler.IdleStateEvent where event == .all:
             if self.calls.isEmpty && self.queued.isEmpty {
-                self.logger.debug("closing an idle connection")
+                self.logger.info("closing an idle connection")
                 context.close(promise: nil)
             }
         default:

@@ -1,0 +1,145 @@
+import Logging
+import NIOCore
+import RekeyProtobuf
+import RekeyRPC
+import RekeyRPCNIO
+import RekeyTesting
+import Testing
+
+/// Each case sends something a well-behaved client never would, checks the server's answer, and
+/// then checks that the server still serves another connection and logged one clear line.
+@Suite("Bad input on the wire")
+struct BadInputTests {
+    /// Runs `misbehave` against a fresh server, then proves the server still works.
+    func expectServerSurvives(
+        configuration: RPCServer.Configuration = .defaults,
+        logLine: String,
+        _ misbehave: (Int) async throws -> Void
+    ) async throws {
+        let capture = LogCapture()
+        try await withRPCServer(services: [EchoService()], configuration: configuration, logger: capture.logger(level: .info)) { _, port in
+            try await misbehave(port)
+            try await withRPCClient(port: port) { client in
+                let response = try await Rekey_Testing_V1_Echo.Client(wrapping: client).echo(echoRequest("healthy"))
+                #expect(response.text == "healthy")
+            }
+        }
+        let matching = capture.lines.filter { $0.contains(logLine) }
+        #expect(matching.count == 1, "expected one log line containing '\(logLine)', got: \(capture.lines)")
+    }
+
+    @Test("an oversized length prefix closes that connection")
+    func oversizedPrefix() async throws {
+        try await self.expectServerSurvives(logLine: "over the 1048576-byte limit") { port in
+            try await RawConnection.with(port: port) { inbound, outbound in
+                var prefix = ByteBuffer()
+                prefix.writeInteger(UInt32(0xFFFF_FFFF), endianness: .big)
+                try await outbound.write(prefix)
+                #expect(try await inbound.collectUntilClosed().isEmpty)
+            }
+        }
+    }
+
+    @Test("a frame that is not a protobuf envelope closes that connection")
+    func garbage() async throws {
+        try await self.expectServerSurvives(logLine: "not a valid rekey.rpc.v1.Request") { port in
+            try await RawConnection.with(port: port) { inbound, outbound in
+                try await outbound.write(RawConnection.frame([0xFF, 0xFF, 0xFF, 0xFF, 0xFF]))
+                #expect(try await inbound.collectUntilClosed().isEmpty)
+            }
+        }
+    }
+
+    @Test("a connection that closes in the middle of a frame is logged and forgotten")
+    func truncated() async throws {
+        try await self.expectServerSurvives(logLine: "in the middle of a frame") { port in
+            try await RawConnection.with(port: port) { inbound, outbound in
+                var partial = RawConnection.frame(Array(repeating: 1, count: 100))
+                partial.moveWriterIndex(to: 50)
+                try await outbound.write(partial)
+                outbound.finish()
+                #expect(try await inbound.collectUntilClosed().isEmpty)
+            }
+        }
+    }
+
+    @Test("a call id reused while the first call is in flight closes the connection")
+    func duplicateCallID() async throws {
+        let service = EchoService()
+        let capture = LogCapture()
+        try await withRPCServer(services: [service], logger: capture.logger(level: .info)) { _, port in
+            try await RawConnection.with(port: port) { inbound, outbound in
+                let blocked = try RawConnection.request(callID: 7, method: echoMethod, message: echoRequest(EchoService.blockingText))
+                try await outbound.write(blocked)
+                await service.waitUntilRunning(1)
+                try await outbound.write(try RawConnection.request(callID: 7, method: echoMethod, message: echoRequest("again")))
+                #expect(try await inbound.collectUntilClosed().isEmpty)
+            }
+            try await eventually("the abandoned handler is cancelled") { service.cancelledCalls == 1 }
+            try await withRPCClient(port: port) { client in
+                let response = try await Rekey_Testing_V1_Echo.Client(wrapping: client).echo(echoRequest("ok"))
+                #expect(response.text == "ok")
+            }
+        }
+        #expect(capture.lines.filter { $0.contains("call id 7 is already in flight") }.count == 1)
+    }
+
+    @Test("a client that connects and sends nothing is disconnected after the idle timeout")
+    func silentClient() async throws {
+        var configuration = RPCServer.Configuration.defaults
+        configuration.idleTimeout = .milliseconds(200)
+        try await self.expectServerSurvives(configuration: configuration, logLine: "closing an idle connection") { port in
+            try await RawConnection.with(port: port) { inbound, _ in
+                let frames = try await inbound.collectUntilClosed()
+                #expect(frames.isEmpty)
+            }
+        }
+    }
+
+    @Test("a client that sends requests but never reads the answers is disconnected")
+    func clientThatNeverReads() async throws {
+        var configuration = RPCServer.Configuration.defaults
+        configuration.idleTimeout = .milliseconds(300)
+        try await self.expectServerSurvives(configuration: configuration, logLine: "has not read its responses") { port in
+            try await RawConnection.with(port: port, autoRead: false) { _, outbound in
+                // 400 answers of 64 KiB each: far more than the socket buffers hold.
+                let writer = Task {
+                    for callID in 1...400 {
+                        try await outbound.write(try RawConnection.request(
+                            callID: UInt64(callID), method: echoMethod,
+                            message: echoRequest("big", data: Array(repeating: 0xAB, count: 64 << 10))
+                        ))
+                    }
+                }
+                // The server closes the connection; the writer then fails or finishes.
+                _ = await writer.result
+            }
+        }
+    }
+
+    @Test("a valid envelope whose payload does not decode answers INVALID_ARGUMENT on the same connection")
+    func undecodablePayload() async throws {
+        try await withRPCServer(services: [EchoService()]) { _, port in
+            try await RawConnection.with(port: port) { inbound, outbound in
+                var request = Rekey_Rpc_V1_Request()
+                request.callId = 1
+                request.method = echoMethod.fullyQualifiedMethod
+                request.payload = [0x0A, 0x05, 0x61]  // a string field cut short
+                var entry = Rekey_Rpc_V1_MetadataEntry()
+                entry.key = MetadataKey.authorization
+                entry.value = "Bearer \(testCredential)"
+                request.metadata = [entry]
+                try await outbound.write(RawConnection.frame(try request.serializedBytes()))
+                try await outbound.write(try RawConnection.request(callID: 2, method: echoMethod, message: echoRequest("fine")))
+                var iterator = inbound.makeAsyncIterator()
+                let first = try RawConnection.response(try #require(await iterator.next()))
+                #expect(first.callId == 1)
+                #expect(first.status?.code == .invalidArgument)
+                let second = try RawConnection.response(try #require(await iterator.next()))
+                #expect(second.callId == 2)
+                #expect(second.status?.code == .ok)
+                #expect(try Rekey_Testing_V1_EchoResponse(serializedBytes: second.payload).text == "fine")
+            }
+        }
+    }
+}
