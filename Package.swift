@@ -71,7 +71,10 @@ let package = Package(
         ),
         .target(
             name: "RekeySQLite",
-            dependencies: ["CSQLite"]
+            dependencies: [
+                "CSQLite",
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
         ),
 
         // MARK: Test support and benchmarks
