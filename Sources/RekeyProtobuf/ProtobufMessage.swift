@@ -29,6 +29,7 @@ extension ProtobufMessage {
     }
 
     /// Encodes the message.
+    @inlinable
     package func serializedBytes() throws -> [UInt8] {
         try self.serialize { size, pack in
             [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
@@ -41,6 +42,7 @@ extension ProtobufMessage {
     /// the encoding to memory of at least that size and returns the bytes written.
     ///
     /// This lets a transport encode straight into its own buffer, without an intermediate array.
+    @inlinable
     package func serialize<R>(
         _ body: (_ size: Int, _ pack: (UnsafeMutableRawPointer) -> Int) throws -> R
     ) throws -> R {

@@ -33,6 +33,7 @@ extension ClientTransport {
     /// Makes a typed call: encodes the request, fixes the deadline once (the earlier of the
     /// caller's timeout and the serving handler's deadline), passes on the request id, and decodes
     /// the response.
+    @inlinable
     package func unary<Input: ProtobufMessage, Output: ProtobufMessage>(
         request: Input,
         method: MethodDescriptor,

@@ -10,7 +10,7 @@ package struct Metadata: Hashable, Sendable, ExpressibleByDictionaryLiteral, Seq
     }
 
     package init(dictionaryLiteral elements: (String, String)...) {
-        self.entries = elements.map { (key: $0.0.lowercased(), value: $0.1) }
+        self.entries = elements.map { (key: Self.normalized($0.0), value: $0.1) }
     }
 
     package var isEmpty: Bool { self.entries.isEmpty }
@@ -19,11 +19,11 @@ package struct Metadata: Hashable, Sendable, ExpressibleByDictionaryLiteral, Seq
     /// The first value for `key`; setting replaces every value of `key` (nil removes them).
     package subscript(key: String) -> String? {
         get {
-            let key = key.lowercased()
+            let key = Self.normalized(key)
             return self.entries.first { $0.key == key }?.value
         }
         set {
-            let key = key.lowercased()
+            let key = Self.normalized(key)
             self.entries.removeAll { $0.key == key }
             if let newValue {
                 self.entries.append((key: key, value: newValue))
@@ -32,7 +32,12 @@ package struct Metadata: Hashable, Sendable, ExpressibleByDictionaryLiteral, Seq
     }
 
     package mutating func add(_ key: String, _ value: String) {
-        self.entries.append((key: key.lowercased(), value: value))
+        self.entries.append((key: Self.normalized(key), value: value))
+    }
+
+    /// The key in lower case; keys are almost always lower case already, so check before copying.
+    private static func normalized(_ key: String) -> String {
+        key.utf8.contains(where: { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") }) ? key.lowercased() : key
     }
 
     package func makeIterator() -> IndexingIterator<[(key: String, value: String)]> {

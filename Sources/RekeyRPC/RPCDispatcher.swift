@@ -73,9 +73,6 @@ package struct RPCDispatcher: Sendable {
         } else {
             requestID = RequestID.make()
         }
-        var logger = self.logger
-        logger[metadataKey: "rpc.method"] = "\(descriptor.fullyQualifiedMethod)"
-        logger[metadataKey: "request.id"] = "\(requestID)"
         return ServerContext(
             method: descriptor,
             metadata: call.metadata,
@@ -83,7 +80,7 @@ package struct RPCDispatcher: Sendable {
             caller: call.metadata[MetadataKey.caller] ?? "",
             deadline: call.deadline,
             peer: call.peer,
-            logger: logger
+            logger: self.logger
         )
     }
 

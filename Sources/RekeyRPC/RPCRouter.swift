@@ -30,6 +30,7 @@ package struct ServerResponse: Sendable {
 package struct RPCRouter: Sendable {
     package typealias Handler = @Sendable (ServerRequest, ServerContext) async throws -> ServerResponse
 
+    @usableFromInline
     private(set) var handlers: [String: (descriptor: MethodDescriptor, handler: Handler)] = [:]
 
     package init() {}
@@ -42,6 +43,7 @@ package struct RPCRouter: Sendable {
     /// Registers a typed handler: the router decodes requests and encodes responses.
     ///
     /// A request whose bytes do not decode as `Input` is answered with INVALID_ARGUMENT.
+    @inlinable
     package mutating func registerHandler<Input: ProtobufMessage, Output: ProtobufMessage>(
         forMethod descriptor: MethodDescriptor,
         handler: @escaping @Sendable (Input, ServerContext) async throws -> Output

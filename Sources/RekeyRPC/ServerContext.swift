@@ -1,4 +1,5 @@
 import Logging
+import Synchronization
 
 /// What a handler knows about the call it is serving.
 package struct ServerContext: Sendable {
@@ -18,8 +19,18 @@ package struct ServerContext: Sendable {
     package var deadline: ContinuousClock.Instant?
     /// The caller's address, for logs.
     package var peer: String
+    /// The server's logger, without the call's metadata; see ``logger``.
+    package var baseLogger: Logger
+
     /// A logger carrying `rpc.method` and `request.id`.
-    package var logger: Logger
+    ///
+    /// Built when asked for, so that calls that log nothing pay nothing for it.
+    package var logger: Logger {
+        var logger = self.baseLogger
+        logger[metadataKey: "rpc.method"] = .string(self.method.fullyQualifiedMethod)
+        logger[metadataKey: "request.id"] = .string(self.requestID)
+        return logger
+    }
 
     package init(
         method: MethodDescriptor,
@@ -36,7 +47,7 @@ package struct ServerContext: Sendable {
         self.caller = caller
         self.deadline = deadline
         self.peer = peer
-        self.logger = logger
+        self.baseLogger = logger
     }
 
     /// The time left before the deadline, or `nil` without one.
@@ -45,10 +56,14 @@ package struct ServerContext: Sendable {
     }
 }
 
-/// Makes request ids: 16 lower-case hex digits from the system's random generator.
+/// Makes request ids: 16 lower-case hex digits, a random prefix fixed per process followed by a
+/// counter, so ids are unique without a system call per call.
 package enum RequestID {
+    private static let prefix: UInt64 = UInt64.random(in: .min ... .max) & 0xFFFF_FFFF_0000_0000
+    private static let counter = Atomic<UInt64>(UInt64.random(in: 0..<(1 << 31)))
+
     package static func make() -> String {
-        let value = UInt64.random(in: .min ... .max)
+        let value = Self.prefix | (Self.counter.wrappingAdd(1, ordering: .relaxed).newValue & 0xFFFF_FFFF)
         let hex = String(value, radix: 16)
         return String(repeating: "0", count: 16 - hex.count) + hex
     }

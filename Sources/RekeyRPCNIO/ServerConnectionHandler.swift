@@ -18,6 +18,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     typealias OutboundOut = ByteBuffer
 
     private struct Call {
+        var requestID: String
         var task: Task<Void, Never>?
         var timer: Scheduled<Void>?
     }
@@ -40,6 +41,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     private var draining = false
     private var readPending = false
     private var stallTimer: Scheduled<Void>?
+    private var flushPending = false
 
     init(dispatcher: RPCDispatcher, configuration: RPCServer.Configuration, logger: Logger) {
         self.dispatcher = dispatcher
@@ -173,7 +175,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
         let eventLoop = context.eventLoop
         let loopBound = NIOLoopBound(self, eventLoop: eventLoop)
         // Registered before the task starts so that a handler finishing at once finds its entry.
-        self.calls[callID] = Call()
+        self.calls[callID] = Call(requestID: callContext.requestID)
         let dispatcher = self.dispatcher
         let task = Task(executorPreference: executor) {
             let outcome = await dispatcher.handle(call, context: callContext)
@@ -190,7 +192,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
             }
         }
         if self.calls[callID] != nil {
-            self.calls[callID] = Call(task: task, timer: timer)
+            self.calls[callID] = Call(requestID: callContext.requestID, task: task, timer: timer)
         } else {
             timer?.cancel()
         }
@@ -208,7 +210,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     private func expire(callID: UInt64) {
         guard let call = self.calls.removeValue(forKey: callID) else { return }
         call.task?.cancel()
-        self.logger.info("a call passed its deadline", metadata: ["rpc.call_id": "\(callID)"])
+        self.logger.info("a call passed its deadline", metadata: ["rpc.call_id": "\(callID)", "request.id": "\(call.requestID)"])
         self.respond(callID: callID, outcome: .failure(RPCError(.deadlineExceeded, "the deadline passed before the server finished")))
         self.slotFreed()
     }
@@ -257,7 +259,21 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
             buffer.clear()
             try! buffer.writeFrame(of: fallback, maxFrameSize: .max)
         }
-        context.writeAndFlush(Self.wrapOutboundOut(buffer), promise: nil)
+        context.write(Self.wrapOutboundOut(buffer), promise: nil)
+        self.scheduleFlush(context: context)
+    }
+
+    /// Flushes once after the tasks queued on the event loop have run, so that answers finishing
+    /// together leave in one system call.
+    private func scheduleFlush(context: ChannelHandlerContext) {
+        guard !self.flushPending else { return }
+        self.flushPending = true
+        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        context.eventLoop.execute {
+            let handler = loopBound.value
+            handler.flushPending = false
+            handler.context?.flush()
+        }
     }
 
     // MARK: Flow control and closing

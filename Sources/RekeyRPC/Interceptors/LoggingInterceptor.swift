@@ -10,6 +10,7 @@ package struct LoggingInterceptor: ServerInterceptor {
         let start = ContinuousClock.now
         do {
             let response = try await next(request, context)
+            guard context.baseLogger.logLevel <= .debug else { return response }
             context.logger.debug("rpc finished", metadata: [
                 "rpc.code": "OK",
                 "rpc.caller": "\(context.caller)",

@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""Runs Rekey's RPC benchmark next to a plain-C ping-pong of the same frame size (`make bench`).
+
+For each scenario, each implementation gets a fresh server process and a client process; the
+figures are calls per second, p50 and p99 latency, and CPU microseconds per call (server and
+client together), plus the ratio of Rekey's calls/s to C's in the same run.
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def run(server_cmd, client_cmd, pin):
+    prefix = ["taskset", "-c", "0"] if pin else []
+    server = subprocess.Popen(prefix + server_cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        port = server.stdout.readline().strip()
+        before = cpu_seconds(server.pid)
+        client = subprocess.Popen(prefix + [arg.replace("PORT", port) for arg in client_cmd], stdout=subprocess.PIPE, text=True)
+        _, status, usage = os.wait4(client.pid, 0)
+        output = client.stdout.read()
+        if status != 0:
+            sys.exit("client failed: %s" % output)
+        server_cpu = cpu_seconds(server.pid) - before
+    finally:
+        server.stdin.close()
+        server.terminate()
+        server.wait()
+    calls, seconds, p50, p99 = output.split()
+    calls, seconds = int(calls), float(seconds)
+    client_cpu = usage.ru_utime + usage.ru_stime
+    return {
+        "rate": calls / seconds,
+        "p50": float(p50),
+        "p99": float(p99),
+        "cpu": (server_cpu + client_cpu) / calls * 1e6,
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rekey", required=True, help="the RekeyBenchmark executable (release build)")
+    parser.add_argument("--c", required=True, help="the pingpong executable")
+    parser.add_argument("--seconds", type=float, default=3.0)
+    args = parser.parse_args()
+
+    size = subprocess.run([args.rekey, "frame-size"], check=True, capture_output=True, text=True).stdout.strip()
+    scenarios = [
+        ("1 connection, sequential, both ends on CPU 0", 1, True),
+        ("8 concurrent callers", 8, False),
+        ("64 concurrent callers", 64, False),
+    ]
+    print("Request frame: %s bytes of envelope (~100-byte message inside); %g s per run." % (size, args.seconds))
+    print("C: one connection per caller, blocking echo. Rekey: all callers share one multiplexed connection.")
+    print()
+    header = "%-46s %-6s %10s %9s %9s %10s %7s" % ("scenario", "impl", "calls/s", "p50 µs", "p99 µs", "CPU µs/call", "ratio")
+    print(header)
+    print("-" * len(header))
+    for name, callers, pin in scenarios:
+        c = run([args.c, "server"], [args.c, "client", "PORT", size, str(callers), str(args.seconds)], pin)
+        rekey = run([args.rekey, "server"], [args.rekey, "client", "PORT", str(callers), str(args.seconds)], pin)
+        for impl, figures, ratio in (("C", c, ""), ("Rekey", rekey, "%.2f" % (rekey["rate"] / c["rate"]))):
+            print("%-46s %-6s %10.0f %9.1f %9.1f %10.1f %7s" % (
+                name if impl == "C" else "", impl, figures["rate"], figures["p50"], figures["p99"], figures["cpu"], ratio))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

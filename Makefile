@@ -1,0 +1,49 @@
+# Rekey: the two commands are `make run` and `make test`; see README.md.
+
+SWIFT ?= swift
+PYTHON ?= /usr/bin/python3
+BENCH_SECONDS ?= 3
+
+.PHONY: all deps build test proto proto-check bench run clean help
+
+all: build
+
+help:
+	@echo "make run         build and start the whole system (arrives with the services)"
+	@echo "make test        install what is missing, build, run every test"
+	@echo "make proto       regenerate the C and Swift code from proto/"
+	@echo "make proto-check fail if the committed generated code is stale"
+	@echo "make bench       RPC benchmark against a C baseline, in release mode"
+
+deps:
+	@bash scripts/install-deps.sh
+
+build: deps
+	$(SWIFT) build
+
+proto: deps
+	PYTHON=$(PYTHON) bash scripts/generate-proto.sh
+
+proto-check: deps
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	PYTHON=$(PYTHON) bash scripts/generate-proto.sh "$$tmp" && \
+	for dir in Sources/CRekeyProto Sources/RekeyRPC/Generated Sources/RekeyTesting/Generated; do \
+	  diff -r "$$dir" "$$tmp/$$dir" || { echo "generated code in $$dir is stale: run 'make proto'"; exit 1; }; \
+	done && echo "generated code is current"
+
+test: deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
+
+bench: deps
+	$(SWIFT) build -c release --product RekeyBenchmark
+	cc -O2 -pthread -o Benchmarks/pingpong Benchmarks/pingpong.c
+	$(PYTHON) Benchmarks/run.py --rekey .build/release/RekeyBenchmark --c Benchmarks/pingpong --seconds $(BENCH_SECONDS)
+
+run: deps
+	@echo "make run starts the four services; they arrive with the service issues (directory, reset-token,"
+	@echo "notifier, gateway). Until then there is nothing to run: 'make test' exercises the RPC foundation."
+	@exit 1
+
+clean:
+	rm -rf .build Benchmarks/pingpong
