@@ -8,8 +8,8 @@ import ServiceLifecycle
 /// A Rekey RPC server on TCP: the accept loop, one ``ServerConnectionHandler`` per connection,
 /// and a graceful drain on shutdown.
 ///
-/// Run it in a `ServiceGroup`: on SIGTERM it reports NOT_SERVING, stops accepting, lets in-flight
-/// calls finish (answering new ones UNAVAILABLE), and closes what is left after
+/// Run it in a `ServiceGroup`: on SIGTERM it stops accepting, answers new calls UNAVAILABLE,
+/// reports NOT_SERVING, lets in-flight calls finish, and closes what is left after
 /// ``Configuration/drainTimeout``.
 package final class RPCServer: Service {
     package struct Configuration: Sendable {
@@ -63,7 +63,7 @@ package final class RPCServer: Service {
     /// - Parameters:
     ///   - services: what to serve; `health` is served as well when given.
     ///   - interceptors: run around every call, the first outermost.
-    ///   - health: marked NOT_SERVING when the drain starts.
+    ///   - health: marked NOT_SERVING once every connection refuses new calls.
     package init(
         configuration: Configuration,
         services: [any RPCService],
@@ -146,7 +146,6 @@ package final class RPCServer: Service {
             state.shuttingDown = true
             return state.serverChannel
         }
-        self.health?.markAllNotServing()
         channel?.close(promise: nil)
     }
 
@@ -172,12 +171,21 @@ package final class RPCServer: Service {
     }
 
     private func drainConnections() async {
+        // No connection is accepted any more (`shuttingDown`), so this is every connection there is.
         let connections = self.state.withLockedValue { Array($0.connections.values) }
+        // Wait until every connection refuses new calls, then report NOT_SERVING: whoever sees
+        // NOT_SERVING can count on new calls being refused.
+        let told = connections.map { connection in
+            connection.eventLoop.submit {
+                try connection.pipeline.syncOperations.fireUserInboundEventTriggered(DrainConnectionEvent())
+            }
+        }
+        for future in told {
+            try? await future.get()
+        }
+        self.health?.markAllNotServing()
         guard !connections.isEmpty else { return }
         self.logger.info("draining connections", metadata: ["rpc.connections": "\(connections.count)"])
-        for connection in connections {
-            connection.pipeline.fireUserInboundEventTriggered(DrainConnectionEvent())
-        }
         let eventLoop = self.group.any()
         let forceClose = eventLoop.scheduleTask(in: self.configuration.drainTimeout.timeAmount) { [logger] in
             logger.warning("drain timeout passed; closing connections with calls still running")

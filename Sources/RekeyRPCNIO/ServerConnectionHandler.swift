@@ -293,6 +293,8 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
 
     private func closeIfDrained(context: ChannelHandlerContext) {
         if self.draining, self.calls.isEmpty, self.queued.isEmpty {
+            // Answers written but not yet flushed must leave before the connection closes.
+            context.flush()
             context.close(promise: nil)
         }
     }

@@ -14,7 +14,6 @@ package final class EchoService: Rekey_Testing_V1_Echo.ServiceProtocol {
         var maxRunning = 0
         var cancelled = 0
         var released = false
-        var waiters: [CheckedContinuation<Void, Never>] = []
     }
 
     private let state = Mutex(State())
@@ -30,20 +29,13 @@ package final class EchoService: Rekey_Testing_V1_Echo.ServiceProtocol {
 
     /// Lets every blocked request (and all later ones) through.
     package func release() {
-        let waiters = self.state.withLock { state in
-            state.released = true
-            defer { state.waiters.removeAll() }
-            return state.waiters
-        }
-        for waiter in waiters {
-            waiter.resume()
-        }
+        self.state.withLock { $0.released = true }
     }
 
-    /// Waits until `count` handlers are running at once.
+    /// Waits until `count` handlers are running at once, for at most ten seconds.
     package func waitUntilRunning(_ count: Int) async {
-        while self.runningCalls < count {
-            await Task.yield()
+        for _ in 0..<10_000 where self.runningCalls < count {
+            try? await Task.sleep(for: .milliseconds(1))
         }
     }
 
@@ -58,17 +50,14 @@ package final class EchoService: Rekey_Testing_V1_Echo.ServiceProtocol {
         defer { self.state.withLock { $0.running -= 1 } }
 
         if request.text == Self.blockingText {
-            await withTaskCancellationHandler {
-                await withCheckedContinuation { continuation in
-                    let resumeNow = self.state.withLock { state in
-                        if state.released { return true }
-                        state.waiters.append(continuation)
-                        return false
-                    }
-                    if resumeNow { continuation.resume() }
+            // Poll rather than park a continuation, so that cancellation ends the wait cleanly.
+            while !self.state.withLock({ $0.released }) {
+                do {
+                    try await Task.sleep(for: .milliseconds(1))
+                } catch {
+                    self.state.withLock { $0.cancelled += 1 }
+                    throw error
                 }
-            } onCancel: {
-                self.state.withLock { $0.cancelled += 1 }
             }
         }
         if request.delayMillis > 0 {

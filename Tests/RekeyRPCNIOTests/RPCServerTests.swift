@@ -83,14 +83,12 @@ struct RPCServerTests {
         try await withRPCServer(services: [service]) { _, port in
             try await withRPCClient(port: port) { client in
                 let echo = Rekey_Testing_V1_Echo.Client(wrapping: client)
-                await #expect(throws: RPCError.self) {
-                    do {
-                        _ = try await echo.echo(echoRequest(EchoService.blockingText), options: CallOptions(timeout: .milliseconds(100)))
-                    } catch let error as RPCError {
-                        #expect(error.code == .deadlineExceeded)
-                        throw error
-                    }
+                let call = Task {
+                    try await echo.echo(echoRequest(EchoService.blockingText), options: CallOptions(timeout: .milliseconds(500)))
                 }
+                await service.waitUntilRunning(1)
+                let error = await #expect(throws: RPCError.self) { try await call.value }
+                #expect(error?.code == .deadlineExceeded)
                 try await eventually("the server cancels the handler") { service.cancelledCalls == 1 }
                 // The connection is still good for other calls.
                 #expect(try await echo.echo(echoRequest("after")).text == "after")
