@@ -2,6 +2,7 @@ import Logging
 import RekeyProtobuf
 import RekeyRPC
 import RekeyTesting
+import Synchronization
 import Testing
 
 @Suite("RPCDispatcher")
@@ -107,26 +108,25 @@ struct RPCDispatcherTests {
 
     @Test("interceptors run in order, the first outermost")
     func interceptorOrder() async throws {
-        final class Recorder: ServerInterceptor, @unchecked Sendable {
-            // Only touched from the one test task that drives the dispatcher.
-            var events: [String] = []
+        final class EventLog: Sendable {
+            let events = Mutex<[String]>([])
+        }
+        struct Recorder: ServerInterceptor {
             let name: String
-            let shared: Recorder?
-            init(name: String, shared: Recorder? = nil) { self.name = name; self.shared = shared }
+            let log: EventLog
             func intercept(
                 request: ServerRequest,
                 context: ServerContext,
                 next: @Sendable (ServerRequest, ServerContext) async throws -> ServerResponse
             ) async throws -> ServerResponse {
-                let log = self.shared ?? self
-                log.events.append("\(self.name) in")
-                defer { log.events.append("\(self.name) out") }
+                self.log.events.withLock { $0.append("\(self.name) in") }
+                defer { self.log.events.withLock { $0.append("\(self.name) out") } }
                 return try await next(request, context)
             }
         }
-        let log = Recorder(name: "log")
-        let dispatcher = self.dispatcher(interceptors: [Recorder(name: "a", shared: log), Recorder(name: "b", shared: log)])
+        let log = EventLog()
+        let dispatcher = self.dispatcher(interceptors: [Recorder(name: "a", log: log), Recorder(name: "b", log: log)])
         _ = await self.call(dispatcher, method: self.echoMethod, payload: try self.echo("x"))
-        #expect(log.events == ["a in", "b in", "b out", "a out"])
+        #expect(log.events.withLock { $0 } == ["a in", "b in", "b out", "a out"])
     }
 }
