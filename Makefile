@@ -27,7 +27,7 @@ proto: deps
 proto-check: deps
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	PYTHON=$(PYTHON) bash scripts/generate-proto.sh "$$tmp" && \
-	for dir in Sources/CRekeyProto Sources/RekeyRPC/Generated Sources/RekeyTesting/Generated; do \
+	for dir in $$(grep -v '^#' scripts/generated-dirs.txt); do \
 	  diff -r "$$dir" "$$tmp/$$dir" || { echo "generated code in $$dir is stale: run 'make proto'"; exit 1; }; \
 	done && echo "generated code is current"
 

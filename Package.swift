@@ -15,6 +15,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
     ],
     targets: [
         // MARK: C libraries
@@ -73,6 +74,50 @@ let package = Package(
             name: "RekeySQLite",
             dependencies: [
                 "CSQLite",
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+
+        /// What every service executable shares: settings, logging, the server runner, healthcheck.
+        .target(
+            name: "RekeyServiceKit",
+            dependencies: [
+                "RekeyRPC",
+                "RekeyRPCNIO",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+
+        // MARK: rekey-reset-token
+        /// The `rekey.tokens.v1` contract: generated messages and stubs, for the service and its callers.
+        .target(
+            name: "RekeyTokensAPI",
+            dependencies: ["RekeyProtobuf", "RekeyRPC", "CRekeyProto", "CProtobufC"]
+        ),
+        .target(
+            name: "RekeyTokenService",
+            dependencies: [
+                "RekeyTokensAPI",
+                "RekeyRPC",
+                "RekeyCrypto",
+                "RekeySQLite",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .executableTarget(
+            name: "rekey-reset-token",
+            dependencies: [
+                "RekeyTokenService",
+                "RekeyServiceKit",
+                "RekeySQLite",
+                "RekeyRPCNIO",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
@@ -138,6 +183,22 @@ let package = Package(
         .testTarget(
             name: "RekeySQLiteTests",
             dependencies: ["RekeySQLite"]
+        ),
+        .testTarget(
+            name: "RekeyServiceKitTests",
+            dependencies: ["RekeyServiceKit"]
+        ),
+        .testTarget(
+            name: "RekeyTokenServiceTests",
+            dependencies: [
+                "RekeyTokenService",
+                "RekeyTokensAPI",
+                "RekeyRPC",
+                "RekeyRPCNIO",
+                "RekeySQLite",
+                "RekeyTesting",
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
     ]
 )

@@ -5,6 +5,8 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
+# Every folder this script writes; scripts/generated-dirs.txt lists them for the staleness checks.
+GENERATED_DIRS=$(grep -v '^#' "$root/scripts/generated-dirs.txt")
 out=${1:-$root}
 python=${PYTHON:-/usr/bin/python3}
 work=$(mktemp -d)
@@ -18,7 +20,8 @@ protoc -Iproto --include_source_info --descriptor_set_out="$work/set.pb" $protos
 "$python" scripts/protogen.py --descriptor-set "$work/set.pb" \
   --map rekey.rpc.v1="$work/swift/Sources/RekeyRPC/Generated" \
   --map rekey.health.v1="$work/swift/Sources/RekeyRPC/Generated" \
-  --map rekey.testing.v1="$work/swift/Sources/RekeyTesting/Generated"
+  --map rekey.testing.v1="$work/swift/Sources/RekeyTesting/Generated" \
+  --map rekey.tokens.v1="$work/swift/Sources/RekeyTokensAPI/Generated"
 
 # C side: headers go to the target's public include folder, sources beside it.
 mkdir -p "$work/c"
@@ -36,7 +39,7 @@ mkdir -p "$c_target/include"
 } > "$c_target/include/module.modulemap"
 
 # Replace the generated folders wholesale, so files of deleted protos disappear too.
-for dir in Sources/CRekeyProto Sources/RekeyRPC/Generated Sources/RekeyTesting/Generated; do
+for dir in $GENERATED_DIRS; do
   rm -rf "${out:?}/$dir"
   mkdir -p "$(dirname "$out/$dir")"
   cp -r "$work/swift/$dir" "$out/$dir"

@@ -108,11 +108,13 @@ def c_field_name(name):
 
 
 def lower_camel(snake):
-    """'an_int32' -> 'anInt32', 'invalid_argument' -> 'invalidArgument'."""
+    """'an_int32' -> 'anInt32', 'invalid_argument' -> 'invalidArgument', 'call_id' -> 'callID'."""
     parts = [p for p in snake.split("_") if p]
     if not parts:
         return snake
-    return parts[0].lower() + "".join(p[0].upper() + p[1:].lower() for p in parts[1:])
+    # Like SwiftProtobuf: initialisms stay upper case after the first word (`user_id` -> `userID`).
+    initialisms = {"id": "ID", "url": "URL", "ip": "IP"}
+    return parts[0].lower() + "".join(initialisms.get(p.lower(), p[0].upper() + p[1:].lower()) for p in parts[1:])
 
 
 def swift_identifier(name):

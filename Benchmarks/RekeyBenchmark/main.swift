@@ -89,7 +89,7 @@ func runClient(port: Int, callers: Int, seconds: Double) async throws {
 
 func frameSize() throws -> Int {
     var envelope = Rekey_Rpc_V1_Request()
-    envelope.callId = 1
+    envelope.callID = 1
     envelope.method = Rekey_Testing_V1_Echo.Method.Echo.descriptor.fullyQualifiedMethod
     envelope.payload = try makeRequest().serializedBytes()
     var authorization = Rekey_Rpc_V1_MetadataEntry()

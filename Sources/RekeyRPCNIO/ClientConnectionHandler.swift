@@ -153,7 +153,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
             context.close(promise: nil)
             return
         }
-        guard let call = self.waiting.removeValue(forKey: response.callId) else {
+        guard let call = self.waiting.removeValue(forKey: response.callID) else {
             return  // The caller stopped waiting (deadline or cancellation).
         }
         call.timer?.cancel()

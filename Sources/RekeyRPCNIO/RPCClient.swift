@@ -94,7 +94,7 @@ package final class RPCClient: ClientTransport {
         let channel = try await self.channel(deadline: deadline)
         var request = Rekey_Rpc_V1_Request()
         let callID = self.nextCallID.wrappingAdd(1, ordering: .relaxed).oldValue
-        request.callId = callID
+        request.callID = callID
         request.method = method.fullyQualifiedMethod
         request.payload = payload
         request.metadata = self.fixedMetadata

@@ -71,16 +71,16 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
             self.closeForProtocolViolation(context: context, "a frame is not a valid rekey.rpc.v1.Request")
             return
         }
-        guard request.callId != 0 else {
+        guard request.callID != 0 else {
             self.closeForProtocolViolation(context: context, "a request has call id 0")
             return
         }
-        guard self.calls[request.callId] == nil, !self.queued.contains(where: { $0.callID == request.callId }) else {
-            self.closeForProtocolViolation(context: context, "call id \(request.callId) is already in flight")
+        guard self.calls[request.callID] == nil, !self.queued.contains(where: { $0.callID == request.callID }) else {
+            self.closeForProtocolViolation(context: context, "call id \(request.callID) is already in flight")
             return
         }
         if self.draining {
-            self.respond(callID: request.callId, outcome: .failure(RPCError(.unavailable, "the server is shutting down")))
+            self.respond(callID: request.callID, outcome: .failure(RPCError(.unavailable, "the server is shutting down")))
             return
         }
         var metadata = Metadata()
@@ -97,9 +97,9 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
             peer: self.peer
         )
         if self.calls.count < self.configuration.maxConcurrentCallsPerConnection {
-            self.start(callID: request.callId, call: call)
+            self.start(callID: request.callID, call: call)
         } else {
-            self.queued.append(QueuedCall(callID: request.callId, call: call))
+            self.queued.append(QueuedCall(callID: request.callID, call: call))
         }
     }
 
@@ -232,7 +232,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     private func respond(callID: UInt64, outcome: CallOutcome) {
         guard let context = self.context else { return }
         var response = Rekey_Rpc_V1_Response()
-        response.callId = callID
+        response.callID = callID
         var status = Rekey_Rpc_V1_Status()
         status.code = Rekey_Rpc_V1_StatusCode(rawValue: outcome.code.rawValue)
         status.message = outcome.message
@@ -251,7 +251,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
             // The handler's reply is too large, or its error message holds a NUL: say so instead.
             self.logger.error("a response could not be encoded", metadata: ["error": "\(error)", "rpc.call_id": "\(callID)"])
             var fallback = Rekey_Rpc_V1_Response()
-            fallback.callId = callID
+            fallback.callID = callID
             var fallbackStatus = Rekey_Rpc_V1_Status()
             fallbackStatus.code = error is FrameSizeExceeded ? .resourceExhausted : .internal
             fallbackStatus.message = error is FrameSizeExceeded ? "the response is larger than the frame limit" : "internal error"

@@ -14,13 +14,21 @@ package struct SQLiteMigration: Sendable {
     }
 }
 
-/// A service's SQLite database: one connection in WAL mode with foreign keys on and full
-/// synchronous commits, its schema migrated at open, and all work run on a thread pool, never on
-/// an event loop.
+/// A service's SQLite database: one connection in WAL mode with foreign keys on, its schema
+/// migrated at open, and all work run on a thread pool, never on an event loop.
 ///
 /// Work is serialised: one closure at a time has the connection. That is what SQLite allows for
 /// writes anyway; it is enough for the load a password-reset system sees.
 package final class SQLiteDatabase: Sendable {
+    /// When a commit reaches the disk (SQLite's `synchronous` pragma, in WAL mode).
+    package enum Durability: String, Sendable {
+        /// Every commit is fsynced: nothing committed is lost, even on power loss.
+        case full = "FULL"
+        /// Commits survive a crash of the process; the last ones may be lost on power loss or an
+        /// OS crash, never the database's consistency. Much faster.
+        case normal = "NORMAL"
+    }
+
     private let connection: Mutex<SQLiteConnection>
     private let threadPool: NIOThreadPool
     package let path: String
@@ -29,7 +37,12 @@ package final class SQLiteDatabase: Sendable {
     ///
     /// - Throws: ``SQLiteError`` when the file cannot be opened, a migration fails (nothing of it
     ///   stays), or the database was written by a newer version of the service.
-    package init(path: String, migrations: [SQLiteMigration], threadPool: NIOThreadPool = .singleton) throws {
+    package init(
+        path: String,
+        migrations: [SQLiteMigration],
+        durability: Durability = .full,
+        threadPool: NIOThreadPool = .singleton
+    ) throws {
         let connection = try SQLiteConnection(path: path)
         try connection.execute("PRAGMA busy_timeout = 5000")
         if path != ":memory:" {
@@ -38,7 +51,7 @@ package final class SQLiteDatabase: Sendable {
                 throw SQLiteError(code: 1, message: "cannot switch \(path) to WAL mode (got \(mode ?? "nothing"))")
             }
         }
-        try connection.execute("PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL")
+        try connection.execute("PRAGMA foreign_keys = ON; PRAGMA synchronous = \(durability.rawValue)")
         try Self.migrate(connection, migrations)
         self.connection = Mutex(connection)
         self.threadPool = threadPool

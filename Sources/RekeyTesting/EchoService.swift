@@ -77,7 +77,7 @@ package final class EchoService: Rekey_Testing_V1_Echo.ServiceProtocol {
         var response = Rekey_Testing_V1_EchoResponse()
         response.text = request.text
         response.data = request.data
-        response.requestId = context.requestID
+        response.requestID = context.requestID
         if let remaining = context.timeRemaining, remaining > .zero {
             let (seconds, attoseconds) = remaining.components
             response.deadlineLeftMicros = UInt64(seconds * 1_000_000 + attoseconds / 1_000_000_000_000)

@@ -48,7 +48,7 @@ package struct RawConnection {
         credential: String? = testCredential
     ) throws -> ByteBuffer {
         var request = Rekey_Rpc_V1_Request()
-        request.callId = callID
+        request.callID = callID
         request.method = method.fullyQualifiedMethod
         request.payload = try message.serializedBytes()
         if let credential {

@@ -11,7 +11,10 @@ struct GeneratedCodeIsCurrentTests {
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("rekey-proto-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: scratch) }
         try run("/bin/bash", [Self.root.appendingPathComponent("scripts/generate-proto.sh").path, scratch.path])
-        for folder in ["Sources/CRekeyProto", "Sources/RekeyRPC/Generated", "Sources/RekeyTesting/Generated"] {
+        let list = try String(contentsOf: Self.root.appendingPathComponent("scripts/generated-dirs.txt"), encoding: .utf8)
+        let folders = list.split(separator: "\n").filter { !$0.hasPrefix("#") && !$0.isEmpty }.map(String.init)
+        #expect(folders.count >= 4)
+        for folder in folders {
             let output = try run("/usr/bin/diff", ["-r", Self.root.appendingPathComponent(folder).path, scratch.appendingPathComponent(folder).path], allowFailure: true)
             #expect(output.status == 0, "stale generated code in \(folder):\n\(output.text)")
         }

@@ -122,7 +122,7 @@ struct BadInputTests {
         try await withRPCServer(services: [EchoService()]) { _, port in
             try await RawConnection.with(port: port) { inbound, outbound in
                 var request = Rekey_Rpc_V1_Request()
-                request.callId = 1
+                request.callID = 1
                 request.method = echoMethod.fullyQualifiedMethod
                 request.payload = [0x0A, 0x05, 0x61]  // a string field cut short
                 var entry = Rekey_Rpc_V1_MetadataEntry()
@@ -133,10 +133,10 @@ struct BadInputTests {
                 try await outbound.write(try RawConnection.request(callID: 2, method: echoMethod, message: echoRequest("fine")))
                 var iterator = inbound.makeAsyncIterator()
                 let first = try RawConnection.response(try #require(await iterator.next()))
-                #expect(first.callId == 1)
+                #expect(first.callID == 1)
                 #expect(first.status?.code == .invalidArgument)
                 let second = try RawConnection.response(try #require(await iterator.next()))
-                #expect(second.callId == 2)
+                #expect(second.callID == 2)
                 #expect(second.status?.code == .ok)
                 #expect(try Rekey_Testing_V1_EchoResponse(serializedBytes: second.payload).text == "fine")
             }

@@ -96,7 +96,7 @@ struct RPCDispatcherTests {
     func requestIDs(given: String, kept: Bool) async throws {
         let metadata: Metadata = given.isEmpty ? [:] : [MetadataKey.requestID: given]
         let (outcome, context) = await self.call(self.dispatcher(), method: self.echoMethod, payload: try self.echo("x"), metadata: metadata)
-        let seen = try Rekey_Testing_V1_EchoResponse(serializedBytes: outcome.payload).requestId
+        let seen = try Rekey_Testing_V1_EchoResponse(serializedBytes: outcome.payload).requestID
         #expect(seen == context.requestID)
         if kept {
             #expect(seen == given)

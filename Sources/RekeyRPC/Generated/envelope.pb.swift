@@ -140,7 +140,7 @@ extension Rekey_Rpc_V1_MetadataEntry: ProtobufMessage {
 
 /// The proto3 message `rekey.rpc.v1.Request`.
 package struct Rekey_Rpc_V1_Request: Sendable, Hashable {
-    package var callId: UInt64 = 0
+    package var callID: UInt64 = 0
     package var method: String = ""
     package var timeoutMicros: UInt64 = 0
     package var metadata: [Rekey_Rpc_V1_MetadataEntry] = []
@@ -159,7 +159,7 @@ extension Rekey_Rpc_V1_Request {
     /// Copies a protobuf-c struct (one that protobuf-c unpacked) into a Swift value.
     package init(cValue c: UnsafePointer<Rekey__Rpc__V1__Request>) {
         self.init()
-        self.callId = c.pointee.call_id
+        self.callID = c.pointee.call_id
         self.method = ProtobufCRead.string(c.pointee.method)
         self.timeoutMicros = c.pointee.timeout_micros
         self.metadata = ProtobufCRead.array(c.pointee.metadata, count: c.pointee.n_metadata) { Rekey_Rpc_V1_MetadataEntry(cValue: $0!) }
@@ -170,7 +170,7 @@ extension Rekey_Rpc_V1_Request {
     package func makeCValue(in arena: ProtobufCArena) throws -> UnsafeMutablePointer<Rekey__Rpc__V1__Request> {
         let c = arena.allocateStruct(Rekey__Rpc__V1__Request.self)
         rekey__rpc__v1__request__init(c)
-        c.pointee.call_id = self.callId
+        c.pointee.call_id = self.callID
         if !self.method.isEmpty {
             c.pointee.method = try arena.makeCString(self.method, message: "rekey.rpc.v1.Request", field: "method")
         }
@@ -272,7 +272,7 @@ extension Rekey_Rpc_V1_Status: ProtobufMessage {
 
 /// The proto3 message `rekey.rpc.v1.Response`.
 package struct Rekey_Rpc_V1_Response: Sendable, Hashable {
-    package var callId: UInt64 = 0
+    package var callID: UInt64 = 0
     package var status: Rekey_Rpc_V1_Status? = nil
     package var payload: [UInt8] = []
     package var trailers: [Rekey_Rpc_V1_MetadataEntry] = []
@@ -290,7 +290,7 @@ extension Rekey_Rpc_V1_Response {
     /// Copies a protobuf-c struct (one that protobuf-c unpacked) into a Swift value.
     package init(cValue c: UnsafePointer<Rekey__Rpc__V1__Response>) {
         self.init()
-        self.callId = c.pointee.call_id
+        self.callID = c.pointee.call_id
         self.status = c.pointee.status.map { Rekey_Rpc_V1_Status(cValue: $0) }
         self.payload = ProtobufCRead.bytes(c.pointee.payload)
         self.trailers = ProtobufCRead.array(c.pointee.trailers, count: c.pointee.n_trailers) { Rekey_Rpc_V1_MetadataEntry(cValue: $0!) }
@@ -300,7 +300,7 @@ extension Rekey_Rpc_V1_Response {
     package func makeCValue(in arena: ProtobufCArena) throws -> UnsafeMutablePointer<Rekey__Rpc__V1__Response> {
         let c = arena.allocateStruct(Rekey__Rpc__V1__Response.self)
         rekey__rpc__v1__response__init(c)
-        c.pointee.call_id = self.callId
+        c.pointee.call_id = self.callID
         if let value = self.status {
             c.pointee.status = try value.makeCValue(in: arena)
         }

@@ -383,7 +383,7 @@ extension Rekey_Testing_V1_EchoRequest: ProtobufMessage {
 package struct Rekey_Testing_V1_EchoResponse: Sendable, Hashable {
     package var text: String = ""
     package var data: [UInt8] = []
-    package var requestId: String = ""
+    package var requestID: String = ""
     package var deadlineLeftMicros: UInt64 = 0
 
     package init() {}
@@ -401,7 +401,7 @@ extension Rekey_Testing_V1_EchoResponse {
         self.init()
         self.text = ProtobufCRead.string(c.pointee.text)
         self.data = ProtobufCRead.bytes(c.pointee.data)
-        self.requestId = ProtobufCRead.string(c.pointee.request_id)
+        self.requestID = ProtobufCRead.string(c.pointee.request_id)
         self.deadlineLeftMicros = c.pointee.deadline_left_micros
     }
 
@@ -415,8 +415,8 @@ extension Rekey_Testing_V1_EchoResponse {
         if !self.data.isEmpty {
             c.pointee.data = arena.makeBinaryData(self.data)
         }
-        if !self.requestId.isEmpty {
-            c.pointee.request_id = try arena.makeCString(self.requestId, message: "rekey.testing.v1.EchoResponse", field: "request_id")
+        if !self.requestID.isEmpty {
+            c.pointee.request_id = try arena.makeCString(self.requestID, message: "rekey.testing.v1.EchoResponse", field: "request_id")
         }
         c.pointee.deadline_left_micros = self.deadlineLeftMicros
         return c

@@ -1,0 +1,85 @@
+import Logging
+import NIOCore
+import NIOPosix
+import RekeyRPC
+import RekeyRPCNIO
+import ServiceLifecycle
+
+/// The common part of every Rekey service executable: the RPC server with the standard
+/// interceptors, health, and background services, run in a `ServiceGroup` that drains on SIGTERM
+/// and SIGINT.
+package struct RPCServiceRunner {
+    package var name: String
+    package var server: RPCServer.Configuration
+    package var credentials: [String]
+    package var services: [any RPCService]
+    /// Fully qualified service names reported SERVING by the health service.
+    package var healthServiceNames: [String]
+    /// Long-lived work besides the server (purgers, delivery workers).
+    package var backgroundServices: [any Service]
+    package var logger: Logger
+
+    package init(
+        name: String,
+        server: RPCServer.Configuration,
+        credentials: [String],
+        services: [any RPCService],
+        healthServiceNames: [String],
+        backgroundServices: [any Service] = [],
+        logger: Logger
+    ) {
+        self.name = name
+        self.server = server
+        self.credentials = credentials
+        self.services = services
+        self.healthServiceNames = healthServiceNames
+        self.backgroundServices = backgroundServices
+        self.logger = logger
+    }
+
+    package func run() async throws {
+        let health = HealthService(services: self.healthServiceNames)
+        let server = RPCServer(
+            configuration: self.server,
+            services: self.services,
+            interceptors: [
+                LoggingInterceptor(),
+                MetricsInterceptor(),
+                ServiceCredentialInterceptor(accepted: self.credentials),
+            ],
+            health: health,
+            logger: self.logger
+        )
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: server)] + self.backgroundServices.map { .init(service: $0) },
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: self.logger
+            )
+        )
+        self.logger.info("starting \(self.name)", metadata: ["rpc.listen": "\(self.server.host):\(self.server.port)"])
+        try await group.run()
+    }
+}
+
+/// `healthcheck`: asks a server's health method and answers with the exit status (0: SERVING).
+package enum HealthCheckCommand {
+    /// Returns the process exit status to use.
+    package static func run(address: HostAndPort, service: String, timeout: Duration = .seconds(3)) async -> Int32 {
+        var logger = Logger(label: "rekey.healthcheck")
+        logger.logLevel = .critical
+        let client = RPCClient(configuration: .init(host: address.host, port: address.port, caller: "healthcheck"), logger: logger)
+        var request = Rekey_Health_V1_HealthCheckRequest()
+        request.service = service
+        do {
+            let response = try await Rekey_Health_V1_Health.Client(wrapping: client).check(request, options: CallOptions(timeout: timeout))
+            print("\(address): \(response.status)")
+            await client.close()
+            return response.status == .serving ? 0 : 1
+        } catch {
+            print("\(address): \(error)")
+            await client.close()
+            return 1
+        }
+    }
+}

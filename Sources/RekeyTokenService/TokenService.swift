@@ -1,0 +1,186 @@
+import Logging
+import RekeyRPC
+import RekeySQLite
+import RekeyTokensAPI
+
+/// The `rekey.tokens.v1.Tokens` RPC service: checks and converts messages, and runs the
+/// ``TokenStore``'s work on the database's thread pool.
+package struct TokenService: Rekey_Tokens_V1_Tokens.ServiceProtocol {
+    private let database: SQLiteDatabase
+    private let store: TokenStore
+
+    package init(database: SQLiteDatabase, store: TokenStore) {
+        self.database = database
+        self.store = store
+    }
+
+    package func issueToken(
+        request: Rekey_Tokens_V1_IssueTokenRequest,
+        context: ServerContext
+    ) async throws -> Rekey_Tokens_V1_IssueTokenResponse {
+        var issue = TokenStore.IssueRequest(purpose: try Self.purpose(request.purpose), userID: request.userID)
+        issue.emailIdentityID = request.emailIdentityID
+        issue.requestedByAdminID = request.requestedByAdminID
+        issue.clientAddress = request.clientAddress
+        issue.lifetime = request.lifetimeSeconds == 0 ? nil : .seconds(Int64(request.lifetimeSeconds))
+        let store = self.store
+        let (token, record) = try await self.database.withConnection { [issue] in try store.issue(issue, in: $0) }
+        context.logger.debug("issued a token", metadata: ["token.id": "\(record.id)", "user.id": "\(record.userID)"])
+        var response = Rekey_Tokens_V1_IssueTokenResponse()
+        response.token = token.value
+        response.info = self.info(record)
+        return response
+    }
+
+    package func peekToken(
+        request: Rekey_Tokens_V1_PeekTokenRequest,
+        context: ServerContext
+    ) async throws -> Rekey_Tokens_V1_PeekTokenResponse {
+        let purpose = try Self.purpose(request.purpose)
+        let store = self.store
+        let token = request.token
+        guard let record = try await self.database.withConnection({ try store.peek(token, purpose: purpose, in: $0) }) else {
+            throw TokenError.notFound
+        }
+        var response = Rekey_Tokens_V1_PeekTokenResponse()
+        response.info = self.info(record)
+        return response
+    }
+
+    package func redeemToken(
+        request: Rekey_Tokens_V1_RedeemTokenRequest,
+        context: ServerContext
+    ) async throws -> Rekey_Tokens_V1_RedeemTokenResponse {
+        let purpose = try Self.purpose(request.purpose)
+        let store = self.store
+        let record = try await self.database.withConnection {
+            try store.redeem(request.token, purpose: purpose, clientAddress: request.clientAddress, in: $0)
+        }
+        var response = Rekey_Tokens_V1_RedeemTokenResponse()
+        response.info = self.info(record)
+        return response
+    }
+
+    package func revokeUserTokens(
+        request: Rekey_Tokens_V1_RevokeUserTokensRequest,
+        context: ServerContext
+    ) async throws -> Rekey_Tokens_V1_RevokeUserTokensResponse {
+        let purpose = request.purpose == .unspecified ? nil : try Self.purpose(request.purpose)
+        let store = self.store
+        let count = try await self.database.withConnection {
+            try store.revoke(userID: request.userID, purpose: purpose, reason: request.reason, in: $0)
+        }
+        var response = Rekey_Tokens_V1_RevokeUserTokensResponse()
+        response.revoked = UInt32(count)
+        return response
+    }
+
+    package func listUserTokens(
+        request: Rekey_Tokens_V1_ListUserTokensRequest,
+        context: ServerContext
+    ) async throws -> Rekey_Tokens_V1_ListUserTokensResponse {
+        let store = self.store
+        let pageSize = request.pageSize == 0 ? 20 : Int(request.pageSize)
+        let (records, next) = try await self.database.withConnection {
+            try store.listTokens(userID: request.userID, pageSize: pageSize, cursor: request.pageToken, in: $0)
+        }
+        var response = Rekey_Tokens_V1_ListUserTokensResponse()
+        response.tokens = records.map(self.info)
+        response.nextPageToken = next
+        return response
+    }
+
+    package func listUserEvents(
+        request: Rekey_Tokens_V1_ListUserEventsRequest,
+        context: ServerContext
+    ) async throws -> Rekey_Tokens_V1_ListUserEventsResponse {
+        let store = self.store
+        let limit = request.limit == 0 ? 100 : Int(request.limit)
+        let events = try await self.database.withConnection {
+            try store.events(userID: request.userID, since: request.sinceUnixMs, limit: limit, in: $0)
+        }
+        var response = Rekey_Tokens_V1_ListUserEventsResponse()
+        response.events = events.map { event in
+            var wire = Rekey_Tokens_V1_TokenEvent()
+            switch event.kind {
+            case .issued: wire.kind = .issued
+            case .redeemed: wire.kind = .redeemed
+            case .redeemFailed: wire.kind = .redeemFailed
+            case .rateLimited: wire.kind = .rateLimited
+            case .revoked: wire.kind = .revoked
+            }
+            wire.atUnixMs = event.at
+            wire.purpose = event.purpose.map(Self.wirePurpose) ?? .unspecified
+            wire.tokenID = event.tokenID
+            wire.clientAddress = event.clientAddress
+            wire.adminID = event.adminID
+            wire.detail = event.detail
+            return wire
+        }
+        return response
+    }
+
+    package func getRateLimitStatus(
+        request: Rekey_Tokens_V1_GetRateLimitStatusRequest,
+        context: ServerContext
+    ) async throws -> Rekey_Tokens_V1_GetRateLimitStatusResponse {
+        let purpose = request.purpose == .unspecified ? nil : try Self.purpose(request.purpose)
+        let store = self.store
+        let states = try await self.database.withConnection {
+            try store.rateLimitStatus(
+                userID: request.userID, purpose: purpose, clientAddress: request.clientAddress, adminID: request.adminID, in: $0
+            )
+        }
+        var response = Rekey_Tokens_V1_GetRateLimitStatusResponse()
+        response.limits = states.map { state in
+            var limit = Rekey_Tokens_V1_RateLimit()
+            limit.scope = state.scope.rawValue
+            limit.limit = UInt32(state.limit)
+            limit.used = UInt32(state.used)
+            limit.windowSeconds = UInt32(state.window.milliseconds / 1000)
+            limit.nextAllowedAtUnixMs = state.nextAllowedAt ?? 0
+            return limit
+        }
+        return response
+    }
+
+    // MARK: Conversions
+
+    private static func purpose(_ purpose: Rekey_Tokens_V1_Purpose) throws -> TokenPurpose {
+        switch purpose {
+        case .passwordReset: return .passwordReset
+        case .emailVerification: return .emailVerification
+        case .unspecified, .unrecognized:
+            throw TokenError.invalidArgument("purpose must be PURPOSE_PASSWORD_RESET or PURPOSE_EMAIL_VERIFICATION")
+        }
+    }
+
+    private static func wirePurpose(_ purpose: TokenPurpose) -> Rekey_Tokens_V1_Purpose {
+        switch purpose {
+        case .passwordReset: return .passwordReset
+        case .emailVerification: return .emailVerification
+        }
+    }
+
+    private func info(_ record: TokenRecord) -> Rekey_Tokens_V1_TokenInfo {
+        var info = Rekey_Tokens_V1_TokenInfo()
+        info.tokenID = record.id
+        info.purpose = Self.wirePurpose(record.purpose)
+        info.userID = record.userID
+        info.emailIdentityID = record.emailIdentityID
+        info.requestedByAdminID = record.requestedByAdminID
+        info.clientAddress = record.clientAddress
+        info.issuedAtUnixMs = record.issuedAt
+        info.expiresAtUnixMs = record.expiresAt
+        info.usedAtUnixMs = record.usedAt ?? 0
+        info.revokedAtUnixMs = record.revokedAt ?? 0
+        info.revokeReason = record.revokeReason ?? ""
+        switch record.state(at: self.store.clock.nowMilliseconds()) {
+        case .live: info.state = .live
+        case .used: info.state = .used
+        case .expired: info.state = .expired
+        case .revoked: info.state = .revoked
+        }
+        return info
+    }
+}
