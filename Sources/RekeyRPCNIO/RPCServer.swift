@@ -124,7 +124,7 @@ package final class RPCServer: Service {
             return state.shuttingDown
         }
         self.bound.succeed(address)
-        self.logger.info("rpc server listening", metadata: ["rpc.address": "\(address)"])
+        self.logger.info("rpc server listening", metadata: ["rpc.address": "\(address)", "rpc.port": "\(address.port ?? 0)"])
         if alreadyShuttingDown {
             channel.close(promise: nil)
         }

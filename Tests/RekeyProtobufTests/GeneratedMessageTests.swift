@@ -78,7 +78,7 @@ struct GeneratedMessageTests {
         #expect(try request.serializedBytes() == [0x0A, 0x01, 0x78])
 
         var envelope = Rekey_Rpc_V1_Request()
-        envelope.callId = 1
+        envelope.callID = 1
         envelope.method = "/a/B"
         envelope.timeoutMicros = 300
         #expect(try envelope.serializedBytes() == [0x08, 0x01, 0x12, 0x04, 0x2F, 0x61, 0x2F, 0x42, 0x18, 0xAC, 0x02])

@@ -1,0 +1,99 @@
+import Foundation
+
+/// A Rekey executable started by a test, as ops would start it: its own process, its own data
+/// folder, configured by flags and environment. Reads its log to learn the port it listens on.
+package final class ServiceProcess: @unchecked Sendable {
+    // @unchecked: `process` and the pipes are only touched by the test task that owns this object;
+    // the log buffer is guarded by `lock`.
+    private let process = Process()
+    private let errors = Pipe()
+    private let lock = NSLock()
+    private var logText = ""
+
+    /// The port from the server's "rpc server listening" log line.
+    package private(set) var port = 0
+
+    /// The folder of the test bundle, where SwiftPM puts the package's executables too.
+    package static var productsDirectory: URL {
+        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    }
+
+    /// Starts `executable` (a product of this package) and waits until it listens.
+    package init(_ executable: String, arguments: [String], environment: [String: String] = [:]) throws {
+        self.process.executableURL = Self.productsDirectory.appendingPathComponent(executable)
+        self.process.arguments = arguments
+        var merged = ProcessInfo.processInfo.environment
+        merged.merge(environment) { $1 }
+        self.process.environment = merged
+        self.process.standardError = self.errors
+        self.process.standardOutput = FileHandle.nullDevice
+        self.errors.fileHandleForReading.readabilityHandler = { [weak self] handle in
+            let data = handle.availableData
+            guard let self, !data.isEmpty else { return }
+            self.lock.withLock { self.logText += String(decoding: data, as: UTF8.self) }
+        }
+        try self.process.run()
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline {
+            if let port = self.listeningPort() {
+                self.port = port
+                return
+            }
+            if !self.process.isRunning {
+                break
+            }
+            Thread.sleep(forTimeInterval: 0.02)
+        }
+        self.process.terminate()
+        throw ServiceProcessError(message: "\(executable) did not start listening; its log:\n\(self.log)")
+    }
+
+    /// Everything the process has logged so far.
+    package var log: String {
+        self.lock.withLock { self.logText }
+    }
+
+    /// Sends SIGTERM and waits for the process to exit; returns its exit status.
+    @discardableResult
+    package func stop() -> Int32 {
+        if self.process.isRunning {
+            self.process.terminate()
+        }
+        self.process.waitUntilExit()
+        return self.process.terminationStatus
+    }
+
+    deinit {
+        if self.process.isRunning {
+            kill(self.process.processIdentifier, SIGKILL)
+            self.process.waitUntilExit()
+        }
+    }
+
+    private func listeningPort() -> Int? {
+        guard let line = self.log.split(separator: "\n").first(where: { $0.contains("rpc server listening") }),
+              let range = line.range(of: #"rpc\.port[=":]+\d+"#, options: .regularExpression)
+        else { return nil }
+        return Int(line[range].drop { !$0.isNumber })
+    }
+}
+
+package struct ServiceProcessError: Error, CustomStringConvertible {
+    package var message: String
+    package var description: String { self.message }
+}
+
+/// A fresh, empty folder that is removed when the test is done with it.
+package final class TemporaryFolder: Sendable {
+    package let path: String
+
+    package init() throws {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("rekey-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        self.path = url.path
+    }
+
+    deinit {
+        try? FileManager.default.removeItem(atPath: self.path)
+    }
+}
