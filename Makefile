@@ -37,8 +37,10 @@ test: deps
 
 bench: deps
 	$(SWIFT) build -c release --product RekeyBenchmark
+	$(SWIFT) build -c release --product rekey-reset-token
 	cc -O2 -pthread -o Benchmarks/pingpong Benchmarks/pingpong.c
-	$(PYTHON) Benchmarks/run.py --rekey .build/release/RekeyBenchmark --c Benchmarks/pingpong --seconds $(BENCH_SECONDS)
+	$(PYTHON) Benchmarks/run.py --rekey .build/release/RekeyBenchmark --c Benchmarks/pingpong \
+	  --reset-token .build/release/rekey-reset-token --seconds $(BENCH_SECONDS)
 
 run: deps
 	@echo "make run starts the four services; they arrive with the service issues (directory, reset-token,"

@@ -140,6 +140,7 @@ let package = Package(
             name: "RekeyBenchmark",
             dependencies: [
                 "RekeyRPC",
+                "RekeyTokensAPI",
                 "RekeyRPCNIO",
                 "RekeyTesting",
                 .product(name: "NIOCore", package: "swift-nio"),

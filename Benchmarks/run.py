@@ -8,8 +8,10 @@ client together), plus the ratio of Rekey's calls/s to C's in the same run.
 
 import argparse
 import os
+import re
 import subprocess
 import sys
+import tempfile
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -52,6 +54,7 @@ def main():
     parser.add_argument("--rekey", required=True, help="the RekeyBenchmark executable (release build)")
     parser.add_argument("--c", required=True, help="the pingpong executable")
     parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--reset-token", help="the rekey-reset-token executable (release build), for the token benchmark")
     args = parser.parse_args()
 
     size = subprocess.run([args.rekey, "frame-size"], check=True, capture_output=True, text=True).stdout.strip()
@@ -72,7 +75,50 @@ def main():
         for impl, figures, ratio in (("C", c, ""), ("Rekey", rekey, "%.2f" % (rekey["rate"] / c["rate"]))):
             print("%-46s %-6s %10.0f %9.1f %9.1f %10.1f %7s" % (
                 name if impl == "C" else "", impl, figures["rate"], figures["p50"], figures["p99"], figures["cpu"], ratio))
+    if args.reset_token:
+        print()
+        tokens_benchmark(args)
     return 0
+
+
+def tokens_benchmark(args):
+    """Issue + redeem pairs through the RPC against the real service, with its durable database."""
+    credential = "benchmark-credential-0123456789abcdef"
+    print("rekey-reset-token: issue + redeem pairs through the RPC (WAL, synchronous=NORMAL), unpinned.")
+    header = "%-22s %10s %11s %11s %12s" % ("callers", "pairs/s", "p50 µs", "p99 µs", "CPU µs/pair")
+    print(header)
+    print("-" * len(header))
+    with tempfile.TemporaryDirectory() as data:
+        for callers in (1, 16, 64):
+            server_cmd = [args.reset_token, "serve", "--listen", "127.0.0.1:0", "--data-dir", data,
+                          "--limit-per-user", "100000"]
+            env = dict(os.environ, REKEY_RESET_TOKEN_CREDENTIALS=credential)
+            server = subprocess.Popen(server_cmd, stderr=subprocess.PIPE, text=True, env=env)
+            try:
+                port = None
+                while port is None:
+                    line = server.stderr.readline()
+                    if not line:
+                        sys.exit("rekey-reset-token did not start")
+                    match = re.search(r"rpc\.port=(\d+)", line)
+                    port = match.group(1) if match else None
+                before = cpu_seconds(server.pid)
+                client = subprocess.Popen([args.rekey, "tokens", port, credential, str(callers), str(args.seconds)],
+                                          stdout=subprocess.PIPE, text=True)
+                _, status, usage = os.wait4(client.pid, 0)
+                output = client.stdout.read()
+                if status != 0:
+                    sys.exit("token client failed: %s" % output)
+                server_cpu = cpu_seconds(server.pid) - before
+            finally:
+                server.terminate()
+                server.wait()
+            pairs, seconds, p50, p99 = output.split()
+            pairs = int(pairs)
+            cpu = (server_cpu + usage.ru_utime + usage.ru_stime) / pairs * 1e6
+            print("%-22s %10.0f %11.1f %11.1f %12.1f" % (callers, pairs / float(seconds), float(p50), float(p99), cpu))
+        size = sum(os.path.getsize(os.path.join(data, name)) for name in os.listdir(data))
+        print("database after the runs: %.1f MiB" % (size / 1048576))
 
 
 if __name__ == "__main__":

@@ -5,6 +5,9 @@
 //   RekeyBenchmark server                       prints its port, serves until stdin closes
 //   RekeyBenchmark client PORT CALLERS SECONDS  prints "calls seconds p50_us p99_us"
 //   RekeyBenchmark frame-size                   prints the size of one request frame's body
+//   RekeyBenchmark tokens PORT CREDENTIAL CALLERS SECONDS
+//                                               issue + redeem pairs against rekey-reset-token;
+//                                               prints "pairs seconds p50_us p99_us" (per pair)
 
 import Logging
 import NIOCore
@@ -12,6 +15,7 @@ import NIOPosix
 import RekeyRPC
 import RekeyRPCNIO
 import RekeyTesting
+import RekeyTokensAPI
 
 #if canImport(Glibc)
 import Glibc
@@ -87,6 +91,49 @@ func runClient(port: Int, callers: Int, seconds: Double) async throws {
     await client.close()
 }
 
+/// Issue + redeem pairs, each for a user of its own so that rate limits do not interfere.
+func runTokens(port: Int, credential: String, callers: Int, seconds: Double) async throws {
+    var logger = Logger(label: "rekey.bench.tokens")
+    logger.logLevel = .warning
+    let client = RPCClient(configuration: .init(host: "127.0.0.1", port: port, credential: credential, caller: "bench"), logger: logger)
+    let tokens = Rekey_Tokens_V1_Tokens.Client(wrapping: client)
+    let end = ContinuousClock.now + .milliseconds(Int64(seconds * 1000))
+    let perCaller = try await withThrowingTaskGroup(of: [Float].self) { group in
+        for caller in 0..<callers {
+            group.addTask {
+                var latencies: [Float] = []
+                var index = 0
+                while ContinuousClock.now < end {
+                    let start = ContinuousClock.now
+                    var issue = Rekey_Tokens_V1_IssueTokenRequest()
+                    issue.purpose = .passwordReset
+                    issue.userID = "bench-\(caller)-\(index)"
+                    let issued = try await tokens.issueToken(issue)
+                    var redeem = Rekey_Tokens_V1_RedeemTokenRequest()
+                    redeem.purpose = .passwordReset
+                    redeem.token = issued.token
+                    _ = try await tokens.redeemToken(redeem)
+                    let elapsed = ContinuousClock.now - start
+                    latencies.append(Float(elapsed.components.attoseconds) / 1e12 + Float(elapsed.components.seconds) * 1e6)
+                    index += 1
+                }
+                return latencies
+            }
+        }
+        var all: [[Float]] = []
+        for try await latencies in group {
+            all.append(latencies)
+        }
+        return all
+    }
+    var latencies = perCaller.flatMap { $0 }
+    latencies.sort()
+    let p50 = latencies.isEmpty ? 0 : latencies[latencies.count / 2]
+    let p99 = latencies.isEmpty ? 0 : latencies[Int(Double(latencies.count) * 0.99)]
+    print("\(latencies.count) \(seconds) \(p50) \(p99)")
+    await client.close()
+}
+
 func frameSize() throws -> Int {
     var envelope = Rekey_Rpc_V1_Request()
     envelope.callID = 1
@@ -112,9 +159,11 @@ case "server":
     try await runServer()
 case "client" where arguments.count == 5:
     try await runClient(port: Int(arguments[2])!, callers: Int(arguments[3])!, seconds: Double(arguments[4])!)
+case "tokens" where arguments.count == 6:
+    try await runTokens(port: Int(arguments[2])!, credential: arguments[3], callers: Int(arguments[4])!, seconds: Double(arguments[5])!)
 case "frame-size":
     print(try frameSize())
 default:
-    print("usage: RekeyBenchmark server | client PORT CALLERS SECONDS | frame-size")
+    print("usage: RekeyBenchmark server | client PORT CALLERS SECONDS | frame-size | tokens PORT CREDENTIAL CALLERS SECONDS")
     exit(2)
 }

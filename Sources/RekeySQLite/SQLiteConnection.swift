@@ -73,6 +73,7 @@ package struct SQLiteRow: Sendable {
 package final class SQLiteConnection {
     private let handle: OpaquePointer
     private var statements: [String: OpaquePointer] = [:]
+    private var savepointDepth = 0
     package let path: String
 
     /// Opens (creating if needed) the database at `path`; `:memory:` for a private in-memory one.
@@ -148,8 +149,30 @@ package final class SQLiteConnection {
         sqlite3_last_insert_rowid(self.handle)
     }
 
+    /// Whether a transaction is open on this connection.
+    package var isInTransaction: Bool {
+        sqlite3_get_autocommit(self.handle) == 0
+    }
+
     /// Runs `body` in a transaction that takes the write lock at once; rolls back if it throws.
+    ///
+    /// Inside an open transaction this nests as a savepoint: a throw undoes only `body`'s changes.
     package func transaction<R>(_ body: (SQLiteConnection) throws -> R) throws -> R {
+        if self.isInTransaction {
+            self.savepointDepth += 1
+            let name = "rekey_\(self.savepointDepth)"
+            defer { self.savepointDepth -= 1 }
+            try self.execute("SAVEPOINT \(name)")
+            do {
+                let result = try body(self)
+                try self.execute("RELEASE \(name)")
+                return result
+            } catch {
+                try? self.execute("ROLLBACK TO \(name)")
+                try? self.execute("RELEASE \(name)")
+                throw error
+            }
+        }
         try self.execute("BEGIN IMMEDIATE")
         do {
             let result = try body(self)

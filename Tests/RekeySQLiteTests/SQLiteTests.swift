@@ -123,4 +123,39 @@ struct SQLiteTests {
             "\(error)".contains("cannot open /nonexistent-folder/x.sqlite")
         }
     }
+
+    @Test("concurrent transactions share commits, yet one that fails undoes only its own changes")
+    func groupCommit() async throws {
+        try await self.withDatabase { database, path in
+            try await withThrowingTaskGroup(of: Bool.self) { group in
+                for index in 0..<200 {
+                    group.addTask {
+                        do {
+                            try await database.transaction { connection in
+                                try connection.run("INSERT INTO people (email) VALUES (?)", .text("p\(index)@example.com"))
+                                if index % 10 == 0 {
+                                    // Fails after writing: this insert must not stay.
+                                    try connection.run("INSERT INTO pets (owner, name) VALUES (?, ?)", .integer(-1), .text("ghost"))
+                                }
+                            }
+                            return true
+                        } catch {
+                            return false
+                        }
+                    }
+                }
+                var succeeded = 0
+                for try await ok in group where ok {
+                    succeeded += 1
+                }
+                #expect(succeeded == 180)
+            }
+            // What was answered as committed is on disk: read it through a second connection.
+            let reader = try SQLiteConnection(path: path)
+            let count = try reader.queryFirst("SELECT count(*) AS n FROM people")?.int("n")
+            #expect(count == 180)
+            let failed = try reader.queryFirst("SELECT count(*) AS n FROM people WHERE email = 'p10@example.com'")?.int("n")
+            #expect(failed == 0)
+        }
+    }
 }
