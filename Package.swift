@@ -160,6 +160,7 @@ let package = Package(
             dependencies: [
                 "RekeyRPC",
                 "RekeyTesting",
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

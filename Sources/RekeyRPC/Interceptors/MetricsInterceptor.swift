@@ -11,11 +11,16 @@ package final class MetricsInterceptor: ServerInterceptor {
         var code: RPCError.Code
     }
 
+    private let factory: any MetricsFactory
     private let counters = Mutex<[Key: Counter]>([:])
     private let timers = Mutex<[String: Timer]>([:])
-    private let inFlight = Meter(label: "rekey_rpc_server_requests_in_flight")
+    private let inFlight: Meter
 
-    package init() {}
+    /// - Parameter factory: where metrics go; the process-wide backend by default.
+    package init(factory: any MetricsFactory = MetricsSystem.factory) {
+        self.factory = factory
+        self.inFlight = Meter(label: "rekey_rpc_server_requests_in_flight", factory: factory)
+    }
 
     package func intercept(
         request: ServerRequest,
@@ -44,7 +49,8 @@ package final class MetricsInterceptor: ServerInterceptor {
             if let counter = counters[key] { return counter }
             let counter = Counter(
                 label: "rekey_rpc_server_requests_total",
-                dimensions: [("method", method), ("code", code.description)]
+                dimensions: [("method", method), ("code", code.description)],
+                factory: self.factory
             )
             counters[key] = counter
             return counter
@@ -52,7 +58,7 @@ package final class MetricsInterceptor: ServerInterceptor {
         counter.increment()
         let timer = self.timers.withLock { timers in
             if let timer = timers[method] { return timer }
-            let timer = Timer(label: "rekey_rpc_server_request_duration_seconds", dimensions: [("method", method)])
+            let timer = Timer(label: "rekey_rpc_server_request_duration_seconds", dimensions: [("method", method)], factory: self.factory)
             timers[method] = timer
             return timer
         }
