@@ -124,7 +124,8 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
             self.draining = true
             self.closeIfDrained(context: context)
         case let event as IdleStateHandler.IdleStateEvent where event == .all:
-            if self.calls.isEmpty && self.queued.isEmpty {
+            // A connection that is quiet because its peer stopped reading is the stall timer's.
+            if self.calls.isEmpty && self.queued.isEmpty && context.channel.isWritable {
                 self.logger.info("closing an idle connection")
                 context.close(promise: nil)
             }
@@ -177,7 +178,9 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
         // Registered before the task starts so that a handler finishing at once finds its entry.
         self.calls[callID] = Call(requestID: callContext.requestID)
         let dispatcher = self.dispatcher
-        let task = Task(executorPreference: executor) {
+        // `immediate`: the handler starts on this thread, now, and runs until it first suspends; a
+        // handler that never does is answered before `channelRead` returns.
+        let task = Task.immediate(executorPreference: executor) {
             let outcome = await dispatcher.handle(call, context: callContext)
             if eventLoop.inEventLoop {
                 loopBound.value.finish(callID: callID, outcome: outcome)
