@@ -91,6 +91,9 @@ let package = Package(
             ]
         ),
 
+        /// Wall-clock time behind a protocol, so tests can move it.
+        .target(name: "RekeyClock"),
+
         // MARK: rekey-reset-token
         /// The `rekey.tokens.v1` contract: generated messages and stubs, for the service and its callers.
         .target(
@@ -100,6 +103,7 @@ let package = Package(
         .target(
             name: "RekeyTokenService",
             dependencies: [
+                "RekeyClock",
                 "RekeyTokensAPI",
                 "RekeyRPC",
                 "RekeyCrypto",
@@ -111,6 +115,7 @@ let package = Package(
         .executableTarget(
             name: "rekey-reset-token",
             dependencies: [
+                "RekeyClock",
                 "RekeyTokenService",
                 "RekeyServiceKit",
                 "RekeySQLite",
@@ -193,6 +198,7 @@ let package = Package(
         .testTarget(
             name: "RekeyTokenServiceTests",
             dependencies: [
+                "RekeyClock",
                 "RekeyTokenService",
                 "RekeyTokensAPI",
                 "RekeyRPC",

@@ -1,3 +1,4 @@
+import RekeyClock
 import Logging
 import RekeyRPC
 import RekeySQLite

@@ -1,3 +1,4 @@
+import RekeyClock
 import RekeyCrypto
 import RekeyRPC
 import RekeySQLite

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+import RekeyClock
 import RekeyRPCNIO
 import RekeySQLite
 import RekeyServiceKit

@@ -1,4 +1,5 @@
 import Logging
+import RekeyClock
 import RekeyRPC
 import RekeyRPCNIO
 import RekeySQLite

@@ -1,4 +1,5 @@
 import Foundation
+import RekeyClock
 import RekeyCrypto
 import RekeyRPC
 import RekeySQLite

@@ -1,0 +1,48 @@
+#!/usr/bin/env python3
+"""Writes the 10,000 most common passwords, for the directory's password policy.
+
+Source: the ranked "passwords" frequency list shipped in the zxcvbn package on PyPI (MIT licence,
+Dropbox), downloaded with pip. Output: Sources/RekeyDirectoryService/Resources/common-passwords.txt,
+lower-cased, one per line, in rank order, after a comment header.
+
+Usage: scripts/make-common-passwords.py   (needs pip and access to PyPI)
+"""
+
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+
+COUNT = 10_000
+OUT = os.path.join(os.path.dirname(__file__), "..", "Sources", "RekeyDirectoryService", "Resources", "common-passwords.txt")
+
+
+def main():
+    with tempfile.TemporaryDirectory() as folder:
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "zxcvbn==4.5.0", "-d", folder], check=True)
+        wheel = next(os.path.join(folder, name) for name in os.listdir(folder) if name.endswith(".whl"))
+        source = zipfile.ZipFile(wheel).read("zxcvbn/frequency_lists.py").decode()
+    namespace = {}
+    exec(compile(source, "frequency_lists.py", "exec"), namespace)
+    ranked = namespace["FREQUENCY_LISTS"]["passwords"]
+    if isinstance(ranked, str):
+        ranked = ranked.split(",")
+    seen, words = set(), []
+    for word in ranked:
+        word = word.strip().lower()
+        if word and word not in seen:
+            seen.add(word)
+            words.append(word)
+        if len(words) == COUNT:
+            break
+    with open(OUT, "w") as handle:
+        handle.write("# The %d most common passwords, most common first, lower-cased.\n" % len(words))
+        handle.write("# Source: zxcvbn 4.5.0 (PyPI), frequency_lists.py, list \"passwords\"; MIT licence, (c) 2012-2016 Dropbox, Inc.\n")
+        handle.write("# Made by scripts/make-common-passwords.py; do not edit by hand.\n")
+        for word in words:
+            handle.write(word + "\n")
+
+
+if __name__ == "__main__":
+    main()
