@@ -82,6 +82,7 @@ let package = Package(
         .target(
             name: "RekeyServiceKit",
             dependencies: [
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 "RekeyRPC",
                 "RekeyRPCNIO",
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -117,6 +118,42 @@ let package = Package(
             dependencies: [
                 "RekeyClock",
                 "RekeyTokenService",
+                "RekeyServiceKit",
+                "RekeySQLite",
+                "RekeyRPCNIO",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+
+        // MARK: rekey-directory
+        /// The `rekey.directory.v1` contract: generated messages and stubs.
+        .target(
+            name: "RekeyDirectoryAPI",
+            dependencies: ["RekeyProtobuf", "RekeyRPC", "CRekeyProto", "CProtobufC"]
+        ),
+        .target(
+            name: "RekeyDirectoryService",
+            dependencies: [
+                "RekeyClock",
+                "RekeyDirectoryAPI",
+                "RekeyRPC",
+                "RekeyCrypto",
+                "RekeySQLite",
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
+        .executableTarget(
+            name: "rekey-directory",
+            dependencies: [
+                "RekeyClock",
+                "RekeyCrypto",
+                "RekeyDirectoryAPI",
+                "RekeyDirectoryService",
                 "RekeyServiceKit",
                 "RekeySQLite",
                 "RekeyRPCNIO",
@@ -194,6 +231,20 @@ let package = Package(
         .testTarget(
             name: "RekeyServiceKitTests",
             dependencies: ["RekeyServiceKit"]
+        ),
+        .testTarget(
+            name: "RekeyDirectoryServiceTests",
+            dependencies: [
+                "RekeyClock",
+                "RekeyCrypto",
+                "RekeyDirectoryService",
+                "RekeyDirectoryAPI",
+                "RekeyRPC",
+                "RekeyRPCNIO",
+                "RekeySQLite",
+                "RekeyTesting",
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         .testTarget(
             name: "RekeyTokenServiceTests",

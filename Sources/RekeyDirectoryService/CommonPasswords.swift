@@ -1,6 +1,10 @@
-# The 10000 most common passwords, most common first, lower-cased.
-# Source: zxcvbn 4.5.0 (PyPI), frequency_lists.py, list "passwords"; MIT licence, (c) 2012-2016 Dropbox, Inc.
-# Made by scripts/make-common-passwords.py; do not edit by hand.
+// DO NOT EDIT. Made by scripts/make-common-passwords.py.
+// The 10000 most common passwords, most common first, lower-cased.
+// Source: zxcvbn 4.5.0 (PyPI), frequency_lists.py, list "passwords";
+// MIT licence, (c) 2012-2016 Dropbox, Inc.
+
+enum CommonPasswords {
+    static let text = #"""
 123456
 password
 12345678
@@ -10001,3 +10005,5 @@ dale03
 roberto1
 lizaveta
 qqqqqq1
+"""#
+}

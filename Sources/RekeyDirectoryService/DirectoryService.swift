@@ -1,0 +1,357 @@
+import Logging
+import RekeyDirectoryAPI
+import RekeyRPC
+import RekeySQLite
+
+/// The `rekey.directory.v1.Directory` RPC service: converts messages, runs the store's work on the
+/// database thread and password hashing on the ``HashingPool``.
+package struct DirectoryService: Rekey_Directory_V1_Directory.ServiceProtocol {
+    private let database: SQLiteDatabase
+    private let store: DirectoryStore
+    private let hashing: HashingPool
+    private let policy: PasswordPolicy
+
+    package init(database: SQLiteDatabase, store: DirectoryStore, hashing: HashingPool, policy: PasswordPolicy = PasswordPolicy()) {
+        self.database = database
+        self.store = store
+        self.hashing = hashing
+        self.policy = policy
+    }
+
+    private func db<R: Sendable>(_ body: @escaping @Sendable (DirectoryStore, SQLiteConnection) throws -> R) async throws -> R {
+        let store = self.store
+        return try await self.database.withConnection { try body(store, $0) }
+    }
+
+    // MARK: Users
+
+    package func createUser(request: Rekey_Directory_V1_CreateUserRequest, context: ServerContext) async throws -> Rekey_Directory_V1_UserResponse {
+        var new = DirectoryStore.NewUser(name: request.name, role: request.role, email: request.email)
+        new.organizationID = request.organizationID
+        new.locale = request.locale
+        new.emailVerified = request.emailVerified
+        let actor = Self.actor(request.actor)
+        return Self.response(try await self.db { [new] store, c in try store.createUser(new, actor: actor, in: c) })
+    }
+
+    package func getUser(request: Rekey_Directory_V1_GetUserRequest, context: ServerContext) async throws -> Rekey_Directory_V1_UserResponse {
+        Self.response(try await self.db { store, c in try store.user(request.userID, in: c) })
+    }
+
+    package func updateUser(request: Rekey_Directory_V1_UpdateUserRequest, context: ServerContext) async throws -> Rekey_Directory_V1_UserResponse {
+        var changes = DirectoryStore.UserChanges()
+        guard !request.fields.isEmpty else {
+            throw DirectoryError.invalidArgument("fields must name what to change: name, role, organization_id, locale")
+        }
+        for field in request.fields {
+            switch field {
+            case "name": changes.name = request.name
+            case "role": changes.role = request.role
+            case "organization_id": changes.organizationID = request.organizationID
+            case "locale": changes.locale = request.locale
+            default: throw DirectoryError.invalidArgument("unknown field `\(field.prefix(80))`; fields are name, role, organization_id, locale")
+            }
+        }
+        let actor = Self.actor(request.actor)
+        return Self.response(try await self.db { [changes] store, c in try store.updateUser(request.userID, changes: changes, actor: actor, in: c) })
+    }
+
+    package func setUserState(request: Rekey_Directory_V1_SetUserStateRequest, context: ServerContext) async throws -> Rekey_Directory_V1_UserResponse {
+        let state: UserStateValue
+        switch request.state {
+        case .active: state = .active
+        case .disabled: state = .disabled
+        default: throw DirectoryError.invalidArgument("state must be USER_STATE_ACTIVE or USER_STATE_DISABLED")
+        }
+        let actor = Self.actor(request.actor)
+        return Self.response(try await self.db { store, c in try store.setState(request.userID, state, actor: actor, in: c) })
+    }
+
+    package func findUserByEmail(request: Rekey_Directory_V1_FindUserByEmailRequest, context: ServerContext) async throws -> Rekey_Directory_V1_FindUserByEmailResponse {
+        guard let (user, matched) = try await self.db({ store, c in try store.findUser(byEmail: request.email, in: c) }) else {
+            throw DirectoryError.notFound("no user has that email address")
+        }
+        var response = Rekey_Directory_V1_FindUserByEmailResponse()
+        response.user = Self.wire(user)
+        response.matched = Self.wire(matched)
+        response.primary = user.primaryEmail.map(Self.wire)
+        return response
+    }
+
+    package func searchUsers(request: Rekey_Directory_V1_SearchUsersRequest, context: ServerContext) async throws -> Rekey_Directory_V1_UsersPage {
+        let staffOnly: Bool
+        switch request.scope {
+        case .staff: staffOnly = true
+        case .all: staffOnly = false
+        default: throw DirectoryError.invalidArgument("scope must be SEARCH_SCOPE_STAFF or SEARCH_SCOPE_ALL")
+        }
+        let pageSize = request.pageSize == 0 ? 20 : Int(request.pageSize)
+        let (users, next) = try await self.db { store, c in
+            try store.search(request.query, staffOnly: staffOnly, pageSize: pageSize, pageToken: request.pageToken, in: c)
+        }
+        var page = Rekey_Directory_V1_UsersPage()
+        page.users = users.map(Self.wire)
+        page.nextPageToken = next
+        return page
+    }
+
+    package func listUsers(request: Rekey_Directory_V1_ListUsersRequest, context: ServerContext) async throws -> Rekey_Directory_V1_UsersPage {
+        var filter = DirectoryStore.ListFilter()
+        filter.role = request.role
+        filter.organizationID = request.organizationID
+        switch request.state {
+        case .active: filter.state = .active
+        case .disabled: filter.state = .disabled
+        case .unspecified: filter.state = nil
+        case .unrecognized(let value): throw DirectoryError.invalidArgument("unknown state \(value)")
+        }
+        let pageSize = request.pageSize == 0 ? 50 : Int(request.pageSize)
+        let (users, next) = try await self.db { [filter] store, c in
+            try store.listUsers(filter: filter, pageSize: pageSize, pageToken: request.pageToken, in: c)
+        }
+        var page = Rekey_Directory_V1_UsersPage()
+        page.users = users.map(Self.wire)
+        page.nextPageToken = next
+        return page
+    }
+
+    // MARK: Email identities
+
+    package func addEmail(request: Rekey_Directory_V1_AddEmailRequest, context: ServerContext) async throws -> Rekey_Directory_V1_UserResponse {
+        let actor = Self.actor(request.actor)
+        return Self.response(try await self.db { store, c in
+            try store.addEmail(request.userID, address: request.address, verified: request.verified, actor: actor, in: c)
+        })
+    }
+
+    package func removeEmail(request: Rekey_Directory_V1_EmailChangeRequest, context: ServerContext) async throws -> Rekey_Directory_V1_UserResponse {
+        let actor = Self.actor(request.actor)
+        return Self.response(try await self.db { store, c in try store.removeEmail(request.userID, emailID: request.emailID, actor: actor, in: c) })
+    }
+
+    package func setPrimaryEmail(request: Rekey_Directory_V1_EmailChangeRequest, context: ServerContext) async throws -> Rekey_Directory_V1_UserResponse {
+        let actor = Self.actor(request.actor)
+        return Self.response(try await self.db { store, c in try store.setPrimaryEmail(request.userID, emailID: request.emailID, actor: actor, in: c) })
+    }
+
+    package func markEmailVerified(request: Rekey_Directory_V1_EmailChangeRequest, context: ServerContext) async throws -> Rekey_Directory_V1_UserResponse {
+        let actor = Self.actor(request.actor)
+        return Self.response(try await self.db { store, c in try store.markEmailVerified(request.userID, emailID: request.emailID, actor: actor, in: c) })
+    }
+
+    // MARK: Organizations
+
+    package func createOrganization(request: Rekey_Directory_V1_CreateOrganizationRequest, context: ServerContext) async throws -> Rekey_Directory_V1_OrganizationResponse {
+        let actor = Self.actor(request.actor)
+        let record = try await self.db { store, c in try store.createOrganization(name: request.name, domains: request.domains, actor: actor, in: c) }
+        var response = Rekey_Directory_V1_OrganizationResponse()
+        response.organization = Self.wire(record)
+        return response
+    }
+
+    package func getOrganization(request: Rekey_Directory_V1_GetOrganizationRequest, context: ServerContext) async throws -> Rekey_Directory_V1_OrganizationResponse {
+        let record = try await self.db { store, c in try store.organization(request.organizationID, in: c) }
+        var response = Rekey_Directory_V1_OrganizationResponse()
+        response.organization = Self.wire(record)
+        return response
+    }
+
+    package func listOrganizations(request: Rekey_Directory_V1_ListOrganizationsRequest, context: ServerContext) async throws -> Rekey_Directory_V1_ListOrganizationsResponse {
+        var response = Rekey_Directory_V1_ListOrganizationsResponse()
+        response.organizations = try await self.db { store, c in try store.organizations(in: c) }.map(Self.wire)
+        return response
+    }
+
+    // MARK: Roles and permissions
+
+    package func createRole(request: Rekey_Directory_V1_CreateRoleRequest, context: ServerContext) async throws -> Rekey_Directory_V1_RoleResponse {
+        let actor = Self.actor(request.actor)
+        let role = try await self.db { store, c in
+            try store.createRole(name: request.name, permissions: request.permissions, staff: request.staff, actor: actor, in: c)
+        }
+        var response = Rekey_Directory_V1_RoleResponse()
+        response.role = Self.wire(role)
+        return response
+    }
+
+    package func listRoles(request: Rekey_Directory_V1_ListRolesRequest, context: ServerContext) async throws -> Rekey_Directory_V1_ListRolesResponse {
+        var response = Rekey_Directory_V1_ListRolesResponse()
+        response.roles = try await self.db { store, c in try store.roles(in: c) }.map(Self.wire)
+        response.permissions = Permissions.all.map { permission in
+            var wire = Rekey_Directory_V1_Permission()
+            wire.name = permission.name
+            wire.description = permission.description
+            return wire
+        }
+        return response
+    }
+
+    package func checkPermission(request: Rekey_Directory_V1_CheckPermissionRequest, context: ServerContext) async throws -> Rekey_Directory_V1_CheckPermissionResponse {
+        var response = Rekey_Directory_V1_CheckPermissionResponse()
+        response.allowed = try await self.db { store, c in try store.hasPermission(request.userID, request.permission, in: c) }
+        return response
+    }
+
+    // MARK: Passwords
+
+    package func setPassword(request: Rekey_Directory_V1_SetPasswordRequest, context: ServerContext) async throws -> Rekey_Directory_V1_SetPasswordResponse {
+        let user = try await self.db { store, c in try store.user(request.userID, in: c) }
+        let problems = self.policy.problems(with: request.password, name: user.name, emails: user.emails.map(\.address))
+        guard problems.isEmpty else {
+            throw DirectoryError.invalidArgument(problems.joined(separator: "; "))
+        }
+        let hash = try await self.hashing.hash(request.password)
+        let actor = Self.actor(request.actor)
+        var response = Rekey_Directory_V1_SetPasswordResponse()
+        response.passwordChangedAtUnixMs = try await self.db { store, c in
+            try store.storePasswordHash(request.userID, hash: hash, actor: actor, revokeSessions: true, in: c)
+        }
+        return response
+    }
+
+    package func verifyPassword(request: Rekey_Directory_V1_VerifyPasswordRequest, context: ServerContext) async throws -> Rekey_Directory_V1_UserResponse {
+        // Unknown addresses, disabled users and users without a password cost the same scrypt
+        // work as a wrong password, and get the same answer.
+        let candidate = try await self.db { store, c in try store.passwordCandidate(email: request.email, in: c) }
+        let verdict = try await self.hashing.verify(request.password, against: candidate?.hash)
+        guard let candidate, verdict != .mismatch else {
+            throw DirectoryError.unauthenticated("the email address or the password is not right")
+        }
+        if verdict == .matchNeedsRehash {
+            let upgraded = try await self.hashing.hash(request.password)
+            try await self.db { store, c in try store.upgradePasswordHash(candidate.user.id, from: candidate.hash, to: upgraded, in: c) }
+            context.logger.info("upgraded a password hash to the current cost", metadata: ["user.id": "\(candidate.user.id)"])
+        }
+        return Self.response(candidate.user)
+    }
+
+    // MARK: API keys
+
+    package func createApiKey(request: Rekey_Directory_V1_CreateApiKeyRequest, context: ServerContext) async throws -> Rekey_Directory_V1_CreateApiKeyResponse {
+        guard request.lifetimeDays <= 3650 else {
+            throw DirectoryError.invalidArgument("lifetime_days must be at most 3650 (0 for the default)")
+        }
+        let lifetime: Duration? = request.lifetimeDays == 0 ? nil : .seconds(Int64(request.lifetimeDays) * 86400)
+        let actor = Self.actor(request.actor)
+        let (key, record) = try await self.db { store, c in try store.createAPIKey(request.userID, name: request.name, lifetime: lifetime, actor: actor, in: c) }
+        var response = Rekey_Directory_V1_CreateApiKeyResponse()
+        response.key = key
+        response.info = Self.wire(record)
+        return response
+    }
+
+    package func revokeApiKey(request: Rekey_Directory_V1_RevokeApiKeyRequest, context: ServerContext) async throws -> Rekey_Directory_V1_RevokeApiKeyResponse {
+        let actor = Self.actor(request.actor)
+        var response = Rekey_Directory_V1_RevokeApiKeyResponse()
+        response.info = Self.wire(try await self.db { store, c in try store.revokeAPIKey(request.keyID, actor: actor, in: c) })
+        return response
+    }
+
+    package func authenticateApiKey(request: Rekey_Directory_V1_AuthenticateApiKeyRequest, context: ServerContext) async throws -> Rekey_Directory_V1_AuthenticateApiKeyResponse {
+        guard let (user, key, permissions) = try await self.db({ store, c in try store.authenticateAPIKey(request.key, in: c) }) else {
+            throw DirectoryError.unauthenticated("the API key is not valid (unknown, revoked or expired)")
+        }
+        var response = Rekey_Directory_V1_AuthenticateApiKeyResponse()
+        response.user = Self.wire(user)
+        response.keyID = key.id
+        response.permissions = permissions
+        return response
+    }
+
+    // MARK: Sessions
+
+    package func createSession(request: Rekey_Directory_V1_CreateSessionRequest, context: ServerContext) async throws -> Rekey_Directory_V1_CreateSessionResponse {
+        let (token, id, expiresAt) = try await self.db { store, c in try store.createSession(request.userID, in: c) }
+        var response = Rekey_Directory_V1_CreateSessionResponse()
+        response.token = token
+        response.sessionID = id
+        response.expiresAtUnixMs = expiresAt
+        return response
+    }
+
+    package func validateSession(request: Rekey_Directory_V1_ValidateSessionRequest, context: ServerContext) async throws -> Rekey_Directory_V1_ValidateSessionResponse {
+        guard let (user, id, expiresAt) = try await self.db({ store, c in try store.validateSession(request.token, in: c) }) else {
+            throw DirectoryError.unauthenticated("the session is not valid (unknown, expired or revoked)")
+        }
+        var response = Rekey_Directory_V1_ValidateSessionResponse()
+        response.user = Self.wire(user)
+        response.sessionID = id
+        response.expiresAtUnixMs = expiresAt
+        return response
+    }
+
+    package func revokeSessions(request: Rekey_Directory_V1_RevokeSessionsRequest, context: ServerContext) async throws -> Rekey_Directory_V1_RevokeSessionsResponse {
+        let actor = Self.actor(request.actor)
+        var response = Rekey_Directory_V1_RevokeSessionsResponse()
+        response.revoked = UInt32(try await self.db { store, c in try store.revokeSessions(request.userID, actor: actor, in: c) })
+        return response
+    }
+
+    // MARK: Conversions
+
+    private static func actor(_ actor: Rekey_Directory_V1_Actor?) -> ActorInfo {
+        ActorInfo(userID: actor?.userID ?? "", clientAddress: actor?.clientAddress ?? "")
+    }
+
+    private static func response(_ user: UserRecord) -> Rekey_Directory_V1_UserResponse {
+        var response = Rekey_Directory_V1_UserResponse()
+        response.user = Self.wire(user)
+        return response
+    }
+
+    static func wire(_ user: UserRecord) -> Rekey_Directory_V1_User {
+        var wire = Rekey_Directory_V1_User()
+        wire.id = user.id
+        wire.name = user.name
+        wire.role = user.role
+        wire.staff = user.staff
+        wire.organizationID = user.organizationID ?? ""
+        wire.state = user.state == .active ? .active : .disabled
+        wire.locale = user.locale
+        wire.emails = user.emails.map(Self.wire)
+        wire.hasPassword = user.passwordHash != nil
+        wire.passwordChangedAtUnixMs = user.passwordChangedAt ?? 0
+        wire.createdAtUnixMs = user.createdAt
+        wire.updatedAtUnixMs = user.updatedAt
+        return wire
+    }
+
+    static func wire(_ email: EmailRecord) -> Rekey_Directory_V1_EmailIdentity {
+        var wire = Rekey_Directory_V1_EmailIdentity()
+        wire.id = email.id
+        wire.address = email.address
+        wire.primary = email.isPrimary
+        wire.verified = email.verified
+        return wire
+    }
+
+    static func wire(_ organization: OrganizationRecord) -> Rekey_Directory_V1_Organization {
+        var wire = Rekey_Directory_V1_Organization()
+        wire.id = organization.id
+        wire.name = organization.name
+        wire.domains = organization.domains
+        wire.createdAtUnixMs = organization.createdAt
+        return wire
+    }
+
+    static func wire(_ role: RoleRecord) -> Rekey_Directory_V1_Role {
+        var wire = Rekey_Directory_V1_Role()
+        wire.name = role.name
+        wire.permissions = role.permissions
+        wire.staff = role.staff
+        wire.builtin = role.builtin
+        return wire
+    }
+
+    static func wire(_ key: APIKeyRecord) -> Rekey_Directory_V1_ApiKeyInfo {
+        var wire = Rekey_Directory_V1_ApiKeyInfo()
+        wire.id = key.id
+        wire.userID = key.userID
+        wire.name = key.name
+        wire.createdAtUnixMs = key.createdAt
+        wire.expiresAtUnixMs = key.expiresAt
+        wire.lastUsedAtUnixMs = key.lastUsedAt ?? 0
+        wire.revokedAtUnixMs = key.revokedAt ?? 0
+        return wire
+    }
+}

@@ -1,0 +1,741 @@
+import RekeyClock
+import RekeyCrypto
+import RekeySQLite
+
+/// The directory's storage and rules. Every method is synchronous and meant to run on the
+/// database's thread (``DirectoryService`` calls it through `SQLiteDatabase.withConnection`);
+/// changes run in a transaction and write an audit record.
+package struct DirectoryStore: Sendable {
+    package struct Configuration: Sendable {
+        package var sessionLifetime: Duration
+        package var apiKeyLifetime: Duration
+
+        package init(sessionLifetime: Duration = .seconds(12 * 3600), apiKeyLifetime: Duration = .seconds(365 * 86400)) {
+            self.sessionLifetime = sessionLifetime
+            self.apiKeyLifetime = apiKeyLifetime
+        }
+    }
+
+    package let configuration: Configuration
+    package let clock: any WallClock
+
+    package init(configuration: Configuration = Configuration(), clock: any WallClock) {
+        self.configuration = configuration
+        self.clock = clock
+    }
+
+    package static let migrations = [
+        SQLiteMigration(version: 1, name: "directory", sql: """
+            CREATE TABLE roles (
+                name TEXT PRIMARY KEY,
+                staff INTEGER NOT NULL,
+                builtin INTEGER NOT NULL
+            );
+            CREATE TABLE role_permissions (
+                role TEXT NOT NULL REFERENCES roles (name) ON DELETE CASCADE,
+                permission TEXT NOT NULL,
+                PRIMARY KEY (role, permission)
+            );
+            INSERT INTO roles VALUES ('owner', 1, 1), ('admin', 1, 1), ('agent', 1, 1), ('collaborator', 1, 1), ('customer', 0, 1);
+            INSERT INTO role_permissions VALUES ('owner', 'users.manage'), ('admin', 'users.manage');
+            CREATE TABLE organizations (
+                id TEXT PRIMARY KEY,
+                name TEXT NOT NULL,
+                name_key TEXT NOT NULL UNIQUE,
+                domains TEXT NOT NULL DEFAULT '',
+                created_at INTEGER NOT NULL
+            );
+            CREATE TABLE users (
+                seq INTEGER PRIMARY KEY,
+                id TEXT NOT NULL UNIQUE,
+                name TEXT NOT NULL,
+                role TEXT NOT NULL REFERENCES roles (name),
+                organization_id TEXT REFERENCES organizations (id),
+                state INTEGER NOT NULL,
+                locale TEXT NOT NULL,
+                password_hash TEXT,
+                password_changed_at INTEGER,
+                created_at INTEGER NOT NULL,
+                updated_at INTEGER NOT NULL
+            );
+            CREATE INDEX users_by_role ON users (role, seq);
+            CREATE INDEX users_by_organization ON users (organization_id, seq);
+            CREATE TABLE emails (
+                id TEXT PRIMARY KEY,
+                user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+                address TEXT NOT NULL,
+                normalized TEXT NOT NULL UNIQUE,
+                is_primary INTEGER NOT NULL,
+                verified INTEGER NOT NULL,
+                created_at INTEGER NOT NULL
+            );
+            CREATE INDEX emails_by_user ON emails (user_id);
+            CREATE UNIQUE INDEX emails_one_primary ON emails (user_id) WHERE is_primary = 1;
+            CREATE VIRTUAL TABLE user_search USING fts5 (name, emails, tokenize = 'unicode61 remove_diacritics 2', prefix = '1 2 3');
+            CREATE TABLE api_keys (
+                id TEXT PRIMARY KEY,
+                user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+                name TEXT NOT NULL,
+                hash BLOB NOT NULL UNIQUE,
+                created_at INTEGER NOT NULL,
+                expires_at INTEGER NOT NULL,
+                last_used_at INTEGER,
+                revoked_at INTEGER
+            );
+            CREATE TABLE sessions (
+                id TEXT PRIMARY KEY,
+                user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+                hash BLOB NOT NULL UNIQUE,
+                created_at INTEGER NOT NULL,
+                expires_at INTEGER NOT NULL,
+                revoked_at INTEGER
+            );
+            CREATE INDEX sessions_by_user ON sessions (user_id);
+            CREATE TABLE audit (
+                id INTEGER PRIMARY KEY,
+                at INTEGER NOT NULL,
+                actor_id TEXT NOT NULL,
+                actor_address TEXT NOT NULL,
+                action TEXT NOT NULL,
+                target TEXT NOT NULL,
+                detail TEXT NOT NULL
+            );
+            CREATE INDEX audit_by_target ON audit (target, at);
+            """),
+    ]
+
+    // MARK: Users
+
+    package struct NewUser: Sendable {
+        package var name: String
+        package var role: String
+        package var organizationID: String = ""
+        package var locale: String = ""
+        package var email: String
+        package var emailVerified = false
+
+        package init(name: String, role: String, email: String) {
+            self.name = name
+            self.role = role
+            self.email = email
+        }
+    }
+
+    package func createUser(_ new: NewUser, actor: ActorInfo, in connection: SQLiteConnection) throws -> UserRecord {
+        let name = try DirectoryValidation.name(new.name, field: "name")
+        let locale = try DirectoryValidation.locale(new.locale)
+        let email = try DirectoryValidation.email(new.email)
+        if !new.organizationID.isEmpty {
+            try DirectoryValidation.id(new.organizationID, prefix: "o_", field: "organization_id")
+        }
+        return try connection.transaction { connection in
+            _ = try self.role(named: new.role, in: connection)
+            if !new.organizationID.isEmpty {
+                _ = try self.organization(new.organizationID, in: connection)
+            }
+            try self.ensureEmailIsFree(email.normalized, field: "email", in: connection)
+            let now = self.clock.nowMilliseconds()
+            let id = try Self.makeID("u_")
+            try connection.run(
+                "INSERT INTO users (id, name, role, organization_id, state, locale, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                .text(id), .text(name), .text(new.role), new.organizationID.isEmpty ? .null : .text(new.organizationID),
+                .integer(UserStateValue.active.rawValue), .text(locale), .integer(now), .integer(now)
+            )
+            try connection.run(
+                "INSERT INTO emails (id, user_id, address, normalized, is_primary, verified, created_at) VALUES (?, ?, ?, ?, 1, ?, ?)",
+                .text(try Self.makeID("e_")), .text(id), .text(email.address), .text(email.normalized), .integer(new.emailVerified ? 1 : 0), .integer(now)
+            )
+            try self.reindex(id, in: connection)
+            try self.audit(actor, "user.create", target: id, detail: "role \(new.role)", in: connection)
+            return try self.user(id, in: connection)
+        }
+    }
+
+    package func user(_ id: String, in connection: SQLiteConnection) throws -> UserRecord {
+        try DirectoryValidation.id(id, prefix: "u_", field: "user_id")
+        guard let row = try connection.queryFirst(Self.userSelect + " WHERE u.id = ?", .text(id)) else {
+            throw DirectoryError.notFound("no user has the id \(id)")
+        }
+        return try self.userRecord(row, in: connection)
+    }
+
+    package struct UserChanges: Sendable {
+        package var name: String?
+        package var role: String?
+        /// `.some("")` removes the organization.
+        package var organizationID: String?
+        package var locale: String?
+
+        package init() {}
+    }
+
+    package func updateUser(_ id: String, changes: UserChanges, actor: ActorInfo, in connection: SQLiteConnection) throws -> UserRecord {
+        let name = try changes.name.map { try DirectoryValidation.name($0, field: "name") }
+        let locale = try changes.locale.map { try DirectoryValidation.locale($0) }
+        if let organizationID = changes.organizationID, !organizationID.isEmpty {
+            try DirectoryValidation.id(organizationID, prefix: "o_", field: "organization_id")
+        }
+        return try connection.transaction { connection in
+            let user = try self.user(id, in: connection)
+            var changed: [String] = []
+            if let name, name != user.name {
+                try connection.run("UPDATE users SET name = ? WHERE id = ?", .text(name), .text(id))
+                changed.append("name")
+            }
+            if let role = changes.role, role != user.role {
+                _ = try self.role(named: role, in: connection)
+                if user.role == BuiltinRole.owner.rawValue, user.state == .active {
+                    try self.ensureAnotherActiveOwner(than: id, in: connection, doing: "change the role of")
+                }
+                try connection.run("UPDATE users SET role = ? WHERE id = ?", .text(role), .text(id))
+                changed.append("role \(user.role) → \(role)")
+            }
+            if let organizationID = changes.organizationID, organizationID != (user.organizationID ?? "") {
+                if !organizationID.isEmpty {
+                    _ = try self.organization(organizationID, in: connection)
+                }
+                try connection.run("UPDATE users SET organization_id = ? WHERE id = ?", organizationID.isEmpty ? .null : .text(organizationID), .text(id))
+                changed.append("organization")
+            }
+            if let locale, locale != user.locale {
+                try connection.run("UPDATE users SET locale = ? WHERE id = ?", .text(locale), .text(id))
+                changed.append("locale")
+            }
+            if !changed.isEmpty {
+                try connection.run("UPDATE users SET updated_at = ? WHERE id = ?", .integer(self.clock.nowMilliseconds()), .text(id))
+                try self.reindex(id, in: connection)
+                try self.audit(actor, "user.update", target: id, detail: changed.joined(separator: ", "), in: connection)
+            }
+            return try self.user(id, in: connection)
+        }
+    }
+
+    /// Enables or disables a user; disabling revokes their sessions. The last active owner stays.
+    package func setState(_ id: String, _ state: UserStateValue, actor: ActorInfo, in connection: SQLiteConnection) throws -> UserRecord {
+        try connection.transaction { connection in
+            let user = try self.user(id, in: connection)
+            guard user.state != state else { return user }
+            if state == .disabled, user.role == BuiltinRole.owner.rawValue {
+                try self.ensureAnotherActiveOwner(than: id, in: connection, doing: "disable")
+            }
+            let now = self.clock.nowMilliseconds()
+            try connection.run("UPDATE users SET state = ?, updated_at = ? WHERE id = ?", .integer(state.rawValue), .integer(now), .text(id))
+            if state == .disabled {
+                try connection.run("UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL", .integer(now), .text(id))
+            }
+            try self.audit(actor, state == .disabled ? "user.disable" : "user.enable", target: id, detail: "", in: connection)
+            return try self.user(id, in: connection)
+        }
+    }
+
+    /// The user one of whose addresses is `email` (any case), and the identity it matched.
+    package func findUser(byEmail email: String, in connection: SQLiteConnection) throws -> (user: UserRecord, matched: EmailRecord)? {
+        let normalized = try DirectoryValidation.email(email).normalized
+        guard let row = try connection.queryFirst("SELECT id, user_id FROM emails WHERE normalized = ?", .text(normalized)),
+              let userID = row.string("user_id"), let emailID = row.string("id")
+        else { return nil }
+        let user = try self.user(userID, in: connection)
+        guard let matched = user.emails.first(where: { $0.id == emailID }) else { return nil }
+        return (user, matched)
+    }
+
+    // MARK: Search and listing
+
+    /// Type-to-filter search: every word of `query` is the start of a word of the name or of an
+    /// email address. Ranked by relevance, then name. `staffOnly` is the staff directory.
+    package func search(
+        _ query: String,
+        staffOnly: Bool,
+        pageSize: Int,
+        pageToken: String,
+        in connection: SQLiteConnection
+    ) throws -> (users: [UserRecord], next: String) {
+        guard query.count <= 200 else {
+            throw DirectoryError.invalidArgument("query is longer than 200 characters")
+        }
+        guard (1...100).contains(pageSize) else {
+            throw DirectoryError.invalidArgument("page_size must be from 1 to 100 (0 for 20)")
+        }
+        let words = query.lowercased().split { !$0.isLetter && !$0.isNumber }.prefix(8)
+        let fingerprint = String(Self.fnv(words.joined(separator: " ") + (staffOnly ? "|staff" : "|all")), radix: 16)
+        var offset = 0
+        if !pageToken.isEmpty {
+            guard let decoded = Base64URL.decode(pageToken).flatMap({ String(validating: $0, as: UTF8.self) }) else {
+                throw DirectoryError.invalidArgument("page_token is not one this service gave out")
+            }
+            let parts = decoded.split(separator: "|")
+            guard parts.count == 3, parts[0] == "s1", parts[2] == fingerprint, let value = Int(parts[1]), value >= 0 else {
+                throw DirectoryError.invalidArgument("page_token is not one this service gave out for this query")
+            }
+            offset = value
+        }
+        let staffFilter = staffOnly ? " AND u.role IN (SELECT name FROM roles WHERE staff = 1)" : ""
+        let rows: [SQLiteRow]
+        if words.isEmpty {
+            rows = try connection.query(
+                Self.userSelect + " WHERE 1 = 1\(staffFilter) ORDER BY u.name COLLATE NOCASE, u.seq LIMIT ? OFFSET ?",
+                .integer(Int64(pageSize + 1)), .integer(Int64(offset))
+            )
+        } else {
+            let match = words.map { "\"\($0)\"*" }.joined(separator: " AND ")
+            rows = try connection.query(
+                Self.userSelect + " JOIN user_search s ON s.rowid = u.seq WHERE user_search MATCH ?\(staffFilter) ORDER BY s.rank, u.name COLLATE NOCASE, u.seq LIMIT ? OFFSET ?",
+                .text(match), .integer(Int64(pageSize + 1)), .integer(Int64(offset))
+            )
+        }
+        var users = try rows.map { try self.userRecord($0, in: connection) }
+        var next = ""
+        if users.count > pageSize {
+            users.removeLast()
+            next = Base64URL.encode(Array("s1|\(offset + pageSize)|\(fingerprint)".utf8))
+        }
+        return (users, next)
+    }
+
+    package struct ListFilter: Sendable {
+        package var role: String = ""
+        package var organizationID: String = ""
+        package var state: UserStateValue?
+
+        package init() {}
+    }
+
+    /// Every user, in creation order, with a cursor that stays valid while users are added.
+    package func listUsers(filter: ListFilter, pageSize: Int, pageToken: String, in connection: SQLiteConnection) throws -> (users: [UserRecord], next: String) {
+        guard (1...500).contains(pageSize) else {
+            throw DirectoryError.invalidArgument("page_size must be from 1 to 500 (0 for 50)")
+        }
+        var after: Int64 = 0
+        if !pageToken.isEmpty {
+            guard let decoded = Base64URL.decode(pageToken).flatMap({ String(validating: $0, as: UTF8.self) }),
+                  decoded.hasPrefix("l1|"), let value = Int64(decoded.dropFirst(3)), value > 0
+            else {
+                throw DirectoryError.invalidArgument("page_token is not one this service gave out")
+            }
+            after = value
+        }
+        var sql = Self.userSelect + " WHERE u.seq > ?"
+        var bindings: [SQLiteValue] = [.integer(after)]
+        if !filter.role.isEmpty {
+            _ = try self.role(named: filter.role, in: connection)
+            sql += " AND u.role = ?"
+            bindings.append(.text(filter.role))
+        }
+        if !filter.organizationID.isEmpty {
+            try DirectoryValidation.id(filter.organizationID, prefix: "o_", field: "organization_id")
+            sql += " AND u.organization_id = ?"
+            bindings.append(.text(filter.organizationID))
+        }
+        if let state = filter.state {
+            sql += " AND u.state = ?"
+            bindings.append(.integer(state.rawValue))
+        }
+        sql += " ORDER BY u.seq LIMIT ?"
+        bindings.append(.integer(Int64(pageSize + 1)))
+        let rows = try connection.query(sql, bindings)
+        var users = try rows.prefix(pageSize).map { try self.userRecord($0, in: connection) }
+        var next = ""
+        if rows.count > pageSize, let last = rows[pageSize - 1].int("seq") {
+            next = Base64URL.encode(Array("l1|\(last)".utf8))
+        }
+        users = Array(users)
+        return (users, next)
+    }
+
+    // MARK: Email identities
+
+    package func addEmail(_ userID: String, address: String, verified: Bool, actor: ActorInfo, in connection: SQLiteConnection) throws -> UserRecord {
+        let email = try DirectoryValidation.email(address, field: "address")
+        return try connection.transaction { connection in
+            let user = try self.user(userID, in: connection)
+            guard user.emails.count < 20 else {
+                throw DirectoryError.failedPrecondition("a user can have at most 20 email addresses")
+            }
+            try self.ensureEmailIsFree(email.normalized, field: "address", in: connection)
+            try connection.run(
+                "INSERT INTO emails (id, user_id, address, normalized, is_primary, verified, created_at) VALUES (?, ?, ?, ?, 0, ?, ?)",
+                .text(try Self.makeID("e_")), .text(userID), .text(email.address), .text(email.normalized),
+                .integer(verified ? 1 : 0), .integer(self.clock.nowMilliseconds())
+            )
+            try self.touch(userID, in: connection)
+            try self.audit(actor, "email.add", target: userID, detail: email.address, in: connection)
+            return try self.user(userID, in: connection)
+        }
+    }
+
+    package func removeEmail(_ userID: String, emailID: String, actor: ActorInfo, in connection: SQLiteConnection) throws -> UserRecord {
+        try connection.transaction { connection in
+            let (user, email) = try self.email(emailID, of: userID, in: connection)
+            guard user.emails.count > 1 else {
+                throw DirectoryError.failedPrecondition("\(email.address) is the user's only email address; add another before removing it")
+            }
+            guard !email.isPrimary else {
+                throw DirectoryError.failedPrecondition("\(email.address) is the primary address; make another address primary first")
+            }
+            try connection.run("DELETE FROM emails WHERE id = ?", .text(emailID))
+            try self.touch(userID, in: connection)
+            try self.audit(actor, "email.remove", target: userID, detail: email.address, in: connection)
+            return try self.user(userID, in: connection)
+        }
+    }
+
+    package func setPrimaryEmail(_ userID: String, emailID: String, actor: ActorInfo, in connection: SQLiteConnection) throws -> UserRecord {
+        try connection.transaction { connection in
+            let (_, email) = try self.email(emailID, of: userID, in: connection)
+            guard !email.isPrimary else { return try self.user(userID, in: connection) }
+            try connection.run("UPDATE emails SET is_primary = 0 WHERE user_id = ? AND is_primary = 1", .text(userID))
+            try connection.run("UPDATE emails SET is_primary = 1 WHERE id = ?", .text(emailID))
+            try self.touch(userID, in: connection)
+            try self.audit(actor, "email.primary", target: userID, detail: email.address, in: connection)
+            return try self.user(userID, in: connection)
+        }
+    }
+
+    package func markEmailVerified(_ userID: String, emailID: String, actor: ActorInfo, in connection: SQLiteConnection) throws -> UserRecord {
+        try connection.transaction { connection in
+            let (_, email) = try self.email(emailID, of: userID, in: connection)
+            guard !email.verified else { return try self.user(userID, in: connection) }
+            try connection.run("UPDATE emails SET verified = 1 WHERE id = ?", .text(emailID))
+            try self.touch(userID, in: connection)
+            try self.audit(actor, "email.verify", target: userID, detail: email.address, in: connection)
+            return try self.user(userID, in: connection)
+        }
+    }
+
+    // MARK: Organizations
+
+    package func createOrganization(name: String, domains: [String], actor: ActorInfo, in connection: SQLiteConnection) throws -> OrganizationRecord {
+        let name = try DirectoryValidation.name(name, field: "name")
+        let domains = try domains.map { domain -> String in
+            let lowered = domain.trimmingCharacters(in: .whitespaces).lowercased()
+            guard DirectoryValidation.isHostname(lowered), lowered.contains(".") else {
+                throw DirectoryError.invalidArgument("domain `\(domain.prefix(80))` is not a domain name such as example.com")
+            }
+            return lowered
+        }
+        return try connection.transaction { connection in
+            if try connection.queryFirst("SELECT id FROM organizations WHERE name_key = ?", .text(name.lowercased())) != nil {
+                throw DirectoryError.alreadyExists("an organization named \(name) exists already (name)")
+            }
+            let record = OrganizationRecord(id: try Self.makeID("o_"), name: name, domains: domains, createdAt: self.clock.nowMilliseconds())
+            try connection.run(
+                "INSERT INTO organizations (id, name, name_key, domains, created_at) VALUES (?, ?, ?, ?, ?)",
+                .text(record.id), .text(name), .text(name.lowercased()), .text(domains.joined(separator: ",")), .integer(record.createdAt)
+            )
+            try self.audit(actor, "organization.create", target: record.id, detail: name, in: connection)
+            return record
+        }
+    }
+
+    package func organization(_ id: String, in connection: SQLiteConnection) throws -> OrganizationRecord {
+        try DirectoryValidation.id(id, prefix: "o_", field: "organization_id")
+        guard let row = try connection.queryFirst("SELECT * FROM organizations WHERE id = ?", .text(id)) else {
+            throw DirectoryError.notFound("no organization has the id \(id)")
+        }
+        return Self.organizationRecord(row)
+    }
+
+    package func organizations(in connection: SQLiteConnection) throws -> [OrganizationRecord] {
+        try connection.query("SELECT * FROM organizations ORDER BY name COLLATE NOCASE").map(Self.organizationRecord)
+    }
+
+    // MARK: Roles and permissions
+
+    package func createRole(name: String, permissions: [String], staff: Bool, actor: ActorInfo, in connection: SQLiteConnection) throws -> RoleRecord {
+        try DirectoryValidation.roleName(name)
+        let known = Set(Permissions.all.map(\.name))
+        for permission in permissions where !known.contains(permission) {
+            throw DirectoryError.invalidArgument("unknown permission `\(permission.prefix(80))`; known: \(known.sorted().joined(separator: ", "))")
+        }
+        return try connection.transaction { connection in
+            if try connection.queryFirst("SELECT name FROM roles WHERE name = ?", .text(name)) != nil {
+                throw DirectoryError.alreadyExists("a role named \(name) exists already (name)")
+            }
+            try connection.run("INSERT INTO roles (name, staff, builtin) VALUES (?, ?, 0)", .text(name), .integer(staff ? 1 : 0))
+            for permission in Set(permissions) {
+                try connection.run("INSERT INTO role_permissions (role, permission) VALUES (?, ?)", .text(name), .text(permission))
+            }
+            try self.audit(actor, "role.create", target: name, detail: permissions.sorted().joined(separator: ","), in: connection)
+            return try self.role(named: name, in: connection)
+        }
+    }
+
+    package func roles(in connection: SQLiteConnection) throws -> [RoleRecord] {
+        try connection.query("SELECT name FROM roles ORDER BY builtin DESC, name").compactMap { $0.string("name") }.map {
+            try self.role(named: $0, in: connection)
+        }
+    }
+
+    package func role(named name: String, in connection: SQLiteConnection) throws -> RoleRecord {
+        guard !name.isEmpty else {
+            throw DirectoryError.invalidArgument("role is required")
+        }
+        guard let row = try connection.queryFirst("SELECT * FROM roles WHERE name = ?", .text(name)) else {
+            throw DirectoryError.invalidArgument("unknown role `\(name.prefix(80))`")
+        }
+        let permissions = try connection.query("SELECT permission FROM role_permissions WHERE role = ? ORDER BY permission", .text(name))
+            .compactMap { $0.string("permission") }
+        return RoleRecord(name: name, permissions: permissions, staff: row.int("staff") == 1, builtin: row.int("builtin") == 1)
+    }
+
+    /// Whether the user holds `permission`; never for disabled users.
+    package func hasPermission(_ userID: String, _ permission: String, in connection: SQLiteConnection) throws -> Bool {
+        guard Permissions.all.contains(where: { $0.name == permission }) else {
+            throw DirectoryError.invalidArgument("unknown permission `\(permission.prefix(80))`")
+        }
+        let user = try self.user(userID, in: connection)
+        guard user.state == .active else { return false }
+        return try self.role(named: user.role, in: connection).permissions.contains(permission)
+    }
+
+    // MARK: Passwords
+
+    /// The stored password hash of the user with address `email`, for verification. Nil when no
+    /// active user with a password has that address.
+    package func passwordCandidate(email: String, in connection: SQLiteConnection) throws -> (user: UserRecord, hash: String)? {
+        guard let (user, _) = try? self.findUser(byEmail: email, in: connection),
+              user.state == .active, let hash = user.passwordHash
+        else { return nil }
+        return (user, hash)
+    }
+
+    /// Stores a new password hash (computed by the caller, off this thread) and revokes sessions.
+    package func storePasswordHash(_ userID: String, hash: String, actor: ActorInfo, revokeSessions: Bool, in connection: SQLiteConnection) throws -> Int64 {
+        try connection.transaction { connection in
+            _ = try self.user(userID, in: connection)
+            let now = self.clock.nowMilliseconds()
+            try connection.run(
+                "UPDATE users SET password_hash = ?, password_changed_at = ?, updated_at = ? WHERE id = ?",
+                .text(hash), .integer(now), .integer(now), .text(userID)
+            )
+            if revokeSessions {
+                try connection.run("UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL", .integer(now), .text(userID))
+                try self.audit(actor, "password.set", target: userID, detail: "", in: connection)
+            }
+            return now
+        }
+    }
+
+    /// Replaces a hash with a stronger one after a successful sign-in, if it did not change since.
+    package func upgradePasswordHash(_ userID: String, from old: String, to new: String, in connection: SQLiteConnection) throws {
+        try connection.run("UPDATE users SET password_hash = ? WHERE id = ? AND password_hash = ?", .text(new), .text(userID), .text(old))
+    }
+
+    // MARK: API keys
+
+    package func createAPIKey(_ userID: String, name: String, lifetime: Duration?, actor: ActorInfo, in connection: SQLiteConnection) throws -> (key: String, record: APIKeyRecord) {
+        let name = try DirectoryValidation.name(name, field: "name")
+        let lifetime = lifetime ?? self.configuration.apiKeyLifetime
+        return try connection.transaction { connection in
+            let user = try self.user(userID, in: connection)
+            guard user.state == .active else {
+                throw DirectoryError.failedPrecondition("the user is disabled")
+            }
+            let key = "rk_" + (try SecretToken.generate()).value
+            let now = self.clock.nowMilliseconds()
+            let record = APIKeyRecord(id: try Self.makeID("k_"), userID: userID, name: name, createdAt: now, expiresAt: now + lifetime.milliseconds)
+            try connection.run(
+                "INSERT INTO api_keys (id, user_id, name, hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+                .text(record.id), .text(userID), .text(name), .blob(SecretToken.digest(of: key)), .integer(now), .integer(record.expiresAt)
+            )
+            try self.audit(actor, "api_key.create", target: userID, detail: "\(record.id) \(name)", in: connection)
+            return (key, record)
+        }
+    }
+
+    package func revokeAPIKey(_ keyID: String, actor: ActorInfo, in connection: SQLiteConnection) throws -> APIKeyRecord {
+        try DirectoryValidation.id(keyID, prefix: "k_", field: "key_id")
+        return try connection.transaction { connection in
+            guard let row = try connection.queryFirst("SELECT * FROM api_keys WHERE id = ?", .text(keyID)) else {
+                throw DirectoryError.notFound("no API key has the id \(keyID)")
+            }
+            if row.int("revoked_at") == nil {
+                try connection.run("UPDATE api_keys SET revoked_at = ? WHERE id = ?", .integer(self.clock.nowMilliseconds()), .text(keyID))
+                try self.audit(actor, "api_key.revoke", target: row.string("user_id") ?? "", detail: keyID, in: connection)
+            }
+            return Self.apiKeyRecord(try connection.queryFirst("SELECT * FROM api_keys WHERE id = ?", .text(keyID))!)
+        }
+    }
+
+    /// The user and key for a presented API key; nil when it is unknown, revoked, expired, or its
+    /// user is disabled.
+    package func authenticateAPIKey(_ key: String, in connection: SQLiteConnection) throws -> (user: UserRecord, key: APIKeyRecord, permissions: [String])? {
+        guard key.hasPrefix("rk_"), key.utf8.count == 46 else { return nil }
+        let now = self.clock.nowMilliseconds()
+        guard let row = try connection.queryFirst("SELECT * FROM api_keys WHERE hash = ?", .blob(SecretToken.digest(of: key))) else { return nil }
+        let record = Self.apiKeyRecord(row)
+        guard record.revokedAt == nil, record.expiresAt > now else { return nil }
+        let user = try self.user(record.userID, in: connection)
+        guard user.state == .active else { return nil }
+        try connection.run("UPDATE api_keys SET last_used_at = ? WHERE id = ?", .integer(now), .text(record.id))
+        return (user, record, try self.role(named: user.role, in: connection).permissions)
+    }
+
+    // MARK: Sessions
+
+    package func createSession(_ userID: String, in connection: SQLiteConnection) throws -> (token: String, id: String, expiresAt: Int64) {
+        try connection.transaction { connection in
+            let user = try self.user(userID, in: connection)
+            guard user.state == .active else {
+                throw DirectoryError.failedPrecondition("the user is disabled")
+            }
+            let token = try SecretToken.generate()
+            let id = try Self.makeID("s_")
+            let now = self.clock.nowMilliseconds()
+            let expiresAt = now + self.configuration.sessionLifetime.milliseconds
+            try connection.run(
+                "INSERT INTO sessions (id, user_id, hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+                .text(id), .text(userID), .blob(token.digest), .integer(now), .integer(expiresAt)
+            )
+            return (token.value, id, expiresAt)
+        }
+    }
+
+    package func validateSession(_ token: String, in connection: SQLiteConnection) throws -> (user: UserRecord, id: String, expiresAt: Int64)? {
+        guard token.utf8.count == 43, Base64URL.decode(token)?.count == 32 else { return nil }
+        guard let row = try connection.queryFirst("SELECT * FROM sessions WHERE hash = ?", .blob(SecretToken.digest(of: token))),
+              row.int("revoked_at") == nil, let expiresAt = row.int("expires_at"), expiresAt > self.clock.nowMilliseconds(),
+              let userID = row.string("user_id"), let id = row.string("id")
+        else { return nil }
+        let user = try self.user(userID, in: connection)
+        guard user.state == .active else { return nil }
+        return (user, id, expiresAt)
+    }
+
+    package func revokeSessions(_ userID: String, actor: ActorInfo, in connection: SQLiteConnection) throws -> Int {
+        try connection.transaction { connection in
+            _ = try self.user(userID, in: connection)
+            let count = try connection.run(
+                "UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL", .integer(self.clock.nowMilliseconds()), .text(userID)
+            )
+            try self.audit(actor, "sessions.revoke", target: userID, detail: "\(count)", in: connection)
+            return count
+        }
+    }
+
+    /// Whether any user has the owner role (for bootstrapping the first one).
+    package func hasOwner(in connection: SQLiteConnection) throws -> Bool {
+        try connection.queryFirst("SELECT 1 AS x FROM users WHERE role = 'owner' LIMIT 1") != nil
+    }
+
+    // MARK: Helpers
+
+    private static let userSelect = """
+        SELECT u.seq, u.id, u.name, u.role, u.organization_id, u.state, u.locale, u.password_hash, u.password_changed_at,
+               u.created_at, u.updated_at, r.staff AS staff
+        FROM users u JOIN roles r ON r.name = u.role
+        """
+
+    private func userRecord(_ row: SQLiteRow, in connection: SQLiteConnection) throws -> UserRecord {
+        let id = row.string("id") ?? ""
+        let emails = try connection.query(
+            "SELECT id, address, is_primary, verified FROM emails WHERE user_id = ? ORDER BY is_primary DESC, created_at, id", .text(id)
+        ).map { email in
+            EmailRecord(id: email.string("id") ?? "", address: email.string("address") ?? "", isPrimary: email.int("is_primary") == 1, verified: email.int("verified") == 1)
+        }
+        return UserRecord(
+            id: id,
+            name: row.string("name") ?? "",
+            role: row.string("role") ?? "",
+            staff: row.int("staff") == 1,
+            organizationID: row.string("organization_id"),
+            state: row.int("state").flatMap(UserStateValue.init(rawValue:)) ?? .active,
+            locale: row.string("locale") ?? "en",
+            emails: emails,
+            passwordHash: row.string("password_hash"),
+            passwordChangedAt: row.int("password_changed_at"),
+            createdAt: row.int("created_at") ?? 0,
+            updatedAt: row.int("updated_at") ?? 0
+        )
+    }
+
+    private static func organizationRecord(_ row: SQLiteRow) -> OrganizationRecord {
+        OrganizationRecord(
+            id: row.string("id") ?? "",
+            name: row.string("name") ?? "",
+            domains: (row.string("domains") ?? "").split(separator: ",").map(String.init),
+            createdAt: row.int("created_at") ?? 0
+        )
+    }
+
+    private static func apiKeyRecord(_ row: SQLiteRow) -> APIKeyRecord {
+        APIKeyRecord(
+            id: row.string("id") ?? "",
+            userID: row.string("user_id") ?? "",
+            name: row.string("name") ?? "",
+            createdAt: row.int("created_at") ?? 0,
+            expiresAt: row.int("expires_at") ?? 0,
+            lastUsedAt: row.int("last_used_at"),
+            revokedAt: row.int("revoked_at")
+        )
+    }
+
+    private func email(_ emailID: String, of userID: String, in connection: SQLiteConnection) throws -> (UserRecord, EmailRecord) {
+        try DirectoryValidation.id(emailID, prefix: "e_", field: "email_id")
+        let user = try self.user(userID, in: connection)
+        guard let email = user.emails.first(where: { $0.id == emailID }) else {
+            throw DirectoryError.notFound("the user has no email address with the id \(emailID)")
+        }
+        return (user, email)
+    }
+
+    private func ensureEmailIsFree(_ normalized: String, field: String, in connection: SQLiteConnection) throws {
+        if try connection.queryFirst("SELECT id FROM emails WHERE normalized = ?", .text(normalized)) != nil {
+            throw DirectoryError.alreadyExists("the email address \(normalized) belongs to another user (\(field))")
+        }
+    }
+
+    private func ensureAnotherActiveOwner(than userID: String, in connection: SQLiteConnection, doing action: String) throws {
+        let others = try connection.queryFirst(
+            "SELECT count(*) AS n FROM users WHERE role = 'owner' AND state = ? AND id != ?",
+            .integer(UserStateValue.active.rawValue), .text(userID)
+        )?.int("n") ?? 0
+        guard others > 0 else {
+            throw DirectoryError.failedPrecondition("cannot \(action) the last active owner; make another user owner first")
+        }
+    }
+
+    private func touch(_ userID: String, in connection: SQLiteConnection) throws {
+        try connection.run("UPDATE users SET updated_at = ? WHERE id = ?", .integer(self.clock.nowMilliseconds()), .text(userID))
+        try self.reindex(userID, in: connection)
+    }
+
+    /// Refreshes the user's row in the search index: the name and every email address.
+    private func reindex(_ userID: String, in connection: SQLiteConnection) throws {
+        guard let row = try connection.queryFirst("SELECT seq, name FROM users WHERE id = ?", .text(userID)), let seq = row.int("seq") else { return }
+        let emails = try connection.query("SELECT address FROM emails WHERE user_id = ?", .text(userID)).compactMap { $0.string("address") }
+        try connection.run("DELETE FROM user_search WHERE rowid = ?", .integer(seq))
+        try connection.run(
+            "INSERT INTO user_search (rowid, name, emails) VALUES (?, ?, ?)",
+            .integer(seq), .text(row.string("name") ?? ""), .text(emails.joined(separator: " "))
+        )
+    }
+
+    private func audit(_ actor: ActorInfo, _ action: String, target: String, detail: String, in connection: SQLiteConnection) throws {
+        try connection.run(
+            "INSERT INTO audit (at, actor_id, actor_address, action, target, detail) VALUES (?, ?, ?, ?, ?, ?)",
+            .integer(self.clock.nowMilliseconds()), .text(actor.userID), .text(actor.clientAddress), .text(action), .text(target), .text(detail)
+        )
+    }
+
+    static func makeID(_ prefix: String) throws -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var out = Array(prefix.utf8)
+        for byte in try OpenSSL.randomBytes(16) {
+            out.append(digits[Int(byte >> 4)])
+            out.append(digits[Int(byte & 0xF)])
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// FNV-1a, to tie a search cursor to its query.
+    static func fnv(_ text: String) -> UInt64 {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in text.utf8 {
+            hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3
+        }
+        return hash
+    }
+}
+
+import Foundation

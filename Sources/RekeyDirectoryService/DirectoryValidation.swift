@@ -1,0 +1,88 @@
+/// Input rules of the directory. Limits: names 1-200 characters, locales BCP 47 up to 35,
+/// email addresses up to 254 (local part up to 64), organization domains up to 253.
+enum DirectoryValidation {
+    static let maxNameLength = 200
+
+    /// A person's or organization's name, trimmed: 1-200 characters, no control characters.
+    static func name(_ value: String, field: String) throws -> String {
+        let trimmed = value.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !trimmed.isEmpty else {
+            throw DirectoryError.invalidArgument("\(field) is required")
+        }
+        guard trimmed.count <= Self.maxNameLength else {
+            throw DirectoryError.invalidArgument("\(field) is longer than \(Self.maxNameLength) characters")
+        }
+        guard !trimmed.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+            throw DirectoryError.invalidArgument("\(field) contains control characters")
+        }
+        return trimmed
+    }
+
+    /// A BCP 47 tag such as `en` or `de-CH`; empty means `en`.
+    static func locale(_ value: String) throws -> String {
+        if value.isEmpty { return "en" }
+        let parts = value.split(separator: "-", omittingEmptySubsequences: false)
+        let valid = value.utf8.count <= 35
+            && (2...3).contains(parts[0].count) && parts[0].allSatisfy { $0.isASCII && $0.isLetter }
+            && parts.dropFirst().allSatisfy { (1...8).contains($0.count) && $0.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber) } }
+        guard valid else {
+            throw DirectoryError.invalidArgument("locale `\(value)` is not a language tag such as en or de-CH")
+        }
+        return value
+    }
+
+    /// An email address: returns it trimmed, and its normalized (lower-case) form for comparing.
+    static func email(_ value: String, field: String = "email") throws -> (address: String, normalized: String) {
+        let address = value.trimmingCharacters(in: .whitespaces)
+        guard !address.isEmpty else {
+            throw DirectoryError.invalidArgument("\(field) is required")
+        }
+        let parts = address.split(separator: "@", omittingEmptySubsequences: false)
+        guard address.utf8.count <= 254, parts.count == 2 else {
+            throw DirectoryError.invalidArgument("\(field) `\(address)` is not an email address")
+        }
+        let local = parts[0]
+        let domain = parts[1]
+        let localAllowed = local.unicodeScalars.allSatisfy { scalar in
+            scalar.value > 0x7F || (scalar.properties.isAlphabetic || ("0"..."9").contains(scalar) || "!#$%&'*+/=?^_`{|}~.-".unicodeScalars.contains(scalar))
+        }
+        guard !local.isEmpty, local.utf8.count <= 64, localAllowed, !local.hasPrefix("."), !local.hasSuffix("."), !local.contains(".."),
+              Self.isHostname(String(domain)), domain.contains(".")
+        else {
+            throw DirectoryError.invalidArgument("\(field) `\(address)` is not an email address")
+        }
+        return (address, address.lowercased())
+    }
+
+    /// A DNS name: labels of letters, digits and hyphens (any script), not starting or ending with a hyphen.
+    static func isHostname(_ value: String) -> Bool {
+        guard !value.isEmpty, value.utf8.count <= 253 else { return false }
+        return value.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { label in
+            !label.isEmpty && label.utf8.count <= 63 && !label.hasPrefix("-") && !label.hasSuffix("-")
+                && label.unicodeScalars.allSatisfy { $0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "-" }
+        }
+    }
+
+    /// An id this service made: a prefix and 32 hex digits.
+    static func id(_ value: String, prefix: String, field: String) throws {
+        guard !value.isEmpty else {
+            throw DirectoryError.invalidArgument("\(field) is required")
+        }
+        guard value.hasPrefix(prefix), value.utf8.count == prefix.utf8.count + 32,
+              value.utf8.dropFirst(prefix.utf8.count).allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) })
+        else {
+            throw DirectoryError.invalidArgument("\(field) `\(value.prefix(80))` is not an id this service made")
+        }
+    }
+
+    /// A custom role's name: 2-40 of a-z, 0-9, '-' and '_'.
+    static func roleName(_ value: String) throws {
+        guard (2...40).contains(value.utf8.count),
+              value.utf8.allSatisfy({ (0x61...0x7A).contains($0) || (0x30...0x39).contains($0) || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") })
+        else {
+            throw DirectoryError.invalidArgument("role name `\(value.prefix(80))` must be 2-40 of a-z, 0-9, - and _")
+        }
+    }
+}
+
+import Foundation

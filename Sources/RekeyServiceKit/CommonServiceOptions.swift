@@ -1,0 +1,96 @@
+import ArgumentParser
+import Foundation
+import Logging
+import RekeyRPCNIO
+
+/// The settings every Rekey service executable has. Each can be given as a flag, as the
+/// environment variable `REKEY_<SERVICE>_<KEY>` or in the config file (see ``Settings``).
+package struct CommonServiceOptions: ParsableArguments {
+    @Option(help: "A config file of `key = value` lines (keys are the flag names with underscores).")
+    package var config: String?
+
+    @Option(help: "host:port to listen on. Env: REKEY_<SERVICE>_LISTEN.")
+    package var listen: String?
+
+    @Option(help: "Folder for the service's SQLite database. Env: REKEY_<SERVICE>_DATA_DIR. Default: ./data.")
+    package var dataDir: String?
+
+    @Option(help: "Accepted service credentials, comma-separated, 16+ characters each (two while rotating). Env: REKEY_<SERVICE>_CREDENTIALS. Required; prefer the environment or the config file to a flag, which other users can see.")
+    package var credentials: String?
+
+    @Option(help: "The largest RPC frame accepted. Env: REKEY_<SERVICE>_MAX_FRAME_BYTES. Default: 1048576.")
+    package var maxFrameBytes: String?
+
+    @Option(help: "How long running calls may take to finish on shutdown. Env: REKEY_<SERVICE>_DRAIN_TIMEOUT. Default: 10s.")
+    package var drainTimeout: String?
+
+    @Option(help: "trace, debug, info, notice, warning, error or critical. Env: REKEY_<SERVICE>_LOG_LEVEL. Default: info.")
+    package var logLevel: String?
+
+    @Option(help: "text or json. Env: REKEY_<SERVICE>_LOG_FORMAT. Default: text.")
+    package var logFormat: String?
+
+    package init() {}
+
+    package var flags: [String: String?] {
+        [
+            "listen": self.listen, "data_dir": self.dataDir, "credentials": self.credentials,
+            "max_frame_bytes": self.maxFrameBytes, "drain_timeout": self.drainTimeout,
+            "log_level": self.logLevel, "log_format": self.logFormat,
+        ]
+    }
+}
+
+/// The common settings, validated.
+package struct CommonServiceSettings: Sendable {
+    package var listen: HostAndPort
+    package var dataDirectory: String
+    package var credentials: [String]
+    package var maxFrameBytes: Int
+    package var drainTimeout: Duration
+    package var logLevel: Logger.Level
+    package var logFormat: LogFormat
+
+    /// Reads the common keys from `settings`; `requireCredentials` is false for offline commands.
+    package init(_ settings: Settings, defaultPort: Int, requireCredentials: Bool = true) throws {
+        self.listen = try settings.address("listen", default: HostAndPort(host: "127.0.0.1", port: defaultPort))
+        self.dataDirectory = try settings.string("data_dir", default: "./data")
+        self.credentials = requireCredentials ? try settings.list("credentials", default: nil) : []
+        if let short = self.credentials.first(where: { $0.utf8.count < 16 }) {
+            throw SettingsError("a service credential must have at least 16 characters (one has \(short.utf8.count))")
+        }
+        self.maxFrameBytes = try settings.integer("max_frame_bytes", default: 1 << 20, range: 1024...(64 << 20))
+        self.drainTimeout = try settings.duration("drain_timeout", default: .seconds(10), range: .zero ... .seconds(3600))
+        self.logLevel = try settings.value("log_level", default: .info, expected: "trace, debug, info, notice, warning, error or critical") {
+            Logger.Level(rawValue: $0)
+        }
+        self.logFormat = try settings.value("log_format", default: .text, expected: "text or json") { LogFormat(rawValue: $0) }
+    }
+
+    /// The RPC server's configuration from these settings.
+    package var serverConfiguration: RPCServer.Configuration {
+        RPCServer.Configuration(
+            host: self.listen.host,
+            port: self.listen.port,
+            maxFrameSize: self.maxFrameBytes,
+            drainTimeout: self.drainTimeout
+        )
+    }
+
+    /// Creates the data folder if needed and checks that it is a writable folder; returns the
+    /// path of `file` in it.
+    package func databasePath(_ file: String) throws -> String {
+        do {
+            try FileManager.default.createDirectory(atPath: self.dataDirectory, withIntermediateDirectories: true)
+        } catch {
+            throw SettingsError("cannot create the data folder \(self.dataDirectory) (data_dir): \(error.localizedDescription)")
+        }
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: self.dataDirectory, isDirectory: &isDirectory), isDirectory.boolValue,
+              FileManager.default.isWritableFile(atPath: self.dataDirectory)
+        else {
+            throw SettingsError("the data folder \(self.dataDirectory) (data_dir) is not a writable folder")
+        }
+        return (self.dataDirectory as NSString).appendingPathComponent(file)
+    }
+}

@@ -1,0 +1,165 @@
+import ArgumentParser
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import RekeyClock
+import RekeyCrypto
+import RekeyDirectoryAPI
+import RekeyDirectoryService
+import RekeyRPCNIO
+import RekeySQLite
+import RekeyServiceKit
+
+@main
+struct DirectoryCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rekey-directory",
+        abstract: "Rekey's directory: users, organizations, roles, passwords, API keys and sessions.",
+        subcommands: [Serve.self, BootstrapAdmin.self, Healthcheck.self],
+        defaultSubcommand: Serve.self
+    )
+}
+
+/// The settings of this service beyond the common ones.
+struct DirectoryOptions: ParsableArguments {
+    @Option(help: "scrypt cost as log2(N) (r=8, p=1). Env: REKEY_DIRECTORY_SCRYPT_LOG_N. Default: 17 (about 0.5 s and 128 MiB per hash); lower only for tests.")
+    var scryptLogN: String?
+
+    @Option(help: "Threads for password hashing. Env: REKEY_DIRECTORY_HASHING_THREADS. Default: the number of CPUs.")
+    var hashingThreads: String?
+
+    @Option(help: "Sign-on session lifetime. Env: REKEY_DIRECTORY_SESSION_LIFETIME. Default: 12h.")
+    var sessionLifetime: String?
+
+    @Option(help: "Default admin API key lifetime. Env: REKEY_DIRECTORY_API_KEY_LIFETIME. Default: 365d.")
+    var apiKeyLifetime: String?
+
+    var flags: [String: String?] {
+        [
+            "scrypt_log_n": self.scryptLogN, "hashing_threads": self.hashingThreads,
+            "session_lifetime": self.sessionLifetime, "api_key_lifetime": self.apiKeyLifetime,
+        ]
+    }
+}
+
+struct DirectorySettings {
+    var common: CommonServiceSettings
+    var scrypt: PasswordHasher.Parameters
+    var hashingThreads: Int
+    var store: DirectoryStore.Configuration
+
+    init(common options: CommonServiceOptions, _ own: DirectoryOptions, requireCredentials: Bool = true) throws {
+        let flags = options.flags.merging(own.flags) { $1 }
+        let settings = try Settings(service: "DIRECTORY", flags: flags, knownKeys: Set(flags.keys), configFile: options.config)
+        self.common = try CommonServiceSettings(settings, defaultPort: 7101, requireCredentials: requireCredentials)
+        self.scrypt = PasswordHasher.Parameters(logN: try settings.integer("scrypt_log_n", default: 17, range: 4...22), r: 8, p: 1)
+        self.hashingThreads = try settings.integer(
+            "hashing_threads", default: ProcessInfo.processInfo.activeProcessorCount, range: 1...256
+        )
+        self.store = DirectoryStore.Configuration(
+            sessionLifetime: try settings.duration("session_lifetime", default: .seconds(12 * 3600), range: .seconds(60) ... .seconds(90 * 86400)),
+            apiKeyLifetime: try settings.duration("api_key_lifetime", default: .seconds(365 * 86400), range: .seconds(60) ... .seconds(3650 * 86400))
+        )
+    }
+
+    func openDatabase() throws -> SQLiteDatabase {
+        try SQLiteDatabase(path: try self.common.databasePath("directory.sqlite"), migrations: DirectoryStore.migrations)
+    }
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the service (the default).")
+
+    @OptionGroup var options: CommonServiceOptions
+    @OptionGroup var own: DirectoryOptions
+
+    func run() async throws {
+        let settings: DirectorySettings
+        let database: SQLiteDatabase
+        do {
+            settings = try DirectorySettings(common: self.options, self.own)
+            database = try settings.openDatabase()
+        } catch let error as SettingsError {
+            throw ValidationError(error.message)
+        }
+        settings.common.logFormat.bootstrap(level: settings.common.logLevel)
+        NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
+        let logger = Logger(label: "rekey.directory")
+        if settings.scrypt != .production {
+            logger.warning("scrypt cost is not the production default", metadata: ["scrypt.log_n": "\(settings.scrypt.logN)"])
+        }
+        let store = DirectoryStore(configuration: settings.store, clock: SystemWallClock())
+        let hashing = HashingPool(hasher: PasswordHasher(parameters: settings.scrypt), threads: settings.hashingThreads)
+        let runner = RPCServiceRunner(
+            name: "rekey-directory",
+            server: settings.common.serverConfiguration,
+            credentials: settings.common.credentials,
+            services: [DirectoryService(database: database, store: store, hashing: hashing)],
+            healthServiceNames: [Rekey_Directory_V1_Directory.name],
+            logger: logger
+        )
+        try await runner.run()
+    }
+}
+
+struct BootstrapAdmin: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bootstrap-admin",
+        abstract: "Create the first owner and print an API key for them, once. Works offline, on the database."
+    )
+
+    @OptionGroup var options: CommonServiceOptions
+    @OptionGroup var own: DirectoryOptions
+
+    @Option(help: "The owner's email address.")
+    var email: String
+
+    @Option(help: "The owner's full name.")
+    var name: String
+
+    func run() async throws {
+        let settings: DirectorySettings
+        let database: SQLiteDatabase
+        do {
+            settings = try DirectorySettings(common: self.options, self.own, requireCredentials: false)
+            database = try settings.openDatabase()
+        } catch let error as SettingsError {
+            throw ValidationError(error.message)
+        }
+        let store = DirectoryStore(configuration: settings.store, clock: SystemWallClock())
+        let (email, name) = (self.email, self.name)
+        do {
+            let (user, key) = try await database.withConnection { connection in
+                try connection.transaction { connection in
+                    guard try !store.hasOwner(in: connection) else {
+                        throw DirectoryError.failedPrecondition("an owner exists already; add admins through the admin API")
+                    }
+                    var new = DirectoryStore.NewUser(name: name, role: "owner", email: email)
+                    new.emailVerified = true
+                    let user = try store.createUser(new, actor: .system, in: connection)
+                    let (key, _) = try store.createAPIKey(user.id, name: "bootstrap", lifetime: nil, actor: .system, in: connection)
+                    return (user, key)
+                }
+            }
+            print("Created owner \(user.name) <\(email)> (\(user.id)).")
+            print("API key (shown once, keep it safe): \(key)")
+        } catch let error as DirectoryError {
+            throw ValidationError(error.rpcError.message)
+        }
+    }
+}
+
+struct Healthcheck: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Exit 0 if the service at ADDRESS answers SERVING, 1 otherwise.")
+
+    @Option(help: "host:port of the service.")
+    var address: String = "127.0.0.1:7101"
+
+    func run() async throws {
+        guard let address = HostAndPort(parsing: self.address) else {
+            throw ValidationError("--address must be host:port, got \(self.address)")
+        }
+        throw ExitCode(await HealthCheckCommand.run(address: address, service: ""))
+    }
+}

@@ -1,0 +1,272 @@
+import Foundation
+import RekeyClock
+import RekeyCrypto
+import RekeyDirectoryService
+import RekeySQLite
+import RekeyTesting
+import Testing
+
+/// The directory's rules, each test on a fresh database with the migrations applied.
+struct DirectoryStoreTests {
+    let folder: TemporaryFolder
+    let database: SQLiteDatabase
+    let clock = ManualClock()
+    let store: DirectoryStore
+
+    init() throws {
+        self.folder = try TemporaryFolder()
+        self.database = try SQLiteDatabase(path: self.folder.path + "/directory.sqlite", migrations: DirectoryStore.migrations)
+        self.store = DirectoryStore(clock: self.clock)
+    }
+
+    func run<R: Sendable>(_ body: @escaping @Sendable (DirectoryStore, SQLiteConnection) throws -> R) async throws -> R {
+        let store = self.store
+        return try await self.database.withConnection { try body(store, $0) }
+    }
+
+    @discardableResult
+    func create(_ name: String, _ email: String, role: String = "customer") async throws -> UserRecord {
+        try await self.run { store, c in try store.createUser(.init(name: name, role: role, email: email), actor: .system, in: c) }
+    }
+
+    func expectError(_ body: @escaping @Sendable (DirectoryStore, SQLiteConnection) throws -> some Sendable, _ check: @escaping (DirectoryError) -> Bool) async {
+        await #expect {
+            try await self.run(body)
+        } throws: { error in
+            guard let error = error as? DirectoryError else { return false }
+            return check(error)
+        }
+    }
+
+    @Test("a user is found by any of their addresses, in any case, and mail goes to the primary")
+    func findByEmail() async throws {
+        let user = try await self.create("Jane Doe", "Jane.Doe@Example.com")
+        let withSecond = try await self.run { store, c in try store.addEmail(user.id, address: "jd@personal.example", verified: false, actor: .system, in: c) }
+        #expect(withSecond.emails.count == 2)
+        let found = try #require(try await self.run { store, c in try store.findUser(byEmail: "JD@PERSONAL.example", in: c) })
+        #expect(found.user.id == user.id)
+        #expect(found.matched.address == "jd@personal.example")
+        #expect(!found.matched.isPrimary)
+        #expect(found.user.primaryEmail?.address == "Jane.Doe@Example.com", "the original spelling is kept")
+        #expect(try await self.run { store, c in try store.findUser(byEmail: "nobody@example.com", in: c) } == nil)
+    }
+
+    @Test("an address belongs to one user at most, whatever its case, and the error names the field")
+    func duplicates() async throws {
+        let user = try await self.create("Jane", "jane@example.com")
+        await self.expectError({ store, c in try store.createUser(.init(name: "Other", role: "customer", email: "JANE@example.com"), actor: .system, in: c) }) {
+            $0 == .alreadyExists("the email address jane@example.com belongs to another user (email)")
+        }
+        let other = try await self.create("Other", "other@example.com")
+        await self.expectError({ store, c in try store.addEmail(other.id, address: "Jane@Example.COM", verified: false, actor: .system, in: c) }) {
+            if case .alreadyExists(let message) = $0 { return message.hasSuffix("(address)") }
+            return false
+        }
+        #expect(try await self.run { store, c in try store.user(user.id, in: c) }.emails.count == 1)
+    }
+
+    @Test("two callers adding the same address at once: exactly one wins")
+    func concurrentAdds() async throws {
+        let first = try await self.create("First", "first@example.com")
+        let second = try await self.create("Second", "second@example.com")
+        let outcomes = try await withThrowingTaskGroup(of: Bool.self) { group in
+            for user in [first, second] {
+                group.addTask {
+                    do {
+                        _ = try await self.run { store, c in try store.addEmail(user.id, address: "shared@example.com", verified: false, actor: .system, in: c) }
+                        return true
+                    } catch DirectoryError.alreadyExists {
+                        return false
+                    }
+                }
+            }
+            return try await group.reduce(into: [Bool]()) { $0.append($1) }
+        }
+        #expect(outcomes.filter { $0 }.count == 1)
+        let owners = try await self.run { _, c in try c.queryFirst("SELECT count(*) AS n FROM emails WHERE normalized = 'shared@example.com'")?.int("n") }
+        #expect(owners == 1)
+    }
+
+    @Test("the primary address and a user's last address cannot be removed; the primary can move")
+    func emailRules() async throws {
+        let user = try await self.create("Jane", "jane@example.com")
+        let primary = try #require(user.primaryEmail)
+        await self.expectError({ store, c in try store.removeEmail(user.id, emailID: primary.id, actor: .system, in: c) }) {
+            if case .failedPrecondition(let message) = $0 { return message.contains("only email address") }
+            return false
+        }
+        let second = try await self.run { store, c in try store.addEmail(user.id, address: "j2@example.com", verified: false, actor: .system, in: c) }
+        let secondary = try #require(second.emails.first { !$0.isPrimary })
+        await self.expectError({ store, c in try store.removeEmail(user.id, emailID: primary.id, actor: .system, in: c) }) {
+            if case .failedPrecondition(let message) = $0 { return message.contains("primary address") }
+            return false
+        }
+        let moved = try await self.run { store, c in try store.setPrimaryEmail(user.id, emailID: secondary.id, actor: .system, in: c) }
+        #expect(moved.primaryEmail?.id == secondary.id)
+        #expect(moved.emails.filter(\.isPrimary).count == 1)
+        let verified = try await self.run { store, c in try store.markEmailVerified(user.id, emailID: secondary.id, actor: .system, in: c) }
+        #expect(verified.emails.first { $0.id == secondary.id }?.verified == true)
+        let removed = try await self.run { store, c in try store.removeEmail(user.id, emailID: primary.id, actor: .system, in: c) }
+        #expect(removed.emails.map(\.address) == ["j2@example.com"])
+    }
+
+    @Test("the last active owner cannot be disabled or demoted; disabling revokes sessions")
+    func owners() async throws {
+        let owner = try await self.create("Olive", "olive@example.com", role: "owner")
+        await self.expectError({ store, c in try store.setState(owner.id, .disabled, actor: .system, in: c) }) {
+            if case .failedPrecondition(let message) = $0 { return message.contains("last active owner") }
+            return false
+        }
+        var demote = DirectoryStore.UserChanges()
+        demote.role = "agent"
+        await self.expectError({ [demote] store, c in try store.updateUser(owner.id, changes: demote, actor: .system, in: c) }) {
+            if case .failedPrecondition = $0 { return true }
+            return false
+        }
+        _ = try await self.create("Otto", "otto@example.com", role: "owner")
+        let session = try await self.run { store, c in try store.createSession(owner.id, in: c) }
+        let disabled = try await self.run { store, c in try store.setState(owner.id, .disabled, actor: .system, in: c) }
+        #expect(disabled.state == .disabled)
+        #expect(try await self.run { store, c in try store.validateSession(session.token, in: c) } == nil)
+        await self.expectError({ store, c in try store.createSession(owner.id, in: c) }) {
+            if case .failedPrecondition = $0 { return true }
+            return false
+        }
+    }
+
+    @Test("search matches word prefixes of names and addresses; the staff directory leaves customers out")
+    func search() async throws {
+        try await self.create("Jane Doe", "jane.doe@example.com", role: "agent")
+        try await self.create("Janet Smith", "jsmith@example.com", role: "customer")
+        try await self.create("Bob Jansen", "bob@example.org", role: "admin")
+        try await self.create("Zoë Müller", "zoe@example.com", role: "collaborator")
+        func names(_ query: String, staff: Bool) async throws -> [String] {
+            try await self.run { store, c in try store.search(query, staffOnly: staff, pageSize: 20, pageToken: "", in: c) }.users.map(\.name).sorted()
+        }
+        #expect(try await names("jan", staff: false) == ["Bob Jansen", "Jane Doe", "Janet Smith"])
+        #expect(try await names("jan", staff: true) == ["Bob Jansen", "Jane Doe"])
+        #expect(try await names("j d", staff: false) == ["Jane Doe"])
+        #expect(try await names("example.org", staff: false) == ["Bob Jansen"])
+        #expect(try await names("muller", staff: true) == ["Zoë Müller"], "diacritics are ignored")
+        #expect(try await names("zo", staff: true) == ["Zoë Müller"])
+        #expect(try await names("", staff: true) == ["Bob Jansen", "Jane Doe", "Zoë Müller"])
+        #expect(try await names("xyz", staff: false).isEmpty)
+        #expect(try await names("\"*) NEAR (", staff: false).isEmpty, "query syntax is not interpreted")
+        #expect(try await names("\"jane\" OR xyz", staff: false).isEmpty, "OR is just a word here")
+    }
+
+    @Test("search and list pages follow on from each other, and tampered tokens are refused")
+    func pagination() async throws {
+        for index in 0..<7 {
+            try await self.create("Person \(index)", "p\(index)@example.com", role: index % 2 == 0 ? "agent" : "customer")
+        }
+        let first = try await self.run { store, c in try store.search("person", staffOnly: false, pageSize: 3, pageToken: "", in: c) }
+        let second = try await self.run { store, c in try store.search("person", staffOnly: false, pageSize: 3, pageToken: first.next, in: c) }
+        let third = try await self.run { store, c in try store.search("person", staffOnly: false, pageSize: 3, pageToken: second.next, in: c) }
+        #expect(Set((first.users + second.users + third.users).map(\.id)).count == 7)
+        #expect(third.next.isEmpty)
+        await self.expectError({ store, c in try store.search("other", staffOnly: false, pageSize: 3, pageToken: first.next, in: c) }) {
+            if case .invalidArgument = $0 { return true }
+            return false
+        }
+
+        var filter = DirectoryStore.ListFilter()
+        filter.role = "agent"
+        let agents = try await self.run { [filter] store, c in try store.listUsers(filter: filter, pageSize: 2, pageToken: "", in: c) }
+        #expect(agents.users.map(\.name) == ["Person 0", "Person 2"])
+        try await self.create("Person 8", "p8@example.com", role: "agent")
+        let rest = try await self.run { [filter] store, c in try store.listUsers(filter: filter, pageSize: 10, pageToken: agents.next, in: c) }
+        #expect(rest.users.map(\.name) == ["Person 4", "Person 6", "Person 8"])
+        for token in ["nope", Base64URL.encode(Array("l1|-4".utf8))] {
+            await self.expectError({ [filter] store, c in try store.listUsers(filter: filter, pageSize: 2, pageToken: token, in: c) }) {
+                if case .invalidArgument = $0 { return true }
+                return false
+            }
+        }
+    }
+
+    @Test("custom roles grant chosen permissions; disabled users hold none")
+    func roles() async throws {
+        let role = try await self.run { store, c in try store.createRole(name: "helpdesk-lead", permissions: ["users.manage"], staff: true, actor: .system, in: c) }
+        #expect(role.permissions == ["users.manage"])
+        let lead = try await self.create("Lea", "lea@example.com", role: "helpdesk-lead")
+        let agent = try await self.create("Al", "al@example.com", role: "agent")
+        #expect(lead.staff)
+        #expect(try await self.run { store, c in try store.hasPermission(lead.id, "users.manage", in: c) })
+        #expect(try await self.run { store, c in try store.hasPermission(agent.id, "users.manage", in: c) } == false)
+        await self.expectError({ store, c in try store.createRole(name: "x2", permissions: ["users.delete"], staff: false, actor: .system, in: c) }) {
+            if case .invalidArgument(let message) = $0 { return message.contains("unknown permission") }
+            return false
+        }
+        await self.expectError({ store, c in try store.createRole(name: "admin", permissions: [], staff: true, actor: .system, in: c) }) {
+            if case .alreadyExists = $0 { return true }
+            return false
+        }
+        _ = try await self.create("Otto", "otto@example.com", role: "owner")
+        _ = try await self.run { store, c in try store.setState(lead.id, .disabled, actor: .system, in: c) }
+        #expect(try await self.run { store, c in try store.hasPermission(lead.id, "users.manage", in: c) } == false)
+    }
+
+    @Test("API keys authenticate until revoked or expired, and only their hash is stored")
+    func apiKeys() async throws {
+        let admin = try await self.create("Ada", "ada@example.com", role: "admin")
+        let (key, record) = try await self.run { store, c in try store.createAPIKey(admin.id, name: "laptop", lifetime: .seconds(3600), actor: .system, in: c) }
+        #expect(key.hasPrefix("rk_") && key.count == 46)
+        let authenticated = try #require(try await self.run { store, c in try store.authenticateAPIKey(key, in: c) })
+        #expect(authenticated.user.id == admin.id)
+        #expect(authenticated.permissions == ["users.manage"])
+        let stored = try await self.run { _, c in try c.queryFirst("SELECT hash FROM api_keys")?.blob("hash") }
+        #expect(stored == OpenSSL.sha256(Array(key.utf8)))
+        self.clock.advance(by: .seconds(3600))
+        #expect(try await self.run { store, c in try store.authenticateAPIKey(key, in: c) } == nil)
+        let (second, secondRecord) = try await self.run { store, c in try store.createAPIKey(admin.id, name: "ci", lifetime: nil, actor: .system, in: c) }
+        _ = try await self.run { store, c in try store.revokeAPIKey(secondRecord.id, actor: .system, in: c) }
+        #expect(try await self.run { store, c in try store.authenticateAPIKey(second, in: c) } == nil)
+        #expect(try await self.run { store, c in try store.authenticateAPIKey("rk_" + String(repeating: "A", count: 43), in: c) } == nil)
+        _ = record
+    }
+
+    @Test("sessions validate until they expire or are revoked")
+    func sessions() async throws {
+        let user = try await self.create("Jane", "jane@example.com")
+        let session = try await self.run { store, c in try store.createSession(user.id, in: c) }
+        #expect(try await self.run { store, c in try store.validateSession(session.token, in: c) }?.user.id == user.id)
+        #expect(try await self.run { store, c in try store.revokeSessions(user.id, actor: .system, in: c) } == 1)
+        #expect(try await self.run { store, c in try store.validateSession(session.token, in: c) } == nil)
+        let later = try await self.run { store, c in try store.createSession(user.id, in: c) }
+        self.clock.advance(by: .seconds(12 * 3600))
+        #expect(try await self.run { store, c in try store.validateSession(later.token, in: c) } == nil)
+    }
+
+    @Test("bad input is refused with a message a person can act on, and nothing is written", arguments: [
+        ("", "customer", "a@example.com", "", "name is required"),
+        (String(repeating: "x", count: 201), "customer", "a@example.com", "", "longer than 200"),
+        ("Ann", "king", "a@example.com", "", "unknown role"),
+        ("Ann", "customer", "not-an-email", "", "is not an email address"),
+        ("Ann", "customer", "a@b", "", "is not an email address"),
+        ("Ann", "customer", "a b@example.com", "", "is not an email address"),
+        ("Ann", "customer", "a@example.com", "english please", "is not a language tag"),
+    ])
+    func badInput(name: String, role: String, email: String, locale: String, message: String) async throws {
+        var new = DirectoryStore.NewUser(name: name, role: role, email: email)
+        new.locale = locale
+        await self.expectError({ [new] store, c in try store.createUser(new, actor: .system, in: c) }) {
+            if case .invalidArgument(let text) = $0 { return text.contains(message) }
+            return false
+        }
+        let count = try await self.run { _, c in try c.queryFirst("SELECT (SELECT count(*) FROM users) + (SELECT count(*) FROM emails) AS n")?.int("n") }
+        #expect(count == 0)
+    }
+
+    @Test("changes made by an admin leave an audit record: who, what, when, from where")
+    func audit() async throws {
+        let user = try await self.run { store, c in
+            try store.createUser(.init(name: "Jane", role: "customer", email: "jane@example.com"), actor: ActorInfo(userID: "u_admin", clientAddress: "192.0.2.7"), in: c)
+        }
+        let row = try #require(try await self.run { _, c in try c.queryFirst("SELECT * FROM audit WHERE target = ?", .text(user.id)) })
+        #expect(row.string("action") == "user.create")
+        #expect(row.string("actor_id") == "u_admin")
+        #expect(row.string("actor_address") == "192.0.2.7")
+        #expect(row.int("at") == self.clock.nowMilliseconds())
+    }
+}
