@@ -27,6 +27,9 @@ package final class HashingPool: Sendable {
         self.pool.shutdownGracefully { _ in }
     }
 
+    /// How many hashes are running now.
+    package var runningCount: Int { self.busy.withLock { $0 } }
+
     /// A new hash of `password`.
     package func hash(_ password: String) async throws -> String {
         try await self.run { [hasher] in try hasher.hash(password) }

@@ -1,0 +1,68 @@
+import Foundation
+import RekeyClock
+import RekeyCrypto
+import RekeyDirectoryAPI
+import RekeyDirectoryService
+import RekeyRPC
+import RekeySQLite
+import RekeyTesting
+import Testing
+
+@Suite("Passwords")
+struct PasswordTests {
+    @Test("the policy names every rule a password breaks", arguments: [
+        ("short", ["at least 12"]),
+        (String(repeating: "x", count: 129), ["at most 128"]),
+        ("1QAZ2WSX3EDC", ["most common"]),
+        ("Jane Doe", ["at least 12", "name or email"]),
+        ("jane.doe@example.com", ["name or email"]),
+        ("JANE.DOE", ["at least 12", "name or email"]),
+        ("a perfectly fine passphrase", []),
+    ])
+    func policy(password: String, expected: [String]) {
+        let problems = PasswordPolicy().problems(with: password, name: "Jane Doe", emails: ["Jane.Doe@example.com"])
+        #expect(problems.count == expected.count, "\(problems)")
+        for (problem, fragment) in zip(problems, expected) {
+            #expect(problem.contains(fragment), "\(problem)")
+        }
+    }
+
+    @Test("a hash made at an older cost still signs in, and is upgraded to the current cost")
+    func rehashOnSignIn() async throws {
+        let folder = try TemporaryFolder()
+        let database = try SQLiteDatabase(path: folder.path + "/directory.sqlite", migrations: DirectoryStore.migrations)
+        let store = DirectoryStore(clock: SystemWallClock())
+        let user = try await database.withConnection { try store.createUser(.init(name: "Jane", role: "customer", email: "jane@example.com"), actor: .system, in: $0) }
+        let old = try PasswordHasher(parameters: .init(logN: 8, r: 8, p: 1)).hash("an old but good passphrase")
+        _ = try await database.withConnection { try store.storePasswordHash(user.id, hash: old, actor: .system, revokeSessions: false, in: $0) }
+
+        let service = DirectoryService(
+            database: database, store: store,
+            hashing: HashingPool(hasher: PasswordHasher(parameters: .init(logN: 10, r: 8, p: 1)), threads: 1)
+        )
+        try await withRPCServer(services: [service]) { _, port in
+            try await withRPCClient(port: port) { client in
+                var verify = Rekey_Directory_V1_VerifyPasswordRequest()
+                verify.email = "jane@example.com"
+                verify.password = "an old but good passphrase"
+                let signedIn = try await Rekey_Directory_V1_Directory.Client(wrapping: client).verifyPassword(verify)
+                #expect(signedIn.user?.id == user.id)
+            }
+        }
+        let stored = try await database.withConnection { try $0.queryFirst("SELECT password_hash FROM users")?.string("password_hash") }
+        #expect(stored?.hasPrefix("$scrypt$ln=10,r=8,p=1$") == true)
+    }
+
+    @Test("when every hashing thread is busy past the deadline, the call fails with RESOURCE_EXHAUSTED")
+    func hashingPoolIsBounded() async throws {
+        let pool = HashingPool(hasher: PasswordHasher(parameters: .init(logN: 16, r: 8, p: 1)), threads: 1, maxWait: .milliseconds(20))
+        let slow = Task { try await pool.hash("a slow one to fill the pool") }
+        while pool.runningCount == 0 {
+            await Task.yield()
+        }
+        await #expect(throws: DirectoryError.resourceExhausted("too many password checks at once; try again shortly")) {
+            _ = try await pool.hash("this one has to wait")
+        }
+        _ = try await slow.value
+    }
+}
