@@ -333,12 +333,11 @@ package struct DirectoryStore: Sendable {
         sql += " ORDER BY u.seq LIMIT ?"
         bindings.append(.integer(Int64(pageSize + 1)))
         let rows = try connection.query(sql, bindings)
-        var users = try rows.prefix(pageSize).map { try self.userRecord($0, in: connection) }
+        let users = try rows.prefix(pageSize).map { try self.userRecord($0, in: connection) }
         var next = ""
         if rows.count > pageSize, let last = rows[pageSize - 1].int("seq") {
             next = Base64URL.encode(Array("l1|\(last)".utf8))
         }
-        users = Array(users)
         return (users, next)
     }
 

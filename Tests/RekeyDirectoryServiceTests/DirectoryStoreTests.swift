@@ -212,6 +212,7 @@ struct DirectoryStoreTests {
         let admin = try await self.create("Ada", "ada@example.com", role: "admin")
         let (key, record) = try await self.run { store, c in try store.createAPIKey(admin.id, name: "laptop", lifetime: .seconds(3600), actor: .system, in: c) }
         #expect(key.hasPrefix("rk_") && key.count == 46)
+        #expect(record.name == "laptop" && record.userID == admin.id)
         let authenticated = try #require(try await self.run { store, c in try store.authenticateAPIKey(key, in: c) })
         #expect(authenticated.user.id == admin.id)
         #expect(authenticated.permissions == ["users.manage"])
@@ -223,7 +224,6 @@ struct DirectoryStoreTests {
         _ = try await self.run { store, c in try store.revokeAPIKey(secondRecord.id, actor: .system, in: c) }
         #expect(try await self.run { store, c in try store.authenticateAPIKey(second, in: c) } == nil)
         #expect(try await self.run { store, c in try store.authenticateAPIKey("rk_" + String(repeating: "A", count: 43), in: c) } == nil)
-        _ = record
     }
 
     @Test("sessions validate until they expire or are revoked")
