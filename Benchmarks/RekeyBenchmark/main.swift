@@ -30,6 +30,35 @@ func makeRequest() -> Rekey_Testing_V1_EchoRequest {
     return request
 }
 
+/// Runs `operation` back to back in `callers` tasks for `seconds`, then prints
+/// "operations seconds p50_us p99_us". `operation` gets the caller's number and its iteration.
+func measure(callers: Int, seconds: Double, _ operation: @escaping @Sendable (Int, Int) async throws -> Void) async throws {
+    let end = ContinuousClock.now + .milliseconds(Int64(seconds * 1000))
+    var latencies = try await withThrowingTaskGroup(of: [Float].self) { group in
+        for caller in 0..<callers {
+            group.addTask {
+                var latencies: [Float] = []
+                latencies.reserveCapacity(1 << 16)
+                var index = 0
+                while true {
+                    let start = ContinuousClock.now
+                    if start >= end { break }
+                    try await operation(caller, index)
+                    let elapsed = ContinuousClock.now - start
+                    latencies.append(Float(elapsed.components.attoseconds) / 1e12 + Float(elapsed.components.seconds) * 1e6)
+                    index += 1
+                }
+                return latencies
+            }
+        }
+        return try await group.reduce(into: [Float]()) { $0 += $1 }
+    }
+    latencies.sort()
+    let p50 = latencies.isEmpty ? 0 : latencies[latencies.count / 2]
+    let p99 = latencies.isEmpty ? 0 : latencies[Int(Double(latencies.count) * 0.99)]
+    print("\(latencies.count) \(seconds) \(p50) \(p99)")
+}
+
 func runServer() async throws {
     var logger = Logger(label: "rekey.bench.server")
     logger.logLevel = .warning
@@ -61,33 +90,9 @@ func runClient(port: Int, callers: Int, seconds: Double) async throws {
     let echo = Rekey_Testing_V1_Echo.Client(wrapping: client)
     let request = makeRequest()
     _ = try await echo.echo(request)  // connect before the clock starts
-    let end = ContinuousClock.now + .milliseconds(Int64(seconds * 1000))
-    let perCaller = try await withThrowingTaskGroup(of: [Float].self) { group in
-        for _ in 0..<callers {
-            group.addTask {
-                var latencies: [Float] = []
-                latencies.reserveCapacity(1 << 20)
-                while true {
-                    let start = ContinuousClock.now
-                    if start >= end { break }
-                    _ = try await echo.echo(request)
-                    let elapsed = ContinuousClock.now - start
-                    latencies.append(Float(elapsed.components.attoseconds) / 1e12 + Float(elapsed.components.seconds) * 1e6)
-                }
-                return latencies
-            }
-        }
-        var all: [[Float]] = []
-        for try await latencies in group {
-            all.append(latencies)
-        }
-        return all
+    try await measure(callers: callers, seconds: seconds) { _, _ in
+        _ = try await echo.echo(request)
     }
-    var latencies = perCaller.flatMap { $0 }
-    latencies.sort()
-    let p50 = latencies.isEmpty ? 0 : latencies[latencies.count / 2]
-    let p99 = latencies.isEmpty ? 0 : latencies[Int(Double(latencies.count) * 0.99)]
-    print("\(latencies.count) \(seconds) \(p50) \(p99)")
     await client.close()
 }
 
@@ -97,40 +102,16 @@ func runTokens(port: Int, credential: String, callers: Int, seconds: Double) asy
     logger.logLevel = .warning
     let client = RPCClient(configuration: .init(host: "127.0.0.1", port: port, credential: credential, caller: "bench"), logger: logger)
     let tokens = Rekey_Tokens_V1_Tokens.Client(wrapping: client)
-    let end = ContinuousClock.now + .milliseconds(Int64(seconds * 1000))
-    let perCaller = try await withThrowingTaskGroup(of: [Float].self) { group in
-        for caller in 0..<callers {
-            group.addTask {
-                var latencies: [Float] = []
-                var index = 0
-                while ContinuousClock.now < end {
-                    let start = ContinuousClock.now
-                    var issue = Rekey_Tokens_V1_IssueTokenRequest()
-                    issue.purpose = .passwordReset
-                    issue.userID = "bench-\(caller)-\(index)"
-                    let issued = try await tokens.issueToken(issue)
-                    var redeem = Rekey_Tokens_V1_RedeemTokenRequest()
-                    redeem.purpose = .passwordReset
-                    redeem.token = issued.token
-                    _ = try await tokens.redeemToken(redeem)
-                    let elapsed = ContinuousClock.now - start
-                    latencies.append(Float(elapsed.components.attoseconds) / 1e12 + Float(elapsed.components.seconds) * 1e6)
-                    index += 1
-                }
-                return latencies
-            }
-        }
-        var all: [[Float]] = []
-        for try await latencies in group {
-            all.append(latencies)
-        }
-        return all
+    try await measure(callers: callers, seconds: seconds) { caller, index in
+        var issue = Rekey_Tokens_V1_IssueTokenRequest()
+        issue.purpose = .passwordReset
+        issue.userID = "bench-\(caller)-\(index)"
+        let issued = try await tokens.issueToken(issue)
+        var redeem = Rekey_Tokens_V1_RedeemTokenRequest()
+        redeem.purpose = .passwordReset
+        redeem.token = issued.token
+        _ = try await tokens.redeemToken(redeem)
     }
-    var latencies = perCaller.flatMap { $0 }
-    latencies.sort()
-    let p50 = latencies.isEmpty ? 0 : latencies[latencies.count / 2]
-    let p99 = latencies.isEmpty ? 0 : latencies[Int(Double(latencies.count) * 0.99)]
-    print("\(latencies.count) \(seconds) \(p50) \(p99)")
     await client.close()
 }
 

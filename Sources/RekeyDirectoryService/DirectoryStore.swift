@@ -718,13 +718,7 @@ package struct DirectoryStore: Sendable {
     }
 
     static func makeID(_ prefix: String) throws -> String {
-        let digits = Array("0123456789abcdef".utf8)
-        var out = Array(prefix.utf8)
-        for byte in try OpenSSL.randomBytes(16) {
-            out.append(digits[Int(byte >> 4)])
-            out.append(digits[Int(byte & 0xF)])
-        }
-        return String(decoding: out, as: UTF8.self)
+        try Hex.randomID(prefix: prefix)
     }
 
     /// FNV-1a, to tie a search cursor to its query.

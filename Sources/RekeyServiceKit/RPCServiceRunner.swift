@@ -1,3 +1,4 @@
+import ArgumentParser
 import Logging
 import NIOCore
 import NIOPosix
@@ -64,6 +65,14 @@ package struct RPCServiceRunner {
 
 /// `healthcheck`: asks a server's health method and answers with the exit status (0: SERVING).
 package enum HealthCheckCommand {
+    /// Parses `address` (host:port) and checks it: the body of every executable's `healthcheck`.
+    package static func run(addressText: String) async throws -> Never {
+        guard let address = HostAndPort(parsing: addressText) else {
+            throw ValidationError("--address must be host:port, got \(addressText)")
+        }
+        throw ExitCode(await Self.run(address: address, service: ""))
+    }
+
     /// Returns the process exit status to use.
     package static func run(address: HostAndPort, service: String, timeout: Duration = .seconds(3)) async -> Int32 {
         var logger = Logger(label: "rekey.healthcheck")

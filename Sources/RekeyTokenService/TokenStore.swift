@@ -204,7 +204,7 @@ package struct TokenStore: Sendable {
             }
             let token = try SecretToken.generate()
             let record = TokenRecord(
-                id: Self.hex(try OpenSSL.randomBytes(16)),
+                id: try Hex.randomID(prefix: ""),
                 purpose: request.purpose,
                 userID: request.userID,
                 emailIdentityID: request.emailIdentityID,
@@ -496,17 +496,6 @@ package struct TokenStore: Sendable {
             .integer(now), .text(kind.rawValue), purpose.map { .integer($0.rawValue) } ?? .null, .text(userID),
             .text(tokenID), .text(clientAddress), .text(adminID), .text(detail)
         )
-    }
-
-    static func hex(_ bytes: [UInt8]) -> String {
-        let digits = Array("0123456789abcdef".utf8)
-        var out: [UInt8] = []
-        out.reserveCapacity(bytes.count * 2)
-        for byte in bytes {
-            out.append(digits[Int(byte >> 4)])
-            out.append(digits[Int(byte & 0xF)])
-        }
-        return String(decoding: out, as: UTF8.self)
     }
 }
 

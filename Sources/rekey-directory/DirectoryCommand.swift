@@ -157,9 +157,6 @@ struct Healthcheck: AsyncParsableCommand {
     var address: String = "127.0.0.1:7101"
 
     func run() async throws {
-        guard let address = HostAndPort(parsing: self.address) else {
-            throw ValidationError("--address must be host:port, got \(self.address)")
-        }
-        throw ExitCode(await HealthCheckCommand.run(address: address, service: ""))
+        try await HealthCheckCommand.run(addressText: self.address)
     }
 }

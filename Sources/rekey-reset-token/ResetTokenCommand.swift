@@ -132,10 +132,6 @@ struct Healthcheck: AsyncParsableCommand {
     var address: String = "127.0.0.1:7102"
 
     func run() async throws {
-        guard let address = HostAndPort(parsing: self.address) else {
-            throw ValidationError("--address must be host:port, got \(self.address)")
-        }
-        let status = await HealthCheckCommand.run(address: address, service: "")
-        throw ExitCode(status)
+        try await HealthCheckCommand.run(addressText: self.address)
     }
 }
