@@ -77,6 +77,17 @@ package struct APIKeyRecord: Sendable, Hashable {
     package var revokedAt: Int64?
 }
 
+/// One change made to the directory, for the audit trail.
+package struct AuditRecord: Sendable, Hashable {
+    package var id: Int64
+    package var at: Int64
+    package var actorUserID: String
+    package var actorClientAddress: String
+    package var action: String
+    package var target: String
+    package var detail: String
+}
+
 /// Who makes a change, for the audit record.
 package struct ActorInfo: Sendable, Hashable {
     package var userID: String

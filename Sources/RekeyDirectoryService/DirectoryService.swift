@@ -164,6 +164,34 @@ package struct DirectoryService: Rekey_Directory_V1_Directory.ServiceProtocol {
 
     // MARK: Roles and permissions
 
+    package func updateOrganization(request: Rekey_Directory_V1_UpdateOrganizationRequest, context: ServerContext) async throws -> Rekey_Directory_V1_OrganizationResponse {
+        guard !request.fields.isEmpty else {
+            throw DirectoryError.invalidArgument("fields must name what to change: name, domains")
+        }
+        var name: String?
+        var domains: [String]?
+        for field in request.fields {
+            switch field {
+            case "name": name = request.name
+            case "domains": domains = request.domains
+            default: throw DirectoryError.invalidArgument("unknown field `\(field.prefix(80))`; fields are name, domains")
+            }
+        }
+        let actor = Self.actor(request.actor)
+        let organization = try await self.db { [name, domains] store, c in
+            try store.updateOrganization(request.organizationID, name: name, domains: domains, actor: actor, in: c)
+        }
+        var response = Rekey_Directory_V1_OrganizationResponse()
+        response.organization = Self.wire(organization)
+        return response
+    }
+
+    package func deleteOrganization(request: Rekey_Directory_V1_DeleteOrganizationRequest, context: ServerContext) async throws -> Rekey_Directory_V1_DeleteOrganizationResponse {
+        let actor = Self.actor(request.actor)
+        try await self.db { store, c in try store.deleteOrganization(request.organizationID, actor: actor, in: c) }
+        return Rekey_Directory_V1_DeleteOrganizationResponse()
+    }
+
     package func createRole(request: Rekey_Directory_V1_CreateRoleRequest, context: ServerContext) async throws -> Rekey_Directory_V1_RoleResponse {
         let actor = Self.actor(request.actor)
         let role = try await self.db { store, c in
@@ -288,6 +316,47 @@ package struct DirectoryService: Rekey_Directory_V1_Directory.ServiceProtocol {
     }
 
     // MARK: Conversions
+
+    // MARK: Import and audit
+
+    package func importUsers(request: Rekey_Directory_V1_ImportUsersRequest, context: ServerContext) async throws -> Rekey_Directory_V1_ImportUsersResponse {
+        let actor = Self.actor(request.actor)
+        let report = try await self.db { store, c in try store.importUsers(csv: request.csv, partial: request.partial, actor: actor, in: c) }
+        var response = Rekey_Directory_V1_ImportUsersResponse()
+        response.committed = report.committed
+        response.created = UInt32(report.created)
+        response.refused = UInt32(report.refused)
+        response.rows = report.rows.map { row in
+            var result = Rekey_Directory_V1_ImportRowResult()
+            result.line = UInt32(row.line)
+            result.email = row.email
+            result.userID = row.userID
+            result.error = row.error ?? ""
+            return result
+        }
+        return response
+    }
+
+    package func listAuditRecords(request: Rekey_Directory_V1_ListAuditRecordsRequest, context: ServerContext) async throws -> Rekey_Directory_V1_ListAuditRecordsResponse {
+        let pageSize = request.pageSize == 0 ? 50 : Int(request.pageSize)
+        let (records, next) = try await self.db { store, c in
+            try store.auditRecords(target: request.target, pageSize: pageSize, pageToken: request.pageToken, in: c)
+        }
+        var response = Rekey_Directory_V1_ListAuditRecordsResponse()
+        response.records = records.map { record in
+            var wire = Rekey_Directory_V1_AuditRecord()
+            wire.id = record.id
+            wire.atUnixMs = record.at
+            wire.actorUserID = record.actorUserID
+            wire.actorClientAddress = record.actorClientAddress
+            wire.action = record.action
+            wire.target = record.target
+            wire.detail = record.detail
+            return wire
+        }
+        response.nextPageToken = next
+        return response
+    }
 
     private static func actor(_ actor: Rekey_Directory_V1_Actor?) -> ActorInfo {
         ActorInfo(userID: actor?.userID ?? "", clientAddress: actor?.clientAddress ?? "")

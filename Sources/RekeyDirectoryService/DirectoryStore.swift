@@ -102,6 +102,10 @@ package struct DirectoryStore: Sendable {
             );
             CREATE INDEX audit_by_target ON audit (target, at);
             """),
+        SQLiteMigration(version: 2, name: "audit pages by id", sql: """
+            DROP INDEX audit_by_target;
+            CREATE INDEX audit_by_target ON audit (target, id);
+            """),
     ]
 
     // MARK: Users
@@ -405,13 +409,7 @@ package struct DirectoryStore: Sendable {
 
     package func createOrganization(name: String, domains: [String], actor: ActorInfo, in connection: SQLiteConnection) throws -> OrganizationRecord {
         let name = try DirectoryValidation.name(name, field: "name")
-        let domains = try domains.map { domain -> String in
-            let lowered = domain.trimmingCharacters(in: .whitespaces).lowercased()
-            guard DirectoryValidation.isHostname(lowered), lowered.contains(".") else {
-                throw DirectoryError.invalidArgument("domain `\(domain.prefix(80))` is not a domain name such as example.com")
-            }
-            return lowered
-        }
+        let domains = try Self.validDomains(domains)
         return try connection.transaction { connection in
             if try connection.queryFirst("SELECT id FROM organizations WHERE name_key = ?", .text(name.lowercased())) != nil {
                 throw DirectoryError.alreadyExists("an organization named \(name) exists already (name)")
@@ -436,6 +434,91 @@ package struct DirectoryStore: Sendable {
 
     package func organizations(in connection: SQLiteConnection) throws -> [OrganizationRecord] {
         try connection.query("SELECT * FROM organizations ORDER BY name COLLATE NOCASE").map(Self.organizationRecord)
+    }
+
+    /// Renames an organization and/or replaces its domains (nil leaves that part alone).
+    package func updateOrganization(_ id: String, name: String?, domains: [String]?, actor: ActorInfo, in connection: SQLiteConnection) throws -> OrganizationRecord {
+        let name = try name.map { try DirectoryValidation.name($0, field: "name") }
+        let domains = try domains.map(Self.validDomains)
+        return try connection.transaction { connection in
+            let organization = try self.organization(id, in: connection)
+            var changed: [String] = []
+            if let name, name != organization.name {
+                if let other = try connection.queryFirst("SELECT id FROM organizations WHERE name_key = ?", .text(name.lowercased()))?.string("id"), other != id {
+                    throw DirectoryError.alreadyExists("an organization named \(name) exists already (name)")
+                }
+                try connection.run("UPDATE organizations SET name = ?, name_key = ? WHERE id = ?", .text(name), .text(name.lowercased()), .text(id))
+                changed.append("name \(organization.name) → \(name)")
+            }
+            if let domains, domains != organization.domains {
+                try connection.run("UPDATE organizations SET domains = ? WHERE id = ?", .text(domains.joined(separator: ",")), .text(id))
+                changed.append("domains \(domains.joined(separator: ","))")
+            }
+            if !changed.isEmpty {
+                try self.audit(actor, "organization.update", target: id, detail: changed.joined(separator: ", "), in: connection)
+            }
+            return try self.organization(id, in: connection)
+        }
+    }
+
+    /// Deletes an organization nobody belongs to any more.
+    package func deleteOrganization(_ id: String, actor: ActorInfo, in connection: SQLiteConnection) throws {
+        try connection.transaction { connection in
+            let organization = try self.organization(id, in: connection)
+            let members = try connection.queryFirst("SELECT count(*) AS n FROM users WHERE organization_id = ?", .text(id))?.int("n") ?? 0
+            guard members == 0 else {
+                throw DirectoryError.failedPrecondition(
+                    "\(members) user\(members == 1 ? "" : "s") still belong to \(organization.name); move them to another organization first"
+                )
+            }
+            try connection.run("DELETE FROM organizations WHERE id = ?", .text(id))
+            try self.audit(actor, "organization.delete", target: id, detail: organization.name, in: connection)
+        }
+    }
+
+    static func validDomains(_ domains: [String]) throws -> [String] {
+        guard domains.count <= 50 else {
+            throw DirectoryError.invalidArgument("an organization can have at most 50 domains")
+        }
+        return try domains.map { domain -> String in
+            let lowered = domain.trimmingCharacters(in: .whitespaces).lowercased()
+            guard DirectoryValidation.isHostname(lowered), lowered.contains(".") else {
+                throw DirectoryError.invalidArgument("domain `\(domain.prefix(80))` is not a domain name such as example.com")
+            }
+            return lowered
+        }
+    }
+
+    // MARK: Audit
+
+    /// Audit records, newest first, optionally of one target.
+    package func auditRecords(target: String, pageSize: Int, pageToken: String, in connection: SQLiteConnection) throws -> (records: [AuditRecord], next: String) {
+        guard (1...500).contains(pageSize) else {
+            throw DirectoryError.invalidArgument("page_size must be from 1 to 500 (0 for 50)")
+        }
+        var before = Int64.max
+        if !pageToken.isEmpty {
+            guard let decoded = Base64URL.decode(pageToken).flatMap({ String(validating: $0, as: UTF8.self) }),
+                  decoded.hasPrefix("a1|"), let value = Int64(decoded.dropFirst(3)), value > 0
+            else {
+                throw DirectoryError.invalidArgument("page_token is not one this service gave out")
+            }
+            before = value
+        }
+        let rows = try target.isEmpty
+            ? connection.query("SELECT * FROM audit WHERE id < ? ORDER BY id DESC LIMIT ?", .integer(before), .integer(Int64(pageSize + 1)))
+            : connection.query(
+                "SELECT * FROM audit WHERE target = ? AND id < ? ORDER BY id DESC LIMIT ?", .text(target), .integer(before), .integer(Int64(pageSize + 1))
+            )
+        let records = rows.prefix(pageSize).map { row in
+            AuditRecord(
+                id: row.int("id") ?? 0, at: row.int("at") ?? 0, actorUserID: row.string("actor_id") ?? "",
+                actorClientAddress: row.string("actor_address") ?? "", action: row.string("action") ?? "",
+                target: row.string("target") ?? "", detail: row.string("detail") ?? ""
+            )
+        }
+        let next = rows.count > pageSize ? Base64URL.encode(Array("a1|\(records[pageSize - 1].id)".utf8)) : ""
+        return (records, next)
     }
 
     // MARK: Roles and permissions
@@ -678,7 +761,7 @@ package struct DirectoryStore: Sendable {
         return (user, email)
     }
 
-    private func ensureEmailIsFree(_ normalized: String, field: String, in connection: SQLiteConnection) throws {
+    func ensureEmailIsFree(_ normalized: String, field: String, in connection: SQLiteConnection) throws {
         if try connection.queryFirst("SELECT id FROM emails WHERE normalized = ?", .text(normalized)) != nil {
             throw DirectoryError.alreadyExists("the email address \(normalized) belongs to another user (\(field))")
         }
@@ -710,7 +793,7 @@ package struct DirectoryStore: Sendable {
         )
     }
 
-    private func audit(_ actor: ActorInfo, _ action: String, target: String, detail: String, in connection: SQLiteConnection) throws {
+    func audit(_ actor: ActorInfo, _ action: String, target: String, detail: String, in connection: SQLiteConnection) throws {
         try connection.run(
             "INSERT INTO audit (at, actor_id, actor_address, action, target, detail) VALUES (?, ?, ?, ?, ?, ?)",
             .integer(self.clock.nowMilliseconds()), .text(actor.userID), .text(actor.clientAddress), .text(action), .text(target), .text(detail)

@@ -16,7 +16,7 @@ struct DirectoryCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rekey-directory",
         abstract: "Rekey's directory: users, organizations, roles, passwords, API keys and sessions.",
-        subcommands: [Serve.self, BootstrapAdmin.self, Healthcheck.self],
+        subcommands: [Serve.self, BootstrapAdmin.self, Import.self, Healthcheck.self],
         defaultSubcommand: Serve.self
     )
 }
@@ -146,6 +146,66 @@ struct BootstrapAdmin: AsyncParsableCommand {
             print("API key (shown once, keep it safe): \(key)")
         } catch let error as DirectoryError {
             throw ValidationError(error.rpcError.message)
+        }
+    }
+}
+
+struct Import: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Create users from a CSV file (name,email,role,organization). Works offline, on the database.",
+        discussion: """
+            The first line must be the header name,email,role,organization (organization may be left out; \
+            it takes an organization's name or id). All-or-nothing unless --partial: when any row is refused, \
+            nothing is written. Prints one line per refused row; exits 1 when nothing was written.
+            """
+    )
+
+    @OptionGroup var options: CommonServiceOptions
+    @OptionGroup var own: DirectoryOptions
+
+    @Argument(help: "The CSV file (UTF-8).")
+    var file: String
+
+    @Flag(help: "Create the good rows even when others are refused.")
+    var partial = false
+
+    @Option(help: "Refuse files with more data rows than this.")
+    var maxRows = 1_000_000
+
+    func run() async throws {
+        let settings: DirectorySettings
+        let database: SQLiteDatabase
+        do {
+            settings = try DirectorySettings(common: self.options, self.own, requireCredentials: false)
+            database = try settings.openDatabase()
+        } catch let error as SettingsError {
+            throw ValidationError(error.message)
+        }
+        guard let data = FileManager.default.contents(atPath: self.file) else {
+            throw ValidationError("cannot read \(self.file)")
+        }
+        let store = DirectoryStore(configuration: settings.store, clock: SystemWallClock())
+        let (partial, maxRows) = (self.partial, self.maxRows)
+        let started = ContinuousClock.now
+        let report: DirectoryStore.ImportReport
+        do {
+            report = try await database.withConnection { connection in
+                try store.importUsers(csv: Array(data), partial: partial, maxRows: maxRows, actor: .system, in: connection)
+            }
+        } catch let error as DirectoryError {
+            throw ValidationError(error.rpcError.message)
+        }
+        for row in report.rows {
+            if let error = row.error {
+                print("line \(row.line): \(error)")
+            }
+        }
+        let elapsed = ContinuousClock.now - started
+        if report.committed {
+            print("Created \(report.created) users; \(report.refused) rows refused (\(elapsed.formatted(.units(allowed: [.seconds], fractionalPart: .show(length: 1))))).")
+        } else {
+            print("Nothing was written: \(report.refused) of \(report.rows.count) rows refused\(partial ? "" : " (all-or-nothing; --partial creates the good rows)").")
+            throw ExitCode(1)
         }
     }
 }

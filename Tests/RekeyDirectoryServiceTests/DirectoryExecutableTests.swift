@@ -141,6 +141,52 @@ struct DirectoryExecutableTests {
         process.stop()
     }
 
+    @Test("import works offline on the database, all-or-nothing, and over RPC with a per-row report")
+    func importFile() async throws {
+        let folder = try TemporaryFolder()
+        let bad = folder.path + "/bad.csv"
+        try "name,email,role,organization\nAnn,ann@example.com,customer,\nBob,bob@,customer,\n".write(toFile: bad, atomically: true, encoding: .utf8)
+        let refused = try Self.run(["import", bad, "--data-dir", folder.path])
+        #expect(refused.status == 1)
+        #expect(refused.output.contains("line 3: email `bob@` is not an email address"), "\(refused.output)")
+        #expect(refused.output.contains("Nothing was written: 1 of 2 rows refused"), "\(refused.output)")
+        let partial = try Self.run(["import", bad, "--partial", "--data-dir", folder.path])
+        #expect(partial.status == 0, "\(partial.output)")
+        #expect(partial.output.contains("Created 1 users; 1 rows refused"), "\(partial.output)")
+        let missing = try Self.run(["import", folder.path + "/missing.csv", "--data-dir", folder.path])
+        #expect(missing.status != 0)
+        #expect(missing.output.contains("cannot read"))
+
+        let process = try Self.start(dataDir: folder.path)
+        try await self.withDirectory(process) { directory in
+            var find = Rekey_Directory_V1_FindUserByEmailRequest()
+            find.email = "ANN@example.com"
+            #expect(try await directory.findUserByEmail(find).user?.name == "Ann")
+
+            var request = Rekey_Directory_V1_ImportUsersRequest()
+            request.csv = Array("name,email,role\nCid,cid@example.com,agent\nAnn Again,ann@example.com,customer\n".utf8)
+            request.actor = Rekey_Directory_V1_Actor()
+            request.actor?.userID = "u_someadmin"
+            let report = try await directory.importUsers(request)
+            #expect(!report.committed)
+            #expect(report.rows.map(\.line) == [2, 3])
+            #expect(report.rows[1].error.contains("belongs to another user"))
+            request.partial = true
+            let second = try await directory.importUsers(request)
+            #expect(second.committed)
+            #expect(second.created == 1)
+            #expect(second.rows[0].userID.hasPrefix("u_"))
+
+            var audit = Rekey_Directory_V1_ListAuditRecordsRequest()
+            audit.pageSize = 1
+            let records = try await directory.listAuditRecords(audit)
+            #expect(records.records.first?.action == "user.import")
+            #expect(records.records.first?.actorUserID == "u_someadmin")
+            #expect(!records.nextPageToken.isEmpty)
+        }
+        #expect(process.stop() == 0)
+    }
+
     @Test("start-up refuses bad settings with a message naming the key")
     func badSettings() throws {
         let folder = try TemporaryFolder()

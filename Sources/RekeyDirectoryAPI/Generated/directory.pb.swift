@@ -2911,6 +2911,597 @@ extension Rekey_Directory_V1_RevokeSessionsResponse: ProtobufMessage {
     }
 }
 
+/// The proto3 message `rekey.directory.v1.UpdateOrganizationRequest`.
+package struct Rekey_Directory_V1_UpdateOrganizationRequest: Sendable, Hashable {
+    package var organizationID: String = ""
+    package var name: String = ""
+    package var domains: [String] = []
+    package var fields: [String] = []
+    package var actor: Rekey_Directory_V1_Actor? = nil
+
+    package init() {}
+}
+
+extension Rekey_Directory_V1_UpdateOrganizationRequest {
+    /// The string fields that decoding checks for NUL characters and invalid UTF-8.
+    package static let protobufStringSchema = ProtobufStringSchema(
+        stringFields: [1, 2, 3, 4],
+        messageFields: [5: { Rekey_Directory_V1_Actor.protobufStringSchema }]
+    )
+
+    /// Copies a protobuf-c struct (one that protobuf-c unpacked) into a Swift value.
+    package init(cValue c: UnsafePointer<Rekey__Directory__V1__UpdateOrganizationRequest>) {
+        self.init()
+        self.organizationID = ProtobufCRead.string(c.pointee.organization_id)
+        self.name = ProtobufCRead.string(c.pointee.name)
+        self.domains = ProtobufCRead.array(c.pointee.domains, count: c.pointee.n_domains) { ProtobufCRead.string($0) }
+        self.fields = ProtobufCRead.array(c.pointee.fields, count: c.pointee.n_fields) { ProtobufCRead.string($0) }
+        self.actor = c.pointee.actor.map { Rekey_Directory_V1_Actor(cValue: $0) }
+    }
+
+    /// Builds the protobuf-c struct for this value; everything it points to lives in `arena`.
+    package func makeCValue(in arena: ProtobufCArena) throws -> UnsafeMutablePointer<Rekey__Directory__V1__UpdateOrganizationRequest> {
+        let c = arena.allocateStruct(Rekey__Directory__V1__UpdateOrganizationRequest.self)
+        rekey__directory__v1__update_organization_request__init(c)
+        if !self.organizationID.isEmpty {
+            c.pointee.organization_id = try arena.makeCString(self.organizationID, message: "rekey.directory.v1.UpdateOrganizationRequest", field: "organization_id")
+        }
+        if !self.name.isEmpty {
+            c.pointee.name = try arena.makeCString(self.name, message: "rekey.directory.v1.UpdateOrganizationRequest", field: "name")
+        }
+        c.pointee.n_domains = self.domains.count
+        c.pointee.domains = try arena.makeArray(self.domains) { Optional(try arena.makeCString($0, message: "rekey.directory.v1.UpdateOrganizationRequest", field: "domains")) }
+        c.pointee.n_fields = self.fields.count
+        c.pointee.fields = try arena.makeArray(self.fields) { Optional(try arena.makeCString($0, message: "rekey.directory.v1.UpdateOrganizationRequest", field: "fields")) }
+        if let value = self.actor {
+            c.pointee.actor = try value.makeCValue(in: arena)
+        }
+        return c
+    }
+}
+
+extension Rekey_Directory_V1_UpdateOrganizationRequest: ProtobufMessage {
+    package static let protoMessageName = "rekey.directory.v1.UpdateOrganizationRequest"
+
+    package init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        try Self.protobufStringSchema.validate(bytes, message: Self.protoMessageName)
+        let unpacked: UnsafeMutablePointer<Rekey__Directory__V1__UpdateOrganizationRequest>? =
+            if let base = bytes.baseAddress {
+                rekey__directory__v1__update_organization_request__unpack(nil, bytes.count, base.assumingMemoryBound(to: UInt8.self))
+            } else {
+                withUnsafePointer(to: UInt8(0)) { rekey__directory__v1__update_organization_request__unpack(nil, 0, $0) }
+            }
+        guard let c = unpacked else {
+            throw ProtobufError.invalidEncoding(message: Self.protoMessageName)
+        }
+        defer { rekey__directory__v1__update_organization_request__free_unpacked(c, nil) }
+        self.init(cValue: c)
+    }
+
+    package func withCMessage<R>(_ body: (UnsafePointer<ProtobufCMessage>) throws -> R) throws -> R {
+        try ProtobufCArena.withArena { arena in
+            let c = try self.makeCValue(in: arena)
+            return try body(UnsafePointer(OpaquePointer(c)))
+        }
+    }
+}
+
+/// The proto3 message `rekey.directory.v1.DeleteOrganizationRequest`.
+package struct Rekey_Directory_V1_DeleteOrganizationRequest: Sendable, Hashable {
+    package var organizationID: String = ""
+    package var actor: Rekey_Directory_V1_Actor? = nil
+
+    package init() {}
+}
+
+extension Rekey_Directory_V1_DeleteOrganizationRequest {
+    /// The string fields that decoding checks for NUL characters and invalid UTF-8.
+    package static let protobufStringSchema = ProtobufStringSchema(
+        stringFields: [1],
+        messageFields: [2: { Rekey_Directory_V1_Actor.protobufStringSchema }]
+    )
+
+    /// Copies a protobuf-c struct (one that protobuf-c unpacked) into a Swift value.
+    package init(cValue c: UnsafePointer<Rekey__Directory__V1__DeleteOrganizationRequest>) {
+        self.init()
+        self.organizationID = ProtobufCRead.string(c.pointee.organization_id)
+        self.actor = c.pointee.actor.map { Rekey_Directory_V1_Actor(cValue: $0) }
+    }
+
+    /// Builds the protobuf-c struct for this value; everything it points to lives in `arena`.
+    package func makeCValue(in arena: ProtobufCArena) throws -> UnsafeMutablePointer<Rekey__Directory__V1__DeleteOrganizationRequest> {
+        let c = arena.allocateStruct(Rekey__Directory__V1__DeleteOrganizationRequest.self)
+        rekey__directory__v1__delete_organization_request__init(c)
+        if !self.organizationID.isEmpty {
+            c.pointee.organization_id = try arena.makeCString(self.organizationID, message: "rekey.directory.v1.DeleteOrganizationRequest", field: "organization_id")
+        }
+        if let value = self.actor {
+            c.pointee.actor = try value.makeCValue(in: arena)
+        }
+        return c
+    }
+}
+
+extension Rekey_Directory_V1_DeleteOrganizationRequest: ProtobufMessage {
+    package static let protoMessageName = "rekey.directory.v1.DeleteOrganizationRequest"
+
+    package init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        try Self.protobufStringSchema.validate(bytes, message: Self.protoMessageName)
+        let unpacked: UnsafeMutablePointer<Rekey__Directory__V1__DeleteOrganizationRequest>? =
+            if let base = bytes.baseAddress {
+                rekey__directory__v1__delete_organization_request__unpack(nil, bytes.count, base.assumingMemoryBound(to: UInt8.self))
+            } else {
+                withUnsafePointer(to: UInt8(0)) { rekey__directory__v1__delete_organization_request__unpack(nil, 0, $0) }
+            }
+        guard let c = unpacked else {
+            throw ProtobufError.invalidEncoding(message: Self.protoMessageName)
+        }
+        defer { rekey__directory__v1__delete_organization_request__free_unpacked(c, nil) }
+        self.init(cValue: c)
+    }
+
+    package func withCMessage<R>(_ body: (UnsafePointer<ProtobufCMessage>) throws -> R) throws -> R {
+        try ProtobufCArena.withArena { arena in
+            let c = try self.makeCValue(in: arena)
+            return try body(UnsafePointer(OpaquePointer(c)))
+        }
+    }
+}
+
+/// The proto3 message `rekey.directory.v1.DeleteOrganizationResponse`.
+package struct Rekey_Directory_V1_DeleteOrganizationResponse: Sendable, Hashable {
+
+    package init() {}
+}
+
+extension Rekey_Directory_V1_DeleteOrganizationResponse {
+    /// Copies a protobuf-c struct (one that protobuf-c unpacked) into a Swift value.
+    package init(cValue c: UnsafePointer<Rekey__Directory__V1__DeleteOrganizationResponse>) {
+        self.init()
+    }
+
+    /// Builds the protobuf-c struct for this value; everything it points to lives in `arena`.
+    package func makeCValue(in arena: ProtobufCArena) throws -> UnsafeMutablePointer<Rekey__Directory__V1__DeleteOrganizationResponse> {
+        let c = arena.allocateStruct(Rekey__Directory__V1__DeleteOrganizationResponse.self)
+        rekey__directory__v1__delete_organization_response__init(c)
+        return c
+    }
+}
+
+extension Rekey_Directory_V1_DeleteOrganizationResponse: ProtobufMessage {
+    package static let protoMessageName = "rekey.directory.v1.DeleteOrganizationResponse"
+
+    package init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        let unpacked: UnsafeMutablePointer<Rekey__Directory__V1__DeleteOrganizationResponse>? =
+            if let base = bytes.baseAddress {
+                rekey__directory__v1__delete_organization_response__unpack(nil, bytes.count, base.assumingMemoryBound(to: UInt8.self))
+            } else {
+                withUnsafePointer(to: UInt8(0)) { rekey__directory__v1__delete_organization_response__unpack(nil, 0, $0) }
+            }
+        guard let c = unpacked else {
+            throw ProtobufError.invalidEncoding(message: Self.protoMessageName)
+        }
+        defer { rekey__directory__v1__delete_organization_response__free_unpacked(c, nil) }
+        self.init(cValue: c)
+    }
+
+    package func withCMessage<R>(_ body: (UnsafePointer<ProtobufCMessage>) throws -> R) throws -> R {
+        try ProtobufCArena.withArena { arena in
+            let c = try self.makeCValue(in: arena)
+            return try body(UnsafePointer(OpaquePointer(c)))
+        }
+    }
+}
+
+/// The proto3 message `rekey.directory.v1.ImportUsersRequest`.
+package struct Rekey_Directory_V1_ImportUsersRequest: Sendable, Hashable {
+    package var csv: [UInt8] = []
+    package var partial: Bool = false
+    package var actor: Rekey_Directory_V1_Actor? = nil
+
+    package init() {}
+}
+
+extension Rekey_Directory_V1_ImportUsersRequest {
+    /// The string fields that decoding checks for NUL characters and invalid UTF-8.
+    package static let protobufStringSchema = ProtobufStringSchema(
+        stringFields: [],
+        messageFields: [3: { Rekey_Directory_V1_Actor.protobufStringSchema }]
+    )
+
+    /// Copies a protobuf-c struct (one that protobuf-c unpacked) into a Swift value.
+    package init(cValue c: UnsafePointer<Rekey__Directory__V1__ImportUsersRequest>) {
+        self.init()
+        self.csv = ProtobufCRead.bytes(c.pointee.csv)
+        self.partial = (c.pointee.partial != 0)
+        self.actor = c.pointee.actor.map { Rekey_Directory_V1_Actor(cValue: $0) }
+    }
+
+    /// Builds the protobuf-c struct for this value; everything it points to lives in `arena`.
+    package func makeCValue(in arena: ProtobufCArena) throws -> UnsafeMutablePointer<Rekey__Directory__V1__ImportUsersRequest> {
+        let c = arena.allocateStruct(Rekey__Directory__V1__ImportUsersRequest.self)
+        rekey__directory__v1__import_users_request__init(c)
+        if !self.csv.isEmpty {
+            c.pointee.csv = arena.makeBinaryData(self.csv)
+        }
+        c.pointee.partial = (self.partial ? 1 : 0)
+        if let value = self.actor {
+            c.pointee.actor = try value.makeCValue(in: arena)
+        }
+        return c
+    }
+}
+
+extension Rekey_Directory_V1_ImportUsersRequest: ProtobufMessage {
+    package static let protoMessageName = "rekey.directory.v1.ImportUsersRequest"
+
+    package init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        try Self.protobufStringSchema.validate(bytes, message: Self.protoMessageName)
+        let unpacked: UnsafeMutablePointer<Rekey__Directory__V1__ImportUsersRequest>? =
+            if let base = bytes.baseAddress {
+                rekey__directory__v1__import_users_request__unpack(nil, bytes.count, base.assumingMemoryBound(to: UInt8.self))
+            } else {
+                withUnsafePointer(to: UInt8(0)) { rekey__directory__v1__import_users_request__unpack(nil, 0, $0) }
+            }
+        guard let c = unpacked else {
+            throw ProtobufError.invalidEncoding(message: Self.protoMessageName)
+        }
+        defer { rekey__directory__v1__import_users_request__free_unpacked(c, nil) }
+        self.init(cValue: c)
+    }
+
+    package func withCMessage<R>(_ body: (UnsafePointer<ProtobufCMessage>) throws -> R) throws -> R {
+        try ProtobufCArena.withArena { arena in
+            let c = try self.makeCValue(in: arena)
+            return try body(UnsafePointer(OpaquePointer(c)))
+        }
+    }
+}
+
+/// The proto3 message `rekey.directory.v1.ImportRowResult`.
+package struct Rekey_Directory_V1_ImportRowResult: Sendable, Hashable {
+    package var line: UInt32 = 0
+    package var email: String = ""
+    package var userID: String = ""
+    package var error: String = ""
+
+    package init() {}
+}
+
+extension Rekey_Directory_V1_ImportRowResult {
+    /// The string fields that decoding checks for NUL characters and invalid UTF-8.
+    package static let protobufStringSchema = ProtobufStringSchema(
+        stringFields: [2, 3, 4],
+        messageFields: [:]
+    )
+
+    /// Copies a protobuf-c struct (one that protobuf-c unpacked) into a Swift value.
+    package init(cValue c: UnsafePointer<Rekey__Directory__V1__ImportRowResult>) {
+        self.init()
+        self.line = c.pointee.line
+        self.email = ProtobufCRead.string(c.pointee.email)
+        self.userID = ProtobufCRead.string(c.pointee.user_id)
+        self.error = ProtobufCRead.string(c.pointee.error)
+    }
+
+    /// Builds the protobuf-c struct for this value; everything it points to lives in `arena`.
+    package func makeCValue(in arena: ProtobufCArena) throws -> UnsafeMutablePointer<Rekey__Directory__V1__ImportRowResult> {
+        let c = arena.allocateStruct(Rekey__Directory__V1__ImportRowResult.self)
+        rekey__directory__v1__import_row_result__init(c)
+        c.pointee.line = self.line
+        if !self.email.isEmpty {
+            c.pointee.email = try arena.makeCString(self.email, message: "rekey.directory.v1.ImportRowResult", field: "email")
+        }
+        if !self.userID.isEmpty {
+            c.pointee.user_id = try arena.makeCString(self.userID, message: "rekey.directory.v1.ImportRowResult", field: "user_id")
+        }
+        if !self.error.isEmpty {
+            c.pointee.error = try arena.makeCString(self.error, message: "rekey.directory.v1.ImportRowResult", field: "error")
+        }
+        return c
+    }
+}
+
+extension Rekey_Directory_V1_ImportRowResult: ProtobufMessage {
+    package static let protoMessageName = "rekey.directory.v1.ImportRowResult"
+
+    package init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        try Self.protobufStringSchema.validate(bytes, message: Self.protoMessageName)
+        let unpacked: UnsafeMutablePointer<Rekey__Directory__V1__ImportRowResult>? =
+            if let base = bytes.baseAddress {
+                rekey__directory__v1__import_row_result__unpack(nil, bytes.count, base.assumingMemoryBound(to: UInt8.self))
+            } else {
+                withUnsafePointer(to: UInt8(0)) { rekey__directory__v1__import_row_result__unpack(nil, 0, $0) }
+            }
+        guard let c = unpacked else {
+            throw ProtobufError.invalidEncoding(message: Self.protoMessageName)
+        }
+        defer { rekey__directory__v1__import_row_result__free_unpacked(c, nil) }
+        self.init(cValue: c)
+    }
+
+    package func withCMessage<R>(_ body: (UnsafePointer<ProtobufCMessage>) throws -> R) throws -> R {
+        try ProtobufCArena.withArena { arena in
+            let c = try self.makeCValue(in: arena)
+            return try body(UnsafePointer(OpaquePointer(c)))
+        }
+    }
+}
+
+/// The proto3 message `rekey.directory.v1.ImportUsersResponse`.
+package struct Rekey_Directory_V1_ImportUsersResponse: Sendable, Hashable {
+    package var committed: Bool = false
+    package var created: UInt32 = 0
+    package var refused: UInt32 = 0
+    package var rows: [Rekey_Directory_V1_ImportRowResult] = []
+
+    package init() {}
+}
+
+extension Rekey_Directory_V1_ImportUsersResponse {
+    /// The string fields that decoding checks for NUL characters and invalid UTF-8.
+    package static let protobufStringSchema = ProtobufStringSchema(
+        stringFields: [],
+        messageFields: [4: { Rekey_Directory_V1_ImportRowResult.protobufStringSchema }]
+    )
+
+    /// Copies a protobuf-c struct (one that protobuf-c unpacked) into a Swift value.
+    package init(cValue c: UnsafePointer<Rekey__Directory__V1__ImportUsersResponse>) {
+        self.init()
+        self.committed = (c.pointee.committed != 0)
+        self.created = c.pointee.created
+        self.refused = c.pointee.refused
+        self.rows = ProtobufCRead.array(c.pointee.rows, count: c.pointee.n_rows) { Rekey_Directory_V1_ImportRowResult(cValue: $0!) }
+    }
+
+    /// Builds the protobuf-c struct for this value; everything it points to lives in `arena`.
+    package func makeCValue(in arena: ProtobufCArena) throws -> UnsafeMutablePointer<Rekey__Directory__V1__ImportUsersResponse> {
+        let c = arena.allocateStruct(Rekey__Directory__V1__ImportUsersResponse.self)
+        rekey__directory__v1__import_users_response__init(c)
+        c.pointee.committed = (self.committed ? 1 : 0)
+        c.pointee.created = self.created
+        c.pointee.refused = self.refused
+        c.pointee.n_rows = self.rows.count
+        c.pointee.rows = try arena.makeArray(self.rows) { Optional(try $0.makeCValue(in: arena)) }
+        return c
+    }
+}
+
+extension Rekey_Directory_V1_ImportUsersResponse: ProtobufMessage {
+    package static let protoMessageName = "rekey.directory.v1.ImportUsersResponse"
+
+    package init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        try Self.protobufStringSchema.validate(bytes, message: Self.protoMessageName)
+        let unpacked: UnsafeMutablePointer<Rekey__Directory__V1__ImportUsersResponse>? =
+            if let base = bytes.baseAddress {
+                rekey__directory__v1__import_users_response__unpack(nil, bytes.count, base.assumingMemoryBound(to: UInt8.self))
+            } else {
+                withUnsafePointer(to: UInt8(0)) { rekey__directory__v1__import_users_response__unpack(nil, 0, $0) }
+            }
+        guard let c = unpacked else {
+            throw ProtobufError.invalidEncoding(message: Self.protoMessageName)
+        }
+        defer { rekey__directory__v1__import_users_response__free_unpacked(c, nil) }
+        self.init(cValue: c)
+    }
+
+    package func withCMessage<R>(_ body: (UnsafePointer<ProtobufCMessage>) throws -> R) throws -> R {
+        try ProtobufCArena.withArena { arena in
+            let c = try self.makeCValue(in: arena)
+            return try body(UnsafePointer(OpaquePointer(c)))
+        }
+    }
+}
+
+/// The proto3 message `rekey.directory.v1.AuditRecord`.
+package struct Rekey_Directory_V1_AuditRecord: Sendable, Hashable {
+    package var id: Int64 = 0
+    package var atUnixMs: Int64 = 0
+    package var actorUserID: String = ""
+    package var actorClientAddress: String = ""
+    package var action: String = ""
+    package var target: String = ""
+    package var detail: String = ""
+
+    package init() {}
+}
+
+extension Rekey_Directory_V1_AuditRecord {
+    /// The string fields that decoding checks for NUL characters and invalid UTF-8.
+    package static let protobufStringSchema = ProtobufStringSchema(
+        stringFields: [3, 4, 5, 6, 7],
+        messageFields: [:]
+    )
+
+    /// Copies a protobuf-c struct (one that protobuf-c unpacked) into a Swift value.
+    package init(cValue c: UnsafePointer<Rekey__Directory__V1__AuditRecord>) {
+        self.init()
+        self.id = c.pointee.id
+        self.atUnixMs = c.pointee.at_unix_ms
+        self.actorUserID = ProtobufCRead.string(c.pointee.actor_user_id)
+        self.actorClientAddress = ProtobufCRead.string(c.pointee.actor_client_address)
+        self.action = ProtobufCRead.string(c.pointee.action)
+        self.target = ProtobufCRead.string(c.pointee.target)
+        self.detail = ProtobufCRead.string(c.pointee.detail)
+    }
+
+    /// Builds the protobuf-c struct for this value; everything it points to lives in `arena`.
+    package func makeCValue(in arena: ProtobufCArena) throws -> UnsafeMutablePointer<Rekey__Directory__V1__AuditRecord> {
+        let c = arena.allocateStruct(Rekey__Directory__V1__AuditRecord.self)
+        rekey__directory__v1__audit_record__init(c)
+        c.pointee.id = self.id
+        c.pointee.at_unix_ms = self.atUnixMs
+        if !self.actorUserID.isEmpty {
+            c.pointee.actor_user_id = try arena.makeCString(self.actorUserID, message: "rekey.directory.v1.AuditRecord", field: "actor_user_id")
+        }
+        if !self.actorClientAddress.isEmpty {
+            c.pointee.actor_client_address = try arena.makeCString(self.actorClientAddress, message: "rekey.directory.v1.AuditRecord", field: "actor_client_address")
+        }
+        if !self.action.isEmpty {
+            c.pointee.action = try arena.makeCString(self.action, message: "rekey.directory.v1.AuditRecord", field: "action")
+        }
+        if !self.target.isEmpty {
+            c.pointee.target = try arena.makeCString(self.target, message: "rekey.directory.v1.AuditRecord", field: "target")
+        }
+        if !self.detail.isEmpty {
+            c.pointee.detail = try arena.makeCString(self.detail, message: "rekey.directory.v1.AuditRecord", field: "detail")
+        }
+        return c
+    }
+}
+
+extension Rekey_Directory_V1_AuditRecord: ProtobufMessage {
+    package static let protoMessageName = "rekey.directory.v1.AuditRecord"
+
+    package init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        try Self.protobufStringSchema.validate(bytes, message: Self.protoMessageName)
+        let unpacked: UnsafeMutablePointer<Rekey__Directory__V1__AuditRecord>? =
+            if let base = bytes.baseAddress {
+                rekey__directory__v1__audit_record__unpack(nil, bytes.count, base.assumingMemoryBound(to: UInt8.self))
+            } else {
+                withUnsafePointer(to: UInt8(0)) { rekey__directory__v1__audit_record__unpack(nil, 0, $0) }
+            }
+        guard let c = unpacked else {
+            throw ProtobufError.invalidEncoding(message: Self.protoMessageName)
+        }
+        defer { rekey__directory__v1__audit_record__free_unpacked(c, nil) }
+        self.init(cValue: c)
+    }
+
+    package func withCMessage<R>(_ body: (UnsafePointer<ProtobufCMessage>) throws -> R) throws -> R {
+        try ProtobufCArena.withArena { arena in
+            let c = try self.makeCValue(in: arena)
+            return try body(UnsafePointer(OpaquePointer(c)))
+        }
+    }
+}
+
+/// The proto3 message `rekey.directory.v1.ListAuditRecordsRequest`.
+package struct Rekey_Directory_V1_ListAuditRecordsRequest: Sendable, Hashable {
+    package var target: String = ""
+    package var pageSize: UInt32 = 0
+    package var pageToken: String = ""
+
+    package init() {}
+}
+
+extension Rekey_Directory_V1_ListAuditRecordsRequest {
+    /// The string fields that decoding checks for NUL characters and invalid UTF-8.
+    package static let protobufStringSchema = ProtobufStringSchema(
+        stringFields: [1, 3],
+        messageFields: [:]
+    )
+
+    /// Copies a protobuf-c struct (one that protobuf-c unpacked) into a Swift value.
+    package init(cValue c: UnsafePointer<Rekey__Directory__V1__ListAuditRecordsRequest>) {
+        self.init()
+        self.target = ProtobufCRead.string(c.pointee.target)
+        self.pageSize = c.pointee.page_size
+        self.pageToken = ProtobufCRead.string(c.pointee.page_token)
+    }
+
+    /// Builds the protobuf-c struct for this value; everything it points to lives in `arena`.
+    package func makeCValue(in arena: ProtobufCArena) throws -> UnsafeMutablePointer<Rekey__Directory__V1__ListAuditRecordsRequest> {
+        let c = arena.allocateStruct(Rekey__Directory__V1__ListAuditRecordsRequest.self)
+        rekey__directory__v1__list_audit_records_request__init(c)
+        if !self.target.isEmpty {
+            c.pointee.target = try arena.makeCString(self.target, message: "rekey.directory.v1.ListAuditRecordsRequest", field: "target")
+        }
+        c.pointee.page_size = self.pageSize
+        if !self.pageToken.isEmpty {
+            c.pointee.page_token = try arena.makeCString(self.pageToken, message: "rekey.directory.v1.ListAuditRecordsRequest", field: "page_token")
+        }
+        return c
+    }
+}
+
+extension Rekey_Directory_V1_ListAuditRecordsRequest: ProtobufMessage {
+    package static let protoMessageName = "rekey.directory.v1.ListAuditRecordsRequest"
+
+    package init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        try Self.protobufStringSchema.validate(bytes, message: Self.protoMessageName)
+        let unpacked: UnsafeMutablePointer<Rekey__Directory__V1__ListAuditRecordsRequest>? =
+            if let base = bytes.baseAddress {
+                rekey__directory__v1__list_audit_records_request__unpack(nil, bytes.count, base.assumingMemoryBound(to: UInt8.self))
+            } else {
+                withUnsafePointer(to: UInt8(0)) { rekey__directory__v1__list_audit_records_request__unpack(nil, 0, $0) }
+            }
+        guard let c = unpacked else {
+            throw ProtobufError.invalidEncoding(message: Self.protoMessageName)
+        }
+        defer { rekey__directory__v1__list_audit_records_request__free_unpacked(c, nil) }
+        self.init(cValue: c)
+    }
+
+    package func withCMessage<R>(_ body: (UnsafePointer<ProtobufCMessage>) throws -> R) throws -> R {
+        try ProtobufCArena.withArena { arena in
+            let c = try self.makeCValue(in: arena)
+            return try body(UnsafePointer(OpaquePointer(c)))
+        }
+    }
+}
+
+/// The proto3 message `rekey.directory.v1.ListAuditRecordsResponse`.
+package struct Rekey_Directory_V1_ListAuditRecordsResponse: Sendable, Hashable {
+    package var records: [Rekey_Directory_V1_AuditRecord] = []
+    package var nextPageToken: String = ""
+
+    package init() {}
+}
+
+extension Rekey_Directory_V1_ListAuditRecordsResponse {
+    /// The string fields that decoding checks for NUL characters and invalid UTF-8.
+    package static let protobufStringSchema = ProtobufStringSchema(
+        stringFields: [2],
+        messageFields: [1: { Rekey_Directory_V1_AuditRecord.protobufStringSchema }]
+    )
+
+    /// Copies a protobuf-c struct (one that protobuf-c unpacked) into a Swift value.
+    package init(cValue c: UnsafePointer<Rekey__Directory__V1__ListAuditRecordsResponse>) {
+        self.init()
+        self.records = ProtobufCRead.array(c.pointee.records, count: c.pointee.n_records) { Rekey_Directory_V1_AuditRecord(cValue: $0!) }
+        self.nextPageToken = ProtobufCRead.string(c.pointee.next_page_token)
+    }
+
+    /// Builds the protobuf-c struct for this value; everything it points to lives in `arena`.
+    package func makeCValue(in arena: ProtobufCArena) throws -> UnsafeMutablePointer<Rekey__Directory__V1__ListAuditRecordsResponse> {
+        let c = arena.allocateStruct(Rekey__Directory__V1__ListAuditRecordsResponse.self)
+        rekey__directory__v1__list_audit_records_response__init(c)
+        c.pointee.n_records = self.records.count
+        c.pointee.records = try arena.makeArray(self.records) { Optional(try $0.makeCValue(in: arena)) }
+        if !self.nextPageToken.isEmpty {
+            c.pointee.next_page_token = try arena.makeCString(self.nextPageToken, message: "rekey.directory.v1.ListAuditRecordsResponse", field: "next_page_token")
+        }
+        return c
+    }
+}
+
+extension Rekey_Directory_V1_ListAuditRecordsResponse: ProtobufMessage {
+    package static let protoMessageName = "rekey.directory.v1.ListAuditRecordsResponse"
+
+    package init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        try Self.protobufStringSchema.validate(bytes, message: Self.protoMessageName)
+        let unpacked: UnsafeMutablePointer<Rekey__Directory__V1__ListAuditRecordsResponse>? =
+            if let base = bytes.baseAddress {
+                rekey__directory__v1__list_audit_records_response__unpack(nil, bytes.count, base.assumingMemoryBound(to: UInt8.self))
+            } else {
+                withUnsafePointer(to: UInt8(0)) { rekey__directory__v1__list_audit_records_response__unpack(nil, 0, $0) }
+            }
+        guard let c = unpacked else {
+            throw ProtobufError.invalidEncoding(message: Self.protoMessageName)
+        }
+        defer { rekey__directory__v1__list_audit_records_response__free_unpacked(c, nil) }
+        self.init(cValue: c)
+    }
+
+    package func withCMessage<R>(_ body: (UnsafePointer<ProtobufCMessage>) throws -> R) throws -> R {
+        try ProtobufCArena.withArena { arena in
+            let c = try self.makeCValue(in: arena)
+            return try body(UnsafePointer(OpaquePointer(c)))
+        }
+    }
+}
+
 // MARK: - rekey.directory.v1.Directory
 
 /// Names and descriptors of the `rekey.directory.v1.Directory` service.
@@ -3005,6 +3596,18 @@ package enum Rekey_Directory_V1_Directory {
             package static let descriptor = MethodDescriptor(service: "rekey.directory.v1.Directory", method: "ListOrganizations")
         }
 
+        package enum UpdateOrganization {
+            package typealias Input = Rekey_Directory_V1_UpdateOrganizationRequest
+            package typealias Output = Rekey_Directory_V1_OrganizationResponse
+            package static let descriptor = MethodDescriptor(service: "rekey.directory.v1.Directory", method: "UpdateOrganization")
+        }
+
+        package enum DeleteOrganization {
+            package typealias Input = Rekey_Directory_V1_DeleteOrganizationRequest
+            package typealias Output = Rekey_Directory_V1_DeleteOrganizationResponse
+            package static let descriptor = MethodDescriptor(service: "rekey.directory.v1.Directory", method: "DeleteOrganization")
+        }
+
         package enum CreateRole {
             package typealias Input = Rekey_Directory_V1_CreateRoleRequest
             package typealias Output = Rekey_Directory_V1_RoleResponse
@@ -3071,7 +3674,19 @@ package enum Rekey_Directory_V1_Directory {
             package static let descriptor = MethodDescriptor(service: "rekey.directory.v1.Directory", method: "RevokeSessions")
         }
 
-        package static let descriptors: [MethodDescriptor] = [CreateUser.descriptor, GetUser.descriptor, UpdateUser.descriptor, SetUserState.descriptor, FindUserByEmail.descriptor, SearchUsers.descriptor, ListUsers.descriptor, AddEmail.descriptor, RemoveEmail.descriptor, SetPrimaryEmail.descriptor, MarkEmailVerified.descriptor, CreateOrganization.descriptor, GetOrganization.descriptor, ListOrganizations.descriptor, CreateRole.descriptor, ListRoles.descriptor, CheckPermission.descriptor, SetPassword.descriptor, VerifyPassword.descriptor, CreateApiKey.descriptor, RevokeApiKey.descriptor, AuthenticateApiKey.descriptor, CreateSession.descriptor, ValidateSession.descriptor, RevokeSessions.descriptor]
+        package enum ImportUsers {
+            package typealias Input = Rekey_Directory_V1_ImportUsersRequest
+            package typealias Output = Rekey_Directory_V1_ImportUsersResponse
+            package static let descriptor = MethodDescriptor(service: "rekey.directory.v1.Directory", method: "ImportUsers")
+        }
+
+        package enum ListAuditRecords {
+            package typealias Input = Rekey_Directory_V1_ListAuditRecordsRequest
+            package typealias Output = Rekey_Directory_V1_ListAuditRecordsResponse
+            package static let descriptor = MethodDescriptor(service: "rekey.directory.v1.Directory", method: "ListAuditRecords")
+        }
+
+        package static let descriptors: [MethodDescriptor] = [CreateUser.descriptor, GetUser.descriptor, UpdateUser.descriptor, SetUserState.descriptor, FindUserByEmail.descriptor, SearchUsers.descriptor, ListUsers.descriptor, AddEmail.descriptor, RemoveEmail.descriptor, SetPrimaryEmail.descriptor, MarkEmailVerified.descriptor, CreateOrganization.descriptor, GetOrganization.descriptor, ListOrganizations.descriptor, UpdateOrganization.descriptor, DeleteOrganization.descriptor, CreateRole.descriptor, ListRoles.descriptor, CheckPermission.descriptor, SetPassword.descriptor, VerifyPassword.descriptor, CreateApiKey.descriptor, RevokeApiKey.descriptor, AuthenticateApiKey.descriptor, CreateSession.descriptor, ValidateSession.descriptor, RevokeSessions.descriptor, ImportUsers.descriptor, ListAuditRecords.descriptor]
     }
 }
 
@@ -3091,6 +3706,8 @@ package protocol Rekey_Directory_V1_Directory_ServiceProtocol: RPCService {
     func createOrganization(request: Rekey_Directory_V1_Directory.Method.CreateOrganization.Input, context: ServerContext) async throws -> Rekey_Directory_V1_Directory.Method.CreateOrganization.Output
     func getOrganization(request: Rekey_Directory_V1_Directory.Method.GetOrganization.Input, context: ServerContext) async throws -> Rekey_Directory_V1_Directory.Method.GetOrganization.Output
     func listOrganizations(request: Rekey_Directory_V1_Directory.Method.ListOrganizations.Input, context: ServerContext) async throws -> Rekey_Directory_V1_Directory.Method.ListOrganizations.Output
+    func updateOrganization(request: Rekey_Directory_V1_Directory.Method.UpdateOrganization.Input, context: ServerContext) async throws -> Rekey_Directory_V1_Directory.Method.UpdateOrganization.Output
+    func deleteOrganization(request: Rekey_Directory_V1_Directory.Method.DeleteOrganization.Input, context: ServerContext) async throws -> Rekey_Directory_V1_Directory.Method.DeleteOrganization.Output
     func createRole(request: Rekey_Directory_V1_Directory.Method.CreateRole.Input, context: ServerContext) async throws -> Rekey_Directory_V1_Directory.Method.CreateRole.Output
     func listRoles(request: Rekey_Directory_V1_Directory.Method.ListRoles.Input, context: ServerContext) async throws -> Rekey_Directory_V1_Directory.Method.ListRoles.Output
     func checkPermission(request: Rekey_Directory_V1_Directory.Method.CheckPermission.Input, context: ServerContext) async throws -> Rekey_Directory_V1_Directory.Method.CheckPermission.Output
@@ -3102,6 +3719,8 @@ package protocol Rekey_Directory_V1_Directory_ServiceProtocol: RPCService {
     func createSession(request: Rekey_Directory_V1_Directory.Method.CreateSession.Input, context: ServerContext) async throws -> Rekey_Directory_V1_Directory.Method.CreateSession.Output
     func validateSession(request: Rekey_Directory_V1_Directory.Method.ValidateSession.Input, context: ServerContext) async throws -> Rekey_Directory_V1_Directory.Method.ValidateSession.Output
     func revokeSessions(request: Rekey_Directory_V1_Directory.Method.RevokeSessions.Input, context: ServerContext) async throws -> Rekey_Directory_V1_Directory.Method.RevokeSessions.Output
+    func importUsers(request: Rekey_Directory_V1_Directory.Method.ImportUsers.Input, context: ServerContext) async throws -> Rekey_Directory_V1_Directory.Method.ImportUsers.Output
+    func listAuditRecords(request: Rekey_Directory_V1_Directory.Method.ListAuditRecords.Input, context: ServerContext) async throws -> Rekey_Directory_V1_Directory.Method.ListAuditRecords.Output
 }
 
 extension Rekey_Directory_V1_Directory_ServiceProtocol {
@@ -3148,6 +3767,12 @@ extension Rekey_Directory_V1_Directory_ServiceProtocol {
         router.registerHandler(forMethod: Rekey_Directory_V1_Directory.Method.ListOrganizations.descriptor) { (request: Rekey_Directory_V1_Directory.Method.ListOrganizations.Input, context) in
             try await self.listOrganizations(request: request, context: context)
         }
+        router.registerHandler(forMethod: Rekey_Directory_V1_Directory.Method.UpdateOrganization.descriptor) { (request: Rekey_Directory_V1_Directory.Method.UpdateOrganization.Input, context) in
+            try await self.updateOrganization(request: request, context: context)
+        }
+        router.registerHandler(forMethod: Rekey_Directory_V1_Directory.Method.DeleteOrganization.descriptor) { (request: Rekey_Directory_V1_Directory.Method.DeleteOrganization.Input, context) in
+            try await self.deleteOrganization(request: request, context: context)
+        }
         router.registerHandler(forMethod: Rekey_Directory_V1_Directory.Method.CreateRole.descriptor) { (request: Rekey_Directory_V1_Directory.Method.CreateRole.Input, context) in
             try await self.createRole(request: request, context: context)
         }
@@ -3180,6 +3805,12 @@ extension Rekey_Directory_V1_Directory_ServiceProtocol {
         }
         router.registerHandler(forMethod: Rekey_Directory_V1_Directory.Method.RevokeSessions.descriptor) { (request: Rekey_Directory_V1_Directory.Method.RevokeSessions.Input, context) in
             try await self.revokeSessions(request: request, context: context)
+        }
+        router.registerHandler(forMethod: Rekey_Directory_V1_Directory.Method.ImportUsers.descriptor) { (request: Rekey_Directory_V1_Directory.Method.ImportUsers.Input, context) in
+            try await self.importUsers(request: request, context: context)
+        }
+        router.registerHandler(forMethod: Rekey_Directory_V1_Directory.Method.ListAuditRecords.descriptor) { (request: Rekey_Directory_V1_Directory.Method.ListAuditRecords.Input, context) in
+            try await self.listAuditRecords(request: request, context: context)
         }
     }
 }
@@ -3304,6 +3935,22 @@ package struct Rekey_Directory_V1_Directory_Client: Sendable {
         try await self.transport.unary(request: request, method: Rekey_Directory_V1_Directory.Method.ListOrganizations.descriptor, options: options)
     }
 
+    /// Calls `rekey.directory.v1.Directory/UpdateOrganization`.
+    package func updateOrganization(
+        _ request: Rekey_Directory_V1_Directory.Method.UpdateOrganization.Input,
+        options: CallOptions = .defaults
+    ) async throws -> Rekey_Directory_V1_Directory.Method.UpdateOrganization.Output {
+        try await self.transport.unary(request: request, method: Rekey_Directory_V1_Directory.Method.UpdateOrganization.descriptor, options: options)
+    }
+
+    /// Calls `rekey.directory.v1.Directory/DeleteOrganization`.
+    package func deleteOrganization(
+        _ request: Rekey_Directory_V1_Directory.Method.DeleteOrganization.Input,
+        options: CallOptions = .defaults
+    ) async throws -> Rekey_Directory_V1_Directory.Method.DeleteOrganization.Output {
+        try await self.transport.unary(request: request, method: Rekey_Directory_V1_Directory.Method.DeleteOrganization.descriptor, options: options)
+    }
+
     /// Calls `rekey.directory.v1.Directory/CreateRole`.
     package func createRole(
         _ request: Rekey_Directory_V1_Directory.Method.CreateRole.Input,
@@ -3390,5 +4037,21 @@ package struct Rekey_Directory_V1_Directory_Client: Sendable {
         options: CallOptions = .defaults
     ) async throws -> Rekey_Directory_V1_Directory.Method.RevokeSessions.Output {
         try await self.transport.unary(request: request, method: Rekey_Directory_V1_Directory.Method.RevokeSessions.descriptor, options: options)
+    }
+
+    /// Calls `rekey.directory.v1.Directory/ImportUsers`.
+    package func importUsers(
+        _ request: Rekey_Directory_V1_Directory.Method.ImportUsers.Input,
+        options: CallOptions = .defaults
+    ) async throws -> Rekey_Directory_V1_Directory.Method.ImportUsers.Output {
+        try await self.transport.unary(request: request, method: Rekey_Directory_V1_Directory.Method.ImportUsers.descriptor, options: options)
+    }
+
+    /// Calls `rekey.directory.v1.Directory/ListAuditRecords`.
+    package func listAuditRecords(
+        _ request: Rekey_Directory_V1_Directory.Method.ListAuditRecords.Input,
+        options: CallOptions = .defaults
+    ) async throws -> Rekey_Directory_V1_Directory.Method.ListAuditRecords.Output {
+        try await self.transport.unary(request: request, method: Rekey_Directory_V1_Directory.Method.ListAuditRecords.descriptor, options: options)
     }
 }

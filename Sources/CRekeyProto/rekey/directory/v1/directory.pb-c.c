@@ -2032,6 +2032,411 @@ void   rekey__directory__v1__revoke_sessions_response__free_unpacked
   assert(message->base.descriptor == &rekey__directory__v1__revoke_sessions_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   rekey__directory__v1__update_organization_request__init
+                     (Rekey__Directory__V1__UpdateOrganizationRequest         *message)
+{
+  static const Rekey__Directory__V1__UpdateOrganizationRequest init_value = REKEY__DIRECTORY__V1__UPDATE_ORGANIZATION_REQUEST__INIT;
+  *message = init_value;
+}
+size_t rekey__directory__v1__update_organization_request__get_packed_size
+                     (const Rekey__Directory__V1__UpdateOrganizationRequest *message)
+{
+  assert(message->base.descriptor == &rekey__directory__v1__update_organization_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t rekey__directory__v1__update_organization_request__pack
+                     (const Rekey__Directory__V1__UpdateOrganizationRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &rekey__directory__v1__update_organization_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t rekey__directory__v1__update_organization_request__pack_to_buffer
+                     (const Rekey__Directory__V1__UpdateOrganizationRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &rekey__directory__v1__update_organization_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Rekey__Directory__V1__UpdateOrganizationRequest *
+       rekey__directory__v1__update_organization_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Rekey__Directory__V1__UpdateOrganizationRequest *)
+     protobuf_c_message_unpack (&rekey__directory__v1__update_organization_request__descriptor,
+                                allocator, len, data);
+}
+void   rekey__directory__v1__update_organization_request__free_unpacked
+                     (Rekey__Directory__V1__UpdateOrganizationRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &rekey__directory__v1__update_organization_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   rekey__directory__v1__delete_organization_request__init
+                     (Rekey__Directory__V1__DeleteOrganizationRequest         *message)
+{
+  static const Rekey__Directory__V1__DeleteOrganizationRequest init_value = REKEY__DIRECTORY__V1__DELETE_ORGANIZATION_REQUEST__INIT;
+  *message = init_value;
+}
+size_t rekey__directory__v1__delete_organization_request__get_packed_size
+                     (const Rekey__Directory__V1__DeleteOrganizationRequest *message)
+{
+  assert(message->base.descriptor == &rekey__directory__v1__delete_organization_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t rekey__directory__v1__delete_organization_request__pack
+                     (const Rekey__Directory__V1__DeleteOrganizationRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &rekey__directory__v1__delete_organization_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t rekey__directory__v1__delete_organization_request__pack_to_buffer
+                     (const Rekey__Directory__V1__DeleteOrganizationRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &rekey__directory__v1__delete_organization_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Rekey__Directory__V1__DeleteOrganizationRequest *
+       rekey__directory__v1__delete_organization_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Rekey__Directory__V1__DeleteOrganizationRequest *)
+     protobuf_c_message_unpack (&rekey__directory__v1__delete_organization_request__descriptor,
+                                allocator, len, data);
+}
+void   rekey__directory__v1__delete_organization_request__free_unpacked
+                     (Rekey__Directory__V1__DeleteOrganizationRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &rekey__directory__v1__delete_organization_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   rekey__directory__v1__delete_organization_response__init
+                     (Rekey__Directory__V1__DeleteOrganizationResponse         *message)
+{
+  static const Rekey__Directory__V1__DeleteOrganizationResponse init_value = REKEY__DIRECTORY__V1__DELETE_ORGANIZATION_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t rekey__directory__v1__delete_organization_response__get_packed_size
+                     (const Rekey__Directory__V1__DeleteOrganizationResponse *message)
+{
+  assert(message->base.descriptor == &rekey__directory__v1__delete_organization_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t rekey__directory__v1__delete_organization_response__pack
+                     (const Rekey__Directory__V1__DeleteOrganizationResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &rekey__directory__v1__delete_organization_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t rekey__directory__v1__delete_organization_response__pack_to_buffer
+                     (const Rekey__Directory__V1__DeleteOrganizationResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &rekey__directory__v1__delete_organization_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Rekey__Directory__V1__DeleteOrganizationResponse *
+       rekey__directory__v1__delete_organization_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Rekey__Directory__V1__DeleteOrganizationResponse *)
+     protobuf_c_message_unpack (&rekey__directory__v1__delete_organization_response__descriptor,
+                                allocator, len, data);
+}
+void   rekey__directory__v1__delete_organization_response__free_unpacked
+                     (Rekey__Directory__V1__DeleteOrganizationResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &rekey__directory__v1__delete_organization_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   rekey__directory__v1__import_users_request__init
+                     (Rekey__Directory__V1__ImportUsersRequest         *message)
+{
+  static const Rekey__Directory__V1__ImportUsersRequest init_value = REKEY__DIRECTORY__V1__IMPORT_USERS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t rekey__directory__v1__import_users_request__get_packed_size
+                     (const Rekey__Directory__V1__ImportUsersRequest *message)
+{
+  assert(message->base.descriptor == &rekey__directory__v1__import_users_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t rekey__directory__v1__import_users_request__pack
+                     (const Rekey__Directory__V1__ImportUsersRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &rekey__directory__v1__import_users_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t rekey__directory__v1__import_users_request__pack_to_buffer
+                     (const Rekey__Directory__V1__ImportUsersRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &rekey__directory__v1__import_users_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Rekey__Directory__V1__ImportUsersRequest *
+       rekey__directory__v1__import_users_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Rekey__Directory__V1__ImportUsersRequest *)
+     protobuf_c_message_unpack (&rekey__directory__v1__import_users_request__descriptor,
+                                allocator, len, data);
+}
+void   rekey__directory__v1__import_users_request__free_unpacked
+                     (Rekey__Directory__V1__ImportUsersRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &rekey__directory__v1__import_users_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   rekey__directory__v1__import_row_result__init
+                     (Rekey__Directory__V1__ImportRowResult         *message)
+{
+  static const Rekey__Directory__V1__ImportRowResult init_value = REKEY__DIRECTORY__V1__IMPORT_ROW_RESULT__INIT;
+  *message = init_value;
+}
+size_t rekey__directory__v1__import_row_result__get_packed_size
+                     (const Rekey__Directory__V1__ImportRowResult *message)
+{
+  assert(message->base.descriptor == &rekey__directory__v1__import_row_result__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t rekey__directory__v1__import_row_result__pack
+                     (const Rekey__Directory__V1__ImportRowResult *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &rekey__directory__v1__import_row_result__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t rekey__directory__v1__import_row_result__pack_to_buffer
+                     (const Rekey__Directory__V1__ImportRowResult *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &rekey__directory__v1__import_row_result__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Rekey__Directory__V1__ImportRowResult *
+       rekey__directory__v1__import_row_result__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Rekey__Directory__V1__ImportRowResult *)
+     protobuf_c_message_unpack (&rekey__directory__v1__import_row_result__descriptor,
+                                allocator, len, data);
+}
+void   rekey__directory__v1__import_row_result__free_unpacked
+                     (Rekey__Directory__V1__ImportRowResult *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &rekey__directory__v1__import_row_result__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   rekey__directory__v1__import_users_response__init
+                     (Rekey__Directory__V1__ImportUsersResponse         *message)
+{
+  static const Rekey__Directory__V1__ImportUsersResponse init_value = REKEY__DIRECTORY__V1__IMPORT_USERS_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t rekey__directory__v1__import_users_response__get_packed_size
+                     (const Rekey__Directory__V1__ImportUsersResponse *message)
+{
+  assert(message->base.descriptor == &rekey__directory__v1__import_users_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t rekey__directory__v1__import_users_response__pack
+                     (const Rekey__Directory__V1__ImportUsersResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &rekey__directory__v1__import_users_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t rekey__directory__v1__import_users_response__pack_to_buffer
+                     (const Rekey__Directory__V1__ImportUsersResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &rekey__directory__v1__import_users_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Rekey__Directory__V1__ImportUsersResponse *
+       rekey__directory__v1__import_users_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Rekey__Directory__V1__ImportUsersResponse *)
+     protobuf_c_message_unpack (&rekey__directory__v1__import_users_response__descriptor,
+                                allocator, len, data);
+}
+void   rekey__directory__v1__import_users_response__free_unpacked
+                     (Rekey__Directory__V1__ImportUsersResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &rekey__directory__v1__import_users_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   rekey__directory__v1__audit_record__init
+                     (Rekey__Directory__V1__AuditRecord         *message)
+{
+  static const Rekey__Directory__V1__AuditRecord init_value = REKEY__DIRECTORY__V1__AUDIT_RECORD__INIT;
+  *message = init_value;
+}
+size_t rekey__directory__v1__audit_record__get_packed_size
+                     (const Rekey__Directory__V1__AuditRecord *message)
+{
+  assert(message->base.descriptor == &rekey__directory__v1__audit_record__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t rekey__directory__v1__audit_record__pack
+                     (const Rekey__Directory__V1__AuditRecord *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &rekey__directory__v1__audit_record__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t rekey__directory__v1__audit_record__pack_to_buffer
+                     (const Rekey__Directory__V1__AuditRecord *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &rekey__directory__v1__audit_record__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Rekey__Directory__V1__AuditRecord *
+       rekey__directory__v1__audit_record__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Rekey__Directory__V1__AuditRecord *)
+     protobuf_c_message_unpack (&rekey__directory__v1__audit_record__descriptor,
+                                allocator, len, data);
+}
+void   rekey__directory__v1__audit_record__free_unpacked
+                     (Rekey__Directory__V1__AuditRecord *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &rekey__directory__v1__audit_record__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   rekey__directory__v1__list_audit_records_request__init
+                     (Rekey__Directory__V1__ListAuditRecordsRequest         *message)
+{
+  static const Rekey__Directory__V1__ListAuditRecordsRequest init_value = REKEY__DIRECTORY__V1__LIST_AUDIT_RECORDS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t rekey__directory__v1__list_audit_records_request__get_packed_size
+                     (const Rekey__Directory__V1__ListAuditRecordsRequest *message)
+{
+  assert(message->base.descriptor == &rekey__directory__v1__list_audit_records_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t rekey__directory__v1__list_audit_records_request__pack
+                     (const Rekey__Directory__V1__ListAuditRecordsRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &rekey__directory__v1__list_audit_records_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t rekey__directory__v1__list_audit_records_request__pack_to_buffer
+                     (const Rekey__Directory__V1__ListAuditRecordsRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &rekey__directory__v1__list_audit_records_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Rekey__Directory__V1__ListAuditRecordsRequest *
+       rekey__directory__v1__list_audit_records_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Rekey__Directory__V1__ListAuditRecordsRequest *)
+     protobuf_c_message_unpack (&rekey__directory__v1__list_audit_records_request__descriptor,
+                                allocator, len, data);
+}
+void   rekey__directory__v1__list_audit_records_request__free_unpacked
+                     (Rekey__Directory__V1__ListAuditRecordsRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &rekey__directory__v1__list_audit_records_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   rekey__directory__v1__list_audit_records_response__init
+                     (Rekey__Directory__V1__ListAuditRecordsResponse         *message)
+{
+  static const Rekey__Directory__V1__ListAuditRecordsResponse init_value = REKEY__DIRECTORY__V1__LIST_AUDIT_RECORDS_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t rekey__directory__v1__list_audit_records_response__get_packed_size
+                     (const Rekey__Directory__V1__ListAuditRecordsResponse *message)
+{
+  assert(message->base.descriptor == &rekey__directory__v1__list_audit_records_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t rekey__directory__v1__list_audit_records_response__pack
+                     (const Rekey__Directory__V1__ListAuditRecordsResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &rekey__directory__v1__list_audit_records_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t rekey__directory__v1__list_audit_records_response__pack_to_buffer
+                     (const Rekey__Directory__V1__ListAuditRecordsResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &rekey__directory__v1__list_audit_records_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Rekey__Directory__V1__ListAuditRecordsResponse *
+       rekey__directory__v1__list_audit_records_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Rekey__Directory__V1__ListAuditRecordsResponse *)
+     protobuf_c_message_unpack (&rekey__directory__v1__list_audit_records_response__descriptor,
+                                allocator, len, data);
+}
+void   rekey__directory__v1__list_audit_records_response__free_unpacked
+                     (Rekey__Directory__V1__ListAuditRecordsResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &rekey__directory__v1__list_audit_records_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor rekey__directory__v1__email_identity__field_descriptors[4] =
 {
   {
@@ -4729,6 +5134,614 @@ const ProtobufCMessageDescriptor rekey__directory__v1__revoke_sessions_response_
   (ProtobufCMessageInit) rekey__directory__v1__revoke_sessions_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor rekey__directory__v1__update_organization_request__field_descriptors[5] =
+{
+  {
+    "organization_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Directory__V1__UpdateOrganizationRequest, organization_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "name",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Directory__V1__UpdateOrganizationRequest, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "domains",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Rekey__Directory__V1__UpdateOrganizationRequest, n_domains),
+    offsetof(Rekey__Directory__V1__UpdateOrganizationRequest, domains),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "fields",
+    4,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Rekey__Directory__V1__UpdateOrganizationRequest, n_fields),
+    offsetof(Rekey__Directory__V1__UpdateOrganizationRequest, fields),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "actor",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Directory__V1__UpdateOrganizationRequest, actor),
+    &rekey__directory__v1__actor__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned rekey__directory__v1__update_organization_request__field_indices_by_name[] = {
+  4,   /* field[4] = actor */
+  2,   /* field[2] = domains */
+  3,   /* field[3] = fields */
+  1,   /* field[1] = name */
+  0,   /* field[0] = organization_id */
+};
+static const ProtobufCIntRange rekey__directory__v1__update_organization_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 5 }
+};
+const ProtobufCMessageDescriptor rekey__directory__v1__update_organization_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "rekey.directory.v1.UpdateOrganizationRequest",
+  "UpdateOrganizationRequest",
+  "Rekey__Directory__V1__UpdateOrganizationRequest",
+  "rekey.directory.v1",
+  sizeof(Rekey__Directory__V1__UpdateOrganizationRequest),
+  5,
+  rekey__directory__v1__update_organization_request__field_descriptors,
+  rekey__directory__v1__update_organization_request__field_indices_by_name,
+  1,  rekey__directory__v1__update_organization_request__number_ranges,
+  (ProtobufCMessageInit) rekey__directory__v1__update_organization_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor rekey__directory__v1__delete_organization_request__field_descriptors[2] =
+{
+  {
+    "organization_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Directory__V1__DeleteOrganizationRequest, organization_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "actor",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Directory__V1__DeleteOrganizationRequest, actor),
+    &rekey__directory__v1__actor__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned rekey__directory__v1__delete_organization_request__field_indices_by_name[] = {
+  1,   /* field[1] = actor */
+  0,   /* field[0] = organization_id */
+};
+static const ProtobufCIntRange rekey__directory__v1__delete_organization_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor rekey__directory__v1__delete_organization_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "rekey.directory.v1.DeleteOrganizationRequest",
+  "DeleteOrganizationRequest",
+  "Rekey__Directory__V1__DeleteOrganizationRequest",
+  "rekey.directory.v1",
+  sizeof(Rekey__Directory__V1__DeleteOrganizationRequest),
+  2,
+  rekey__directory__v1__delete_organization_request__field_descriptors,
+  rekey__directory__v1__delete_organization_request__field_indices_by_name,
+  1,  rekey__directory__v1__delete_organization_request__number_ranges,
+  (ProtobufCMessageInit) rekey__directory__v1__delete_organization_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+#define rekey__directory__v1__delete_organization_response__field_descriptors NULL
+#define rekey__directory__v1__delete_organization_response__field_indices_by_name NULL
+#define rekey__directory__v1__delete_organization_response__number_ranges NULL
+const ProtobufCMessageDescriptor rekey__directory__v1__delete_organization_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "rekey.directory.v1.DeleteOrganizationResponse",
+  "DeleteOrganizationResponse",
+  "Rekey__Directory__V1__DeleteOrganizationResponse",
+  "rekey.directory.v1",
+  sizeof(Rekey__Directory__V1__DeleteOrganizationResponse),
+  0,
+  rekey__directory__v1__delete_organization_response__field_descriptors,
+  rekey__directory__v1__delete_organization_response__field_indices_by_name,
+  0,  rekey__directory__v1__delete_organization_response__number_ranges,
+  (ProtobufCMessageInit) rekey__directory__v1__delete_organization_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor rekey__directory__v1__import_users_request__field_descriptors[3] =
+{
+  {
+    "csv",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Directory__V1__ImportUsersRequest, csv),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "partial",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Directory__V1__ImportUsersRequest, partial),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "actor",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Directory__V1__ImportUsersRequest, actor),
+    &rekey__directory__v1__actor__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned rekey__directory__v1__import_users_request__field_indices_by_name[] = {
+  2,   /* field[2] = actor */
+  0,   /* field[0] = csv */
+  1,   /* field[1] = partial */
+};
+static const ProtobufCIntRange rekey__directory__v1__import_users_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor rekey__directory__v1__import_users_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "rekey.directory.v1.ImportUsersRequest",
+  "ImportUsersRequest",
+  "Rekey__Directory__V1__ImportUsersRequest",
+  "rekey.directory.v1",
+  sizeof(Rekey__Directory__V1__ImportUsersRequest),
+  3,
+  rekey__directory__v1__import_users_request__field_descriptors,
+  rekey__directory__v1__import_users_request__field_indices_by_name,
+  1,  rekey__directory__v1__import_users_request__number_ranges,
+  (ProtobufCMessageInit) rekey__directory__v1__import_users_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor rekey__directory__v1__import_row_result__field_descriptors[4] =
+{
+  {
+    "line",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Directory__V1__ImportRowResult, line),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "email",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Directory__V1__ImportRowResult, email),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "user_id",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Directory__V1__ImportRowResult, user_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "error",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Directory__V1__ImportRowResult, error),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned rekey__directory__v1__import_row_result__field_indices_by_name[] = {
+  1,   /* field[1] = email */
+  3,   /* field[3] = error */
+  0,   /* field[0] = line */
+  2,   /* field[2] = user_id */
+};
+static const ProtobufCIntRange rekey__directory__v1__import_row_result__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor rekey__directory__v1__import_row_result__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "rekey.directory.v1.ImportRowResult",
+  "ImportRowResult",
+  "Rekey__Directory__V1__ImportRowResult",
+  "rekey.directory.v1",
+  sizeof(Rekey__Directory__V1__ImportRowResult),
+  4,
+  rekey__directory__v1__import_row_result__field_descriptors,
+  rekey__directory__v1__import_row_result__field_indices_by_name,
+  1,  rekey__directory__v1__import_row_result__number_ranges,
+  (ProtobufCMessageInit) rekey__directory__v1__import_row_result__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor rekey__directory__v1__import_users_response__field_descriptors[4] =
+{
+  {
+    "committed",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Directory__V1__ImportUsersResponse, committed),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "created",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Directory__V1__ImportUsersResponse, created),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "refused",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Directory__V1__ImportUsersResponse, refused),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "rows",
+    4,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Rekey__Directory__V1__ImportUsersResponse, n_rows),
+    offsetof(Rekey__Directory__V1__ImportUsersResponse, rows),
+    &rekey__directory__v1__import_row_result__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned rekey__directory__v1__import_users_response__field_indices_by_name[] = {
+  0,   /* field[0] = committed */
+  1,   /* field[1] = created */
+  2,   /* field[2] = refused */
+  3,   /* field[3] = rows */
+};
+static const ProtobufCIntRange rekey__directory__v1__import_users_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor rekey__directory__v1__import_users_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "rekey.directory.v1.ImportUsersResponse",
+  "ImportUsersResponse",
+  "Rekey__Directory__V1__ImportUsersResponse",
+  "rekey.directory.v1",
+  sizeof(Rekey__Directory__V1__ImportUsersResponse),
+  4,
+  rekey__directory__v1__import_users_response__field_descriptors,
+  rekey__directory__v1__import_users_response__field_indices_by_name,
+  1,  rekey__directory__v1__import_users_response__number_ranges,
+  (ProtobufCMessageInit) rekey__directory__v1__import_users_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor rekey__directory__v1__audit_record__field_descriptors[7] =
+{
+  {
+    "id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Directory__V1__AuditRecord, id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "at_unix_ms",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Directory__V1__AuditRecord, at_unix_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "actor_user_id",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Directory__V1__AuditRecord, actor_user_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "actor_client_address",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Directory__V1__AuditRecord, actor_client_address),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "action",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Directory__V1__AuditRecord, action),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "target",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Directory__V1__AuditRecord, target),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "detail",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Directory__V1__AuditRecord, detail),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned rekey__directory__v1__audit_record__field_indices_by_name[] = {
+  4,   /* field[4] = action */
+  3,   /* field[3] = actor_client_address */
+  2,   /* field[2] = actor_user_id */
+  1,   /* field[1] = at_unix_ms */
+  6,   /* field[6] = detail */
+  0,   /* field[0] = id */
+  5,   /* field[5] = target */
+};
+static const ProtobufCIntRange rekey__directory__v1__audit_record__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 7 }
+};
+const ProtobufCMessageDescriptor rekey__directory__v1__audit_record__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "rekey.directory.v1.AuditRecord",
+  "AuditRecord",
+  "Rekey__Directory__V1__AuditRecord",
+  "rekey.directory.v1",
+  sizeof(Rekey__Directory__V1__AuditRecord),
+  7,
+  rekey__directory__v1__audit_record__field_descriptors,
+  rekey__directory__v1__audit_record__field_indices_by_name,
+  1,  rekey__directory__v1__audit_record__number_ranges,
+  (ProtobufCMessageInit) rekey__directory__v1__audit_record__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor rekey__directory__v1__list_audit_records_request__field_descriptors[3] =
+{
+  {
+    "target",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Directory__V1__ListAuditRecordsRequest, target),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "page_size",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Directory__V1__ListAuditRecordsRequest, page_size),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "page_token",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Directory__V1__ListAuditRecordsRequest, page_token),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned rekey__directory__v1__list_audit_records_request__field_indices_by_name[] = {
+  1,   /* field[1] = page_size */
+  2,   /* field[2] = page_token */
+  0,   /* field[0] = target */
+};
+static const ProtobufCIntRange rekey__directory__v1__list_audit_records_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor rekey__directory__v1__list_audit_records_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "rekey.directory.v1.ListAuditRecordsRequest",
+  "ListAuditRecordsRequest",
+  "Rekey__Directory__V1__ListAuditRecordsRequest",
+  "rekey.directory.v1",
+  sizeof(Rekey__Directory__V1__ListAuditRecordsRequest),
+  3,
+  rekey__directory__v1__list_audit_records_request__field_descriptors,
+  rekey__directory__v1__list_audit_records_request__field_indices_by_name,
+  1,  rekey__directory__v1__list_audit_records_request__number_ranges,
+  (ProtobufCMessageInit) rekey__directory__v1__list_audit_records_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor rekey__directory__v1__list_audit_records_response__field_descriptors[2] =
+{
+  {
+    "records",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Rekey__Directory__V1__ListAuditRecordsResponse, n_records),
+    offsetof(Rekey__Directory__V1__ListAuditRecordsResponse, records),
+    &rekey__directory__v1__audit_record__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "next_page_token",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Directory__V1__ListAuditRecordsResponse, next_page_token),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned rekey__directory__v1__list_audit_records_response__field_indices_by_name[] = {
+  1,   /* field[1] = next_page_token */
+  0,   /* field[0] = records */
+};
+static const ProtobufCIntRange rekey__directory__v1__list_audit_records_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor rekey__directory__v1__list_audit_records_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "rekey.directory.v1.ListAuditRecordsResponse",
+  "ListAuditRecordsResponse",
+  "Rekey__Directory__V1__ListAuditRecordsResponse",
+  "rekey.directory.v1",
+  sizeof(Rekey__Directory__V1__ListAuditRecordsResponse),
+  2,
+  rekey__directory__v1__list_audit_records_response__field_descriptors,
+  rekey__directory__v1__list_audit_records_response__field_indices_by_name,
+  1,  rekey__directory__v1__list_audit_records_response__number_ranges,
+  (ProtobufCMessageInit) rekey__directory__v1__list_audit_records_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCEnumValue rekey__directory__v1__user_state__enum_values_by_number[3] =
 {
   { "USER_STATE_UNSPECIFIED", "REKEY__DIRECTORY__V1__USER_STATE__USER_STATE_UNSPECIFIED", 0 },
@@ -4789,7 +5802,7 @@ const ProtobufCEnumDescriptor rekey__directory__v1__search_scope__descriptor =
   rekey__directory__v1__search_scope__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor rekey__directory__v1__directory__method_descriptors[25] =
+static const ProtobufCMethodDescriptor rekey__directory__v1__directory__method_descriptors[29] =
 {
   { "CreateUser", &rekey__directory__v1__create_user_request__descriptor, &rekey__directory__v1__user_response__descriptor },
   { "GetUser", &rekey__directory__v1__get_user_request__descriptor, &rekey__directory__v1__user_response__descriptor },
@@ -4805,6 +5818,8 @@ static const ProtobufCMethodDescriptor rekey__directory__v1__directory__method_d
   { "CreateOrganization", &rekey__directory__v1__create_organization_request__descriptor, &rekey__directory__v1__organization_response__descriptor },
   { "GetOrganization", &rekey__directory__v1__get_organization_request__descriptor, &rekey__directory__v1__organization_response__descriptor },
   { "ListOrganizations", &rekey__directory__v1__list_organizations_request__descriptor, &rekey__directory__v1__list_organizations_response__descriptor },
+  { "UpdateOrganization", &rekey__directory__v1__update_organization_request__descriptor, &rekey__directory__v1__organization_response__descriptor },
+  { "DeleteOrganization", &rekey__directory__v1__delete_organization_request__descriptor, &rekey__directory__v1__delete_organization_response__descriptor },
   { "CreateRole", &rekey__directory__v1__create_role_request__descriptor, &rekey__directory__v1__role_response__descriptor },
   { "ListRoles", &rekey__directory__v1__list_roles_request__descriptor, &rekey__directory__v1__list_roles_response__descriptor },
   { "CheckPermission", &rekey__directory__v1__check_permission_request__descriptor, &rekey__directory__v1__check_permission_response__descriptor },
@@ -4816,33 +5831,39 @@ static const ProtobufCMethodDescriptor rekey__directory__v1__directory__method_d
   { "CreateSession", &rekey__directory__v1__create_session_request__descriptor, &rekey__directory__v1__create_session_response__descriptor },
   { "ValidateSession", &rekey__directory__v1__validate_session_request__descriptor, &rekey__directory__v1__validate_session_response__descriptor },
   { "RevokeSessions", &rekey__directory__v1__revoke_sessions_request__descriptor, &rekey__directory__v1__revoke_sessions_response__descriptor },
+  { "ImportUsers", &rekey__directory__v1__import_users_request__descriptor, &rekey__directory__v1__import_users_response__descriptor },
+  { "ListAuditRecords", &rekey__directory__v1__list_audit_records_request__descriptor, &rekey__directory__v1__list_audit_records_response__descriptor },
 };
 const unsigned rekey__directory__v1__directory__method_indices_by_name[] = {
   7,        /* AddEmail */
-  21,        /* AuthenticateApiKey */
-  16,        /* CheckPermission */
-  19,        /* CreateApiKey */
+  23,        /* AuthenticateApiKey */
+  18,        /* CheckPermission */
+  21,        /* CreateApiKey */
   11,        /* CreateOrganization */
-  14,        /* CreateRole */
-  22,        /* CreateSession */
+  16,        /* CreateRole */
+  24,        /* CreateSession */
   0,        /* CreateUser */
+  15,        /* DeleteOrganization */
   4,        /* FindUserByEmail */
   12,        /* GetOrganization */
   1,        /* GetUser */
+  27,        /* ImportUsers */
+  28,        /* ListAuditRecords */
   13,        /* ListOrganizations */
-  15,        /* ListRoles */
+  17,        /* ListRoles */
   6,        /* ListUsers */
   10,        /* MarkEmailVerified */
   8,        /* RemoveEmail */
-  20,        /* RevokeApiKey */
-  24,        /* RevokeSessions */
+  22,        /* RevokeApiKey */
+  26,        /* RevokeSessions */
   5,        /* SearchUsers */
-  17,        /* SetPassword */
+  19,        /* SetPassword */
   9,        /* SetPrimaryEmail */
   3,        /* SetUserState */
+  14,        /* UpdateOrganization */
   2,        /* UpdateUser */
-  23,        /* ValidateSession */
-  18         /* VerifyPassword */
+  25,        /* ValidateSession */
+  20         /* VerifyPassword */
 };
 const ProtobufCServiceDescriptor rekey__directory__v1__directory__descriptor =
 {
@@ -4851,7 +5872,7 @@ const ProtobufCServiceDescriptor rekey__directory__v1__directory__descriptor =
   "Directory",
   "Rekey__Directory__V1__Directory",
   "rekey.directory.v1",
-  25,
+  29,
   rekey__directory__v1__directory__method_descriptors,
   rekey__directory__v1__directory__method_indices_by_name
 };
@@ -4967,13 +5988,29 @@ void rekey__directory__v1__directory__list_organizations(ProtobufCService *servi
   assert(service->descriptor == &rekey__directory__v1__directory__descriptor);
   service->invoke(service, 13, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
+void rekey__directory__v1__directory__update_organization(ProtobufCService *service,
+                                                          const Rekey__Directory__V1__UpdateOrganizationRequest *input,
+                                                          Rekey__Directory__V1__OrganizationResponse_Closure closure,
+                                                          void *closure_data)
+{
+  assert(service->descriptor == &rekey__directory__v1__directory__descriptor);
+  service->invoke(service, 14, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void rekey__directory__v1__directory__delete_organization(ProtobufCService *service,
+                                                          const Rekey__Directory__V1__DeleteOrganizationRequest *input,
+                                                          Rekey__Directory__V1__DeleteOrganizationResponse_Closure closure,
+                                                          void *closure_data)
+{
+  assert(service->descriptor == &rekey__directory__v1__directory__descriptor);
+  service->invoke(service, 15, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
 void rekey__directory__v1__directory__create_role(ProtobufCService *service,
                                                   const Rekey__Directory__V1__CreateRoleRequest *input,
                                                   Rekey__Directory__V1__RoleResponse_Closure closure,
                                                   void *closure_data)
 {
   assert(service->descriptor == &rekey__directory__v1__directory__descriptor);
-  service->invoke(service, 14, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 16, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void rekey__directory__v1__directory__list_roles(ProtobufCService *service,
                                                  const Rekey__Directory__V1__ListRolesRequest *input,
@@ -4981,7 +6018,7 @@ void rekey__directory__v1__directory__list_roles(ProtobufCService *service,
                                                  void *closure_data)
 {
   assert(service->descriptor == &rekey__directory__v1__directory__descriptor);
-  service->invoke(service, 15, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 17, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void rekey__directory__v1__directory__check_permission(ProtobufCService *service,
                                                        const Rekey__Directory__V1__CheckPermissionRequest *input,
@@ -4989,7 +6026,7 @@ void rekey__directory__v1__directory__check_permission(ProtobufCService *service
                                                        void *closure_data)
 {
   assert(service->descriptor == &rekey__directory__v1__directory__descriptor);
-  service->invoke(service, 16, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 18, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void rekey__directory__v1__directory__set_password(ProtobufCService *service,
                                                    const Rekey__Directory__V1__SetPasswordRequest *input,
@@ -4997,7 +6034,7 @@ void rekey__directory__v1__directory__set_password(ProtobufCService *service,
                                                    void *closure_data)
 {
   assert(service->descriptor == &rekey__directory__v1__directory__descriptor);
-  service->invoke(service, 17, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 19, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void rekey__directory__v1__directory__verify_password(ProtobufCService *service,
                                                       const Rekey__Directory__V1__VerifyPasswordRequest *input,
@@ -5005,7 +6042,7 @@ void rekey__directory__v1__directory__verify_password(ProtobufCService *service,
                                                       void *closure_data)
 {
   assert(service->descriptor == &rekey__directory__v1__directory__descriptor);
-  service->invoke(service, 18, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 20, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void rekey__directory__v1__directory__create_api_key(ProtobufCService *service,
                                                      const Rekey__Directory__V1__CreateApiKeyRequest *input,
@@ -5013,7 +6050,7 @@ void rekey__directory__v1__directory__create_api_key(ProtobufCService *service,
                                                      void *closure_data)
 {
   assert(service->descriptor == &rekey__directory__v1__directory__descriptor);
-  service->invoke(service, 19, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 21, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void rekey__directory__v1__directory__revoke_api_key(ProtobufCService *service,
                                                      const Rekey__Directory__V1__RevokeApiKeyRequest *input,
@@ -5021,7 +6058,7 @@ void rekey__directory__v1__directory__revoke_api_key(ProtobufCService *service,
                                                      void *closure_data)
 {
   assert(service->descriptor == &rekey__directory__v1__directory__descriptor);
-  service->invoke(service, 20, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 22, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void rekey__directory__v1__directory__authenticate_api_key(ProtobufCService *service,
                                                            const Rekey__Directory__V1__AuthenticateApiKeyRequest *input,
@@ -5029,7 +6066,7 @@ void rekey__directory__v1__directory__authenticate_api_key(ProtobufCService *ser
                                                            void *closure_data)
 {
   assert(service->descriptor == &rekey__directory__v1__directory__descriptor);
-  service->invoke(service, 21, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 23, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void rekey__directory__v1__directory__create_session(ProtobufCService *service,
                                                      const Rekey__Directory__V1__CreateSessionRequest *input,
@@ -5037,7 +6074,7 @@ void rekey__directory__v1__directory__create_session(ProtobufCService *service,
                                                      void *closure_data)
 {
   assert(service->descriptor == &rekey__directory__v1__directory__descriptor);
-  service->invoke(service, 22, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 24, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void rekey__directory__v1__directory__validate_session(ProtobufCService *service,
                                                        const Rekey__Directory__V1__ValidateSessionRequest *input,
@@ -5045,7 +6082,7 @@ void rekey__directory__v1__directory__validate_session(ProtobufCService *service
                                                        void *closure_data)
 {
   assert(service->descriptor == &rekey__directory__v1__directory__descriptor);
-  service->invoke(service, 23, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 25, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void rekey__directory__v1__directory__revoke_sessions(ProtobufCService *service,
                                                       const Rekey__Directory__V1__RevokeSessionsRequest *input,
@@ -5053,7 +6090,23 @@ void rekey__directory__v1__directory__revoke_sessions(ProtobufCService *service,
                                                       void *closure_data)
 {
   assert(service->descriptor == &rekey__directory__v1__directory__descriptor);
-  service->invoke(service, 24, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 26, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void rekey__directory__v1__directory__import_users(ProtobufCService *service,
+                                                   const Rekey__Directory__V1__ImportUsersRequest *input,
+                                                   Rekey__Directory__V1__ImportUsersResponse_Closure closure,
+                                                   void *closure_data)
+{
+  assert(service->descriptor == &rekey__directory__v1__directory__descriptor);
+  service->invoke(service, 27, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void rekey__directory__v1__directory__list_audit_records(ProtobufCService *service,
+                                                         const Rekey__Directory__V1__ListAuditRecordsRequest *input,
+                                                         Rekey__Directory__V1__ListAuditRecordsResponse_Closure closure,
+                                                         void *closure_data)
+{
+  assert(service->descriptor == &rekey__directory__v1__directory__descriptor);
+  service->invoke(service, 28, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void rekey__directory__v1__directory__init (Rekey__Directory__V1__Directory_Service *service,
                                             Rekey__Directory__V1__Directory_ServiceDestroy destroy)

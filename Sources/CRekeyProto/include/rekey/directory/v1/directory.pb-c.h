@@ -60,6 +60,15 @@ typedef struct Rekey__Directory__V1__ValidateSessionRequest Rekey__Directory__V1
 typedef struct Rekey__Directory__V1__ValidateSessionResponse Rekey__Directory__V1__ValidateSessionResponse;
 typedef struct Rekey__Directory__V1__RevokeSessionsRequest Rekey__Directory__V1__RevokeSessionsRequest;
 typedef struct Rekey__Directory__V1__RevokeSessionsResponse Rekey__Directory__V1__RevokeSessionsResponse;
+typedef struct Rekey__Directory__V1__UpdateOrganizationRequest Rekey__Directory__V1__UpdateOrganizationRequest;
+typedef struct Rekey__Directory__V1__DeleteOrganizationRequest Rekey__Directory__V1__DeleteOrganizationRequest;
+typedef struct Rekey__Directory__V1__DeleteOrganizationResponse Rekey__Directory__V1__DeleteOrganizationResponse;
+typedef struct Rekey__Directory__V1__ImportUsersRequest Rekey__Directory__V1__ImportUsersRequest;
+typedef struct Rekey__Directory__V1__ImportRowResult Rekey__Directory__V1__ImportRowResult;
+typedef struct Rekey__Directory__V1__ImportUsersResponse Rekey__Directory__V1__ImportUsersResponse;
+typedef struct Rekey__Directory__V1__AuditRecord Rekey__Directory__V1__AuditRecord;
+typedef struct Rekey__Directory__V1__ListAuditRecordsRequest Rekey__Directory__V1__ListAuditRecordsRequest;
+typedef struct Rekey__Directory__V1__ListAuditRecordsResponse Rekey__Directory__V1__ListAuditRecordsResponse;
 
 
 /* --- enums --- */
@@ -699,6 +708,166 @@ struct  Rekey__Directory__V1__RevokeSessionsResponse
 #define REKEY__DIRECTORY__V1__REVOKE_SESSIONS_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&rekey__directory__v1__revoke_sessions_response__descriptor) \
     , 0 }
+
+
+struct  Rekey__Directory__V1__UpdateOrganizationRequest
+{
+  ProtobufCMessage base;
+  char *organization_id;
+  char *name;
+  size_t n_domains;
+  char **domains;
+  /*
+   * Which of name and domains to change; the other is left alone.
+   */
+  size_t n_fields;
+  char **fields;
+  Rekey__Directory__V1__Actor *actor;
+};
+#define REKEY__DIRECTORY__V1__UPDATE_ORGANIZATION_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&rekey__directory__v1__update_organization_request__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, NULL }
+
+
+struct  Rekey__Directory__V1__DeleteOrganizationRequest
+{
+  ProtobufCMessage base;
+  char *organization_id;
+  Rekey__Directory__V1__Actor *actor;
+};
+#define REKEY__DIRECTORY__V1__DELETE_ORGANIZATION_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&rekey__directory__v1__delete_organization_request__descriptor) \
+    , (char *)protobuf_c_empty_string, NULL }
+
+
+struct  Rekey__Directory__V1__DeleteOrganizationResponse
+{
+  ProtobufCMessage base;
+};
+#define REKEY__DIRECTORY__V1__DELETE_ORGANIZATION_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&rekey__directory__v1__delete_organization_response__descriptor) \
+     }
+
+
+struct  Rekey__Directory__V1__ImportUsersRequest
+{
+  ProtobufCMessage base;
+  /*
+   * UTF-8 CSV (RFC 4180) with the header row name,email,role,organization; organization (a name or
+   * an id) may be empty. At most 100,000 rows per call; larger files go through
+   * `rekey-directory import`, which works offline.
+   */
+  ProtobufCBinaryData csv;
+  /*
+   * False (the default): all-or-nothing, nothing is written when any row is refused. True: the
+   * good rows are created and the others reported.
+   */
+  protobuf_c_boolean partial;
+  Rekey__Directory__V1__Actor *actor;
+};
+#define REKEY__DIRECTORY__V1__IMPORT_USERS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&rekey__directory__v1__import_users_request__descriptor) \
+    , {0,NULL}, 0, NULL }
+
+
+struct  Rekey__Directory__V1__ImportRowResult
+{
+  ProtobufCMessage base;
+  /*
+   * 1-based line of the file where the row starts (the header is line 1).
+   */
+  uint32_t line;
+  char *email;
+  /*
+   * The new user's id; empty when the row was refused or nothing was written.
+   */
+  char *user_id;
+  /*
+   * Why the row was refused; empty for a good row.
+   */
+  char *error;
+};
+#define REKEY__DIRECTORY__V1__IMPORT_ROW_RESULT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&rekey__directory__v1__import_row_result__descriptor) \
+    , 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+struct  Rekey__Directory__V1__ImportUsersResponse
+{
+  ProtobufCMessage base;
+  /*
+   * Whether anything was written.
+   */
+  protobuf_c_boolean committed;
+  uint32_t created;
+  uint32_t refused;
+  /*
+   * One entry per data row, in file order.
+   */
+  size_t n_rows;
+  Rekey__Directory__V1__ImportRowResult **rows;
+};
+#define REKEY__DIRECTORY__V1__IMPORT_USERS_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&rekey__directory__v1__import_users_response__descriptor) \
+    , 0, 0, 0, 0,NULL }
+
+
+struct  Rekey__Directory__V1__AuditRecord
+{
+  ProtobufCMessage base;
+  int64_t id;
+  int64_t at_unix_ms;
+  /*
+   * The admin who made the change; empty for the system.
+   */
+  char *actor_user_id;
+  char *actor_client_address;
+  /*
+   * Such as user.create, user.update, email.add, password.set, organization.delete, user.import.
+   */
+  char *action;
+  /*
+   * The id of what changed (a user, organization or role).
+   */
+  char *target;
+  char *detail;
+};
+#define REKEY__DIRECTORY__V1__AUDIT_RECORD__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&rekey__directory__v1__audit_record__descriptor) \
+    , 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+struct  Rekey__Directory__V1__ListAuditRecordsRequest
+{
+  ProtobufCMessage base;
+  /*
+   * Empty means every target.
+   */
+  char *target;
+  /*
+   * 1-500; 0 means 50.
+   */
+  uint32_t page_size;
+  char *page_token;
+};
+#define REKEY__DIRECTORY__V1__LIST_AUDIT_RECORDS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&rekey__directory__v1__list_audit_records_request__descriptor) \
+    , (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string }
+
+
+struct  Rekey__Directory__V1__ListAuditRecordsResponse
+{
+  ProtobufCMessage base;
+  /*
+   * Newest first.
+   */
+  size_t n_records;
+  Rekey__Directory__V1__AuditRecord **records;
+  char *next_page_token;
+};
+#define REKEY__DIRECTORY__V1__LIST_AUDIT_RECORDS_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&rekey__directory__v1__list_audit_records_response__descriptor) \
+    , 0,NULL, (char *)protobuf_c_empty_string }
 
 
 /* Rekey__Directory__V1__EmailIdentity methods */
@@ -1556,6 +1725,177 @@ Rekey__Directory__V1__RevokeSessionsResponse *
 void   rekey__directory__v1__revoke_sessions_response__free_unpacked
                      (Rekey__Directory__V1__RevokeSessionsResponse *message,
                       ProtobufCAllocator *allocator);
+/* Rekey__Directory__V1__UpdateOrganizationRequest methods */
+void   rekey__directory__v1__update_organization_request__init
+                     (Rekey__Directory__V1__UpdateOrganizationRequest         *message);
+size_t rekey__directory__v1__update_organization_request__get_packed_size
+                     (const Rekey__Directory__V1__UpdateOrganizationRequest   *message);
+size_t rekey__directory__v1__update_organization_request__pack
+                     (const Rekey__Directory__V1__UpdateOrganizationRequest   *message,
+                      uint8_t             *out);
+size_t rekey__directory__v1__update_organization_request__pack_to_buffer
+                     (const Rekey__Directory__V1__UpdateOrganizationRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Rekey__Directory__V1__UpdateOrganizationRequest *
+       rekey__directory__v1__update_organization_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   rekey__directory__v1__update_organization_request__free_unpacked
+                     (Rekey__Directory__V1__UpdateOrganizationRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Rekey__Directory__V1__DeleteOrganizationRequest methods */
+void   rekey__directory__v1__delete_organization_request__init
+                     (Rekey__Directory__V1__DeleteOrganizationRequest         *message);
+size_t rekey__directory__v1__delete_organization_request__get_packed_size
+                     (const Rekey__Directory__V1__DeleteOrganizationRequest   *message);
+size_t rekey__directory__v1__delete_organization_request__pack
+                     (const Rekey__Directory__V1__DeleteOrganizationRequest   *message,
+                      uint8_t             *out);
+size_t rekey__directory__v1__delete_organization_request__pack_to_buffer
+                     (const Rekey__Directory__V1__DeleteOrganizationRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Rekey__Directory__V1__DeleteOrganizationRequest *
+       rekey__directory__v1__delete_organization_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   rekey__directory__v1__delete_organization_request__free_unpacked
+                     (Rekey__Directory__V1__DeleteOrganizationRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Rekey__Directory__V1__DeleteOrganizationResponse methods */
+void   rekey__directory__v1__delete_organization_response__init
+                     (Rekey__Directory__V1__DeleteOrganizationResponse         *message);
+size_t rekey__directory__v1__delete_organization_response__get_packed_size
+                     (const Rekey__Directory__V1__DeleteOrganizationResponse   *message);
+size_t rekey__directory__v1__delete_organization_response__pack
+                     (const Rekey__Directory__V1__DeleteOrganizationResponse   *message,
+                      uint8_t             *out);
+size_t rekey__directory__v1__delete_organization_response__pack_to_buffer
+                     (const Rekey__Directory__V1__DeleteOrganizationResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Rekey__Directory__V1__DeleteOrganizationResponse *
+       rekey__directory__v1__delete_organization_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   rekey__directory__v1__delete_organization_response__free_unpacked
+                     (Rekey__Directory__V1__DeleteOrganizationResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Rekey__Directory__V1__ImportUsersRequest methods */
+void   rekey__directory__v1__import_users_request__init
+                     (Rekey__Directory__V1__ImportUsersRequest         *message);
+size_t rekey__directory__v1__import_users_request__get_packed_size
+                     (const Rekey__Directory__V1__ImportUsersRequest   *message);
+size_t rekey__directory__v1__import_users_request__pack
+                     (const Rekey__Directory__V1__ImportUsersRequest   *message,
+                      uint8_t             *out);
+size_t rekey__directory__v1__import_users_request__pack_to_buffer
+                     (const Rekey__Directory__V1__ImportUsersRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Rekey__Directory__V1__ImportUsersRequest *
+       rekey__directory__v1__import_users_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   rekey__directory__v1__import_users_request__free_unpacked
+                     (Rekey__Directory__V1__ImportUsersRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Rekey__Directory__V1__ImportRowResult methods */
+void   rekey__directory__v1__import_row_result__init
+                     (Rekey__Directory__V1__ImportRowResult         *message);
+size_t rekey__directory__v1__import_row_result__get_packed_size
+                     (const Rekey__Directory__V1__ImportRowResult   *message);
+size_t rekey__directory__v1__import_row_result__pack
+                     (const Rekey__Directory__V1__ImportRowResult   *message,
+                      uint8_t             *out);
+size_t rekey__directory__v1__import_row_result__pack_to_buffer
+                     (const Rekey__Directory__V1__ImportRowResult   *message,
+                      ProtobufCBuffer     *buffer);
+Rekey__Directory__V1__ImportRowResult *
+       rekey__directory__v1__import_row_result__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   rekey__directory__v1__import_row_result__free_unpacked
+                     (Rekey__Directory__V1__ImportRowResult *message,
+                      ProtobufCAllocator *allocator);
+/* Rekey__Directory__V1__ImportUsersResponse methods */
+void   rekey__directory__v1__import_users_response__init
+                     (Rekey__Directory__V1__ImportUsersResponse         *message);
+size_t rekey__directory__v1__import_users_response__get_packed_size
+                     (const Rekey__Directory__V1__ImportUsersResponse   *message);
+size_t rekey__directory__v1__import_users_response__pack
+                     (const Rekey__Directory__V1__ImportUsersResponse   *message,
+                      uint8_t             *out);
+size_t rekey__directory__v1__import_users_response__pack_to_buffer
+                     (const Rekey__Directory__V1__ImportUsersResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Rekey__Directory__V1__ImportUsersResponse *
+       rekey__directory__v1__import_users_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   rekey__directory__v1__import_users_response__free_unpacked
+                     (Rekey__Directory__V1__ImportUsersResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Rekey__Directory__V1__AuditRecord methods */
+void   rekey__directory__v1__audit_record__init
+                     (Rekey__Directory__V1__AuditRecord         *message);
+size_t rekey__directory__v1__audit_record__get_packed_size
+                     (const Rekey__Directory__V1__AuditRecord   *message);
+size_t rekey__directory__v1__audit_record__pack
+                     (const Rekey__Directory__V1__AuditRecord   *message,
+                      uint8_t             *out);
+size_t rekey__directory__v1__audit_record__pack_to_buffer
+                     (const Rekey__Directory__V1__AuditRecord   *message,
+                      ProtobufCBuffer     *buffer);
+Rekey__Directory__V1__AuditRecord *
+       rekey__directory__v1__audit_record__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   rekey__directory__v1__audit_record__free_unpacked
+                     (Rekey__Directory__V1__AuditRecord *message,
+                      ProtobufCAllocator *allocator);
+/* Rekey__Directory__V1__ListAuditRecordsRequest methods */
+void   rekey__directory__v1__list_audit_records_request__init
+                     (Rekey__Directory__V1__ListAuditRecordsRequest         *message);
+size_t rekey__directory__v1__list_audit_records_request__get_packed_size
+                     (const Rekey__Directory__V1__ListAuditRecordsRequest   *message);
+size_t rekey__directory__v1__list_audit_records_request__pack
+                     (const Rekey__Directory__V1__ListAuditRecordsRequest   *message,
+                      uint8_t             *out);
+size_t rekey__directory__v1__list_audit_records_request__pack_to_buffer
+                     (const Rekey__Directory__V1__ListAuditRecordsRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Rekey__Directory__V1__ListAuditRecordsRequest *
+       rekey__directory__v1__list_audit_records_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   rekey__directory__v1__list_audit_records_request__free_unpacked
+                     (Rekey__Directory__V1__ListAuditRecordsRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Rekey__Directory__V1__ListAuditRecordsResponse methods */
+void   rekey__directory__v1__list_audit_records_response__init
+                     (Rekey__Directory__V1__ListAuditRecordsResponse         *message);
+size_t rekey__directory__v1__list_audit_records_response__get_packed_size
+                     (const Rekey__Directory__V1__ListAuditRecordsResponse   *message);
+size_t rekey__directory__v1__list_audit_records_response__pack
+                     (const Rekey__Directory__V1__ListAuditRecordsResponse   *message,
+                      uint8_t             *out);
+size_t rekey__directory__v1__list_audit_records_response__pack_to_buffer
+                     (const Rekey__Directory__V1__ListAuditRecordsResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Rekey__Directory__V1__ListAuditRecordsResponse *
+       rekey__directory__v1__list_audit_records_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   rekey__directory__v1__list_audit_records_response__free_unpacked
+                     (Rekey__Directory__V1__ListAuditRecordsResponse *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Rekey__Directory__V1__EmailIdentity_Closure)
@@ -1693,6 +2033,33 @@ typedef void (*Rekey__Directory__V1__RevokeSessionsRequest_Closure)
 typedef void (*Rekey__Directory__V1__RevokeSessionsResponse_Closure)
                  (const Rekey__Directory__V1__RevokeSessionsResponse *message,
                   void *closure_data);
+typedef void (*Rekey__Directory__V1__UpdateOrganizationRequest_Closure)
+                 (const Rekey__Directory__V1__UpdateOrganizationRequest *message,
+                  void *closure_data);
+typedef void (*Rekey__Directory__V1__DeleteOrganizationRequest_Closure)
+                 (const Rekey__Directory__V1__DeleteOrganizationRequest *message,
+                  void *closure_data);
+typedef void (*Rekey__Directory__V1__DeleteOrganizationResponse_Closure)
+                 (const Rekey__Directory__V1__DeleteOrganizationResponse *message,
+                  void *closure_data);
+typedef void (*Rekey__Directory__V1__ImportUsersRequest_Closure)
+                 (const Rekey__Directory__V1__ImportUsersRequest *message,
+                  void *closure_data);
+typedef void (*Rekey__Directory__V1__ImportRowResult_Closure)
+                 (const Rekey__Directory__V1__ImportRowResult *message,
+                  void *closure_data);
+typedef void (*Rekey__Directory__V1__ImportUsersResponse_Closure)
+                 (const Rekey__Directory__V1__ImportUsersResponse *message,
+                  void *closure_data);
+typedef void (*Rekey__Directory__V1__AuditRecord_Closure)
+                 (const Rekey__Directory__V1__AuditRecord *message,
+                  void *closure_data);
+typedef void (*Rekey__Directory__V1__ListAuditRecordsRequest_Closure)
+                 (const Rekey__Directory__V1__ListAuditRecordsRequest *message,
+                  void *closure_data);
+typedef void (*Rekey__Directory__V1__ListAuditRecordsResponse_Closure)
+                 (const Rekey__Directory__V1__ListAuditRecordsResponse *message,
+                  void *closure_data);
 
 /* --- services --- */
 
@@ -1756,6 +2123,14 @@ struct Rekey__Directory__V1__Directory_Service
                              const Rekey__Directory__V1__ListOrganizationsRequest *input,
                              Rekey__Directory__V1__ListOrganizationsResponse_Closure closure,
                              void *closure_data);
+  void (*update_organization)(Rekey__Directory__V1__Directory_Service *service,
+                              const Rekey__Directory__V1__UpdateOrganizationRequest *input,
+                              Rekey__Directory__V1__OrganizationResponse_Closure closure,
+                              void *closure_data);
+  void (*delete_organization)(Rekey__Directory__V1__Directory_Service *service,
+                              const Rekey__Directory__V1__DeleteOrganizationRequest *input,
+                              Rekey__Directory__V1__DeleteOrganizationResponse_Closure closure,
+                              void *closure_data);
   void (*create_role)(Rekey__Directory__V1__Directory_Service *service,
                       const Rekey__Directory__V1__CreateRoleRequest *input,
                       Rekey__Directory__V1__RoleResponse_Closure closure,
@@ -1800,6 +2175,14 @@ struct Rekey__Directory__V1__Directory_Service
                           const Rekey__Directory__V1__RevokeSessionsRequest *input,
                           Rekey__Directory__V1__RevokeSessionsResponse_Closure closure,
                           void *closure_data);
+  void (*import_users)(Rekey__Directory__V1__Directory_Service *service,
+                       const Rekey__Directory__V1__ImportUsersRequest *input,
+                       Rekey__Directory__V1__ImportUsersResponse_Closure closure,
+                       void *closure_data);
+  void (*list_audit_records)(Rekey__Directory__V1__Directory_Service *service,
+                             const Rekey__Directory__V1__ListAuditRecordsRequest *input,
+                             Rekey__Directory__V1__ListAuditRecordsResponse_Closure closure,
+                             void *closure_data);
 };
 typedef void (*Rekey__Directory__V1__Directory_ServiceDestroy)(Rekey__Directory__V1__Directory_Service *);
 void rekey__directory__v1__directory__init (Rekey__Directory__V1__Directory_Service *service,
@@ -1822,6 +2205,8 @@ void rekey__directory__v1__directory__init (Rekey__Directory__V1__Directory_Serv
       function_prefix__ ## create_organization,\
       function_prefix__ ## get_organization,\
       function_prefix__ ## list_organizations,\
+      function_prefix__ ## update_organization,\
+      function_prefix__ ## delete_organization,\
       function_prefix__ ## create_role,\
       function_prefix__ ## list_roles,\
       function_prefix__ ## check_permission,\
@@ -1832,7 +2217,9 @@ void rekey__directory__v1__directory__init (Rekey__Directory__V1__Directory_Serv
       function_prefix__ ## authenticate_api_key,\
       function_prefix__ ## create_session,\
       function_prefix__ ## validate_session,\
-      function_prefix__ ## revoke_sessions  }
+      function_prefix__ ## revoke_sessions,\
+      function_prefix__ ## import_users,\
+      function_prefix__ ## list_audit_records  }
 void rekey__directory__v1__directory__create_user(ProtobufCService *service,
                                                   const Rekey__Directory__V1__CreateUserRequest *input,
                                                   Rekey__Directory__V1__UserResponse_Closure closure,
@@ -1889,6 +2276,14 @@ void rekey__directory__v1__directory__list_organizations(ProtobufCService *servi
                                                          const Rekey__Directory__V1__ListOrganizationsRequest *input,
                                                          Rekey__Directory__V1__ListOrganizationsResponse_Closure closure,
                                                          void *closure_data);
+void rekey__directory__v1__directory__update_organization(ProtobufCService *service,
+                                                          const Rekey__Directory__V1__UpdateOrganizationRequest *input,
+                                                          Rekey__Directory__V1__OrganizationResponse_Closure closure,
+                                                          void *closure_data);
+void rekey__directory__v1__directory__delete_organization(ProtobufCService *service,
+                                                          const Rekey__Directory__V1__DeleteOrganizationRequest *input,
+                                                          Rekey__Directory__V1__DeleteOrganizationResponse_Closure closure,
+                                                          void *closure_data);
 void rekey__directory__v1__directory__create_role(ProtobufCService *service,
                                                   const Rekey__Directory__V1__CreateRoleRequest *input,
                                                   Rekey__Directory__V1__RoleResponse_Closure closure,
@@ -1933,6 +2328,14 @@ void rekey__directory__v1__directory__revoke_sessions(ProtobufCService *service,
                                                       const Rekey__Directory__V1__RevokeSessionsRequest *input,
                                                       Rekey__Directory__V1__RevokeSessionsResponse_Closure closure,
                                                       void *closure_data);
+void rekey__directory__v1__directory__import_users(ProtobufCService *service,
+                                                   const Rekey__Directory__V1__ImportUsersRequest *input,
+                                                   Rekey__Directory__V1__ImportUsersResponse_Closure closure,
+                                                   void *closure_data);
+void rekey__directory__v1__directory__list_audit_records(ProtobufCService *service,
+                                                         const Rekey__Directory__V1__ListAuditRecordsRequest *input,
+                                                         Rekey__Directory__V1__ListAuditRecordsResponse_Closure closure,
+                                                         void *closure_data);
 
 /* --- descriptors --- */
 
@@ -1983,6 +2386,15 @@ extern const ProtobufCMessageDescriptor rekey__directory__v1__validate_session_r
 extern const ProtobufCMessageDescriptor rekey__directory__v1__validate_session_response__descriptor;
 extern const ProtobufCMessageDescriptor rekey__directory__v1__revoke_sessions_request__descriptor;
 extern const ProtobufCMessageDescriptor rekey__directory__v1__revoke_sessions_response__descriptor;
+extern const ProtobufCMessageDescriptor rekey__directory__v1__update_organization_request__descriptor;
+extern const ProtobufCMessageDescriptor rekey__directory__v1__delete_organization_request__descriptor;
+extern const ProtobufCMessageDescriptor rekey__directory__v1__delete_organization_response__descriptor;
+extern const ProtobufCMessageDescriptor rekey__directory__v1__import_users_request__descriptor;
+extern const ProtobufCMessageDescriptor rekey__directory__v1__import_row_result__descriptor;
+extern const ProtobufCMessageDescriptor rekey__directory__v1__import_users_response__descriptor;
+extern const ProtobufCMessageDescriptor rekey__directory__v1__audit_record__descriptor;
+extern const ProtobufCMessageDescriptor rekey__directory__v1__list_audit_records_request__descriptor;
+extern const ProtobufCMessageDescriptor rekey__directory__v1__list_audit_records_response__descriptor;
 extern const ProtobufCServiceDescriptor rekey__directory__v1__directory__descriptor;
 
 PROTOBUF_C__END_DECLS

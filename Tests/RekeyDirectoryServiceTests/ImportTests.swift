@@ -1,0 +1,190 @@
+import Foundation
+import RekeyClock
+import RekeyDirectoryService
+import RekeySQLite
+import RekeyTesting
+import Testing
+
+@Suite("CSV reading")
+struct CSVReaderTests {
+    @Test("quoted fields keep commas, line breaks and doubled quotes; lines are counted from the file")
+    func quoting() {
+        let text = "\u{FEFF}name,email\r\n\"Doe, Jane\",jane@example.com\n\n\"Two\nLines \"\"Q\"\"\",two@example.com\nlast,x@example.com"
+        let records = CSVReader.records(Array(text.utf8))
+        #expect(records.map(\.line) == [1, 2, 4, 6])
+        #expect(records[0].fields == ["name", "email"])
+        #expect(records[1].fields == ["Doe, Jane", "jane@example.com"])
+        #expect(records[2].fields == ["Two\nLines \"Q\"", "two@example.com"])
+        #expect(records[3].fields == ["last", "x@example.com"])
+        #expect(records.allSatisfy { $0.error == nil })
+    }
+
+    @Test("a stray quote, an unclosed quote and bytes that are not UTF-8 spoil only their own record")
+    func badRecords() {
+        var bytes = Array("a,b\nst\"ray,x\n".utf8)
+        bytes += [0x66, 0xFF, 0x2C, 0x79, 0x0A]
+        bytes += Array("ok,fine\n\"open,never closed\n".utf8)
+        let records = CSVReader.records(bytes)
+        #expect(records.count == 5)
+        #expect(records[1].error?.contains("quote inside an unquoted field") == true)
+        #expect(records[2].error == "line 3 is not valid UTF-8; save the file as UTF-8")
+        #expect(records[3].fields == ["ok", "fine"])
+        #expect(records[4].error == "line 5 opens a quoted field that is never closed")
+    }
+}
+
+@Suite("Importing users")
+struct ImportTests {
+    let folder: TemporaryFolder
+    let database: SQLiteDatabase
+    let store = DirectoryStore(clock: ManualClock())
+
+    init() throws {
+        self.folder = try TemporaryFolder()
+        self.database = try SQLiteDatabase(path: self.folder.path + "/directory.sqlite", migrations: DirectoryStore.migrations)
+    }
+
+    func run<R: Sendable>(_ body: @escaping @Sendable (DirectoryStore, SQLiteConnection) throws -> R) async throws -> R {
+        let store = self.store
+        return try await self.database.withConnection { try body(store, $0) }
+    }
+
+    func importing(_ text: String, partial: Bool = false) async throws -> DirectoryStore.ImportReport {
+        try await self.run { store, c in try store.importUsers(csv: Array(text.utf8), partial: partial, actor: .system, in: c) }
+    }
+
+    func userCount() async throws -> Int64 {
+        try await self.run { _, c in try c.queryFirst("SELECT count(*) AS n FROM users")?.int("n") ?? -1 }
+    }
+
+    @Test("good rows become users that search and find-by-email see, with the organization by name or id")
+    func goodFile() async throws {
+        let acme = try await self.run { store, c in try store.createOrganization(name: "Acme Corp", domains: [], actor: .system, in: c) }
+        let report = try await self.importing("""
+            name,email,role,organization
+            Jane Doe,jane@example.com,customer,acme corp
+            "Smith, Sam",Sam@Example.com,Agent,\(acme.id)
+            Nobody Org,n@example.com,customer,
+            """)
+        #expect(report.committed)
+        #expect(report.created == 3)
+        #expect(report.rows.map(\.line) == [2, 3, 4])
+        #expect(report.rows.allSatisfy { $0.error == nil && $0.userID.hasPrefix("u_") })
+        let found = try #require(try await self.run { store, c in try store.findUser(byEmail: "sam@example.com", in: c) })
+        #expect(found.user.name == "Smith, Sam")
+        #expect(found.user.role == "agent")
+        #expect(found.user.organizationID == acme.id)
+        #expect(found.user.passwordHash == nil)
+        let staff = try await self.run { store, c in try store.search("sm", staffOnly: true, pageSize: 10, pageToken: "", in: c) }
+        #expect(staff.users.map(\.name) == ["Smith, Sam"])
+        let audit = try await self.run { store, c in try store.auditRecords(target: "", pageSize: 10, pageToken: "", in: c) }
+        #expect(audit.records.first?.action == "user.import")
+    }
+
+    @Test("all-or-nothing: one bad row and nothing is written, every bad row reported with its reason")
+    func allOrNothing() async throws {
+        _ = try await self.run { store, c in try store.createUser(.init(name: "Existing", role: "customer", email: "taken@example.com"), actor: .system, in: c) }
+        let report = try await self.importing("""
+            name,email,role,organization
+            Good One,good@example.com,customer,
+            Bad Mail,not-an-address,customer,
+            Taken,TAKEN@example.com,customer,
+            Twice,good@EXAMPLE.com,customer,
+            Role,role@example.com,wizard,
+            Org,org@example.com,customer,Nowhere Inc
+            ,empty@example.com,customer,
+            Too,many,columns,here,really
+            """)
+        #expect(!report.committed)
+        #expect(report.created == 0)
+        #expect(report.refused == 7)
+        #expect(report.rows.allSatisfy { $0.userID.isEmpty })
+        let errors = report.rows.map { $0.error ?? "" }
+        #expect(errors[0] == "")
+        #expect(errors[1].contains("`not-an-address` is not an email address"))
+        #expect(errors[2].contains("belongs to another user"))
+        #expect(errors[3] == "the email address good@example.com is also on line 2 of this file")
+        #expect(errors[4] == "unknown role `wizard`")
+        #expect(errors[5].contains("no organization is named or has the id `Nowhere Inc`"))
+        #expect(errors[6] == "name is required")
+        #expect(errors[7] == "line 9 has 5 columns; expected 4 (name,email,role,organization)")
+        #expect(try await self.userCount() == 1)
+    }
+
+    @Test("partial: the good rows are created, the others reported")
+    func partial() async throws {
+        let report = try await self.importing("name,email,role\nA,a@example.com,customer\nB,b@,customer\nC,c@example.com,admin\n", partial: true)
+        #expect(report.committed)
+        #expect(report.created == 2)
+        #expect(report.rows[1].error != nil)
+        #expect(report.rows[1].userID.isEmpty)
+        #expect(try await self.userCount() == 2)
+    }
+
+    @Test("a file without the header, or with other columns, is refused as a whole")
+    func badHeader() async throws {
+        for text in ["", "email,name\nx@example.com,X\n", "Jane,jane@example.com,customer\n"] {
+            await #expect(throws: DirectoryError.self) { try await self.importing(text) }
+        }
+        #expect(try await self.userCount() == 0)
+    }
+}
+
+@Suite("Organizations and the audit trail")
+struct OrganizationTests {
+    let folder: TemporaryFolder
+    let database: SQLiteDatabase
+    let store = DirectoryStore(clock: ManualClock())
+
+    init() throws {
+        self.folder = try TemporaryFolder()
+        self.database = try SQLiteDatabase(path: self.folder.path + "/directory.sqlite", migrations: DirectoryStore.migrations)
+    }
+
+    func run<R: Sendable>(_ body: @escaping @Sendable (DirectoryStore, SQLiteConnection) throws -> R) async throws -> R {
+        let store = self.store
+        return try await self.database.withConnection { try body(store, $0) }
+    }
+
+    @Test("rename and change domains; names stay unique in any case; delete only once nobody belongs to it")
+    func updateAndDelete() async throws {
+        let admin = ActorInfo(userID: "u_admin", clientAddress: "192.0.2.7")
+        let acme = try await self.run { store, c in try store.createOrganization(name: "Acme", domains: ["acme.example"], actor: admin, in: c) }
+        _ = try await self.run { store, c in try store.createOrganization(name: "Globex", domains: [], actor: admin, in: c) }
+        let renamed = try await self.run { store, c in
+            try store.updateOrganization(acme.id, name: "Acme Corp", domains: ["Acme.example", "acme.test"], actor: admin, in: c)
+        }
+        #expect(renamed.name == "Acme Corp")
+        #expect(renamed.domains == ["acme.example", "acme.test"])
+        await #expect(throws: DirectoryError.alreadyExists("an organization named GLOBEX exists already (name)")) {
+            try await self.run { store, c in try store.updateOrganization(acme.id, name: "GLOBEX", domains: nil, actor: admin, in: c) }
+        }
+        await #expect(throws: DirectoryError.self) {
+            try await self.run { store, c in try store.updateOrganization(acme.id, name: nil, domains: ["not a domain"], actor: admin, in: c) }
+        }
+        var new = DirectoryStore.NewUser(name: "Member", role: "customer", email: "m@acme.example")
+        new.organizationID = acme.id
+        let member = try await self.run { [new] store, c in try store.createUser(new, actor: admin, in: c) }
+        await #expect(throws: DirectoryError.failedPrecondition("1 user still belong to Acme Corp; move them to another organization first")) {
+            try await self.run { store, c in try store.deleteOrganization(acme.id, actor: admin, in: c) }
+        }
+        var changes = DirectoryStore.UserChanges()
+        changes.organizationID = ""
+        _ = try await self.run { [changes] store, c in try store.updateUser(member.id, changes: changes, actor: admin, in: c) }
+        try await self.run { store, c in try store.deleteOrganization(acme.id, actor: admin, in: c) }
+        await #expect(throws: DirectoryError.notFound("no organization has the id \(acme.id)")) {
+            try await self.run { store, c in try store.organization(acme.id, in: c) }
+        }
+
+        let trail = try await self.run { store, c in try store.auditRecords(target: acme.id, pageSize: 2, pageToken: "", in: c) }
+        #expect(trail.records.map(\.action) == ["organization.delete", "organization.update"])
+        #expect(trail.records[0].actorUserID == "u_admin")
+        #expect(trail.records[0].actorClientAddress == "192.0.2.7")
+        let rest = try await self.run { store, c in try store.auditRecords(target: acme.id, pageSize: 2, pageToken: trail.next, in: c) }
+        #expect(rest.records.map(\.action) == ["organization.create"])
+        #expect(rest.next.isEmpty)
+        await #expect(throws: DirectoryError.self) {
+            try await self.run { store, c in try store.auditRecords(target: "", pageSize: 2, pageToken: "bogus", in: c) }
+        }
+    }
+}
