@@ -56,10 +56,11 @@ extension DirectoryStore {
             return try connection.transaction { connection in
                 var report = ImportReport(committed: true, rows: [])
                 report.rows.reserveCapacity(records.count)
-                var roles: [String: Bool] = [:]
+                var roles: [String: RoleRecord?] = [:]
                 var organizations: [String: String?] = [:]
                 var seen: [String: Int] = [:]
                 var created: [String] = []
+                var refused = 0
                 let now = self.clock.nowMilliseconds()
                 for record in records {
                     var row = ImportRow(line: record.line, email: "", userID: "", error: nil)
@@ -77,9 +78,9 @@ extension DirectoryStore {
                         let email = try DirectoryValidation.email(record.fields[1])
                         let role = record.fields[2].trimmingCharacters(in: .whitespaces).lowercased()
                         if roles[role] == nil {
-                            roles[role] = (try? self.role(named: role, in: connection)) != nil
+                            roles[role] = .some(try? self.role(named: role, in: connection))
                         }
-                        guard roles[role] == true else {
+                        guard let roleRecord = roles[role] ?? nil else {
                             throw DirectoryError.invalidArgument("unknown role `\(role.prefix(80))`")
                         }
                         var organizationID: String?
@@ -98,25 +99,26 @@ extension DirectoryStore {
                         }
                         seen[email.normalized] = record.line
                         try self.ensureEmailIsFree(email.normalized, field: "email", in: connection)
-                        if partial || report.refused == 0 {
+                        if partial || refused == 0 {
                             row.userID = try self.insertImported(
-                                name: name, email: email, role: role, organizationID: organizationID, now: now, in: connection
+                                name: name, email: email, role: role, staff: roleRecord.staff, organizationID: organizationID, now: now, in: connection
                             )
                             created.append(row.userID)
                         }
                     } catch let error as DirectoryError {
                         row.error = error.rpcError.message
+                        refused += 1
                     }
                     report.rows.append(row)
                 }
-                if !partial && report.refused > 0 {
+                if !partial && refused > 0 {
                     report.committed = false
                     for index in report.rows.indices { report.rows[index].userID = "" }
                     throw ImportRejected(report: report)
                 }
                 report.committed = !created.isEmpty
                 if !created.isEmpty {
-                    try self.audit(actor, "user.import", target: "", detail: "\(created.count) users, \(report.refused) rows refused", in: connection)
+                    try self.audit(actor, "user.import", target: "", detail: "\(created.count) users, \(refused) rows refused", in: connection)
                 }
                 return report
             }
@@ -129,6 +131,7 @@ extension DirectoryStore {
         name: String,
         email: (address: String, normalized: String),
         role: String,
+        staff: Bool,
         organizationID: String?,
         now: Int64,
         in connection: SQLiteConnection
@@ -145,7 +148,7 @@ extension DirectoryStore {
             "INSERT INTO emails (id, user_id, address, normalized, is_primary, verified, created_at) VALUES (?, ?, ?, ?, 1, 0, ?)",
             .text(try Self.makeID("e_")), .text(id), .text(email.address), .text(email.normalized), .integer(now)
         )
-        try connection.run("INSERT INTO user_search (rowid, name, emails) VALUES (?, ?, ?)", .integer(seq), .text(name), .text(email.address))
+        try self.insertSearchEntries(seq: seq, name: name, emails: [email.address], staff: staff, in: connection)
         return id
     }
 

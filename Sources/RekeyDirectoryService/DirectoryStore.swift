@@ -106,6 +106,19 @@ package struct DirectoryStore: Sendable {
             DROP INDEX audit_by_target;
             CREATE INDEX audit_by_target ON audit (target, id);
             """),
+        SQLiteMigration(version: 3, name: "search prefixes", sql: """
+            CREATE TABLE search_prefixes (
+                prefix TEXT NOT NULL,
+                tier INTEGER NOT NULL,
+                name_key TEXT NOT NULL,
+                seq INTEGER NOT NULL,
+                staff INTEGER NOT NULL,
+                PRIMARY KEY (prefix, tier, name_key, seq)
+            ) WITHOUT ROWID;
+            CREATE INDEX search_prefixes_staff ON search_prefixes (prefix, tier, name_key, seq) WHERE staff = 1;
+            CREATE TABLE directory_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+            INSERT INTO directory_meta SELECT 'search_prefixes_pending', '1' WHERE EXISTS (SELECT 1 FROM users);
+            """),
     ]
 
     // MARK: Users
@@ -243,58 +256,7 @@ package struct DirectoryStore: Sendable {
         return (user, matched)
     }
 
-    // MARK: Search and listing
-
-    /// Type-to-filter search: every word of `query` is the start of a word of the name or of an
-    /// email address. Ranked by relevance, then name. `staffOnly` is the staff directory.
-    package func search(
-        _ query: String,
-        staffOnly: Bool,
-        pageSize: Int,
-        pageToken: String,
-        in connection: SQLiteConnection
-    ) throws -> (users: [UserRecord], next: String) {
-        guard query.count <= 200 else {
-            throw DirectoryError.invalidArgument("query is longer than 200 characters")
-        }
-        guard (1...100).contains(pageSize) else {
-            throw DirectoryError.invalidArgument("page_size must be from 1 to 100 (0 for 20)")
-        }
-        let words = query.lowercased().split { !$0.isLetter && !$0.isNumber }.prefix(8)
-        let fingerprint = String(Self.fnv(words.joined(separator: " ") + (staffOnly ? "|staff" : "|all")), radix: 16)
-        var offset = 0
-        if !pageToken.isEmpty {
-            guard let decoded = Base64URL.decode(pageToken).flatMap({ String(validating: $0, as: UTF8.self) }) else {
-                throw DirectoryError.invalidArgument("page_token is not one this service gave out")
-            }
-            let parts = decoded.split(separator: "|")
-            guard parts.count == 3, parts[0] == "s1", parts[2] == fingerprint, let value = Int(parts[1]), value >= 0 else {
-                throw DirectoryError.invalidArgument("page_token is not one this service gave out for this query")
-            }
-            offset = value
-        }
-        let staffFilter = staffOnly ? " AND u.role IN (SELECT name FROM roles WHERE staff = 1)" : ""
-        let rows: [SQLiteRow]
-        if words.isEmpty {
-            rows = try connection.query(
-                Self.userSelect + " WHERE 1 = 1\(staffFilter) ORDER BY u.name COLLATE NOCASE, u.seq LIMIT ? OFFSET ?",
-                .integer(Int64(pageSize + 1)), .integer(Int64(offset))
-            )
-        } else {
-            let match = words.map { "\"\($0)\"*" }.joined(separator: " AND ")
-            rows = try connection.query(
-                Self.userSelect + " JOIN user_search s ON s.rowid = u.seq WHERE user_search MATCH ?\(staffFilter) ORDER BY s.rank, u.name COLLATE NOCASE, u.seq LIMIT ? OFFSET ?",
-                .text(match), .integer(Int64(pageSize + 1)), .integer(Int64(offset))
-            )
-        }
-        var users = try rows.map { try self.userRecord($0, in: connection) }
-        var next = ""
-        if users.count > pageSize {
-            users.removeLast()
-            next = Base64URL.encode(Array("s1|\(offset + pageSize)|\(fingerprint)".utf8))
-        }
-        return (users, next)
-    }
+    // MARK: Listing
 
     package struct ListFilter: Sendable {
         package var role: String = ""
@@ -702,13 +664,13 @@ package struct DirectoryStore: Sendable {
 
     // MARK: Helpers
 
-    private static let userSelect = """
+    static let userSelect = """
         SELECT u.seq, u.id, u.name, u.role, u.organization_id, u.state, u.locale, u.password_hash, u.password_changed_at,
                u.created_at, u.updated_at, r.staff AS staff
         FROM users u JOIN roles r ON r.name = u.role
         """
 
-    private func userRecord(_ row: SQLiteRow, in connection: SQLiteConnection) throws -> UserRecord {
+    func userRecord(_ row: SQLiteRow, in connection: SQLiteConnection) throws -> UserRecord {
         let id = row.string("id") ?? ""
         let emails = try connection.query(
             "SELECT id, address, is_primary, verified FROM emails WHERE user_id = ? ORDER BY is_primary DESC, created_at, id", .text(id)
@@ -780,17 +742,6 @@ package struct DirectoryStore: Sendable {
     private func touch(_ userID: String, in connection: SQLiteConnection) throws {
         try connection.run("UPDATE users SET updated_at = ? WHERE id = ?", .integer(self.clock.nowMilliseconds()), .text(userID))
         try self.reindex(userID, in: connection)
-    }
-
-    /// Refreshes the user's row in the search index: the name and every email address.
-    private func reindex(_ userID: String, in connection: SQLiteConnection) throws {
-        guard let row = try connection.queryFirst("SELECT seq, name FROM users WHERE id = ?", .text(userID)), let seq = row.int("seq") else { return }
-        let emails = try connection.query("SELECT address FROM emails WHERE user_id = ?", .text(userID)).compactMap { $0.string("address") }
-        try connection.run("DELETE FROM user_search WHERE rowid = ?", .integer(seq))
-        try connection.run(
-            "INSERT INTO user_search (rowid, name, emails) VALUES (?, ?, ?)",
-            .integer(seq), .text(row.string("name") ?? ""), .text(emails.joined(separator: " "))
-        )
     }
 
     func audit(_ actor: ActorInfo, _ action: String, target: String, detail: String, in connection: SQLiteConnection) throws {

@@ -48,7 +48,8 @@ package final class SQLiteDatabase: Sendable {
 
     /// Opens the database at `path` and applies the `migrations` it has not had yet.
     ///
-    /// Without a `threadPool`, the database runs its work on a thread of its own.
+    /// Without a `threadPool`, the database runs its work on a thread of its own. `cacheKibibytes`
+    /// is SQLite's page cache for the connection.
     ///
     /// - Throws: ``SQLiteError`` when the file cannot be opened, a migration fails (nothing of it
     ///   stays), or the database was written by a newer version of the service.
@@ -56,10 +57,11 @@ package final class SQLiteDatabase: Sendable {
         path: String,
         migrations: [SQLiteMigration],
         durability: Durability = .full,
+        cacheKibibytes: Int = 8192,
         threadPool: NIOThreadPool? = nil
     ) throws {
         let connection = try SQLiteConnection(path: path)
-        try connection.execute("PRAGMA busy_timeout = 5000")
+        try connection.execute("PRAGMA busy_timeout = 5000; PRAGMA cache_size = -\(max(cacheKibibytes, 64))")
         if path != ":memory:" {
             let mode = try connection.query("PRAGMA journal_mode = WAL").first?.string("journal_mode")
             guard mode == "wal" else {

@@ -64,7 +64,19 @@ struct DirectorySettings {
     }
 
     func openDatabase() throws -> SQLiteDatabase {
-        try SQLiteDatabase(path: try self.common.databasePath("directory.sqlite"), migrations: DirectoryStore.migrations)
+        try SQLiteDatabase(
+            path: try self.common.databasePath("directory.sqlite"), migrations: DirectoryStore.migrations, cacheKibibytes: 64 * 1024
+        )
+    }
+
+    /// The store, after bringing the database's search index up to date.
+    func openStore(_ database: SQLiteDatabase) async throws -> DirectoryStore {
+        let store = DirectoryStore(configuration: self.store, clock: SystemWallClock())
+        let rebuilt = try await database.withConnection { try store.rebuildSearchPrefixesIfNeeded(in: $0) }
+        if rebuilt > 0 {
+            Logger(label: "rekey.directory").notice("search index rebuilt", metadata: ["users": "\(rebuilt)"])
+        }
+        return store
     }
 }
 
@@ -89,7 +101,7 @@ struct Serve: AsyncParsableCommand {
         if settings.scrypt != .production {
             logger.warning("scrypt cost is not the production default", metadata: ["scrypt.log_n": "\(settings.scrypt.logN)"])
         }
-        let store = DirectoryStore(configuration: settings.store, clock: SystemWallClock())
+        let store = try await settings.openStore(database)
         let hashing = HashingPool(hasher: PasswordHasher(parameters: settings.scrypt), threads: settings.hashingThreads)
         let runner = RPCServiceRunner(
             name: "rekey-directory",
@@ -127,7 +139,7 @@ struct BootstrapAdmin: AsyncParsableCommand {
         } catch let error as SettingsError {
             throw ValidationError(error.message)
         }
-        let store = DirectoryStore(configuration: settings.store, clock: SystemWallClock())
+        let store = try await settings.openStore(database)
         let (email, name) = (self.email, self.name)
         do {
             let (user, key) = try await database.withConnection { connection in
@@ -184,7 +196,7 @@ struct Import: AsyncParsableCommand {
         guard let data = FileManager.default.contents(atPath: self.file) else {
             throw ValidationError("cannot read \(self.file)")
         }
-        let store = DirectoryStore(configuration: settings.store, clock: SystemWallClock())
+        let store = try await settings.openStore(database)
         let (partial, maxRows) = (self.partial, self.maxRows)
         let started = ContinuousClock.now
         let report: DirectoryStore.ImportReport

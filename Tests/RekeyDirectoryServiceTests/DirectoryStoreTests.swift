@@ -155,6 +155,63 @@ struct DirectoryStoreTests {
         #expect(try await names("\"jane\" OR xyz", staff: false).isEmpty, "OR is just a word here")
     }
 
+    @Test("results are ranked: the name's start, then another word of the name, then only an address; then by name")
+    func ranking() async throws {
+        try await self.create("Ann Zimmer", "zed@example.com")
+        try await self.create("Bea Annand", "bea@example.com")
+        try await self.create("Cy Young", "annie.cy@example.com")
+        try await self.create("Anna Able", "aa@example.com")
+        try await self.create("Éric Annan", "eric@example.com")
+        for query in ["an", "ann", "anni cy", "annan"] {
+            let names = try await self.run { store, c in try store.search(query, staffOnly: false, pageSize: 20, pageToken: "", in: c) }.users.map(\.name)
+            switch query {
+            case "an", "ann": #expect(names == ["Ann Zimmer", "Anna Able", "Bea Annand", "Éric Annan", "Cy Young"], "\(query)")
+            case "anni cy": #expect(names == ["Cy Young"])
+            default: #expect(names == ["Bea Annand", "Éric Annan"])
+            }
+        }
+        // Short queries read the prefix index, longer ones FTS: pages continue across either.
+        for query in ["a", "example"] {
+            var seen: [String] = []
+            var token = ""
+            repeat {
+                let page = try await self.run { [token] store, c in try store.search(query, staffOnly: false, pageSize: 2, pageToken: token, in: c) }
+                seen += page.users.map(\.name)
+                token = page.next
+            } while !token.isEmpty
+            let all = try await self.run { store, c in try store.search(query, staffOnly: false, pageSize: 20, pageToken: "", in: c) }.users.map(\.name)
+            #expect(seen == all, "\(query)")
+            #expect(Set(seen).count == 5)
+        }
+    }
+
+    @Test("renaming a user or changing their addresses moves them in search; the index can be rebuilt")
+    func searchFollowsChanges() async throws {
+        let user = try await self.create("Old Name", "old@example.com", role: "agent")
+        var changes = DirectoryStore.UserChanges()
+        changes.name = "New Person"
+        changes.role = "customer"
+        _ = try await self.run { [changes] store, c in try store.updateUser(user.id, changes: changes, actor: .system, in: c) }
+        func names(_ query: String, staff: Bool = false) async throws -> [String] {
+            try await self.run { store, c in try store.search(query, staffOnly: staff, pageSize: 20, pageToken: "", in: c) }.users.map(\.name)
+        }
+        #expect(try await names("ol").isEmpty == false, "old@ is still an address")
+        #expect(try await names("new") == ["New Person"])
+        #expect(try await names("ne", staff: true).isEmpty, "no longer staff")
+        _ = try await self.run { store, c in try store.addEmail(user.id, address: "xavier@example.com", verified: false, actor: .system, in: c) }
+        #expect(try await names("xa") == ["New Person"])
+        let count = try await self.run { _, c in try c.queryFirst("SELECT count(*) AS n FROM search_prefixes")?.int("n") ?? 0 }
+
+        try await self.run { _, c in
+            try c.run("DELETE FROM search_prefixes")
+            try c.run("INSERT INTO directory_meta VALUES ('search_prefixes_pending', '1')")
+        }
+        #expect(try await self.run { store, c in try store.rebuildSearchPrefixesIfNeeded(in: c) } == 1)
+        #expect(try await self.run { store, c in try store.rebuildSearchPrefixesIfNeeded(in: c) } == 0)
+        #expect(try await self.run { _, c in try c.queryFirst("SELECT count(*) AS n FROM search_prefixes")?.int("n") ?? 0 } == count)
+        #expect(try await names("xa") == ["New Person"])
+    }
+
     @Test("search and list pages follow on from each other, and tampered tokens are refused")
     func pagination() async throws {
         for index in 0..<7 {

@@ -1,0 +1,194 @@
+import RekeyCrypto
+import RekeySQLite
+
+/// Search: type-to-filter over names and email addresses.
+///
+/// A user matches when every word of the query is the start of a word of their name or of one of
+/// their addresses (words are runs of letters and digits, compared without case and diacritics).
+/// Results are ranked by how the first query word matched — the start of the name first, then
+/// another word of the name, then only an address — and then alphabetically by name.
+///
+/// Two indexes serve this. `search_prefixes` holds, for every user, each 1-3 character start of
+/// each of their words in rank order, so the commonest queries (one short word, typed letter by
+/// letter) read just one page of an index however many users match. Longer or several-word
+/// queries, which match far fewer users, go through the FTS5 table `user_search` and are ranked in
+/// memory. Pages continue from the last result shown (keyset), so they stay stable while users are
+/// added.
+extension DirectoryStore {
+    /// The longest query word `search_prefixes` answers alone.
+    static let indexedPrefixLength = 3
+
+    /// The words of a text as search compares them.
+    static func searchWords(_ text: String) -> [String] {
+        Self.searchKey(text).split { !$0.isLetter && !$0.isNumber }.map(String.init)
+    }
+
+    /// Lower case without diacritics: what names are compared and sorted by.
+    static func searchKey(_ text: String) -> String {
+        text.folding(options: [.caseInsensitive, .diacriticInsensitive], locale: nil).lowercased()
+    }
+
+    /// The rank of a user for a query whose first word is `word`: 0 when the name starts with it,
+    /// 1 when another word of the name does, 2 when only an address does.
+    static func tier(of word: String, nameWords: [String]) -> Int {
+        if nameWords.first?.hasPrefix(word) == true { return 0 }
+        return nameWords.contains { $0.hasPrefix(word) } ? 1 : 2
+    }
+
+    /// A user's `search_prefixes` entries: prefix → best tier. The empty prefix lists everyone.
+    static func prefixEntries(name: String, emails: [String]) -> [String: Int] {
+        var entries: [String: Int] = ["": 0]
+        func add(_ word: String, _ tier: Int) {
+            var prefix = ""
+            for character in word.prefix(Self.indexedPrefixLength) {
+                prefix.append(character)
+                entries[prefix] = min(entries[prefix] ?? tier, tier)
+            }
+        }
+        for (index, word) in Self.searchWords(name).enumerated() {
+            add(word, index == 0 ? 0 : 1)
+        }
+        for email in emails {
+            for word in Self.searchWords(email) { add(word, 2) }
+        }
+        return entries
+    }
+
+    /// Adds a user to both search indexes.
+    func insertSearchEntries(seq: Int64, name: String, emails: [String], staff: Bool, in connection: SQLiteConnection) throws {
+        try connection.run("INSERT INTO user_search (rowid, name, emails) VALUES (?, ?, ?)", .integer(seq), .text(name), .text(emails.joined(separator: " ")))
+        let nameKey = Self.searchKey(name)
+        for (prefix, tier) in Self.prefixEntries(name: name, emails: emails) {
+            try connection.run(
+                "INSERT INTO search_prefixes (prefix, tier, name_key, seq, staff) VALUES (?, ?, ?, ?, ?)",
+                .text(prefix), .integer(Int64(tier)), .text(nameKey), .integer(seq), .integer(staff ? 1 : 0)
+            )
+        }
+    }
+
+    /// Refreshes a user's search entries after their name, role or addresses changed.
+    func reindex(_ userID: String, in connection: SQLiteConnection) throws {
+        guard let row = try connection.queryFirst(
+            "SELECT u.seq, u.name, r.staff FROM users u JOIN roles r ON r.name = u.role WHERE u.id = ?", .text(userID)
+        ), let seq = row.int("seq") else { return }
+        if let old = try connection.queryFirst("SELECT name, emails FROM user_search WHERE rowid = ?", .integer(seq)) {
+            let oldName = old.string("name") ?? ""
+            let oldEmails = (old.string("emails") ?? "").split(separator: " ").map(String.init)
+            let oldKey = Self.searchKey(oldName)
+            for (prefix, tier) in Self.prefixEntries(name: oldName, emails: oldEmails) {
+                try connection.run(
+                    "DELETE FROM search_prefixes WHERE prefix = ? AND tier = ? AND name_key = ? AND seq = ?",
+                    .text(prefix), .integer(Int64(tier)), .text(oldKey), .integer(seq)
+                )
+            }
+            try connection.run("DELETE FROM user_search WHERE rowid = ?", .integer(seq))
+        }
+        let emails = try connection.query("SELECT address FROM emails WHERE user_id = ?", .text(userID)).compactMap { $0.string("address") }
+        try self.insertSearchEntries(seq: seq, name: row.string("name") ?? "", emails: emails, staff: row.int("staff") == 1, in: connection)
+    }
+
+    /// Fills `search_prefixes` for users stored before it existed (schema version 3). Runs at
+    /// start-up; does nothing when there is nothing to do.
+    package func rebuildSearchPrefixesIfNeeded(in connection: SQLiteConnection) throws -> Int {
+        try connection.transaction { connection in
+            guard try connection.queryFirst("SELECT value FROM directory_meta WHERE key = 'search_prefixes_pending'") != nil else { return 0 }
+            try connection.run("DELETE FROM search_prefixes")
+            let users = try connection.query("SELECT u.id FROM users u ORDER BY u.seq").compactMap { $0.string("id") }
+            for id in users {
+                try self.reindex(id, in: connection)
+            }
+            try connection.run("DELETE FROM directory_meta WHERE key = 'search_prefixes_pending'")
+            return users.count
+        }
+    }
+
+    private struct SearchCursor {
+        var tier: Int64
+        var nameKey: String
+        var seq: Int64
+
+        static let start = SearchCursor(tier: -1, nameKey: "", seq: 0)
+
+        static func < (lhs: SearchCursor, rhs: SearchCursor) -> Bool {
+            (lhs.tier, lhs.nameKey, lhs.seq) < (rhs.tier, rhs.nameKey, rhs.seq)
+        }
+    }
+
+    /// Type-to-filter search; `staffOnly` is the staff directory, otherwise unified search.
+    package func search(
+        _ query: String,
+        staffOnly: Bool,
+        pageSize: Int,
+        pageToken: String,
+        in connection: SQLiteConnection
+    ) throws -> (users: [UserRecord], next: String) {
+        guard query.count <= 200 else {
+            throw DirectoryError.invalidArgument("query is longer than 200 characters")
+        }
+        guard (1...100).contains(pageSize) else {
+            throw DirectoryError.invalidArgument("page_size must be from 1 to 100 (0 for 20)")
+        }
+        let words = Array(Self.searchWords(query).prefix(8))
+        let fingerprint = String(Self.fnv(words.joined(separator: " ") + (staffOnly ? "|staff" : "|all")), radix: 16)
+        var cursor = SearchCursor.start
+        if !pageToken.isEmpty {
+            guard let decoded = Base64URL.decode(pageToken).flatMap({ String(validating: $0, as: UTF8.self) }) else {
+                throw DirectoryError.invalidArgument("page_token is not one this service gave out")
+            }
+            let parts = decoded.split(separator: "|", maxSplits: 4, omittingEmptySubsequences: false)
+            guard parts.count == 5, parts[0] == "s2", parts[3] == fingerprint,
+                  let tier = Int64(parts[1]), (0...2).contains(tier), let seq = Int64(parts[2]), seq > 0
+            else {
+                throw DirectoryError.invalidArgument("page_token is not one this service gave out for this query")
+            }
+            cursor = SearchCursor(tier: tier, nameKey: String(parts[4]), seq: seq)
+        }
+
+        var page: [SearchCursor]
+        if words.count <= 1, (words.first?.count ?? 0) <= Self.indexedPrefixLength {
+            let rows = try connection.query(
+                """
+                SELECT tier, name_key, seq FROM search_prefixes
+                WHERE prefix = ?\(staffOnly ? " AND staff = 1" : "") AND (tier, name_key, seq) > (?, ?, ?)
+                ORDER BY tier, name_key, seq LIMIT ?
+                """,
+                .text(words.first ?? ""), .integer(cursor.tier), .text(cursor.nameKey), .integer(cursor.seq), .integer(Int64(pageSize + 1))
+            )
+            page = rows.map { SearchCursor(tier: $0.int("tier") ?? 0, nameKey: $0.string("name_key") ?? "", seq: $0.int("seq") ?? 0) }
+        } else {
+            let match = words.map { "\"\($0)\"*" }.joined(separator: " AND ")
+            let rows = try connection.query(
+                """
+                SELECT s.rowid AS seq, s.name AS name FROM user_search s
+                JOIN users u ON u.seq = s.rowid JOIN roles r ON r.name = u.role
+                WHERE user_search MATCH ?\(staffOnly ? " AND r.staff = 1" : "")
+                """,
+                .text(match)
+            )
+            page = rows.compactMap { row in
+                let name = row.string("name") ?? ""
+                let entry = SearchCursor(
+                    tier: Int64(Self.tier(of: words[0], nameWords: Self.searchWords(name))), nameKey: Self.searchKey(name), seq: row.int("seq") ?? 0
+                )
+                return cursor < entry ? entry : nil
+            }
+            page.sort(by: <)
+            page = Array(page.prefix(pageSize + 1))
+        }
+        var next = ""
+        if page.count > pageSize {
+            page.removeLast()
+            let last = page[page.count - 1]
+            next = Base64URL.encode(Array("s2|\(last.tier)|\(last.seq)|\(fingerprint)|\(last.nameKey)".utf8))
+        }
+        let users = try page.map { entry in
+            guard let row = try connection.queryFirst(Self.userSelect + " WHERE u.seq = ?", .integer(entry.seq)) else {
+                throw DirectoryError.failedPrecondition("the search index names a user who no longer exists; restart the service to rebuild it")
+            }
+            return try self.userRecord(row, in: connection)
+        }
+        return (users, next)
+    }
+}
+
+import Foundation
