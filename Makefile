@@ -4,7 +4,7 @@ SWIFT ?= swift
 PYTHON ?= /usr/bin/python3
 BENCH_SECONDS ?= 3
 
-.PHONY: all deps build test proto proto-check bench run clean help
+.PHONY: all deps build test proto proto-check bench bench-directory run clean help
 
 all: build
 
@@ -14,6 +14,7 @@ help:
 	@echo "make proto       regenerate the C and Swift code from proto/"
 	@echo "make proto-check fail if the committed generated code is stale"
 	@echo "make bench       RPC benchmark against a C baseline, in release mode"
+	@echo "make bench-directory  1,000,000-user directory: import, search and find-by-email latency, size, memory"
 
 deps:
 	@bash scripts/install-deps.sh
@@ -49,3 +50,8 @@ run: deps
 
 clean:
 	rm -rf .build Benchmarks/pingpong
+
+bench-directory: deps
+	$(SWIFT) build -c release --product RekeyBenchmark
+	$(SWIFT) build -c release --product rekey-directory
+	$(PYTHON) Benchmarks/directory.py --directory .build/release/rekey-directory --rekey .build/release/RekeyBenchmark

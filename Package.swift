@@ -16,6 +16,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/hummingbird-project/swift-mustache.git", from: "2.1.1"),
     ],
     targets: [
         // MARK: C libraries
@@ -164,6 +165,43 @@ let package = Package(
             ]
         ),
 
+        // MARK: rekey-notifier
+        /// The `rekey.notifier.v1` contract: generated messages and stubs.
+        .target(
+            name: "RekeyNotifierAPI",
+            dependencies: ["RekeyProtobuf", "RekeyRPC", "CRekeyProto", "CProtobufC"]
+        ),
+        .target(
+            name: "RekeyNotifierService",
+            dependencies: [
+                "RekeyClock",
+                "RekeyNotifierAPI",
+                "RekeyRPC",
+                "RekeyCrypto",
+                "RekeySQLite",
+                .product(name: "Mustache", package: "swift-mustache"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .executableTarget(
+            name: "rekey-notifier",
+            dependencies: [
+                "RekeyClock",
+                "RekeyNotifierAPI",
+                "RekeyNotifierService",
+                "RekeyServiceKit",
+                "RekeySQLite",
+                "RekeyRPCNIO",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+
         // MARK: Test support and benchmarks
         /// The `rekey.testing.v1` messages and Echo service, and helpers shared by tests and benchmarks.
         .target(
@@ -183,7 +221,11 @@ let package = Package(
             dependencies: [
                 "RekeyRPC",
                 "RekeyTokensAPI",
+                "RekeyDirectoryAPI",
+                "RekeyDirectoryService",
                 "RekeyRPCNIO",
+                "RekeySQLite",
+                "RekeyClock",
                 "RekeyTesting",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -252,6 +294,19 @@ let package = Package(
                 "RekeyClock",
                 "RekeyTokenService",
                 "RekeyTokensAPI",
+                "RekeyRPC",
+                "RekeyRPCNIO",
+                "RekeySQLite",
+                "RekeyTesting",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+            .testTarget(
+            name: "RekeyNotifierServiceTests",
+            dependencies: [
+                "RekeyClock",
+                "RekeyNotifierService",
+                "RekeyNotifierAPI",
                 "RekeyRPC",
                 "RekeyRPCNIO",
                 "RekeySQLite",

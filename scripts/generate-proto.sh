@@ -22,7 +22,8 @@ protoc -Iproto --include_source_info --descriptor_set_out="$work/set.pb" $protos
   --map rekey.health.v1="$work/swift/Sources/RekeyRPC/Generated" \
   --map rekey.testing.v1="$work/swift/Sources/RekeyTesting/Generated" \
   --map rekey.tokens.v1="$work/swift/Sources/RekeyTokensAPI/Generated" \
-  --map rekey.directory.v1="$work/swift/Sources/RekeyDirectoryAPI/Generated"
+  --map rekey.directory.v1="$work/swift/Sources/RekeyDirectoryAPI/Generated" \
+  --map rekey.notifier.v1="$work/swift/Sources/RekeyNotifierAPI/Generated"
 
 # C side: headers go to the target's public include folder, sources beside it.
 mkdir -p "$work/c"

@@ -10,6 +10,7 @@ packages=(
   libssl-dev                              # OpenSSL libcrypto: CSPRNG, SHA-256, scrypt
   libsqlite3-dev                          # storage
   python3                                 # the Swift generator and the benchmark driver
+  python3-aiosmtpd                        # the real SMTP server the notifier tests deliver to
 )
 
 missing=()

@@ -8,6 +8,9 @@
 //   RekeyBenchmark tokens PORT CREDENTIAL CALLERS SECONDS
 //                                               issue + redeem pairs against rekey-reset-token;
 //                                               prints "pairs seconds p50_us p99_us" (per pair)
+//   RekeyBenchmark directory-store DB QUERIES   search/find latency in-process (DirectoryBenchmark.swift)
+//   RekeyBenchmark directory-rpc PORT CREDENTIAL DB QUERIES
+//                                               the same through the RPC to rekey-directory
 
 import Logging
 import NIOCore
@@ -142,6 +145,10 @@ case "client" where arguments.count == 5:
     try await runClient(port: Int(arguments[2])!, callers: Int(arguments[3])!, seconds: Double(arguments[4])!)
 case "tokens" where arguments.count == 6:
     try await runTokens(port: Int(arguments[2])!, credential: arguments[3], callers: Int(arguments[4])!, seconds: Double(arguments[5])!)
+case "directory-store" where arguments.count == 4:
+    try await runDirectoryStore(path: arguments[2], count: Int(arguments[3])!)
+case "directory-rpc" where arguments.count == 6:
+    try await runDirectoryRPC(port: Int(arguments[2])!, credential: arguments[3], path: arguments[4], count: Int(arguments[5])!)
 case "frame-size":
     print(try frameSize())
 default:

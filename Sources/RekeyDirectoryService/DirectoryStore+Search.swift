@@ -10,9 +10,10 @@ import RekeySQLite
 ///
 /// Two indexes serve this. `search_prefixes` holds, for every user, each 1-3 character start of
 /// each of their words in rank order, so the commonest queries (one short word, typed letter by
-/// letter) read just one page of an index however many users match. Longer or several-word
-/// queries, which match far fewer users, go through the FTS5 table `user_search` and are ranked in
-/// memory. Pages continue from the last result shown (keyset), so they stay stable while users are
+/// letter) read just one page of an index however many users match. Several words starting with
+/// a short one read that word's entries in rank order and keep the users the other words match.
+/// Longer first words, and sparse several-word queries, match far fewer users: they go through the
+/// FTS5 table `user_search` and are ranked in memory. Pages continue from the last result shown (keyset), so they stay stable while users are
 /// added.
 extension DirectoryStore {
     /// The longest query word `search_prefixes` answers alone.
@@ -25,7 +26,8 @@ extension DirectoryStore {
 
     /// Lower case without diacritics: what names are compared and sorted by.
     static func searchKey(_ text: String) -> String {
-        text.folding(options: [.caseInsensitive, .diacriticInsensitive], locale: nil).lowercased()
+        if text.utf8.allSatisfy({ $0 < 0x80 }) { return text.lowercased() }
+        return text.folding(options: [.caseInsensitive, .diacriticInsensitive], locale: nil).lowercased()
     }
 
     /// The rank of a user for a query whose first word is `word`: 0 when the name starts with it,
@@ -54,16 +56,41 @@ extension DirectoryStore {
         return entries
     }
 
-    /// Adds a user to both search indexes.
-    func insertSearchEntries(seq: Int64, name: String, emails: [String], staff: Bool, in connection: SQLiteConnection) throws {
-        try connection.run("INSERT INTO user_search (rowid, name, emails) VALUES (?, ?, ?)", .integer(seq), .text(name), .text(emails.joined(separator: " ")))
+    /// One row of `search_prefixes`.
+    struct PrefixRow: Comparable {
+        var prefix: String
+        var tier: Int
+        var nameKey: String
+        var seq: Int64
+        var staff: Bool
+
+        static func < (lhs: PrefixRow, rhs: PrefixRow) -> Bool {
+            (lhs.prefix, lhs.tier, lhs.nameKey, lhs.seq) < (rhs.prefix, rhs.tier, rhs.nameKey, rhs.seq)
+        }
+    }
+
+    static func prefixRows(seq: Int64, name: String, emails: [String], staff: Bool) -> [PrefixRow] {
         let nameKey = Self.searchKey(name)
-        for (prefix, tier) in Self.prefixEntries(name: name, emails: emails) {
+        return Self.prefixEntries(name: name, emails: emails).map { PrefixRow(prefix: $0.key, tier: $0.value, nameKey: nameKey, seq: seq, staff: staff) }
+    }
+
+    func insert(_ rows: [PrefixRow], in connection: SQLiteConnection) throws {
+        for row in rows {
             try connection.run(
                 "INSERT INTO search_prefixes (prefix, tier, name_key, seq, staff) VALUES (?, ?, ?, ?, ?)",
-                .text(prefix), .integer(Int64(tier)), .text(nameKey), .integer(seq), .integer(staff ? 1 : 0)
+                .text(row.prefix), .integer(Int64(row.tier)), .text(row.nameKey), .integer(row.seq), .integer(row.staff ? 1 : 0)
             )
         }
+    }
+
+    /// Adds a user to both search indexes.
+    func insertSearchEntries(seq: Int64, name: String, emails: [String], staff: Bool, in connection: SQLiteConnection) throws {
+        try self.insertFullTextEntry(seq: seq, name: name, emails: emails, in: connection)
+        try self.insert(Self.prefixRows(seq: seq, name: name, emails: emails, staff: staff), in: connection)
+    }
+
+    func insertFullTextEntry(seq: Int64, name: String, emails: [String], in connection: SQLiteConnection) throws {
+        try connection.run("INSERT INTO user_search (rowid, name, emails) VALUES (?, ?, ?)", .integer(seq), .text(name), .text(emails.joined(separator: " ")))
     }
 
     /// Refreshes a user's search entries after their name, role or addresses changed.
@@ -107,11 +134,85 @@ extension DirectoryStore {
         var nameKey: String
         var seq: Int64
 
+        init(tier: Int64, nameKey: String, seq: Int64) {
+            self.tier = tier
+            self.nameKey = nameKey
+            self.seq = seq
+        }
+
+        init(_ row: SQLiteRow) {
+            self.init(tier: row.int("tier") ?? 0, nameKey: row.string("name_key") ?? "", seq: row.int("seq") ?? 0)
+        }
+
         static let start = SearchCursor(tier: -1, nameKey: "", seq: 0)
 
         static func < (lhs: SearchCursor, rhs: SearchCursor) -> Bool {
             (lhs.tier, lhs.nameKey, lhs.seq) < (rhs.tier, rhs.nameKey, rhs.seq)
         }
+    }
+
+    /// How many of the first word's prefix-index entries a several-word query reads, in rank
+    /// order, before it turns to the full-text index (which is quick when few users match).
+    static let prefixScanLimit = 5000
+
+    /// Several words, the first of 1-3 characters: reads the first word's entries in rank order and
+    /// keeps the users who also have entries for the other words' first 1-3 characters (a lookup
+    /// by primary key each: the same user has the same name key). Words longer than that are then
+    /// checked in full. Nil when more than ``prefixScanLimit`` entries would have to be read.
+    private func scanPrefixIndex(
+        words: [String], staffOnly: Bool, after cursor: SearchCursor, limit: Int, in connection: SQLiteConnection
+    ) throws -> [SearchCursor]? {
+        let others = words.dropFirst().map { String($0.prefix(Self.indexedPrefixLength)) }
+        let exists = others.map { _ in
+            " AND EXISTS (SELECT 1 FROM search_prefixes q WHERE q.prefix = ? AND q.tier IN (0, 1, 2) AND q.name_key = p.name_key AND q.seq = p.seq)"
+        }.joined()
+        let driver = """
+            SELECT tier, name_key, seq FROM search_prefixes\(staffOnly ? " INDEXED BY search_prefixes_staff" : "")
+            WHERE prefix = ?\(staffOnly ? " AND staff = 1" : "") AND (tier, name_key, seq) > (?, ?, ?)
+            ORDER BY tier, name_key, seq
+            """
+        let start: [SQLiteValue] = [.text(words[0]), .integer(cursor.tier), .text(cursor.nameKey), .integer(cursor.seq)]
+        let needsCheck = words.dropFirst().contains { $0.count > Self.indexedPrefixLength }
+        let rows = try connection.query(
+            "SELECT p.tier, p.name_key, p.seq FROM (\(driver) LIMIT \(Self.prefixScanLimit)) p WHERE 1 = 1\(exists) ORDER BY p.tier, p.name_key, p.seq",
+            start + others.map(SQLiteValue.text)
+        )
+        var matches: [SearchCursor] = []
+        for row in rows {
+            if needsCheck {
+                guard let text = try connection.queryFirst("SELECT name, emails FROM user_search WHERE rowid = ?", .integer(row.int("seq") ?? 0)) else { continue }
+                let userWords = Self.searchWords((text.string("name") ?? "") + " " + (text.string("emails") ?? ""))
+                guard words.dropFirst().allSatisfy({ word in userWords.contains { $0.hasPrefix(word) } }) else { continue }
+            }
+            matches.append(SearchCursor(row))
+            if matches.count == limit { return matches }
+        }
+        let exhausted = try connection.query("\(driver) LIMIT 1 OFFSET \(Self.prefixScanLimit - 1)", start).isEmpty
+        return exhausted ? matches : nil
+    }
+
+    /// Any query, through FTS5: every match is ranked in memory.
+    private func fullTextSearch(
+        words: [String], staffOnly: Bool, after cursor: SearchCursor, limit: Int, in connection: SQLiteConnection
+    ) throws -> [SearchCursor] {
+        let match = words.map { "\"\($0)\"*" }.joined(separator: " AND ")
+        let rows = try connection.query(
+            """
+            SELECT s.rowid AS seq, s.name AS name FROM user_search s
+            JOIN users u ON u.seq = s.rowid JOIN roles r ON r.name = u.role
+            WHERE user_search MATCH ?\(staffOnly ? " AND r.staff = 1" : "")
+            """,
+            .text(match)
+        )
+        var page = rows.compactMap { row -> SearchCursor? in
+            let name = row.string("name") ?? ""
+            let entry = SearchCursor(
+                tier: Int64(Self.tier(of: words[0], nameWords: Self.searchWords(name))), nameKey: Self.searchKey(name), seq: row.int("seq") ?? 0
+            )
+            return cursor < entry ? entry : nil
+        }
+        page.sort(by: <)
+        return Array(page.prefix(limit))
     }
 
     /// Type-to-filter search; `staffOnly` is the staff directory, otherwise unified search.
@@ -144,44 +245,31 @@ extension DirectoryStore {
             cursor = SearchCursor(tier: tier, nameKey: String(parts[4]), seq: seq)
         }
 
-        var page: [SearchCursor]
+        var page: [SearchCursor]? = nil
         if words.count <= 1, (words.first?.count ?? 0) <= Self.indexedPrefixLength {
             let rows = try connection.query(
                 """
-                SELECT tier, name_key, seq FROM search_prefixes
+                SELECT tier, name_key, seq FROM search_prefixes\(staffOnly ? " INDEXED BY search_prefixes_staff" : "")
                 WHERE prefix = ?\(staffOnly ? " AND staff = 1" : "") AND (tier, name_key, seq) > (?, ?, ?)
                 ORDER BY tier, name_key, seq LIMIT ?
                 """,
                 .text(words.first ?? ""), .integer(cursor.tier), .text(cursor.nameKey), .integer(cursor.seq), .integer(Int64(pageSize + 1))
             )
-            page = rows.map { SearchCursor(tier: $0.int("tier") ?? 0, nameKey: $0.string("name_key") ?? "", seq: $0.int("seq") ?? 0) }
-        } else {
-            let match = words.map { "\"\($0)\"*" }.joined(separator: " AND ")
-            let rows = try connection.query(
-                """
-                SELECT s.rowid AS seq, s.name AS name FROM user_search s
-                JOIN users u ON u.seq = s.rowid JOIN roles r ON r.name = u.role
-                WHERE user_search MATCH ?\(staffOnly ? " AND r.staff = 1" : "")
-                """,
-                .text(match)
-            )
-            page = rows.compactMap { row in
-                let name = row.string("name") ?? ""
-                let entry = SearchCursor(
-                    tier: Int64(Self.tier(of: words[0], nameWords: Self.searchWords(name))), nameKey: Self.searchKey(name), seq: row.int("seq") ?? 0
-                )
-                return cursor < entry ? entry : nil
-            }
-            page.sort(by: <)
-            page = Array(page.prefix(pageSize + 1))
+            page = rows.map(SearchCursor.init)
+        } else if words[0].count <= Self.indexedPrefixLength {
+            page = try self.scanPrefixIndex(words: words, staffOnly: staffOnly, after: cursor, limit: pageSize + 1, in: connection)
         }
+        if page == nil {
+            page = try self.fullTextSearch(words: words, staffOnly: staffOnly, after: cursor, limit: pageSize + 1, in: connection)
+        }
+        var results = page ?? []
         var next = ""
-        if page.count > pageSize {
-            page.removeLast()
-            let last = page[page.count - 1]
+        if results.count > pageSize {
+            results.removeLast()
+            let last = results[results.count - 1]
             next = Base64URL.encode(Array("s2|\(last.tier)|\(last.seq)|\(fingerprint)|\(last.nameKey)".utf8))
         }
-        let users = try page.map { entry in
+        let users = try results.map { entry in
             guard let row = try connection.queryFirst(Self.userSelect + " WHERE u.seq = ?", .integer(entry.seq)) else {
                 throw DirectoryError.failedPrecondition("the search index names a user who no longer exists; restart the service to rebuild it")
             }

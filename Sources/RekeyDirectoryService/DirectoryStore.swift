@@ -443,7 +443,7 @@ package struct DirectoryStore: Sendable {
             throw DirectoryError.invalidArgument("an organization can have at most 50 domains")
         }
         return try domains.map { domain -> String in
-            let lowered = domain.trimmingCharacters(in: .whitespaces).lowercased()
+            let lowered = domain.trimmed.lowercased()
             guard DirectoryValidation.isHostname(lowered), lowered.contains(".") else {
                 throw DirectoryError.invalidArgument("domain `\(domain.prefix(80))` is not a domain name such as example.com")
             }

@@ -63,6 +63,14 @@ package final class ServiceProcess: @unchecked Sendable {
         return self.process.terminationStatus
     }
 
+    /// Kills the process with SIGKILL, as a crash or `kill -9` would, and waits for it.
+    package func kill9() {
+        if self.process.isRunning {
+            kill(self.process.processIdentifier, SIGKILL)
+        }
+        self.process.waitUntilExit()
+    }
+
     deinit {
         if self.process.isRunning {
             kill(self.process.processIdentifier, SIGKILL)

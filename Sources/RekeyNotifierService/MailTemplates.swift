@@ -1,0 +1,194 @@
+import Foundation
+import Mustache
+
+/// The mail templates: a subject, a text part and an HTML part per template and locale.
+///
+/// English and German ship built in. Ops can override any of them from a folder holding files
+/// named `TEMPLATE.LOCALE.subject.mustache`, `TEMPLATE.LOCALE.text.mustache` and
+/// `TEMPLATE.LOCALE.html.mustache` (for example `password_reset.en.html.mustache`); a file there
+/// wins over the built-in one. A locale such as `de-CH` falls back to `de`, then to `en`.
+///
+/// Variables: `name` (the recipient's name, may be empty), and each template's own (see
+/// ``MailTemplate/requiredVariables``). HTML parts escape what they insert; subject and text
+/// parts use triple braces.
+package struct MailTemplates: Sendable {
+    package enum Part: String, CaseIterable, Sendable {
+        case subject, text, html
+    }
+
+    private let templates: [String: MustacheTemplate]
+
+    /// The built-in templates, with any found in `overrideFolder` in their place.
+    package init(overrideFolder: String? = nil) throws {
+        var templates: [String: MustacheTemplate] = [:]
+        for (key, source) in BuiltinTemplates.all {
+            templates[key] = try MustacheTemplate(string: source)
+        }
+        if let overrideFolder {
+            let names: [String]
+            do {
+                names = try FileManager.default.contentsOfDirectory(atPath: overrideFolder)
+            } catch {
+                throw NotifierError.failedPrecondition("cannot read the templates folder \(overrideFolder)")
+            }
+            for name in names where name.hasSuffix(".mustache") {
+                let key = String(name.dropLast(".mustache".count))
+                let parts = key.split(separator: ".")
+                guard parts.count == 3, MailTemplate(rawValue: String(parts[0])) != nil, Part(rawValue: String(parts[2])) != nil else {
+                    throw NotifierError.failedPrecondition(
+                        "\(overrideFolder)/\(name) is not named TEMPLATE.LOCALE.(subject|text|html).mustache with a known template"
+                    )
+                }
+                guard let data = FileManager.default.contents(atPath: overrideFolder + "/" + name),
+                      let source = String(data: data, encoding: .utf8)
+                else {
+                    throw NotifierError.failedPrecondition("cannot read \(overrideFolder)/\(name) as UTF-8")
+                }
+                do {
+                    templates[key] = try MustacheTemplate(string: source)
+                } catch {
+                    throw NotifierError.failedPrecondition("\(overrideFolder)/\(name) is not a valid Mustache template: \(error)")
+                }
+            }
+        }
+        self.templates = templates
+    }
+
+    /// The locales tried for `locale`, most specific first.
+    static func fallbacks(_ locale: String) -> [String] {
+        var result: [String] = []
+        var current = locale.lowercased()
+        while !current.isEmpty {
+            result.append(current)
+            guard let dash = current.lastIndex(of: "-") else { break }
+            current = String(current[..<dash])
+        }
+        if !result.contains("en") { result.append("en") }
+        return result
+    }
+
+    /// Renders one part, in the most specific locale that has it.
+    package func render(_ template: MailTemplate, _ part: Part, locale: String, variables: [String: String]) -> (text: String, locale: String) {
+        for candidate in Self.fallbacks(locale) {
+            if let found = self.templates["\(template.rawValue).\(candidate).\(part.rawValue)"] {
+                return (found.render(variables), candidate)
+            }
+        }
+        return ("", "en")
+    }
+}
+
+/// The templates that ship with Rekey.
+enum BuiltinTemplates {
+    static let all: [String: String] = [
+        "password_reset.en.subject": "Reset your password",
+        "password_reset.en.text": """
+            Hello{{#name}} {{{name}}}{{/name}},
+
+            Someone asked to reset the password of your account. To choose a new password, open this link:
+
+            {{{link}}}
+
+            The link works once and expires in {{{expires_in}}}. If you did not ask for this, ignore this email: your password stays as it is.
+            """,
+        "password_reset.en.html": """
+            <p>Hello{{#name}} {{name}}{{/name}},</p>
+            <p>Someone asked to reset the password of your account. To choose a new password, open this link:</p>
+            <p><a href="{{link}}">Reset your password</a></p>
+            <p>The link works once and expires in {{expires_in}}. If you did not ask for this, ignore this email: your password stays as it is.</p>
+            """,
+        "email_verification.en.subject": "Confirm your email address",
+        "email_verification.en.text": """
+            Hello{{#name}} {{{name}}}{{/name}},
+
+            Please confirm that this is your email address by opening this link:
+
+            {{{link}}}
+
+            The link expires in {{{expires_in}}}.
+            """,
+        "email_verification.en.html": """
+            <p>Hello{{#name}} {{name}}{{/name}},</p>
+            <p>Please confirm that this is your email address:</p>
+            <p><a href="{{link}}">Confirm your email address</a></p>
+            <p>The link expires in {{expires_in}}.</p>
+            """,
+        "password_changed.en.subject": "Your password was changed",
+        "password_changed.en.text": """
+            Hello{{#name}} {{{name}}}{{/name}},
+
+            The password of your account was just changed. If this was you, there is nothing to do.
+
+            If it was not you, reset your password at once{{#reset_link}}: {{{reset_link}}}{{/reset_link}}, and contact support.
+            """,
+        "password_changed.en.html": """
+            <p>Hello{{#name}} {{name}}{{/name}},</p>
+            <p>The password of your account was just changed. If this was you, there is nothing to do.</p>
+            <p>If it was not you, reset your password at once{{#reset_link}} (<a href="{{reset_link}}">reset it here</a>){{/reset_link}}, and contact support.</p>
+            """,
+        "test.en.subject": "Rekey test message",
+        "test.en.text": """
+            This is a test message from Rekey. It went through the same path as password reset email.
+            If you can read it, mail to this address arrives.
+            """,
+        "test.en.html": """
+            <p>This is a test message from Rekey. It went through the same path as password reset email.</p>
+            <p>If you can read it, mail to this address arrives.</p>
+            """,
+
+        "password_reset.de.subject": "Passwort zurücksetzen",
+        "password_reset.de.text": """
+            Hallo{{#name}} {{{name}}}{{/name}},
+
+            jemand hat darum gebeten, das Passwort Ihres Kontos zurückzusetzen. Um ein neues Passwort zu wählen, öffnen Sie diesen Link:
+
+            {{{link}}}
+
+            Der Link funktioniert einmal und läuft in {{{expires_in}}} ab. Wenn Sie das nicht waren, ignorieren Sie diese E-Mail: Ihr Passwort bleibt unverändert.
+            """,
+        "password_reset.de.html": """
+            <p>Hallo{{#name}} {{name}}{{/name}},</p>
+            <p>jemand hat darum gebeten, das Passwort Ihres Kontos zurückzusetzen. Um ein neues Passwort zu wählen, öffnen Sie diesen Link:</p>
+            <p><a href="{{link}}">Passwort zurücksetzen</a></p>
+            <p>Der Link funktioniert einmal und läuft in {{expires_in}} ab. Wenn Sie das nicht waren, ignorieren Sie diese E-Mail: Ihr Passwort bleibt unverändert.</p>
+            """,
+        "email_verification.de.subject": "Bestätigen Sie Ihre E-Mail-Adresse",
+        "email_verification.de.text": """
+            Hallo{{#name}} {{{name}}}{{/name}},
+
+            bitte bestätigen Sie mit diesem Link, dass dies Ihre E-Mail-Adresse ist:
+
+            {{{link}}}
+
+            Der Link läuft in {{{expires_in}}} ab.
+            """,
+        "email_verification.de.html": """
+            <p>Hallo{{#name}} {{name}}{{/name}},</p>
+            <p>bitte bestätigen Sie, dass dies Ihre E-Mail-Adresse ist:</p>
+            <p><a href="{{link}}">E-Mail-Adresse bestätigen</a></p>
+            <p>Der Link läuft in {{expires_in}} ab.</p>
+            """,
+        "password_changed.de.subject": "Ihr Passwort wurde geändert",
+        "password_changed.de.text": """
+            Hallo{{#name}} {{{name}}}{{/name}},
+
+            das Passwort Ihres Kontos wurde soeben geändert. Wenn Sie das waren, ist nichts weiter zu tun.
+
+            Wenn nicht, setzen Sie Ihr Passwort sofort zurück{{#reset_link}}: {{{reset_link}}}{{/reset_link}}, und wenden Sie sich an den Support.
+            """,
+        "password_changed.de.html": """
+            <p>Hallo{{#name}} {{name}}{{/name}},</p>
+            <p>das Passwort Ihres Kontos wurde soeben geändert. Wenn Sie das waren, ist nichts weiter zu tun.</p>
+            <p>Wenn nicht, setzen Sie Ihr Passwort sofort zurück{{#reset_link}} (<a href="{{reset_link}}">hier</a>){{/reset_link}}, und wenden Sie sich an den Support.</p>
+            """,
+        "test.de.subject": "Rekey-Testnachricht",
+        "test.de.text": """
+            Dies ist eine Testnachricht von Rekey. Sie lief über denselben Weg wie E-Mails zum Zurücksetzen des Passworts.
+            Wenn Sie sie lesen können, kommt Post an diese Adresse an.
+            """,
+        "test.de.html": """
+            <p>Dies ist eine Testnachricht von Rekey. Sie lief über denselben Weg wie E-Mails zum Zurücksetzen des Passworts.</p>
+            <p>Wenn Sie sie lesen können, kommt Post an diese Adresse an.</p>
+            """,
+    ]
+}

@@ -1,0 +1,78 @@
+import Foundation
+
+/// How one delivery attempt ended.
+package struct DeliveryResult: Sendable, Hashable {
+    package var outcome: AttemptOutcomeValue
+    /// The step that got the deciding reply (CONNECT, GREETING, EHLO, AUTH, MAIL, RCPT, DATA, END).
+    package var stage: String
+    package var replyCode: Int = 0
+    package var enhancedStatus: String = ""
+    package var replyText: String = ""
+    package var remoteQueueID: String = ""
+    /// A network or local problem, when there was no reply.
+    package var error: String = ""
+
+    package init(outcome: AttemptOutcomeValue, stage: String) {
+        self.outcome = outcome
+        self.stage = stage
+    }
+
+    /// One line for the message's reason: the reply or the error.
+    package var summary: String {
+        if self.replyCode > 0 {
+            return "\(self.stage): \(self.replyCode) \(self.enhancedStatus.isEmpty ? "" : self.enhancedStatus + " ")\(self.replyText)"
+        }
+        return "\(self.stage): \(self.error)"
+    }
+}
+
+/// Sends rendered messages. One value serves one delivery worker at a time, and may keep a
+/// connection open between messages.
+package protocol MailTransport: Sendable {
+    /// `smtp` or `maildir`.
+    var name: String { get }
+    /// Where it sends to: host:port, or the folder.
+    var destination: String { get }
+    func deliver(from: String, to: String, content: [UInt8]) async -> DeliveryResult
+    /// Closes what it holds open (politely: QUIT).
+    func close() async
+}
+
+/// Writes each message as a file in a maildir folder (`tmp/`, then renamed into `new/`): the
+/// embedded default when there is no mail server. Mail readers such as mutt open the folder.
+package struct MaildirTransport: MailTransport {
+    package let folder: String
+    package var name: String { "maildir" }
+    package var destination: String { self.folder }
+
+    package init(folder: String) throws {
+        self.folder = folder
+        for sub in ["tmp", "new", "cur"] {
+            try FileManager.default.createDirectory(atPath: folder + "/" + sub, withIntermediateDirectories: true)
+        }
+    }
+
+    package func deliver(from: String, to: String, content: [UInt8]) async -> DeliveryResult {
+        let unique = "\(Int64(Date().timeIntervalSince1970 * 1000)).\(UUID().uuidString.prefix(8)).rekey"
+        let temporary = self.folder + "/tmp/" + unique
+        let final = self.folder + "/new/" + unique + ".eml"
+        do {
+            let header = Array("Return-Path: <\(from)>\r\nDelivered-To: \(to)\r\n".utf8)
+            let data = Data(header + content)
+            guard FileManager.default.createFile(atPath: temporary, contents: data) else {
+                throw CocoaError(.fileWriteUnknown)
+            }
+            try FileManager.default.moveItem(atPath: temporary, toPath: final)
+            var result = DeliveryResult(outcome: .accepted, stage: "WRITE")
+            result.remoteQueueID = unique + ".eml"
+            return result
+        } catch {
+            try? FileManager.default.removeItem(atPath: temporary)
+            var result = DeliveryResult(outcome: .temporaryFailure, stage: "WRITE")
+            result.error = "cannot write to \(self.folder): \(error.localizedDescription)"
+            return result
+        }
+    }
+
+    package func close() async {}
+}

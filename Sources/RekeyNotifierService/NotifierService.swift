@@ -1,0 +1,192 @@
+import Logging
+import RekeyNotifierAPI
+import RekeyCrypto
+import RekeyRPC
+import RekeySQLite
+
+/// The `rekey.notifier.v1.Notifier` RPC service: converts messages and runs the
+/// ``OutboxStore``'s work on the database's thread; rings the ``Doorbell`` when mail is queued.
+package struct NotifierService: Rekey_Notifier_V1_Notifier.ServiceProtocol {
+    private let database: SQLiteDatabase
+    private let store: OutboxStore
+    private let doorbell: Doorbell
+    /// What GetQueueStats reports as the transport and its destination.
+    private let transport: (name: String, destination: String)
+
+    package init(database: SQLiteDatabase, store: OutboxStore, doorbell: Doorbell, transport: (name: String, destination: String)) {
+        self.database = database
+        self.store = store
+        self.doorbell = doorbell
+        self.transport = transport
+    }
+
+    private func db<R: Sendable>(_ body: @escaping @Sendable (OutboxStore, SQLiteConnection) throws -> R) async throws -> R {
+        let store = self.store
+        return try await self.database.withConnection { try body(store, $0) }
+    }
+
+    package func enqueue(request: Rekey_Notifier_V1_EnqueueRequest, context: ServerContext) async throws -> Rekey_Notifier_V1_EnqueueResponse {
+        var new = OutboxStore.NewMessage(template: request.templateName, toAddress: request.toAddress, idempotencyKey: request.idempotencyKey)
+        new.toName = request.toName
+        new.locale = request.locale
+        for variable in request.variables {
+            guard new.variables.updateValue(variable.value, forKey: variable.key) == nil else {
+                throw NotifierError.invalidArgument("variable `\(variable.key.prefix(64))` is given twice")
+            }
+        }
+        new.userID = request.userID
+        new.tokenID = request.tokenID
+        new.requestedBy = Self.actor(request.requestedBy)
+        return try await self.enqueue(new, context: context)
+    }
+
+    private func enqueue(_ new: OutboxStore.NewMessage, context: ServerContext) async throws -> Rekey_Notifier_V1_EnqueueResponse {
+        let outcome = try await self.db { [new] store, c in try store.enqueue(new, in: c) }
+        var response = Rekey_Notifier_V1_EnqueueResponse()
+        switch outcome {
+        case .queued(let message):
+            self.doorbell.ring()
+            response.status = .queued
+            response.messageID = message.id
+            response.messageIDHeader = message.messageIDHeader
+            context.logger.info("message queued", metadata: ["message.id": "\(message.id)", "message.template": "\(message.template)"])
+        case .suppressed(let message, let reason):
+            response.status = .suppressed
+            response.messageID = message.id
+            response.suppressionReason = reason
+            context.logger.notice("message to a suppressed address not queued", metadata: ["message.id": "\(message.id)"])
+        case .duplicate(let message):
+            response.status = .duplicate
+            response.messageID = message.id
+            response.messageIDHeader = message.messageIDHeader
+        }
+        return response
+    }
+
+    package func getMessage(request: Rekey_Notifier_V1_GetMessageRequest, context: ServerContext) async throws -> Rekey_Notifier_V1_MessageResponse {
+        var response = Rekey_Notifier_V1_MessageResponse()
+        response.message = Self.wire(try await self.db { store, c in try store.message(id: request.messageID, in: c) })
+        return response
+    }
+
+    package func listMessages(request: Rekey_Notifier_V1_ListMessagesRequest, context: ServerContext) async throws -> Rekey_Notifier_V1_ListMessagesResponse {
+        let pageSize = request.pageSize == 0 ? 20 : Int(request.pageSize)
+        let (messages, next) = try await self.db { store, c in
+            try store.messages(
+                toAddress: request.toAddress, userID: request.userID, since: request.sinceUnixMs, pageSize: pageSize, pageToken: request.pageToken, in: c
+            )
+        }
+        var response = Rekey_Notifier_V1_ListMessagesResponse()
+        response.messages = messages.map(Self.wire)
+        response.nextPageToken = next
+        return response
+    }
+
+    package func listSuppressions(request: Rekey_Notifier_V1_ListSuppressionsRequest, context: ServerContext) async throws -> Rekey_Notifier_V1_ListSuppressionsResponse {
+        let pageSize = request.pageSize == 0 ? 50 : Int(request.pageSize)
+        let (suppressions, next) = try await self.db { store, c in
+            try store.suppressions(address: request.address, pageSize: pageSize, pageToken: request.pageToken, in: c)
+        }
+        var response = Rekey_Notifier_V1_ListSuppressionsResponse()
+        response.suppressions = suppressions.map(Self.wire)
+        response.nextPageToken = next
+        return response
+    }
+
+    package func removeSuppression(request: Rekey_Notifier_V1_RemoveSuppressionRequest, context: ServerContext) async throws -> Rekey_Notifier_V1_RemoveSuppressionResponse {
+        let actor = Self.actor(request.actor)
+        let removed = try await self.db { store, c in try store.removeSuppression(address: request.address, actor: actor, in: c) }
+        context.logger.notice("suppression removed", metadata: ["actor.user_id": "\(actor.userID)"])
+        var response = Rekey_Notifier_V1_RemoveSuppressionResponse()
+        response.removed = Self.wire(removed)
+        return response
+    }
+
+    package func getQueueStats(request: Rekey_Notifier_V1_GetQueueStatsRequest, context: ServerContext) async throws -> Rekey_Notifier_V1_QueueStats {
+        guard request.windowMs >= 0, request.windowMs <= 30 * 86_400_000 else {
+            throw NotifierError.invalidArgument("window_ms must be from 0 (one hour) to 30 days")
+        }
+        let window = Duration.milliseconds(request.windowMs == 0 ? 3_600_000 : request.windowMs)
+        let stats = try await self.db { store, c in try store.stats(window: window, in: c) }
+        var response = Rekey_Notifier_V1_QueueStats()
+        response.depth = UInt32(stats.depth)
+        response.oldestQueuedAgeMs = stats.oldestQueuedAge
+        response.lastAcceptedAtUnixMs = stats.lastAcceptedAt
+        response.lastAttemptAtUnixMs = stats.lastAttemptAt
+        response.recentAccepted = UInt32(stats.recent[.accepted] ?? 0)
+        response.recentTemporaryFailures = UInt32((stats.recent[.temporaryFailure] ?? 0) + (stats.recent[.interrupted] ?? 0))
+        response.recentPermanentFailures = UInt32(stats.recent[.permanentFailure] ?? 0)
+        response.recentByDomain = stats.byDomain.map { figures in
+            var wire = Rekey_Notifier_V1_DomainFigures()
+            wire.domain = figures.domain
+            wire.accepted = UInt32(figures.accepted)
+            wire.temporaryFailures = UInt32(figures.temporary)
+            wire.permanentFailures = UInt32(figures.permanent)
+            return wire
+        }
+        response.transport = self.transport.name
+        response.server = self.transport.destination
+        response.windowMs = window.milliseconds
+        return response
+    }
+
+    package func sendTest(request: Rekey_Notifier_V1_SendTestRequest, context: ServerContext) async throws -> Rekey_Notifier_V1_EnqueueResponse {
+        // A key of its own per call: every test is a new message.
+        var new = OutboxStore.NewMessage(template: MailTemplate.test.rawValue, toAddress: request.toAddress, idempotencyKey: try Hex.randomID(prefix: "test-"))
+        new.requestedBy = Self.actor(request.requestedBy)
+        return try await self.enqueue(new, context: context)
+    }
+
+    // MARK: Conversions
+
+    private static func actor(_ actor: Rekey_Notifier_V1_Actor?) -> ActorInfo {
+        ActorInfo(userID: actor?.userID ?? "", clientAddress: actor?.clientAddress ?? "")
+    }
+
+    static func wire(_ message: MessageRecord) -> Rekey_Notifier_V1_Message {
+        var wire = Rekey_Notifier_V1_Message()
+        wire.id = message.id
+        wire.templateName = message.template
+        wire.toAddress = message.toAddress
+        wire.toName = message.toName
+        wire.locale = message.locale
+        wire.userID = message.userID
+        wire.tokenID = message.tokenID
+        wire.state = Rekey_Notifier_V1_MessageState(rawValue: Int32(message.state.rawValue))
+        wire.messageIDHeader = message.messageIDHeader
+        wire.subject = message.subject
+        wire.createdAtUnixMs = message.createdAt
+        wire.updatedAtUnixMs = message.updatedAt
+        wire.nextAttemptAtUnixMs = message.state.isFinal ? 0 : (message.nextAttemptAt ?? 0)
+        wire.reason = message.reason
+        var actor = Rekey_Notifier_V1_Actor()
+        actor.userID = message.requestedBy.userID
+        actor.clientAddress = message.requestedBy.clientAddress
+        wire.requestedBy = actor
+        wire.attempts = message.attempts.map { attempt in
+            var wire = Rekey_Notifier_V1_Attempt()
+            wire.startedAtUnixMs = attempt.startedAt
+            wire.finishedAtUnixMs = attempt.finishedAt ?? 0
+            wire.transport = attempt.transport
+            wire.server = attempt.server
+            wire.outcome = attempt.outcome.map { Rekey_Notifier_V1_AttemptOutcome(rawValue: Int32($0.rawValue)) } ?? .unspecified
+            wire.stage = attempt.stage
+            wire.replyCode = UInt32(attempt.replyCode)
+            wire.enhancedStatus = attempt.enhancedStatus
+            wire.replyText = attempt.replyText
+            wire.remoteQueueID = attempt.remoteQueueID
+            wire.error = attempt.error
+            return wire
+        }
+        return wire
+    }
+
+    static func wire(_ suppression: SuppressionRecord) -> Rekey_Notifier_V1_Suppression {
+        var wire = Rekey_Notifier_V1_Suppression()
+        wire.address = suppression.address
+        wire.reason = suppression.reason
+        wire.createdAtUnixMs = suppression.createdAt
+        wire.messageID = suppression.messageID
+        return wire
+    }
+}

@@ -1,0 +1,418 @@
+import Foundation
+import NIOCore
+import NIOPosix
+
+/// Where and how to reach the SMTP server (a relay or the recipients' server).
+package struct SMTPConfiguration: Sendable {
+    package var host: String
+    package var port: Int
+    /// The name this client gives in EHLO.
+    package var heloName: String
+    package var username: String?
+    package var password: String?
+    package var connectTimeout: Duration = .seconds(10)
+    /// For the greeting and every command's reply.
+    package var commandTimeout: Duration = .seconds(60)
+    /// For the reply to the end of DATA, which servers may take longer to give.
+    package var dataTimeout: Duration = .seconds(180)
+
+    package init(host: String, port: Int, heloName: String) {
+        self.host = host
+        self.port = port
+        self.heloName = heloName
+    }
+}
+
+/// An SMTP client (RFC 5321) for one delivery worker: EHLO (HELO when refused), AUTH PLAIN or
+/// LOGIN when configured, MAIL FROM, RCPT TO, DATA with dot-stuffing; a timeout on every step; the
+/// connection is kept for the next message and opened again when the server closed it.
+///
+/// STARTTLS is not implemented yet: use a relay on a trusted network (see the README).
+package actor SMTPTransport: MailTransport {
+    package nonisolated let configuration: SMTPConfiguration
+    package nonisolated var name: String { "smtp" }
+    package nonisolated var destination: String { "\(self.configuration.host):\(self.configuration.port)" }
+    private let group: any EventLoopGroup
+    private var connection: SMTPConnection?
+
+    package init(configuration: SMTPConfiguration, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
+        self.configuration = configuration
+        self.group = group
+    }
+
+    /// A step that ended the attempt.
+    private struct StepFailure: Error {
+        var result: DeliveryResult
+        var networkError: Bool
+    }
+
+    package func deliver(from: String, to: String, content: [UInt8]) async -> DeliveryResult {
+        var reused = self.connection != nil
+        while true {
+            do {
+                let connection = try await self.openIfNeeded()
+                return try await self.transaction(connection, from: from, to: to, content: content)
+            } catch let failure as StepFailure {
+                if failure.networkError || failure.result.replyCode == 421 {
+                    await self.dropConnection()
+                    // A kept connection the server closed while idle: try once on a fresh one.
+                    if reused && failure.result.stage == "MAIL" {
+                        reused = false
+                        continue
+                    }
+                } else if let connection = self.connection, failure.result.stage != "END" {
+                    _ = try? await self.command(connection, "RSET", stage: "RSET", accept: 250...250)
+                }
+                return failure.result
+            } catch {
+                await self.dropConnection()
+                var result = DeliveryResult(outcome: .temporaryFailure, stage: "CONNECT")
+                result.error = "\(error)"
+                return result
+            }
+        }
+    }
+
+    package func close() async {
+        if let connection = self.connection {
+            _ = try? await self.command(connection, "QUIT", stage: "QUIT", accept: 221...221)
+        }
+        await self.dropConnection()
+    }
+
+    private func dropConnection() async {
+        if let connection = self.connection {
+            self.connection = nil
+            await connection.close()
+        }
+    }
+
+    private func openIfNeeded() async throws -> SMTPConnection {
+        if let connection = self.connection, connection.isActive { return connection }
+        await self.dropConnection()
+        let connection: SMTPConnection
+        do {
+            connection = try await SMTPConnection.connect(
+                host: self.configuration.host, port: self.configuration.port, group: self.group, timeout: self.configuration.connectTimeout
+            )
+        } catch {
+            var result = DeliveryResult(outcome: .temporaryFailure, stage: "CONNECT")
+            result.error = "cannot connect to \(self.destination): \(Self.describe(error))"
+            throw StepFailure(result: result, networkError: true)
+        }
+        do {
+            _ = try await self.expect(connection, stage: "GREETING", accept: 220...220, timeout: self.configuration.commandTimeout)
+            let capabilities: [String]
+            do {
+                let ehlo = try await self.command(connection, "EHLO \(self.configuration.heloName)", stage: "EHLO", accept: 250...250)
+                capabilities = ehlo.lines.dropFirst().map { $0.uppercased() }
+            } catch let failure as StepFailure where !failure.networkError && failure.result.replyCode >= 500 {
+                _ = try await self.command(connection, "HELO \(self.configuration.heloName)", stage: "HELO", accept: 250...250)
+                capabilities = []
+            }
+            if let username = self.configuration.username {
+                try await self.authenticate(connection, username: username, password: self.configuration.password ?? "", capabilities: capabilities)
+            }
+        } catch {
+            await connection.close()
+            throw error
+        }
+        self.connection = connection
+        return connection
+    }
+
+    private func authenticate(_ connection: SMTPConnection, username: String, password: String, capabilities: [String]) async throws {
+        let mechanisms = capabilities.first { $0.hasPrefix("AUTH ") || $0.hasPrefix("AUTH=") }?.dropFirst(5).split(separator: " ") ?? []
+        if mechanisms.contains("PLAIN") {
+            let token = Data(([0] + Array(username.utf8) + [0] + Array(password.utf8))).base64EncodedString()
+            _ = try await self.command(connection, "AUTH PLAIN \(token)", stage: "AUTH", accept: 235...235, secret: true)
+        } else if mechanisms.contains("LOGIN") {
+            _ = try await self.command(connection, "AUTH LOGIN", stage: "AUTH", accept: 334...334)
+            _ = try await self.command(connection, Data(username.utf8).base64EncodedString(), stage: "AUTH", accept: 334...334, secret: true)
+            _ = try await self.command(connection, Data(password.utf8).base64EncodedString(), stage: "AUTH", accept: 235...235, secret: true)
+        } else {
+            var result = DeliveryResult(outcome: .temporaryFailure, stage: "AUTH")
+            result.error = "a username is configured but the server offers neither AUTH PLAIN nor AUTH LOGIN"
+            throw StepFailure(result: result, networkError: false)
+        }
+    }
+
+    private func transaction(_ connection: SMTPConnection, from: String, to: String, content: [UInt8]) async throws -> DeliveryResult {
+        _ = try await self.command(connection, "MAIL FROM:<\(from)>", stage: "MAIL", accept: 250...250)
+        _ = try await self.command(connection, "RCPT TO:<\(to)>", stage: "RCPT", accept: 250...251)
+        _ = try await self.command(connection, "DATA", stage: "DATA", accept: 354...354)
+        do {
+            try await connection.write(Self.dotStuffed(content))
+        } catch {
+            var result = DeliveryResult(outcome: .temporaryFailure, stage: "END")
+            result.error = "the connection failed while sending the message: \(Self.describe(error))"
+            throw StepFailure(result: result, networkError: true)
+        }
+        let reply = try await self.expect(connection, stage: "END", accept: 250...250, timeout: self.configuration.dataTimeout)
+        var result = Self.result(reply, stage: "END", outcome: .accepted)
+        result.remoteQueueID = Self.queueID(in: reply.text)
+        return result
+    }
+
+    private func command(_ connection: SMTPConnection, _ line: String, stage: String, accept: ClosedRange<Int>, secret: Bool = false) async throws -> SMTPReply {
+        do {
+            try await connection.write(Array((line + "\r\n").utf8))
+        } catch {
+            var result = DeliveryResult(outcome: .temporaryFailure, stage: stage)
+            result.error = "the connection failed: \(Self.describe(error))"
+            throw StepFailure(result: result, networkError: true)
+        }
+        return try await self.expect(connection, stage: stage, accept: accept, timeout: self.configuration.commandTimeout)
+    }
+
+    private func expect(_ connection: SMTPConnection, stage: String, accept: ClosedRange<Int>, timeout: Duration) async throws -> SMTPReply {
+        let reply: SMTPReply
+        do {
+            reply = try await connection.reply(timeout: timeout)
+        } catch {
+            var result = DeliveryResult(outcome: .temporaryFailure, stage: stage)
+            result.error = Self.describe(error)
+            throw StepFailure(result: result, networkError: true)
+        }
+        guard accept.contains(reply.code) else {
+            throw StepFailure(result: Self.result(reply, stage: stage, outcome: reply.code >= 500 ? .permanentFailure : .temporaryFailure), networkError: false)
+        }
+        return reply
+    }
+
+    static func result(_ reply: SMTPReply, stage: String, outcome: AttemptOutcomeValue) -> DeliveryResult {
+        var result = DeliveryResult(outcome: outcome, stage: stage)
+        result.replyCode = reply.code
+        (result.enhancedStatus, result.replyText) = reply.enhancedStatusAndText
+        return result
+    }
+
+    /// The server's queue id in a final 250 reply, in the forms Postfix, Exim, Sendmail and
+    /// others use ("queued as 4F1ABC", "id=1abc-2", "<id> Message accepted").
+    static func queueID(in text: String) -> String {
+        let patterns = [#"queued as ([A-Za-z0-9._@<>-]+)"#, #"id=([A-Za-z0-9._@-]+)"#, #"^(?:OK )?<?([A-Za-z0-9._-]{6,})>? (?:Message accepted|message accepted)"#]
+        for pattern in patterns {
+            if let range = text.range(of: pattern, options: .regularExpression) {
+                let match = String(text[range])
+                let regex = try? NSRegularExpression(pattern: pattern)
+                if let found = regex?.firstMatch(in: match, range: NSRange(match.startIndex..., in: match)),
+                   let group = Range(found.range(at: 1), in: match) {
+                    return String(match[group])
+                }
+            }
+        }
+        return ""
+    }
+
+    /// The message with lines that start with a dot doubled, ending in CRLF . CRLF.
+    static func dotStuffed(_ content: [UInt8]) -> [UInt8] {
+        var output: [UInt8] = []
+        output.reserveCapacity(content.count + 64)
+        var atLineStart = true
+        for byte in content {
+            if atLineStart && byte == UInt8(ascii: ".") { output.append(byte) }
+            output.append(byte)
+            atLineStart = byte == UInt8(ascii: "\n")
+        }
+        if !output.isEmpty && !(output.count >= 2 && output[output.count - 2] == 13 && output[output.count - 1] == 10) {
+            output += [13, 10]
+        }
+        output += Array(".\r\n".utf8)
+        return output
+    }
+
+    static func describe(_ error: any Error) -> String {
+        if let error = error as? SMTPConnectionError { return error.description }
+        if let error = error as? IOError { return error.description }
+        return "\(error)"
+    }
+}
+
+/// One reply of an SMTP server: its code and its lines' text.
+package struct SMTPReply: Sendable, Hashable {
+    package var code: Int
+    package var lines: [String]
+
+    package var text: String { self.lines.joined(separator: " / ") }
+
+    /// The RFC 3463 enhanced status code at the start of the reply, and the rest of the text.
+    package var enhancedStatusAndText: (String, String) {
+        let text = self.text
+        if let range = text.range(of: #"^[245]\.[0-9]{1,3}\.[0-9]{1,3}( |$)"#, options: .regularExpression) {
+            return (text[range].trimmingCharacters(in: .whitespaces), String(text[range.upperBound...]))
+        }
+        return ("", text)
+    }
+}
+
+package enum SMTPConnectionError: Error, CustomStringConvertible {
+    case timeout(Duration)
+    case closed
+    case malformedReply(String)
+
+    package var description: String {
+        switch self {
+        case .timeout(let duration): return "no reply within \(duration)"
+        case .closed: return "the server closed the connection"
+        case .malformedReply(let line): return "the server sent something that is not an SMTP reply: \(line.prefix(100))"
+        }
+    }
+}
+
+/// A TCP connection to an SMTP server, reading replies (multi-line ones joined) in order.
+final class SMTPConnection: Sendable {
+    private let channel: any Channel
+    private let handler: NIOLoopBound<SMTPReplyHandler>
+
+    private init(channel: any Channel, handler: NIOLoopBound<SMTPReplyHandler>) {
+        self.channel = channel
+        self.handler = handler
+    }
+
+    var isActive: Bool { self.channel.isActive }
+
+    static func connect(host: String, port: Int, group: any EventLoopGroup, timeout: Duration) async throws -> SMTPConnection {
+        let channel = try await ClientBootstrap(group: group)
+            .connectTimeout(.nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000))
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(SMTPLineDecoder()))
+                    try channel.pipeline.syncOperations.addHandler(SMTPReplyHandler())
+                }
+            }
+            .connect(host: host, port: port)
+            .get()
+        let handler = try await channel.eventLoop.submit {
+            NIOLoopBound(try channel.pipeline.syncOperations.handler(type: SMTPReplyHandler.self), eventLoop: channel.eventLoop)
+        }.get()
+        return SMTPConnection(channel: channel, handler: handler)
+    }
+
+    func write(_ bytes: [UInt8]) async throws {
+        try await self.channel.writeAndFlush(self.channel.allocator.buffer(bytes: bytes))
+    }
+
+    /// The next reply; fails after `timeout` (and closes the connection, which is then unusable).
+    func reply(timeout: Duration) async throws -> SMTPReply {
+        let promise = self.channel.eventLoop.makePromise(of: SMTPReply.self)
+        let handler = self.handler
+        let eventLoop = self.channel.eventLoop
+        eventLoop.execute {
+            handler.value.next(promise, timeout: timeout, eventLoop: eventLoop)
+        }
+        return try await promise.futureResult.get()
+    }
+
+    func close() async {
+        try? await self.channel.close()
+    }
+}
+
+/// Turns lines into replies and hands them out in order, on the channel's event loop.
+final class SMTPReplyHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+
+    private var lines: [String] = []
+    private var code = 0
+    private var ready: CircularBuffer<Result<SMTPReply, any Error>> = []
+    private var waiting: CircularBuffer<(promise: EventLoopPromise<SMTPReply>, timeout: Scheduled<Void>)> = []
+    private var failure: (any Error)?
+    private var context: ChannelHandlerContext?
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
+    func next(_ promise: EventLoopPromise<SMTPReply>, timeout: Duration, eventLoop: any EventLoop) {
+        if let result = self.ready.popFirst() {
+            promise.completeWith(result)
+        } else if let failure = self.failure {
+            promise.fail(failure)
+        } else {
+            let scheduled = eventLoop.scheduleTask(in: .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000)) {
+                self.fail(SMTPConnectionError.timeout(timeout))
+                self.context?.close(promise: nil)
+            }
+            self.waiting.append((promise, scheduled))
+        }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var buffer = self.unwrapInboundIn(data)
+        let line = buffer.readString(length: buffer.readableBytes) ?? ""
+        let bytes = Array(line.utf8)
+        guard bytes.count >= 3, bytes.prefix(3).allSatisfy({ (0x30...0x39).contains($0) }), let code = Int(line.prefix(3)),
+              bytes.count == 3 || bytes[3] == UInt8(ascii: " ") || bytes[3] == UInt8(ascii: "-")
+        else {
+            self.fail(SMTPConnectionError.malformedReply(line))
+            context.close(promise: nil)
+            return
+        }
+        self.lines.append(bytes.count > 4 ? String(line.dropFirst(4)) : "")
+        self.code = code
+        if bytes.count == 3 || bytes[3] == UInt8(ascii: " ") {
+            self.complete(.success(SMTPReply(code: code, lines: self.lines)))
+            self.lines = []
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.fail(SMTPConnectionError.closed)
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        self.fail(error)
+        context.close(promise: nil)
+    }
+
+    private func complete(_ result: Result<SMTPReply, any Error>) {
+        if let (promise, timeout) = self.waiting.popFirst() {
+            timeout.cancel()
+            promise.completeWith(result)
+        } else {
+            self.ready.append(result)
+        }
+    }
+
+    private func fail(_ error: any Error) {
+        if self.failure == nil { self.failure = error }
+        while let (promise, timeout) = self.waiting.popFirst() {
+            timeout.cancel()
+            promise.fail(error)
+        }
+    }
+}
+
+/// Splits the server's bytes into lines (without CR LF); a line longer than RFC 5321's 512 octets
+/// by far is an error rather than a reason to buffer without end.
+struct SMTPLineDecoder: ByteToMessageDecoder {
+    typealias InboundOut = ByteBuffer
+    static let maximumLength = 8192
+
+    mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        guard let newline = buffer.readableBytesView.firstIndex(of: UInt8(ascii: "\n")) else {
+            if buffer.readableBytes > Self.maximumLength {
+                throw SMTPConnectionError.malformedReply("a line longer than \(Self.maximumLength) bytes")
+            }
+            return .needMoreData
+        }
+        let length = newline - buffer.readerIndex
+        var line = buffer.readSlice(length: length)!
+        buffer.moveReaderIndex(forwardBy: 1)
+        if line.readableBytesView.last == UInt8(ascii: "\r") {
+            line = line.getSlice(at: line.readerIndex, length: line.readableBytes - 1)!
+        }
+        context.fireChannelRead(Self.wrapInboundOut(line))
+        return .continue
+    }
+
+    mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
+        while try self.decode(context: context, buffer: &buffer) == .continue {}
+        return .needMoreData
+    }
+}

@@ -1,0 +1,206 @@
+import ArgumentParser
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import RekeyClock
+import RekeyNotifierAPI
+import RekeyNotifierService
+import RekeyRPCNIO
+import RekeySQLite
+import RekeyServiceKit
+
+@main
+struct NotifierCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rekey-notifier",
+        abstract: "Rekey's notifier: a durable outbox of email, SMTP or maildir delivery with retries, bounces, suppressions and history.",
+        subcommands: [Serve.self, Healthcheck.self],
+        defaultSubcommand: Serve.self
+    )
+}
+
+/// The settings of this service beyond the common ones.
+struct NotifierOptions: ParsableArguments {
+    @Option(help: "smtp or maildir. Env: REKEY_NOTIFIER_TRANSPORT. Default: maildir (files in mail_dir; nothing leaves the machine).")
+    var transport: String?
+
+    @Option(help: "The maildir folder for the maildir transport. Env: REKEY_NOTIFIER_MAIL_DIR. Default: DATA_DIR/mail.")
+    var mailDir: String?
+
+    @Option(help: "host:port of the SMTP server (a relay). Env: REKEY_NOTIFIER_SMTP_SERVER. Default: 127.0.0.1:25.")
+    var smtpServer: String?
+
+    @Option(help: "User name for SMTP AUTH (PLAIN or LOGIN); none when not set. Env: REKEY_NOTIFIER_SMTP_USERNAME.")
+    var smtpUsername: String?
+
+    @Option(help: "Password for SMTP AUTH. Env: REKEY_NOTIFIER_SMTP_PASSWORD (prefer the environment or the config file to a flag).")
+    var smtpPassword: String?
+
+    @Option(help: "The name given in EHLO. Env: REKEY_NOTIFIER_SMTP_HELO. Default: this machine's host name.")
+    var smtpHelo: String?
+
+    @Option(help: "Timeout for the connection and each SMTP reply. Env: REKEY_NOTIFIER_SMTP_TIMEOUT. Default: 60s.")
+    var smtpTimeout: String?
+
+    @Option(help: "Connections (and delivery workers) at once. Env: REKEY_NOTIFIER_CONCURRENCY. Default: 4.")
+    var concurrency: String?
+
+    @Option(help: "The sender address (From:). Env: REKEY_NOTIFIER_FROM_ADDRESS. Default: rekey@localhost.")
+    var fromAddress: String?
+
+    @Option(help: "The sender name. Env: REKEY_NOTIFIER_FROM_NAME. Default: Rekey.")
+    var fromName: String?
+
+    @Option(help: "The domain of Message-ID headers. Env: REKEY_NOTIFIER_MESSAGE_ID_DOMAIN. Default: the sender address's domain.")
+    var messageIdDomain: String?
+
+    @Option(help: "Delays after the 1st, 2nd, ... temporary failure; the last repeats. Env: REKEY_NOTIFIER_RETRY_SCHEDULE. Default: 1m,5m,15m,1h.")
+    var retrySchedule: String?
+
+    @Option(help: "A message still failing this long after it was queued fails. Env: REKEY_NOTIFIER_MAX_AGE. Default: 24h.")
+    var maxAge: String?
+
+    @Option(help: "How often idle workers look for due messages. Env: REKEY_NOTIFIER_POLL_INTERVAL. Default: 1s.")
+    var pollInterval: String?
+
+    @Option(help: "A folder of templates that replace the built-in ones (TEMPLATE.LOCALE.PART.mustache). Env: REKEY_NOTIFIER_TEMPLATES_DIR.")
+    var templatesDir: String?
+
+    var flags: [String: String?] {
+        [
+            "transport": self.transport, "mail_dir": self.mailDir, "smtp_server": self.smtpServer, "smtp_username": self.smtpUsername,
+            "smtp_password": self.smtpPassword, "smtp_helo": self.smtpHelo, "smtp_timeout": self.smtpTimeout,
+            "concurrency": self.concurrency, "from_address": self.fromAddress, "from_name": self.fromName,
+            "message_id_domain": self.messageIdDomain, "retry_schedule": self.retrySchedule, "max_age": self.maxAge,
+            "poll_interval": self.pollInterval, "templates_dir": self.templatesDir,
+        ]
+    }
+}
+
+/// The validated settings of `serve`.
+struct NotifierSettings {
+    enum Transport {
+        case maildir(String)
+        case smtp(SMTPConfiguration)
+    }
+
+    var common: CommonServiceSettings
+    var transport: Transport
+    var outbox: OutboxStore.Configuration
+    var concurrency: Int
+    var pollInterval: Duration
+    var templatesFolder: String?
+
+    init(common options: CommonServiceOptions, _ own: NotifierOptions) throws {
+        let flags = options.flags.merging(own.flags) { $1 }
+        let settings = try Settings(service: "NOTIFIER", flags: flags, knownKeys: Set(flags.keys), configFile: options.config)
+        self.common = try CommonServiceSettings(settings, defaultPort: 7103)
+        let kind = try settings.value("transport", default: "maildir", expected: "smtp or maildir") { ["smtp", "maildir"].contains($0) ? $0 : nil }
+        if kind == "maildir" {
+            self.transport = .maildir(try settings.string("mail_dir", default: (self.common.dataDirectory as NSString).appendingPathComponent("mail")))
+        } else {
+            let server = try settings.address("smtp_server", default: HostAndPort(host: "127.0.0.1", port: 25))
+            var smtp = SMTPConfiguration(
+                host: server.host, port: server.port, heloName: try settings.string("smtp_helo", default: ProcessInfo.processInfo.hostName)
+            )
+            if settings.raw("smtp_username") != nil {
+                smtp.username = try settings.string("smtp_username", default: nil)
+                smtp.password = try settings.string("smtp_password", default: nil)
+            }
+            let timeout = try settings.duration("smtp_timeout", default: .seconds(60), range: .seconds(1) ... .seconds(600))
+            smtp.connectTimeout = timeout
+            smtp.commandTimeout = timeout
+            smtp.dataTimeout = timeout * 3
+            self.transport = .smtp(smtp)
+        }
+        let from = try settings.value("from_address", default: "rekey@localhost", expected: "an email address such as no-reply@example.com") { text in
+            let parts = text.split(separator: "@", omittingEmptySubsequences: false)
+            return parts.count == 2 && !parts[0].isEmpty && !parts[1].isEmpty && !text.contains(where: { $0 == " " || $0 == "<" || $0 == ">" || $0.isNewline }) ? text : nil
+        }
+        let fromName = try settings.value("from_name", default: "Rekey", expected: "a name on one line") { $0.contains(where: \.isNewline) ? nil : $0 }
+        let domain = try settings.value("message_id_domain", default: String(from.split(separator: "@").last ?? "localhost"), expected: "a domain name") { text in
+            text.isEmpty || text.contains(where: { !($0.isLetter || $0.isNumber || $0 == "." || $0 == "-") }) ? nil : text
+        }
+        let schedule = try settings.value("retry_schedule", default: [Duration.seconds(60), .seconds(300), .seconds(900), .seconds(3600)],
+                                          expected: "a comma-separated list of durations such as 1m,5m,15m,1h") { text in
+            let items = text.split(separator: ",").map { Settings.parseDuration($0.trimmingCharacters(in: .whitespaces)) }
+            return items.isEmpty || items.contains(where: { $0 == nil || $0! <= .zero }) ? nil : items.compactMap { $0 }
+        }
+        self.outbox = OutboxStore.Configuration(
+            fromAddress: from, fromName: fromName, messageIDDomain: domain, retrySchedule: schedule,
+            maxAge: try settings.duration("max_age", default: .seconds(86400), range: .seconds(1) ... .seconds(30 * 86400))
+        )
+        self.concurrency = try settings.integer("concurrency", default: 4, range: 1...64)
+        self.pollInterval = try settings.duration("poll_interval", default: .seconds(1), range: .milliseconds(10) ... .seconds(60))
+        self.templatesFolder = settings.raw("templates_dir") == nil ? nil : try settings.string("templates_dir", default: nil)
+    }
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the service (the default).")
+
+    @OptionGroup var options: CommonServiceOptions
+    @OptionGroup var own: NotifierOptions
+
+    func run() async throws {
+        let settings: NotifierSettings
+        let path: String
+        let templates: MailTemplates
+        do {
+            settings = try NotifierSettings(common: self.options, self.own)
+            path = try settings.common.databasePath("notifier.sqlite")
+            templates = try MailTemplates(overrideFolder: settings.templatesFolder)
+        } catch let error as SettingsError {
+            throw ValidationError(error.message)
+        } catch let error as NotifierError {
+            throw ValidationError(error.rpcError.message)
+        }
+        settings.common.logFormat.bootstrap(level: settings.common.logLevel)
+        NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
+        let logger = Logger(label: "rekey.notifier")
+
+        // FULL durability: an accepted message must survive a power loss, not only a crash.
+        let database = try SQLiteDatabase(path: path, migrations: OutboxStore.migrations, durability: .full)
+        let store = OutboxStore(configuration: settings.outbox, templates: templates, clock: SystemWallClock())
+        let makeTransport: @Sendable () throws -> any MailTransport
+        let description: (name: String, destination: String)
+        switch settings.transport {
+        case .maildir(let folder):
+            let transport = try MaildirTransport(folder: folder)
+            makeTransport = { transport }
+            description = (transport.name, transport.destination)
+        case .smtp(let smtp):
+            makeTransport = { SMTPTransport(configuration: smtp) }
+            description = ("smtp", "\(smtp.host):\(smtp.port)")
+        }
+        logger.info("delivering mail", metadata: ["transport": "\(description.name)", "destination": "\(description.destination)"])
+        let doorbell = Doorbell()
+        let runner = RPCServiceRunner(
+            name: "rekey-notifier",
+            server: settings.common.serverConfiguration,
+            credentials: settings.common.credentials,
+            services: [NotifierService(database: database, store: store, doorbell: doorbell, transport: description)],
+            healthServiceNames: [Rekey_Notifier_V1_Notifier.name],
+            backgroundServices: [
+                DeliveryWorker(
+                    database: database, store: store, concurrency: settings.concurrency, pollInterval: settings.pollInterval,
+                    doorbell: doorbell, logger: logger, makeTransport: makeTransport
+                ),
+            ],
+            logger: logger
+        )
+        try await runner.run()
+    }
+}
+
+struct Healthcheck: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Exit 0 if the service at ADDRESS answers SERVING, 1 otherwise.")
+
+    @Option(help: "host:port of the service.")
+    var address: String = "127.0.0.1:7103"
+
+    func run() async throws {
+        try await HealthCheckCommand.run(addressText: self.address)
+    }
+}

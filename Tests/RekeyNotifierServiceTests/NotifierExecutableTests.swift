@@ -1,0 +1,344 @@
+import Foundation
+import RekeyNotifierAPI
+import RekeyRPC
+import RekeyRPCNIO
+import RekeyTesting
+import Testing
+
+/// A real SMTP server (aiosmtpd, Tests/Interop/smtp_server.py) on loopback, in its own process.
+final class SMTPTestServer: @unchecked Sendable {
+    // @unchecked: the process and pipes are only touched by the test that owns this object.
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let python = ProcessInfo.processInfo.environment["REKEY_PYTHON"] ?? "/usr/bin/python3"
+
+    let folder: String
+    let port: Int
+    private let process = Process()
+    private let input = Pipe()
+
+    init(folder: String, port: Int = 0, options: [String] = []) throws {
+        self.folder = folder
+        let output = Pipe()
+        self.process.executableURL = URL(fileURLWithPath: Self.python)
+        self.process.arguments = [Self.root.appendingPathComponent("Tests/Interop/smtp_server.py").path, folder, "--port", "\(port)"] + options
+        self.process.standardInput = self.input
+        self.process.standardOutput = output
+        try self.process.run()
+        var data = Data()
+        while !data.contains(UInt8(ascii: "\n")) {
+            let chunk = output.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            data.append(chunk)
+        }
+        let line = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard line.hasPrefix("port="), let port = Int(line.dropFirst(5)) else {
+            throw StartError(message: "the SMTP test server did not start: \(line)")
+        }
+        self.port = port
+    }
+
+    struct StartError: Error {
+        var message: String
+    }
+
+    /// The messages it accepted, oldest first.
+    func messages() -> [String] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: self.folder)) ?? []
+        return names.filter { $0.hasSuffix(".eml") }.sorted { Int($0.dropLast(4)) ?? 0 < Int($1.dropLast(4)) ?? 0 }.map { self.folder + "/" + $0 }
+    }
+
+    func stop() {
+        try? self.input.fileHandleForWriting.close()
+        self.process.waitUntilExit()
+    }
+
+    deinit {
+        self.stop()
+    }
+
+    static func freePort() throws -> Int {
+        let probe = try SMTPTestServer(folder: NSTemporaryDirectory() + "rekey-probe-\(UUID().uuidString)")
+        defer { probe.stop() }
+        return probe.port
+    }
+}
+
+/// What Python's email package makes of a message (Tests/Interop/parse_mail.py).
+struct ParsedMail: Decodable {
+    struct Part: Decodable {
+        var type: String
+        var charset: String?
+        var body: String
+    }
+
+    var headers: [String: String]
+    var content_type: String
+    var parts: [Part]
+    var defects: [String]
+    var bare_lf: Bool
+
+    static func parse(_ path: String) throws -> ParsedMail {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: SMTPTestServer.python)
+        process.arguments = [SMTPTestServer.root.appendingPathComponent("Tests/Interop/parse_mail.py").path, path]
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return try JSONDecoder().decode(ParsedMail.self, from: data)
+    }
+}
+
+@Suite("rekey-notifier, the executable, with a real SMTP server", .serialized)
+struct NotifierExecutableTests {
+    static let credential = "notifier-test-credential-0123456"
+
+    static func start(dataDir: String, _ arguments: [String]) throws -> ServiceProcess {
+        try ServiceProcess(
+            "rekey-notifier",
+            arguments: ["serve", "--listen", "127.0.0.1:0", "--data-dir", dataDir, "--poll-interval", "50ms", "--from-address", "no-reply@rekey.example"]
+                + arguments,
+            environment: ["REKEY_NOTIFIER_CREDENTIALS": Self.credential]
+        )
+    }
+
+    static func smtp(_ server: Int, retry: String = "200ms") -> [String] {
+        ["--transport", "smtp", "--smtp-server", "127.0.0.1:\(server)", "--retry-schedule", retry, "--smtp-timeout", "5s"]
+    }
+
+    func withNotifier<R>(_ process: ServiceProcess, _ body: (Rekey_Notifier_V1_Notifier.Client) async throws -> R) async throws -> R {
+        try await withRPCClient(port: process.port, credential: Self.credential) { client in
+            try await body(Rekey_Notifier_V1_Notifier.Client(wrapping: client))
+        }
+    }
+
+    static func resetRequest(to address: String, locale: String = "en", key: String = UUID().uuidString) -> Rekey_Notifier_V1_EnqueueRequest {
+        var request = Rekey_Notifier_V1_EnqueueRequest()
+        request.templateName = "password_reset"
+        request.toAddress = address
+        request.toName = "Jürgen Doe"
+        request.locale = locale
+        var link = Rekey_Notifier_V1_Variable()
+        link.key = "link"
+        link.value = "https://rekey.example/password/reset?token=Ab_9-zZ0&x=1"
+        var expires = Rekey_Notifier_V1_Variable()
+        expires.key = "expires_in"
+        expires.value = "30 Minuten"
+        request.variables = [link, expires]
+        request.userID = "u_1"
+        request.idempotencyKey = key
+        return request
+    }
+
+    /// Polls the message until `done` says so (or 20 s pass).
+    func waitFor(
+        _ id: String, in notifier: Rekey_Notifier_V1_Notifier.Client, until done: (Rekey_Notifier_V1_Message) -> Bool
+    ) async throws -> Rekey_Notifier_V1_Message {
+        var request = Rekey_Notifier_V1_GetMessageRequest()
+        request.messageID = id
+        let deadline = ContinuousClock.now + .seconds(20)
+        while true {
+            let message = try #require(try await notifier.getMessage(request).message)
+            if done(message) || ContinuousClock.now > deadline { return message }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+    }
+
+    @Test("a reset email is delivered over SMTP, and reads back right: headers, both parts, the link, the subject decoded")
+    func delivered() async throws {
+        let folder = try TemporaryFolder()
+        let server = try SMTPTestServer(folder: folder.path + "/smtp")
+        let process = try Self.start(dataDir: folder.path + "/data", Self.smtp(server.port))
+        try await self.withNotifier(process) { notifier in
+            let queued = try await notifier.enqueue(Self.resetRequest(to: "Jane@Example.com", locale: "de-CH"))
+            #expect(queued.status == .queued)
+            let message = try await self.waitFor(queued.messageID, in: notifier) { $0.state == .accepted }
+            #expect(message.state == .accepted)
+            let attempt = try #require(message.attempts.last)
+            #expect(attempt.replyCode == 250)
+            #expect(attempt.enhancedStatus == "2.0.0")
+            #expect(attempt.remoteQueueID == "T00001Q")
+            #expect(attempt.server == "127.0.0.1:\(server.port)")
+            #expect(message.subject == "Passwort zurücksetzen", "de-CH falls back to de")
+
+            let file = try #require(server.messages().first)
+            let mail = try ParsedMail.parse(file)
+            #expect(mail.defects.isEmpty, "\(mail.defects)")
+            #expect(!mail.bare_lf)
+            #expect(mail.headers["Subject"] == "Passwort zurücksetzen")
+            #expect(mail.headers["To"] == "Jürgen Doe <Jane@Example.com>")
+            #expect(mail.headers["From"] == "Rekey <no-reply@rekey.example>")
+            #expect(mail.headers["Message-ID"] == "<\(queued.messageIDHeader)>")
+            #expect(mail.headers["Date"] != nil)
+            #expect(mail.content_type == "multipart/alternative")
+            #expect(mail.parts.map(\.type) == ["text/plain", "text/html"])
+            #expect(mail.parts[0].body.contains("https://rekey.example/password/reset?token=Ab_9-zZ0&x=1"))
+            #expect(mail.parts[1].body.contains("href=\"https://rekey.example/password/reset?token=Ab_9-zZ0&amp;x=1\""))
+            #expect(mail.parts[0].body.contains("läuft in 30 Minuten ab"))
+
+            // The same idempotency key answers with the first message.
+            var again = Self.resetRequest(to: "Jane@Example.com", key: "same")
+            let first = try await notifier.enqueue(again)
+            again.toAddress = "other@example.com"
+            let second = try await notifier.enqueue(again)
+            #expect(second.status == .duplicate)
+            #expect(second.messageID == first.messageID)
+        }
+        #expect(process.stop() == 0)
+    }
+
+    @Test("a temporary refusal is retried and then delivered; the timeline keeps both replies")
+    func temporaryThenSuccess() async throws {
+        let folder = try TemporaryFolder()
+        let server = try SMTPTestServer(folder: folder.path + "/smtp", options: ["--defer", "slow@example.com:1"])
+        let process = try Self.start(dataDir: folder.path + "/data", Self.smtp(server.port))
+        try await self.withNotifier(process) { notifier in
+            let queued = try await notifier.enqueue(Self.resetRequest(to: "slow@example.com"))
+            let message = try await self.waitFor(queued.messageID, in: notifier) { $0.state == .accepted }
+            #expect(message.state == .accepted)
+            #expect(message.attempts.map(\.outcome) == [.temporaryFailure, .accepted])
+            #expect(message.attempts[0].stage == "RCPT")
+            #expect(message.attempts[0].replyCode == 451)
+            #expect(message.attempts[0].enhancedStatus == "4.3.0")
+            #expect(server.messages().count == 1)
+        }
+        process.stop()
+    }
+
+    @Test("a permanent refusal fails the message and suppresses the address; the next enqueue says SUPPRESSED")
+    func hardBounce() async throws {
+        let folder = try TemporaryFolder()
+        let server = try SMTPTestServer(folder: folder.path + "/smtp", options: ["--reject", "gone@example.com"])
+        let process = try Self.start(dataDir: folder.path + "/data", Self.smtp(server.port))
+        try await self.withNotifier(process) { notifier in
+            let queued = try await notifier.enqueue(Self.resetRequest(to: "gone@example.com"))
+            let message = try await self.waitFor(queued.messageID, in: notifier) { $0.state == .failed }
+            #expect(message.state == .failed)
+            #expect(message.attempts.count == 1)
+            #expect(message.attempts[0].replyCode == 550)
+            #expect(message.attempts[0].enhancedStatus == "5.1.1")
+            let next = try await notifier.enqueue(Self.resetRequest(to: "GONE@example.com"))
+            #expect(next.status == .suppressed)
+            #expect(next.suppressionReason.contains("550 5.1.1"))
+
+            // The same connection goes on serving other recipients.
+            let other = try await notifier.enqueue(Self.resetRequest(to: "fine@example.com"))
+            #expect(try await self.waitFor(other.messageID, in: notifier) { $0.state == .accepted }.state == .accepted)
+
+            var remove = Rekey_Notifier_V1_RemoveSuppressionRequest()
+            remove.address = "gone@example.com"
+            _ = try await notifier.removeSuppression(remove)
+            #expect(try await notifier.enqueue(Self.resetRequest(to: "gone@example.com")).status == .queued)
+            let stats = try await notifier.getQueueStats(.init())
+            #expect(stats.recentPermanentFailures >= 1)
+            #expect(stats.transport == "smtp")
+        }
+        process.stop()
+    }
+
+    @Test("while the server is down, attempts are retried; once it is up the message is delivered")
+    func serverDown() async throws {
+        let folder = try TemporaryFolder()
+        let port = try SMTPTestServer.freePort()
+        let process = try Self.start(dataDir: folder.path + "/data", Self.smtp(port))
+        try await self.withNotifier(process) { notifier in
+            let queued = try await notifier.enqueue(Self.resetRequest(to: "jane@example.com"))
+            let deferred = try await self.waitFor(queued.messageID, in: notifier) { $0.attempts.count >= 2 }
+            #expect(deferred.state == .deferred)
+            #expect(deferred.attempts.allSatisfy { $0.stage == "CONNECT" && $0.outcome == .temporaryFailure && !$0.error.isEmpty })
+            let server = try SMTPTestServer(folder: folder.path + "/smtp", port: port)
+            let message = try await self.waitFor(queued.messageID, in: notifier) { $0.state == .accepted }
+            #expect(message.state == .accepted)
+            #expect(server.messages().count == 1)
+        }
+        process.stop()
+    }
+
+    @Test("kill -9 during SMTP loses nothing: after the restart the message is delivered, with the same Message-ID")
+    func killDuringDelivery() async throws {
+        let folder = try TemporaryFolder()
+        let server = try SMTPTestServer(folder: folder.path + "/smtp", options: ["--stall-first"])
+        let data = folder.path + "/data"
+        var process = try Self.start(dataDir: data, Self.smtp(server.port, retry: "100ms"))
+        let queued = try await self.withNotifier(process) { notifier in
+            try await notifier.enqueue(Self.resetRequest(to: "jane@example.com"))
+        }
+        let deadline = ContinuousClock.now + .seconds(20)
+        while !FileManager.default.fileExists(atPath: server.folder + "/stalled") && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(FileManager.default.fileExists(atPath: server.folder + "/stalled"), "the server got the message and did not answer")
+        process.kill9()
+
+        process = try Self.start(dataDir: data, Self.smtp(server.port, retry: "100ms"))
+        try await self.withNotifier(process) { notifier in
+            let message = try await self.waitFor(queued.messageID, in: notifier) { $0.state == .accepted }
+            #expect(message.state == .accepted)
+            #expect(message.attempts.map(\.outcome) == [.interrupted, .accepted])
+            let file = try #require(server.messages().first)
+            #expect(try ParsedMail.parse(file).headers["Message-ID"] == "<\(queued.messageIDHeader)>")
+        }
+        process.stop()
+    }
+
+    @Test("the maildir transport writes files; templates are overridden from a folder; header injection is refused")
+    func maildirAndTemplates() async throws {
+        let folder = try TemporaryFolder()
+        let templates = folder.path + "/templates"
+        try FileManager.default.createDirectory(atPath: templates, withIntermediateDirectories: true)
+        try "Custom reset for {{{name}}}".write(toFile: templates + "/password_reset.en.subject.mustache", atomically: true, encoding: .utf8)
+        let process = try Self.start(dataDir: folder.path + "/data", ["--templates-dir", templates])
+        try await self.withNotifier(process) { notifier in
+            let queued = try await notifier.enqueue(Self.resetRequest(to: "jane@example.com"))
+            let message = try await self.waitFor(queued.messageID, in: notifier) { $0.state == .accepted }
+            #expect(message.attempts.first?.transport == "maildir")
+            let mailDir = folder.path + "/data/mail/new"
+            let files = try FileManager.default.contentsOfDirectory(atPath: mailDir)
+            #expect(files.count == 1)
+            let mail = try ParsedMail.parse(mailDir + "/" + files[0])
+            #expect(mail.headers["Subject"] == "Custom reset for Jürgen Doe")
+            #expect(mail.parts[0].body.contains("https://rekey.example/password/reset?token=Ab_9-zZ0&x=1"), "the English body is still the built-in one")
+
+            var injected = Self.resetRequest(to: "jane@example.com")
+            injected.toName = "Jane\r\nBcc: all@example.com"
+            let refused = await #expect(throws: RPCError.self) { try await notifier.enqueue(injected) }
+            #expect(refused?.code == .invalidArgument)
+            #expect(refused?.message.contains("line break") == true)
+
+            var test = Rekey_Notifier_V1_SendTestRequest()
+            test.toAddress = "ops@example.com"
+            let sent = try await notifier.sendTest(test)
+            #expect(try await self.waitFor(sent.messageID, in: notifier) { $0.state == .accepted }.templateName == "test")
+            var list = Rekey_Notifier_V1_ListMessagesRequest()
+            list.toAddress = "JANE@example.com"
+            #expect(try await notifier.listMessages(list).messages.map(\.id) == [queued.messageID])
+        }
+        process.stop()
+    }
+
+    @Test("start-up refuses bad settings with a message naming the key")
+    func badSettings() throws {
+        let folder = try TemporaryFolder()
+        let cases: [([String], String)] = [
+            (["--transport", "pigeon"], "`transport`"),
+            (["--retry-schedule", "1m,soon"], "`retry_schedule`"),
+            (["--from-address", "nobody"], "`from_address`"),
+            (["--templates-dir", folder.path + "/missing"], "cannot read the templates folder"),
+        ]
+        for (arguments, expected) in cases {
+            let process = Process()
+            process.executableURL = ServiceProcess.productsDirectory.appendingPathComponent("rekey-notifier")
+            process.arguments = ["serve", "--data-dir", folder.path] + arguments
+            process.environment = ["REKEY_NOTIFIER_CREDENTIALS": Self.credential]
+            let pipe = Pipe()
+            process.standardOutput = pipe
+            process.standardError = pipe
+            try process.run()
+            let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            process.waitUntilExit()
+            #expect(process.terminationStatus != 0)
+            #expect(output.contains(expected), "\(output)")
+        }
+    }
+}

@@ -1,0 +1,192 @@
+import Foundation
+import RekeyClock
+import RekeyNotifierService
+import RekeySQLite
+import RekeyTesting
+import Testing
+
+/// The outbox's rules on a fresh database each, with a clock the test moves.
+struct OutboxStoreTests {
+    let folder: TemporaryFolder
+    let database: SQLiteDatabase
+    let clock = ManualClock()
+    let store: OutboxStore
+
+    init() throws {
+        self.folder = try TemporaryFolder()
+        self.database = try SQLiteDatabase(path: self.folder.path + "/notifier.sqlite", migrations: OutboxStore.migrations)
+        self.store = OutboxStore(
+            configuration: .init(fromAddress: "no-reply@rekey.example", messageIDDomain: "rekey.example", maxAge: .seconds(3600)),
+            templates: try MailTemplates(),
+            clock: self.clock
+        )
+    }
+
+    func run<R: Sendable>(_ body: @escaping @Sendable (OutboxStore, SQLiteConnection) throws -> R) async throws -> R {
+        let store = self.store
+        return try await self.database.withConnection { try body(store, $0) }
+    }
+
+    static func reset(to address: String = "jane@example.com", key: String = UUID().uuidString) -> OutboxStore.NewMessage {
+        var new = OutboxStore.NewMessage(template: "password_reset", toAddress: address, idempotencyKey: key)
+        new.toName = "Jane Doe"
+        new.variables = ["link": "https://rekey.example/password/reset?token=abc_DEF-123", "expires_in": "30 minutes"]
+        new.userID = "u_1"
+        return new
+    }
+
+    func enqueue(_ new: OutboxStore.NewMessage) async throws -> OutboxStore.EnqueueOutcome {
+        try await self.run { store, c in try store.enqueue(new, in: c) }
+    }
+
+    func queuedID(_ outcome: OutboxStore.EnqueueOutcome) throws -> String {
+        guard case .queued(let message) = outcome else {
+            Issue.record("expected queued, got \(outcome)")
+            throw CancellationError()
+        }
+        return message.id
+    }
+
+    func claim() async throws -> OutboxStore.Claimed? {
+        try await self.run { store, c in try store.claimNext(worker: "run_test", transport: "smtp", server: "mx.example:25", in: c) }
+    }
+
+    static func reply(_ outcome: AttemptOutcomeValue, stage: String, code: Int, text: String) -> DeliveryResult {
+        var result = DeliveryResult(outcome: outcome, stage: stage)
+        result.replyCode = code
+        result.replyText = text
+        return result
+    }
+
+    @Test("the same idempotency key answers with the first message instead of queueing another")
+    func idempotency() async throws {
+        let first = try self.queuedID(try await self.enqueue(Self.reset(key: "k1")))
+        guard case .duplicate(let again) = try await self.enqueue(Self.reset(to: "other@example.com", key: "k1")) else {
+            Issue.record("expected a duplicate")
+            return
+        }
+        #expect(again.id == first)
+        #expect(again.toAddress == "jane@example.com")
+    }
+
+    @Test("bad input is refused with a message that says what is wrong", arguments: [
+        ("template", "unknown template"), ("address", "is not an email address"), ("injected", "to_address contains a line break"), ("name", "line break"),
+        ("link", "must be an http or https URL"), ("missing", "needs the variable `expires_in`"), ("key", "idempotency_key is required"),
+    ])
+    func badInput(_ field: String, _ expected: String) async throws {
+        var new = Self.reset()
+        switch field {
+        case "template": new.template = "newsletter"
+        case "address": new.toAddress = "jane at example.com"
+        case "injected": new.toAddress = "jane@example.com\r\nBcc: everyone@example.com"
+        case "name": new.toName = "Jane\r\nBcc: everyone@example.com"
+        case "link": new.variables["link"] = "javascript:alert(1)"
+        case "missing": new.variables["expires_in"] = nil
+        default: new.idempotencyKey = ""
+        }
+        await #expect {
+            try await self.enqueue(new)
+        } throws: { error in
+            guard case .invalidArgument(let message) = error as? NotifierError else { return false }
+            return message.contains(expected)
+        }
+    }
+
+    @Test("temporary failures are retried on the schedule, then fail once the message is too old")
+    func retries() async throws {
+        let id = try self.queuedID(try await self.enqueue(Self.reset()))
+        for (index, delay) in [60, 300, 900, 3600].prefix(3).enumerated() {
+            let claimed = try #require(try await self.claim())
+            #expect(claimed.failures == index)
+            #expect(try await self.claim() == nil, "a claimed message is not handed out twice")
+            let state = try await self.run { store, c in
+                try store.finish(claimed, result: Self.reply(.temporaryFailure, stage: "RCPT", code: 451, text: "try again later"), in: c)
+            }
+            #expect(state == .deferred)
+            #expect(try await self.claim() == nil, "not due yet")
+            let message = try await self.run { store, c in try store.message(id: id, in: c) }
+            #expect(message.nextAttemptAt == self.clock.nowMilliseconds() + Int64(delay) * 1000)
+            self.clock.advance(by: .seconds(delay))
+        }
+        // 60 + 300 + 900 s have passed; one more failure would retry after 3600 s, beyond the hour.
+        let claimed = try #require(try await self.claim())
+        let state = try await self.run { store, c in
+            try store.finish(claimed, result: Self.reply(.temporaryFailure, stage: "CONNECT", code: 0, text: ""), in: c)
+        }
+        #expect(state == .failed)
+        let message = try await self.run { store, c in try store.message(id: id, in: c) }
+        #expect(message.reason.hasPrefix("still failing after 1h"))
+        #expect(message.attempts.count == 4)
+        #expect(message.attempts.allSatisfy { $0.outcome == .temporaryFailure && $0.server == "mx.example:25" })
+    }
+
+    @Test("a refused recipient fails at once and is suppressed; the next message to it is not queued; removal is recorded")
+    func hardBounce() async throws {
+        let id = try self.queuedID(try await self.enqueue(Self.reset(to: "Gone@Example.com")))
+        let claimed = try #require(try await self.claim())
+        try await self.run { store, c in
+            try store.finish(claimed, result: Self.reply(.permanentFailure, stage: "RCPT", code: 550, text: "5.1.1 user unknown"), in: c)
+        }
+        let message = try await self.run { store, c in try store.message(id: id, in: c) }
+        #expect(message.state == .failed)
+        #expect(message.reason.contains("hard bounce"))
+        guard case .suppressed(let second, let reason) = try await self.enqueue(Self.reset(to: "gone@example.COM")) else {
+            Issue.record("expected suppressed")
+            return
+        }
+        #expect(reason == "RCPT: 550 5.1.1 user unknown")
+        #expect(second.state == .suppressed)
+        #expect(try await self.claim() == nil)
+
+        let listed = try await self.run { store, c in try store.suppressions(address: "", pageSize: 10, pageToken: "", in: c) }
+        #expect(listed.suppressions.map(\.address) == ["Gone@Example.com"])
+        #expect(listed.suppressions.first?.messageID == id)
+        _ = try await self.run { store, c in try store.removeSuppression(address: "GONE@example.com", actor: ActorInfo(userID: "u_admin"), in: c) }
+        let removals = try await self.run { _, c in try c.query("SELECT actor_id FROM suppression_removals").compactMap { $0.string("actor_id") } }
+        #expect(removals == ["u_admin"])
+        _ = try self.queuedID(try await self.enqueue(Self.reset(to: "gone@example.com")))
+        await #expect(throws: NotifierError.self) {
+            try await self.run { store, c in try store.removeSuppression(address: "gone@example.com", actor: ActorInfo(), in: c) }
+        }
+    }
+
+    @Test("an attempt left open by a crash is recorded as interrupted and the message is due again")
+    func interrupted() async throws {
+        let id = try self.queuedID(try await self.enqueue(Self.reset()))
+        _ = try #require(try await self.claim())
+        #expect(try await self.run { store, c in try store.recoverInterruptedAttempts(in: c) } == 1)
+        let again = try #require(try await self.claim())
+        #expect(again.id == id)
+        #expect(!again.content.isEmpty)
+        try await self.run { store, c in
+            try store.finish(again, result: Self.reply(.accepted, stage: "END", code: 250, text: "ok"), in: c)
+        }
+        let message = try await self.run { store, c in try store.message(id: id, in: c) }
+        #expect(message.state == .accepted)
+        #expect(message.attempts.map(\.outcome) == [.interrupted, .accepted])
+        let content = try await self.run { _, c in try c.queryFirst("SELECT content FROM messages WHERE id = ?", .text(id))?.blob("content") }
+        #expect(content == nil, "the body, with its reset link, is dropped once the message is final")
+    }
+
+    @Test("history by address or user, newest first, in pages; queue statistics")
+    func historyAndStats() async throws {
+        var ids: [String] = []
+        for _ in 0..<3 {
+            ids.append(try self.queuedID(try await self.enqueue(Self.reset())))
+            self.clock.advance(by: .seconds(1))
+        }
+        let first = try await self.run { store, c in try store.messages(toAddress: "JANE@example.com", userID: "", since: 0, pageSize: 2, pageToken: "", in: c) }
+        #expect(first.messages.map(\.id) == [ids[2], ids[1]])
+        let rest = try await self.run { store, c in try store.messages(toAddress: "", userID: "u_1", since: 0, pageSize: 2, pageToken: first.next, in: c) }
+        #expect(rest.messages.map(\.id) == [ids[0]])
+        #expect(rest.next.isEmpty)
+
+        let claimed = try #require(try await self.claim())
+        try await self.run { store, c in try store.finish(claimed, result: Self.reply(.accepted, stage: "END", code: 250, text: "ok"), in: c) }
+        let stats = try await self.run { store, c in try store.stats(window: .seconds(3600), in: c) }
+        #expect(stats.depth == 2)
+        #expect(stats.oldestQueuedAge == 2000)
+        #expect(stats.recent[.accepted] == 1)
+        #expect(stats.byDomain.first?.domain == "example.com")
+    }
+}
