@@ -4,7 +4,7 @@ SWIFT ?= swift
 PYTHON ?= /usr/bin/python3
 BENCH_SECONDS ?= 3
 
-.PHONY: all deps build test proto proto-check bench bench-directory run clean help
+.PHONY: all deps build test proto proto-check bench bench-directory bench-notifier run clean help
 
 all: build
 
@@ -15,6 +15,7 @@ help:
 	@echo "make proto-check fail if the committed generated code is stale"
 	@echo "make bench       RPC benchmark against a C baseline, in release mode"
 	@echo "make bench-directory  1,000,000-user directory: import, search and find-by-email latency, size, memory"
+	@echo "make bench-notifier   enqueues/s through the RPC; messages/s delivered to Postfix's smtp-sink"
 
 deps:
 	@bash scripts/install-deps.sh
@@ -55,3 +56,9 @@ bench-directory: deps
 	$(SWIFT) build -c release --product RekeyBenchmark
 	$(SWIFT) build -c release --product rekey-directory
 	$(PYTHON) Benchmarks/directory.py --directory .build/release/rekey-directory --rekey .build/release/RekeyBenchmark
+
+bench-notifier: deps
+	@command -v smtp-sink >/dev/null || (echo "Installing postfix for its smtp-sink"; sudo_cmd=$$([ "$$(id -u)" -ne 0 ] && echo sudo); DEBIAN_FRONTEND=noninteractive $$sudo_cmd apt-get install -y -q postfix)
+	$(SWIFT) build -c release --product RekeyBenchmark
+	$(SWIFT) build -c release --product rekey-notifier
+	$(PYTHON) Benchmarks/notifier.py --notifier .build/release/rekey-notifier --rekey .build/release/RekeyBenchmark

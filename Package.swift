@@ -223,6 +223,7 @@ let package = Package(
                 "RekeyTokensAPI",
                 "RekeyDirectoryAPI",
                 "RekeyDirectoryService",
+                "RekeyNotifierAPI",
                 "RekeyRPCNIO",
                 "RekeySQLite",
                 "RekeyClock",

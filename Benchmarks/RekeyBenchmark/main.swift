@@ -11,6 +11,8 @@
 //   RekeyBenchmark directory-store DB QUERIES   search/find latency in-process (DirectoryBenchmark.swift)
 //   RekeyBenchmark directory-rpc PORT CREDENTIAL DB QUERIES
 //                                               the same through the RPC to rekey-directory
+//   RekeyBenchmark notifier-enqueue PORT CREDENTIAL CALLERS SECONDS
+//   RekeyBenchmark notifier-drain PORT CREDENTIAL COUNT   (NotifierBenchmark.swift)
 
 import Logging
 import NIOCore
@@ -149,6 +151,10 @@ case "directory-store" where arguments.count == 4:
     try await runDirectoryStore(path: arguments[2], count: Int(arguments[3])!)
 case "directory-rpc" where arguments.count == 6:
     try await runDirectoryRPC(port: Int(arguments[2])!, credential: arguments[3], path: arguments[4], count: Int(arguments[5])!)
+case "notifier-enqueue" where arguments.count == 6:
+    try await runNotifierEnqueue(port: Int(arguments[2])!, credential: arguments[3], callers: Int(arguments[4])!, seconds: Double(arguments[5])!)
+case "notifier-drain" where arguments.count == 5:
+    try await runNotifierDrain(port: Int(arguments[2])!, credential: arguments[3], count: Int(arguments[4])!)
 case "frame-size":
     print(try frameSize())
 default:

@@ -41,7 +41,8 @@ package struct NotifierService: Rekey_Notifier_V1_Notifier.ServiceProtocol {
     }
 
     private func enqueue(_ new: OutboxStore.NewMessage, context: ServerContext) async throws -> Rekey_Notifier_V1_EnqueueResponse {
-        let outcome = try await self.db { [new] store, c in try store.enqueue(new, in: c) }
+        let prepared = try self.store.prepare(new)
+        let outcome = try await self.db { store, c in try store.commit(prepared, in: c) }
         var response = Rekey_Notifier_V1_EnqueueResponse()
         switch outcome {
         case .queued(let message):

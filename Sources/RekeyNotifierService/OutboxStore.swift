@@ -137,14 +137,23 @@ package struct OutboxStore: Sendable {
         case duplicate(MessageRecord)
     }
 
-    /// Validates and renders the message and commits it to the outbox (or records it as
-    /// suppressed). Returns only once it is committed.
-    package func enqueue(_ new: NewMessage, in connection: SQLiteConnection) throws -> EnqueueOutcome {
+    /// A message checked and rendered, ready to be committed: ``prepare(_:)`` does the CPU work
+    /// off the database's thread, ``commit(_:in:)`` the little that must be on it.
+    package struct Prepared: Sendable {
+        var new: NewMessage
+        var id: String
+        var address: (address: String, normalized: String, domain: String)
+        var locale: String
+        var messageIDHeader: String
+        var subject: String
+        var content: [UInt8]
+        var now: Int64
+    }
+
+    /// Validates and renders the message. Throws INVALID_ARGUMENT for bad input.
+    package func prepare(_ new: NewMessage) throws -> Prepared {
         guard (1...200).contains(new.idempotencyKey.utf8.count) else {
             throw NotifierError.invalidArgument("idempotency_key is required (at most 200 bytes)")
-        }
-        if let existing = try connection.queryFirst("SELECT seq FROM messages WHERE idempotency_key = ?", .text(new.idempotencyKey))?.int("seq") {
-            return .duplicate(try self.message(seq: existing, in: connection))
         }
         guard let template = MailTemplate(rawValue: new.template) else {
             throw NotifierError.invalidArgument(
@@ -181,40 +190,47 @@ package struct OutboxStore: Sendable {
         let messageIDHeader = "\(id).\(now)@\(self.configuration.messageIDDomain)"
         let subject = self.templates.render(template, .subject, locale: locale, variables: variables).text
             .trimmingCharacters(in: .whitespaces)
+        var mime = MIMEMessage(
+            from: .init(address: self.configuration.fromAddress, name: self.configuration.fromName),
+            to: .init(address: address.address, name: new.toName),
+            subject: subject,
+            messageID: messageIDHeader,
+            date: Date(timeIntervalSince1970: Double(now) / 1000),
+            text: self.templates.render(template, .text, locale: locale, variables: variables).text,
+            html: self.templates.render(template, .html, locale: locale, variables: variables).text
+        )
+        mime.extraHeaders = [("X-Rekey-Template", template.rawValue), ("X-Rekey-Message", id)]
+        return Prepared(
+            new: new, id: id, address: address, locale: locale, messageIDHeader: messageIDHeader, subject: subject,
+            content: try mime.render(), now: now
+        )
+    }
 
-        return try connection.transaction { connection in
-            if let suppression = try connection.queryFirst("SELECT reason FROM suppressions WHERE normalized = ?", .text(address.normalized)) {
+    /// Commits a prepared message to the outbox, or records it as suppressed, or finds the
+    /// message its idempotency key names. Returns only once it is committed.
+    package func commit(_ prepared: Prepared, in connection: SQLiteConnection) throws -> EnqueueOutcome {
+        try connection.transaction { connection in
+            if let existing = try connection.queryFirst("SELECT seq FROM messages WHERE idempotency_key = ?", .text(prepared.new.idempotencyKey))?.int("seq") {
+                return .duplicate(try self.message(seq: existing, in: connection))
+            }
+            if let suppression = try connection.queryFirst("SELECT reason FROM suppressions WHERE normalized = ?", .text(prepared.address.normalized)) {
                 let reason = suppression.string("reason") ?? ""
-                let seq = try self.insert(
-                    new, id: id, address: address, locale: locale, state: .suppressed, messageIDHeader: "", subject: subject,
-                    content: nil, now: now, reason: "suppressed: \(reason)", in: connection
-                )
+                let seq = try self.insert(prepared, state: .suppressed, reason: "suppressed: \(reason)", in: connection)
                 return .suppressed(try self.message(seq: seq, in: connection), reason: reason)
             }
-            var mime = MIMEMessage(
-                from: .init(address: self.configuration.fromAddress, name: self.configuration.fromName),
-                to: .init(address: address.address, name: new.toName),
-                subject: subject,
-                messageID: messageIDHeader,
-                date: Date(timeIntervalSince1970: Double(now) / 1000),
-                text: self.templates.render(template, .text, locale: locale, variables: variables).text,
-                html: self.templates.render(template, .html, locale: locale, variables: variables).text
-            )
-            mime.extraHeaders = [("X-Rekey-Template", template.rawValue), ("X-Rekey-Message", id)]
-            let content = try mime.render()
-            let seq = try self.insert(
-                new, id: id, address: address, locale: locale, state: .queued, messageIDHeader: messageIDHeader, subject: subject,
-                content: content, now: now, reason: "", in: connection
-            )
+            let seq = try self.insert(prepared, state: .queued, reason: "", in: connection)
             return .queued(try self.message(seq: seq, in: connection))
         }
     }
 
-    private func insert(
-        _ new: NewMessage, id: String, address: (address: String, normalized: String, domain: String), locale: String,
-        state: MessageStateValue, messageIDHeader: String, subject: String, content: [UInt8]?, now: Int64, reason: String,
-        in connection: SQLiteConnection
-    ) throws -> Int64 {
+    /// ``prepare(_:)`` and ``commit(_:in:)`` in one, for callers already on the database's thread.
+    package func enqueue(_ new: NewMessage, in connection: SQLiteConnection) throws -> EnqueueOutcome {
+        try self.commit(try self.prepare(new), in: connection)
+    }
+
+    private func insert(_ prepared: Prepared, state: MessageStateValue, reason: String, in connection: SQLiteConnection) throws -> Int64 {
+        let new = prepared.new
+        let queued = state == .queued
         guard let seq = try connection.query(
             """
             INSERT INTO messages (id, idempotency_key, template, locale, to_address, to_normalized, to_domain, to_name, user_id, token_id,
@@ -222,10 +238,11 @@ package struct OutboxStore: Sendable {
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq
             """,
             [
-                .text(id), .text(new.idempotencyKey), .text(new.template), .text(locale), .text(address.address), .text(address.normalized),
-                .text(address.domain), .text(new.toName), .text(new.userID), .text(new.tokenID), .text(new.requestedBy.userID),
-                .text(new.requestedBy.clientAddress), .integer(state.rawValue), .text(messageIDHeader), .text(subject),
-                content.map { .blob($0) } ?? .null, .integer(now), .integer(now), state == .queued ? .integer(now) : .null, .text(reason),
+                .text(prepared.id), .text(new.idempotencyKey), .text(new.template), .text(prepared.locale), .text(prepared.address.address),
+                .text(prepared.address.normalized), .text(prepared.address.domain), .text(new.toName), .text(new.userID), .text(new.tokenID),
+                .text(new.requestedBy.userID), .text(new.requestedBy.clientAddress), .integer(state.rawValue),
+                .text(queued ? prepared.messageIDHeader : ""), .text(prepared.subject), queued ? .blob(prepared.content) : .null,
+                .integer(prepared.now), .integer(prepared.now), queued ? .integer(prepared.now) : .null, .text(reason),
             ]
         ).first?.int("seq") else {
             throw NotifierError.failedPrecondition("the message could not be stored")
