@@ -17,6 +17,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/hummingbird-project/swift-mustache.git", from: "2.1.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
     ],
     targets: [
         // MARK: C libraries
@@ -202,6 +203,42 @@ let package = Package(
             ]
         ),
 
+        // MARK: rekey-gateway and the rekey CLI
+        /// The web pages, the admin API and the flows that call the three services.
+        .target(
+            name: "RekeyGateway",
+            dependencies: [
+                "RekeyClock",
+                "RekeyCrypto",
+                "RekeyDirectoryAPI",
+                "RekeyNotifierAPI",
+                "RekeyTokensAPI",
+                "RekeyRPC",
+                "RekeyRPCNIO",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "rekey-gateway",
+            dependencies: [
+                "RekeyGateway",
+                "RekeyRPCNIO",
+                "RekeyServiceKit",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
+        .executableTarget(
+            name: "rekey",
+            dependencies: [
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+
         // MARK: Test support and benchmarks
         /// The `rekey.testing.v1` messages and Echo service, and helpers shared by tests and benchmarks.
         .target(
@@ -313,6 +350,13 @@ let package = Package(
                 "RekeySQLite",
                 "RekeyTesting",
                 .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+            .testTarget(
+            name: "RekeyGatewayTests",
+            dependencies: [
+                "RekeyGateway",
+                "RekeyTesting",
             ]
         ),
     ]

@@ -237,6 +237,13 @@ package struct DirectoryService: Rekey_Directory_V1_Directory.ServiceProtocol {
         return response
     }
 
+    package func checkPasswordPolicy(request: Rekey_Directory_V1_CheckPasswordPolicyRequest, context: ServerContext) async throws -> Rekey_Directory_V1_CheckPasswordPolicyResponse {
+        let user = try await self.db { store, c in try store.user(request.userID, in: c) }
+        var response = Rekey_Directory_V1_CheckPasswordPolicyResponse()
+        response.problems = self.policy.problems(with: request.password, name: user.name, emails: user.emails.map(\.address))
+        return response
+    }
+
     package func verifyPassword(request: Rekey_Directory_V1_VerifyPasswordRequest, context: ServerContext) async throws -> Rekey_Directory_V1_UserResponse {
         // Unknown addresses, disabled users and users without a password cost the same scrypt
         // work as a wrong password, and get the same answer.

@@ -18,8 +18,20 @@ package final class ServiceProcess: @unchecked Sendable {
         URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
     }
 
-    /// Starts `executable` (a product of this package) and waits until it listens.
-    package init(_ executable: String, arguments: [String], environment: [String: String] = [:]) throws {
+    private let portPattern: String
+    private let readyLine: String
+
+    /// Starts `executable` (a product of this package) and waits until it logs `readyLine` with a
+    /// port matching `portPattern` (by default, the RPC server's).
+    package init(
+        _ executable: String,
+        arguments: [String],
+        environment: [String: String] = [:],
+        portPattern: String = #"rpc\.port[=":]+\d+"#,
+        readyLine: String = "rpc server listening"
+    ) throws {
+        self.portPattern = portPattern
+        self.readyLine = readyLine
         self.process.executableURL = Self.productsDirectory.appendingPathComponent(executable)
         self.process.arguments = arguments
         var merged = ProcessInfo.processInfo.environment
@@ -79,8 +91,8 @@ package final class ServiceProcess: @unchecked Sendable {
     }
 
     private func listeningPort() -> Int? {
-        guard let line = self.log.split(separator: "\n").first(where: { $0.contains("rpc server listening") }),
-              let range = line.range(of: #"rpc\.port[=":]+\d+"#, options: .regularExpression)
+        guard let line = self.log.split(separator: "\n").first(where: { $0.contains(self.readyLine) }),
+              let range = line.range(of: self.portPattern, options: .regularExpression)
         else { return nil }
         return Int(line[range].drop { !$0.isNumber })
     }

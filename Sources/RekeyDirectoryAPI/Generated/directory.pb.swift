@@ -2042,6 +2042,124 @@ extension Rekey_Directory_V1_SetPasswordResponse: ProtobufMessage {
     }
 }
 
+/// The proto3 message `rekey.directory.v1.CheckPasswordPolicyRequest`.
+package struct Rekey_Directory_V1_CheckPasswordPolicyRequest: Sendable, Hashable {
+    package var userID: String = ""
+    package var password: String = ""
+
+    package init() {}
+}
+
+extension Rekey_Directory_V1_CheckPasswordPolicyRequest {
+    /// The string fields that decoding checks for NUL characters and invalid UTF-8.
+    package static let protobufStringSchema = ProtobufStringSchema(
+        stringFields: [1, 2],
+        messageFields: [:]
+    )
+
+    /// Copies a protobuf-c struct (one that protobuf-c unpacked) into a Swift value.
+    package init(cValue c: UnsafePointer<Rekey__Directory__V1__CheckPasswordPolicyRequest>) {
+        self.init()
+        self.userID = ProtobufCRead.string(c.pointee.user_id)
+        self.password = ProtobufCRead.string(c.pointee.password)
+    }
+
+    /// Builds the protobuf-c struct for this value; everything it points to lives in `arena`.
+    package func makeCValue(in arena: ProtobufCArena) throws -> UnsafeMutablePointer<Rekey__Directory__V1__CheckPasswordPolicyRequest> {
+        let c = arena.allocateStruct(Rekey__Directory__V1__CheckPasswordPolicyRequest.self)
+        rekey__directory__v1__check_password_policy_request__init(c)
+        if !self.userID.isEmpty {
+            c.pointee.user_id = try arena.makeCString(self.userID, message: "rekey.directory.v1.CheckPasswordPolicyRequest", field: "user_id")
+        }
+        if !self.password.isEmpty {
+            c.pointee.password = try arena.makeCString(self.password, message: "rekey.directory.v1.CheckPasswordPolicyRequest", field: "password")
+        }
+        return c
+    }
+}
+
+extension Rekey_Directory_V1_CheckPasswordPolicyRequest: ProtobufMessage {
+    package static let protoMessageName = "rekey.directory.v1.CheckPasswordPolicyRequest"
+
+    package init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        try Self.protobufStringSchema.validate(bytes, message: Self.protoMessageName)
+        let unpacked: UnsafeMutablePointer<Rekey__Directory__V1__CheckPasswordPolicyRequest>? =
+            if let base = bytes.baseAddress {
+                rekey__directory__v1__check_password_policy_request__unpack(nil, bytes.count, base.assumingMemoryBound(to: UInt8.self))
+            } else {
+                withUnsafePointer(to: UInt8(0)) { rekey__directory__v1__check_password_policy_request__unpack(nil, 0, $0) }
+            }
+        guard let c = unpacked else {
+            throw ProtobufError.invalidEncoding(message: Self.protoMessageName)
+        }
+        defer { rekey__directory__v1__check_password_policy_request__free_unpacked(c, nil) }
+        self.init(cValue: c)
+    }
+
+    package func withCMessage<R>(_ body: (UnsafePointer<ProtobufCMessage>) throws -> R) throws -> R {
+        try ProtobufCArena.withArena { arena in
+            let c = try self.makeCValue(in: arena)
+            return try body(UnsafePointer(OpaquePointer(c)))
+        }
+    }
+}
+
+/// The proto3 message `rekey.directory.v1.CheckPasswordPolicyResponse`.
+package struct Rekey_Directory_V1_CheckPasswordPolicyResponse: Sendable, Hashable {
+    package var problems: [String] = []
+
+    package init() {}
+}
+
+extension Rekey_Directory_V1_CheckPasswordPolicyResponse {
+    /// The string fields that decoding checks for NUL characters and invalid UTF-8.
+    package static let protobufStringSchema = ProtobufStringSchema(
+        stringFields: [1],
+        messageFields: [:]
+    )
+
+    /// Copies a protobuf-c struct (one that protobuf-c unpacked) into a Swift value.
+    package init(cValue c: UnsafePointer<Rekey__Directory__V1__CheckPasswordPolicyResponse>) {
+        self.init()
+        self.problems = ProtobufCRead.array(c.pointee.problems, count: c.pointee.n_problems) { ProtobufCRead.string($0) }
+    }
+
+    /// Builds the protobuf-c struct for this value; everything it points to lives in `arena`.
+    package func makeCValue(in arena: ProtobufCArena) throws -> UnsafeMutablePointer<Rekey__Directory__V1__CheckPasswordPolicyResponse> {
+        let c = arena.allocateStruct(Rekey__Directory__V1__CheckPasswordPolicyResponse.self)
+        rekey__directory__v1__check_password_policy_response__init(c)
+        c.pointee.n_problems = self.problems.count
+        c.pointee.problems = try arena.makeArray(self.problems) { Optional(try arena.makeCString($0, message: "rekey.directory.v1.CheckPasswordPolicyResponse", field: "problems")) }
+        return c
+    }
+}
+
+extension Rekey_Directory_V1_CheckPasswordPolicyResponse: ProtobufMessage {
+    package static let protoMessageName = "rekey.directory.v1.CheckPasswordPolicyResponse"
+
+    package init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        try Self.protobufStringSchema.validate(bytes, message: Self.protoMessageName)
+        let unpacked: UnsafeMutablePointer<Rekey__Directory__V1__CheckPasswordPolicyResponse>? =
+            if let base = bytes.baseAddress {
+                rekey__directory__v1__check_password_policy_response__unpack(nil, bytes.count, base.assumingMemoryBound(to: UInt8.self))
+            } else {
+                withUnsafePointer(to: UInt8(0)) { rekey__directory__v1__check_password_policy_response__unpack(nil, 0, $0) }
+            }
+        guard let c = unpacked else {
+            throw ProtobufError.invalidEncoding(message: Self.protoMessageName)
+        }
+        defer { rekey__directory__v1__check_password_policy_response__free_unpacked(c, nil) }
+        self.init(cValue: c)
+    }
+
+    package func withCMessage<R>(_ body: (UnsafePointer<ProtobufCMessage>) throws -> R) throws -> R {
+        try ProtobufCArena.withArena { arena in
+            let c = try self.makeCValue(in: arena)
+            return try body(UnsafePointer(OpaquePointer(c)))
+        }
+    }
+}
+
 /// The proto3 message `rekey.directory.v1.VerifyPasswordRequest`.
 package struct Rekey_Directory_V1_VerifyPasswordRequest: Sendable, Hashable {
     package var email: String = ""
@@ -3632,6 +3750,12 @@ package enum Rekey_Directory_V1_Directory {
             package static let descriptor = MethodDescriptor(service: "rekey.directory.v1.Directory", method: "SetPassword")
         }
 
+        package enum CheckPasswordPolicy {
+            package typealias Input = Rekey_Directory_V1_CheckPasswordPolicyRequest
+            package typealias Output = Rekey_Directory_V1_CheckPasswordPolicyResponse
+            package static let descriptor = MethodDescriptor(service: "rekey.directory.v1.Directory", method: "CheckPasswordPolicy")
+        }
+
         package enum VerifyPassword {
             package typealias Input = Rekey_Directory_V1_VerifyPasswordRequest
             package typealias Output = Rekey_Directory_V1_UserResponse
@@ -3686,7 +3810,7 @@ package enum Rekey_Directory_V1_Directory {
             package static let descriptor = MethodDescriptor(service: "rekey.directory.v1.Directory", method: "ListAuditRecords")
         }
 
-        package static let descriptors: [MethodDescriptor] = [CreateUser.descriptor, GetUser.descriptor, UpdateUser.descriptor, SetUserState.descriptor, FindUserByEmail.descriptor, SearchUsers.descriptor, ListUsers.descriptor, AddEmail.descriptor, RemoveEmail.descriptor, SetPrimaryEmail.descriptor, MarkEmailVerified.descriptor, CreateOrganization.descriptor, GetOrganization.descriptor, ListOrganizations.descriptor, UpdateOrganization.descriptor, DeleteOrganization.descriptor, CreateRole.descriptor, ListRoles.descriptor, CheckPermission.descriptor, SetPassword.descriptor, VerifyPassword.descriptor, CreateApiKey.descriptor, RevokeApiKey.descriptor, AuthenticateApiKey.descriptor, CreateSession.descriptor, ValidateSession.descriptor, RevokeSessions.descriptor, ImportUsers.descriptor, ListAuditRecords.descriptor]
+        package static let descriptors: [MethodDescriptor] = [CreateUser.descriptor, GetUser.descriptor, UpdateUser.descriptor, SetUserState.descriptor, FindUserByEmail.descriptor, SearchUsers.descriptor, ListUsers.descriptor, AddEmail.descriptor, RemoveEmail.descriptor, SetPrimaryEmail.descriptor, MarkEmailVerified.descriptor, CreateOrganization.descriptor, GetOrganization.descriptor, ListOrganizations.descriptor, UpdateOrganization.descriptor, DeleteOrganization.descriptor, CreateRole.descriptor, ListRoles.descriptor, CheckPermission.descriptor, SetPassword.descriptor, CheckPasswordPolicy.descriptor, VerifyPassword.descriptor, CreateApiKey.descriptor, RevokeApiKey.descriptor, AuthenticateApiKey.descriptor, CreateSession.descriptor, ValidateSession.descriptor, RevokeSessions.descriptor, ImportUsers.descriptor, ListAuditRecords.descriptor]
     }
 }
 
@@ -3712,6 +3836,7 @@ package protocol Rekey_Directory_V1_Directory_ServiceProtocol: RPCService {
     func listRoles(request: Rekey_Directory_V1_Directory.Method.ListRoles.Input, context: ServerContext) async throws -> Rekey_Directory_V1_Directory.Method.ListRoles.Output
     func checkPermission(request: Rekey_Directory_V1_Directory.Method.CheckPermission.Input, context: ServerContext) async throws -> Rekey_Directory_V1_Directory.Method.CheckPermission.Output
     func setPassword(request: Rekey_Directory_V1_Directory.Method.SetPassword.Input, context: ServerContext) async throws -> Rekey_Directory_V1_Directory.Method.SetPassword.Output
+    func checkPasswordPolicy(request: Rekey_Directory_V1_Directory.Method.CheckPasswordPolicy.Input, context: ServerContext) async throws -> Rekey_Directory_V1_Directory.Method.CheckPasswordPolicy.Output
     func verifyPassword(request: Rekey_Directory_V1_Directory.Method.VerifyPassword.Input, context: ServerContext) async throws -> Rekey_Directory_V1_Directory.Method.VerifyPassword.Output
     func createApiKey(request: Rekey_Directory_V1_Directory.Method.CreateApiKey.Input, context: ServerContext) async throws -> Rekey_Directory_V1_Directory.Method.CreateApiKey.Output
     func revokeApiKey(request: Rekey_Directory_V1_Directory.Method.RevokeApiKey.Input, context: ServerContext) async throws -> Rekey_Directory_V1_Directory.Method.RevokeApiKey.Output
@@ -3784,6 +3909,9 @@ extension Rekey_Directory_V1_Directory_ServiceProtocol {
         }
         router.registerHandler(forMethod: Rekey_Directory_V1_Directory.Method.SetPassword.descriptor) { (request: Rekey_Directory_V1_Directory.Method.SetPassword.Input, context) in
             try await self.setPassword(request: request, context: context)
+        }
+        router.registerHandler(forMethod: Rekey_Directory_V1_Directory.Method.CheckPasswordPolicy.descriptor) { (request: Rekey_Directory_V1_Directory.Method.CheckPasswordPolicy.Input, context) in
+            try await self.checkPasswordPolicy(request: request, context: context)
         }
         router.registerHandler(forMethod: Rekey_Directory_V1_Directory.Method.VerifyPassword.descriptor) { (request: Rekey_Directory_V1_Directory.Method.VerifyPassword.Input, context) in
             try await self.verifyPassword(request: request, context: context)
@@ -3981,6 +4109,14 @@ package struct Rekey_Directory_V1_Directory_Client: Sendable {
         options: CallOptions = .defaults
     ) async throws -> Rekey_Directory_V1_Directory.Method.SetPassword.Output {
         try await self.transport.unary(request: request, method: Rekey_Directory_V1_Directory.Method.SetPassword.descriptor, options: options)
+    }
+
+    /// Calls `rekey.directory.v1.Directory/CheckPasswordPolicy`.
+    package func checkPasswordPolicy(
+        _ request: Rekey_Directory_V1_Directory.Method.CheckPasswordPolicy.Input,
+        options: CallOptions = .defaults
+    ) async throws -> Rekey_Directory_V1_Directory.Method.CheckPasswordPolicy.Output {
+        try await self.transport.unary(request: request, method: Rekey_Directory_V1_Directory.Method.CheckPasswordPolicy.descriptor, options: options)
     }
 
     /// Calls `rekey.directory.v1.Directory/VerifyPassword`.

@@ -1402,6 +1402,96 @@ void   rekey__directory__v1__set_password_response__free_unpacked
   assert(message->base.descriptor == &rekey__directory__v1__set_password_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   rekey__directory__v1__check_password_policy_request__init
+                     (Rekey__Directory__V1__CheckPasswordPolicyRequest         *message)
+{
+  static const Rekey__Directory__V1__CheckPasswordPolicyRequest init_value = REKEY__DIRECTORY__V1__CHECK_PASSWORD_POLICY_REQUEST__INIT;
+  *message = init_value;
+}
+size_t rekey__directory__v1__check_password_policy_request__get_packed_size
+                     (const Rekey__Directory__V1__CheckPasswordPolicyRequest *message)
+{
+  assert(message->base.descriptor == &rekey__directory__v1__check_password_policy_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t rekey__directory__v1__check_password_policy_request__pack
+                     (const Rekey__Directory__V1__CheckPasswordPolicyRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &rekey__directory__v1__check_password_policy_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t rekey__directory__v1__check_password_policy_request__pack_to_buffer
+                     (const Rekey__Directory__V1__CheckPasswordPolicyRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &rekey__directory__v1__check_password_policy_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Rekey__Directory__V1__CheckPasswordPolicyRequest *
+       rekey__directory__v1__check_password_policy_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Rekey__Directory__V1__CheckPasswordPolicyRequest *)
+     protobuf_c_message_unpack (&rekey__directory__v1__check_password_policy_request__descriptor,
+                                allocator, len, data);
+}
+void   rekey__directory__v1__check_password_policy_request__free_unpacked
+                     (Rekey__Directory__V1__CheckPasswordPolicyRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &rekey__directory__v1__check_password_policy_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   rekey__directory__v1__check_password_policy_response__init
+                     (Rekey__Directory__V1__CheckPasswordPolicyResponse         *message)
+{
+  static const Rekey__Directory__V1__CheckPasswordPolicyResponse init_value = REKEY__DIRECTORY__V1__CHECK_PASSWORD_POLICY_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t rekey__directory__v1__check_password_policy_response__get_packed_size
+                     (const Rekey__Directory__V1__CheckPasswordPolicyResponse *message)
+{
+  assert(message->base.descriptor == &rekey__directory__v1__check_password_policy_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t rekey__directory__v1__check_password_policy_response__pack
+                     (const Rekey__Directory__V1__CheckPasswordPolicyResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &rekey__directory__v1__check_password_policy_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t rekey__directory__v1__check_password_policy_response__pack_to_buffer
+                     (const Rekey__Directory__V1__CheckPasswordPolicyResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &rekey__directory__v1__check_password_policy_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Rekey__Directory__V1__CheckPasswordPolicyResponse *
+       rekey__directory__v1__check_password_policy_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Rekey__Directory__V1__CheckPasswordPolicyResponse *)
+     protobuf_c_message_unpack (&rekey__directory__v1__check_password_policy_response__descriptor,
+                                allocator, len, data);
+}
+void   rekey__directory__v1__check_password_policy_response__free_unpacked
+                     (Rekey__Directory__V1__CheckPasswordPolicyResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &rekey__directory__v1__check_password_policy_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   rekey__directory__v1__verify_password_request__init
                      (Rekey__Directory__V1__VerifyPasswordRequest         *message)
 {
@@ -4355,6 +4445,95 @@ const ProtobufCMessageDescriptor rekey__directory__v1__set_password_response__de
   (ProtobufCMessageInit) rekey__directory__v1__set_password_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor rekey__directory__v1__check_password_policy_request__field_descriptors[2] =
+{
+  {
+    "user_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Directory__V1__CheckPasswordPolicyRequest, user_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "password",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Directory__V1__CheckPasswordPolicyRequest, password),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned rekey__directory__v1__check_password_policy_request__field_indices_by_name[] = {
+  1,   /* field[1] = password */
+  0,   /* field[0] = user_id */
+};
+static const ProtobufCIntRange rekey__directory__v1__check_password_policy_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor rekey__directory__v1__check_password_policy_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "rekey.directory.v1.CheckPasswordPolicyRequest",
+  "CheckPasswordPolicyRequest",
+  "Rekey__Directory__V1__CheckPasswordPolicyRequest",
+  "rekey.directory.v1",
+  sizeof(Rekey__Directory__V1__CheckPasswordPolicyRequest),
+  2,
+  rekey__directory__v1__check_password_policy_request__field_descriptors,
+  rekey__directory__v1__check_password_policy_request__field_indices_by_name,
+  1,  rekey__directory__v1__check_password_policy_request__number_ranges,
+  (ProtobufCMessageInit) rekey__directory__v1__check_password_policy_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor rekey__directory__v1__check_password_policy_response__field_descriptors[1] =
+{
+  {
+    "problems",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Rekey__Directory__V1__CheckPasswordPolicyResponse, n_problems),
+    offsetof(Rekey__Directory__V1__CheckPasswordPolicyResponse, problems),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned rekey__directory__v1__check_password_policy_response__field_indices_by_name[] = {
+  0,   /* field[0] = problems */
+};
+static const ProtobufCIntRange rekey__directory__v1__check_password_policy_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor rekey__directory__v1__check_password_policy_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "rekey.directory.v1.CheckPasswordPolicyResponse",
+  "CheckPasswordPolicyResponse",
+  "Rekey__Directory__V1__CheckPasswordPolicyResponse",
+  "rekey.directory.v1",
+  sizeof(Rekey__Directory__V1__CheckPasswordPolicyResponse),
+  1,
+  rekey__directory__v1__check_password_policy_response__field_descriptors,
+  rekey__directory__v1__check_password_policy_response__field_indices_by_name,
+  1,  rekey__directory__v1__check_password_policy_response__number_ranges,
+  (ProtobufCMessageInit) rekey__directory__v1__check_password_policy_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCFieldDescriptor rekey__directory__v1__verify_password_request__field_descriptors[2] =
 {
   {
@@ -5802,7 +5981,7 @@ const ProtobufCEnumDescriptor rekey__directory__v1__search_scope__descriptor =
   rekey__directory__v1__search_scope__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor rekey__directory__v1__directory__method_descriptors[29] =
+static const ProtobufCMethodDescriptor rekey__directory__v1__directory__method_descriptors[30] =
 {
   { "CreateUser", &rekey__directory__v1__create_user_request__descriptor, &rekey__directory__v1__user_response__descriptor },
   { "GetUser", &rekey__directory__v1__get_user_request__descriptor, &rekey__directory__v1__user_response__descriptor },
@@ -5824,6 +6003,7 @@ static const ProtobufCMethodDescriptor rekey__directory__v1__directory__method_d
   { "ListRoles", &rekey__directory__v1__list_roles_request__descriptor, &rekey__directory__v1__list_roles_response__descriptor },
   { "CheckPermission", &rekey__directory__v1__check_permission_request__descriptor, &rekey__directory__v1__check_permission_response__descriptor },
   { "SetPassword", &rekey__directory__v1__set_password_request__descriptor, &rekey__directory__v1__set_password_response__descriptor },
+  { "CheckPasswordPolicy", &rekey__directory__v1__check_password_policy_request__descriptor, &rekey__directory__v1__check_password_policy_response__descriptor },
   { "VerifyPassword", &rekey__directory__v1__verify_password_request__descriptor, &rekey__directory__v1__user_response__descriptor },
   { "CreateApiKey", &rekey__directory__v1__create_api_key_request__descriptor, &rekey__directory__v1__create_api_key_response__descriptor },
   { "RevokeApiKey", &rekey__directory__v1__revoke_api_key_request__descriptor, &rekey__directory__v1__revoke_api_key_response__descriptor },
@@ -5836,34 +6016,35 @@ static const ProtobufCMethodDescriptor rekey__directory__v1__directory__method_d
 };
 const unsigned rekey__directory__v1__directory__method_indices_by_name[] = {
   7,        /* AddEmail */
-  23,        /* AuthenticateApiKey */
+  24,        /* AuthenticateApiKey */
+  20,        /* CheckPasswordPolicy */
   18,        /* CheckPermission */
-  21,        /* CreateApiKey */
+  22,        /* CreateApiKey */
   11,        /* CreateOrganization */
   16,        /* CreateRole */
-  24,        /* CreateSession */
+  25,        /* CreateSession */
   0,        /* CreateUser */
   15,        /* DeleteOrganization */
   4,        /* FindUserByEmail */
   12,        /* GetOrganization */
   1,        /* GetUser */
-  27,        /* ImportUsers */
-  28,        /* ListAuditRecords */
+  28,        /* ImportUsers */
+  29,        /* ListAuditRecords */
   13,        /* ListOrganizations */
   17,        /* ListRoles */
   6,        /* ListUsers */
   10,        /* MarkEmailVerified */
   8,        /* RemoveEmail */
-  22,        /* RevokeApiKey */
-  26,        /* RevokeSessions */
+  23,        /* RevokeApiKey */
+  27,        /* RevokeSessions */
   5,        /* SearchUsers */
   19,        /* SetPassword */
   9,        /* SetPrimaryEmail */
   3,        /* SetUserState */
   14,        /* UpdateOrganization */
   2,        /* UpdateUser */
-  25,        /* ValidateSession */
-  20         /* VerifyPassword */
+  26,        /* ValidateSession */
+  21         /* VerifyPassword */
 };
 const ProtobufCServiceDescriptor rekey__directory__v1__directory__descriptor =
 {
@@ -5872,7 +6053,7 @@ const ProtobufCServiceDescriptor rekey__directory__v1__directory__descriptor =
   "Directory",
   "Rekey__Directory__V1__Directory",
   "rekey.directory.v1",
-  29,
+  30,
   rekey__directory__v1__directory__method_descriptors,
   rekey__directory__v1__directory__method_indices_by_name
 };
@@ -6036,13 +6217,21 @@ void rekey__directory__v1__directory__set_password(ProtobufCService *service,
   assert(service->descriptor == &rekey__directory__v1__directory__descriptor);
   service->invoke(service, 19, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
+void rekey__directory__v1__directory__check_password_policy(ProtobufCService *service,
+                                                            const Rekey__Directory__V1__CheckPasswordPolicyRequest *input,
+                                                            Rekey__Directory__V1__CheckPasswordPolicyResponse_Closure closure,
+                                                            void *closure_data)
+{
+  assert(service->descriptor == &rekey__directory__v1__directory__descriptor);
+  service->invoke(service, 20, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
 void rekey__directory__v1__directory__verify_password(ProtobufCService *service,
                                                       const Rekey__Directory__V1__VerifyPasswordRequest *input,
                                                       Rekey__Directory__V1__UserResponse_Closure closure,
                                                       void *closure_data)
 {
   assert(service->descriptor == &rekey__directory__v1__directory__descriptor);
-  service->invoke(service, 20, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 21, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void rekey__directory__v1__directory__create_api_key(ProtobufCService *service,
                                                      const Rekey__Directory__V1__CreateApiKeyRequest *input,
@@ -6050,7 +6239,7 @@ void rekey__directory__v1__directory__create_api_key(ProtobufCService *service,
                                                      void *closure_data)
 {
   assert(service->descriptor == &rekey__directory__v1__directory__descriptor);
-  service->invoke(service, 21, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 22, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void rekey__directory__v1__directory__revoke_api_key(ProtobufCService *service,
                                                      const Rekey__Directory__V1__RevokeApiKeyRequest *input,
@@ -6058,7 +6247,7 @@ void rekey__directory__v1__directory__revoke_api_key(ProtobufCService *service,
                                                      void *closure_data)
 {
   assert(service->descriptor == &rekey__directory__v1__directory__descriptor);
-  service->invoke(service, 22, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 23, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void rekey__directory__v1__directory__authenticate_api_key(ProtobufCService *service,
                                                            const Rekey__Directory__V1__AuthenticateApiKeyRequest *input,
@@ -6066,7 +6255,7 @@ void rekey__directory__v1__directory__authenticate_api_key(ProtobufCService *ser
                                                            void *closure_data)
 {
   assert(service->descriptor == &rekey__directory__v1__directory__descriptor);
-  service->invoke(service, 23, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 24, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void rekey__directory__v1__directory__create_session(ProtobufCService *service,
                                                      const Rekey__Directory__V1__CreateSessionRequest *input,
@@ -6074,7 +6263,7 @@ void rekey__directory__v1__directory__create_session(ProtobufCService *service,
                                                      void *closure_data)
 {
   assert(service->descriptor == &rekey__directory__v1__directory__descriptor);
-  service->invoke(service, 24, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 25, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void rekey__directory__v1__directory__validate_session(ProtobufCService *service,
                                                        const Rekey__Directory__V1__ValidateSessionRequest *input,
@@ -6082,7 +6271,7 @@ void rekey__directory__v1__directory__validate_session(ProtobufCService *service
                                                        void *closure_data)
 {
   assert(service->descriptor == &rekey__directory__v1__directory__descriptor);
-  service->invoke(service, 25, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 26, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void rekey__directory__v1__directory__revoke_sessions(ProtobufCService *service,
                                                       const Rekey__Directory__V1__RevokeSessionsRequest *input,
@@ -6090,7 +6279,7 @@ void rekey__directory__v1__directory__revoke_sessions(ProtobufCService *service,
                                                       void *closure_data)
 {
   assert(service->descriptor == &rekey__directory__v1__directory__descriptor);
-  service->invoke(service, 26, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 27, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void rekey__directory__v1__directory__import_users(ProtobufCService *service,
                                                    const Rekey__Directory__V1__ImportUsersRequest *input,
@@ -6098,7 +6287,7 @@ void rekey__directory__v1__directory__import_users(ProtobufCService *service,
                                                    void *closure_data)
 {
   assert(service->descriptor == &rekey__directory__v1__directory__descriptor);
-  service->invoke(service, 27, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 28, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void rekey__directory__v1__directory__list_audit_records(ProtobufCService *service,
                                                          const Rekey__Directory__V1__ListAuditRecordsRequest *input,
@@ -6106,7 +6295,7 @@ void rekey__directory__v1__directory__list_audit_records(ProtobufCService *servi
                                                          void *closure_data)
 {
   assert(service->descriptor == &rekey__directory__v1__directory__descriptor);
-  service->invoke(service, 28, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 29, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void rekey__directory__v1__directory__init (Rekey__Directory__V1__Directory_Service *service,
                                             Rekey__Directory__V1__Directory_ServiceDestroy destroy)

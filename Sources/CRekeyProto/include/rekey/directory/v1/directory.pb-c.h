@@ -46,6 +46,8 @@ typedef struct Rekey__Directory__V1__CheckPermissionRequest Rekey__Directory__V1
 typedef struct Rekey__Directory__V1__CheckPermissionResponse Rekey__Directory__V1__CheckPermissionResponse;
 typedef struct Rekey__Directory__V1__SetPasswordRequest Rekey__Directory__V1__SetPasswordRequest;
 typedef struct Rekey__Directory__V1__SetPasswordResponse Rekey__Directory__V1__SetPasswordResponse;
+typedef struct Rekey__Directory__V1__CheckPasswordPolicyRequest Rekey__Directory__V1__CheckPasswordPolicyRequest;
+typedef struct Rekey__Directory__V1__CheckPasswordPolicyResponse Rekey__Directory__V1__CheckPasswordPolicyResponse;
 typedef struct Rekey__Directory__V1__VerifyPasswordRequest Rekey__Directory__V1__VerifyPasswordRequest;
 typedef struct Rekey__Directory__V1__CreateApiKeyRequest Rekey__Directory__V1__CreateApiKeyRequest;
 typedef struct Rekey__Directory__V1__ApiKeyInfo Rekey__Directory__V1__ApiKeyInfo;
@@ -533,6 +535,31 @@ struct  Rekey__Directory__V1__SetPasswordResponse
 #define REKEY__DIRECTORY__V1__SET_PASSWORD_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&rekey__directory__v1__set_password_response__descriptor) \
     , 0 }
+
+
+struct  Rekey__Directory__V1__CheckPasswordPolicyRequest
+{
+  ProtobufCMessage base;
+  char *user_id;
+  char *password;
+};
+#define REKEY__DIRECTORY__V1__CHECK_PASSWORD_POLICY_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&rekey__directory__v1__check_password_policy_request__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+struct  Rekey__Directory__V1__CheckPasswordPolicyResponse
+{
+  ProtobufCMessage base;
+  /*
+   * Every rule the password breaks, in words a person can act on; empty when it is acceptable.
+   */
+  size_t n_problems;
+  char **problems;
+};
+#define REKEY__DIRECTORY__V1__CHECK_PASSWORD_POLICY_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&rekey__directory__v1__check_password_policy_response__descriptor) \
+    , 0,NULL }
 
 
 struct  Rekey__Directory__V1__VerifyPasswordRequest
@@ -1459,6 +1486,44 @@ Rekey__Directory__V1__SetPasswordResponse *
 void   rekey__directory__v1__set_password_response__free_unpacked
                      (Rekey__Directory__V1__SetPasswordResponse *message,
                       ProtobufCAllocator *allocator);
+/* Rekey__Directory__V1__CheckPasswordPolicyRequest methods */
+void   rekey__directory__v1__check_password_policy_request__init
+                     (Rekey__Directory__V1__CheckPasswordPolicyRequest         *message);
+size_t rekey__directory__v1__check_password_policy_request__get_packed_size
+                     (const Rekey__Directory__V1__CheckPasswordPolicyRequest   *message);
+size_t rekey__directory__v1__check_password_policy_request__pack
+                     (const Rekey__Directory__V1__CheckPasswordPolicyRequest   *message,
+                      uint8_t             *out);
+size_t rekey__directory__v1__check_password_policy_request__pack_to_buffer
+                     (const Rekey__Directory__V1__CheckPasswordPolicyRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Rekey__Directory__V1__CheckPasswordPolicyRequest *
+       rekey__directory__v1__check_password_policy_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   rekey__directory__v1__check_password_policy_request__free_unpacked
+                     (Rekey__Directory__V1__CheckPasswordPolicyRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Rekey__Directory__V1__CheckPasswordPolicyResponse methods */
+void   rekey__directory__v1__check_password_policy_response__init
+                     (Rekey__Directory__V1__CheckPasswordPolicyResponse         *message);
+size_t rekey__directory__v1__check_password_policy_response__get_packed_size
+                     (const Rekey__Directory__V1__CheckPasswordPolicyResponse   *message);
+size_t rekey__directory__v1__check_password_policy_response__pack
+                     (const Rekey__Directory__V1__CheckPasswordPolicyResponse   *message,
+                      uint8_t             *out);
+size_t rekey__directory__v1__check_password_policy_response__pack_to_buffer
+                     (const Rekey__Directory__V1__CheckPasswordPolicyResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Rekey__Directory__V1__CheckPasswordPolicyResponse *
+       rekey__directory__v1__check_password_policy_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   rekey__directory__v1__check_password_policy_response__free_unpacked
+                     (Rekey__Directory__V1__CheckPasswordPolicyResponse *message,
+                      ProtobufCAllocator *allocator);
 /* Rekey__Directory__V1__VerifyPasswordRequest methods */
 void   rekey__directory__v1__verify_password_request__init
                      (Rekey__Directory__V1__VerifyPasswordRequest         *message);
@@ -1991,6 +2056,12 @@ typedef void (*Rekey__Directory__V1__SetPasswordRequest_Closure)
 typedef void (*Rekey__Directory__V1__SetPasswordResponse_Closure)
                  (const Rekey__Directory__V1__SetPasswordResponse *message,
                   void *closure_data);
+typedef void (*Rekey__Directory__V1__CheckPasswordPolicyRequest_Closure)
+                 (const Rekey__Directory__V1__CheckPasswordPolicyRequest *message,
+                  void *closure_data);
+typedef void (*Rekey__Directory__V1__CheckPasswordPolicyResponse_Closure)
+                 (const Rekey__Directory__V1__CheckPasswordPolicyResponse *message,
+                  void *closure_data);
 typedef void (*Rekey__Directory__V1__VerifyPasswordRequest_Closure)
                  (const Rekey__Directory__V1__VerifyPasswordRequest *message,
                   void *closure_data);
@@ -2147,6 +2218,10 @@ struct Rekey__Directory__V1__Directory_Service
                        const Rekey__Directory__V1__SetPasswordRequest *input,
                        Rekey__Directory__V1__SetPasswordResponse_Closure closure,
                        void *closure_data);
+  void (*check_password_policy)(Rekey__Directory__V1__Directory_Service *service,
+                                const Rekey__Directory__V1__CheckPasswordPolicyRequest *input,
+                                Rekey__Directory__V1__CheckPasswordPolicyResponse_Closure closure,
+                                void *closure_data);
   void (*verify_password)(Rekey__Directory__V1__Directory_Service *service,
                           const Rekey__Directory__V1__VerifyPasswordRequest *input,
                           Rekey__Directory__V1__UserResponse_Closure closure,
@@ -2211,6 +2286,7 @@ void rekey__directory__v1__directory__init (Rekey__Directory__V1__Directory_Serv
       function_prefix__ ## list_roles,\
       function_prefix__ ## check_permission,\
       function_prefix__ ## set_password,\
+      function_prefix__ ## check_password_policy,\
       function_prefix__ ## verify_password,\
       function_prefix__ ## create_api_key,\
       function_prefix__ ## revoke_api_key,\
@@ -2300,6 +2376,10 @@ void rekey__directory__v1__directory__set_password(ProtobufCService *service,
                                                    const Rekey__Directory__V1__SetPasswordRequest *input,
                                                    Rekey__Directory__V1__SetPasswordResponse_Closure closure,
                                                    void *closure_data);
+void rekey__directory__v1__directory__check_password_policy(ProtobufCService *service,
+                                                            const Rekey__Directory__V1__CheckPasswordPolicyRequest *input,
+                                                            Rekey__Directory__V1__CheckPasswordPolicyResponse_Closure closure,
+                                                            void *closure_data);
 void rekey__directory__v1__directory__verify_password(ProtobufCService *service,
                                                       const Rekey__Directory__V1__VerifyPasswordRequest *input,
                                                       Rekey__Directory__V1__UserResponse_Closure closure,
@@ -2372,6 +2452,8 @@ extern const ProtobufCMessageDescriptor rekey__directory__v1__check_permission_r
 extern const ProtobufCMessageDescriptor rekey__directory__v1__check_permission_response__descriptor;
 extern const ProtobufCMessageDescriptor rekey__directory__v1__set_password_request__descriptor;
 extern const ProtobufCMessageDescriptor rekey__directory__v1__set_password_response__descriptor;
+extern const ProtobufCMessageDescriptor rekey__directory__v1__check_password_policy_request__descriptor;
+extern const ProtobufCMessageDescriptor rekey__directory__v1__check_password_policy_response__descriptor;
 extern const ProtobufCMessageDescriptor rekey__directory__v1__verify_password_request__descriptor;
 extern const ProtobufCMessageDescriptor rekey__directory__v1__create_api_key_request__descriptor;
 extern const ProtobufCMessageDescriptor rekey__directory__v1__api_key_info__descriptor;

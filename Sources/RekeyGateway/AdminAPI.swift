@@ -1,0 +1,378 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import RekeyDirectoryAPI
+import RekeyNotifierAPI
+import RekeyRPC
+
+/// The admin API, `/api/admin/v1/…`: JSON, `Authorization: Bearer <api key>`. Reading needs a
+/// staff user; changing users and organizations and sending mail needs `users.manage`. Errors are
+/// `{"error": {"code": "…", "message": "…"}}` with a stable code.
+package struct AdminAPI: Sendable {
+    let flows: Flows
+    var directory: Rekey_Directory_V1_Directory.Client { self.flows.backends.directory }
+    var notifier: Rekey_Notifier_V1_Notifier.Client { self.flows.backends.notifier }
+
+    static let manage = "users.manage"
+
+    struct Failure: Error {
+        var status: HTTPResponse.Status
+        var code: String
+        var message: String
+    }
+
+    /// The authenticated admin.
+    struct Admin {
+        var user: Rekey_Directory_V1_User
+        var permissions: [String]
+        var clientAddress: String
+        var requestID: String
+
+        var directoryActor: Rekey_Directory_V1_Actor { Flows.directoryActor(self.user.id, self.clientAddress) }
+        var options: CallOptions { Backends.options(self.requestID) }
+    }
+
+    func add(to router: Router<GatewayContext>) {
+        let api = router.group("api/admin/v1")
+        api.get("users/search") { request, context in try await self.run(request, context, needs: nil) { try await self.search($0, request) } }
+        api.get("users/lookup") { request, context in try await self.run(request, context, needs: nil) { try await self.lookup($0, request) } }
+        api.get("users") { request, context in try await self.run(request, context, needs: nil) { try await self.list($0, request) } }
+        api.post("users") { request, context in try await self.run(request, context, needs: Self.manage) { try await self.create($0, request) } }
+        api.post("users/import") { request, context in try await self.run(request, context, needs: Self.manage) { try await self.importUsers($0, request) } }
+        api.get("users/:id") { request, context in
+            try await self.run(request, context, needs: nil) { try await self.show($0, try Self.parameter(context, "id")) }
+        }
+        api.patch("users/:id") { request, context in
+            try await self.run(request, context, needs: Self.manage) { try await self.update($0, try Self.parameter(context, "id"), request) }
+        }
+        api.post("users/:id/disable") { request, context in
+            try await self.run(request, context, needs: Self.manage) { try await self.setState($0, try Self.parameter(context, "id"), .disabled) }
+        }
+        api.post("users/:id/enable") { request, context in
+            try await self.run(request, context, needs: Self.manage) { try await self.setState($0, try Self.parameter(context, "id"), .active) }
+        }
+        api.post("users/:id/password-reset") { request, context in
+            try await self.run(request, context, needs: Self.manage) { try await self.sendReset($0, try Self.parameter(context, "id")) }
+        }
+        api.post("users/:id/verification") { request, context in
+            try await self.run(request, context, needs: Self.manage) { try await self.sendVerification($0, try Self.parameter(context, "id"), request) }
+        }
+        api.get("users/:id/messages") { request, context in
+            try await self.run(request, context, needs: nil) { try await self.messages($0, try Self.parameter(context, "id"), request) }
+        }
+        api.get("messages/:id") { request, context in
+            try await self.run(request, context, needs: nil) { try await self.message($0, try Self.parameter(context, "id")) }
+        }
+        api.get("suppressions") { request, context in try await self.run(request, context, needs: nil) { try await self.suppressions($0, request) } }
+        api.delete("suppressions/:address") { request, context in
+            try await self.run(request, context, needs: Self.manage) { try await self.removeSuppression($0, try Self.parameter(context, "address")) }
+        }
+        api.get("organizations") { request, context in try await self.run(request, context, needs: nil) { try await self.organizations($0) } }
+        api.post("organizations") { request, context in
+            try await self.run(request, context, needs: Self.manage) { try await self.createOrganization($0, request) }
+        }
+    }
+
+    // MARK: Authentication and errors
+
+    private func run(
+        _ request: Request, _ context: GatewayContext, needs permission: String?, _ body: (Admin) async throws -> any Encodable
+    ) async throws -> Response {
+        do {
+            guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else {
+                throw Failure(status: .unauthorized, code: "unauthenticated", message: "send an API key as `Authorization: Bearer <key>`")
+            }
+            var authenticate = Rekey_Directory_V1_AuthenticateApiKeyRequest()
+            authenticate.key = String(header.dropFirst(7))
+            let authenticated: Rekey_Directory_V1_AuthenticateApiKeyResponse
+            do {
+                authenticated = try await self.directory.authenticateApiKey(authenticate, options: Backends.options(context.requestID))
+            } catch let error as RPCError where error.code == .unauthenticated || error.code == .invalidArgument {
+                throw Failure(status: .unauthorized, code: "unauthenticated", message: "the API key is unknown, revoked or expired")
+            }
+            guard let user = authenticated.user else {
+                throw Failure(status: .unauthorized, code: "unauthenticated", message: "the API key is unknown, revoked or expired")
+            }
+            guard user.staff else {
+                throw Failure(status: .forbidden, code: "permission_denied", message: "the admin API is for staff")
+            }
+            if let permission, !authenticated.permissions.contains(permission) {
+                throw Failure(
+                    status: .forbidden, code: "permission_denied",
+                    message: "this needs the permission \(permission) (Create and update users and organizations)"
+                )
+            }
+            let admin = Admin(user: user, permissions: authenticated.permissions, clientAddress: context.clientAddress, requestID: context.requestID)
+            return try Self.json(try await body(admin))
+        } catch let failure as Failure {
+            return Self.error(failure.status, failure.code, failure.message)
+        } catch let error as RPCError where error.code != .unavailable && error.code != .deadlineExceeded {
+            return Self.error(for: error)
+        }
+    }
+
+    static func error(for error: RPCError) -> Response {
+        let status: HTTPResponse.Status
+        switch error.code {
+        case .invalidArgument: status = .badRequest
+        case .notFound: status = .notFound
+        case .alreadyExists: status = .conflict
+        case .failedPrecondition: status = .conflict
+        case .permissionDenied: status = .forbidden
+        case .unauthenticated: status = .unauthorized
+        case .resourceExhausted: status = .tooManyRequests
+        default: status = .internalServerError
+        }
+        var response = Self.error(status, error.code.description.lowercased(), error.code == .internalError ? "something went wrong" : error.message)
+        if let retry = error.trailers[MetadataKey.retryAfterSeconds] {
+            response.headers[.retryAfter] = retry
+        }
+        return response
+    }
+
+    static func error(_ status: HTTPResponse.Status, _ code: String, _ message: String) -> Response {
+        let body = (try? JSONSerialization.data(withJSONObject: ["error": ["code": code, "message": message]], options: [.sortedKeys])) ?? Data()
+        return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: body)))
+    }
+
+    static func json(_ value: any Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
+        let encoder = JSONEncoder()
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        encoder.outputFormatting = [.sortedKeys]
+        return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(value))))
+    }
+
+    static func parameter(_ context: GatewayContext, _ name: String) throws -> String {
+        guard let value = context.parameters.get(name) else {
+            throw Failure(status: .badRequest, code: "invalid_argument", message: "missing \(name)")
+        }
+        return value.removingPercentEncoding ?? value
+    }
+
+    func body<T: Decodable>(_ request: Request, as type: T.Type) async throws -> T {
+        var request = request
+        let buffer = try await request.collectBody(upTo: 1 << 20)
+        do {
+            let decoder = JSONDecoder()
+            decoder.keyDecodingStrategy = .convertFromSnakeCase
+            return try decoder.decode(T.self, from: Data(buffer: buffer))
+        } catch {
+            throw Failure(status: .badRequest, code: "invalid_argument", message: "the body is not the JSON this call takes: \(error)")
+        }
+    }
+
+    // MARK: Users
+
+    func search(_ admin: Admin, _ request: Request) async throws -> any Encodable {
+        var search = Rekey_Directory_V1_SearchUsersRequest()
+        search.query = request.uri.queryParameters.get("q") ?? ""
+        switch request.uri.queryParameters.get("scope") ?? "staff" {
+        case "staff": search.scope = .staff
+        case "all": search.scope = .all
+        default: throw Failure(status: .badRequest, code: "invalid_argument", message: "scope is staff or all")
+        }
+        search.pageSize = UInt32(request.uri.queryParameters.get("page_size").flatMap(Int.init) ?? 20)
+        search.pageToken = request.uri.queryParameters.get("page_token") ?? ""
+        let page = try await self.directory.searchUsers(search, options: admin.options)
+        return UsersPageJSON(users: page.users.map(UserJSON.init), nextPageToken: page.nextPageToken)
+    }
+
+    func list(_ admin: Admin, _ request: Request) async throws -> any Encodable {
+        var list = Rekey_Directory_V1_ListUsersRequest()
+        list.pageSize = UInt32(request.uri.queryParameters.get("page_size").flatMap(Int.init) ?? 50)
+        list.pageToken = request.uri.queryParameters.get("page_token") ?? ""
+        list.role = request.uri.queryParameters.get("role") ?? ""
+        list.organizationID = request.uri.queryParameters.get("organization_id") ?? ""
+        switch request.uri.queryParameters.get("state") ?? "" {
+        case "": break
+        case "active": list.state = .active
+        case "disabled": list.state = .disabled
+        default: throw Failure(status: .badRequest, code: "invalid_argument", message: "state is active or disabled")
+        }
+        let page = try await self.directory.listUsers(list, options: admin.options)
+        return UsersPageJSON(users: page.users.map(UserJSON.init), nextPageToken: page.nextPageToken)
+    }
+
+    func lookup(_ admin: Admin, _ request: Request) async throws -> any Encodable {
+        var find = Rekey_Directory_V1_FindUserByEmailRequest()
+        find.email = request.uri.queryParameters.get("email") ?? ""
+        let found = try await self.directory.findUserByEmail(find, options: admin.options)
+        return LookupJSON(user: UserJSON(found.user ?? .init()), matched: EmailJSON(found.matched ?? .init()))
+    }
+
+    func user(_ admin: Admin, _ id: String) async throws -> Rekey_Directory_V1_User {
+        var get = Rekey_Directory_V1_GetUserRequest()
+        get.userID = id
+        guard let user = try await self.directory.getUser(get, options: admin.options).user else {
+            throw Failure(status: .notFound, code: "not_found", message: "no user has the id \(id)")
+        }
+        return user
+    }
+
+    func show(_ admin: Admin, _ id: String) async throws -> any Encodable {
+        UserJSON(try await self.user(admin, id))
+    }
+
+    struct CreateUserBody: Decodable {
+        var name: String
+        var email: String
+        var role: String
+        var organizationId: String?
+        var locale: String?
+    }
+
+    func create(_ admin: Admin, _ request: Request) async throws -> any Encodable {
+        let body = try await self.body(request, as: CreateUserBody.self)
+        var create = Rekey_Directory_V1_CreateUserRequest()
+        create.name = body.name
+        create.email = body.email
+        create.role = body.role
+        create.organizationID = body.organizationId ?? ""
+        create.locale = body.locale ?? ""
+        create.actor = admin.directoryActor
+        return UserJSON(try await self.directory.createUser(create, options: admin.options).user ?? .init())
+    }
+
+    struct UpdateUserBody: Decodable {
+        var name: String?
+        var role: String?
+        var organizationId: String?
+        var locale: String?
+    }
+
+    func update(_ admin: Admin, _ id: String, _ request: Request) async throws -> any Encodable {
+        let body = try await self.body(request, as: UpdateUserBody.self)
+        var update = Rekey_Directory_V1_UpdateUserRequest()
+        update.userID = id
+        if let name = body.name { update.name = name; update.fields.append("name") }
+        if let role = body.role { update.role = role; update.fields.append("role") }
+        if let organization = body.organizationId { update.organizationID = organization; update.fields.append("organization_id") }
+        if let locale = body.locale { update.locale = locale; update.fields.append("locale") }
+        update.actor = admin.directoryActor
+        return UserJSON(try await self.directory.updateUser(update, options: admin.options).user ?? .init())
+    }
+
+    func setState(_ admin: Admin, _ id: String, _ state: Rekey_Directory_V1_UserState) async throws -> any Encodable {
+        var request = Rekey_Directory_V1_SetUserStateRequest()
+        request.userID = id
+        request.state = state
+        request.actor = admin.directoryActor
+        return UserJSON(try await self.directory.setUserState(request, options: admin.options).user ?? .init())
+    }
+
+    func importUsers(_ admin: Admin, _ request: Request) async throws -> any Encodable {
+        var request = request
+        let body = try await request.collectBody(upTo: 16 << 20)
+        var importRequest = Rekey_Directory_V1_ImportUsersRequest()
+        importRequest.csv = Array(buffer: body)
+        importRequest.partial = request.uri.queryParameters.get("partial") == "true"
+        importRequest.actor = admin.directoryActor
+        let report = try await self.directory.importUsers(importRequest, options: Backends.options(admin.requestID, timeout: .seconds(120)))
+        return ImportJSON(
+            committed: report.committed, created: Int(report.created), refused: Int(report.refused),
+            rows: report.rows.map { ImportJSON.Row(line: Int($0.line), email: $0.email, userId: $0.userID, error: $0.error.isEmpty ? nil : $0.error) }
+        )
+    }
+
+    // MARK: Mail
+
+    func sendReset(_ admin: Admin, _ id: String) async throws -> any Encodable {
+        let user = try await self.user(admin, id)
+        guard user.state == .active else {
+            throw Failure(status: .conflict, code: "failed_precondition", message: "\(user.name) is disabled; enable the account first")
+        }
+        let sent = try await self.flows.sendReset(user: user, primary: nil, admin: admin.user.id, clientAddress: admin.clientAddress, requestID: admin.requestID)
+        return SentJSON(messageId: sent.messageID, sentTo: Flows.mask(sent.address), status: Self.status(sent.status))
+    }
+
+    struct VerificationBody: Decodable {
+        var emailId: String?
+    }
+
+    func sendVerification(_ admin: Admin, _ id: String, _ request: Request) async throws -> any Encodable {
+        var request = request
+        let raw = try await request.collectBody(upTo: 64 * 1024)
+        var emailID: String?
+        if raw.readableBytes > 0 {
+            let decoder = JSONDecoder()
+            decoder.keyDecodingStrategy = .convertFromSnakeCase
+            emailID = (try? decoder.decode(VerificationBody.self, from: Data(buffer: raw)))?.emailId
+        }
+        let user = try await self.user(admin, id)
+        guard let email = emailID.map({ id in user.emails.first { $0.id == id } }) ?? user.emails.first(where: \.primary) else {
+            throw Failure(status: .notFound, code: "not_found", message: "the user has no email address with the id \(emailID ?? "")")
+        }
+        let sent = try await self.flows.sendVerification(user: user, email: email, admin: admin.user.id, clientAddress: admin.clientAddress, requestID: admin.requestID)
+        return SentJSON(messageId: sent.messageID, sentTo: Flows.mask(sent.address), status: Self.status(sent.status))
+    }
+
+    static func status(_ status: Rekey_Notifier_V1_EnqueueStatus) -> String {
+        switch status {
+        case .queued: return "queued"
+        case .suppressed: return "suppressed"
+        case .duplicate: return "duplicate"
+        default: return "unknown"
+        }
+    }
+
+    func messages(_ admin: Admin, _ id: String, _ request: Request) async throws -> any Encodable {
+        var list = Rekey_Notifier_V1_ListMessagesRequest()
+        list.userID = id
+        list.pageSize = UInt32(request.uri.queryParameters.get("page_size").flatMap(Int.init) ?? 20)
+        list.pageToken = request.uri.queryParameters.get("page_token") ?? ""
+        let page = try await self.notifier.listMessages(list, options: admin.options)
+        return MessagesJSON(messages: page.messages.map { MessageJSON($0, mask: !admin.permissions.contains(Self.manage)) }, nextPageToken: page.nextPageToken)
+    }
+
+    func message(_ admin: Admin, _ id: String) async throws -> any Encodable {
+        var get = Rekey_Notifier_V1_GetMessageRequest()
+        get.messageID = id
+        return MessageJSON(try await self.notifier.getMessage(get, options: admin.options).message ?? .init(), mask: !admin.permissions.contains(Self.manage))
+    }
+
+    func suppressions(_ admin: Admin, _ request: Request) async throws -> any Encodable {
+        var list = Rekey_Notifier_V1_ListSuppressionsRequest()
+        list.address = request.uri.queryParameters.get("address") ?? ""
+        list.pageToken = request.uri.queryParameters.get("page_token") ?? ""
+        let page = try await self.notifier.listSuppressions(list, options: admin.options)
+        return SuppressionsJSON(
+            suppressions: page.suppressions.map { SuppressionsJSON.Item(address: $0.address, reason: $0.reason, createdAt: Self.time($0.createdAtUnixMs), messageId: $0.messageID) },
+            nextPageToken: page.nextPageToken
+        )
+    }
+
+    func removeSuppression(_ admin: Admin, _ address: String) async throws -> any Encodable {
+        var remove = Rekey_Notifier_V1_RemoveSuppressionRequest()
+        remove.address = address
+        remove.actor = Flows.notifierActor(admin.user.id, admin.clientAddress)
+        let removed = try await self.notifier.removeSuppression(remove, options: admin.options).removed
+        return SuppressionsJSON.Item(address: removed?.address ?? address, reason: removed?.reason ?? "", createdAt: Self.time(removed?.createdAtUnixMs ?? 0), messageId: removed?.messageID ?? "")
+    }
+
+    // MARK: Organizations
+
+    func organizations(_ admin: Admin) async throws -> any Encodable {
+        let list = try await self.directory.listOrganizations(.init(), options: admin.options)
+        return ["organizations": list.organizations.map(OrganizationJSON.init)]
+    }
+
+    struct CreateOrganizationBody: Decodable {
+        var name: String
+        var domains: [String]?
+    }
+
+    func createOrganization(_ admin: Admin, _ request: Request) async throws -> any Encodable {
+        let body = try await self.body(request, as: CreateOrganizationBody.self)
+        var create = Rekey_Directory_V1_CreateOrganizationRequest()
+        create.name = body.name
+        create.domains = body.domains ?? []
+        create.actor = admin.directoryActor
+        return OrganizationJSON(try await self.directory.createOrganization(create, options: admin.options).organization ?? .init())
+    }
+
+    static func time(_ unixMilliseconds: Int64) -> String? {
+        guard unixMilliseconds > 0 else { return nil }
+        return Date(timeIntervalSince1970: Double(unixMilliseconds) / 1000).ISO8601Format()
+    }
+}

@@ -1,0 +1,260 @@
+import Foundation
+import Logging
+import RekeyDirectoryAPI
+import RekeyNotifierAPI
+import RekeyRPC
+import RekeyTokensAPI
+
+/// The flows that tie the services together (see DESIGN.md), apart from HTTP: what the pages and
+/// the admin API run.
+package struct Flows: Sendable {
+    package let backends: Backends
+    /// Links in mail are built from this, never from the request's Host header.
+    package let publicURL: String
+    package let logger: Logger
+
+    package init(backends: Backends, publicURL: String, logger: Logger) {
+        self.backends = backends
+        self.publicURL = publicURL.hasSuffix("/") ? String(publicURL.dropLast()) : publicURL
+        self.logger = logger
+    }
+
+    // MARK: Forgot password
+
+    /// Runs the reset flow for `email` when an active account has it: find the user (any of their
+    /// addresses) → issue a token → queue the email to the primary address. Says nothing about
+    /// the outcome to the caller, on purpose; refusals (unknown, disabled, rate-limited) are only
+    /// logged. Throws only when a service is unavailable.
+    package func forgotPassword(email: String, clientAddress: String, requestID: String) async throws {
+        let options = Backends.options(requestID)
+        var find = Rekey_Directory_V1_FindUserByEmailRequest()
+        find.email = email
+        let found: Rekey_Directory_V1_FindUserByEmailResponse
+        do {
+            found = try await self.backends.directory.findUserByEmail(find, options: options)
+        } catch let error as RPCError where error.code == .notFound || error.code == .invalidArgument {
+            self.logger.info("reset requested for an address no user has", metadata: ["request.id": "\(requestID)"])
+            return
+        }
+        guard let user = found.user, user.state == .active else {
+            self.logger.info("reset requested for a disabled user", metadata: ["request.id": "\(requestID)", "user.id": "\(found.user?.id ?? "")"])
+            return
+        }
+        do {
+            _ = try await self.sendReset(user: user, primary: found.primary, admin: "", clientAddress: clientAddress, requestID: requestID)
+        } catch let error as RPCError where error.code == .resourceExhausted {
+            self.logger.notice("reset request refused by the rate limit", metadata: ["request.id": "\(requestID)", "user.id": "\(user.id)"])
+        }
+    }
+
+    /// Issues a reset token and queues the email to the primary address; the message id and the
+    /// address it went to.
+    package func sendReset(
+        user: Rekey_Directory_V1_User, primary: Rekey_Directory_V1_EmailIdentity?, admin: String, clientAddress: String, requestID: String
+    ) async throws -> (messageID: String, address: String, status: Rekey_Notifier_V1_EnqueueStatus) {
+        guard let primary = primary ?? user.emails.first(where: \.primary) else {
+            throw RPCError(.failedPrecondition, "the user has no primary email address")
+        }
+        let options = Backends.options(requestID)
+        var issue = Rekey_Tokens_V1_IssueTokenRequest()
+        issue.purpose = .passwordReset
+        issue.userID = user.id
+        issue.requestedByAdminID = admin
+        issue.clientAddress = clientAddress
+        let issued = try await self.backends.tokens.issueToken(issue, options: options)
+        let info = issued.info ?? Rekey_Tokens_V1_TokenInfo()
+        var enqueue = Rekey_Notifier_V1_EnqueueRequest()
+        enqueue.templateName = "password_reset"
+        enqueue.toAddress = primary.address
+        enqueue.toName = user.name
+        enqueue.locale = user.locale
+        enqueue.variables = [
+            Self.variable("link", "\(self.publicURL)/password/reset?token=\(issued.token)"),
+            Self.variable("expires_in", Self.describe(milliseconds: info.expiresAtUnixMs - info.issuedAtUnixMs)),
+        ]
+        enqueue.userID = user.id
+        enqueue.tokenID = info.tokenID
+        enqueue.idempotencyKey = "reset-" + info.tokenID
+        enqueue.requestedBy = Self.notifierActor(admin, clientAddress)
+        let queued = try await self.backends.notifier.enqueue(enqueue, options: options)
+        self.logger.info(
+            "reset email queued",
+            metadata: ["request.id": "\(requestID)", "user.id": "\(user.id)", "message.id": "\(queued.messageID)", "message.status": "\(queued.status)"]
+        )
+        return (queued.messageID, primary.address, queued.status)
+    }
+
+    /// Issues a verification token for one of the user's addresses and queues the email to it.
+    package func sendVerification(
+        user: Rekey_Directory_V1_User, email: Rekey_Directory_V1_EmailIdentity, admin: String, clientAddress: String, requestID: String
+    ) async throws -> (messageID: String, address: String, status: Rekey_Notifier_V1_EnqueueStatus) {
+        let options = Backends.options(requestID)
+        var issue = Rekey_Tokens_V1_IssueTokenRequest()
+        issue.purpose = .emailVerification
+        issue.userID = user.id
+        issue.emailIdentityID = email.id
+        issue.requestedByAdminID = admin
+        issue.clientAddress = clientAddress
+        let issued = try await self.backends.tokens.issueToken(issue, options: options)
+        let info = issued.info ?? Rekey_Tokens_V1_TokenInfo()
+        var enqueue = Rekey_Notifier_V1_EnqueueRequest()
+        enqueue.templateName = "email_verification"
+        enqueue.toAddress = email.address
+        enqueue.toName = user.name
+        enqueue.locale = user.locale
+        enqueue.variables = [
+            Self.variable("link", "\(self.publicURL)/email/verify?token=\(issued.token)"),
+            Self.variable("expires_in", Self.describe(milliseconds: info.expiresAtUnixMs - info.issuedAtUnixMs)),
+        ]
+        enqueue.userID = user.id
+        enqueue.tokenID = info.tokenID
+        enqueue.idempotencyKey = "verify-" + info.tokenID
+        enqueue.requestedBy = Self.notifierActor(admin, clientAddress)
+        let queued = try await self.backends.notifier.enqueue(enqueue, options: options)
+        return (queued.messageID, email.address, queued.status)
+    }
+
+    // MARK: Reset and verify
+
+    /// The token's details when it can still be used; nil when it is unknown, used, expired or revoked.
+    package func peek(_ token: String, purpose: Rekey_Tokens_V1_Purpose, requestID: String) async throws -> Rekey_Tokens_V1_TokenInfo? {
+        guard !token.isEmpty, token.utf8.count <= 100 else { return nil }
+        var request = Rekey_Tokens_V1_PeekTokenRequest()
+        request.token = token
+        request.purpose = purpose
+        do {
+            return try await self.backends.tokens.peekToken(request, options: Backends.options(requestID)).info
+        } catch let error as RPCError where error.code == .notFound || error.code == .invalidArgument {
+            return nil
+        }
+    }
+
+    package enum ResetOutcome: Sendable {
+        case changed
+        /// The token cannot be used (any more).
+        case invalidToken
+        /// The password was refused; the token is not spent.
+        case refused([String])
+    }
+
+    /// Sets a new password with a reset token: checks the policy first (so a refused password
+    /// does not spend the token), redeems, sets, revokes the user's other reset tokens and
+    /// sessions, and queues the `password_changed` notice.
+    package func resetPassword(token: String, password: String, clientAddress: String, requestID: String) async throws -> ResetOutcome {
+        let options = Backends.options(requestID)
+        guard let info = try await self.peek(token, purpose: .passwordReset, requestID: requestID) else { return .invalidToken }
+        var check = Rekey_Directory_V1_CheckPasswordPolicyRequest()
+        check.userID = info.userID
+        check.password = password
+        let problems = try await self.backends.directory.checkPasswordPolicy(check, options: options).problems
+        guard problems.isEmpty else { return .refused(problems) }
+
+        var redeem = Rekey_Tokens_V1_RedeemTokenRequest()
+        redeem.token = token
+        redeem.purpose = .passwordReset
+        redeem.clientAddress = clientAddress
+        do {
+            _ = try await self.backends.tokens.redeemToken(redeem, options: options)
+        } catch let error as RPCError where error.code == .notFound {
+            return .invalidToken
+        }
+        var set = Rekey_Directory_V1_SetPasswordRequest()
+        set.userID = info.userID
+        set.password = password
+        set.actor = Self.directoryActor(info.userID, clientAddress)
+        do {
+            _ = try await self.backends.directory.setPassword(set, options: options)
+        } catch let error as RPCError where error.code == .invalidArgument {
+            // The policy changed between the check and now; the token is spent, say so plainly.
+            return .refused([error.message])
+        }
+        var revoke = Rekey_Tokens_V1_RevokeUserTokensRequest()
+        revoke.userID = info.userID
+        revoke.reason = "the password was changed"
+        _ = try? await self.backends.tokens.revokeUserTokens(revoke, options: options)
+        var sessions = Rekey_Directory_V1_RevokeSessionsRequest()
+        sessions.userID = info.userID
+        sessions.actor = Self.directoryActor(info.userID, clientAddress)
+        _ = try? await self.backends.directory.revokeSessions(sessions, options: options)
+
+        var get = Rekey_Directory_V1_GetUserRequest()
+        get.userID = info.userID
+        if let user = try? await self.backends.directory.getUser(get, options: options).user, let primary = user.emails.first(where: \.primary) {
+            var notice = Rekey_Notifier_V1_EnqueueRequest()
+            notice.templateName = "password_changed"
+            notice.toAddress = primary.address
+            notice.toName = user.name
+            notice.locale = user.locale
+            notice.variables = [Self.variable("reset_link", "\(self.publicURL)/password/forgot")]
+            notice.userID = user.id
+            notice.idempotencyKey = "changed-" + info.tokenID
+            notice.requestedBy = Self.notifierActor(info.userID, clientAddress)
+            do {
+                _ = try await self.backends.notifier.enqueue(notice, options: options)
+            } catch {
+                self.logger.error("could not queue the password-changed notice", metadata: ["request.id": "\(requestID)", "error": "\(error)"])
+            }
+        }
+        self.logger.info("password reset", metadata: ["request.id": "\(requestID)", "user.id": "\(info.userID)"])
+        return .changed
+    }
+
+    /// Spends a verification token and marks its address verified; false when the token cannot be used.
+    package func verifyEmail(token: String, clientAddress: String, requestID: String) async throws -> Bool {
+        let options = Backends.options(requestID)
+        var redeem = Rekey_Tokens_V1_RedeemTokenRequest()
+        redeem.token = token
+        redeem.purpose = .emailVerification
+        redeem.clientAddress = clientAddress
+        let info: Rekey_Tokens_V1_TokenInfo
+        do {
+            guard let redeemed = try await self.backends.tokens.redeemToken(redeem, options: options).info else { return false }
+            info = redeemed
+        } catch let error as RPCError where error.code == .notFound || error.code == .invalidArgument {
+            return false
+        }
+        var mark = Rekey_Directory_V1_EmailChangeRequest()
+        mark.userID = info.userID
+        mark.emailID = info.emailIdentityID
+        mark.actor = Self.directoryActor(info.userID, clientAddress)
+        _ = try await self.backends.directory.markEmailVerified(mark, options: options)
+        return true
+    }
+
+    // MARK: Helpers
+
+    static func variable(_ key: String, _ value: String) -> Rekey_Notifier_V1_Variable {
+        var variable = Rekey_Notifier_V1_Variable()
+        variable.key = key
+        variable.value = value
+        return variable
+    }
+
+    static func notifierActor(_ userID: String, _ clientAddress: String) -> Rekey_Notifier_V1_Actor {
+        var actor = Rekey_Notifier_V1_Actor()
+        actor.userID = userID
+        actor.clientAddress = clientAddress
+        return actor
+    }
+
+    static func directoryActor(_ userID: String, _ clientAddress: String) -> Rekey_Directory_V1_Actor {
+        var actor = Rekey_Directory_V1_Actor()
+        actor.userID = userID
+        actor.clientAddress = clientAddress
+        return actor
+    }
+
+    /// "30 minutes", "24 hours", "3 days".
+    static func describe(milliseconds: Int64) -> String {
+        let minutes = max(1, milliseconds / 60_000)
+        if minutes % (24 * 60) == 0 { return "\(minutes / (24 * 60)) day" + (minutes == 24 * 60 ? "" : "s") }
+        if minutes % 60 == 0 { return "\(minutes / 60) hour" + (minutes == 60 ? "" : "s") }
+        return "\(minutes) minute" + (minutes == 1 ? "" : "s")
+    }
+
+    /// `j***@example.com`: enough for a person to recognise, not to harvest.
+    package static func mask(_ address: String) -> String {
+        guard let at = address.lastIndex(of: "@"), at > address.startIndex else { return "***" }
+        return String(address[address.startIndex]) + "***" + address[at...]
+    }
+}

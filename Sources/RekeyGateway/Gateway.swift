@@ -1,0 +1,25 @@
+import Hummingbird
+import Logging
+import NIOCore
+import RekeyRPC
+
+/// The gateway's HTTP application: pages, admin API, `/healthz` and `/readyz`.
+package enum Gateway {
+    package static func router(flows: Flows, logger: Logger) -> Router<GatewayContext> {
+        let router = Router(context: GatewayContext.self)
+        router.add(middleware: GatewayMiddleware(logger: logger))
+        router.get("/healthz") { _, _ in
+            Response(status: .ok, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: "ok\n")))
+        }
+        router.get("/readyz") { _, context in
+            let down = await flows.backends.unhealthy(requestID: context.requestID)
+            let text = down.isEmpty ? "ready\n" : "not ready: " + down.joined(separator: ", ") + " not answering\n"
+            return Response(
+                status: down.isEmpty ? .ok : .serviceUnavailable, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: text))
+            )
+        }
+        Web(flows: flows).add(to: router)
+        AdminAPI(flows: flows).add(to: router)
+        return router
+    }
+}

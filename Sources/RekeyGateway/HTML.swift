@@ -1,0 +1,147 @@
+/// The gateway's pages: plain, server-rendered HTML that works without JavaScript.
+enum HTML {
+    static func escape(_ text: String) -> String {
+        var out = ""
+        out.reserveCapacity(text.utf8.count)
+        for character in text {
+            switch character {
+            case "&": out += "&amp;"
+            case "<": out += "&lt;"
+            case ">": out += "&gt;"
+            case "\"": out += "&quot;"
+            case "'": out += "&#39;"
+            default: out.append(character)
+            }
+        }
+        return out
+    }
+
+    static func page(_ title: String, _ body: String) -> String {
+        """
+        <!doctype html>
+        <html lang="en">
+        <head>
+        <meta charset="utf-8">
+        <meta name="viewport" content="width=device-width, initial-scale=1">
+        <title>\(escape(title)) · Rekey</title>
+        <style>
+        body { font-family: system-ui, sans-serif; max-width: 28rem; margin: 4rem auto; padding: 0 1rem; color: #222; }
+        label { display: block; margin: 1rem 0 .25rem; }
+        input[type=email], input[type=password] { width: 100%; padding: .5rem; box-sizing: border-box; }
+        button { margin-top: 1.25rem; padding: .5rem 1rem; }
+        .notice { background: #eef6ee; padding: .75rem; border-radius: 4px; }
+        .error { background: #fbeaea; padding: .75rem; border-radius: 4px; }
+        </style>
+        </head>
+        <body>
+        <h1>\(escape(title))</h1>
+        \(body)
+        </body>
+        </html>
+        """
+    }
+
+    static func csrfField(_ token: String) -> String {
+        "<input type=\"hidden\" name=\"csrf\" value=\"\(escape(token))\">"
+    }
+
+    static func notice(_ text: String?) -> String {
+        text.map { "<p class=\"notice\">\(escape($0))</p>" } ?? ""
+    }
+
+    static func errors(_ problems: [String]) -> String {
+        guard !problems.isEmpty else { return "" }
+        return "<div class=\"error\" role=\"alert\"><ul>" + problems.map { "<li>\(escape($0))</li>" }.joined() + "</ul></div>"
+    }
+
+    static func signOn(csrf: String, notice: String?, errors: [String], email: String) -> String {
+        page("Sign in", """
+            \(Self.notice(notice))\(Self.errors(errors))
+            <form method="post" action="/signin">
+            \(csrfField(csrf))
+            <label for="email">Email address</label>
+            <input id="email" name="email" type="email" autocomplete="username" required value="\(escape(email))">
+            <label for="password">Password</label>
+            <input id="password" name="password" type="password" autocomplete="current-password" required>
+            <button type="submit">Sign in</button>
+            </form>
+            <p><a href="/password/forgot">Forgot password?</a></p>
+            """)
+    }
+
+    static func signedIn(csrf: String, name: String, email: String) -> String {
+        page("Signed in", """
+            <p>You are signed in as <strong>\(escape(name))</strong> (\(escape(email))).</p>
+            <form method="post" action="/signout">\(csrfField(csrf))<button type="submit">Sign out</button></form>
+            """)
+    }
+
+    static func forgot(csrf: String, errors: [String]) -> String {
+        page("Forgot password", """
+            \(Self.errors(errors))
+            <p>Enter the email address of your account. We will send a link to choose a new password.</p>
+            <form method="post" action="/password/forgot">
+            \(csrfField(csrf))
+            <label for="email">Email address</label>
+            <input id="email" name="email" type="email" autocomplete="username" required>
+            <button type="submit">Send the link</button>
+            </form>
+            <p><a href="/">Back to sign in</a></p>
+            """)
+    }
+
+    static let forgotSent = page("Check your email", """
+        <p class="notice">If an account exists for that address, we have sent a link to reset the password. \
+        It can take a few minutes to arrive; check the spam or junk folder too.</p>
+        <p><a href="/">Back to sign in</a></p>
+        """)
+
+    static func resetForm(csrf: String, token: String, errors: [String]) -> String {
+        page("Choose a new password", """
+            \(Self.errors(errors))
+            <form method="post" action="/password/reset">
+            \(csrfField(csrf))
+            <input type="hidden" name="token" value="\(escape(token))">
+            <label for="password">New password (at least 12 characters)</label>
+            <input id="password" name="password" type="password" autocomplete="new-password" required minlength="12" maxlength="128">
+            <label for="confirm">The same password again</label>
+            <input id="confirm" name="confirm" type="password" autocomplete="new-password" required>
+            <button type="submit">Set the password</button>
+            </form>
+            """)
+    }
+
+    static let resetInvalid = page("This link cannot be used", """
+        <p class="error">The link is unknown, was already used, or has expired (reset links work once, for a short time).</p>
+        <p><a href="/password/forgot">Ask for a new link</a></p>
+        """)
+
+    static func verifyForm(csrf: String, token: String) -> String {
+        page("Confirm your email address", """
+            <form method="post" action="/email/verify">
+            \(csrfField(csrf))
+            <input type="hidden" name="token" value="\(escape(token))">
+            <button type="submit">Confirm my email address</button>
+            </form>
+            """)
+    }
+
+    static let verifyInvalid = page("This link cannot be used", """
+        <p class="error">The link is unknown, was already used, or has expired. Ask your administrator to send a new one.</p>
+        """)
+
+    static let verified = page("Email address confirmed", """
+        <p class="notice">Thank you: your email address is confirmed.</p>
+        <p><a href="/">Sign in</a></p>
+        """)
+
+    static let unavailable = page("Temporarily unavailable", """
+        <p class="error">Something we depend on is not answering right now. Please try again in a minute.</p>
+        """)
+
+    static let forbidden = page("Please try again", """
+        <p class="error">This form has expired or was not sent from this site. Go back, reload the page and try again.</p>
+        """)
+
+    static let notFound = page("Not found", "<p>There is no page here. <a href=\"/\">Sign in</a></p>")
+}

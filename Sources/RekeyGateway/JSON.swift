@@ -1,0 +1,178 @@
+import RekeyDirectoryAPI
+import RekeyNotifierAPI
+
+/// The admin API's JSON shapes (snake_case on the wire). Times are ISO 8601 in UTC.
+struct EmailJSON: Encodable {
+    var id: String
+    var address: String
+    var primary: Bool
+    var verified: Bool
+
+    init(_ email: Rekey_Directory_V1_EmailIdentity) {
+        self.id = email.id
+        self.address = email.address
+        self.primary = email.primary
+        self.verified = email.verified
+    }
+}
+
+struct UserJSON: Encodable {
+    var id: String
+    var name: String
+    var role: String
+    var staff: Bool
+    var organizationId: String?
+    var state: String
+    var locale: String
+    var emails: [EmailJSON]
+    var hasPassword: Bool
+    var passwordChangedAt: String?
+    var createdAt: String?
+    var updatedAt: String?
+
+    init(_ user: Rekey_Directory_V1_User) {
+        self.id = user.id
+        self.name = user.name
+        self.role = user.role
+        self.staff = user.staff
+        self.organizationId = user.organizationID.isEmpty ? nil : user.organizationID
+        self.state = user.state == .disabled ? "disabled" : "active"
+        self.locale = user.locale
+        self.emails = user.emails.map(EmailJSON.init)
+        self.hasPassword = user.hasPassword
+        self.passwordChangedAt = AdminAPI.time(user.passwordChangedAtUnixMs)
+        self.createdAt = AdminAPI.time(user.createdAtUnixMs)
+        self.updatedAt = AdminAPI.time(user.updatedAtUnixMs)
+    }
+}
+
+struct UsersPageJSON: Encodable {
+    var users: [UserJSON]
+    var nextPageToken: String
+}
+
+struct LookupJSON: Encodable {
+    var user: UserJSON
+    var matched: EmailJSON
+}
+
+struct SentJSON: Encodable {
+    var messageId: String
+    /// Masked: `j***@example.com`.
+    var sentTo: String
+    var status: String
+}
+
+struct ImportJSON: Encodable {
+    struct Row: Encodable {
+        var line: Int
+        var email: String
+        var userId: String
+        var error: String?
+    }
+
+    var committed: Bool
+    var created: Int
+    var refused: Int
+    var rows: [Row]
+}
+
+struct OrganizationJSON: Encodable {
+    var id: String
+    var name: String
+    var domains: [String]
+    var createdAt: String?
+
+    init(_ organization: Rekey_Directory_V1_Organization) {
+        self.id = organization.id
+        self.name = organization.name
+        self.domains = organization.domains
+        self.createdAt = AdminAPI.time(organization.createdAtUnixMs)
+    }
+}
+
+struct AttemptJSON: Encodable {
+    var startedAt: String?
+    var finishedAt: String?
+    var transport: String
+    var server: String
+    var outcome: String
+    var stage: String
+    var replyCode: Int
+    var enhancedStatus: String
+    var replyText: String
+    var remoteQueueId: String
+    var error: String
+
+    init(_ attempt: Rekey_Notifier_V1_Attempt) {
+        self.startedAt = AdminAPI.time(attempt.startedAtUnixMs)
+        self.finishedAt = AdminAPI.time(attempt.finishedAtUnixMs)
+        self.transport = attempt.transport
+        self.server = attempt.server
+        switch attempt.outcome {
+        case .accepted: self.outcome = "accepted"
+        case .temporaryFailure: self.outcome = "temporary_failure"
+        case .permanentFailure: self.outcome = "permanent_failure"
+        case .interrupted: self.outcome = "interrupted"
+        default: self.outcome = "in_progress"
+        }
+        self.stage = attempt.stage
+        self.replyCode = Int(attempt.replyCode)
+        self.enhancedStatus = attempt.enhancedStatus
+        self.replyText = attempt.replyText
+        self.remoteQueueId = attempt.remoteQueueID
+        self.error = attempt.error
+    }
+}
+
+struct MessageJSON: Encodable {
+    var id: String
+    var template: String
+    var to: String
+    var state: String
+    var subject: String
+    var messageIdHeader: String
+    var createdAt: String?
+    var nextAttemptAt: String?
+    var reason: String
+    var requestedBy: String
+    var attempts: [AttemptJSON]
+
+    init(_ message: Rekey_Notifier_V1_Message, mask: Bool) {
+        self.id = message.id
+        self.template = message.templateName
+        self.to = mask ? Flows.mask(message.toAddress) : message.toAddress
+        switch message.state {
+        case .queued: self.state = "queued"
+        case .deferred: self.state = "deferred"
+        case .accepted: self.state = "accepted"
+        case .failed: self.state = "failed"
+        case .suppressed: self.state = "suppressed"
+        default: self.state = "unknown"
+        }
+        self.subject = message.subject
+        self.messageIdHeader = message.messageIDHeader
+        self.createdAt = AdminAPI.time(message.createdAtUnixMs)
+        self.nextAttemptAt = AdminAPI.time(message.nextAttemptAtUnixMs)
+        self.reason = message.reason
+        self.requestedBy = message.requestedBy?.userID ?? ""
+        self.attempts = message.attempts.map(AttemptJSON.init)
+    }
+}
+
+struct MessagesJSON: Encodable {
+    var messages: [MessageJSON]
+    var nextPageToken: String
+}
+
+struct SuppressionsJSON: Encodable {
+    struct Item: Encodable {
+        var address: String
+        var reason: String
+        var createdAt: String?
+        var messageId: String
+    }
+
+    var suppressions: [Item]
+    var nextPageToken: String
+}

@@ -1,0 +1,287 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import RekeyCrypto
+import RekeyDirectoryAPI
+import RekeyRPC
+
+/// The request context of the gateway: who is calling from where, and the request id that goes
+/// with every RPC this request makes.
+package struct GatewayContext: RequestContext, RemoteAddressRequestContext {
+    package var coreContext: CoreRequestContextStorage
+    package let remoteAddress: SocketAddress?
+    package var requestID: String = ""
+
+    package init(source: ApplicationRequestContextSource) {
+        self.coreContext = .init(source: source)
+        self.remoteAddress = source.channel.remoteAddress
+    }
+
+    package var clientAddress: String { self.remoteAddress?.ipAddress ?? "" }
+}
+
+/// Gives each request its id (from `X-Request-Id` when it is acceptable), sends it back, and adds
+/// the security headers every response carries. A service that does not answer becomes a 503, a
+/// page or JSON depending on the path; nothing else reaches the client as a stack trace.
+struct GatewayMiddleware: RouterMiddleware {
+    typealias Context = GatewayContext
+    let logger: Logger
+
+    func handle(_ request: Request, context: GatewayContext, next: (Request, GatewayContext) async throws -> Response) async throws -> Response {
+        var context = context
+        if let given = request.headers[.xRequestID], RequestID.isAcceptable(given) {
+            context.requestID = given
+        } else {
+            context.requestID = RequestID.make()
+        }
+        let isAPI = request.uri.path.hasPrefix("/api/")
+        var response: Response
+        do {
+            response = try await next(request, context)
+        } catch let error as RPCError {
+            response = Self.response(for: error, api: isAPI, requestID: context.requestID, logger: self.logger)
+        } catch let error as HTTPResponseError {
+            throw error
+        } catch {
+            self.logger.error("request failed", metadata: ["request.id": "\(context.requestID)", "error": "\(error)"])
+            response = isAPI
+                ? AdminAPI.error(.internalServerError, "internal", "something went wrong; quote request id \(context.requestID)")
+                : Web.html(HTML.unavailable, status: .internalServerError)
+        }
+        response.headers[.xRequestID] = context.requestID
+        response.headers[.xContentTypeOptions] = "nosniff"
+        response.headers[.xFrameOptions] = "DENY"
+        response.headers[.referrerPolicy] = "no-referrer"
+        response.headers[.cacheControl] = "no-store"
+        if !isAPI {
+            response.headers[.contentSecurityPolicy] = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+        }
+        return response
+    }
+
+    static func response(for error: RPCError, api: Bool, requestID: String, logger: Logger) -> Response {
+        switch error.code {
+        case .unavailable, .deadlineExceeded:
+            logger.warning("a service did not answer", metadata: ["request.id": "\(requestID)", "error": "\(error)"])
+            var response = api
+                ? AdminAPI.error(.serviceUnavailable, "unavailable", "a service Rekey depends on is not answering; try again shortly")
+                : Web.html(HTML.unavailable, status: .serviceUnavailable)
+            response.headers[.retryAfter] = "30"
+            return response
+        default:
+            if api { return AdminAPI.error(for: error) }
+            logger.error("unexpected answer from a service", metadata: ["request.id": "\(requestID)", "error": "\(error)"])
+            return Web.html(HTML.unavailable, status: .internalServerError)
+        }
+    }
+}
+
+extension HTTPField.Name {
+    static let xRequestID = Self("X-Request-Id")!
+    static let xFrameOptions = Self("X-Frame-Options")!
+    static let xContentTypeOptions = Self("X-Content-Type-Options")!
+    static let referrerPolicy = Self("Referrer-Policy")!
+}
+
+/// The sign-on, password and verification pages.
+package struct Web: Sendable {
+    let flows: Flows
+    /// Whether cookies get the Secure attribute (the public URL is https).
+    let secureCookies: Bool
+
+    static let csrfCookie = "rekey_csrf"
+    static let sessionCookie = "rekey_session"
+    /// Forgot-password answers take at least this long, so that the time does not tell whether the account exists.
+    static let forgotMinimumDuration = Duration.milliseconds(400)
+
+    package init(flows: Flows) {
+        self.flows = flows
+        self.secureCookies = flows.publicURL.hasPrefix("https://")
+    }
+
+    func add(to router: Router<GatewayContext>) {
+        router.get("/") { request, context in try await self.home(request, context, notice: nil) }
+        router.post("/signin") { request, context in try await self.signIn(request, context) }
+        router.post("/signout") { request, context in try await self.signOut(request, context) }
+        router.get("/password/forgot") { request, _ in self.withCSRF(request) { HTML.forgot(csrf: $0, errors: []) } }
+        router.post("/password/forgot") { request, context in try await self.forgot(request, context) }
+        router.get("/password/reset") { request, context in try await self.resetPage(request, context) }
+        router.post("/password/reset") { request, context in try await self.reset(request, context) }
+        router.get("/email/verify") { request, context in try await self.verifyPage(request, context) }
+        router.post("/email/verify") { request, context in try await self.verify(request, context) }
+    }
+
+    // MARK: Pages
+
+    func home(_ request: Request, _ context: GatewayContext, notice: String?) async throws -> Response {
+        if let session = request.cookies[Self.sessionCookie]?.value {
+            var validate = Rekey_Directory_V1_ValidateSessionRequest()
+            validate.token = session
+            if let user = try? await self.flows.backends.directory.validateSession(validate, options: Backends.options(context.requestID)).user {
+                let email = user.emails.first(where: \.primary)?.address ?? ""
+                return self.withCSRF(request) { HTML.signedIn(csrf: $0, name: user.name, email: email) }
+            }
+        }
+        var notice = notice
+        switch request.uri.queryParameters.get("done") {
+        case "changed": notice = "Your password was changed. Sign in with the new one."
+        case "signedout": notice = "You are signed out."
+        default: break
+        }
+        return self.withCSRF(request) { HTML.signOn(csrf: $0, notice: notice, errors: [], email: "") }
+    }
+
+    func signIn(_ request: Request, _ context: GatewayContext) async throws -> Response {
+        let (form, csrf) = try await self.checkedForm(request)
+        guard let csrf else { return Self.html(HTML.forbidden, status: .forbidden) }
+        let email = form["email"] ?? ""
+        var verify = Rekey_Directory_V1_VerifyPasswordRequest()
+        verify.email = email
+        verify.password = form["password"] ?? ""
+        let user: Rekey_Directory_V1_User
+        do {
+            guard let found = try await self.flows.backends.directory.verifyPassword(verify, options: Backends.options(context.requestID)).user else {
+                throw RPCError(.unauthenticated, "")
+            }
+            user = found
+        } catch let error as RPCError where error.code == .unauthenticated || error.code == .invalidArgument {
+            return Self.html(HTML.signOn(csrf: csrf, notice: nil, errors: ["The email address or the password is not right."], email: email), status: .unauthorized)
+        } catch let error as RPCError where error.code == .resourceExhausted {
+            return Self.html(HTML.unavailable, status: .serviceUnavailable)
+        }
+        var create = Rekey_Directory_V1_CreateSessionRequest()
+        create.userID = user.id
+        let session = try await self.flows.backends.directory.createSession(create, options: Backends.options(context.requestID))
+        var response = Self.redirect("/")
+        response.setCookie(Cookie(name: Self.sessionCookie, value: session.token, path: "/", secure: self.secureCookies, httpOnly: true, sameSite: .lax))
+        return response
+    }
+
+    func signOut(_ request: Request, _ context: GatewayContext) async throws -> Response {
+        let (_, csrf) = try await self.checkedForm(request)
+        guard csrf != nil else { return Self.html(HTML.forbidden, status: .forbidden) }
+        if let session = request.cookies[Self.sessionCookie]?.value {
+            var validate = Rekey_Directory_V1_ValidateSessionRequest()
+            validate.token = session
+            if let user = try? await self.flows.backends.directory.validateSession(validate, options: Backends.options(context.requestID)).user {
+                var revoke = Rekey_Directory_V1_RevokeSessionsRequest()
+                revoke.userID = user.id
+                revoke.actor = Flows.directoryActor(user.id, context.clientAddress)
+                _ = try await self.flows.backends.directory.revokeSessions(revoke, options: Backends.options(context.requestID))
+            }
+        }
+        var response = Self.redirect("/?done=signedout")
+        response.setCookie(Cookie(name: Self.sessionCookie, value: "", maxAge: 0, path: "/", secure: self.secureCookies, httpOnly: true, sameSite: .lax))
+        return response
+    }
+
+    func forgot(_ request: Request, _ context: GatewayContext) async throws -> Response {
+        let started = ContinuousClock.now
+        let (form, csrf) = try await self.checkedForm(request)
+        guard let csrf else { return Self.html(HTML.forbidden, status: .forbidden) }
+        let email = (form["email"] ?? "").trimmingCharacters(in: .whitespaces)
+        guard !email.isEmpty, email.count <= 254 else {
+            return Self.html(HTML.forgot(csrf: csrf, errors: ["Enter the email address of your account."]), status: .badRequest)
+        }
+        try await self.flows.forgotPassword(email: email, clientAddress: context.clientAddress, requestID: context.requestID)
+        // The same page, status and about the same time, whatever happened.
+        let elapsed = ContinuousClock.now - started
+        if elapsed < Self.forgotMinimumDuration {
+            try await Task.sleep(for: Self.forgotMinimumDuration - elapsed)
+        }
+        return Self.html(HTML.forgotSent)
+    }
+
+    func resetPage(_ request: Request, _ context: GatewayContext) async throws -> Response {
+        let token = request.uri.queryParameters.get("token") ?? ""
+        guard try await self.flows.peek(token, purpose: .passwordReset, requestID: context.requestID) != nil else {
+            return Self.html(HTML.resetInvalid, status: .gone)
+        }
+        return self.withCSRF(request) { HTML.resetForm(csrf: $0, token: token, errors: []) }
+    }
+
+    func reset(_ request: Request, _ context: GatewayContext) async throws -> Response {
+        let (form, csrf) = try await self.checkedForm(request)
+        guard let csrf else { return Self.html(HTML.forbidden, status: .forbidden) }
+        let token = form["token"] ?? ""
+        let password = form["password"] ?? ""
+        guard password == form["confirm"] else {
+            return Self.html(HTML.resetForm(csrf: csrf, token: token, errors: ["The two passwords are not the same."]), status: .unprocessableContent)
+        }
+        switch try await self.flows.resetPassword(token: token, password: password, clientAddress: context.clientAddress, requestID: context.requestID) {
+        case .changed:
+            return Self.redirect("/?done=changed")
+        case .invalidToken:
+            return Self.html(HTML.resetInvalid, status: .gone)
+        case .refused(let problems):
+            return Self.html(HTML.resetForm(csrf: csrf, token: token, errors: problems.map { $0.prefix(1).uppercased() + $0.dropFirst() + "." }), status: .unprocessableContent)
+        }
+    }
+
+    func verifyPage(_ request: Request, _ context: GatewayContext) async throws -> Response {
+        let token = request.uri.queryParameters.get("token") ?? ""
+        guard try await self.flows.peek(token, purpose: .emailVerification, requestID: context.requestID) != nil else {
+            return Self.html(HTML.verifyInvalid, status: .gone)
+        }
+        return self.withCSRF(request) { HTML.verifyForm(csrf: $0, token: token) }
+    }
+
+    func verify(_ request: Request, _ context: GatewayContext) async throws -> Response {
+        let (form, csrf) = try await self.checkedForm(request)
+        guard csrf != nil else { return Self.html(HTML.forbidden, status: .forbidden) }
+        guard try await self.flows.verifyEmail(token: form["token"] ?? "", clientAddress: context.clientAddress, requestID: context.requestID) else {
+            return Self.html(HTML.verifyInvalid, status: .gone)
+        }
+        return Self.html(HTML.verified)
+    }
+
+    // MARK: Helpers
+
+    /// A page with a form: reuses the browser's CSRF cookie or sets a new one.
+    func withCSRF(_ request: Request, _ render: (String) -> String) -> Response {
+        if let existing = request.cookies[Self.csrfCookie]?.value, existing.utf8.count == 43 {
+            return Self.html(render(existing))
+        }
+        let token = (try? SecretToken.generate().value) ?? ""
+        var response = Self.html(render(token))
+        response.setCookie(Cookie(name: Self.csrfCookie, value: token, path: "/", secure: self.secureCookies, httpOnly: true, sameSite: .strict))
+        return response
+    }
+
+    /// The posted form, and the CSRF token when the form's matches the cookie (double submit).
+    func checkedForm(_ request: Request) async throws -> (form: [String: String], csrf: String?) {
+        var request = request
+        let body = try await request.collectBody(upTo: 64 * 1024)
+        let form = Self.parseForm(String(buffer: body))
+        guard let cookie = request.cookies[Self.csrfCookie]?.value, let given = form["csrf"], cookie.utf8.count == 43,
+              OpenSSL.constantTimeEquals(Array(cookie.utf8), Array(given.utf8))
+        else { return (form, nil) }
+        return (form, cookie)
+    }
+
+    /// `application/x-www-form-urlencoded`: the first value of each name.
+    static func parseForm(_ text: String) -> [String: String] {
+        var form: [String: String] = [:]
+        for pair in text.split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            func decode(_ part: Substring) -> String {
+                String(part).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? ""
+            }
+            let name = decode(parts[0])
+            if form[name] == nil {
+                form[name] = parts.count > 1 ? decode(parts[1]) : ""
+            }
+        }
+        return form
+    }
+
+    static func html(_ text: String, status: HTTPResponse.Status = .ok) -> Response {
+        Response(status: status, headers: [.contentType: "text/html; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: text)))
+    }
+
+    static func redirect(_ location: String) -> Response {
+        Response(status: .seeOther, headers: [.location: location])
+    }
+}

@@ -1,0 +1,147 @@
+import ArgumentParser
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import NIOPosix
+import RekeyGateway
+import RekeyServiceKit
+
+@main
+struct GatewayCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rekey-gateway",
+        abstract: "Rekey's gateway: the sign-on and reset pages and the admin API, over the directory, reset-token and notifier services.",
+        subcommands: [Serve.self, Healthcheck.self],
+        defaultSubcommand: Serve.self
+    )
+}
+
+struct GatewayOptions: ParsableArguments {
+    @Option(help: "A config file of `key = value` lines (keys are the flag names with underscores).")
+    var config: String?
+
+    @Option(help: "host:port for HTTP. Env: REKEY_GATEWAY_LISTEN. Default: 127.0.0.1:8080.")
+    var listen: String?
+
+    @Option(help: "The address users reach the gateway at; links in mail are built from it. Env: REKEY_GATEWAY_PUBLIC_URL. Default: http://LISTEN.")
+    var publicUrl: String?
+
+    @Option(help: "host:port of rekey-directory. Env: REKEY_GATEWAY_DIRECTORY. Default: 127.0.0.1:7101.")
+    var directory: String?
+
+    @Option(help: "host:port of rekey-reset-token. Env: REKEY_GATEWAY_RESET_TOKEN. Default: 127.0.0.1:7102.")
+    var resetToken: String?
+
+    @Option(help: "host:port of rekey-notifier. Env: REKEY_GATEWAY_NOTIFIER. Default: 127.0.0.1:7103.")
+    var notifier: String?
+
+    @Option(help: "The service credential the gateway presents to the services. Env: REKEY_GATEWAY_SERVICE_CREDENTIAL. Required.")
+    var serviceCredential: String?
+
+    @Option(help: "trace … critical. Env: REKEY_GATEWAY_LOG_LEVEL. Default: info.")
+    var logLevel: String?
+
+    @Option(help: "text or json. Env: REKEY_GATEWAY_LOG_FORMAT. Default: text.")
+    var logFormat: String?
+
+    var flags: [String: String?] {
+        [
+            "listen": self.listen, "public_url": self.publicUrl, "directory": self.directory, "reset_token": self.resetToken,
+            "notifier": self.notifier, "service_credential": self.serviceCredential, "log_level": self.logLevel, "log_format": self.logFormat,
+        ]
+    }
+}
+
+struct GatewaySettings {
+    var listen: HostAndPort
+    var publicURL: String
+    var directory: HostAndPort
+    var resetToken: HostAndPort
+    var notifier: HostAndPort
+    var credential: String
+    var logLevel: Logger.Level
+    var logFormat: LogFormat
+
+    init(_ options: GatewayOptions) throws {
+        let settings = try Settings(service: "GATEWAY", flags: options.flags, knownKeys: Set(options.flags.keys), configFile: options.config)
+        self.listen = try settings.address("listen", default: HostAndPort(host: "127.0.0.1", port: 8080))
+        let listen = self.listen
+        self.publicURL = try settings.value("public_url", default: "http://\(listen.host):\(listen.port)", expected: "an http or https URL such as https://sso.example.com") { text in
+            guard let url = URL(string: text), url.scheme == "http" || url.scheme == "https", url.host != nil, url.query == nil else { return nil }
+            return text
+        }
+        self.directory = try settings.address("directory", default: HostAndPort(host: "127.0.0.1", port: 7101))
+        self.resetToken = try settings.address("reset_token", default: HostAndPort(host: "127.0.0.1", port: 7102))
+        self.notifier = try settings.address("notifier", default: HostAndPort(host: "127.0.0.1", port: 7103))
+        self.credential = try settings.string("service_credential", default: nil)
+        guard self.credential.utf8.count >= 16 else {
+            throw SettingsError("`service_credential` must have at least 16 characters")
+        }
+        self.logLevel = try settings.value("log_level", default: .info, expected: "trace, debug, info, notice, warning, error or critical") { Logger.Level(rawValue: $0) }
+        self.logFormat = try settings.value("log_format", default: .text, expected: "text or json") { LogFormat(rawValue: $0) }
+    }
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the gateway (the default).")
+
+    @OptionGroup var options: GatewayOptions
+
+    func run() async throws {
+        let settings: GatewaySettings
+        do {
+            settings = try GatewaySettings(self.options)
+        } catch let error as SettingsError {
+            throw ValidationError(error.message)
+        }
+        settings.logFormat.bootstrap(level: settings.logLevel)
+        NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
+        let logger = Logger(label: "rekey.gateway")
+        let backends = Backends(
+            directory: .init(host: settings.directory.host, port: settings.directory.port),
+            tokens: .init(host: settings.resetToken.host, port: settings.resetToken.port),
+            notifier: .init(host: settings.notifier.host, port: settings.notifier.port),
+            credential: settings.credential,
+            logger: logger
+        )
+        let flows = Flows(backends: backends, publicURL: settings.publicURL, logger: logger)
+        let publicURL = settings.publicURL
+        let app = Application(
+            router: Gateway.router(flows: flows, logger: logger),
+            configuration: .init(address: .hostname(settings.listen.host, port: settings.listen.port), serverName: "rekey-gateway"),
+            onServerRunning: { channel in
+                logger.info(
+                    "http server listening",
+                    metadata: ["http.port": "\(channel.localAddress?.port ?? 0)", "public_url": "\(publicURL)"]
+                )
+            },
+            logger: logger
+        )
+        try await app.runService()
+        await backends.close()
+    }
+}
+
+struct Healthcheck: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Exit 0 if the gateway at URL answers /healthz, 1 otherwise.")
+
+    @Option(help: "The gateway's base URL.")
+    var url: String = "http://127.0.0.1:8080"
+
+    func run() async throws {
+        guard let url = URL(string: self.url + "/healthz") else { throw ExitCode(1) }
+        var request = URLRequest(url: url)
+        request.timeoutInterval = 3
+        let ok = await withCheckedContinuation { continuation in
+            URLSession.shared.dataTask(with: request) { _, response, _ in
+                continuation.resume(returning: (response as? HTTPURLResponse)?.statusCode == 200)
+            }.resume()
+        }
+        throw ExitCode(ok ? 0 : 1)
+    }
+}
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif

@@ -1,0 +1,271 @@
+import Foundation
+import RekeyGateway
+import RekeyTesting
+import Testing
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// The whole system as ops run it: the three services and the gateway as separate executables on
+/// loopback, the notifier writing mail to a maildir; a browser's requests made by hand.
+final class RekeySystem: @unchecked Sendable {
+    // @unchecked: the processes are only touched by the test that owns this object.
+    static let credential = "system-test-credential-0123456789"
+    let folder: TemporaryFolder
+    let apiKey: String
+    let directory: ServiceProcess
+    var tokens: ServiceProcess
+    let notifier: ServiceProcess
+    let gateway: ServiceProcess
+    let gatewayPort: Int
+
+    var mailDir: String { self.folder.path + "/mail/new" }
+    var base: String { "http://127.0.0.1:\(self.gatewayPort)" }
+
+    init() throws {
+        self.folder = try TemporaryFolder()
+        let data = self.folder.path
+        let bootstrap = Process()
+        bootstrap.executableURL = ServiceProcess.productsDirectory.appendingPathComponent("rekey-directory")
+        bootstrap.arguments = ["bootstrap-admin", "--data-dir", data, "--email", "owner@example.com", "--name", "Olive Owner"]
+        let output = Pipe()
+        bootstrap.standardOutput = output
+        try bootstrap.run()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        bootstrap.waitUntilExit()
+        self.apiKey = text.split(separator: " ").last.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) } ?? ""
+        let environment = [
+            "REKEY_DIRECTORY_CREDENTIALS": Self.credential, "REKEY_RESET_TOKEN_CREDENTIALS": Self.credential,
+            "REKEY_NOTIFIER_CREDENTIALS": Self.credential, "REKEY_GATEWAY_SERVICE_CREDENTIAL": Self.credential,
+        ]
+        let common = ["--listen", "127.0.0.1:0", "--data-dir", data]
+        self.directory = try ServiceProcess("rekey-directory", arguments: ["serve", "--scrypt-log-n", "10"] + common, environment: environment)
+        self.tokens = try ServiceProcess("rekey-reset-token", arguments: ["serve"] + common, environment: environment)
+        self.notifier = try ServiceProcess(
+            "rekey-notifier", arguments: ["serve", "--poll-interval", "50ms", "--mail-dir", data + "/mail"] + common, environment: environment
+        )
+        self.gateway = try ServiceProcess(
+            "rekey-gateway",
+            arguments: [
+                "serve", "--listen", "127.0.0.1:0", "--public-url", "https://sso.example.test",
+                "--directory", "127.0.0.1:\(self.directory.port)", "--reset-token", "127.0.0.1:\(self.tokens.port)",
+                "--notifier", "127.0.0.1:\(self.notifier.port)",
+            ],
+            environment: environment,
+            portPattern: #"http\.port[=":]+\d+"#,
+            readyLine: "http server listening"
+        )
+        self.gatewayPort = self.gateway.port
+    }
+
+    func stop() {
+        for process in [self.gateway, self.notifier, self.tokens, self.directory] {
+            process.stop()
+        }
+    }
+
+    /// The newest mail in the maildir, parsed, waiting for it up to 10 s.
+    func waitForMail(count: Int) async throws -> [String] {
+        let deadline = ContinuousClock.now + .seconds(10)
+        while ContinuousClock.now < deadline {
+            let files = ((try? FileManager.default.contentsOfDirectory(atPath: self.mailDir)) ?? []).sorted()
+            if files.count >= count {
+                return try files.map { try String(contentsOfFile: self.mailDir + "/" + $0, encoding: .utf8) }
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        return []
+    }
+}
+
+/// A browser's worth of HTTP: no redirects followed, cookies kept by hand.
+final class Browser: NSObject, URLSessionTaskDelegate, @unchecked Sendable {
+    struct Page {
+        var status: Int
+        var headers: [String: String]
+        var body: String
+    }
+
+    private lazy var session: URLSession = {
+        let configuration = URLSessionConfiguration.ephemeral
+        configuration.httpShouldSetCookies = false
+        configuration.httpCookieStorage = nil
+        return URLSession(configuration: configuration, delegate: self, delegateQueue: nil)
+    }()
+    var cookies: [String: String] = [:]
+    let base: String
+
+    init(base: String) {
+        self.base = base
+    }
+
+    func urlSession(_ session: URLSession, task: URLSessionTask, willPerformHTTPRedirection response: HTTPURLResponse, newRequest request: URLRequest, completionHandler: @escaping (URLRequest?) -> Void) {
+        completionHandler(nil)
+    }
+
+    func send(_ method: String, _ path: String, form: [String: String]? = nil, headers: [String: String] = [:], body: Data? = nil) async throws -> Page {
+        var request = URLRequest(url: URL(string: self.base + path)!)
+        request.httpMethod = method
+        if !self.cookies.isEmpty {
+            request.setValue(self.cookies.map { "\($0.key)=\($0.value)" }.joined(separator: "; "), forHTTPHeaderField: "Cookie")
+        }
+        for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
+        if let form {
+            request.setValue("application/x-www-form-urlencoded", forHTTPHeaderField: "Content-Type")
+            var allowed = CharacterSet.alphanumerics
+            allowed.insert(charactersIn: "-._~")
+            request.httpBody = Data(form.map { "\($0.key)=\($0.value.addingPercentEncoding(withAllowedCharacters: allowed)!)" }.joined(separator: "&").utf8)
+        } else if let body {
+            request.httpBody = body
+        }
+        let (data, response) = try await self.session.data(for: request)
+        let http = response as! HTTPURLResponse
+        var headers: [String: String] = [:]
+        for (key, value) in http.allHeaderFields {
+            headers[String(describing: key).lowercased()] = String(describing: value)
+        }
+        if let setCookie = headers["set-cookie"] {
+            for cookie in setCookie.components(separatedBy: ", ") {
+                let pair = cookie.split(separator: ";")[0].split(separator: "=", maxSplits: 1)
+                if pair.count == 2 { self.cookies[String(pair[0])] = String(pair[1]) } else if pair.count == 1 { self.cookies[String(pair[0])] = nil }
+            }
+        }
+        return Page(status: http.statusCode, headers: headers, body: String(decoding: data, as: UTF8.self))
+    }
+
+    /// The CSRF token the last page's form carries.
+    static func csrf(in page: Page) -> String {
+        guard let range = page.body.range(of: #"name="csrf" value="([^"]+)""#, options: .regularExpression) else { return "" }
+        return String(page.body[range].dropFirst(#"name="csrf" value=""#.count).dropLast())
+    }
+}
+
+extension String {
+    /// The reset or verification link in a maildir message (quoted-printable undone).
+    func link(_ path: String) -> String? {
+        let unfolded = self.replacingOccurrences(of: "=\r\n", with: "").replacingOccurrences(of: "=3D", with: "=")
+        guard let range = unfolded.range(of: #"https://sso\.example\.test"# + path + #"\?token=[A-Za-z0-9_-]+"#, options: .regularExpression) else { return nil }
+        return String(unfolded[range])
+    }
+}
+
+@Suite("The gateway and the flows, with every service running", .serialized)
+struct GatewayFlowTests {
+    func json(_ page: Browser.Page) throws -> [String: Any] {
+        try JSONSerialization.jsonObject(with: Data(page.body.utf8)) as? [String: Any] ?? [:]
+    }
+
+    @Test("forgot password → email to the primary address with a link from the public URL → new password → sign in")
+    func forgotAndReset() async throws {
+        let system = try RekeySystem()
+        defer { system.stop() }
+        let admin = Browser(base: system.base)
+        let auth = ["Authorization": "Bearer \(system.apiKey)", "Content-Type": "application/json"]
+        let created = try await admin.send("POST", "/api/admin/v1/users", headers: auth,
+                                           body: Data(#"{"name": "Jane Doe", "email": "jane@example.com", "role": "customer"}"#.utf8))
+        #expect(created.status == 200, "\(created.body)")
+
+        let browser = Browser(base: system.base)
+        #expect(try await browser.send("GET", "/healthz").status == 200)
+        #expect(try await browser.send("GET", "/readyz").status == 200)
+        let home = try await browser.send("GET", "/")
+        #expect(home.body.contains("href=\"/password/forgot\""))
+        #expect(home.headers["x-frame-options"] == "DENY")
+        let forgotPage = try await browser.send("GET", "/password/forgot")
+        let csrf = Browser.csrf(in: forgotPage)
+        #expect(!csrf.isEmpty)
+
+        let refused = try await browser.send("POST", "/password/forgot", form: ["email": "jane@example.com", "csrf": "forged"])
+        #expect(refused.status == 403, "a form without the right CSRF token is refused")
+
+        let unknown = try await browser.send("POST", "/password/forgot", form: ["email": "nobody@example.com", "csrf": csrf])
+        let known = try await browser.send("POST", "/password/forgot", form: ["email": "JANE@example.com", "csrf": csrf], headers: ["Host": "evil.example"])
+        #expect(known.status == 200)
+        #expect(unknown.status == known.status)
+        #expect(unknown.body == known.body, "the answer does not tell whether the account exists")
+
+        let mails = try await system.waitForMail(count: 1)
+        #expect(mails.count == 1)
+        let mail = try #require(mails.first)
+        #expect(mail.contains("To: \"Jane Doe\" <jane@example.com>"))
+        let link = try #require(mail.link("/password/reset"), "the link is built from the public URL, not the Host header")
+        let path = String(link.dropFirst("https://sso.example.test".count))
+
+        let form = try await browser.send("GET", path)
+        #expect(form.status == 200)
+        #expect(form.headers["referrer-policy"] == "no-referrer")
+        #expect(form.headers["cache-control"] == "no-store")
+        let token = String(path.split(separator: "=").last!)
+        let weak = try await browser.send("POST", "/password/reset", form: ["token": token, "password": "1QAZ2wsx3edc", "confirm": "1QAZ2wsx3edc", "csrf": csrf])
+        #expect(weak.status == 422)
+        #expect(weak.body.contains("most common"))
+        #expect(try await browser.send("GET", path).status == 200, "a refused password does not spend the token")
+
+        let changed = try await browser.send("POST", "/password/reset", form: ["token": token, "password": "a long and new passphrase", "confirm": "a long and new passphrase", "csrf": csrf])
+        #expect(changed.status == 303)
+        #expect(changed.headers["location"] == "/?done=changed")
+        #expect(try await browser.send("GET", path).status == 410, "the link works once")
+        let notice = try await system.waitForMail(count: 2)
+        #expect(notice.last?.contains("Your password was changed") == true)
+
+        let wrong = try await browser.send("POST", "/signin", form: ["email": "jane@example.com", "password": "not the password at all", "csrf": csrf])
+        #expect(wrong.status == 401)
+        let signedIn = try await browser.send("POST", "/signin", form: ["email": "jane@example.com", "password": "a long and new passphrase", "csrf": csrf])
+        #expect(signedIn.status == 303)
+        let welcome = try await browser.send("GET", "/")
+        #expect(welcome.body.contains("signed in as <strong>Jane Doe</strong>"))
+    }
+
+    @Test("an admin sends a reset and a verification email; the API checks the key and the permission")
+    func adminSends() async throws {
+        let system = try RekeySystem()
+        defer { system.stop() }
+        let api = Browser(base: system.base)
+        let auth = ["Authorization": "Bearer \(system.apiKey)", "Content-Type": "application/json"]
+        #expect(try await api.send("GET", "/api/admin/v1/users/search?q=ol").status == 401)
+        let bad = try await api.send("GET", "/api/admin/v1/users/search?q=ol", headers: ["Authorization": "Bearer rk_nope"])
+        #expect(bad.status == 401)
+        #expect(try self.json(bad)["error"] as? [String: String] == ["code": "unauthenticated", "message": "the API key is unknown, revoked or expired"])
+
+        let user = try self.json(try await api.send("POST", "/api/admin/v1/users", headers: auth,
+                                                    body: Data(#"{"name": "Sam Smith", "email": "sam@example.com", "role": "customer"}"#.utf8)))
+        let id = try #require(user["id"] as? String)
+        let staff = try self.json(try await api.send("GET", "/api/admin/v1/users/search?q=ol", headers: auth))
+        #expect((staff["users"] as? [[String: Any]])?.compactMap { $0["name"] as? String } == ["Olive Owner"])
+        let everyone = try self.json(try await api.send("GET", "/api/admin/v1/users/search?q=s&scope=all", headers: auth))
+        #expect((everyone["users"] as? [[String: Any]])?.compactMap { $0["name"] as? String } == ["Sam Smith"])
+
+        let sent = try await api.send("POST", "/api/admin/v1/users/\(id)/password-reset", headers: auth)
+        #expect(sent.status == 200, "\(sent.body)")
+        let answer = try self.json(sent)
+        #expect(answer["sent_to"] as? String == "s***@example.com")
+        #expect((answer["message_id"] as? String)?.hasPrefix("m_") == true)
+        let verification = try self.json(try await api.send("POST", "/api/admin/v1/users/\(id)/verification", headers: auth))
+        #expect(verification["status"] as? String == "queued")
+        let mails = try await system.waitForMail(count: 2)
+        let link = try #require(mails.compactMap { $0.link("/email/verify") }.first)
+        let browser = Browser(base: system.base)
+        let confirm = try await browser.send("GET", String(link.dropFirst("https://sso.example.test".count)))
+        #expect(confirm.status == 200)
+        let token = String(link.split(separator: "=").last!)
+        let done = try await browser.send("POST", "/email/verify", form: ["token": token, "csrf": Browser.csrf(in: confirm)])
+        #expect(done.status == 200)
+        let shown = try self.json(try await api.send("GET", "/api/admin/v1/users/\(id)", headers: auth))
+        #expect((shown["emails"] as? [[String: Any]])?.first?["verified"] as? Bool == true)
+
+        let history = try self.json(try await api.send("GET", "/api/admin/v1/users/\(id)/messages", headers: auth))
+        let messages = try #require(history["messages"] as? [[String: Any]])
+        #expect(messages.count == 2)
+        #expect(messages.allSatisfy { $0["state"] as? String == "accepted" && $0["requested_by"] as? String != "" })
+
+        // A service that is down: a clear 503, never a hang.
+        system.tokens.stop()
+        let down = try await api.send("POST", "/api/admin/v1/users/\(id)/password-reset", headers: auth)
+        #expect(down.status == 503)
+        #expect(try await api.send("GET", "/readyz").status == 503)
+        let forgot = try await browser.send("POST", "/password/forgot", form: ["email": "sam@example.com", "csrf": Browser.csrf(in: confirm)])
+        #expect(forgot.status == 503)
+        #expect(forgot.body.contains("Temporarily unavailable"))
+    }
+}
