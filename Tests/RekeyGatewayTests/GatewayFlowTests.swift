@@ -269,3 +269,46 @@ struct GatewayFlowTests {
         #expect(forgot.body.contains("Temporarily unavailable"))
     }
 }
+
+@Suite("The rekey CLI, against the running system", .serialized)
+struct CLITests {
+    static func rekey(_ arguments: [String], system: RekeySystem, key: String? = nil) throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = ServiceProcess.productsDirectory.appendingPathComponent("rekey")
+        process.arguments = arguments
+        process.environment = ["REKEY_URL": system.base, "REKEY_API_KEY": key ?? system.apiKey]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        return (process.terminationStatus, output)
+    }
+
+    @Test("create, search, send a reset by email address, follow the message; errors say what is wrong")
+    func adminSession() async throws {
+        let system = try RekeySystem()
+        defer { system.stop() }
+        let created = try Self.rekey(["users", "create", "--name", "Jane Doe", "--email", "jane@example.com", "--role", "agent"], system: system)
+        #expect(created.status == 0, "\(created.output)")
+        let search = try Self.rekey(["users", "search", "ja"], system: system)
+        #expect(search.output.contains("Jane Doe  <jane@example.com>  agent"), "\(search.output)")
+        let sent = try Self.rekey(["reset", "send", "JANE@example.com"], system: system)
+        #expect(sent.status == 0, "\(sent.output)")
+        #expect(sent.output.contains("Password reset email queued for j***@example.com"))
+        _ = try await system.waitForMail(count: 1)
+        try await Task.sleep(for: .milliseconds(200))
+        let messages = try Self.rekey(["messages", "jane@example.com"], system: system)
+        #expect(messages.output.contains("password_reset  to jane@example.com  accepted"), "\(messages.output)")
+        let show = try Self.rekey(["users", "show", "jane@example.com", "--json"], system: system)
+        #expect(show.output.contains("\"role\" : \"agent\""), "\(show.output)")
+
+        let unknown = try Self.rekey(["reset", "send", "nobody@example.com"], system: system)
+        #expect(unknown.status == 1)
+        #expect(unknown.output.contains("no user has that email address (not_found, HTTP 404)"), "\(unknown.output)")
+        let badKey = try Self.rekey(["users", "search"], system: system, key: "rk_wrong")
+        #expect(badKey.status == 1)
+        #expect(badKey.output.contains("the API key is unknown, revoked or expired"))
+    }
+}
