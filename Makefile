@@ -9,7 +9,7 @@ BENCH_SECONDS ?= 3
 all: build
 
 help:
-	@echo "make run         build and start the whole system (arrives with the services)"
+	@echo "make run         build and start the whole system on this machine (data in ./data, mail in ./mail)"
 	@echo "make test        install what is missing, build, run every test"
 	@echo "make proto       regenerate the C and Swift code from proto/"
 	@echo "make proto-check fail if the committed generated code is stale"
@@ -45,9 +45,7 @@ bench: deps
 	  --reset-token .build/release/rekey-reset-token --seconds $(BENCH_SECONDS)
 
 run: deps
-	@echo "make run starts the four services; they arrive with the service issues (directory, reset-token,"
-	@echo "notifier, gateway). Until then there is nothing to run: 'make test' exercises the RPC foundation."
-	@exit 1
+	@SWIFT=$(SWIFT) bash scripts/run.sh
 
 clean:
 	rm -rf .build Benchmarks/pingpong

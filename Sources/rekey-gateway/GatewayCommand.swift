@@ -124,13 +124,16 @@ struct Serve: AsyncParsableCommand {
 }
 
 struct Healthcheck: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Exit 0 if the gateway at URL answers /healthz, 1 otherwise.")
+    static let configuration = CommandConfiguration(abstract: "Exit 0 if the gateway at URL answers /healthz (or /readyz with --ready), 1 otherwise.")
 
     @Option(help: "The gateway's base URL.")
     var url: String = "http://127.0.0.1:8080"
 
+    @Flag(help: "Ask /readyz: the gateway and every service it calls answer.")
+    var ready = false
+
     func run() async throws {
-        guard let url = URL(string: self.url + "/healthz") else { throw ExitCode(1) }
+        guard let url = URL(string: self.url + (self.ready ? "/readyz" : "/healthz")) else { throw ExitCode(1) }
         var request = URLRequest(url: url)
         request.timeoutInterval = 3
         let ok = await withCheckedContinuation { continuation in

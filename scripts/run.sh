@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# `make run`: builds Rekey in release mode and starts the whole system on this machine — the
+# directory, reset-token and notifier services and the gateway — with an embedded default: SQLite
+# files in ./data, email written as files to ./mail (a maildir), a generated service credential,
+# a demo organization, an owner and a few staff and customers. Ctrl-C stops everything; running it
+# again reuses the data (delete ./data and ./mail to start afresh).
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+swift=${SWIFT:-swift}
+data="$root/data"
+mail="$root/mail"
+logs="$data/logs"
+bin="$root/.build/release"
+port=${REKEY_HTTP_PORT:-8080}
+
+echo "Building (release)…"
+"$swift" build -c release --product rekey-directory
+"$swift" build -c release --product rekey-reset-token
+"$swift" build -c release --product rekey-notifier
+"$swift" build -c release --product rekey-gateway
+"$swift" build -c release --product rekey
+
+mkdir -p "$data" "$mail" "$logs"
+chmod 700 "$data"
+if [ ! -s "$data/service-credential" ]; then
+  (umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$data/service-credential")
+fi
+credential=$(cat "$data/service-credential")
+export REKEY_DIRECTORY_CREDENTIALS=$credential REKEY_RESET_TOKEN_CREDENTIALS=$credential \
+  REKEY_NOTIFIER_CREDENTIALS=$credential REKEY_GATEWAY_SERVICE_CREDENTIAL=$credential
+
+first_run=no
+if [ ! -s "$data/admin-api-key" ]; then
+  first_run=yes
+  output=$("$bin/rekey-directory" bootstrap-admin --data-dir "$data" --email owner@example.com --name "Olive Owner")
+  (umask 077; echo "$output" | sed -n 's/^API key (shown once, keep it safe): //p' > "$data/admin-api-key")
+fi
+
+pids=()
+stop() {
+  echo
+  echo "Stopping…"
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  echo "Stopped. Run 'make run' again to continue with the same data."
+}
+trap stop EXIT
+trap 'exit 0' INT TERM
+
+"$bin/rekey-directory" serve --data-dir "$data" --listen 127.0.0.1:7101 >"$logs/directory.log" 2>&1 & pids+=($!)
+"$bin/rekey-reset-token" serve --data-dir "$data" --listen 127.0.0.1:7102 >"$logs/reset-token.log" 2>&1 & pids+=($!)
+"$bin/rekey-notifier" serve --data-dir "$data" --listen 127.0.0.1:7103 --transport maildir --mail-dir "$mail" \
+  --from-address no-reply@rekey.localhost >"$logs/notifier.log" 2>&1 & pids+=($!)
+"$bin/rekey-gateway" serve --listen "127.0.0.1:$port" --public-url "http://127.0.0.1:$port" >"$logs/gateway.log" 2>&1 & pids+=($!)
+
+ready=no
+for _ in $(seq 1 100); do
+  if "$bin/rekey-gateway" healthcheck --ready --url "http://127.0.0.1:$port" 2>/dev/null; then
+    ready=yes
+    break
+  fi
+  sleep 0.1
+done
+
+if [ "$ready" != yes ]; then
+  echo "The services did not start; their logs are in $logs:" >&2
+  tail -n 5 "$logs"/*.log >&2
+  exit 1
+fi
+
+export REKEY_URL="http://127.0.0.1:$port" REKEY_API_KEY=$(cat "$data/admin-api-key")
+if [ "$first_run" = yes ]; then
+  echo "Creating the demo users…"
+  "$bin/rekey" users create --name "Ada Admin" --email ada@example.com --role admin >/dev/null
+  "$bin/rekey" users create --name "Aaron Agent" --email aaron@example.com --role agent >/dev/null
+  "$bin/rekey" users create --name "Cora Collaborator" --email cora@example.com --role collaborator >/dev/null
+  "$bin/rekey" users create --name "Jane Doe" --email jane@example.com --role customer >/dev/null
+  "$bin/rekey" users create --name "John Smith" --email john.smith@example.net --role customer >/dev/null
+  "$bin/rekey" users create --name "Zoë Müller" --email zoe@example.org --role customer >/dev/null
+fi
+
+cat <<TEXT
+
+Rekey is running.
+
+  Sign-on page:   http://127.0.0.1:$port/   ("Forgot password?" sends a link)
+  Mail folder:    $mail/new   (every email, one file each; open the newest to follow a reset link)
+  Logs:           $logs/
+  Owner:          owner@example.com; admin API key in $data/admin-api-key$( [ "$first_run" = yes ] && echo ": $REKEY_API_KEY" )
+
+Try the CLI in another terminal:
+
+  export REKEY_URL=$REKEY_URL REKEY_API_KEY=\$(cat $data/admin-api-key)
+  $bin/rekey users search --all j
+  $bin/rekey reset send jane@example.com
+  $bin/rekey messages jane@example.com
+
+Demo users have no password yet: use "Forgot password?" with jane@example.com, then open the mail file.
+Press Ctrl-C to stop.
+TEXT
+
+wait
