@@ -58,6 +58,19 @@ package struct AdminAPI: Sendable {
         api.post("users/:id/verification") { request, context in
             try await self.run(request, context, needs: Self.manage) { try await self.sendVerification($0, try Self.parameter(context, "id"), request) }
         }
+        api.post("users/:id/emails") { request, context in
+            try await self.run(request, context, needs: Self.manage) { try await self.addEmail($0, try Self.parameter(context, "id"), request) }
+        }
+        api.post("users/:id/emails/:email/primary") { request, context in
+            try await self.run(request, context, needs: Self.manage) {
+                try await self.changeEmail($0, try Self.parameter(context, "id"), try Self.parameter(context, "email"), primary: true)
+            }
+        }
+        api.delete("users/:id/emails/:email") { request, context in
+            try await self.run(request, context, needs: Self.manage) {
+                try await self.changeEmail($0, try Self.parameter(context, "id"), try Self.parameter(context, "email"), primary: false)
+            }
+        }
         api.get("users/:id/messages") { request, context in
             try await self.run(request, context, needs: nil) { try await self.messages($0, try Self.parameter(context, "id"), request) }
         }
@@ -68,6 +81,13 @@ package struct AdminAPI: Sendable {
         api.delete("suppressions/:address") { request, context in
             try await self.run(request, context, needs: Self.manage) { try await self.removeSuppression($0, try Self.parameter(context, "address")) }
         }
+        api.get("diagnosis") { request, context in
+            try await self.run(request, context, needs: nil) { try await self.diagnose($0, request.uri.queryParameters.get("user") ?? "", request) }
+        }
+        api.get("users/:id/diagnosis") { request, context in
+            try await self.run(request, context, needs: nil) { try await self.diagnose($0, try Self.parameter(context, "id"), request) }
+        }
+        api.post("mail/test") { request, context in try await self.run(request, context, needs: Self.manage) { try await self.mailTest($0, request) } }
         api.get("organizations") { request, context in try await self.run(request, context, needs: nil) { try await self.organizations($0) } }
         api.post("organizations") { request, context in
             try await self.run(request, context, needs: Self.manage) { try await self.createOrganization($0, request) }
@@ -261,6 +281,33 @@ package struct AdminAPI: Sendable {
         return UserJSON(try await self.directory.setUserState(request, options: admin.options).user ?? .init())
     }
 
+    struct AddEmailBody: Decodable {
+        var address: String
+        var verified: Bool?
+    }
+
+    func addEmail(_ admin: Admin, _ id: String, _ request: Request) async throws -> any Encodable {
+        let body = try await self.body(request, as: AddEmailBody.self)
+        var add = Rekey_Directory_V1_AddEmailRequest()
+        add.userID = id
+        add.address = body.address
+        add.verified = body.verified ?? false
+        add.actor = admin.directoryActor
+        return UserJSON(try await self.directory.addEmail(add, options: admin.options).user ?? .init())
+    }
+
+    /// Makes an address primary, or removes it.
+    func changeEmail(_ admin: Admin, _ id: String, _ emailID: String, primary: Bool) async throws -> any Encodable {
+        var change = Rekey_Directory_V1_EmailChangeRequest()
+        change.userID = id
+        change.emailID = emailID
+        change.actor = admin.directoryActor
+        let user = primary
+            ? try await self.directory.setPrimaryEmail(change, options: admin.options).user
+            : try await self.directory.removeEmail(change, options: admin.options).user
+        return UserJSON(user ?? .init())
+    }
+
     func importUsers(_ admin: Admin, _ request: Request) async throws -> any Encodable {
         var request = request
         let body = try await request.collectBody(upTo: 16 << 20)
@@ -348,6 +395,43 @@ package struct AdminAPI: Sendable {
         remove.actor = Flows.notifierActor(admin.user.id, admin.clientAddress)
         let removed = try await self.notifier.removeSuppression(remove, options: admin.options).removed
         return SuppressionsJSON.Item(address: removed?.address ?? address, reason: removed?.reason ?? "", createdAt: Self.time(removed?.createdAtUnixMs ?? 0), messageId: removed?.messageID ?? "")
+    }
+
+    // MARK: Diagnosis
+
+    func diagnose(_ admin: Admin, _ input: String, _ request: Request) async throws -> any Encodable {
+        guard !input.isEmpty, input.count <= 254 else {
+            throw Failure(status: .badRequest, code: "invalid_argument", message: "give the user: an id, an email address or a name")
+        }
+        let sinceText = request.uri.queryParameters.get("since") ?? "7d"
+        guard let window = Self.parseWindow(sinceText) else {
+            throw Failure(status: .badRequest, code: "invalid_argument", message: "since is a duration such as 12h, 7d or 30d (up to 90d)")
+        }
+        let since = Int64(Date().timeIntervalSince1970 * 1000) - window
+        return try await Diagnoser(flows: self.flows).diagnose(
+            input, since: since, requestID: admin.requestID, canSeeAddresses: admin.permissions.contains(Self.manage)
+        )
+    }
+
+    /// `30m`, `12h`, `7d` → milliseconds; at most 90 days.
+    static func parseWindow(_ text: String) -> Int64? {
+        let units: [Character: Int64] = ["m": 60_000, "h": 3_600_000, "d": 86_400_000]
+        guard let unit = text.last.flatMap({ units[$0] }), let number = Int64(text.dropLast()), number > 0 else { return nil }
+        let value = number * unit
+        return value <= 90 * 86_400_000 ? value : nil
+    }
+
+    struct MailTestBody: Decodable {
+        var address: String
+    }
+
+    func mailTest(_ admin: Admin, _ request: Request) async throws -> any Encodable {
+        let body = try await self.body(request, as: MailTestBody.self)
+        var test = Rekey_Notifier_V1_SendTestRequest()
+        test.toAddress = body.address
+        test.requestedBy = Flows.notifierActor(admin.user.id, admin.clientAddress)
+        let sent = try await self.notifier.sendTest(test, options: admin.options)
+        return SentJSON(messageId: sent.messageID, sentTo: body.address, status: Self.status(sent.status))
     }
 
     // MARK: Organizations

@@ -5,9 +5,9 @@ import RekeyRPC
 
 /// The gateway's HTTP application: pages, admin API, `/healthz` and `/readyz`.
 package enum Gateway {
-    package static func router(flows: Flows, logger: Logger) -> Router<GatewayContext> {
+    package static func router(flows: Flows, logger: Logger, trustedProxies: Set<String> = []) -> Router<GatewayContext> {
         let router = Router(context: GatewayContext.self)
-        router.add(middleware: GatewayMiddleware(logger: logger))
+        router.add(middleware: GatewayMiddleware(logger: logger, trustedProxies: trustedProxies))
         router.get("/healthz") { _, _ in
             Response(status: .ok, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: "ok\n")))
         }

@@ -13,13 +13,15 @@ package struct GatewayContext: RequestContext, RemoteAddressRequestContext {
     package var coreContext: CoreRequestContextStorage
     package let remoteAddress: SocketAddress?
     package var requestID: String = ""
+    /// The end user's address: the TCP peer's, or, behind a trusted proxy, the last one it added
+    /// to `X-Forwarded-For`.
+    package var clientAddress: String
 
     package init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
         self.remoteAddress = source.channel.remoteAddress
+        self.clientAddress = source.channel.remoteAddress?.ipAddress ?? ""
     }
-
-    package var clientAddress: String { self.remoteAddress?.ipAddress ?? "" }
 }
 
 /// Gives each request its id (from `X-Request-Id` when it is acceptable), sends it back, and adds
@@ -28,6 +30,8 @@ package struct GatewayContext: RequestContext, RemoteAddressRequestContext {
 struct GatewayMiddleware: RouterMiddleware {
     typealias Context = GatewayContext
     let logger: Logger
+    /// Proxies (load balancers) whose `X-Forwarded-For` is believed.
+    let trustedProxies: Set<String>
 
     func handle(_ request: Request, context: GatewayContext, next: (Request, GatewayContext) async throws -> Response) async throws -> Response {
         var context = context
@@ -35,6 +39,10 @@ struct GatewayMiddleware: RouterMiddleware {
             context.requestID = given
         } else {
             context.requestID = RequestID.make()
+        }
+        if self.trustedProxies.contains(context.clientAddress), let forwarded = request.headers[.xForwardedFor],
+           let last = forwarded.split(separator: ",").last?.trimmingCharacters(in: .whitespaces), !last.isEmpty, last.count <= 64 {
+            context.clientAddress = last
         }
         let isAPI = request.uri.path.hasPrefix("/api/")
         var response: Response
@@ -80,6 +88,7 @@ struct GatewayMiddleware: RouterMiddleware {
 
 extension HTTPField.Name {
     static let xRequestID = Self("X-Request-Id")!
+    static let xForwardedFor = Self("X-Forwarded-For")!
     static let xFrameOptions = Self("X-Frame-Options")!
     static let xContentTypeOptions = Self("X-Content-Type-Options")!
     static let referrerPolicy = Self("Referrer-Policy")!

@@ -39,6 +39,9 @@ struct GatewayOptions: ParsableArguments {
     @Option(help: "The service credential the gateway presents to the services. Env: REKEY_GATEWAY_SERVICE_CREDENTIAL. Required.")
     var serviceCredential: String?
 
+    @Option(help: "IP addresses of proxies whose X-Forwarded-For is believed, comma-separated. Env: REKEY_GATEWAY_TRUSTED_PROXIES. Default: none.")
+    var trustedProxies: String?
+
     @Option(help: "trace … critical. Env: REKEY_GATEWAY_LOG_LEVEL. Default: info.")
     var logLevel: String?
 
@@ -48,7 +51,7 @@ struct GatewayOptions: ParsableArguments {
     var flags: [String: String?] {
         [
             "listen": self.listen, "public_url": self.publicUrl, "directory": self.directory, "reset_token": self.resetToken,
-            "notifier": self.notifier, "service_credential": self.serviceCredential, "log_level": self.logLevel, "log_format": self.logFormat,
+            "notifier": self.notifier, "service_credential": self.serviceCredential, "trusted_proxies": self.trustedProxies, "log_level": self.logLevel, "log_format": self.logFormat,
         ]
     }
 }
@@ -60,6 +63,7 @@ struct GatewaySettings {
     var resetToken: HostAndPort
     var notifier: HostAndPort
     var credential: String
+    var trustedProxies: Set<String>
     var logLevel: Logger.Level
     var logFormat: LogFormat
 
@@ -78,6 +82,7 @@ struct GatewaySettings {
         guard self.credential.utf8.count >= 16 else {
             throw SettingsError("`service_credential` must have at least 16 characters")
         }
+        self.trustedProxies = settings.raw("trusted_proxies") == nil ? [] : Set(try settings.list("trusted_proxies", default: []))
         self.logLevel = try settings.value("log_level", default: .info, expected: "trace, debug, info, notice, warning, error or critical") { Logger.Level(rawValue: $0) }
         self.logFormat = try settings.value("log_format", default: .text, expected: "text or json") { LogFormat(rawValue: $0) }
     }
@@ -108,7 +113,7 @@ struct Serve: AsyncParsableCommand {
         let flows = Flows(backends: backends, publicURL: settings.publicURL, logger: logger)
         let publicURL = settings.publicURL
         let app = Application(
-            router: Gateway.router(flows: flows, logger: logger),
+            router: Gateway.router(flows: flows, logger: logger, trustedProxies: settings.trustedProxies),
             configuration: .init(address: .hostname(settings.listen.host, port: settings.listen.port), serverName: "rekey-gateway"),
             onServerRunning: { channel in
                 logger.info(

@@ -10,7 +10,7 @@ struct RekeyCommand: AsyncParsableCommand {
             Point it at the gateway with --url or REKEY_URL and give an admin API key with REKEY_API_KEY.
             A user is named by id (u_…) or by any of their email addresses.
             """,
-        subcommands: [Users.self, Reset.self, Verify.self, Messages.self, Message.self, Suppressions.self]
+        subcommands: [Users.self, Reset.self, Verify.self, Messages.self, Message.self, Suppressions.self, Diagnose.self, Mail.self]
     )
 
     /// Runs a command's body, turning API failures into a message and exit status 1.
@@ -271,6 +271,118 @@ struct Suppressions: AsyncParsableCommand {
             try await RekeyCommand.run {
                 _ = try await self.connection.client().call("DELETE", "/suppressions/\(APIClient.query(self.address))")
                 if !self.connection.json { print("\(self.address) removed from the suppression list.") }
+            }
+        }
+    }
+}
+
+struct Diagnose: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Why is this user not receiving the reset email? Who and where, what was asked, what the mail system did, platform health, and a verdict.",
+        discussion: "Exit status: 0 when the diagnosis was made (whatever it found), 1 when it could not be."
+    )
+    @OptionGroup var connection: Connection
+    @Argument(help: "A user id, an email address (any of the user's), or a name.") var user: String
+    @Option(help: "How far back to look: 30m, 12h, 7d (default), up to 90d.") var since: String = "7d"
+
+    func run() async throws {
+        try await RekeyCommand.run {
+            let report = try await self.connection.client().call("GET", "/diagnosis?user=\(APIClient.query(self.user))&since=\(APIClient.query(self.since))")
+            if !self.connection.json { DiagnosisText.print(report) }
+        }
+    }
+}
+
+enum DiagnosisText {
+    static func print(_ report: [String: Any]) {
+        func out(_ line: String = "") { Swift.print(line) }
+        out("Diagnosis \(report["report_id"] as? String ?? "") for `\(report["input"] as? String ?? "")` since \(report["since"] as? String ?? "")")
+        out()
+        out("Who and where")
+        if let who = report["who"] as? [String: Any] {
+            out("  \(who["name"] as? String ?? "") (\(who["user_id"] as? String ?? ""), \(who["role"] as? String ?? ""), \(who["state"] as? String ?? ""), password \(who["has_password"] as? Bool == true ? "set" : "not set"))")
+            if let matched = who["matched_address"] as? String {
+                out("  typed address \(matched): \(who["matched_is_primary"] as? Bool == true ? "primary" : "SECONDARY")\(who["matched_verified"] as? Bool == true ? ", verified" : ", unverified")")
+            }
+            out("  reset mail goes to \(who["primary_address"] as? String ?? "")\(who["primary_verified"] as? Bool == true ? " (verified)" : " (unverified)")")
+        } else {
+            out("  no user found")
+            for candidate in report["candidates"] as? [String] ?? [] { out("  candidate: \(candidate)") }
+        }
+        out()
+        out("What was asked")
+        let requests = report["requests"] as? [[String: Any]] ?? []
+        if requests.isEmpty { out("  nothing in the window") }
+        for request in requests {
+            let by = request["by"] as? String == "self" ? "the user" : "admin \(request["by"] as? String ?? "")"
+            out("  \(request["at"] as? String ?? "")  \(request["purpose"] as? String ?? "") \(request["kind"] as? String ?? "") by \(by) from \(request["client_address"] as? String ?? "")\((request["detail"] as? String).map { $0.isEmpty ? "" : " (\($0))" } ?? "")")
+        }
+        out()
+        out("What the mail system did")
+        let messages = report["messages"] as? [[String: Any]] ?? []
+        if messages.isEmpty { out("  no email in the window") }
+        messages.forEach(Output.message)
+        if let suppression = report["suppression"] as? String { out("  SUPPRESSED: \(suppression)") }
+        out()
+        out("Platform")
+        let platform = report["platform"] as? [String: Any] ?? [:]
+        if let unreachable = platform["unreachable"] as? [String], !unreachable.isEmpty { out("  NOT ANSWERING: \(unreachable.joined(separator: ", "))") }
+        if let depth = platform["queue_depth"] as? Int {
+            out("  queue: \(depth) waiting, oldest \(platform["oldest_queued_age_seconds"] as? Int ?? 0) s; last delivery \(platform["last_accepted_at"] as? String ?? "never") via \(platform["transport"] as? String ?? "") \(platform["server"] as? String ?? "")")
+            out("  last hour: \(platform["recent_accepted"] as? Int ?? 0) delivered, \(platform["recent_temporary_failures"] as? Int ?? 0) temporary and \(platform["recent_permanent_failures"] as? Int ?? 0) permanent failures")
+            if let domain = platform["recipient_domain"] as? String {
+                out("  \(domain): \(platform["recipient_domain_accepted"] as? Int ?? 0) delivered, \(platform["recipient_domain_failures"] as? Int ?? 0) failures")
+            }
+        }
+        out()
+        out("Verdict, most likely first")
+        for (index, finding) in (report["findings"] as? [[String: Any]] ?? []).enumerated() {
+            out("  \(index + 1). \(finding["summary"] as? String ?? "")")
+            out("     Next: \(finding["next_step"] as? String ?? "")")
+            for evidence in finding["evidence"] as? [String] ?? [] { out("     · \(evidence)") }
+        }
+        if let escalation = report["escalation"] as? String {
+            out()
+            out("Paste into the ticket:")
+            out("-----")
+            out(escalation)
+            out("-----")
+        }
+    }
+}
+
+struct Mail: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Mail checks.", subcommands: [Test.self])
+
+    struct Test: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Send a test message through the same path as reset mail and wait for its fate.")
+        @OptionGroup var connection: Connection
+        @Argument var address: String
+        @Option(help: "How long to wait, in seconds.") var timeout: Int = 60
+
+        func run() async throws {
+            try await RekeyCommand.run {
+                let client = try self.connection.client()
+                let sent = try await client.call("POST", "/mail/test", body: APIClient.json(["address": self.address]))
+                let id = sent["message_id"] as? String ?? ""
+                if sent["status"] as? String == "suppressed" {
+                    print("Not sent: \(self.address) is on the suppression list. See `rekey suppressions list --address \(self.address)`.")
+                    throw ExitCode(1)
+                }
+                let quiet = APIClient(base: client.base, key: client.key, printJSON: false)
+                let deadline = ContinuousClock.now + .seconds(self.timeout)
+                var message: [String: Any] = [:]
+                repeat {
+                    message = try await quiet.call("GET", "/messages/\(id)")
+                    if ["accepted", "failed"].contains(message["state"] as? String) { break }
+                    try await Task.sleep(for: .milliseconds(250))
+                } while ContinuousClock.now < deadline
+                Output.message(message)
+                switch message["state"] as? String {
+                case "accepted": print("Delivered: the mail system accepted the test message.")
+                case "failed": print("Failed: \(message["reason"] as? String ?? "")"); throw ExitCode(1)
+                default: print("Still \(message["state"] as? String ?? "queued") after \(self.timeout) s: \(message["reason"] as? String ?? "")"); throw ExitCode(1)
+                }
             }
         }
     }

@@ -23,7 +23,9 @@ final class RekeySystem: @unchecked Sendable {
     var mailDir: String { self.folder.path + "/mail/new" }
     var base: String { "http://127.0.0.1:\(self.gatewayPort)" }
 
-    init() throws {
+    /// Extra arguments for the notifier (by default it writes to a maildir), the reset-token
+    /// service and the gateway.
+    init(notifier notifierArguments: [String] = [], tokens tokenArguments: [String] = [], gateway gatewayArguments: [String] = []) throws {
         self.folder = try TemporaryFolder()
         let data = self.folder.path
         let bootstrap = Process()
@@ -41,9 +43,10 @@ final class RekeySystem: @unchecked Sendable {
         ]
         let common = ["--listen", "127.0.0.1:0", "--data-dir", data]
         self.directory = try ServiceProcess("rekey-directory", arguments: ["serve", "--scrypt-log-n", "10"] + common, environment: environment)
-        self.tokens = try ServiceProcess("rekey-reset-token", arguments: ["serve"] + common, environment: environment)
+        self.tokens = try ServiceProcess("rekey-reset-token", arguments: ["serve"] + common + tokenArguments, environment: environment)
         self.notifier = try ServiceProcess(
-            "rekey-notifier", arguments: ["serve", "--poll-interval", "50ms", "--mail-dir", data + "/mail"] + common, environment: environment
+            "rekey-notifier", arguments: ["serve", "--poll-interval", "50ms", "--mail-dir", data + "/mail"] + common + notifierArguments,
+            environment: environment
         )
         self.gateway = try ServiceProcess(
             "rekey-gateway",
@@ -51,7 +54,7 @@ final class RekeySystem: @unchecked Sendable {
                 "serve", "--listen", "127.0.0.1:0", "--public-url", "https://sso.example.test",
                 "--directory", "127.0.0.1:\(self.directory.port)", "--reset-token", "127.0.0.1:\(self.tokens.port)",
                 "--notifier", "127.0.0.1:\(self.notifier.port)",
-            ],
+            ] + gatewayArguments,
             environment: environment,
             portPattern: #"http\.port[=":]+\d+"#,
             readyLine: "http server listening"

@@ -1,0 +1,88 @@
+import Foundation
+
+/// A real SMTP server (aiosmtpd, Tests/Interop/smtp_server.py) on loopback, in its own process.
+package final class SMTPTestServer: @unchecked Sendable {
+    // @unchecked: the process and pipes are only touched by the test that owns this object.
+    /// The repository (this file is Sources/RekeyTesting/SMTPTestServer.swift).
+    package static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    package static let python = ProcessInfo.processInfo.environment["REKEY_PYTHON"] ?? "/usr/bin/python3"
+
+    package let folder: String
+    package let port: Int
+    private let process = Process()
+    private let input = Pipe()
+
+    package init(folder: String, port: Int = 0, options: [String] = []) throws {
+        self.folder = folder
+        let output = Pipe()
+        self.process.executableURL = URL(fileURLWithPath: Self.python)
+        self.process.arguments = [Self.root.appendingPathComponent("Tests/Interop/smtp_server.py").path, folder, "--port", "\(port)"] + options
+        self.process.standardInput = self.input
+        self.process.standardOutput = output
+        try self.process.run()
+        var data = Data()
+        while !data.contains(UInt8(ascii: "\n")) {
+            let chunk = output.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            data.append(chunk)
+        }
+        let line = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard line.hasPrefix("port="), let port = Int(line.dropFirst(5)) else {
+            throw StartError(message: "the SMTP test server did not start: \(line)")
+        }
+        self.port = port
+    }
+
+    package struct StartError: Error {
+        package var message: String
+    }
+
+    /// The messages it accepted, oldest first.
+    package func messages() -> [String] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: self.folder)) ?? []
+        return names.filter { $0.hasSuffix(".eml") }.sorted { Int($0.dropLast(4)) ?? 0 < Int($1.dropLast(4)) ?? 0 }.map { self.folder + "/" + $0 }
+    }
+
+    package func stop() {
+        try? self.input.fileHandleForWriting.close()
+        self.process.waitUntilExit()
+    }
+
+    deinit {
+        self.stop()
+    }
+
+    package static func freePort() throws -> Int {
+        let probe = try SMTPTestServer(folder: NSTemporaryDirectory() + "rekey-probe-\(UUID().uuidString)")
+        defer { probe.stop() }
+        return probe.port
+    }
+}
+
+/// What Python's email package makes of a message (Tests/Interop/parse_mail.py).
+package struct ParsedMail: Decodable {
+    package struct Part: Decodable {
+        package var type: String
+        package var charset: String?
+        package var body: String
+    }
+
+    package var headers: [String: String]
+    package var content_type: String
+    package var parts: [Part]
+    package var defects: [String]
+    package var bare_lf: Bool
+
+    package static func parse(_ path: String) throws -> ParsedMail {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: SMTPTestServer.python)
+        process.arguments = [SMTPTestServer.root.appendingPathComponent("Tests/Interop/parse_mail.py").path, path]
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return try JSONDecoder().decode(ParsedMail.self, from: data)
+    }
+}
+

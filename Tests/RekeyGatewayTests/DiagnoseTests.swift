@@ -1,0 +1,197 @@
+import Foundation
+import RekeyTesting
+import Testing
+
+/// `rekey diagnose`, each scenario produced for real: the four executables, a real SMTP server
+/// (aiosmtpd) that accepts, answers 4xx or 550 5.1.1, or is not there at all.
+@Suite("rekey diagnose", .serialized)
+struct DiagnoseTests {
+    let api: Browser
+    let auth: [String: String]
+
+    init(_ system: RekeySystem) {
+        self.api = Browser(base: system.base)
+        self.auth = ["Authorization": "Bearer \(system.apiKey)", "Content-Type": "application/json"]
+    }
+
+    init() {
+        self.api = Browser(base: "")
+        self.auth = [:]
+    }
+
+    func call(_ method: String, _ path: String, _ body: String? = nil) async throws -> [String: Any] {
+        let page = try await self.api.send(method, "/api/admin/v1" + path, headers: self.auth, body: body.map { Data($0.utf8) })
+        try #require((200..<300).contains(page.status), "\(method) \(path): \(page.status) \(page.body)")
+        return try JSONSerialization.jsonObject(with: Data(page.body.utf8)) as? [String: Any] ?? [:]
+    }
+
+    func createUser(_ name: String, _ email: String, role: String = "customer") async throws -> String {
+        try #require(try await self.call("POST", "/users", #"{"name": "\#(name)", "email": "\#(email)", "role": "\#(role)"}"#)["id"] as? String)
+    }
+
+    func diagnose(_ input: String) async throws -> (codes: [String], report: [String: Any]) {
+        let report = try await self.call("GET", "/diagnosis?user=\(input.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "")&since=1d")
+        let codes = (report["findings"] as? [[String: Any]] ?? []).compactMap { $0["code"] as? String }
+        return (codes, report)
+    }
+
+    func finding(_ report: [String: Any], _ code: String) -> [String: Any]? {
+        (report["findings"] as? [[String: Any]] ?? []).first { $0["code"] as? String == code }
+    }
+
+    /// Waits until the user's newest message is in `state`.
+    func waitForMessage(_ userID: String, state: String, count: Int = 1) async throws {
+        let deadline = ContinuousClock.now + .seconds(15)
+        while ContinuousClock.now < deadline {
+            let messages = try await self.call("GET", "/users/\(userID)/messages")["messages"] as? [[String: Any]] ?? []
+            if messages.count >= count, messages.first?["state"] as? String == state { return }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        Issue.record("the message of \(userID) never reached \(state)")
+    }
+
+    func forgot(_ browser: Browser, _ email: String, from address: String = "198.51.100.7") async throws -> Browser.Page {
+        let page = try await browser.send("GET", "/password/forgot")
+        return try await browser.send("POST", "/password/forgot", form: ["email": email, "csrf": Browser.csrf(in: page)], headers: ["X-Forwarded-For": address])
+    }
+
+    @Test("delivered, never requested, secondary address, unknown address, disabled, rate-limited, deferred, hard bounce, token used from elsewhere")
+    func withAWorkingRelay() async throws {
+        let folder = try TemporaryFolder()
+        let smtp = try SMTPTestServer(folder: folder.path, options: ["--reject", "bounce@example.com", "--defer", "slow@example.com:1000"])
+        let system = try RekeySystem(
+            notifier: ["--transport", "smtp", "--smtp-server", "127.0.0.1:\(smtp.port)", "--retry-schedule", "1h"],
+            tokens: ["--limit-per-user", "2"],
+            gateway: ["--trusted-proxies", "127.0.0.1"]
+        )
+        defer { system.stop() }
+        let test = DiagnoseTests(system)
+        let browser = Browser(base: system.base)
+
+        // Delivered: the server's reply and queue id are the evidence.
+        let jane = try await test.createUser("Jane Doe", "jane@example.com")
+        _ = try await test.call("POST", "/users/\(jane)/password-reset")
+        try await test.waitForMessage(jane, state: "accepted")
+        var (codes, report) = try await test.diagnose("jane@example.com")
+        #expect(codes.first == "delivered", "\(codes)")
+        let delivered = try #require(test.finding(report, "delivered"))
+        #expect((delivered["summary"] as? String)?.contains("250 2.0.0 Ok: queued as T00001Q") == true, "\(delivered)")
+        #expect((delivered["next_step"] as? String)?.contains("spam") == true)
+        #expect(!String(describing: report).contains("token="), "never a token or a link")
+
+        // Never requested.
+        let nora = try await test.createUser("Nora Never", "nora@example.com")
+        (codes, _) = try await test.diagnose(nora)
+        #expect(codes.contains("never_requested"), "\(codes)")
+
+        // The typed address is a secondary one: mail went to the primary.
+        let sam = try await test.createUser("Sam Second", "sam@example.com")
+        _ = try await test.call("POST", "/users/\(sam)/emails", #"{"address": "sam.home@example.org"}"#)
+        _ = try await test.forgot(browser, "sam.home@example.org")
+        try await test.waitForMessage(sam, state: "accepted")
+        (codes, report) = try await test.diagnose("sam.home@example.org")
+        #expect(codes.contains("secondary_address"), "\(codes)")
+        #expect((test.finding(report, "secondary_address")?["summary"] as? String)?.contains("primary address sam@example.com") == true)
+        #expect(codes.contains("delivered"))
+
+        // Unknown address.
+        (codes, _) = try await test.diagnose("ghost@example.com")
+        #expect(codes == ["unknown_address"], "\(codes)")
+
+        // Disabled account.
+        let dan = try await test.createUser("Dan Disabled", "dan@example.com")
+        _ = try await test.call("POST", "/users/\(dan)/disable")
+        _ = try await test.forgot(browser, "dan@example.com")
+        (codes, _) = try await test.diagnose("dan@example.com")
+        #expect(codes.first == "account_disabled", "\(codes)")
+
+        // Rate-limited: the third request within the window is refused.
+        let rita = try await test.createUser("Rita Rate", "rita@example.com")
+        for _ in 0..<3 { _ = try await test.forgot(browser, "rita@example.com") }
+        (codes, report) = try await test.diagnose("rita@example.com")
+        #expect(codes.contains("rate_limited"), "\(codes)")
+        #expect((test.finding(report, "rate_limited")?["next_step"] as? String)?.contains("next request is allowed at") == true)
+        _ = rita
+
+        // Deferred: the server answers 451; the next attempt is scheduled.
+        let slow = try await test.createUser("Sly Slow", "slow@example.com")
+        _ = try await test.call("POST", "/users/\(slow)/password-reset")
+        try await test.waitForMessage(slow, state: "deferred")
+        (codes, report) = try await test.diagnose(slow)
+        #expect(codes.first == "deferred", "\(codes)")
+        #expect((test.finding(report, "deferred")?["summary"] as? String)?.contains("451 4.3.0") == true)
+
+        // Hard bounce, then suppressed.
+        let bounce = try await test.createUser("Bo Bounce", "bounce@example.com")
+        _ = try await test.call("POST", "/users/\(bounce)/password-reset")
+        try await test.waitForMessage(bounce, state: "failed")
+        (codes, report) = try await test.diagnose("bounce@example.com")
+        #expect(codes.contains("suppressed") && codes.contains("hard_bounce"), "\(codes)")
+        #expect((test.finding(report, "suppressed")?["next_step"] as? String)?.contains("rekey suppressions remove bounce@example.com") == true)
+
+        // The link was used from another address than the one that asked for it.
+        let uma = try await test.createUser("Uma Used", "uma@example.com")
+        _ = try await test.forgot(browser, "uma@example.com", from: "198.51.100.7")
+        try await test.waitForMessage(uma, state: "accepted")
+        let mail = try #require(smtp.messages().last)
+        let text = try String(contentsOfFile: mail, encoding: .utf8)
+        let link = try #require(text.link("/password/reset"))
+        let token = String(link.split(separator: "=").last!)
+        let form = try await browser.send("GET", String(link.dropFirst("https://sso.example.test".count)))
+        let reset = try await browser.send(
+            "POST", "/password/reset", form: ["token": token, "password": "a brand new passphrase", "confirm": "a brand new passphrase", "csrf": Browser.csrf(in: form)],
+            headers: ["X-Forwarded-For": "203.0.113.9"]
+        )
+        #expect(reset.status == 303)
+        (codes, report) = try await test.diagnose("uma@example.com")
+        #expect(codes.contains("token_used_elsewhere"), "\(codes)")
+        #expect((test.finding(report, "token_used_elsewhere")?["summary"] as? String)?.contains("from 203.0.113.9, not from 198.51.100.7") == true)
+    }
+
+    @Test("a reset link that expired unused")
+    func expiredToken() async throws {
+        let system = try RekeySystem(tokens: ["--reset-lifetime", "1s"])
+        defer { system.stop() }
+        let test = DiagnoseTests(system)
+        let eve = try await test.createUser("Eve Expired", "eve@example.com")
+        _ = try await test.call("POST", "/users/\(eve)/password-reset")
+        try await Task.sleep(for: .milliseconds(1500))
+        let (codes, report) = try await test.diagnose("eve@example.com")
+        #expect(codes.contains("token_expired"), "\(codes)")
+        #expect((test.finding(report, "token_expired")?["next_step"] as? String)?.contains("rekey reset send") == true)
+    }
+
+    @Test("the relay down with a growing queue, then a service unreachable: platform problems to escalate")
+    func platformProblems() async throws {
+        let deadPort = try SMTPTestServer.freePort()
+        let system = try RekeySystem(notifier: ["--transport", "smtp", "--smtp-server", "127.0.0.1:\(deadPort)", "--retry-schedule", "100ms", "--smtp-timeout", "1s"])
+        defer { system.stop() }
+        let test = DiagnoseTests(system)
+        let ann = try await test.createUser("Ann Waiting", "ann@example.com")
+        for index in 0..<3 {
+            let other = try await test.createUser("Other \(index)", "other\(index)@example.com")
+            _ = try await test.call("POST", "/users/\(other)/password-reset")
+        }
+        _ = try await test.call("POST", "/users/\(ann)/password-reset")
+        try await test.waitForMessage(ann, state: "deferred")
+        try await Task.sleep(for: .milliseconds(300))
+        var (codes, report) = try await test.diagnose("ann@example.com")
+        #expect(codes.first == "platform_mail_stalled", "\(codes)")
+        #expect(codes.contains("deferred"))
+        let escalation = try #require(report["escalation"] as? String)
+        #expect(escalation.contains("Rekey diagnosis dg_"))
+        #expect(escalation.contains("127.0.0.1:\(deadPort)"))
+
+        system.tokens.stop()
+        (codes, report) = try await test.diagnose("ann@example.com")
+        #expect(codes.first == "platform_service_unreachable", "\(codes)")
+        #expect((report["platform"] as? [String: Any])?["unreachable"] as? [String] == ["reset-token"])
+        #expect(report["escalation"] as? String != nil)
+
+        // The CLI prints the same, in words.
+        let cli = try CLITests.rekey(["diagnose", "ann@example.com"], system: system)
+        #expect(cli.status == 0, "\(cli.output)")
+        #expect(cli.output.contains("NOT ANSWERING: reset-token"))
+        #expect(cli.output.contains("Paste into the ticket:"))
+    }
+}
