@@ -388,6 +388,13 @@ package struct Diagnoser: Sendable {
             let evidence = ["notifier: message \(latest.id) (\(latest.templateName)) queued \(time(latest.createdAtUnixMs)), state \(Self.state(latest.state))"]
                 + latest.attempts.map { "  attempt \(time($0.startedAtUnixMs)) via \($0.server): \(Self.outcome($0.outcome)) at \($0.stage) — \($0.replyCode > 0 ? "\($0.replyCode) \($0.enhancedStatus) \($0.replyText)" : $0.error)\($0.remoteQueueID.isEmpty ? "" : " [queue id \($0.remoteQueueID)]")" }
             switch latest.state {
+            case .accepted where attempt?.transport == "maildir":
+                findings.append(.init(
+                    code: "delivered",
+                    summary: "Delivered to the local mail folder \(attempt?.server ?? "") at \(time(attempt?.finishedAtUnixMs ?? latest.updatedAtUnixMs)) as \(attempt?.remoteQueueID ?? "a file") (the maildir transport: nothing leaves this machine).",
+                    nextStep: "Open that file in the mail folder; to reach real mailboxes, run the notifier with --transport smtp.",
+                    evidence: evidence
+                ))
             case .accepted:
                 let server = attempt?.server ?? "the mail server"
                 findings.append(.init(

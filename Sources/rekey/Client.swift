@@ -122,6 +122,11 @@ enum Output {
     }
 
     static func message(_ message: [String: Any]) {
+        Self.message(message, indent: "")
+    }
+
+    static func message(_ message: [String: Any], indent: String) {
+        func print(_ line: String) { Swift.print(indent + line) }
         print("\(message["created_at"] as? String ?? "")  \(message["id"] as? String ?? "")  \(message["template"] as? String ?? "")  to \(message["to"] as? String ?? "")  \(message["state"] as? String ?? "")")
         if let reason = message["reason"] as? String, !reason.isEmpty { print("  \(reason)") }
         for attempt in message["attempts"] as? [[String: Any]] ?? [] {

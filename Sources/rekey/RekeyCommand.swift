@@ -321,7 +321,7 @@ enum DiagnosisText {
         out("What the mail system did")
         let messages = report["messages"] as? [[String: Any]] ?? []
         if messages.isEmpty { out("  no email in the window") }
-        messages.forEach(Output.message)
+        messages.forEach { Output.message($0, indent: "  ") }
         if let suppression = report["suppression"] as? String { out("  SUPPRESSED: \(suppression)") }
         out()
         out("Platform")
