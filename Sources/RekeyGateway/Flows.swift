@@ -55,62 +55,59 @@ package struct Flows: Sendable {
         guard let primary = primary ?? user.emails.first(where: \.primary) else {
             throw RPCError(.failedPrecondition, "the user has no primary email address")
         }
-        let options = Backends.options(requestID)
-        var issue = Rekey_Tokens_V1_IssueTokenRequest()
-        issue.purpose = .passwordReset
-        issue.userID = user.id
-        issue.requestedByAdminID = admin
-        issue.clientAddress = clientAddress
-        let issued = try await self.backends.tokens.issueToken(issue, options: options)
-        let info = issued.info ?? Rekey_Tokens_V1_TokenInfo()
-        var enqueue = Rekey_Notifier_V1_EnqueueRequest()
-        enqueue.templateName = "password_reset"
-        enqueue.toAddress = primary.address
-        enqueue.toName = user.name
-        enqueue.locale = user.locale
-        enqueue.variables = [
-            Self.variable("link", "\(self.publicURL)/password/reset?token=\(issued.token)"),
-            Self.variable("expires_in", Self.describe(milliseconds: info.expiresAtUnixMs - info.issuedAtUnixMs)),
-        ]
-        enqueue.userID = user.id
-        enqueue.tokenID = info.tokenID
-        enqueue.idempotencyKey = "reset-" + info.tokenID
-        enqueue.requestedBy = Self.notifierActor(admin, clientAddress)
-        let queued = try await self.backends.notifier.enqueue(enqueue, options: options)
-        self.logger.info(
-            "reset email queued",
-            metadata: ["request.id": "\(requestID)", "user.id": "\(user.id)", "message.id": "\(queued.messageID)", "message.status": "\(queued.status)"]
+        return try await self.issueAndQueue(
+            .passwordReset, user: user, to: primary, template: "password_reset", path: "/password/reset", admin: admin,
+            clientAddress: clientAddress, requestID: requestID
         )
-        return (queued.messageID, primary.address, queued.status)
     }
 
     /// Issues a verification token for one of the user's addresses and queues the email to it.
     package func sendVerification(
         user: Rekey_Directory_V1_User, email: Rekey_Directory_V1_EmailIdentity, admin: String, clientAddress: String, requestID: String
     ) async throws -> (messageID: String, address: String, status: Rekey_Notifier_V1_EnqueueStatus) {
+        try await self.issueAndQueue(
+            .emailVerification, user: user, to: email, template: "email_verification", path: "/email/verify", admin: admin,
+            clientAddress: clientAddress, requestID: requestID
+        )
+    }
+
+    /// The common part of both: a token, then the email with its link, idempotent per token.
+    private func issueAndQueue(
+        _ purpose: Rekey_Tokens_V1_Purpose, user: Rekey_Directory_V1_User, to email: Rekey_Directory_V1_EmailIdentity, template: String,
+        path: String, admin: String, clientAddress: String, requestID: String
+    ) async throws -> (messageID: String, address: String, status: Rekey_Notifier_V1_EnqueueStatus) {
         let options = Backends.options(requestID)
         var issue = Rekey_Tokens_V1_IssueTokenRequest()
-        issue.purpose = .emailVerification
+        issue.purpose = purpose
         issue.userID = user.id
-        issue.emailIdentityID = email.id
+        if purpose == .emailVerification {
+            issue.emailIdentityID = email.id
+        }
         issue.requestedByAdminID = admin
         issue.clientAddress = clientAddress
         let issued = try await self.backends.tokens.issueToken(issue, options: options)
         let info = issued.info ?? Rekey_Tokens_V1_TokenInfo()
         var enqueue = Rekey_Notifier_V1_EnqueueRequest()
-        enqueue.templateName = "email_verification"
+        enqueue.templateName = template
         enqueue.toAddress = email.address
         enqueue.toName = user.name
         enqueue.locale = user.locale
         enqueue.variables = [
-            Self.variable("link", "\(self.publicURL)/email/verify?token=\(issued.token)"),
+            Self.variable("link", "\(self.publicURL)\(path)?token=\(issued.token)"),
             Self.variable("expires_in", Self.describe(milliseconds: info.expiresAtUnixMs - info.issuedAtUnixMs)),
         ]
         enqueue.userID = user.id
         enqueue.tokenID = info.tokenID
-        enqueue.idempotencyKey = "verify-" + info.tokenID
+        enqueue.idempotencyKey = "\(template)-\(info.tokenID)"
         enqueue.requestedBy = Self.notifierActor(admin, clientAddress)
         let queued = try await self.backends.notifier.enqueue(enqueue, options: options)
+        self.logger.info(
+            "email queued",
+            metadata: [
+                "request.id": "\(requestID)", "user.id": "\(user.id)", "message.template": "\(template)",
+                "message.id": "\(queued.messageID)", "message.status": "\(queued.status)",
+            ]
+        )
         return (queued.messageID, email.address, queued.status)
     }
 

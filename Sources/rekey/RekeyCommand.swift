@@ -109,12 +109,7 @@ struct Users: AsyncParsableCommand {
         @Argument var user: String
 
         func run() async throws {
-            try await RekeyCommand.run {
-                let client = try self.connection.client()
-                let id = try await client.user(self.user)["id"] as? String ?? ""
-                let user = try await client.call("POST", "/users/\(id)/disable")
-                if !self.connection.json { print("Disabled " + Output.userLine(user)) }
-            }
+            try await Users.setState(self.user, "disable", connection: self.connection)
         }
     }
 
@@ -124,12 +119,16 @@ struct Users: AsyncParsableCommand {
         @Argument var user: String
 
         func run() async throws {
-            try await RekeyCommand.run {
-                let client = try self.connection.client()
-                let id = try await client.user(self.user)["id"] as? String ?? ""
-                let user = try await client.call("POST", "/users/\(id)/enable")
-                if !self.connection.json { print("Enabled " + Output.userLine(user)) }
-            }
+            try await Users.setState(self.user, "enable", connection: self.connection)
+        }
+    }
+
+    static func setState(_ user: String, _ action: String, connection: Connection) async throws {
+        try await RekeyCommand.run {
+            let client = try connection.client()
+            let id = try await client.user(user)["id"] as? String ?? ""
+            let changed = try await client.call("POST", "/users/\(id)/\(action)")
+            if !connection.json { print("\(action == "disable" ? "Disabled" : "Enabled") " + Output.userLine(changed)) }
         }
     }
 
