@@ -11,6 +11,7 @@ packages=(
   libsqlite3-dev                          # storage
   python3                                 # the Swift generator and the benchmark driver
   python3-aiosmtpd                        # the real SMTP server the notifier tests deliver to
+  python3-cryptography                    # a throw-away certificate for the STARTTLS tests
 )
 
 missing=()

@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 /// Where and how to reach the SMTP server (a relay or the recipients' server).
 package struct SMTPConfiguration: Sendable {
@@ -15,6 +16,18 @@ package struct SMTPConfiguration: Sendable {
     package var commandTimeout: Duration = .seconds(60)
     /// For the reply to the end of DATA, which servers may take longer to give.
     package var dataTimeout: Duration = .seconds(180)
+    /// STARTTLS: when the server offers it (`opportunistic`), always (`required`: a server that
+    /// does not offer it is a failure), or never (`off`).
+    package var tls: TLSMode = .opportunistic
+    /// PEM certificates to trust instead of the system's.
+    package var caFile: String?
+    /// The name the server's certificate must carry; by default the host, unless it is an IP
+    /// address (then only the chain is checked).
+    package var tlsServerName: String?
+
+    package enum TLSMode: String, Sendable, CaseIterable {
+        case opportunistic, required, off
+    }
 
     package init(host: String, port: Int, heloName: String) {
         self.host = host
@@ -27,17 +40,29 @@ package struct SMTPConfiguration: Sendable {
 /// LOGIN when configured, MAIL FROM, RCPT TO, DATA with dot-stuffing; a timeout on every step; the
 /// connection is kept for the next message and opened again when the server closed it.
 ///
-/// STARTTLS is not implemented yet: use a relay on a trusted network (see the README).
+/// STARTTLS (RFC 3207) upgrades the connection when the server offers it, and is required when
+/// configured; certificates are verified against the system's roots or `caFile`.
 package actor SMTPTransport: MailTransport {
     package nonisolated let configuration: SMTPConfiguration
     package nonisolated var name: String { "smtp" }
     package nonisolated var destination: String { "\(self.configuration.host):\(self.configuration.port)" }
     private let group: any EventLoopGroup
+    private let tlsContext: NIOSSLContext?
     private var connection: SMTPConnection?
 
-    package init(configuration: SMTPConfiguration, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
+    /// Throws when the TLS settings cannot be used (an unreadable CA file).
+    package init(configuration: SMTPConfiguration, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) throws {
         self.configuration = configuration
         self.group = group
+        if configuration.tls == .off {
+            self.tlsContext = nil
+        } else {
+            var tls = TLSConfiguration.makeClientConfiguration()
+            if let caFile = configuration.caFile {
+                tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(caFile))
+            }
+            self.tlsContext = try NIOSSLContext(configuration: tls)
+        }
     }
 
     /// A step that ended the attempt.
@@ -102,13 +127,37 @@ package actor SMTPTransport: MailTransport {
         }
         do {
             _ = try await self.expect(connection, stage: "GREETING", accept: 220...220, timeout: self.configuration.commandTimeout)
-            let capabilities: [String]
+            var capabilities: [String]
             do {
                 let ehlo = try await self.command(connection, "EHLO \(self.configuration.heloName)", stage: "EHLO", accept: 250...250)
                 capabilities = ehlo.lines.dropFirst().map { $0.uppercased() }
             } catch let failure as StepFailure where !failure.networkError && failure.result.replyCode >= 500 {
                 _ = try await self.command(connection, "HELO \(self.configuration.heloName)", stage: "HELO", accept: 250...250)
                 capabilities = []
+            }
+            if let tlsContext = self.tlsContext, capabilities.contains(where: { $0 == "STARTTLS" || $0.hasPrefix("STARTTLS ") }) {
+                _ = try await self.command(connection, "STARTTLS", stage: "STARTTLS", accept: 220...220)
+                do {
+                    try await connection.startTLS(context: tlsContext, serverName: self.tlsServerName)
+                } catch {
+                    var result = DeliveryResult(outcome: .temporaryFailure, stage: "STARTTLS")
+                    result.error = "cannot start TLS: \(Self.describe(error))"
+                    throw StepFailure(result: result, networkError: true)
+                }
+                // RFC 3207: forget what was said before TLS and greet again. A handshake that
+                // fails (an untrusted certificate) shows here, as the connection closing.
+                do {
+                    let ehlo = try await self.command(connection, "EHLO \(self.configuration.heloName)", stage: "EHLO", accept: 250...250)
+                    capabilities = ehlo.lines.dropFirst().map { $0.uppercased() }
+                } catch var failure as StepFailure where failure.networkError {
+                    failure.result.stage = "STARTTLS"
+                    failure.result.error = "cannot start TLS: " + (await connection.failureDescription() ?? failure.result.error)
+                    throw failure
+                }
+            } else if self.configuration.tls == .required {
+                var result = DeliveryResult(outcome: .temporaryFailure, stage: "STARTTLS")
+                result.error = "the server does not offer STARTTLS, and smtp_tls is required: nothing was sent in the clear"
+                throw StepFailure(result: result, networkError: false)
             }
             if let username = self.configuration.username {
                 try await self.authenticate(connection, username: username, password: self.configuration.password ?? "", capabilities: capabilities)
@@ -119,6 +168,14 @@ package actor SMTPTransport: MailTransport {
         }
         self.connection = connection
         return connection
+    }
+
+    /// The name to check the certificate against; nil for an IP address without a configured name.
+    private var tlsServerName: String? {
+        if let name = self.configuration.tlsServerName { return name }
+        let host = self.configuration.host
+        let isIP = host.contains(":") || host.split(separator: ".").allSatisfy { Int($0) != nil }
+        return isIP ? nil : host
     }
 
     private func authenticate(_ connection: SMTPConnection, username: String, password: String, capabilities: [String]) async throws {
@@ -223,6 +280,7 @@ package actor SMTPTransport: MailTransport {
 
     static func describe(_ error: any Error) -> String {
         if let error = error as? SMTPConnectionError { return error.description }
+        if let error = error as? NIOSSLError { return "TLS: \(error)" }
         if let error = error as? IOError { return error.description }
         return "\(error)"
     }
@@ -288,6 +346,22 @@ final class SMTPConnection: Sendable {
         return SMTPConnection(channel: channel, handler: handler)
     }
 
+    /// Puts TLS under the SMTP conversation (after the server's 220 to STARTTLS). Writes wait for
+    /// the handshake; a failed handshake fails the next reply.
+    func startTLS(context: NIOSSLContext, serverName: String?) async throws {
+        let channel = self.channel
+        try await channel.eventLoop.submit {
+            let handler = try NIOSSLClientHandler(context: context, serverHostname: serverName)
+            try channel.pipeline.syncOperations.addHandler(handler, position: .first)
+        }.get()
+    }
+
+    /// What closed the connection, when an error did (such as a failed TLS handshake).
+    func failureDescription() async -> String? {
+        let handler = self.handler
+        return try? await self.channel.eventLoop.submit { handler.value.failureDescription }.get()
+    }
+
     func write(_ bytes: [UInt8]) async throws {
         try await self.channel.writeAndFlush(self.channel.allocator.buffer(bytes: bytes))
     }
@@ -333,9 +407,11 @@ final class SMTPReplyHandler: ChannelInboundHandler {
         } else if let failure = self.failure {
             promise.fail(failure)
         } else {
+            // Runs on the event loop, as this handler does.
+            let handler = NIOLoopBound(self, eventLoop: eventLoop)
             let scheduled = eventLoop.scheduleTask(in: .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000)) {
-                self.fail(SMTPConnectionError.timeout(timeout))
-                self.context?.close(promise: nil)
+                handler.value.fail(SMTPConnectionError.timeout(timeout))
+                handler.value.context?.close(promise: nil)
             }
             self.waiting.append((promise, scheduled))
         }
@@ -368,6 +444,10 @@ final class SMTPReplyHandler: ChannelInboundHandler {
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         self.fail(error)
         context.close(promise: nil)
+    }
+
+    var failureDescription: String? {
+        self.failure.map { SMTPTransport.describe($0) }
     }
 
     private func complete(_ result: Result<SMTPReply, any Error>) {

@@ -40,6 +40,15 @@ struct NotifierOptions: ParsableArguments {
     @Option(help: "The name given in EHLO. Env: REKEY_NOTIFIER_SMTP_HELO. Default: this machine's host name.")
     var smtpHelo: String?
 
+    @Option(help: "STARTTLS: opportunistic (when offered), required, or off. Env: REKEY_NOTIFIER_SMTP_TLS. Default: opportunistic.")
+    var smtpTls: String?
+
+    @Option(help: "PEM file of CA certificates to trust for the relay instead of the system's. Env: REKEY_NOTIFIER_SMTP_CA_FILE.")
+    var smtpCaFile: String?
+
+    @Option(help: "The name the relay's certificate must carry. Env: REKEY_NOTIFIER_SMTP_TLS_SERVER_NAME. Default: the host of smtp_server.")
+    var smtpTlsServerName: String?
+
     @Option(help: "Timeout for the connection and each SMTP reply. Env: REKEY_NOTIFIER_SMTP_TIMEOUT. Default: 60s.")
     var smtpTimeout: String?
 
@@ -71,6 +80,7 @@ struct NotifierOptions: ParsableArguments {
         [
             "transport": self.transport, "mail_dir": self.mailDir, "smtp_server": self.smtpServer, "smtp_username": self.smtpUsername,
             "smtp_password": self.smtpPassword, "smtp_helo": self.smtpHelo, "smtp_timeout": self.smtpTimeout,
+            "smtp_tls": self.smtpTls, "smtp_ca_file": self.smtpCaFile, "smtp_tls_server_name": self.smtpTlsServerName,
             "concurrency": self.concurrency, "from_address": self.fromAddress, "from_name": self.fromName,
             "message_id_domain": self.messageIdDomain, "retry_schedule": self.retrySchedule, "max_age": self.maxAge,
             "poll_interval": self.pollInterval, "templates_dir": self.templatesDir,
@@ -112,6 +122,17 @@ struct NotifierSettings {
             smtp.connectTimeout = timeout
             smtp.commandTimeout = timeout
             smtp.dataTimeout = timeout * 3
+            smtp.tls = try settings.value("smtp_tls", default: .opportunistic, expected: "opportunistic, required or off") { SMTPConfiguration.TLSMode(rawValue: $0) }
+            if settings.raw("smtp_ca_file") != nil {
+                let file = try settings.string("smtp_ca_file", default: nil)
+                guard FileManager.default.isReadableFile(atPath: file) else {
+                    throw SettingsError("cannot read the CA file `\(file)` (smtp_ca_file)")
+                }
+                smtp.caFile = file
+            }
+            if settings.raw("smtp_tls_server_name") != nil {
+                smtp.tlsServerName = try settings.string("smtp_tls_server_name", default: nil)
+            }
             self.transport = .smtp(smtp)
         }
         let from = try settings.value("from_address", default: "rekey@localhost", expected: "an email address such as no-reply@example.com") { text in
@@ -171,7 +192,12 @@ struct Serve: AsyncParsableCommand {
             makeTransport = { transport }
             description = (transport.name, transport.destination)
         case .smtp(let smtp):
-            makeTransport = { SMTPTransport(configuration: smtp) }
+            do {
+                _ = try SMTPTransport(configuration: smtp)
+            } catch {
+                throw ValidationError("the TLS settings cannot be used: \(error)")
+            }
+            makeTransport = { try SMTPTransport(configuration: smtp) }
             description = ("smtp", "\(smtp.host):\(smtp.port)")
         }
         logger.info("delivering mail", metadata: ["transport": "\(description.name)", "destination": "\(description.destination)"])

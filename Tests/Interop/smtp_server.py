@@ -9,6 +9,7 @@ its standard input closes. Chosen recipients can be refused:
   --defer ADDRESS:N     the first N RCPT TO for the address answer 451 4.3.0
   --require-auth U:P    AUTH PLAIN/LOGIN with these credentials before MAIL (plain text allowed)
   --stall-first         never answer the end of the first message's DATA (writes FOLDER/stalled)
+  --tls CERT:KEY        offer STARTTLS with this certificate; --require-tls refuses mail without it
 """
 
 import argparse
@@ -74,6 +75,8 @@ def main():
     parser.add_argument("--defer", action="append", default=[])
     parser.add_argument("--require-auth")
     parser.add_argument("--stall-first", action="store_true")
+    parser.add_argument("--tls")
+    parser.add_argument("--require-tls", action="store_true")
     args = parser.parse_args()
     os.makedirs(args.folder, exist_ok=True)
     port = args.port or free_port()
@@ -86,6 +89,13 @@ def main():
             return AuthResult(success=ok)
 
         options = {"authenticator": authenticator, "auth_required": True, "auth_require_tls": False}
+    if args.tls:
+        import ssl
+
+        cert, key = args.tls.split(":", 1)
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(cert, key)
+        options = dict(options, tls_context=context, require_starttls=args.require_tls)
     controller = Controller(Handler(args.folder, args.reject, args.defer, args.stall_first), hostname="127.0.0.1", port=port, server_kwargs=options)
     controller.start()
     print("port=%d" % port, flush=True)

@@ -197,6 +197,52 @@ struct NotifierExecutableTests {
         process.stop()
     }
 
+    @Test("STARTTLS: used when offered and the certificate is trusted; an untrusted certificate or a server without it when TLS is required sends nothing")
+    func startTLS() async throws {
+        let folder = try TemporaryFolder()
+        let certificates = folder.path + "/tls"
+        let make = Process()
+        make.executableURL = URL(fileURLWithPath: SMTPTestServer.python)
+        make.arguments = [SMTPTestServer.root.appendingPathComponent("Tests/Interop/make_cert.py").path, certificates]
+        try make.run()
+        make.waitUntilExit()
+        try #require(make.terminationStatus == 0)
+        let secure = try SMTPTestServer(folder: folder.path + "/secure", options: ["--tls", "\(certificates)/cert.pem:\(certificates)/key.pem", "--require-tls"])
+        let plain = try SMTPTestServer(folder: folder.path + "/plain")
+
+        let trusting = try Self.start(
+            dataDir: folder.path + "/data1",
+            Self.smtp(secure.port) + ["--smtp-tls", "required", "--smtp-ca-file", "\(certificates)/cert.pem", "--smtp-tls-server-name", "localhost"]
+        )
+        try await self.withNotifier(trusting) { notifier in
+            let queued = try await notifier.enqueue(Self.resetRequest(to: "jane@example.com"))
+            let message = try await self.waitFor(queued.messageID, in: notifier) { $0.state == .accepted }
+            #expect(message.state == .accepted, "\(message.attempts)")
+            #expect(secure.messages().count == 1)
+        }
+        trusting.stop()
+
+        let untrusting = try Self.start(dataDir: folder.path + "/data2", Self.smtp(secure.port) + ["--smtp-tls-server-name", "localhost"])
+        try await self.withNotifier(untrusting) { notifier in
+            let queued = try await notifier.enqueue(Self.resetRequest(to: "jane@example.com"))
+            let message = try await self.waitFor(queued.messageID, in: notifier) { !$0.attempts.isEmpty && $0.attempts[0].outcome != .unspecified }
+            #expect(message.attempts.first?.stage == "STARTTLS", "\(message.attempts)")
+            #expect(message.attempts.first?.error.contains("cannot start TLS") == true, "\(message.attempts)")
+            #expect(secure.messages().count == 1, "nothing more was delivered")
+        }
+        untrusting.stop()
+
+        let requiring = try Self.start(dataDir: folder.path + "/data3", Self.smtp(plain.port) + ["--smtp-tls", "required"])
+        try await self.withNotifier(requiring) { notifier in
+            let queued = try await notifier.enqueue(Self.resetRequest(to: "jane@example.com"))
+            let message = try await self.waitFor(queued.messageID, in: notifier) { !$0.attempts.isEmpty && $0.attempts[0].outcome != .unspecified }
+            #expect(message.state == .deferred)
+            #expect(message.attempts.first?.error.contains("does not offer STARTTLS") == true, "\(message.attempts)")
+            #expect(plain.messages().isEmpty)
+        }
+        requiring.stop()
+    }
+
     @Test("the maildir transport writes files; templates are overridden from a folder; header injection is refused")
     func maildirAndTemplates() async throws {
         let folder = try TemporaryFolder()
