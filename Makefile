@@ -4,7 +4,7 @@ SWIFT ?= swift
 PYTHON ?= /usr/bin/python3
 BENCH_SECONDS ?= 3
 
-.PHONY: all deps build test proto proto-check bench bench-directory bench-notifier run clean help
+.PHONY: all deps build test proto proto-check bench bench-directory bench-notifier bench-diagnose run clean help
 
 all: build
 
@@ -16,6 +16,7 @@ help:
 	@echo "make bench       RPC benchmark against a C baseline, in release mode"
 	@echo "make bench-directory  1,000,000-user directory: import, search and find-by-email latency, size, memory"
 	@echo "make bench-notifier   enqueues/s through the RPC; messages/s delivered to Postfix's smtp-sink"
+	@echo "make bench-diagnose   rekey diagnose for a user with 1,000 emails and tokens, 1,000,000 users (after bench-directory)"
 
 deps:
 	@bash scripts/install-deps.sh
@@ -60,3 +61,10 @@ bench-notifier: deps
 	$(SWIFT) build -c release --product RekeyBenchmark
 	$(SWIFT) build -c release --product rekey-notifier
 	$(PYTHON) Benchmarks/notifier.py --notifier .build/release/rekey-notifier --rekey .build/release/RekeyBenchmark
+
+bench-diagnose: deps
+	$(SWIFT) build -c release --product rekey-directory
+	$(SWIFT) build -c release --product rekey-reset-token
+	$(SWIFT) build -c release --product rekey-notifier
+	$(SWIFT) build -c release --product rekey-gateway
+	$(PYTHON) Benchmarks/diagnose.py
