@@ -223,6 +223,9 @@ package struct Diagnoser: Sendable {
         return (nil, nil, users.map { "\($0.id)  \($0.name)  <\(context.canSeeAddresses ? ($0.emails.first(where: \.primary)?.address ?? "") : Flows.mask($0.emails.first(where: \.primary)?.address ?? ""))>" })
     }
 
+    /// The most messages and tokens of the window a diagnosis reads (newest first).
+    static let maximumItems = 2000
+
     private static func isDown(_ error: any Error) -> Bool {
         guard let error = error as? RPCError else { return true }
         return error.code == .unavailable || error.code == .deadlineExceeded
@@ -246,11 +249,18 @@ package struct Diagnoser: Sendable {
         var request = Rekey_Tokens_V1_ListUserTokensRequest()
         request.userID = user.id
         request.pageSize = 100
+        var tokens: [Rekey_Tokens_V1_TokenInfo] = []
         do {
-            let tokens = try await self.flows.backends.tokens.listUserTokens(request, options: options).tokens
-            return (tokens.filter { $0.issuedAtUnixMs >= context.since }, false)
+            // Newest first: stop at the window's start, or at the cap.
+            while tokens.count < Self.maximumItems {
+                let page = try await self.flows.backends.tokens.listUserTokens(request, options: options)
+                tokens += page.tokens.filter { $0.issuedAtUnixMs >= context.since }
+                guard !page.nextPageToken.isEmpty, page.tokens.last.map({ $0.issuedAtUnixMs >= context.since }) == true else { break }
+                request.pageToken = page.nextPageToken
+            }
+            return (tokens, false)
         } catch {
-            return ([], Self.isDown(error))
+            return (tokens, Self.isDown(error))
         }
     }
 
@@ -277,10 +287,17 @@ package struct Diagnoser: Sendable {
         }
         request.sinceUnixMs = context.since
         request.pageSize = 100
+        var messages: [Rekey_Notifier_V1_Message] = []
         do {
-            return (try await self.flows.backends.notifier.listMessages(request, options: options).messages, false)
+            while messages.count < Self.maximumItems {
+                let page = try await self.flows.backends.notifier.listMessages(request, options: options)
+                messages += page.messages
+                guard !page.nextPageToken.isEmpty else { break }
+                request.pageToken = page.nextPageToken
+            }
+            return (messages, false)
         } catch {
-            return ([], Self.isDown(error))
+            return (messages, Self.isDown(error))
         }
     }
 
