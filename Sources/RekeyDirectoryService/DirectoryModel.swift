@@ -109,6 +109,8 @@ package enum DirectoryError: Error, Hashable, RPCErrorConvertible {
     case failedPrecondition(String)
     case unauthenticated(String)
     case resourceExhausted(String)
+    /// Too many failed sign-ins from one address; the next is allowed in `retryAfter` seconds.
+    case signInLimited(retryAfter: Int64)
 
     package var rpcError: RPCError {
         switch self {
@@ -118,6 +120,11 @@ package enum DirectoryError: Error, Hashable, RPCErrorConvertible {
         case .failedPrecondition(let message): return RPCError(.failedPrecondition, message)
         case .unauthenticated(let message): return RPCError(.unauthenticated, message)
         case .resourceExhausted(let message): return RPCError(.resourceExhausted, message)
+        case .signInLimited(let seconds):
+            return RPCError(
+                .resourceExhausted, "too many failed sign-ins from this address; try again in \(seconds) s",
+                trailers: [MetadataKey.retryAfterSeconds: "\(seconds)"]
+            )
         }
     }
 }

@@ -247,9 +247,13 @@ package struct DirectoryService: Rekey_Directory_V1_Directory.ServiceProtocol {
     package func verifyPassword(request: Rekey_Directory_V1_VerifyPasswordRequest, context: ServerContext) async throws -> Rekey_Directory_V1_UserResponse {
         // Unknown addresses, disabled users and users without a password cost the same scrypt
         // work as a wrong password, and get the same answer.
-        let candidate = try await self.db { store, c in try store.passwordCandidate(email: request.email, in: c) }
+        let candidate = try await self.db { store, c in
+            try store.checkSignInLimit(clientAddress: request.clientAddress, in: c)
+            return try store.passwordCandidate(email: request.email, in: c)
+        }
         let verdict = try await self.hashing.verify(request.password, against: candidate?.hash)
         guard let candidate, verdict != .mismatch else {
+            try await self.db { store, c in try store.recordSignInFailure(clientAddress: request.clientAddress, in: c) }
             throw DirectoryError.unauthenticated("the email address or the password is not right")
         }
         if verdict == .matchNeedsRehash {

@@ -9,10 +9,20 @@ package struct DirectoryStore: Sendable {
     package struct Configuration: Sendable {
         package var sessionLifetime: Duration
         package var apiKeyLifetime: Duration
+        /// Failed sign-ins allowed per client address within `signInWindow`.
+        package var signInLimit: Int
+        package var signInWindow: Duration
 
-        package init(sessionLifetime: Duration = .seconds(12 * 3600), apiKeyLifetime: Duration = .seconds(365 * 86400)) {
+        package init(
+            sessionLifetime: Duration = .seconds(12 * 3600),
+            apiKeyLifetime: Duration = .seconds(365 * 86400),
+            signInLimit: Int = 20,
+            signInWindow: Duration = .seconds(900)
+        ) {
             self.sessionLifetime = sessionLifetime
             self.apiKeyLifetime = apiKeyLifetime
+            self.signInLimit = signInLimit
+            self.signInWindow = signInWindow
         }
     }
 
@@ -118,6 +128,15 @@ package struct DirectoryStore: Sendable {
             CREATE INDEX search_prefixes_staff ON search_prefixes (prefix, tier, name_key, seq) WHERE staff = 1;
             CREATE TABLE directory_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
             INSERT INTO directory_meta SELECT 'search_prefixes_pending', '1' WHERE EXISTS (SELECT 1 FROM users);
+            """),
+        SQLiteMigration(version: 4, name: "sign-in failures", sql: """
+            CREATE TABLE sign_in_failures (
+                id INTEGER PRIMARY KEY,
+                at INTEGER NOT NULL,
+                client_address TEXT NOT NULL
+            );
+            CREATE INDEX sign_in_failures_by_address ON sign_in_failures (client_address, at);
+            CREATE INDEX sign_in_failures_by_time ON sign_in_failures (at);
             """),
     ]
 
@@ -541,6 +560,31 @@ package struct DirectoryStore: Sendable {
               user.state == .active, let hash = user.passwordHash
         else { return nil }
         return (user, hash)
+    }
+
+    /// Throws ``DirectoryError/signInLimited(retryAfter:)`` when `clientAddress` has had as many
+    /// failed sign-ins as the limit allows within the window.
+    package func checkSignInLimit(clientAddress: String, in connection: SQLiteConnection) throws {
+        guard !clientAddress.isEmpty else { return }
+        let now = self.clock.nowMilliseconds()
+        let since = now - self.configuration.signInWindow.milliseconds
+        let rows = try connection.query(
+            "SELECT at FROM sign_in_failures WHERE client_address = ? AND at > ? ORDER BY at DESC LIMIT ?",
+            .text(clientAddress), .integer(since), .integer(Int64(self.configuration.signInLimit))
+        )
+        guard rows.count >= self.configuration.signInLimit, let oldest = rows.last?.int("at") else { return }
+        let retryAfter = max(1, (oldest + self.configuration.signInWindow.milliseconds - now + 999) / 1000)
+        throw DirectoryError.signInLimited(retryAfter: retryAfter)
+    }
+
+    /// Counts a failed sign-in from `clientAddress`, forgetting those older than the window.
+    package func recordSignInFailure(clientAddress: String, in connection: SQLiteConnection) throws {
+        guard !clientAddress.isEmpty else { return }
+        let now = self.clock.nowMilliseconds()
+        try connection.transaction { connection in
+            try connection.run("DELETE FROM sign_in_failures WHERE at <= ?", .integer(now - self.configuration.signInWindow.milliseconds))
+            try connection.run("INSERT INTO sign_in_failures (at, client_address) VALUES (?, ?)", .integer(now), .text(String(clientAddress.prefix(64))))
+        }
     }
 
     /// Stores a new password hash (computed by the caller, off this thread) and revokes sessions.

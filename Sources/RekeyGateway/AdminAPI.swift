@@ -71,6 +71,12 @@ package struct AdminAPI: Sendable {
                 try await self.changeEmail($0, try Self.parameter(context, "id"), try Self.parameter(context, "email"), primary: false)
             }
         }
+        api.post("users/:id/api-keys") { request, context in
+            try await self.run(request, context, needs: Self.manage) { try await self.createAPIKey($0, try Self.parameter(context, "id"), request) }
+        }
+        api.delete("api-keys/:id") { request, context in
+            try await self.run(request, context, needs: Self.manage) { try await self.revokeAPIKey($0, try Self.parameter(context, "id")) }
+        }
         api.get("users/:id/messages") { request, context in
             try await self.run(request, context, needs: nil) { try await self.messages($0, try Self.parameter(context, "id"), request) }
         }
@@ -306,6 +312,40 @@ package struct AdminAPI: Sendable {
             ? try await self.directory.setPrimaryEmail(change, options: admin.options).user
             : try await self.directory.removeEmail(change, options: admin.options).user
         return UserJSON(user ?? .init())
+    }
+
+    struct CreateKeyBody: Decodable {
+        var name: String
+        var lifetimeDays: Int?
+    }
+
+    struct KeyJSON: Encodable {
+        var id: String
+        var userId: String
+        var name: String
+        var expiresAt: String?
+        /// Shown once, when the key is made.
+        var key: String?
+    }
+
+    func createAPIKey(_ admin: Admin, _ id: String, _ request: Request) async throws -> any Encodable {
+        let body = try await self.body(request, as: CreateKeyBody.self)
+        var create = Rekey_Directory_V1_CreateApiKeyRequest()
+        create.userID = id
+        create.name = body.name
+        create.lifetimeDays = UInt32(clamping: max(0, body.lifetimeDays ?? 0))
+        create.actor = admin.directoryActor
+        let created = try await self.directory.createApiKey(create, options: admin.options)
+        let info = created.info ?? .init()
+        return KeyJSON(id: info.id, userId: info.userID, name: info.name, expiresAt: Self.time(info.expiresAtUnixMs), key: created.key)
+    }
+
+    func revokeAPIKey(_ admin: Admin, _ id: String) async throws -> any Encodable {
+        var revoke = Rekey_Directory_V1_RevokeApiKeyRequest()
+        revoke.keyID = id
+        revoke.actor = admin.directoryActor
+        let info = try await self.directory.revokeApiKey(revoke, options: admin.options).info ?? .init()
+        return KeyJSON(id: info.id, userId: info.userID, name: info.name, expiresAt: Self.time(info.expiresAtUnixMs), key: nil)
     }
 
     func importUsers(_ admin: Admin, _ request: Request) async throws -> any Encodable {

@@ -11,6 +11,7 @@ package struct Backends: Sendable {
     package let tokens: Rekey_Tokens_V1_Tokens.Client
     package let notifier: Rekey_Notifier_V1_Notifier.Client
     private let clients: [RPCClient]
+    private let endpoints: [(name: String, address: String)]
 
     package struct Endpoint: Sendable {
         package var host: String
@@ -27,10 +28,20 @@ package struct Backends: Sendable {
             RPCClient(configuration: .init(host: endpoint.host, port: endpoint.port, credential: credential, caller: "gateway"), logger: logger)
         }
         let clients = [client(directory), client(tokens), client(notifier)]
+        self.endpoints = [
+            ("rekey-directory", "\(directory.host):\(directory.port)"), ("rekey-reset-token", "\(tokens.host):\(tokens.port)"),
+            ("rekey-notifier", "\(notifier.host):\(notifier.port)"),
+        ]
         self.clients = clients
         self.directory = Rekey_Directory_V1_Directory.Client(wrapping: clients[0])
         self.tokens = Rekey_Tokens_V1_Tokens.Client(wrapping: clients[1])
         self.notifier = Rekey_Notifier_V1_Notifier.Client(wrapping: clients[2])
+    }
+
+    /// Which service an UNAVAILABLE or DEADLINE_EXCEEDED error came from, as "rekey-directory
+    /// (host:port)", when its message names the address (the RPC client's do).
+    package func service(of error: RPCError) -> String? {
+        self.endpoints.first { error.message.contains($0.address) }.map { "\($0.name) (\($0.address))" }
     }
 
     package func close() async {

@@ -7,7 +7,7 @@ import RekeyRPC
 package enum Gateway {
     package static func router(flows: Flows, logger: Logger, trustedProxies: Set<String> = []) -> Router<GatewayContext> {
         let router = Router(context: GatewayContext.self)
-        router.add(middleware: GatewayMiddleware(logger: logger, trustedProxies: trustedProxies))
+        router.add(middleware: GatewayMiddleware(logger: logger, backends: flows.backends, trustedProxies: trustedProxies))
         router.get("/healthz") { _, _ in
             Response(status: .ok, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: "ok\n")))
         }

@@ -30,6 +30,7 @@ package struct GatewayContext: RequestContext, RemoteAddressRequestContext {
 struct GatewayMiddleware: RouterMiddleware {
     typealias Context = GatewayContext
     let logger: Logger
+    let backends: Backends
     /// Proxies (load balancers) whose `X-Forwarded-For` is believed.
     let trustedProxies: Set<String>
 
@@ -49,7 +50,7 @@ struct GatewayMiddleware: RouterMiddleware {
         do {
             response = try await next(request, context)
         } catch let error as RPCError {
-            response = Self.response(for: error, api: isAPI, requestID: context.requestID, logger: self.logger)
+            response = Self.response(for: error, api: isAPI, requestID: context.requestID, service: self.backends.service(of: error), logger: self.logger)
         } catch let error as HTTPResponseError {
             throw error
         } catch {
@@ -69,12 +70,12 @@ struct GatewayMiddleware: RouterMiddleware {
         return response
     }
 
-    static func response(for error: RPCError, api: Bool, requestID: String, logger: Logger) -> Response {
+    static func response(for error: RPCError, api: Bool, requestID: String, service: String?, logger: Logger) -> Response {
         switch error.code {
         case .unavailable, .deadlineExceeded:
             logger.warning("a service did not answer", metadata: ["request.id": "\(requestID)", "error": "\(error)"])
             var response = api
-                ? AdminAPI.error(.serviceUnavailable, "unavailable", "a service Rekey depends on is not answering; try again shortly")
+                ? AdminAPI.error(.serviceUnavailable, "unavailable", "\(service ?? "a service Rekey depends on") is not answering; try again shortly or tell your operators")
                 : Web.html(HTML.unavailable, status: .serviceUnavailable)
             response.headers[.retryAfter] = "30"
             return response
@@ -149,6 +150,7 @@ package struct Web: Sendable {
         var verify = Rekey_Directory_V1_VerifyPasswordRequest()
         verify.email = email
         verify.password = form["password"] ?? ""
+        verify.clientAddress = context.clientAddress
         let user: Rekey_Directory_V1_User
         do {
             guard let found = try await self.flows.backends.directory.verifyPassword(verify, options: Backends.options(context.requestID)).user else {
@@ -158,6 +160,15 @@ package struct Web: Sendable {
         } catch let error as RPCError where error.code == .unauthenticated || error.code == .invalidArgument {
             return Self.html(HTML.signOn(csrf: csrf, notice: nil, errors: ["The email address or the password is not right."], email: email), status: .unauthorized)
         } catch let error as RPCError where error.code == .resourceExhausted {
+            if let seconds = error.trailers[MetadataKey.retryAfterSeconds].flatMap(Int.init) {
+                let minutes = max(1, (seconds + 59) / 60)
+                var response = Self.html(
+                    HTML.signOn(csrf: csrf, notice: nil, errors: ["Too many attempts from your network. Try again in \(minutes) minute\(minutes == 1 ? "" : "s")."], email: email),
+                    status: .tooManyRequests
+                )
+                response.headers[.retryAfter] = "\(seconds)"
+                return response
+            }
             return Self.html(HTML.unavailable, status: .serviceUnavailable)
         }
         var create = Rekey_Directory_V1_CreateSessionRequest()

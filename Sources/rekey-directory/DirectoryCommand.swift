@@ -35,10 +35,17 @@ struct DirectoryOptions: ParsableArguments {
     @Option(help: "Default admin API key lifetime. Env: REKEY_DIRECTORY_API_KEY_LIFETIME. Default: 365d.")
     var apiKeyLifetime: String?
 
+    @Option(help: "Failed sign-ins allowed per client address per window. Env: REKEY_DIRECTORY_SIGN_IN_LIMIT. Default: 20.")
+    var signInLimit: String?
+
+    @Option(help: "The window of the sign-in limit. Env: REKEY_DIRECTORY_SIGN_IN_WINDOW. Default: 15m.")
+    var signInWindow: String?
+
     var flags: [String: String?] {
         [
             "scrypt_log_n": self.scryptLogN, "hashing_threads": self.hashingThreads,
             "session_lifetime": self.sessionLifetime, "api_key_lifetime": self.apiKeyLifetime,
+            "sign_in_limit": self.signInLimit, "sign_in_window": self.signInWindow,
         ]
     }
 }
@@ -59,7 +66,9 @@ struct DirectorySettings {
         )
         self.store = DirectoryStore.Configuration(
             sessionLifetime: try settings.duration("session_lifetime", default: .seconds(12 * 3600), range: .seconds(60) ... .seconds(90 * 86400)),
-            apiKeyLifetime: try settings.duration("api_key_lifetime", default: .seconds(365 * 86400), range: .seconds(60) ... .seconds(3650 * 86400))
+            apiKeyLifetime: try settings.duration("api_key_lifetime", default: .seconds(365 * 86400), range: .seconds(60) ... .seconds(3650 * 86400)),
+            signInLimit: try settings.integer("sign_in_limit", default: 20, range: 1...100_000),
+            signInWindow: try settings.duration("sign_in_window", default: .seconds(900), range: .seconds(1) ... .seconds(86400))
         )
     }
 

@@ -188,3 +188,25 @@ struct OrganizationTests {
         }
     }
 }
+
+@Suite("The sign-in limit")
+struct SignInLimitTests {
+    @Test("failures per client address within the window; the answer says when to try again; the window moves on")
+    func limit() async throws {
+        let folder = try TemporaryFolder()
+        let database = try SQLiteDatabase(path: folder.path + "/directory.sqlite", migrations: DirectoryStore.migrations)
+        let clock = ManualClock()
+        let store = DirectoryStore(configuration: .init(signInLimit: 2, signInWindow: .seconds(60)), clock: clock)
+        try await database.withConnection { connection in
+            try store.checkSignInLimit(clientAddress: "192.0.2.1", in: connection)
+            try store.recordSignInFailure(clientAddress: "192.0.2.1", in: connection)
+            clock.advance(by: .seconds(10))
+            try store.recordSignInFailure(clientAddress: "192.0.2.1", in: connection)
+            #expect(throws: DirectoryError.signInLimited(retryAfter: 50)) { try store.checkSignInLimit(clientAddress: "192.0.2.1", in: connection) }
+            try store.checkSignInLimit(clientAddress: "192.0.2.2", in: connection)
+            try store.checkSignInLimit(clientAddress: "", in: connection)
+            clock.advance(by: .seconds(51))
+            try store.checkSignInLimit(clientAddress: "192.0.2.1", in: connection)
+        }
+    }
+}

@@ -14,9 +14,11 @@ final class RekeySystem: @unchecked Sendable {
     static let credential = "system-test-credential-0123456789"
     let folder: TemporaryFolder
     let apiKey: String
-    let directory: ServiceProcess
+    var directory: ServiceProcess
     var tokens: ServiceProcess
-    let notifier: ServiceProcess
+    var notifier: ServiceProcess
+    private let environment: [String: String]
+    private let arguments: [String: [String]]
     let gateway: ServiceProcess
     let gatewayPort: Int
 
@@ -25,7 +27,10 @@ final class RekeySystem: @unchecked Sendable {
 
     /// Extra arguments for the notifier (by default it writes to a maildir), the reset-token
     /// service and the gateway.
-    init(notifier notifierArguments: [String] = [], tokens tokenArguments: [String] = [], gateway gatewayArguments: [String] = []) throws {
+    init(
+        directory directoryArguments: [String] = [], notifier notifierArguments: [String] = [], tokens tokenArguments: [String] = [],
+        gateway gatewayArguments: [String] = []
+    ) throws {
         self.folder = try TemporaryFolder()
         let data = self.folder.path
         let bootstrap = Process()
@@ -41,13 +46,17 @@ final class RekeySystem: @unchecked Sendable {
             "REKEY_DIRECTORY_CREDENTIALS": Self.credential, "REKEY_RESET_TOKEN_CREDENTIALS": Self.credential,
             "REKEY_NOTIFIER_CREDENTIALS": Self.credential, "REKEY_GATEWAY_SERVICE_CREDENTIAL": Self.credential,
         ]
-        let common = ["--listen", "127.0.0.1:0", "--data-dir", data]
-        self.directory = try ServiceProcess("rekey-directory", arguments: ["serve", "--scrypt-log-n", "10"] + common, environment: environment)
-        self.tokens = try ServiceProcess("rekey-reset-token", arguments: ["serve"] + common + tokenArguments, environment: environment)
-        self.notifier = try ServiceProcess(
-            "rekey-notifier", arguments: ["serve", "--poll-interval", "50ms", "--mail-dir", data + "/mail"] + common + notifierArguments,
-            environment: environment
-        )
+        let common = ["--data-dir", data]
+        self.environment = environment
+        self.arguments = [
+            "rekey-directory": ["serve", "--scrypt-log-n", "10"] + common + directoryArguments,
+            "rekey-reset-token": ["serve"] + common + tokenArguments,
+            "rekey-notifier": ["serve", "--poll-interval", "50ms", "--mail-dir", data + "/mail"] + common + notifierArguments,
+        ]
+        let any = ["--listen", "127.0.0.1:0"]
+        self.directory = try ServiceProcess("rekey-directory", arguments: self.arguments["rekey-directory"]! + any, environment: environment)
+        self.tokens = try ServiceProcess("rekey-reset-token", arguments: self.arguments["rekey-reset-token"]! + any, environment: environment)
+        self.notifier = try ServiceProcess("rekey-notifier", arguments: self.arguments["rekey-notifier"]! + any, environment: environment)
         self.gateway = try ServiceProcess(
             "rekey-gateway",
             arguments: [
@@ -60,6 +69,11 @@ final class RekeySystem: @unchecked Sendable {
             readyLine: "http server listening"
         )
         self.gatewayPort = self.gateway.port
+    }
+
+    /// Starts a stopped service again on the port it had, as ops would.
+    func restart(_ executable: String, port: Int) throws -> ServiceProcess {
+        try ServiceProcess(executable, arguments: self.arguments[executable]! + ["--listen", "127.0.0.1:\(port)"], environment: self.environment)
     }
 
     func stop() {
@@ -313,5 +327,98 @@ struct CLITests {
         let badKey = try Self.rekey(["users", "search"], system: system, key: "rk_wrong")
         #expect(badKey.status == 1)
         #expect(badKey.output.contains("the API key is unknown, revoked or expired"))
+    }
+}
+
+@Suite("The gateway under refusal and failure", .serialized)
+struct GatewayResilienceTests {
+    @Test("failed sign-ins are limited per client address; past the limit even the right password waits")
+    func signInLimit() async throws {
+        let system = try RekeySystem(directory: ["--sign-in-limit", "3"], gateway: ["--trusted-proxies", "127.0.0.1"])
+        defer { system.stop() }
+        let admin = Browser(base: system.base)
+        _ = try await admin.send("POST", "/api/admin/v1/users", headers: ["Authorization": "Bearer \(system.apiKey)"],
+                                 body: Data(#"{"name": "Lee Limit", "email": "lee@example.com", "role": "customer"}"#.utf8))
+        let browser = Browser(base: system.base)
+        let csrf = Browser.csrf(in: try await browser.send("GET", "/"))
+        for _ in 0..<3 {
+            let wrong = try await browser.send("POST", "/signin", form: ["email": "lee@example.com", "password": "not it at all, sorry", "csrf": csrf],
+                                               headers: ["X-Forwarded-For": "198.51.100.20"])
+            #expect(wrong.status == 401)
+        }
+        let limited = try await browser.send("POST", "/signin", form: ["email": "owner@example.com", "password": "whatever it is now", "csrf": csrf],
+                                             headers: ["X-Forwarded-For": "198.51.100.20"])
+        #expect(limited.status == 429)
+        #expect(limited.body.contains("Too many attempts"))
+        #expect(limited.headers["retry-after"] != nil)
+        let elsewhere = try await browser.send("POST", "/signin", form: ["email": "lee@example.com", "password": "not it at all, sorry", "csrf": csrf],
+                                               headers: ["X-Forwarded-For": "203.0.113.50"])
+        #expect(elsewhere.status == 401, "another address is not limited")
+    }
+
+    @Test("an agent without users.manage can search but not send a reset; nothing is sent")
+    func agentRefused() async throws {
+        let system = try RekeySystem()
+        defer { system.stop() }
+        let auth = ["Authorization": "Bearer \(system.apiKey)", "Content-Type": "application/json"]
+        let api = Browser(base: system.base)
+        let agent = try JSONSerialization.jsonObject(with: Data(try await api.send("POST", "/api/admin/v1/users", headers: auth,
+            body: Data(#"{"name": "Agnes Agent", "email": "agnes@example.com", "role": "agent"}"#.utf8)).body.utf8)) as? [String: Any]
+        let agentID = try #require(agent?["id"] as? String)
+        _ = try await api.send("POST", "/api/admin/v1/users", headers: auth, body: Data(#"{"name": "Carl Customer", "email": "carl@example.com", "role": "customer"}"#.utf8))
+        let created = try await api.send("POST", "/api/admin/v1/users/\(agentID)/api-keys", headers: auth, body: Data(#"{"name": "laptop"}"#.utf8))
+        let key = try #require((try JSONSerialization.jsonObject(with: Data(created.body.utf8)) as? [String: Any])?["key"] as? String, "\(created.body)")
+
+        let search = try CLITests.rekey(["users", "search", "--all", "carl"], system: system, key: key)
+        #expect(search.status == 0)
+        #expect(search.output.contains("Carl Customer"))
+        let refused = try CLITests.rekey(["reset", "send", "carl@example.com"], system: system, key: key)
+        #expect(refused.status == 1)
+        #expect(refused.output.contains("this needs the permission users.manage"), "\(refused.output)")
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: system.mailDir)) ?? []).isEmpty, "nothing was sent")
+    }
+
+    @Test("each service stopped in turn: pages answer 503 at once, the CLI names the service; started again, all works without restarting the gateway")
+    func servicesStoppedInTurn() async throws {
+        let system = try RekeySystem()
+        defer { system.stop() }
+        let api = Browser(base: system.base)
+        let auth = ["Authorization": "Bearer \(system.apiKey)", "Content-Type": "application/json"]
+        let user = try JSONSerialization.jsonObject(with: Data(try await api.send("POST", "/api/admin/v1/users", headers: auth,
+            body: Data(#"{"name": "Tess Turn", "email": "tess@example.com", "role": "customer"}"#.utf8)).body.utf8)) as? [String: Any]
+        let id = try #require(user?["id"] as? String)
+        let browser = Browser(base: system.base)
+        let csrf = Browser.csrf(in: try await browser.send("GET", "/password/forgot"))
+
+        for (name, keyPath) in [("rekey-directory", \RekeySystem.directory), ("rekey-reset-token", \RekeySystem.tokens), ("rekey-notifier", \RekeySystem.notifier)] {
+            let process = system[keyPath: keyPath]
+            let port = process.port
+            process.stop()
+            let started = ContinuousClock.now
+            let page = try await browser.send("POST", "/password/forgot", form: ["email": "tess@example.com", "csrf": csrf])
+            #expect(page.status == 503, "\(name): \(page.status)")
+            #expect(ContinuousClock.now - started < .seconds(5), "\(name): the page answers quickly")
+            #expect(try await api.send("GET", "/readyz").status == 503)
+            let cli = try CLITests.rekey(["reset", "send", id], system: system)
+            #expect(cli.status == 1)
+            #expect(cli.output.contains(name == "rekey-directory" ? "rekey-directory" : name), "\(name): \(cli.output)")
+
+            let restarted = try system.restart(name, port: port)
+            switch name {
+            case "rekey-directory": system.directory = restarted
+            case "rekey-reset-token": system.tokens = restarted
+            default: system.notifier = restarted
+            }
+            var ready = false
+            for _ in 0..<100 where !ready {
+                ready = try await api.send("GET", "/readyz").status == 200
+                if !ready { try await Task.sleep(for: .milliseconds(100)) }
+            }
+            #expect(ready, "\(name): ready again")
+            let sent = try await api.send("POST", "/api/admin/v1/users/\(id)/password-reset", headers: auth)
+            #expect(sent.status == 200, "\(name): \(sent.body)")
+        }
+        #expect(try await system.waitForMail(count: 3).count == 3)
     }
 }

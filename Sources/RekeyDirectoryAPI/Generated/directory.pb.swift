@@ -2164,6 +2164,7 @@ extension Rekey_Directory_V1_CheckPasswordPolicyResponse: ProtobufMessage {
 package struct Rekey_Directory_V1_VerifyPasswordRequest: Sendable, Hashable {
     package var email: String = ""
     package var password: String = ""
+    package var clientAddress: String = ""
 
     package init() {}
 }
@@ -2171,7 +2172,7 @@ package struct Rekey_Directory_V1_VerifyPasswordRequest: Sendable, Hashable {
 extension Rekey_Directory_V1_VerifyPasswordRequest {
     /// The string fields that decoding checks for NUL characters and invalid UTF-8.
     package static let protobufStringSchema = ProtobufStringSchema(
-        stringFields: [1, 2],
+        stringFields: [1, 2, 3],
         messageFields: [:]
     )
 
@@ -2180,6 +2181,7 @@ extension Rekey_Directory_V1_VerifyPasswordRequest {
         self.init()
         self.email = ProtobufCRead.string(c.pointee.email)
         self.password = ProtobufCRead.string(c.pointee.password)
+        self.clientAddress = ProtobufCRead.string(c.pointee.client_address)
     }
 
     /// Builds the protobuf-c struct for this value; everything it points to lives in `arena`.
@@ -2191,6 +2193,9 @@ extension Rekey_Directory_V1_VerifyPasswordRequest {
         }
         if !self.password.isEmpty {
             c.pointee.password = try arena.makeCString(self.password, message: "rekey.directory.v1.VerifyPasswordRequest", field: "password")
+        }
+        if !self.clientAddress.isEmpty {
+            c.pointee.client_address = try arena.makeCString(self.clientAddress, message: "rekey.directory.v1.VerifyPasswordRequest", field: "client_address")
         }
         return c
     }

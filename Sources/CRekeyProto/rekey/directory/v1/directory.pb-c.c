@@ -4534,7 +4534,7 @@ const ProtobufCMessageDescriptor rekey__directory__v1__check_password_policy_res
   (ProtobufCMessageInit) rekey__directory__v1__check_password_policy_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor rekey__directory__v1__verify_password_request__field_descriptors[2] =
+static const ProtobufCFieldDescriptor rekey__directory__v1__verify_password_request__field_descriptors[3] =
 {
   {
     "email",
@@ -4560,15 +4560,28 @@ static const ProtobufCFieldDescriptor rekey__directory__v1__verify_password_requ
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "client_address",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Directory__V1__VerifyPasswordRequest, client_address),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned rekey__directory__v1__verify_password_request__field_indices_by_name[] = {
+  2,   /* field[2] = client_address */
   0,   /* field[0] = email */
   1,   /* field[1] = password */
 };
 static const ProtobufCIntRange rekey__directory__v1__verify_password_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 2 }
+  { 0, 3 }
 };
 const ProtobufCMessageDescriptor rekey__directory__v1__verify_password_request__descriptor =
 {
@@ -4578,7 +4591,7 @@ const ProtobufCMessageDescriptor rekey__directory__v1__verify_password_request__
   "Rekey__Directory__V1__VerifyPasswordRequest",
   "rekey.directory.v1",
   sizeof(Rekey__Directory__V1__VerifyPasswordRequest),
-  2,
+  3,
   rekey__directory__v1__verify_password_request__field_descriptors,
   rekey__directory__v1__verify_password_request__field_indices_by_name,
   1,  rekey__directory__v1__verify_password_request__number_ranges,

@@ -567,10 +567,15 @@ struct  Rekey__Directory__V1__VerifyPasswordRequest
   ProtobufCMessage base;
   char *email;
   char *password;
+  /*
+   * The end user's address. Failed sign-ins are counted per address; past the limit the answer
+   * is RESOURCE_EXHAUSTED with a retry-after-seconds trailer, before any password is checked.
+   */
+  char *client_address;
 };
 #define REKEY__DIRECTORY__V1__VERIFY_PASSWORD_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&rekey__directory__v1__verify_password_request__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
 
 
 struct  Rekey__Directory__V1__CreateApiKeyRequest
