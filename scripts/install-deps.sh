@@ -12,6 +12,7 @@ packages=(
   python3                                 # the Swift generator and the benchmark driver
   python3-aiosmtpd                        # the real SMTP server the notifier tests deliver to
   python3-cryptography                    # a throw-away certificate for the STARTTLS tests
+  chromium chromium-driver python3-selenium   # the real-browser test of the reset flow
 )
 
 missing=()

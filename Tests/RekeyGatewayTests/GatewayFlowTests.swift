@@ -29,7 +29,9 @@ final class RekeySystem: @unchecked Sendable {
     /// service and the gateway.
     init(
         directory directoryArguments: [String] = [], notifier notifierArguments: [String] = [], tokens tokenArguments: [String] = [],
-        gateway gatewayArguments: [String] = []
+        gateway gatewayArguments: [String] = [],
+        gatewayListen: String = "127.0.0.1:0",
+        publicURL: String = "https://sso.example.test"
     ) throws {
         self.folder = try TemporaryFolder()
         let data = self.folder.path
@@ -60,7 +62,7 @@ final class RekeySystem: @unchecked Sendable {
         self.gateway = try ServiceProcess(
             "rekey-gateway",
             arguments: [
-                "serve", "--listen", "127.0.0.1:0", "--public-url", "https://sso.example.test",
+                "serve", "--listen", gatewayListen, "--public-url", publicURL,
                 "--directory", "127.0.0.1:\(self.directory.port)", "--reset-token", "127.0.0.1:\(self.tokens.port)",
                 "--notifier", "127.0.0.1:\(self.notifier.port)",
             ] + gatewayArguments,
@@ -420,5 +422,36 @@ struct GatewayResilienceTests {
             #expect(sent.status == 200, "\(name): \(sent.body)")
         }
         #expect(try await system.waitForMail(count: 3).count == 3)
+    }
+}
+
+@Suite("A real browser", .serialized)
+struct BrowserTests {
+    @Test("headless Chromium: sign-on page → Forgot password → mail → new password → signed in (screenshots in .build/test-artifacts/browser)")
+    func chromium() async throws {
+        let port = try SMTPTestServer.freePort()
+        let system = try RekeySystem(gatewayListen: "127.0.0.1:\(port)", publicURL: "http://127.0.0.1:\(port)")
+        defer { system.stop() }
+        let api = Browser(base: system.base)
+        let created = try await api.send("POST", "/api/admin/v1/users", headers: ["Authorization": "Bearer \(system.apiKey)"],
+                                         body: Data(#"{"name": "Bri Browser", "email": "bri@example.com", "role": "customer"}"#.utf8))
+        #expect(created.status == 200)
+        let shots = SMTPTestServer.root.appendingPathComponent(".build/test-artifacts/browser").path
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: SMTPTestServer.python)
+        process.arguments = [
+            SMTPTestServer.root.appendingPathComponent("Tests/Interop/browser_flow.py").path,
+            system.base, system.folder.path + "/mail", shots, "bri@example.com", "a browser-made passphrase",
+        ]
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        let text = try await Task.detached { String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self) }.value
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0, "\(text)")
+        for step in ["1-sign-on", "2-forgot-form", "3-check-your-email", "4-new-password-form", "5-password-changed", "6-signed-in"] {
+            #expect(FileManager.default.fileExists(atPath: "\(shots)/\(step).png"), "\(step)")
+        }
     }
 }
