@@ -18,14 +18,43 @@ struct Connection: ParsableArguments {
 
     func client() throws -> APIClient {
         let environment = ProcessInfo.processInfo.environment
-        let base = self.url ?? environment["REKEY_URL"] ?? "http://127.0.0.1:8080"
+        let saved = StoredLogin.load()
+        let base = self.url ?? environment["REKEY_URL"] ?? saved?.url ?? "http://127.0.0.1:8080"
         guard let url = URL(string: base), url.scheme == "http" || url.scheme == "https" else {
             throw ValidationError("--url must be the gateway's http or https URL, such as http://127.0.0.1:8080")
         }
-        guard let key = self.apiKey ?? environment["REKEY_API_KEY"], !key.isEmpty else {
-            throw ValidationError("give an admin API key with --api-key or REKEY_API_KEY (rekey-directory bootstrap-admin prints the first one)")
+        guard let key = self.apiKey ?? environment["REKEY_API_KEY"] ?? saved?.apiKey, !key.isEmpty else {
+            throw ValidationError("no API key: run `rekey login --gateway URL`, or set REKEY_API_KEY (rekey-directory bootstrap-admin prints the first one)")
         }
         return APIClient(base: base.hasSuffix("/") ? String(base.dropLast()) : base, key: key, printJSON: self.json)
+    }
+}
+
+/// The gateway and API key `rekey login` stored, in `$XDG_CONFIG_HOME/rekey/login.json` (or
+/// `~/.config/rekey/login.json`), readable by the user only.
+struct StoredLogin: Codable {
+    var url: String
+    var apiKey: String
+
+    static var path: String {
+        let environment = ProcessInfo.processInfo.environment
+        let config = environment["XDG_CONFIG_HOME"] ?? ((environment["HOME"] ?? NSHomeDirectory()) + "/.config")
+        return config + "/rekey/login.json"
+    }
+
+    static func load() -> StoredLogin? {
+        guard let data = FileManager.default.contents(atPath: Self.path) else { return nil }
+        return try? JSONDecoder().decode(StoredLogin.self, from: data)
+    }
+
+    func save() throws {
+        let folder = (Self.path as NSString).deletingLastPathComponent
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let data = try JSONEncoder().encode(self)
+        guard FileManager.default.createFile(atPath: Self.path, contents: data, attributes: [.posixPermissions: 0o600]) else {
+            throw ValidationError("cannot write \(Self.path)")
+        }
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: Self.path)
     }
 }
 
@@ -36,7 +65,9 @@ struct APIFailure: Error, CustomStringConvertible {
     var message: String
 
     var description: String {
-        self.status == 0 ? "cannot reach the gateway: \(self.message)" : "\(self.message) (\(self.code), HTTP \(self.status))"
+        if self.status == 0 { return "cannot reach the gateway: \(self.message)" }
+        if self.status == 401 { return "\(self.message) — log in again with `rekey login --gateway URL`" }
+        return "\(self.message) (\(self.code), HTTP \(self.status))"
     }
 }
 
@@ -91,13 +122,27 @@ struct APIClient {
         return value.addingPercentEncoding(withAllowedCharacters: allowed) ?? ""
     }
 
-    /// The user an id (`u_…`) or any of their email addresses names.
-    func user(_ userOrEmail: String) async throws -> [String: Any] {
-        if userOrEmail.contains("@") {
-            let found = try await APIClient(base: self.base, key: self.key, printJSON: false).call("GET", "/users/lookup?email=\(Self.query(userOrEmail))")
+    /// The user an id (`u_…`), any of their email addresses, or a search text names. A text that
+    /// matches several users lists them and fails: nothing is done to a guess.
+    func user(_ text: String) async throws -> [String: Any] {
+        let quiet = APIClient(base: self.base, key: self.key, printJSON: false)
+        if text.contains("@") {
+            let found = try await quiet.call("GET", "/users/lookup?email=\(Self.query(text))")
             return found["user"] as? [String: Any] ?? [:]
         }
-        return try await APIClient(base: self.base, key: self.key, printJSON: false).call("GET", "/users/\(Self.query(userOrEmail))")
+        if text.hasPrefix("u_") {
+            return try await quiet.call("GET", "/users/\(Self.query(text))")
+        }
+        let users = try await quiet.call("GET", "/users/search?scope=all&page_size=10&q=\(Self.query(text))")["users"] as? [[String: Any]] ?? []
+        switch users.count {
+        case 1:
+            return users[0]
+        case 0:
+            throw APIFailure(status: 404, code: "not_found", message: "no user matches `\(text)`")
+        default:
+            let list = users.map { "  " + Output.userLine($0) }.joined(separator: "\n")
+            throw APIFailure(status: 409, code: "ambiguous", message: "`\(text)` matches several users; name one by id or email:\n\(list)")
+        }
     }
 }
 

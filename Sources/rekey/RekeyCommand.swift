@@ -10,7 +10,7 @@ struct RekeyCommand: AsyncParsableCommand {
             Point it at the gateway with --url or REKEY_URL and give an admin API key with REKEY_API_KEY.
             A user is named by id (u_…) or by any of their email addresses.
             """,
-        subcommands: [Users.self, Reset.self, Verify.self, Messages.self, Message.self, Suppressions.self, Diagnose.self, Mail.self]
+        subcommands: [Login.self, Users.self, Orgs.self, Reset.self, Verify.self, Messages.self, Message.self, Suppressions.self, Diagnose.self, Mail.self]
     )
 
     /// Runs a command's body, turning API failures into a message and exit status 1.
@@ -27,7 +27,7 @@ struct RekeyCommand: AsyncParsableCommand {
 struct Users: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Find, show, create, disable and import users.",
-        subcommands: [Search.self, List.self, Show.self, Create.self, Disable.self, Enable.self, Import.self]
+        subcommands: [Search.self, List.self, Show.self, Create.self, Update.self, Disable.self, Enable.self, Import.self]
     )
 
     struct Search: AsyncParsableCommand {
@@ -99,6 +99,31 @@ struct Users: AsyncParsableCommand {
                 if let organization { body["organization_id"] = organization }
                 let user = try await self.connection.client().call("POST", "/users", body: APIClient.json(body))
                 if !self.connection.json { print("Created " + Output.userLine(user)) }
+            }
+        }
+    }
+
+    struct Update: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Change a user's name, role, organization or locale.")
+        @OptionGroup var connection: Connection
+        @Argument(help: "A user id, email address or search text.") var user: String
+        @Option var name: String?
+        @Option var role: String?
+        @Option(help: "An organization id; \"\" to remove.") var organization: String?
+        @Option var locale: String?
+
+        func run() async throws {
+            var body: [String: Any] = [:]
+            if let name { body["name"] = name }
+            if let role { body["role"] = role }
+            if let organization { body["organization_id"] = organization }
+            if let locale { body["locale"] = locale }
+            guard !body.isEmpty else { throw ValidationError("say what to change: --name, --role, --organization or --locale") }
+            try await RekeyCommand.run {
+                let client = try self.connection.client()
+                let id = try await client.user(self.user)["id"] as? String ?? ""
+                let user = try await client.call("PATCH", "/users/\(id)", body: APIClient.json(body))
+                if !self.connection.json { print("Updated " + Output.userLine(user)) }
             }
         }
     }
@@ -382,6 +407,74 @@ struct Mail: AsyncParsableCommand {
                 case "failed": print("Failed: \(message["reason"] as? String ?? "")"); throw ExitCode(1)
                 default: print("Still \(message["state"] as? String ?? "queued") after \(self.timeout) s: \(message["reason"] as? String ?? "")"); throw ExitCode(1)
                 }
+            }
+        }
+    }
+}
+
+struct Login: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Store the gateway's URL and your API key (asked for, checked, kept readable by you only).",
+        discussion: "The key is read from the terminal without echo, or from standard input when it is not a terminal."
+    )
+    @Option(help: "The gateway's URL, such as https://sso.example.com.") var gateway: String
+
+    func run() async throws {
+        guard let url = URL(string: self.gateway), url.scheme == "http" || url.scheme == "https" else {
+            throw ValidationError("--gateway must be an http or https URL")
+        }
+        let key = Self.readSecret(prompt: "API key: ")
+        guard !key.isEmpty else { throw ValidationError("no API key given") }
+        let base = self.gateway.hasSuffix("/") ? String(self.gateway.dropLast()) : self.gateway
+        try await RekeyCommand.run {
+            _ = try await APIClient(base: base, key: key, printJSON: false).call("GET", "/users/search?page_size=1")
+            try StoredLogin(url: base, apiKey: key).save()
+            print("Logged in to \(base); the key is stored in \(StoredLogin.path) (mode 0600).")
+        }
+    }
+
+    static func readSecret(prompt: String) -> String {
+        guard isatty(STDIN_FILENO) == 1 else { return (readLine() ?? "").trimmingCharacters(in: .whitespaces) }
+        FileHandle.standardError.write(Data(prompt.utf8))
+        var settings = termios()
+        tcgetattr(STDIN_FILENO, &settings)
+        var hidden = settings
+        hidden.c_lflag &= ~tcflag_t(ECHO)
+        tcsetattr(STDIN_FILENO, TCSANOW, &hidden)
+        defer {
+            tcsetattr(STDIN_FILENO, TCSANOW, &settings)
+            FileHandle.standardError.write(Data("\n".utf8))
+        }
+        return (readLine() ?? "").trimmingCharacters(in: .whitespaces)
+    }
+}
+
+struct Orgs: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Organizations.", subcommands: [List.self, Create.self])
+
+    struct List: AsyncParsableCommand {
+        @OptionGroup var connection: Connection
+
+        func run() async throws {
+            try await RekeyCommand.run {
+                let list = try await self.connection.client().call("GET", "/organizations")
+                guard !self.connection.json else { return }
+                for organization in list["organizations"] as? [[String: Any]] ?? [] {
+                    print("\(organization["id"] as? String ?? "")  \(organization["name"] as? String ?? "")  \((organization["domains"] as? [String] ?? []).joined(separator: ","))")
+                }
+            }
+        }
+    }
+
+    struct Create: AsyncParsableCommand {
+        @OptionGroup var connection: Connection
+        @Option var name: String
+        @Option(help: "An email domain of the organization's people; may be repeated.") var domain: [String] = []
+
+        func run() async throws {
+            try await RekeyCommand.run {
+                let created = try await self.connection.client().call("POST", "/organizations", body: APIClient.json(["name": self.name, "domains": self.domain]))
+                if !self.connection.json { print("Created \(created["id"] as? String ?? "")  \(created["name"] as? String ?? "")") }
             }
         }
     }

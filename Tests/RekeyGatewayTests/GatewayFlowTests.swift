@@ -291,15 +291,21 @@ struct GatewayFlowTests {
 
 @Suite("The rekey CLI, against the running system", .serialized)
 struct CLITests {
-    static func rekey(_ arguments: [String], system: RekeySystem, key: String? = nil) throws -> (status: Int32, output: String) {
+    static func rekey(
+        _ arguments: [String], system: RekeySystem, key: String? = nil, environment: [String: String]? = nil, input: String? = nil
+    ) throws -> (status: Int32, output: String) {
         let process = Process()
         process.executableURL = ServiceProcess.productsDirectory.appendingPathComponent("rekey")
         process.arguments = arguments
-        process.environment = ["REKEY_URL": system.base, "REKEY_API_KEY": key ?? system.apiKey]
+        process.environment = environment ?? ["REKEY_URL": system.base, "REKEY_API_KEY": key ?? system.apiKey, "HOME": system.folder.path]
         let pipe = Pipe()
         process.standardOutput = pipe
         process.standardError = pipe
+        let stdin = Pipe()
+        process.standardInput = stdin
         try process.run()
+        if let input { stdin.fileHandleForWriting.write(Data(input.utf8)) }
+        try? stdin.fileHandleForWriting.close()
         let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
         return (process.terminationStatus, output)
@@ -329,6 +335,38 @@ struct CLITests {
         let badKey = try Self.rekey(["users", "search"], system: system, key: "rk_wrong")
         #expect(badKey.status == 1)
         #expect(badKey.output.contains("the API key is unknown, revoked or expired"))
+    }
+}
+
+@Suite("rekey login, names and organizations", .serialized)
+struct CLILoginTests {
+    @Test("login checks and stores the key (0600); later commands use it; search text naming several users lists them and does nothing")
+    func login() async throws {
+        let system = try RekeySystem()
+        defer { system.stop() }
+        let environment = ["XDG_CONFIG_HOME": system.folder.path + "/config", "HOME": system.folder.path]
+        let bad = try CLITests.rekey(["login", "--gateway", system.base], system: system, environment: environment, input: "rk_not-a-key\n")
+        #expect(bad.status == 1)
+        #expect(bad.output.contains("log in again with `rekey login --gateway URL`"), "\(bad.output)")
+        let good = try CLITests.rekey(["login", "--gateway", system.base], system: system, environment: environment, input: system.apiKey + "\n")
+        #expect(good.status == 0, "\(good.output)")
+        let stored = system.folder.path + "/config/rekey/login.json"
+        let mode = try FileManager.default.attributesOfItem(atPath: stored)[.posixPermissions] as? Int
+        #expect(mode == 0o600)
+
+        for (name, email) in [("Pat Jones", "pat.jones@example.com"), ("Pat Smith", "pat.smith@example.com")] {
+            let created = try CLITests.rekey(["users", "create", "--name", name, "--email", email], system: system, environment: environment)
+            #expect(created.status == 0, "\(created.output)")
+        }
+        let ambiguous = try CLITests.rekey(["reset", "send", "pat"], system: system, environment: environment)
+        #expect(ambiguous.status == 1)
+        #expect(ambiguous.output.contains("`pat` matches several users") && ambiguous.output.contains("Pat Jones") && ambiguous.output.contains("Pat Smith"))
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: system.mailDir)) ?? []).isEmpty, "nothing was sent")
+        let updated = try CLITests.rekey(["users", "update", "pat smith", "--role", "agent"], system: system, environment: environment)
+        #expect(updated.output.contains("Pat Smith  <pat.smith@example.com>  agent"), "\(updated.output)")
+        let org = try CLITests.rekey(["orgs", "create", "--name", "Acme", "--domain", "acme.example"], system: system, environment: environment)
+        #expect(org.status == 0, "\(org.output)")
+        #expect(try CLITests.rekey(["orgs", "list"], system: system, environment: environment).output.contains("Acme  acme.example"))
     }
 }
 
