@@ -4,7 +4,7 @@ SWIFT ?= swift
 PYTHON ?= /usr/bin/python3
 BENCH_SECONDS ?= 3
 
-.PHONY: all deps build test proto proto-check bench bench-directory bench-notifier bench-diagnose run clean help
+.PHONY: all deps build test proto proto-check bench bench-directory bench-notifier bench-diagnose bench-forgot run clean help
 
 all: build
 
@@ -17,6 +17,7 @@ help:
 	@echo "make bench-directory  1,000,000-user directory: import, search and find-by-email latency, size, memory"
 	@echo "make bench-notifier   enqueues/s through the RPC; messages/s delivered to Postfix's smtp-sink"
 	@echo "make bench-diagnose   rekey diagnose for a user with 1,000 emails and tokens, 1,000,000 users (after bench-directory)"
+	@echo "make bench-forgot     forgot-password submissions/s through all four processes (wrk, 32 connections)"
 
 deps:
 	@bash scripts/install-deps.sh
@@ -68,3 +69,11 @@ bench-diagnose: deps
 	$(SWIFT) build -c release --product rekey-notifier
 	$(SWIFT) build -c release --product rekey-gateway
 	$(PYTHON) Benchmarks/diagnose.py
+
+bench-forgot: deps
+	@command -v wrk >/dev/null || (sudo_cmd=$$([ "$$(id -u)" -ne 0 ] && echo sudo); DEBIAN_FRONTEND=noninteractive $$sudo_cmd apt-get install -y -q wrk)
+	$(SWIFT) build -c release --product rekey-directory
+	$(SWIFT) build -c release --product rekey-reset-token
+	$(SWIFT) build -c release --product rekey-notifier
+	$(SWIFT) build -c release --product rekey-gateway
+	$(PYTHON) Benchmarks/forgot.py

@@ -5,7 +5,9 @@ import RekeyRPC
 
 /// The gateway's HTTP application: pages, admin API, `/healthz` and `/readyz`.
 package enum Gateway {
-    package static func router(flows: Flows, logger: Logger, trustedProxies: Set<String> = []) -> Router<GatewayContext> {
+    package static func router(
+        flows: Flows, logger: Logger, trustedProxies: Set<String> = [], forgotMinimumDuration: Duration = .milliseconds(400)
+    ) -> Router<GatewayContext> {
         let router = Router(context: GatewayContext.self)
         router.add(middleware: GatewayMiddleware(logger: logger, backends: flows.backends, trustedProxies: trustedProxies))
         router.get("/healthz") { _, _ in
@@ -18,7 +20,7 @@ package enum Gateway {
                 status: down.isEmpty ? .ok : .serviceUnavailable, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: text))
             )
         }
-        Web(flows: flows).add(to: router)
+        Web(flows: flows, forgotMinimumDuration: forgotMinimumDuration).add(to: router)
         AdminAPI(flows: flows).add(to: router)
         return router
     }

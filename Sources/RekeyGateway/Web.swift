@@ -103,12 +103,14 @@ package struct Web: Sendable {
 
     static let csrfCookie = "rekey_csrf"
     static let sessionCookie = "rekey_session"
-    /// Forgot-password answers take at least this long, so that the time does not tell whether the account exists.
-    static let forgotMinimumDuration = Duration.milliseconds(400)
+    /// Forgot-password answers take at least this long, so that the time does not tell whether
+    /// the account exists.
+    let forgotMinimumDuration: Duration
 
-    package init(flows: Flows) {
+    package init(flows: Flows, forgotMinimumDuration: Duration = .milliseconds(400)) {
         self.flows = flows
         self.secureCookies = flows.publicURL.hasPrefix("https://")
+        self.forgotMinimumDuration = forgotMinimumDuration
     }
 
     func add(to router: Router<GatewayContext>) {
@@ -208,8 +210,8 @@ package struct Web: Sendable {
         try await self.flows.forgotPassword(email: email, clientAddress: context.clientAddress, requestID: context.requestID)
         // The same page, status and about the same time, whatever happened.
         let elapsed = ContinuousClock.now - started
-        if elapsed < Self.forgotMinimumDuration {
-            try await Task.sleep(for: Self.forgotMinimumDuration - elapsed)
+        if elapsed < self.forgotMinimumDuration {
+            try await Task.sleep(for: self.forgotMinimumDuration - elapsed)
         }
         return Self.html(HTML.forgotSent)
     }

@@ -42,6 +42,9 @@ struct GatewayOptions: ParsableArguments {
     @Option(help: "IP addresses of proxies whose X-Forwarded-For is believed, comma-separated. Env: REKEY_GATEWAY_TRUSTED_PROXIES. Default: none.")
     var trustedProxies: String?
 
+    @Option(help: "The least time a forgot-password answer takes, so that it does not tell whether the account exists. Env: REKEY_GATEWAY_FORGOT_MIN_DURATION. Default: 400ms.")
+    var forgotMinDuration: String?
+
     @Option(help: "trace … critical. Env: REKEY_GATEWAY_LOG_LEVEL. Default: info.")
     var logLevel: String?
 
@@ -51,7 +54,7 @@ struct GatewayOptions: ParsableArguments {
     var flags: [String: String?] {
         [
             "listen": self.listen, "public_url": self.publicUrl, "directory": self.directory, "reset_token": self.resetToken,
-            "notifier": self.notifier, "service_credential": self.serviceCredential, "trusted_proxies": self.trustedProxies, "log_level": self.logLevel, "log_format": self.logFormat,
+            "notifier": self.notifier, "service_credential": self.serviceCredential, "trusted_proxies": self.trustedProxies, "forgot_min_duration": self.forgotMinDuration, "log_level": self.logLevel, "log_format": self.logFormat,
         ]
     }
 }
@@ -64,6 +67,7 @@ struct GatewaySettings {
     var notifier: HostAndPort
     var credential: String
     var trustedProxies: Set<String>
+    var forgotMinDuration: Duration
     var logLevel: Logger.Level
     var logFormat: LogFormat
 
@@ -83,6 +87,7 @@ struct GatewaySettings {
             throw SettingsError("`service_credential` must have at least 16 characters")
         }
         self.trustedProxies = settings.raw("trusted_proxies") == nil ? [] : Set(try settings.list("trusted_proxies", default: []))
+        self.forgotMinDuration = try settings.duration("forgot_min_duration", default: .milliseconds(400), range: .zero ... .seconds(5))
         self.logLevel = try settings.value("log_level", default: .info, expected: "trace, debug, info, notice, warning, error or critical") { Logger.Level(rawValue: $0) }
         self.logFormat = try settings.value("log_format", default: .text, expected: "text or json") { LogFormat(rawValue: $0) }
     }
@@ -113,7 +118,9 @@ struct Serve: AsyncParsableCommand {
         let flows = Flows(backends: backends, publicURL: settings.publicURL, logger: logger)
         let publicURL = settings.publicURL
         let app = Application(
-            router: Gateway.router(flows: flows, logger: logger, trustedProxies: settings.trustedProxies),
+            router: Gateway.router(
+                flows: flows, logger: logger, trustedProxies: settings.trustedProxies, forgotMinimumDuration: settings.forgotMinDuration
+            ),
             configuration: .init(address: .hostname(settings.listen.host, port: settings.listen.port), serverName: "rekey-gateway"),
             onServerRunning: { channel in
                 logger.info(

@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""The forgot-password benchmark (`make bench-forgot`): submissions per second through the whole
+chain — HTTP → gateway → directory (find the user) → reset-token (issue) → notifier (commit to the
+outbox, synchronous=FULL) — with `wrk` and 32 connections on loopback. All four release
+executables and the load generator share this machine. The gateway's 400 ms floor on the answer
+(which hides whether an account exists) is set to 0 here, to measure the chain; rate limits are
+raised so that they do not refuse."""
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import urllib.request
+
+CREDENTIAL = "benchmark-credential-0123456789abcdef"
+
+
+def start(command, env, pattern):
+    process = subprocess.Popen(command, env=dict(os.environ, **env), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    for line in process.stderr:
+        match = re.search(pattern, line)
+        if match:
+            threading.Thread(target=lambda: [None for _ in process.stderr], daemon=True).start()
+            return process, match.group(1)
+    sys.exit("%s did not start" % command[0])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bin", default=".build/release")
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=32)
+    args = parser.parse_args()
+    data = tempfile.mkdtemp(prefix="rekey-bench-forgot-")
+    env = {"REKEY_DIRECTORY_CREDENTIALS": CREDENTIAL, "REKEY_RESET_TOKEN_CREDENTIALS": CREDENTIAL,
+           "REKEY_NOTIFIER_CREDENTIALS": CREDENTIAL, "REKEY_GATEWAY_SERVICE_CREDENTIAL": CREDENTIAL}
+    out = subprocess.run([args.bin + "/rekey-directory", "bootstrap-admin", "--data-dir", data, "--email", "jane@example.com",
+                          "--name", "Jane Bench"], check=True, capture_output=True, text=True, env=dict(os.environ, **env)).stdout
+    processes = []
+    try:
+        for name, extra, pattern in [
+            ("rekey-directory", [], r"rpc\.port=(\d+)"),
+            ("rekey-reset-token", ["--limit-per-user", "100000", "--limit-per-address", "1000000"], r"rpc\.port=(\d+)"),
+            ("rekey-notifier", ["--mail-dir", data + "/mail"], r"rpc\.port=(\d+)"),
+        ]:
+            process, port = start([args.bin + "/" + name, "serve", "--listen", "127.0.0.1:0", "--data-dir", data, "--log-level", "info"] + extra, env, pattern)
+            processes.append((process, port))
+        ports = [port for _, port in processes]
+        gateway, gport = start([args.bin + "/rekey-gateway", "serve", "--listen", "127.0.0.1:0", "--directory", "127.0.0.1:" + ports[0],
+                                "--reset-token", "127.0.0.1:" + ports[1], "--notifier", "127.0.0.1:" + ports[2],
+                                "--forgot-min-duration", "0ms"], env, r"http\.port=(\d+)")
+        processes.append((gateway, gport))
+        base = "http://127.0.0.1:" + gport
+        with urllib.request.urlopen(base + "/password/forgot") as response:
+            page = response.read().decode()
+            cookie = response.headers["Set-Cookie"].split(";")[0]
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+        script = os.path.join(data, "post.lua")
+        with open(script, "w") as handle:
+            handle.write('wrk.method = "POST"\n')
+            handle.write('wrk.body = "email=jane%%40example.com&csrf=%s"\n' % csrf)
+            handle.write('wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"\n')
+            handle.write('wrk.headers["Cookie"] = "%s"\n' % cookie)
+        result = subprocess.run(["wrk", "-t2", "-c%d" % args.connections, "-d%ds" % args.seconds, "--latency", "-s", script,
+                                 base + "/password/forgot"], check=True, capture_output=True, text=True).stdout
+        rate = re.search(r"Requests/sec:\s+([\d.]+)", result).group(1)
+        p50 = re.search(r"50%\s+(\S+)", result).group(1)
+        p99 = re.search(r"99%\s+(\S+)", result).group(1)
+        errors = re.search(r"Non-2xx or 3xx responses: (\d+)", result)
+        queued = len(os.listdir(os.path.join(data, "mail", "new"))) if os.path.isdir(os.path.join(data, "mail", "new")) else 0
+        print("forgot-password, %d connections, %d s: %s submissions/s, p50 %s, p99 %s; non-2xx: %s; %d emails written so far"
+              % (args.connections, args.seconds, rate, p50, p99, errors.group(1) if errors else "0", queued))
+    finally:
+        for process, _ in processes:
+            process.terminate()
+            process.wait()
+
+
+if __name__ == "__main__":
+    main()
