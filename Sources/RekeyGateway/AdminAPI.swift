@@ -98,6 +98,12 @@ package struct AdminAPI: Sendable {
         api.post("organizations") { request, context in
             try await self.run(request, context, needs: Self.manage) { try await self.createOrganization($0, request) }
         }
+        api.patch("organizations/:id") { request, context in
+            try await self.run(request, context, needs: Self.manage) { try await self.updateOrganization($0, try Self.parameter(context, "id"), request) }
+        }
+        api.delete("organizations/:id") { request, context in
+            try await self.run(request, context, needs: Self.manage) { try await self.deleteOrganization($0, try Self.parameter(context, "id")) }
+        }
     }
 
     // MARK: Authentication and errors
@@ -493,6 +499,29 @@ package struct AdminAPI: Sendable {
         create.domains = body.domains ?? []
         create.actor = admin.directoryActor
         return OrganizationJSON(try await self.directory.createOrganization(create, options: admin.options).organization ?? .init())
+    }
+
+    struct UpdateOrganizationBody: Decodable {
+        var name: String?
+        var domains: [String]?
+    }
+
+    func updateOrganization(_ admin: Admin, _ id: String, _ request: Request) async throws -> any Encodable {
+        let body = try await self.body(request, as: UpdateOrganizationBody.self)
+        var update = Rekey_Directory_V1_UpdateOrganizationRequest()
+        update.organizationID = id
+        if let name = body.name { update.name = name; update.fields.append("name") }
+        if let domains = body.domains { update.domains = domains; update.fields.append("domains") }
+        update.actor = admin.directoryActor
+        return OrganizationJSON(try await self.directory.updateOrganization(update, options: admin.options).organization ?? .init())
+    }
+
+    func deleteOrganization(_ admin: Admin, _ id: String) async throws -> any Encodable {
+        var delete = Rekey_Directory_V1_DeleteOrganizationRequest()
+        delete.organizationID = id
+        delete.actor = admin.directoryActor
+        _ = try await self.directory.deleteOrganization(delete, options: admin.options)
+        return ["deleted": id]
     }
 
     static func time(_ unixMilliseconds: Int64) -> String? {

@@ -450,7 +450,7 @@ struct Login: AsyncParsableCommand {
 }
 
 struct Orgs: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Organizations.", subcommands: [List.self, Create.self])
+    static let configuration = CommandConfiguration(abstract: "Organizations.", subcommands: [List.self, Create.self, Update.self, Delete.self])
 
     struct List: AsyncParsableCommand {
         @OptionGroup var connection: Connection
@@ -475,6 +475,38 @@ struct Orgs: AsyncParsableCommand {
             try await RekeyCommand.run {
                 let created = try await self.connection.client().call("POST", "/organizations", body: APIClient.json(["name": self.name, "domains": self.domain]))
                 if !self.connection.json { print("Created \(created["id"] as? String ?? "")  \(created["name"] as? String ?? "")") }
+            }
+        }
+    }
+
+    struct Update: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Rename an organization or replace its domains.")
+        @OptionGroup var connection: Connection
+        @Argument(help: "The organization id (o_…).") var id: String
+        @Option var name: String?
+        @Option(help: "Replaces the domains; may be repeated.") var domain: [String] = []
+
+        func run() async throws {
+            var body: [String: Any] = [:]
+            if let name { body["name"] = name }
+            if !self.domain.isEmpty { body["domains"] = self.domain }
+            guard !body.isEmpty else { throw ValidationError("say what to change: --name or --domain") }
+            try await RekeyCommand.run {
+                let updated = try await self.connection.client().call("PATCH", "/organizations/\(APIClient.query(self.id))", body: APIClient.json(body))
+                if !self.connection.json { print("Updated \(updated["id"] as? String ?? "")  \(updated["name"] as? String ?? "")") }
+            }
+        }
+    }
+
+    struct Delete: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Delete an organization nobody belongs to any more.")
+        @OptionGroup var connection: Connection
+        @Argument(help: "The organization id (o_…).") var id: String
+
+        func run() async throws {
+            try await RekeyCommand.run {
+                _ = try await self.connection.client().call("DELETE", "/organizations/\(APIClient.query(self.id))")
+                if !self.connection.json { print("Deleted \(self.id).") }
             }
         }
     }

@@ -367,6 +367,16 @@ struct CLILoginTests {
         let org = try CLITests.rekey(["orgs", "create", "--name", "Acme", "--domain", "acme.example"], system: system, environment: environment)
         #expect(org.status == 0, "\(org.output)")
         #expect(try CLITests.rekey(["orgs", "list"], system: system, environment: environment).output.contains("Acme  acme.example"))
+        let orgID = try #require(org.output.split(separator: " ").dropFirst().first.map(String.init))
+        let renamed = try CLITests.rekey(["orgs", "update", orgID, "--name", "Acme Corp"], system: system, environment: environment)
+        #expect(renamed.output.contains("Updated \(orgID)  Acme Corp"), "\(renamed.output)")
+        let member = try CLITests.rekey(["users", "update", "pat jones", "--organization", orgID], system: system, environment: environment)
+        #expect(member.status == 0, "\(member.output)")
+        let refused = try CLITests.rekey(["orgs", "delete", orgID], system: system, environment: environment)
+        #expect(refused.status == 1)
+        #expect(refused.output.contains("1 user still belong to Acme Corp"), "\(refused.output)")
+        _ = try CLITests.rekey(["users", "update", "pat jones", "--organization", ""], system: system, environment: environment)
+        #expect(try CLITests.rekey(["orgs", "delete", orgID], system: system, environment: environment).status == 0)
     }
 }
 
