@@ -7,26 +7,16 @@ machine; the requests are made one after the other."""
 import argparse
 import json
 import os
-import re
 import sqlite3
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 
+from processes import start
+
 CREDENTIAL = "benchmark-credential-0123456789abcdef"
-
-
-def start(command, env, pattern):
-    process = subprocess.Popen(command, env=dict(os.environ, **env), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    for line in process.stderr:
-        match = re.search(pattern, line)
-        if match:
-            threading.Thread(target=lambda: [None for _ in process.stderr], daemon=True).start()
-            return process, match.group(1)
-    sys.exit("%s did not start" % command[0])
 
 
 def call(base, key, method, path):

@@ -12,20 +12,11 @@ import re
 import subprocess
 import sys
 import tempfile
-import threading
 import urllib.request
 
+from processes import start
+
 CREDENTIAL = "benchmark-credential-0123456789abcdef"
-
-
-def start(command, env, pattern):
-    process = subprocess.Popen(command, env=dict(os.environ, **env), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    for line in process.stderr:
-        match = re.search(pattern, line)
-        if match:
-            threading.Thread(target=lambda: [None for _ in process.stderr], daemon=True).start()
-            return process, match.group(1)
-    sys.exit("%s did not start" % command[0])
 
 
 def main():

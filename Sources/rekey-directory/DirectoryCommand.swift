@@ -72,6 +72,17 @@ struct DirectorySettings {
         )
     }
 
+    /// The settings and database for a command that works on the database without serving it
+    /// (no service credential needed); bad settings become a usage error.
+    static func offline(common options: CommonServiceOptions, _ own: DirectoryOptions) throws -> (DirectorySettings, SQLiteDatabase) {
+        do {
+            let settings = try DirectorySettings(common: options, own, requireCredentials: false)
+            return (settings, try settings.openDatabase())
+        } catch let error as SettingsError {
+            throw ValidationError(error.message)
+        }
+    }
+
     func openDatabase() throws -> SQLiteDatabase {
         try SQLiteDatabase(
             path: try self.common.databasePath("directory.sqlite"), migrations: DirectoryStore.migrations, cacheKibibytes: 64 * 1024
@@ -140,14 +151,7 @@ struct BootstrapAdmin: AsyncParsableCommand {
     var name: String
 
     func run() async throws {
-        let settings: DirectorySettings
-        let database: SQLiteDatabase
-        do {
-            settings = try DirectorySettings(common: self.options, self.own, requireCredentials: false)
-            database = try settings.openDatabase()
-        } catch let error as SettingsError {
-            throw ValidationError(error.message)
-        }
+        let (settings, database) = try DirectorySettings.offline(common: self.options, self.own)
         let store = try await settings.openStore(database)
         let (email, name) = (self.email, self.name)
         do {
@@ -194,14 +198,7 @@ struct Import: AsyncParsableCommand {
     var maxRows = 1_000_000
 
     func run() async throws {
-        let settings: DirectorySettings
-        let database: SQLiteDatabase
-        do {
-            settings = try DirectorySettings(common: self.options, self.own, requireCredentials: false)
-            database = try settings.openDatabase()
-        } catch let error as SettingsError {
-            throw ValidationError(error.message)
-        }
+        let (settings, database) = try DirectorySettings.offline(common: self.options, self.own)
         guard let data = FileManager.default.contents(atPath: self.file) else {
             throw ValidationError("cannot read \(self.file)")
         }

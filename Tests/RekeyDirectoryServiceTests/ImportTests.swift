@@ -33,20 +33,34 @@ struct CSVReaderTests {
     }
 }
 
-@Suite("Importing users")
-struct ImportTests {
+/// A fresh directory database for one test, and the store to run on it.
+struct DirectoryFixture {
     let folder: TemporaryFolder
     let database: SQLiteDatabase
-    let store = DirectoryStore(clock: ManualClock())
+    let store: DirectoryStore
 
-    init() throws {
+    init(_ store: DirectoryStore = DirectoryStore(clock: ManualClock())) throws {
         self.folder = try TemporaryFolder()
         self.database = try SQLiteDatabase(path: self.folder.path + "/directory.sqlite", migrations: DirectoryStore.migrations)
+        self.store = store
     }
 
     func run<R: Sendable>(_ body: @escaping @Sendable (DirectoryStore, SQLiteConnection) throws -> R) async throws -> R {
         let store = self.store
         return try await self.database.withConnection { try body(store, $0) }
+    }
+}
+
+@Suite("Importing users")
+struct ImportTests {
+    let directory: DirectoryFixture
+
+    init() throws {
+        self.directory = try DirectoryFixture()
+    }
+
+    func run<R: Sendable>(_ body: @escaping @Sendable (DirectoryStore, SQLiteConnection) throws -> R) async throws -> R {
+        try await self.directory.run(body)
     }
 
     func importing(_ text: String, partial: Bool = false) async throws -> DirectoryStore.ImportReport {
@@ -132,18 +146,14 @@ struct ImportTests {
 
 @Suite("Organizations and the audit trail")
 struct OrganizationTests {
-    let folder: TemporaryFolder
-    let database: SQLiteDatabase
-    let store = DirectoryStore(clock: ManualClock())
+    let directory: DirectoryFixture
 
     init() throws {
-        self.folder = try TemporaryFolder()
-        self.database = try SQLiteDatabase(path: self.folder.path + "/directory.sqlite", migrations: DirectoryStore.migrations)
+        self.directory = try DirectoryFixture()
     }
 
     func run<R: Sendable>(_ body: @escaping @Sendable (DirectoryStore, SQLiteConnection) throws -> R) async throws -> R {
-        let store = self.store
-        return try await self.database.withConnection { try body(store, $0) }
+        try await self.directory.run(body)
     }
 
     @Test("rename and change domains; names stay unique in any case; delete only once nobody belongs to it")
@@ -193,11 +203,9 @@ struct OrganizationTests {
 struct SignInLimitTests {
     @Test("failures per client address within the window; the answer says when to try again; the window moves on")
     func limit() async throws {
-        let folder = try TemporaryFolder()
-        let database = try SQLiteDatabase(path: folder.path + "/directory.sqlite", migrations: DirectoryStore.migrations)
         let clock = ManualClock()
-        let store = DirectoryStore(configuration: .init(signInLimit: 2, signInWindow: .seconds(60)), clock: clock)
-        try await database.withConnection { connection in
+        let directory = try DirectoryFixture(DirectoryStore(configuration: .init(signInLimit: 2, signInWindow: .seconds(60)), clock: clock))
+        try await directory.run { store, connection in
             try store.checkSignInLimit(clientAddress: "192.0.2.1", in: connection)
             try store.recordSignInFailure(clientAddress: "192.0.2.1", in: connection)
             clock.advance(by: .seconds(10))
