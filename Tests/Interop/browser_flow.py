@@ -36,7 +36,12 @@ def shot(name):
 
 
 def expect(condition, what):
-    if not condition:
+    """Checks `condition` (a function), waiting up to 10 s: a click starts a navigation without
+    waiting for the next page."""
+    deadline = time.time() + 10
+    while not condition() and time.time() < deadline:
+        time.sleep(0.05)
+    if not condition():
         shot("failed")
         print("FAILED: " + what + "\n--- page ---\n" + driver.page_source[:2000])
         driver.quit()
@@ -47,11 +52,11 @@ try:
     driver.get(base + "/")
     shot("1-sign-on")
     driver.find_element(By.LINK_TEXT, "Forgot password?").click()
-    expect("/password/forgot" in driver.current_url, "the Forgot password link leads to the form")
+    expect(lambda: "/password/forgot" in driver.current_url, "the Forgot password link leads to the form")
     driver.find_element(By.NAME, "email").send_keys(email)
     shot("2-forgot-form")
     driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    expect("If an account exists for that address" in driver.page_source, "the forgot-password answer")
+    expect(lambda: "If an account exists for that address" in driver.page_source, "the forgot-password answer")
     shot("3-check-your-email")
 
     link = None
@@ -65,21 +70,21 @@ try:
             if match:
                 link = match.group(1)
         time.sleep(0.1)
-    expect(link is not None, "the reset mail arrived with its link")
+    expect(lambda: link is not None, "the reset mail arrived with its link")
 
     driver.get(link)
-    expect(driver.find_elements(By.NAME, "password"), "the link opens the new-password form")
+    expect(lambda: driver.find_elements(By.NAME, "password"), "the link opens the new-password form")
     shot("4-new-password-form")
     driver.find_element(By.NAME, "password").send_keys(password)
     driver.find_element(By.NAME, "confirm").send_keys(password)
     driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    expect("Your password was changed" in driver.page_source, "the sign-on page says the password was changed")
+    expect(lambda: "Your password was changed" in driver.page_source, "the sign-on page says the password was changed")
     shot("5-password-changed")
 
     driver.find_element(By.NAME, "email").send_keys(email)
     driver.find_element(By.NAME, "password").send_keys(password)
     driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    expect("You are signed in as" in driver.page_source, "signing in with the new password works")
+    expect(lambda: "You are signed in as" in driver.page_source, "signing in with the new password works")
     shot("6-signed-in")
 finally:
     driver.quit()
