@@ -65,6 +65,7 @@ package struct RateLimitState: Sendable, Hashable {
 
     package var scope: Scope
     package var limit: Int
+    /// Tokens issued in the window, counted up to `limit` (a full limit reads as `limit`).
     package var used: Int
     package var window: Duration
     /// When the next token will be allowed; nil when one is allowed now.
@@ -264,34 +265,42 @@ package struct TokenStore: Sendable {
         in connection: SQLiteConnection
     ) throws -> RateLimitState {
         let limit: TokenServiceConfiguration.Limit
-        let condition: String
         switch scope {
-        case .user:
-            limit = self.configuration.perUser
-            condition = "user_id = ? AND purpose = ?"
-        case .clientAddress:
-            limit = self.configuration.perClientAddress
-            condition = "client_address = ? AND requested_by_admin_id = ''"
-        case .admin:
-            limit = self.configuration.perAdmin
-            condition = "requested_by_admin_id = ?"
+        case .user: limit = self.configuration.perUser
+        case .clientAddress: limit = self.configuration.perClientAddress
+        case .admin: limit = self.configuration.perAdmin
         }
         var bindings: [SQLiteValue] = [.text(subject)]
         if scope == .user {
             bindings.append(.integer((purpose ?? .passwordReset).rawValue))
         }
         let since = now - limit.window.milliseconds
-        // Tokens issued in the window, oldest first: when `used` reaches the limit, the next one is
-        // allowed once enough of the oldest have left the window.
+        // The newest `limit` tokens issued in the window: the check reads at most `limit` rows,
+        // however long the history. When there are that many, the next one is allowed once the
+        // oldest of them leaves the window.
         let times = try connection.query(
-            "SELECT issued_at FROM tokens WHERE \(condition) AND issued_at > ? ORDER BY issued_at",
-            bindings + [.integer(since)]
+            Self.limitQuery(scope),
+            bindings + [.integer(since), .integer(Int64(limit.limit))]
         ).compactMap { $0.int("issued_at") }
         var next: Int64?
-        if times.count >= limit.limit {
-            next = times[times.count - limit.limit] + limit.window.milliseconds
+        if times.count >= limit.limit, let oldest = times.last {
+            next = oldest + limit.window.milliseconds
         }
         return RateLimitState(scope: scope, limit: limit.limit, used: times.count, window: limit.window, nextAllowedAt: next)
+    }
+
+    /// The query behind a limit check: the newest tokens issued in the window for the subject
+    /// (then the purpose, for `.user`), the window's start and the limit bound in that order.
+    /// Each reads one index (`TokenStoreTests` checks the plans); the `!= ''` lets SQLite use the
+    /// partial indexes, which it cannot tell from a bound value.
+    package static func limitQuery(_ scope: RateLimitState.Scope) -> String {
+        let condition: String
+        switch scope {
+        case .user: condition = "user_id = ? AND purpose = ?"
+        case .clientAddress: condition = "client_address = ? AND client_address != '' AND requested_by_admin_id = ''"
+        case .admin: condition = "requested_by_admin_id = ? AND requested_by_admin_id != ''"
+        }
+        return "SELECT issued_at FROM tokens WHERE \(condition) AND issued_at > ? ORDER BY issued_at DESC LIMIT ?"
     }
 
     /// The state of each limit named: any of user (with purpose), client address, admin.

@@ -137,6 +137,16 @@ struct TokenStoreTests {
         #expect(states.allSatisfy { $0.nextAllowedAt != nil })
     }
 
+    @Test("each limit check reads one index, never the whole table", arguments: [RateLimitState.Scope.user, .clientAddress, .admin])
+    func limitChecksUseAnIndex(scope: RateLimitState.Scope) async throws {
+        let bindings: [SQLiteValue] = scope == .user ? [.text("subject"), .integer(1), .integer(0), .integer(5)] : [.text("subject"), .integer(0), .integer(5)]
+        let plan = try await self.run { _, c in
+            try c.query("EXPLAIN QUERY PLAN " + TokenStore.limitQuery(scope), bindings).compactMap { $0.string("detail") }
+        }
+        #expect(plan.count == 1, "\(plan)")
+        #expect(plan.allSatisfy { $0.hasPrefix("SEARCH tokens USING") && $0.contains("INDEX tokens_by_") }, "\(plan)")
+    }
+
     @Test("lists are newest first, paginated with a cursor, and a tampered cursor is refused")
     func listing() async throws {
         var ids: [String] = []
