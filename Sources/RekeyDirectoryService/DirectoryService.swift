@@ -1,10 +1,13 @@
 import Logging
+import Metrics
 import RekeyDirectoryAPI
 import RekeyRPC
 import RekeySQLite
 
 /// The `rekey.directory.v1.Directory` RPC service: converts messages, runs the store's work on the
 /// database thread and password hashing on the ``HashingPool``.
+///
+/// Metric: `rekey_directory_sign_ins_total{result}` (see `verifyPassword`).
 package struct DirectoryService: Rekey_Directory_V1_Directory.ServiceProtocol {
     private let database: SQLiteDatabase
     private let store: DirectoryStore
@@ -247,21 +250,35 @@ package struct DirectoryService: Rekey_Directory_V1_Directory.ServiceProtocol {
     package func verifyPassword(request: Rekey_Directory_V1_VerifyPasswordRequest, context: ServerContext) async throws -> Rekey_Directory_V1_UserResponse {
         // Unknown addresses, disabled users and users without a password cost the same scrypt
         // work as a wrong password, and get the same answer.
-        let candidate = try await self.db { store, c in
-            try store.checkSignInLimit(clientAddress: request.clientAddress, in: c)
-            return try store.passwordCandidate(email: request.email, in: c)
+        let candidate: (user: UserRecord, hash: String)?
+        do {
+            candidate = try await self.db { store, c in
+                try store.checkSignInLimit(clientAddress: request.clientAddress, in: c)
+                return try store.passwordCandidate(email: request.email, in: c)
+            }
+        } catch DirectoryError.signInLimited(let retryAfter) {
+            Self.countSignIn("rate_limited")
+            throw DirectoryError.signInLimited(retryAfter: retryAfter)
         }
         let verdict = try await self.hashing.verify(request.password, against: candidate?.hash)
         guard let candidate, verdict != .mismatch else {
             try await self.db { store, c in try store.recordSignInFailure(clientAddress: request.clientAddress, in: c) }
+            Self.countSignIn("refused")
             throw DirectoryError.unauthenticated("the email address or the password is not right")
         }
+        Self.countSignIn("ok")
         if verdict == .matchNeedsRehash {
             let upgraded = try await self.hashing.hash(request.password)
             try await self.db { store, c in try store.upgradePasswordHash(candidate.user.id, from: candidate.hash, to: upgraded, in: c) }
             context.logger.info("upgraded a password hash to the current cost", metadata: ["user.id": "\(candidate.user.id)"])
         }
         return Self.response(candidate.user)
+    }
+
+    /// `rekey_directory_sign_ins_total{result}`: ok, refused (wrong address or password) or
+    /// rate_limited.
+    private static func countSignIn(_ result: String) {
+        Counter(label: "rekey_directory_sign_ins_total", dimensions: [("result", result)]).increment()
     }
 
     // MARK: API keys

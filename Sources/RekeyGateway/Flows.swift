@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Metrics
 import RekeyDirectoryAPI
 import RekeyNotifierAPI
 import RekeyRPC
@@ -21,6 +22,12 @@ package struct Flows: Sendable {
 
     // MARK: Forgot password
 
+    /// `rekey_gateway_forgot_password_total{outcome}`: sent, no_account, disabled, rate_limited.
+    /// For operators only; the page itself never tells these apart.
+    private static func countForgot(_ outcome: String) {
+        Counter(label: "rekey_gateway_forgot_password_total", dimensions: [("outcome", outcome)]).increment()
+    }
+
     /// Runs the reset flow for `email` when an active account has it: find the user (any of their
     /// addresses) → issue a token → queue the email to the primary address. Says nothing about
     /// the outcome to the caller, on purpose; refusals (unknown, disabled, rate-limited) are only
@@ -34,16 +41,20 @@ package struct Flows: Sendable {
             found = try await self.backends.directory.findUserByEmail(find, options: options)
         } catch let error as RPCError where error.code == .notFound || error.code == .invalidArgument {
             self.logger.info("reset requested for an address no user has", metadata: ["request.id": "\(requestID)"])
+            Self.countForgot("no_account")
             return
         }
         guard let user = found.user, user.state == .active else {
             self.logger.info("reset requested for a disabled user", metadata: ["request.id": "\(requestID)", "user.id": "\(found.user?.id ?? "")"])
+            Self.countForgot("disabled")
             return
         }
         do {
             _ = try await self.sendReset(user: user, primary: found.primary, admin: "", clientAddress: clientAddress, requestID: requestID)
+            Self.countForgot("sent")
         } catch let error as RPCError where error.code == .resourceExhausted {
             self.logger.notice("reset request refused by the rate limit", metadata: ["request.id": "\(requestID)", "user.id": "\(user.id)"])
+            Self.countForgot("rate_limited")
         }
     }
 

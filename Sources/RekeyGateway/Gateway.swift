@@ -9,6 +9,8 @@ package enum Gateway {
         flows: Flows, logger: Logger, trustedProxies: Set<String> = [], forgotMinimumDuration: Duration = .milliseconds(400)
     ) -> Router<GatewayContext> {
         let router = Router(context: GatewayContext.self)
+        // Outermost, so that it counts the 503 pages and security-header responses too.
+        router.add(middleware: MetricsMiddleware())
         router.add(middleware: GatewayMiddleware(logger: logger, backends: flows.backends, trustedProxies: trustedProxies))
         router.get("/healthz") { _, _ in
             Response(status: .ok, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: "ok\n")))

@@ -1,4 +1,5 @@
 import Logging
+import Metrics
 import RekeyCrypto
 import RekeySQLite
 import ServiceLifecycle
@@ -8,6 +9,10 @@ import Synchronization
 /// many connections to the server), take the message due soonest, send it and record what
 /// happened. Nothing is marked sent before the server accepted it, so a crash at any moment means
 /// the message is sent again after the restart (at-least-once; the Message-ID stays the same).
+///
+/// Metrics: `rekey_notifier_delivery_attempts_total{outcome}`,
+/// `rekey_notifier_messages_finished_total{state}` (accepted, failed, suppressed),
+/// `rekey_notifier_delivery_duration_seconds`.
 package struct DeliveryWorker: Service {
     package let database: SQLiteDatabase
     package let store: OutboxStore
@@ -78,9 +83,15 @@ package struct DeliveryWorker: Service {
                 continue
             }
             idleSince = nil
+            let started = ContinuousClock.now
             let result = await transport.deliver(from: store.configuration.fromAddress, to: claimed.toAddress, content: claimed.content)
+            Timer(label: "rekey_notifier_delivery_duration_seconds").record(duration: ContinuousClock.now - started)
             do {
                 let state = try await self.database.withConnection { try store.finish(claimed, result: result, in: $0) }
+                Counter(label: "rekey_notifier_delivery_attempts_total", dimensions: [("outcome", Self.metricName(result.outcome))]).increment()
+                if state.isFinal {
+                    Counter(label: "rekey_notifier_messages_finished_total", dimensions: [("state", Self.metricName(state))]).increment()
+                }
                 self.logger.info(
                     "delivery attempt",
                     metadata: [
@@ -94,6 +105,30 @@ package struct DeliveryWorker: Service {
             }
         }
         await transport.close()
+    }
+}
+
+extension DeliveryWorker: CustomStringConvertible {
+    /// Short, for ServiceLifecycle's start-up log line (the default would print the templates).
+    package var description: String { "DeliveryWorker(concurrency: \(self.concurrency))" }
+
+    static func metricName(_ outcome: AttemptOutcomeValue) -> String {
+        switch outcome {
+        case .accepted: return "accepted"
+        case .temporaryFailure: return "temporary_failure"
+        case .permanentFailure: return "permanent_failure"
+        case .interrupted: return "interrupted"
+        }
+    }
+
+    static func metricName(_ state: MessageStateValue) -> String {
+        switch state {
+        case .queued: return "queued"
+        case .deferred: return "deferred"
+        case .accepted: return "accepted"
+        case .failed: return "failed"
+        case .suppressed: return "suppressed"
+        }
     }
 }
 

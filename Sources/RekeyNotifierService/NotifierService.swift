@@ -1,4 +1,5 @@
 import Logging
+import Metrics
 import RekeyNotifierAPI
 import RekeyCrypto
 import RekeyRPC
@@ -6,6 +7,8 @@ import RekeySQLite
 
 /// The `rekey.notifier.v1.Notifier` RPC service: converts messages and runs the
 /// ``OutboxStore``'s work on the database's thread; rings the ``Doorbell`` when mail is queued.
+///
+/// Metric: `rekey_notifier_enqueued_total{status}` (queued, duplicate, suppressed).
 package struct NotifierService: Rekey_Notifier_V1_Notifier.ServiceProtocol {
     private let database: SQLiteDatabase
     private let store: OutboxStore
@@ -44,6 +47,10 @@ package struct NotifierService: Rekey_Notifier_V1_Notifier.ServiceProtocol {
         let prepared = try self.store.prepare(new)
         let outcome = try await self.db { store, c in try store.commit(prepared, in: c) }
         var response = Rekey_Notifier_V1_EnqueueResponse()
+        defer {
+            let status = response.status == .queued ? "queued" : response.status == .suppressed ? "suppressed" : "duplicate"
+            Counter(label: "rekey_notifier_enqueued_total", dimensions: [("status", status)]).increment()
+        }
         switch outcome {
         case .queued(let message):
             self.doorbell.ring()

@@ -517,13 +517,19 @@ package struct OutboxStore: Sendable {
         package var byDomain: [(domain: String, accepted: Int, temporary: Int, permanent: Int)] = []
     }
 
+    /// Messages waiting (queued or deferred) and how long the oldest has waited, in milliseconds.
+    package func queue(in connection: SQLiteConnection) throws -> (depth: Int, oldestAge: Int64) {
+        let now = self.clock.nowMilliseconds()
+        guard let row = try connection.queryFirst("SELECT count(*) AS n, min(created_at) AS oldest FROM messages WHERE state IN (1, 2)") else {
+            return (0, 0)
+        }
+        return (Int(row.int("n") ?? 0), row.int("oldest").map { max(0, now - $0) } ?? 0)
+    }
+
     package func stats(window: Duration, in connection: SQLiteConnection) throws -> Stats {
         let now = self.clock.nowMilliseconds()
         var stats = Stats()
-        if let row = try connection.queryFirst("SELECT count(*) AS n, min(created_at) AS oldest FROM messages WHERE state IN (1, 2)") {
-            stats.depth = Int(row.int("n") ?? 0)
-            stats.oldestQueuedAge = row.int("oldest").map { max(0, now - $0) } ?? 0
-        }
+        (stats.depth, stats.oldestQueuedAge) = try self.queue(in: connection)
         stats.lastAcceptedAt = try connection.queryFirst(
             "SELECT max(finished_at) AS at FROM attempts WHERE outcome = ?", .integer(AttemptOutcomeValue.accepted.rawValue)
         )?.int("at") ?? 0

@@ -1,3 +1,4 @@
+import CoreMetrics
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -11,6 +12,9 @@ import ServiceLifecycle
 /// Run it in a `ServiceGroup`: on SIGTERM it stops accepting, answers new calls UNAVAILABLE,
 /// reports NOT_SERVING, lets in-flight calls finish, and closes what is left after
 /// ``Configuration/drainTimeout``.
+///
+/// Metric: `rekey_rpc_server_connections` (open connections; the calls are the
+/// `MetricsInterceptor`'s).
 package final class RPCServer: Service {
     package struct Configuration: Sendable {
         package var host: String
@@ -52,6 +56,7 @@ package final class RPCServer: Service {
     private let logger: Logger
     private let bound: EventLoopPromise<SocketAddress>
     private let state = NIOLockedValueBox(State())
+    private let connectionsGauge = Meter(label: "rekey_rpc_server_connections")
 
     private struct State {
         var serverChannel: (any Channel)?
@@ -159,8 +164,10 @@ package final class RPCServer: Service {
             channel.close(promise: nil)
             return
         }
-        channel.closeFuture.whenComplete { [state = self.state] _ in
+        self.connectionsGauge.increment()
+        channel.closeFuture.whenComplete { [state = self.state, gauge = self.connectionsGauge] _ in
             state.withLockedValue { _ = $0.connections.removeValue(forKey: ObjectIdentifier(channel)) }
+            gauge.decrement()
         }
         let idle = self.configuration.idleTimeout.timeAmount
         try channel.pipeline.syncOperations.addHandlers(

@@ -12,6 +12,9 @@ package struct CommonServiceOptions: ParsableArguments {
     @Option(help: "host:port to listen on. Env: REKEY_<SERVICE>_LISTEN.")
     package var listen: String?
 
+    @Option(help: "host:port for Prometheus metrics (GET /metrics), or off. Env: REKEY_<SERVICE>_METRICS_LISTEN. Default: 127.0.0.1 and the RPC port + 2000 (9101, 9102, 9103).")
+    package var metricsListen: String?
+
     @Option(help: "Folder for the service's SQLite database. Env: REKEY_<SERVICE>_DATA_DIR. Default: ./data.")
     package var dataDir: String?
 
@@ -34,7 +37,7 @@ package struct CommonServiceOptions: ParsableArguments {
 
     package var flags: [String: String?] {
         [
-            "listen": self.listen, "data_dir": self.dataDir, "credentials": self.credentials,
+            "listen": self.listen, "metrics_listen": self.metricsListen, "data_dir": self.dataDir, "credentials": self.credentials,
             "max_frame_bytes": self.maxFrameBytes, "drain_timeout": self.drainTimeout,
             "log_level": self.logLevel, "log_format": self.logFormat,
         ]
@@ -44,6 +47,8 @@ package struct CommonServiceOptions: ParsableArguments {
 /// The common settings, validated.
 package struct CommonServiceSettings: Sendable {
     package var listen: HostAndPort
+    /// Where Prometheus metrics are served; nil when `metrics_listen` is `off`.
+    package var metricsListen: HostAndPort?
     package var dataDirectory: String
     package var credentials: [String]
     package var maxFrameBytes: Int
@@ -54,6 +59,7 @@ package struct CommonServiceSettings: Sendable {
     /// Reads the common keys from `settings`; `requireCredentials` is false for offline commands.
     package init(_ settings: Settings, defaultPort: Int, requireCredentials: Bool = true) throws {
         self.listen = try settings.address("listen", default: HostAndPort(host: "127.0.0.1", port: defaultPort))
+        self.metricsListen = try settings.optionalAddress("metrics_listen", default: HostAndPort(host: "127.0.0.1", port: defaultPort + 2000))
         self.dataDirectory = try settings.string("data_dir", default: "./data")
         self.credentials = requireCredentials ? try settings.list("credentials", default: nil) : []
         if let short = self.credentials.first(where: { $0.utf8.count < 16 }) {
@@ -75,6 +81,16 @@ package struct CommonServiceSettings: Sendable {
             maxFrameSize: self.maxFrameBytes,
             drainTimeout: self.drainTimeout
         )
+    }
+
+    /// Installs the log handler and the Prometheus metrics backend for `serve` (once, first thing),
+    /// and returns the metrics server to run, if metrics are on.
+    package func bootstrapObservability(
+        logger: Logger,
+        beforeScrape: @escaping @Sendable () async -> Void = {}
+    ) -> MetricsServer? {
+        let registry = MetricsServer.bootstrap()
+        return self.metricsListen.map { MetricsServer(listen: $0, registry: registry, logger: logger, beforeScrape: beforeScrape) }
     }
 
     /// Creates the data folder if needed and checks that it is a writable folder; returns the

@@ -18,6 +18,8 @@ package struct RPCServiceRunner {
     package var healthServiceNames: [String]
     /// Long-lived work besides the server (purgers, delivery workers).
     package var backgroundServices: [any Service]
+    /// Serves the Prometheus metrics, when `metrics_listen` is not off.
+    package var metrics: MetricsServer?
     package var logger: Logger
 
     package init(
@@ -27,6 +29,7 @@ package struct RPCServiceRunner {
         services: [any RPCService],
         healthServiceNames: [String],
         backgroundServices: [any Service] = [],
+        metrics: MetricsServer? = nil,
         logger: Logger
     ) {
         self.name = name
@@ -35,6 +38,7 @@ package struct RPCServiceRunner {
         self.services = services
         self.healthServiceNames = healthServiceNames
         self.backgroundServices = backgroundServices
+        self.metrics = metrics
         self.logger = logger
     }
 
@@ -53,7 +57,7 @@ package struct RPCServiceRunner {
         )
         let group = ServiceGroup(
             configuration: .init(
-                services: [.init(service: server)] + self.backgroundServices.map { .init(service: $0) },
+                services: [.init(service: server)] + (self.backgroundServices + (self.metrics.map { [$0] } ?? [])).map { .init(service: $0) },
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: self.logger
             )

@@ -142,6 +142,12 @@ package struct Settings: Sendable {
         try self.value(key, default: defaultValue, expected: "host:port, such as 127.0.0.1:7102") { HostAndPort(parsing: $0) }
     }
 
+    /// host:port, or `off` for nil (a listener the operator turned off).
+    package func optionalAddress(_ key: String, default defaultValue: HostAndPort) throws -> HostAndPort? {
+        if self.raw(key)?.value == "off" { return nil }
+        return try self.address(key, default: defaultValue)
+    }
+
     /// A comma-separated list of non-empty items.
     package func list(_ key: String, default defaultValue: [String]?) throws -> [String] {
         try self.value(key, default: defaultValue, expected: "a comma-separated list") { text in

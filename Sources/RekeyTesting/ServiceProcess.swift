@@ -22,7 +22,9 @@ package final class ServiceProcess: @unchecked Sendable {
     private let readyLine: String
 
     /// Starts `executable` (a product of this package) and waits until it logs `readyLine` with a
-    /// port matching `portPattern` (by default, the RPC server's).
+    /// port matching `portPattern` (by default, the RPC server's). Its metrics listen on a free
+    /// port (`REKEY_<SERVICE>_METRICS_LISTEN=127.0.0.1:0`) unless `environment` or a flag says
+    /// otherwise, so that tests running side by side never fight over the default ports.
     package init(
         _ executable: String,
         arguments: [String],
@@ -35,6 +37,8 @@ package final class ServiceProcess: @unchecked Sendable {
         self.process.executableURL = Self.productsDirectory.appendingPathComponent(executable)
         self.process.arguments = arguments
         var merged = ProcessInfo.processInfo.environment
+        let service = executable.replacingOccurrences(of: "rekey-", with: "").uppercased().replacingOccurrences(of: "-", with: "_")
+        merged["REKEY_\(service)_METRICS_LISTEN"] = "127.0.0.1:0"
         merged.merge(environment) { $1 }
         self.process.environment = merged
         self.process.standardError = self.errors
@@ -58,6 +62,21 @@ package final class ServiceProcess: @unchecked Sendable {
         }
         self.process.terminate()
         throw ServiceProcessError(message: "\(executable) did not start listening; its log:\n\(self.log)")
+    }
+
+    /// The port of the metrics server (from its "metrics server listening" line), waiting for
+    /// it up to 10 s.
+    package func metricsPort() throws -> Int {
+        let deadline = Date().addingTimeInterval(10)
+        repeat {
+            if let line = self.log.split(separator: "\n").first(where: { $0.contains("metrics server listening") }),
+               let range = line.range(of: #"metrics\.port[=":]+\d+"#, options: .regularExpression),
+               let port = Int(line[range].drop { !$0.isNumber }) {
+                return port
+            }
+            Thread.sleep(forTimeInterval: 0.02)
+        } while Date() < deadline
+        throw ServiceProcessError(message: "no metrics server in the log:\n\(self.log)")
     }
 
     /// Everything the process has logged so far.

@@ -5,7 +5,7 @@ import ServiceLifecycle
 
 /// Deletes tokens and history older than the retention, once at start and then every
 /// `purgeInterval`, until the service shuts down.
-package struct RetentionPurger: Service {
+package struct RetentionPurger: Service, CustomStringConvertible {
     private let database: SQLiteDatabase
     private let store: TokenStore
     private let logger: Logger
@@ -15,6 +15,9 @@ package struct RetentionPurger: Service {
         self.store = store
         self.logger = logger
     }
+
+    /// Short, for ServiceLifecycle's start-up log line.
+    package var description: String { "RetentionPurger" }
 
     package func run() async throws {
         while !Task.isCancelled && !Task.isShuttingDownGracefully {

@@ -1,11 +1,16 @@
-import RekeyClock
 import Logging
+import RekeyClock
+import RekeyCrypto
+import Metrics
 import RekeyRPC
 import RekeySQLite
 import RekeyTokensAPI
 
 /// The `rekey.tokens.v1.Tokens` RPC service: checks and converts messages, and runs the
 /// ``TokenStore``'s work on the database's thread pool.
+///
+/// Metrics: `rekey_tokens_issued_total{purpose}`, `rekey_tokens_redeemed_total{purpose}`,
+/// `rekey_tokens_redeem_failed_total{purpose}`, `rekey_tokens_rate_limited_total{scope}`.
 package struct TokenService: Rekey_Tokens_V1_Tokens.ServiceProtocol {
     private let database: SQLiteDatabase
     private let store: TokenStore
@@ -25,7 +30,15 @@ package struct TokenService: Rekey_Tokens_V1_Tokens.ServiceProtocol {
         issue.clientAddress = request.clientAddress
         issue.lifetime = request.lifetimeSeconds == 0 ? nil : .seconds(Int64(request.lifetimeSeconds))
         let store = self.store
-        let (token, record) = try await self.database.withConnection { [issue] in try store.issue(issue, in: $0) }
+        let token: SecretToken
+        let record: TokenRecord
+        do {
+            (token, record) = try await self.database.withConnection { [issue] in try store.issue(issue, in: $0) }
+        } catch TokenError.rateLimited(let state, let now) {
+            Counter(label: "rekey_tokens_rate_limited_total", dimensions: [("scope", state.scope.rawValue)]).increment()
+            throw TokenError.rateLimited(state, now: now)
+        }
+        Counter(label: "rekey_tokens_issued_total", dimensions: [("purpose", Self.metricName(issue.purpose))]).increment()
         context.logger.debug("issued a token", metadata: ["token.id": "\(record.id)", "user.id": "\(record.userID)"])
         var response = Rekey_Tokens_V1_IssueTokenResponse()
         response.token = token.value
@@ -54,9 +67,16 @@ package struct TokenService: Rekey_Tokens_V1_Tokens.ServiceProtocol {
     ) async throws -> Rekey_Tokens_V1_RedeemTokenResponse {
         let purpose = try Self.purpose(request.purpose)
         let store = self.store
-        let record = try await self.database.withConnection {
-            try store.redeem(request.token, purpose: purpose, clientAddress: request.clientAddress, in: $0)
+        let record: TokenRecord
+        do {
+            record = try await self.database.withConnection {
+                try store.redeem(request.token, purpose: purpose, clientAddress: request.clientAddress, in: $0)
+            }
+        } catch {
+            Counter(label: "rekey_tokens_redeem_failed_total", dimensions: [("purpose", Self.metricName(purpose))]).increment()
+            throw error
         }
+        Counter(label: "rekey_tokens_redeemed_total", dimensions: [("purpose", Self.metricName(purpose))]).increment()
         var response = Rekey_Tokens_V1_RedeemTokenResponse()
         response.info = self.info(record)
         return response
@@ -146,6 +166,13 @@ package struct TokenService: Rekey_Tokens_V1_Tokens.ServiceProtocol {
     }
 
     // MARK: Conversions
+
+    private static func metricName(_ purpose: TokenPurpose) -> String {
+        switch purpose {
+        case .passwordReset: return "password_reset"
+        case .emailVerification: return "email_verification"
+        }
+    }
 
     private static func purpose(_ purpose: Rekey_Tokens_V1_Purpose) throws -> TokenPurpose {
         switch purpose {

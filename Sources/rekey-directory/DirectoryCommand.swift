@@ -118,6 +118,7 @@ struct Serve: AsyncParsableCommand {
         settings.common.logFormat.bootstrap(level: settings.common.logLevel)
         NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
         let logger = Logger(label: "rekey.directory")
+        let metrics = settings.common.bootstrapObservability(logger: logger)
         if settings.scrypt != .production {
             logger.warning("scrypt cost is not the production default", metadata: ["scrypt.log_n": "\(settings.scrypt.logN)"])
         }
@@ -129,6 +130,7 @@ struct Serve: AsyncParsableCommand {
             credentials: settings.common.credentials,
             services: [DirectoryService(database: database, store: store, hashing: hashing)],
             healthServiceNames: [Rekey_Directory_V1_Directory.name],
+            metrics: metrics,
             logger: logger
         )
         try await runner.run()

@@ -6,6 +6,7 @@ import NIOCore
 import NIOPosix
 import RekeyGateway
 import RekeyServiceKit
+import ServiceLifecycle
 
 @main
 struct GatewayCommand: AsyncParsableCommand {
@@ -23,6 +24,9 @@ struct GatewayOptions: ParsableArguments {
 
     @Option(help: "host:port for HTTP. Env: REKEY_GATEWAY_LISTEN. Default: 127.0.0.1:8080.")
     var listen: String?
+
+    @Option(help: "host:port for Prometheus metrics (GET /metrics), or off. Env: REKEY_GATEWAY_METRICS_LISTEN. Default: 127.0.0.1:9100.")
+    var metricsListen: String?
 
     @Option(help: "The address users reach the gateway at; links in mail are built from it. Env: REKEY_GATEWAY_PUBLIC_URL. Default: http://LISTEN.")
     var publicUrl: String?
@@ -53,7 +57,7 @@ struct GatewayOptions: ParsableArguments {
 
     var flags: [String: String?] {
         [
-            "listen": self.listen, "public_url": self.publicUrl, "directory": self.directory, "reset_token": self.resetToken,
+            "listen": self.listen, "metrics_listen": self.metricsListen, "public_url": self.publicUrl, "directory": self.directory, "reset_token": self.resetToken,
             "notifier": self.notifier, "service_credential": self.serviceCredential, "trusted_proxies": self.trustedProxies, "forgot_min_duration": self.forgotMinDuration, "log_level": self.logLevel, "log_format": self.logFormat,
         ]
     }
@@ -61,6 +65,7 @@ struct GatewayOptions: ParsableArguments {
 
 struct GatewaySettings {
     var listen: HostAndPort
+    var metricsListen: HostAndPort?
     var publicURL: String
     var directory: HostAndPort
     var resetToken: HostAndPort
@@ -75,6 +80,7 @@ struct GatewaySettings {
         let settings = try Settings(service: "GATEWAY", flags: options.flags, knownKeys: Set(options.flags.keys), configFile: options.config)
         self.listen = try settings.address("listen", default: HostAndPort(host: "127.0.0.1", port: 8080))
         let listen = self.listen
+        self.metricsListen = try settings.optionalAddress("metrics_listen", default: HostAndPort(host: "127.0.0.1", port: 9100))
         self.publicURL = try settings.value("public_url", default: "http://\(listen.host):\(listen.port)", expected: "an http or https URL such as https://sso.example.com") { text in
             guard let url = URL(string: text), url.scheme == "http" || url.scheme == "https", url.host != nil, url.query == nil else { return nil }
             return text
@@ -106,6 +112,7 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError(error.message)
         }
         settings.logFormat.bootstrap(level: settings.logLevel)
+        let registry = MetricsServer.bootstrap()
         NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
         let logger = Logger(label: "rekey.gateway")
         let backends = Backends(
@@ -130,7 +137,15 @@ struct Serve: AsyncParsableCommand {
             },
             logger: logger
         )
-        try await app.runService()
+        let metrics = settings.metricsListen.map { MetricsServer(listen: $0, registry: registry, logger: logger) }
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: app)] + (metrics.map { [.init(service: $0)] } ?? []),
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger
+            )
+        )
+        try await group.run()
         await backends.close()
     }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import Metrics
 import NIOCore
 import NIOPosix
 import RekeyClock
@@ -184,6 +185,12 @@ struct Serve: AsyncParsableCommand {
         // FULL durability: an accepted message must survive a power loss, not only a crash.
         let database = try SQLiteDatabase(path: path, migrations: OutboxStore.migrations, durability: .full)
         let store = OutboxStore(configuration: settings.outbox, templates: templates, clock: SystemWallClock())
+        // Read at each scrape, so the figures are never staler than the scrape.
+        let metrics = settings.common.bootstrapObservability(logger: logger) {
+            guard let queue = try? await database.withConnection({ try store.queue(in: $0) }) else { return }
+            Gauge(label: "rekey_notifier_queue_depth").record(queue.depth)
+            Gauge(label: "rekey_notifier_oldest_queued_age_seconds").record(Double(queue.oldestAge) / 1000)
+        }
         let makeTransport: @Sendable () throws -> any MailTransport
         let description: (name: String, destination: String)
         switch settings.transport {
@@ -214,6 +221,7 @@ struct Serve: AsyncParsableCommand {
                     doorbell: doorbell, logger: logger, makeTransport: makeTransport
                 ),
             ],
+            metrics: metrics,
             logger: logger
         )
         try await runner.run()

@@ -104,6 +104,7 @@ struct Serve: AsyncParsableCommand {
         settings.common.logFormat.bootstrap(level: settings.common.logLevel)
         NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
         let logger = Logger(label: "rekey.reset-token")
+        let metrics = settings.common.bootstrapObservability(logger: logger)
 
         // NORMAL durability: in WAL mode a commit survives a crash of the process; on power loss the
         // last tokens may be lost, which costs a user one more request, never a wrong answer.
@@ -119,6 +120,7 @@ struct Serve: AsyncParsableCommand {
             services: [TokenService(database: database, store: store)],
             healthServiceNames: [Rekey_Tokens_V1_Tokens.name],
             backgroundServices: [RetentionPurger(database: database, store: store, logger: logger)],
+            metrics: metrics,
             logger: logger
         )
         try await runner.run()

@@ -235,6 +235,7 @@ struct ResetTokenExecutableTests {
             (["--reset-lifetime", "0s"], ["REKEY_RESET_TOKEN_CREDENTIALS": Self.credential], "`reset_lifetime`"),
             ([], ["REKEY_RESET_TOKEN_CREDENTIALS": Self.credential, "REKEY_RESET_TOKEN_LIMIT_PER_USER": "lots"], "REKEY_RESET_TOKEN_LIMIT_PER_USER"),
             (["--data-dir", "/proc/forbidden"], ["REKEY_RESET_TOKEN_CREDENTIALS": Self.credential], "data_dir"),
+            (["--metrics-listen", "everywhere"], ["REKEY_RESET_TOKEN_CREDENTIALS": Self.credential], "`metrics_listen` (from flag --metrics-listen)"),
         ]
         for (arguments, environment, expected) in cases {
             let process = Process()
@@ -250,5 +251,27 @@ struct ResetTokenExecutableTests {
             #expect(process.terminationStatus != 0)
             #expect(output.contains(expected), "for \(arguments) \(environment): \(output)")
         }
+    }
+
+    @Test("a metrics port that is taken stops the start-up with a message naming metrics_listen")
+    func metricsPortTaken() throws {
+        let folder = try TemporaryFolder()
+        let first = try ServiceProcess(
+            "rekey-reset-token", arguments: ["serve", "--listen", "127.0.0.1:0", "--data-dir", folder.path],
+            environment: ["REKEY_RESET_TOKEN_CREDENTIALS": Self.credential]
+        )
+        defer { first.stop() }
+        let process = Process()
+        process.executableURL = ServiceProcess.productsDirectory.appendingPathComponent("rekey-reset-token")
+        process.arguments = ["serve", "--listen", "127.0.0.1:0", "--data-dir", folder.path + "/second", "--metrics-listen", "127.0.0.1:\(first.port)"]
+        process.environment = ["REKEY_RESET_TOKEN_CREDENTIALS": Self.credential]
+        let errors = Pipe()
+        process.standardError = errors
+        process.standardOutput = errors
+        try process.run()
+        let output = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus != 0)
+        #expect(output.contains("cannot listen for metrics on 127.0.0.1:\(first.port) (metrics_listen)"), "\(output)")
     }
 }
