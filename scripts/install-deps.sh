@@ -13,6 +13,7 @@ packages=(
   python3-aiosmtpd                        # the real SMTP server the notifier tests deliver to
   python3-cryptography                    # a throw-away certificate for the STARTTLS tests
   chromium chromium-driver python3-selenium   # the real-browser test of the reset flow
+  docker-compose python3-yaml             # `docker-compose config -q` validates compose.yaml (no engine needed)
 )
 
 missing=()

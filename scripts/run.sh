@@ -57,7 +57,7 @@ trap 'exit 0' INT TERM
 
 ready=no
 for _ in $(seq 1 100); do
-  if "$bin/rekey-gateway" healthcheck --ready --url "http://127.0.0.1:$port" 2>/dev/null; then
+  if "$bin/rekey-gateway" healthcheck --ready --url "http://127.0.0.1:$port" >/dev/null 2>&1; then
     ready=yes
     break
   fi
@@ -88,6 +88,7 @@ Rekey is running.
   Sign-on page:   http://127.0.0.1:$port/   ("Forgot password?" sends a link)
   Mail folder:    $mail/new   (every email, one file each; open the newest to follow a reset link)
   Logs:           $logs/
+  Metrics:        http://127.0.0.1:9100/metrics (gateway), :9101 directory, :9102 reset-token, :9103 notifier
   Owner:          owner@example.com; admin API key in $data/admin-api-key$( [ "$first_run" = yes ] && echo ": $REKEY_API_KEY" )
 
 Try the CLI in another terminal:

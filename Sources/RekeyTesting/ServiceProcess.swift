@@ -34,10 +34,12 @@ package final class ServiceProcess: @unchecked Sendable {
     ) throws {
         self.portPattern = portPattern
         self.readyLine = readyLine
-        self.process.executableURL = Self.productsDirectory.appendingPathComponent(executable)
+        // A path (such as a copy standing in for another build) or a product of this package.
+        self.process.executableURL = executable.contains("/")
+            ? URL(fileURLWithPath: executable) : Self.productsDirectory.appendingPathComponent(executable)
         self.process.arguments = arguments
         var merged = ProcessInfo.processInfo.environment
-        let service = executable.replacingOccurrences(of: "rekey-", with: "").uppercased().replacingOccurrences(of: "-", with: "_")
+        let service = URL(fileURLWithPath: executable).lastPathComponent.replacingOccurrences(of: "rekey-", with: "").uppercased().replacingOccurrences(of: "-", with: "_")
         merged["REKEY_\(service)_METRICS_LISTEN"] = "127.0.0.1:0"
         merged.merge(environment) { $1 }
         self.process.environment = merged

@@ -123,6 +123,8 @@ struct Serve: AsyncParsableCommand {
             logger.warning("scrypt cost is not the production default", metadata: ["scrypt.log_n": "\(settings.scrypt.logN)"])
         }
         let store = try await settings.openStore(database)
+        let schemaVersion = try await database.schemaVersion()
+        logger.info("database ready", metadata: ["db.schema_version": "\(schemaVersion)"])
         let hashing = HashingPool(hasher: PasswordHasher(parameters: settings.scrypt), threads: settings.hashingThreads)
         let runner = RPCServiceRunner(
             name: "rekey-directory",

@@ -160,18 +160,18 @@ struct Healthcheck: AsyncParsableCommand {
     var ready = false
 
     func run() async throws {
-        guard let url = URL(string: self.url + (self.ready ? "/readyz" : "/healthz")) else { throw ExitCode(1) }
-        var request = URLRequest(url: url)
-        request.timeoutInterval = 3
-        let ok = await withCheckedContinuation { continuation in
-            URLSession.shared.dataTask(with: request) { _, response, _ in
-                continuation.resume(returning: (response as? HTTPURLResponse)?.statusCode == 200)
-            }.resume()
+        guard let url = URL(string: self.url), url.scheme == "http", let host = url.host else {
+            throw ValidationError("--url must be an http URL such as http://127.0.0.1:8080, got \(self.url)")
         }
-        throw ExitCode(ok ? 0 : 1)
+        let status = await HTTPProbe.status(host: host, port: url.port ?? 80, path: url.path.trimmingSuffix("/") + (self.ready ? "/readyz" : "/healthz"))
+        print("\(self.url): \(status.map(String.init) ?? "no answer")")
+        throw ExitCode(status == 200 ? 0 : 1)
     }
 }
 
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
+
+extension String {
+    fileprivate func trimmingSuffix(_ suffix: String) -> String {
+        self.hasSuffix(suffix) ? String(self.dropLast(suffix.count)) : self
+    }
+}

@@ -185,6 +185,8 @@ struct Serve: AsyncParsableCommand {
         // FULL durability: an accepted message must survive a power loss, not only a crash.
         let database = try SQLiteDatabase(path: path, migrations: OutboxStore.migrations, durability: .full)
         let store = OutboxStore(configuration: settings.outbox, templates: templates, clock: SystemWallClock())
+        let schemaVersion = try await database.schemaVersion()
+        logger.info("database ready", metadata: ["db.path": "\(path)", "db.schema_version": "\(schemaVersion)"])
         // Read at each scrape, so the figures are never staler than the scrape.
         let metrics = settings.common.bootstrapObservability(logger: logger) {
             guard let queue = try? await database.withConnection({ try store.queue(in: $0) }) else { return }

@@ -1,0 +1,245 @@
+import Foundation
+import RekeyTesting
+import Testing
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// The deployment files and what ops do with the executables: each service on its own address
+/// with its own data, the gateway pointed at them by configuration only, health checks, and a
+/// restart and an upgrade of the notifier under traffic.
+@Suite("Deploying each service on its own", .serialized)
+struct DeploymentTests {
+    static let credential = "deployment-test-credential-0123456789"
+
+    /// Runs an executable of this package to completion; its exit status and output.
+    @discardableResult
+    static func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = ServiceProcess.productsDirectory.appendingPathComponent(executable)
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        return (process.terminationStatus, text)
+    }
+
+    @Test("compose.yaml is valid for docker-compose, and every service, port and variable it and the Dockerfiles name exists in the code")
+    func compose() throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: SMTPTestServer.python)
+        process.arguments = [
+            SMTPTestServer.root.appendingPathComponent("Tests/Interop/check_compose.py").path, SMTPTestServer.root.path,
+            ServiceProcess.productsDirectory.path,
+        ]
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0, "\(text)")
+        #expect(text.contains("0 problems"), "\(text)")
+    }
+
+    @Test("each example config in services/ is accepted by its executable, and its values are used", arguments: [
+        ("rekey-directory", "directory", "REKEY_DIRECTORY_CREDENTIALS", "scrypt cost"),
+        ("rekey-reset-token", "reset-token", "REKEY_RESET_TOKEN_CREDENTIALS", "\"db.schema_version\""),
+        ("rekey-notifier", "notifier", "REKEY_NOTIFIER_CREDENTIALS", "relay.internal:587"),
+        ("rekey-gateway", "gateway", "REKEY_GATEWAY_SERVICE_CREDENTIAL", "https://sso.example.com"),
+    ])
+    func exampleConfig(executable: String, folder: String, credentialVariable: String, logged: String) throws {
+        let data = try TemporaryFolder()
+        let config = SMTPTestServer.root.appendingPathComponent("services/\(folder)/\(folder).conf").path
+        // Only what cannot work on a test machine is overridden: the addresses and the folder.
+        var arguments = ["serve", "--config", config, "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"]
+        if executable != "rekey-gateway" { arguments += ["--data-dir", data.path] }
+        if executable == "rekey-directory" { arguments += ["--scrypt-log-n", "10"] }
+        let gateway = executable == "rekey-gateway"
+        // Secrets come from the environment, as the example says.
+        var environment = [credentialVariable: Self.credential]
+        if executable == "rekey-notifier" { environment["REKEY_NOTIFIER_SMTP_PASSWORD"] = "relay-password" }
+        let process = try ServiceProcess(
+            executable, arguments: arguments, environment: environment,
+            portPattern: gateway ? #"http\.port[=":]+\d+"# : #"rpc\.port[=":]+\d+"#,
+            readyLine: gateway ? "http server listening" : "rpc server listening"
+        )
+        defer { process.stop() }
+        #expect(process.log.contains(logged), "\(process.log)")
+        #expect(process.log.hasPrefix("{"), "the example asks for JSON logs")
+    }
+
+    @Test("services on 127.0.0.2-4 and the gateway on 127.0.0.5, configured by a file; health checks; the notifier restarted and upgraded under traffic: only clean 503s, no accepted message lost")
+    func independentServices() async throws {
+        let directoryData = try TemporaryFolder()
+        let tokensData = try TemporaryFolder()
+        let notifierData = try TemporaryFolder()
+        let bootstrap = try Self.run("rekey-directory", ["bootstrap-admin", "--data-dir", directoryData.path, "--email", "owner@example.com", "--name", "Olive Owner"])
+        #expect(bootstrap.status == 0, "\(bootstrap.output)")
+        let apiKey = try #require(bootstrap.output.split(separator: " ").last?.trimmingCharacters(in: .whitespacesAndNewlines))
+
+        let directory = try ServiceProcess(
+            "rekey-directory", arguments: ["serve", "--listen", "127.0.0.2:0", "--data-dir", directoryData.path, "--scrypt-log-n", "10"],
+            environment: ["REKEY_DIRECTORY_CREDENTIALS": Self.credential, "REKEY_DIRECTORY_METRICS_LISTEN": "127.0.0.2:0"]
+        )
+        defer { directory.stop() }
+        let tokens = try ServiceProcess(
+            "rekey-reset-token",
+            arguments: ["serve", "--listen", "127.0.0.3:0", "--data-dir", tokensData.path, "--limit-per-admin", "100000", "--limit-per-user", "100000"],
+            environment: ["REKEY_RESET_TOKEN_CREDENTIALS": Self.credential, "REKEY_RESET_TOKEN_METRICS_LISTEN": "127.0.0.3:0"]
+        )
+        defer { tokens.stop() }
+        let notifierEnvironment = ["REKEY_NOTIFIER_CREDENTIALS": Self.credential, "REKEY_NOTIFIER_METRICS_LISTEN": "127.0.0.4:0"]
+        var notifier = try ServiceProcess(
+            "rekey-notifier", arguments: ["serve", "--listen", "127.0.0.4:0", "--data-dir", notifierData.path, "--poll-interval", "50ms"],
+            environment: notifierEnvironment
+        )
+        let notifierPort = notifier.port
+        let notifierArguments = ["serve", "--listen", "127.0.0.4:\(notifierPort)", "--data-dir", notifierData.path, "--poll-interval", "50ms"]
+        defer { notifier.stop() }
+
+        // The gateway learns where everything is from its config file alone.
+        let gatewayFolder = try TemporaryFolder()
+        let config = gatewayFolder.path + "/gateway.conf"
+        try """
+        listen = 127.0.0.5:0
+        metrics_listen = 127.0.0.5:0
+        public_url = https://sso.example.test
+        directory = 127.0.0.2:\(directory.port)
+        reset_token = 127.0.0.3:\(tokens.port)
+        notifier = 127.0.0.4:\(notifierPort)
+        service_credential = \(Self.credential)
+
+        """.write(toFile: config, atomically: true, encoding: .utf8)
+        let gateway = try ServiceProcess(
+            "rekey-gateway", arguments: ["serve", "--config", config], portPattern: #"http\.port[=":]+\d+"#, readyLine: "http server listening"
+        )
+        defer { gateway.stop() }
+        let base = "http://127.0.0.5:\(gateway.port)"
+
+        // Health checks, as a container runtime would run them.
+        #expect(try Self.run("rekey-directory", ["healthcheck", "--address", "127.0.0.2:\(directory.port)"]).status == 0)
+        #expect(try Self.run("rekey-reset-token", ["healthcheck", "--address", "127.0.0.3:\(tokens.port)"]).status == 0)
+        #expect(try Self.run("rekey-notifier", ["healthcheck", "--address", "127.0.0.4:\(notifierPort)"]).status == 0)
+        #expect(try Self.run("rekey-gateway", ["healthcheck", "--url", base]).status == 0)
+        #expect(try Self.run("rekey-gateway", ["healthcheck", "--url", base, "--ready"]).status == 0)
+
+        // The forgot-password flow across the four addresses.
+        let api = Browser(base: base)
+        let auth = ["Authorization": "Bearer \(apiKey)", "Content-Type": "application/json"]
+        let created = try await api.send("POST", "/api/admin/v1/users", headers: auth, body: Data(#"{"name": "Jane Doe", "email": "jane@example.com", "role": "customer"}"#.utf8))
+        #expect(created.status == 200, "\(created.body)")
+        let userID = try #require((try JSONSerialization.jsonObject(with: Data(created.body.utf8)) as? [String: Any])?["id"] as? String)
+        let browser = Browser(base: base)
+        let csrf = Browser.csrf(in: try await browser.send("GET", "/password/forgot"))
+        #expect(try await browser.send("POST", "/password/forgot", form: ["email": "jane@example.com", "csrf": csrf]).status == 200)
+        let mailDir = notifierData.path + "/mail/new"
+        let first = try await Self.waitForFiles(in: mailDir, count: 1)
+        #expect(first.count == 1)
+        #expect(first.first.flatMap { try? String(contentsOfFile: mailDir + "/" + $0, encoding: .utf8) }?.contains("https://sso.example.test/password/reset?token=") == true)
+
+        // Traffic that keeps going while the notifier is restarted and then upgraded.
+        let running = RunningFlag()
+        let load = Task { () -> [(status: Int, messageID: String?)] in
+            var results: [(Int, String?)] = []
+            let sender = Browser(base: base)
+            while running.isOn {
+                do {
+                    let page = try await sender.send("POST", "/api/admin/v1/users/\(userID)/password-reset", headers: auth)
+                    let id = (try? JSONSerialization.jsonObject(with: Data(page.body.utf8)) as? [String: Any])?["message_id"] as? String
+                    results.append((page.status, id))
+                } catch {
+                    results.append((0, "\(error)"))
+                }
+                try? await Task.sleep(for: .milliseconds(5))
+            }
+            return results
+        }
+
+        // Restart: while it is down, every answer is a clean 503 that names the service.
+        try await Task.sleep(for: .milliseconds(300))
+        notifier.stop()
+        let gap = try await api.send("POST", "/api/admin/v1/users/\(userID)/password-reset", headers: auth)
+        #expect(gap.status == 503)
+        #expect(gap.body.contains("notifier"), "\(gap.body)")
+        let page = try await browser.send("POST", "/password/forgot", form: ["email": "jane@example.com", "csrf": csrf])
+        #expect(page.status == 503)
+        #expect(page.body.contains("try again"), "\(page.body)")
+        #expect(try Self.run("rekey-notifier", ["healthcheck", "--address", "127.0.0.4:\(notifierPort)"]).status == 1)
+        #expect(try Self.run("rekey-gateway", ["healthcheck", "--url", base, "--ready"]).status == 1)
+        #expect(try Self.run("rekey-gateway", ["healthcheck", "--url", base]).status == 0, "the gateway itself is alive")
+        notifier = try ServiceProcess("rekey-notifier", arguments: notifierArguments, environment: notifierEnvironment)
+        try await Self.waitUntilAnswered(api, userID: userID, auth: auth)
+
+        // Upgrade: stop, start another build (a copy of the executable stands in) on the same data.
+        let newBuild = try TemporaryFolder()
+        let upgraded = newBuild.path + "/rekey-notifier"
+        try FileManager.default.copyItem(atPath: ServiceProcess.productsDirectory.appendingPathComponent("rekey-notifier").path, toPath: upgraded)
+        try await Task.sleep(for: .milliseconds(300))
+        notifier.stop()
+        #expect(try await api.send("POST", "/api/admin/v1/users/\(userID)/password-reset", headers: auth).status == 503)
+        notifier = try ServiceProcess(upgraded, arguments: notifierArguments, environment: notifierEnvironment)
+        #expect(notifier.log.contains("db.schema_version"))
+        try await Self.waitUntilAnswered(api, userID: userID, auth: auth)
+        try await Task.sleep(for: .milliseconds(300))
+        running.turnOff()
+        let results = await load.value
+
+        let statuses = Set(results.map(\.status))
+        #expect(statuses.isSubset(of: [200, 503]), "nothing worse than a clean 503: \(results.filter { $0.status != 200 && $0.status != 503 })")
+        let accepted = results.filter { $0.status == 200 }.compactMap(\.messageID)
+        #expect(accepted.count > 10, "the traffic went on around the restarts")
+        // Every message the gateway said was queued is delivered.
+        let deadline = ContinuousClock.now + .seconds(30)
+        var undelivered = accepted
+        while !undelivered.isEmpty, ContinuousClock.now < deadline {
+            var still: [String] = []
+            for id in undelivered {
+                let message = try await api.send("GET", "/api/admin/v1/messages/\(id)", headers: auth)
+                let state = (try? JSONSerialization.jsonObject(with: Data(message.body.utf8)) as? [String: Any])?["state"] as? String
+                if state != "accepted" { still.append(id) }
+            }
+            undelivered = still
+            if !undelivered.isEmpty { try await Task.sleep(for: .milliseconds(200)) }
+        }
+        #expect(undelivered.isEmpty, "accepted but not delivered: \(undelivered)")
+        let files = try FileManager.default.contentsOfDirectory(atPath: mailDir)
+        #expect(files.count >= accepted.count + 1)
+    }
+
+    /// Waits until a reset send through the gateway succeeds again (the notifier is back).
+    static func waitUntilAnswered(_ api: Browser, userID: String, auth: [String: String]) async throws {
+        let deadline = ContinuousClock.now + .seconds(15)
+        while ContinuousClock.now < deadline {
+            if try await api.send("POST", "/api/admin/v1/users/\(userID)/password-reset", headers: auth).status == 200 { return }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        Issue.record("the gateway did not reach the restarted notifier")
+    }
+
+    static func waitForFiles(in folder: String, count: Int) async throws -> [String] {
+        let deadline = ContinuousClock.now + .seconds(10)
+        while ContinuousClock.now < deadline {
+            let files = (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
+            if files.count >= count { return files }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        return []
+    }
+}
+
+/// Tells a loop to finish its current request and stop (cancelling would cancel the request).
+final class RunningFlag: @unchecked Sendable {
+    // @unchecked: `on` is only touched under `lock`.
+    private let lock = NSLock()
+    private var on = true
+
+    var isOn: Bool { self.lock.withLock { self.on } }
+
+    func turnOff() { self.lock.withLock { self.on = false } }
+}
