@@ -83,8 +83,9 @@ package struct CommonServiceSettings: Sendable {
         )
     }
 
-    /// Installs the log handler and the Prometheus metrics backend for `serve` (once, first thing),
-    /// and returns the metrics server to run, if metrics are on.
+    /// Installs the Prometheus metrics backend for `serve` (once, before any metric is made) and
+    /// returns the metrics server to run, if metrics are on. `beforeScrape` sets gauges that are
+    /// read from the database at each scrape.
     package func bootstrapObservability(
         logger: Logger,
         beforeScrape: @escaping @Sendable () async -> Void = {}

@@ -119,6 +119,28 @@ package final class ServiceProcess: @unchecked Sendable {
     }
 }
 
+extension ServiceProcess {
+    /// Runs `executable` (a product of this package, or a path) to completion: its exit status
+    /// and everything it wrote to stdout and stderr. The environment is `environment` alone
+    /// unless `inheritingEnvironment`, so that no REKEY_* setting of the test run leaks in.
+    package static func run(
+        _ executable: String, _ arguments: [String], environment: [String: String] = [:], inheritingEnvironment: Bool = false
+    ) throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = executable.contains("/")
+            ? URL(fileURLWithPath: executable) : Self.productsDirectory.appendingPathComponent(executable)
+        process.arguments = arguments
+        process.environment = inheritingEnvironment ? ProcessInfo.processInfo.environment.merging(environment) { $1 } : environment
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        return (process.terminationStatus, text)
+    }
+}
+
 package struct ServiceProcessError: Error, CustomStringConvertible {
     package var message: String
     package var description: String { self.message }

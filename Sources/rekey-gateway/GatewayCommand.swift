@@ -169,7 +169,6 @@ struct Healthcheck: AsyncParsableCommand {
     }
 }
 
-
 extension String {
     fileprivate func trimmingSuffix(_ suffix: String) -> String {
         self.hasSuffix(suffix) ? String(self.dropLast(suffix.count)) : self

@@ -13,17 +13,7 @@ struct DirectoryExecutableTests {
     static let scrypt = ["--scrypt-log-n", "10"]
 
     static func run(_ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = ServiceProcess.productsDirectory.appendingPathComponent("rekey-directory")
-        process.arguments = arguments
-        process.environment = environment
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        return (process.terminationStatus, output)
+        try ServiceProcess.run("rekey-directory", arguments, environment: environment)
     }
 
     static func start(dataDir: String) throws -> ServiceProcess {

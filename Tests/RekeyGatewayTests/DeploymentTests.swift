@@ -13,37 +13,14 @@ import FoundationNetworking
 struct DeploymentTests {
     static let credential = "deployment-test-credential-0123456789"
 
-    /// Runs an executable of this package to completion; its exit status and output.
-    @discardableResult
-    static func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = ServiceProcess.productsDirectory.appendingPathComponent(executable)
-        process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        return (process.terminationStatus, text)
-    }
-
     @Test("compose.yaml is valid for docker-compose, and every service, port and variable it and the Dockerfiles name exists in the code")
     func compose() throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: SMTPTestServer.python)
-        process.arguments = [
-            SMTPTestServer.root.appendingPathComponent("Tests/Interop/check_compose.py").path, SMTPTestServer.root.path,
-            ServiceProcess.productsDirectory.path,
-        ]
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0, "\(text)")
+        let (status, text) = try ServiceProcess.run(
+            SMTPTestServer.python,
+            [SMTPTestServer.root.appendingPathComponent("Tests/Interop/check_compose.py").path, SMTPTestServer.root.path, ServiceProcess.productsDirectory.path],
+            inheritingEnvironment: true
+        )
+        #expect(status == 0, "\(text)")
         #expect(text.contains("0 problems"), "\(text)")
     }
 
@@ -79,7 +56,7 @@ struct DeploymentTests {
         let directoryData = try TemporaryFolder()
         let tokensData = try TemporaryFolder()
         let notifierData = try TemporaryFolder()
-        let bootstrap = try Self.run("rekey-directory", ["bootstrap-admin", "--data-dir", directoryData.path, "--email", "owner@example.com", "--name", "Olive Owner"])
+        let bootstrap = try ServiceProcess.run("rekey-directory", ["bootstrap-admin", "--data-dir", directoryData.path, "--email", "owner@example.com", "--name", "Olive Owner"])
         #expect(bootstrap.status == 0, "\(bootstrap.output)")
         let apiKey = try #require(bootstrap.output.split(separator: " ").last?.trimmingCharacters(in: .whitespacesAndNewlines))
 
@@ -123,11 +100,11 @@ struct DeploymentTests {
         let base = "http://127.0.0.5:\(gateway.port)"
 
         // Health checks, as a container runtime would run them.
-        #expect(try Self.run("rekey-directory", ["healthcheck", "--address", "127.0.0.2:\(directory.port)"]).status == 0)
-        #expect(try Self.run("rekey-reset-token", ["healthcheck", "--address", "127.0.0.3:\(tokens.port)"]).status == 0)
-        #expect(try Self.run("rekey-notifier", ["healthcheck", "--address", "127.0.0.4:\(notifierPort)"]).status == 0)
-        #expect(try Self.run("rekey-gateway", ["healthcheck", "--url", base]).status == 0)
-        #expect(try Self.run("rekey-gateway", ["healthcheck", "--url", base, "--ready"]).status == 0)
+        #expect(try ServiceProcess.run("rekey-directory", ["healthcheck", "--address", "127.0.0.2:\(directory.port)"]).status == 0)
+        #expect(try ServiceProcess.run("rekey-reset-token", ["healthcheck", "--address", "127.0.0.3:\(tokens.port)"]).status == 0)
+        #expect(try ServiceProcess.run("rekey-notifier", ["healthcheck", "--address", "127.0.0.4:\(notifierPort)"]).status == 0)
+        #expect(try ServiceProcess.run("rekey-gateway", ["healthcheck", "--url", base]).status == 0)
+        #expect(try ServiceProcess.run("rekey-gateway", ["healthcheck", "--url", base, "--ready"]).status == 0)
 
         // The forgot-password flow across the four addresses.
         let api = Browser(base: base)
@@ -170,9 +147,9 @@ struct DeploymentTests {
         let page = try await browser.send("POST", "/password/forgot", form: ["email": "jane@example.com", "csrf": csrf])
         #expect(page.status == 503)
         #expect(page.body.contains("try again"), "\(page.body)")
-        #expect(try Self.run("rekey-notifier", ["healthcheck", "--address", "127.0.0.4:\(notifierPort)"]).status == 1)
-        #expect(try Self.run("rekey-gateway", ["healthcheck", "--url", base, "--ready"]).status == 1)
-        #expect(try Self.run("rekey-gateway", ["healthcheck", "--url", base]).status == 0, "the gateway itself is alive")
+        #expect(try ServiceProcess.run("rekey-notifier", ["healthcheck", "--address", "127.0.0.4:\(notifierPort)"]).status == 1)
+        #expect(try ServiceProcess.run("rekey-gateway", ["healthcheck", "--url", base, "--ready"]).status == 1)
+        #expect(try ServiceProcess.run("rekey-gateway", ["healthcheck", "--url", base]).status == 0, "the gateway itself is alive")
         notifier = try ServiceProcess("rekey-notifier", arguments: notifierArguments, environment: notifierEnvironment)
         try await Self.waitUntilAnswered(api, userID: userID, auth: auth)
 

@@ -292,17 +292,10 @@ struct NotifierExecutableTests {
             (["--templates-dir", folder.path + "/missing"], "cannot read the templates folder"),
         ]
         for (arguments, expected) in cases {
-            let process = Process()
-            process.executableURL = ServiceProcess.productsDirectory.appendingPathComponent("rekey-notifier")
-            process.arguments = ["serve", "--data-dir", folder.path] + arguments
-            process.environment = ["REKEY_NOTIFIER_CREDENTIALS": Self.credential]
-            let pipe = Pipe()
-            process.standardOutput = pipe
-            process.standardError = pipe
-            try process.run()
-            let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            process.waitUntilExit()
-            #expect(process.terminationStatus != 0)
+            let (status, output) = try ServiceProcess.run(
+                "rekey-notifier", ["serve", "--data-dir", folder.path] + arguments, environment: ["REKEY_NOTIFIER_CREDENTIALS": Self.credential]
+            )
+            #expect(status != 0)
             #expect(output.contains(expected), "\(output)")
         }
     }

@@ -83,10 +83,14 @@ struct RPCServerTests {
         try await withRPCServer(services: [service]) { _, port in
             try await withRPCClient(port: port) { client in
                 let echo = Rekey_Testing_V1_Echo.Client(wrapping: client)
+                // Connect first: on a loaded machine, connecting could use up the deadline before
+                // the request is even sent, and then no handler runs to be cancelled.
+                #expect(try await echo.echo(echoRequest("before")).text == "before")
                 let call = Task {
-                    try await echo.echo(echoRequest(EchoService.blockingText), options: CallOptions(timeout: .milliseconds(500)))
+                    try await echo.echo(echoRequest(EchoService.blockingText), options: CallOptions(timeout: .seconds(1)))
                 }
                 await service.waitUntilRunning(1)
+                try #require(service.runningCalls == 1 || service.cancelledCalls == 1, "the blocking call reached its handler")
                 let error = await #expect(throws: RPCError.self) { try await call.value }
                 #expect(error?.code == .deadlineExceeded)
                 try await eventually("the server cancels the handler") { service.cancelledCalls == 1 }

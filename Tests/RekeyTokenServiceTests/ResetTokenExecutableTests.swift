@@ -238,17 +238,8 @@ struct ResetTokenExecutableTests {
             (["--metrics-listen", "everywhere"], ["REKEY_RESET_TOKEN_CREDENTIALS": Self.credential], "`metrics_listen` (from flag --metrics-listen)"),
         ]
         for (arguments, environment, expected) in cases {
-            let process = Process()
-            process.executableURL = ServiceProcess.productsDirectory.appendingPathComponent("rekey-reset-token")
-            process.arguments = ["serve", "--data-dir", folder.path] + arguments
-            process.environment = environment
-            let errors = Pipe()
-            process.standardError = errors
-            process.standardOutput = errors
-            try process.run()
-            let output = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            process.waitUntilExit()
-            #expect(process.terminationStatus != 0)
+            let (status, output) = try ServiceProcess.run("rekey-reset-token", ["serve", "--data-dir", folder.path] + arguments, environment: environment)
+            #expect(status != 0)
             #expect(output.contains(expected), "for \(arguments) \(environment): \(output)")
         }
     }
@@ -261,17 +252,11 @@ struct ResetTokenExecutableTests {
             environment: ["REKEY_RESET_TOKEN_CREDENTIALS": Self.credential]
         )
         defer { first.stop() }
-        let process = Process()
-        process.executableURL = ServiceProcess.productsDirectory.appendingPathComponent("rekey-reset-token")
-        process.arguments = ["serve", "--listen", "127.0.0.1:0", "--data-dir", folder.path + "/second", "--metrics-listen", "127.0.0.1:\(first.port)"]
-        process.environment = ["REKEY_RESET_TOKEN_CREDENTIALS": Self.credential]
-        let errors = Pipe()
-        process.standardError = errors
-        process.standardOutput = errors
-        try process.run()
-        let output = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus != 0)
+        let (status, output) = try ServiceProcess.run(
+            "rekey-reset-token", ["serve", "--listen", "127.0.0.1:0", "--data-dir", folder.path + "/second", "--metrics-listen", "127.0.0.1:\(first.port)"],
+            environment: ["REKEY_RESET_TOKEN_CREDENTIALS": Self.credential]
+        )
+        #expect(status != 0)
         #expect(output.contains("cannot listen for metrics on 127.0.0.1:\(first.port) (metrics_listen)"), "\(output)")
     }
 }
