@@ -1,4 +1,5 @@
 import Foundation
+import NIOPosix
 
 /// How one delivery attempt ended.
 package struct DeliveryResult: Sendable, Hashable {
@@ -53,6 +54,18 @@ package struct MaildirTransport: MailTransport {
     }
 
     package func deliver(from: String, to: String, content: [UInt8]) async -> DeliveryResult {
+        // The write ends in an fsync: on the blocking-I/O pool, never on an event loop, where it
+        // would hold up every call on that loop (the outbox commits among them).
+        do {
+            return try await NIOThreadPool.singleton.runIfActive { self.write(from: from, to: to, content: content) }
+        } catch {
+            var result = DeliveryResult(outcome: .temporaryFailure, stage: "WRITE")
+            result.error = "cannot write to \(self.folder): \(error)"
+            return result
+        }
+    }
+
+    private func write(from: String, to: String, content: [UInt8]) -> DeliveryResult {
         let unique = "\(Int64(Date().timeIntervalSince1970 * 1000)).\(UUID().uuidString.prefix(8)).rekey"
         let temporary = self.folder + "/tmp/" + unique
         let final = self.folder + "/new/" + unique + ".eml"
