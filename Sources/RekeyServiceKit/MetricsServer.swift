@@ -42,10 +42,15 @@ package final class MetricsServer: Service, Sendable {
         return registry
     }
 
+    /// Runs whenever a metric is looked up (the domain counters do that per event), so a name
+    /// that is already valid, as ours are, is returned without copying.
     private static func sanitize(_ name: String) -> String {
-        String(String.UnicodeScalarView(name.unicodeScalars.map { scalar in
-            ("0"..."9").contains(scalar) || ("a"..."z").contains(scalar) || ("A"..."Z").contains(scalar) || scalar == "_" ? scalar : "_"
-        }))
+        func valid(_ byte: UInt8) -> Bool {
+            (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) || (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte)
+                || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte) || byte == UInt8(ascii: "_")
+        }
+        if name.utf8.allSatisfy(valid) { return name }
+        return String(decoding: name.utf8.map { valid($0) ? $0 : UInt8(ascii: "_") }, as: UTF8.self)
     }
 
     package init(
