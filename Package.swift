@@ -53,6 +53,7 @@ let package = Package(
         .target(
             name: "RekeyRPC",
             dependencies: [
+                "RekeyInput",
                 "RekeyProtobuf",
                 "CRekeyProto",
                 .product(name: "Logging", package: "swift-log"),
@@ -87,6 +88,7 @@ let package = Package(
         .target(
             name: "RekeyServiceKit",
             dependencies: [
+                "RekeyInput",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 "RekeyRPC",
                 "RekeyRPCNIO",
@@ -103,6 +105,9 @@ let package = Package(
         /// Wall-clock time behind a protocol, so tests can move it.
         .target(name: "RekeyClock"),
 
+        /// Bounded numbers from outside, parsed one way everywhere (no Foundation, no traps).
+        .target(name: "RekeyInput"),
+
         // MARK: rekey-reset-token
         /// The `rekey.tokens.v1` contract: generated messages and stubs, for the service and its callers.
         .target(
@@ -112,6 +117,7 @@ let package = Package(
         .target(
             name: "RekeyTokenService",
             dependencies: [
+                "RekeyInput",
                 "RekeyClock",
                 "RekeyTokensAPI",
                 "RekeyRPC",
@@ -146,6 +152,7 @@ let package = Package(
         .target(
             name: "RekeyDirectoryService",
             dependencies: [
+                "RekeyInput",
                 "RekeyClock",
                 "RekeyDirectoryAPI",
                 "RekeyRPC",
@@ -183,6 +190,7 @@ let package = Package(
         .target(
             name: "RekeyNotifierService",
             dependencies: [
+                "RekeyInput",
                 "RekeyClock",
                 "RekeyNotifierAPI",
                 "RekeyRPC",
@@ -219,6 +227,7 @@ let package = Package(
         .target(
             name: "RekeyGateway",
             dependencies: [
+                "RekeyInput",
                 "RekeyClock",
                 "RekeyCrypto",
                 "RekeyDirectoryAPI",
@@ -248,6 +257,7 @@ let package = Package(
         .executableTarget(
             name: "rekey",
             dependencies: [
+                "RekeyInput",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -324,6 +334,10 @@ let package = Package(
         .testTarget(
             name: "RekeyServiceKitTests",
             dependencies: ["RekeyServiceKit"]
+        ),
+        .testTarget(
+            name: "RekeyInputTests",
+            dependencies: ["RekeyInput"]
         ),
         .testTarget(
             name: "RekeyDirectoryServiceTests",

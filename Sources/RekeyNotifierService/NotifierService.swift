@@ -1,3 +1,4 @@
+import RekeyInput
 import Logging
 import Metrics
 import RekeyNotifierAPI
@@ -78,7 +79,7 @@ package struct NotifierService: Rekey_Notifier_V1_Notifier.ServiceProtocol {
     }
 
     package func listMessages(request: Rekey_Notifier_V1_ListMessagesRequest, context: ServerContext) async throws -> Rekey_Notifier_V1_ListMessagesResponse {
-        let pageSize = request.pageSize == 0 ? 20 : Int(request.pageSize)
+        let pageSize = try Bounded.pageSize(request.pageSize, default: 20, max: 100)
         let (messages, next) = try await self.db { store, c in
             try store.messages(
                 toAddress: request.toAddress, userID: request.userID, since: request.sinceUnixMs, pageSize: pageSize, pageToken: request.pageToken, in: c
@@ -91,7 +92,7 @@ package struct NotifierService: Rekey_Notifier_V1_Notifier.ServiceProtocol {
     }
 
     package func listSuppressions(request: Rekey_Notifier_V1_ListSuppressionsRequest, context: ServerContext) async throws -> Rekey_Notifier_V1_ListSuppressionsResponse {
-        let pageSize = request.pageSize == 0 ? 50 : Int(request.pageSize)
+        let pageSize = try Bounded.pageSize(request.pageSize, default: 50, max: 500)
         let (suppressions, next) = try await self.db { store, c in
             try store.suppressions(address: request.address, pageSize: pageSize, pageToken: request.pageToken, in: c)
         }
@@ -111,10 +112,8 @@ package struct NotifierService: Rekey_Notifier_V1_Notifier.ServiceProtocol {
     }
 
     package func getQueueStats(request: Rekey_Notifier_V1_GetQueueStatsRequest, context: ServerContext) async throws -> Rekey_Notifier_V1_QueueStats {
-        guard request.windowMs >= 0, request.windowMs <= 30 * 86_400_000 else {
-            throw NotifierError.invalidArgument("window_ms must be from 0 (one hour) to 30 days")
-        }
-        let window = Duration.milliseconds(request.windowMs == 0 ? 3_600_000 : request.windowMs)
+        let windowMs = try Bounded.integer(request.windowMs, "window_ms", in: 0...(30 * 86_400_000))
+        let window = Duration.milliseconds(windowMs == 0 ? 3_600_000 : windowMs)
         let stats = try await self.db { store, c in try store.stats(window: window, in: c) }
         var response = Rekey_Notifier_V1_QueueStats()
         response.depth = UInt32(stats.depth)

@@ -42,6 +42,9 @@ extension ClientTransport {
         let payload: [UInt8]
         do {
             payload = try request.serializedBytes()
+        } catch ProtobufError.embeddedNUL(_, let field) {
+            // Said in the caller's terms: the field, not the message type behind it.
+            throw RPCError(.invalidArgument, "\(field) must not contain a NUL character")
         } catch {
             throw RPCError(.invalidArgument, "the request cannot be encoded: \(error)")
         }

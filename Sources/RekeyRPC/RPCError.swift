@@ -1,3 +1,4 @@
+import RekeyInput
 /// The error every Rekey RPC fails with: a gRPC canonical status code and a message for humans.
 ///
 /// Domain errors convert to it through ``RPCErrorConvertible``; any other error leaves a server as
@@ -61,4 +62,9 @@ package struct RPCError: Error, Hashable, Sendable, CustomStringConvertible {
 /// A domain error that knows which RPC status describes it to a caller.
 package protocol RPCErrorConvertible: Error {
     var rpcError: RPCError { get }
+}
+
+extension OutOfBounds: RPCErrorConvertible {
+    /// A number outside its range is the caller's mistake: INVALID_ARGUMENT, naming the field.
+    package var rpcError: RPCError { RPCError(.invalidArgument, self.description) }
 }

@@ -1,3 +1,4 @@
+import RekeyInput
 import Foundation
 
 /// Where a setting's value came from, for error messages that name it.
@@ -126,7 +127,7 @@ package struct Settings: Sendable {
 
     package func integer(_ key: String, default defaultValue: Int, range: ClosedRange<Int>) throws -> Int {
         try self.value(key, default: defaultValue, expected: "a whole number from \(range.lowerBound) to \(range.upperBound)") { text in
-            Int(text).flatMap { range.contains($0) ? $0 : nil }
+            try? Bounded.integer(text, key, in: range)
         }
     }
 
@@ -157,21 +158,11 @@ package struct Settings: Sendable {
     }
 
     package static func parseDuration(_ text: String) -> Duration? {
-        let units: [(String, Int64)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000), ("d", 86_400_000)]
-        for (suffix, milliseconds) in units where text.hasSuffix(suffix) {
-            guard let number = Int64(text.dropLast(suffix.count)), number >= 0 else { return nil }
-            let (total, overflow) = number.multipliedReportingOverflow(by: milliseconds)
-            return overflow ? nil : .milliseconds(total)
-        }
-        return nil
+        Bounded.parseDuration(Substring(text))
     }
 
     package static func format(_ duration: Duration) -> String {
-        let milliseconds = duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
-        for (suffix, unit) in [("d", Int64(86_400_000)), ("h", 3_600_000), ("m", 60_000), ("s", 1000)] where milliseconds % unit == 0 && milliseconds >= unit {
-            return "\(milliseconds / unit)\(suffix)"
-        }
-        return "\(milliseconds)ms"
+        Bounded.format(duration)
     }
 }
 

@@ -1,3 +1,4 @@
+import RekeyInput
 import Logging
 import RekeyClock
 import RekeyCrypto
@@ -101,7 +102,7 @@ package struct TokenService: Rekey_Tokens_V1_Tokens.ServiceProtocol {
         context: ServerContext
     ) async throws -> Rekey_Tokens_V1_ListUserTokensResponse {
         let store = self.store
-        let pageSize = request.pageSize == 0 ? 20 : Int(request.pageSize)
+        let pageSize = try Bounded.pageSize(request.pageSize, default: 20, max: 100)
         let (records, next) = try await self.database.withConnection {
             try store.listTokens(userID: request.userID, pageSize: pageSize, cursor: request.pageToken, in: $0)
         }
@@ -116,7 +117,7 @@ package struct TokenService: Rekey_Tokens_V1_Tokens.ServiceProtocol {
         context: ServerContext
     ) async throws -> Rekey_Tokens_V1_ListUserEventsResponse {
         let store = self.store
-        let limit = request.limit == 0 ? 100 : Int(request.limit)
+        let limit = try Bounded.pageSize(request.limit, "limit", default: 100, max: 500)
         let events = try await self.database.withConnection {
             try store.events(userID: request.userID, since: request.sinceUnixMs, limit: limit, in: $0)
         }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import RekeyInput
 
 @main
 struct RekeyCommand: AsyncParsableCommand {
@@ -309,6 +310,14 @@ struct Diagnose: AsyncParsableCommand {
     @Argument(help: "A user id, an email address (any of the user's), or a name.") var user: String
     @Option(help: "How far back to look: 30m, 12h, 7d (default), up to 90d.") var since: String = "7d"
 
+    func validate() throws {
+        do {
+            _ = try Bounded.duration(self.since, "--since", in: Limits.diagnosisWindow)
+        } catch {
+            throw ValidationError(error.description)
+        }
+    }
+
     func run() async throws {
         try await RekeyCommand.run {
             let report = try await self.connection.client().call("GET", "/diagnosis?user=\(APIClient.query(self.user))&since=\(APIClient.query(self.since))")
@@ -382,7 +391,11 @@ struct Mail: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Send a test message through the same path as reset mail and wait for its fate.")
         @OptionGroup var connection: Connection
         @Argument var address: String
-        @Option(help: "How long to wait, in seconds.") var timeout: Int = 60
+        @Option(help: "How long to wait, in seconds (1 to 3600).") var timeout: Int = 60
+
+        func validate() throws {
+            guard (1...3600).contains(self.timeout) else { throw ValidationError("--timeout must be a whole number from 1 to 3600") }
+        }
 
         func run() async throws {
             try await RekeyCommand.run {
@@ -418,14 +431,29 @@ struct Login: AsyncParsableCommand {
         discussion: "The key is read from the terminal without echo, or from standard input when it is not a terminal."
     )
     @Option(help: "The gateway's URL, such as https://sso.example.com.") var gateway: String
+    @Option(help: "Sign in with your email address and password (asked for) to make a new API key of your own, instead of pasting one.")
+    var email: String?
 
     func run() async throws {
         guard let url = URL(string: self.gateway), url.scheme == "http" || url.scheme == "https" else {
             throw ValidationError("--gateway must be an http or https URL")
         }
+        let base = self.gateway.hasSuffix("/") ? String(self.gateway.dropLast()) : self.gateway
+        if let email {
+            let password = Self.readSecret(prompt: "Password for \(email): ")
+            guard !password.isEmpty else { throw ValidationError("no password given") }
+            try await RekeyCommand.run {
+                let name = "rekey CLI on \(ProcessInfo.processInfo.hostName)"
+                let created = try await APIClient(base: base, key: "", printJSON: false)
+                    .call("POST", "/api-keys", body: APIClient.json(["email": email, "password": password, "name": String(name.prefix(100))]))
+                guard let key = created["key"] as? String, !key.isEmpty else { throw APIFailure(status: 500, code: "internal", message: "the gateway made no key") }
+                try StoredLogin(url: base, apiKey: key).save()
+                print("Logged in to \(base) as \(email) with a new API key (\(created["id"] as? String ?? "")); it is stored in \(StoredLogin.path) (mode 0600).")
+            }
+            return
+        }
         let key = Self.readSecret(prompt: "API key: ")
         guard !key.isEmpty else { throw ValidationError("no API key given") }
-        let base = self.gateway.hasSuffix("/") ? String(self.gateway.dropLast()) : self.gateway
         try await RekeyCommand.run {
             _ = try await APIClient(base: base, key: key, printJSON: false).call("GET", "/users/search?page_size=1")
             try StoredLogin(url: base, apiKey: key).save()
