@@ -36,6 +36,25 @@ package enum OpenSSL {
         return digest
     }
 
+    /// HMAC-SHA-256 (RFC 2104) of `message` under `key`, through OpenSSL's one-shot `HMAC`.
+    package static func hmacSHA256(key: [UInt8], _ message: [UInt8]) -> [UInt8] {
+        var mac = [UInt8](repeating: 0, count: 32)
+        var length: UInt32 = 0
+        let result = key.withUnsafeBytes { keyBytes in
+            message.withUnsafeBytes { input in
+                mac.withUnsafeMutableBytes { output in
+                    HMAC(
+                        EVP_sha256(), keyBytes.baseAddress, Int32(keyBytes.count),
+                        input.baseAddress?.assumingMemoryBound(to: UInt8.self), input.count,
+                        output.baseAddress?.assumingMemoryBound(to: UInt8.self), &length
+                    )
+                }
+            }
+        }
+        precondition(result != nil && length == 32, "HMAC(SHA-256) failed: \(Self.lastError())")
+        return mac
+    }
+
     /// Whether two byte strings are equal, in time that does not depend on where they differ.
     package static func constantTimeEquals(_ lhs: [UInt8], _ rhs: [UInt8]) -> Bool {
         guard lhs.count == rhs.count else { return false }

@@ -111,6 +111,8 @@ package enum DirectoryError: Error, Hashable, RPCErrorConvertible {
     case resourceExhausted(String)
     /// Too many failed sign-ins from one address; the next is allowed in `retryAfter` seconds.
     case signInLimited(retryAfter: Int64)
+    /// An admin action the actor may not take on this user; audited by the service.
+    case refused(Refusal, message: String)
 
     package var rpcError: RPCError {
         switch self {
@@ -125,6 +127,8 @@ package enum DirectoryError: Error, Hashable, RPCErrorConvertible {
                 .resourceExhausted, "too many failed sign-ins from this address; try again in \(seconds) s",
                 trailers: [MetadataKey.retryAfterSeconds: "\(seconds)"]
             )
+        case .refused(let refusal, let message):
+            return RPCError(.permissionDenied, message, trailers: [MetadataKey.refusal: refusal.rawValue])
         }
     }
 }

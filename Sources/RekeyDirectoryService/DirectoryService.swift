@@ -1,3 +1,4 @@
+import RekeyInput
 import Logging
 import Metrics
 import RekeyDirectoryAPI
@@ -26,6 +27,21 @@ package struct DirectoryService: Rekey_Directory_V1_Directory.ServiceProtocol {
         return try await self.database.withConnection { try body(store, $0) }
     }
 
+    /// Runs an admin action; a refusal (rank, grant, keys) is written to the audit trail as
+    /// `refused.<action>` after the action's own transaction has rolled back, then returned.
+    private func db<R: Sendable>(
+        auditing actor: ActorInfo, _ action: String, target: String,
+        _ body: @escaping @Sendable (DirectoryStore, SQLiteConnection) throws -> R
+    ) async throws -> R {
+        do {
+            return try await self.db(body)
+        } catch DirectoryError.refused(let refusal, let message) {
+            let detail = "\(refusal.rawValue): \(message)"
+            try await self.db { store, c in try store.audit(actor, "refused." + action, target: target, detail: detail, in: c) }
+            throw DirectoryError.refused(refusal, message: message)
+        }
+    }
+
     // MARK: Users
 
     package func createUser(request: Rekey_Directory_V1_CreateUserRequest, context: ServerContext) async throws -> Rekey_Directory_V1_UserResponse {
@@ -34,11 +50,25 @@ package struct DirectoryService: Rekey_Directory_V1_Directory.ServiceProtocol {
         new.locale = request.locale
         new.emailVerified = request.emailVerified
         let actor = Self.actor(request.actor)
-        return Self.response(try await self.db { [new] store, c in try store.createUser(new, actor: actor, in: c) })
+        return Self.response(try await self.db(auditing: actor, "user.create", target: "") { [new] store, c in try store.createUser(new, actor: actor, in: c) })
     }
 
     package func getUser(request: Rekey_Directory_V1_GetUserRequest, context: ServerContext) async throws -> Rekey_Directory_V1_UserResponse {
-        Self.response(try await self.db { store, c in try store.user(request.userID, in: c) })
+        guard !request.forAction.isEmpty || request.actor == nil else {
+            throw DirectoryError.invalidArgument("for_action must name the action when an actor is given")
+        }
+        guard !request.forAction.isEmpty else {
+            return Self.response(try await self.db { store, c in try store.user(request.userID, in: c) })
+        }
+        guard request.forAction.utf8.count <= 64, request.forAction.allSatisfy({ $0.isLetter || $0 == "." || $0 == "_" }) else {
+            throw DirectoryError.invalidArgument("for_action must be at most 64 letters, dots and underscores")
+        }
+        let actor = Self.actor(request.actor)
+        return Self.response(try await self.db(auditing: actor, request.forAction, target: request.userID) { store, c in
+            let user = try store.user(request.userID, in: c)
+            try store.authorize(actor, toManage: user, in: c)
+            return user
+        })
     }
 
     package func updateUser(request: Rekey_Directory_V1_UpdateUserRequest, context: ServerContext) async throws -> Rekey_Directory_V1_UserResponse {
@@ -56,7 +86,9 @@ package struct DirectoryService: Rekey_Directory_V1_Directory.ServiceProtocol {
             }
         }
         let actor = Self.actor(request.actor)
-        return Self.response(try await self.db { [changes] store, c in try store.updateUser(request.userID, changes: changes, actor: actor, in: c) })
+        return Self.response(try await self.db(auditing: actor, "user.update", target: request.userID) { [changes] store, c in
+            try store.updateUser(request.userID, changes: changes, actor: actor, in: c)
+        })
     }
 
     package func setUserState(request: Rekey_Directory_V1_SetUserStateRequest, context: ServerContext) async throws -> Rekey_Directory_V1_UserResponse {
@@ -67,7 +99,9 @@ package struct DirectoryService: Rekey_Directory_V1_Directory.ServiceProtocol {
         default: throw DirectoryError.invalidArgument("state must be USER_STATE_ACTIVE or USER_STATE_DISABLED")
         }
         let actor = Self.actor(request.actor)
-        return Self.response(try await self.db { store, c in try store.setState(request.userID, state, actor: actor, in: c) })
+        return Self.response(try await self.db(auditing: actor, state == .disabled ? "user.disable" : "user.enable", target: request.userID) { store, c in
+            try store.setState(request.userID, state, actor: actor, in: c)
+        })
     }
 
     package func findUserByEmail(request: Rekey_Directory_V1_FindUserByEmailRequest, context: ServerContext) async throws -> Rekey_Directory_V1_FindUserByEmailResponse {
@@ -88,7 +122,7 @@ package struct DirectoryService: Rekey_Directory_V1_Directory.ServiceProtocol {
         case .all: staffOnly = false
         default: throw DirectoryError.invalidArgument("scope must be SEARCH_SCOPE_STAFF or SEARCH_SCOPE_ALL")
         }
-        let pageSize = request.pageSize == 0 ? 20 : Int(request.pageSize)
+        let pageSize = try Bounded.pageSize(request.pageSize, default: 20, max: 100)
         let (users, next) = try await self.db { store, c in
             try store.search(request.query, staffOnly: staffOnly, pageSize: pageSize, pageToken: request.pageToken, in: c)
         }
@@ -108,7 +142,7 @@ package struct DirectoryService: Rekey_Directory_V1_Directory.ServiceProtocol {
         case .unspecified: filter.state = nil
         case .unrecognized(let value): throw DirectoryError.invalidArgument("unknown state \(value)")
         }
-        let pageSize = request.pageSize == 0 ? 50 : Int(request.pageSize)
+        let pageSize = try Bounded.pageSize(request.pageSize, default: 50, max: 500)
         let (users, next) = try await self.db { [filter] store, c in
             try store.listUsers(filter: filter, pageSize: pageSize, pageToken: request.pageToken, in: c)
         }
@@ -122,24 +156,24 @@ package struct DirectoryService: Rekey_Directory_V1_Directory.ServiceProtocol {
 
     package func addEmail(request: Rekey_Directory_V1_AddEmailRequest, context: ServerContext) async throws -> Rekey_Directory_V1_UserResponse {
         let actor = Self.actor(request.actor)
-        return Self.response(try await self.db { store, c in
+        return Self.response(try await self.db(auditing: actor, "email.add", target: request.userID) { store, c in
             try store.addEmail(request.userID, address: request.address, verified: request.verified, actor: actor, in: c)
         })
     }
 
     package func removeEmail(request: Rekey_Directory_V1_EmailChangeRequest, context: ServerContext) async throws -> Rekey_Directory_V1_UserResponse {
         let actor = Self.actor(request.actor)
-        return Self.response(try await self.db { store, c in try store.removeEmail(request.userID, emailID: request.emailID, actor: actor, in: c) })
+        return Self.response(try await self.db(auditing: actor, "email.remove", target: request.userID) { store, c in try store.removeEmail(request.userID, emailID: request.emailID, actor: actor, in: c) })
     }
 
     package func setPrimaryEmail(request: Rekey_Directory_V1_EmailChangeRequest, context: ServerContext) async throws -> Rekey_Directory_V1_UserResponse {
         let actor = Self.actor(request.actor)
-        return Self.response(try await self.db { store, c in try store.setPrimaryEmail(request.userID, emailID: request.emailID, actor: actor, in: c) })
+        return Self.response(try await self.db(auditing: actor, "email.primary", target: request.userID) { store, c in try store.setPrimaryEmail(request.userID, emailID: request.emailID, actor: actor, in: c) })
     }
 
     package func markEmailVerified(request: Rekey_Directory_V1_EmailChangeRequest, context: ServerContext) async throws -> Rekey_Directory_V1_UserResponse {
         let actor = Self.actor(request.actor)
-        return Self.response(try await self.db { store, c in try store.markEmailVerified(request.userID, emailID: request.emailID, actor: actor, in: c) })
+        return Self.response(try await self.db(auditing: actor, "email.verify", target: request.userID) { store, c in try store.markEmailVerified(request.userID, emailID: request.emailID, actor: actor, in: c) })
     }
 
     // MARK: Organizations
@@ -234,7 +268,7 @@ package struct DirectoryService: Rekey_Directory_V1_Directory.ServiceProtocol {
         let hash = try await self.hashing.hash(request.password)
         let actor = Self.actor(request.actor)
         var response = Rekey_Directory_V1_SetPasswordResponse()
-        response.passwordChangedAtUnixMs = try await self.db { store, c in
+        response.passwordChangedAtUnixMs = try await self.db(auditing: actor, "password.set", target: request.userID) { store, c in
             try store.storePasswordHash(request.userID, hash: hash, actor: actor, revokeSessions: true, in: c)
         }
         return response
@@ -251,10 +285,11 @@ package struct DirectoryService: Rekey_Directory_V1_Directory.ServiceProtocol {
         // Unknown addresses, disabled users and users without a password cost the same scrypt
         // work as a wrong password, and get the same answer.
         let candidate: (user: UserRecord, hash: String)?
+        let reservation: DirectoryStore.SignInReservation
         do {
-            candidate = try await self.db { store, c in
-                try store.checkSignInLimit(clientAddress: request.clientAddress, in: c)
-                return try store.passwordCandidate(email: request.email, in: c)
+            (candidate, reservation) = try await self.db { store, c in
+                let reservation = try store.reserveSignIn(clientAddress: request.clientAddress, email: request.email, in: c)
+                return (try store.passwordCandidate(email: request.email, in: c), reservation)
             }
         } catch DirectoryError.signInLimited(let retryAfter) {
             Self.countSignIn("rate_limited")
@@ -262,10 +297,12 @@ package struct DirectoryService: Rekey_Directory_V1_Directory.ServiceProtocol {
         }
         let verdict = try await self.hashing.verify(request.password, against: candidate?.hash)
         guard let candidate, verdict != .mismatch else {
-            try await self.db { store, c in try store.recordSignInFailure(clientAddress: request.clientAddress, in: c) }
+            // The reservation stays: it is the failure's count.
+            try await self.db { store, c in try store.forgetOldSignIns(in: c) }
             Self.countSignIn("refused")
             throw DirectoryError.unauthenticated("the email address or the password is not right")
         }
+        try await self.db { store, c in try store.releaseSignIn(reservation, in: c) }
         Self.countSignIn("ok")
         if verdict == .matchNeedsRehash {
             let upgraded = try await self.hashing.hash(request.password)
@@ -284,12 +321,10 @@ package struct DirectoryService: Rekey_Directory_V1_Directory.ServiceProtocol {
     // MARK: API keys
 
     package func createApiKey(request: Rekey_Directory_V1_CreateApiKeyRequest, context: ServerContext) async throws -> Rekey_Directory_V1_CreateApiKeyResponse {
-        guard request.lifetimeDays <= 3650 else {
-            throw DirectoryError.invalidArgument("lifetime_days must be at most 3650 (0 for the default)")
-        }
-        let lifetime: Duration? = request.lifetimeDays == 0 ? nil : .seconds(Int64(request.lifetimeDays) * 86400)
+        let days = try Bounded.integer(request.lifetimeDays, "lifetime_days", in: 0...3650)
+        let lifetime: Duration? = days == 0 ? nil : .seconds(days * 86400)
         let actor = Self.actor(request.actor)
-        let (key, record) = try await self.db { store, c in try store.createAPIKey(request.userID, name: request.name, lifetime: lifetime, actor: actor, in: c) }
+        let (key, record) = try await self.db(auditing: actor, "api_key.create", target: request.userID) { store, c in try store.createAPIKey(request.userID, name: request.name, lifetime: lifetime, actor: actor, in: c) }
         var response = Rekey_Directory_V1_CreateApiKeyResponse()
         response.key = key
         response.info = Self.wire(record)
@@ -299,7 +334,7 @@ package struct DirectoryService: Rekey_Directory_V1_Directory.ServiceProtocol {
     package func revokeApiKey(request: Rekey_Directory_V1_RevokeApiKeyRequest, context: ServerContext) async throws -> Rekey_Directory_V1_RevokeApiKeyResponse {
         let actor = Self.actor(request.actor)
         var response = Rekey_Directory_V1_RevokeApiKeyResponse()
-        response.info = Self.wire(try await self.db { store, c in try store.revokeAPIKey(request.keyID, actor: actor, in: c) })
+        response.info = Self.wire(try await self.db(auditing: actor, "api_key.revoke", target: request.keyID) { store, c in try store.revokeAPIKey(request.keyID, actor: actor, in: c) })
         return response
     }
 
@@ -339,7 +374,7 @@ package struct DirectoryService: Rekey_Directory_V1_Directory.ServiceProtocol {
     package func revokeSessions(request: Rekey_Directory_V1_RevokeSessionsRequest, context: ServerContext) async throws -> Rekey_Directory_V1_RevokeSessionsResponse {
         let actor = Self.actor(request.actor)
         var response = Rekey_Directory_V1_RevokeSessionsResponse()
-        response.revoked = UInt32(try await self.db { store, c in try store.revokeSessions(request.userID, actor: actor, in: c) })
+        response.revoked = UInt32(try await self.db(auditing: actor, "sessions.revoke", target: request.userID) { store, c in try store.revokeSessions(request.userID, actor: actor, in: c) })
         return response
     }
 
@@ -366,7 +401,7 @@ package struct DirectoryService: Rekey_Directory_V1_Directory.ServiceProtocol {
     }
 
     package func listAuditRecords(request: Rekey_Directory_V1_ListAuditRecordsRequest, context: ServerContext) async throws -> Rekey_Directory_V1_ListAuditRecordsResponse {
-        let pageSize = request.pageSize == 0 ? 50 : Int(request.pageSize)
+        let pageSize = try Bounded.pageSize(request.pageSize, default: 50, max: 500)
         let (records, next) = try await self.db { store, c in
             try store.auditRecords(target: request.target, pageSize: pageSize, pageToken: request.pageToken, in: c)
         }

@@ -54,6 +54,7 @@ extension DirectoryStore {
         }
         do {
             return try connection.transaction { connection in
+                let acting = try self.actingUser(actor, in: connection)
                 var report = ImportReport(committed: true, rows: [])
                 report.rows.reserveCapacity(records.count)
                 var roles: [String: RoleRecord?] = [:]
@@ -84,6 +85,7 @@ extension DirectoryStore {
                         guard let roleRecord = roles[role] ?? nil else {
                             throw DirectoryError.invalidArgument("unknown role `\(role.prefix(80))`")
                         }
+                        try Self.checkGrant(roleRecord, by: acting, to: nil)
                         var organizationID: String?
                         let organization = columns.count == 4 ? record.fields[3].trimmed : ""
                         if !organization.isEmpty {

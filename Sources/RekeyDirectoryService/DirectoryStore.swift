@@ -12,17 +12,31 @@ package struct DirectoryStore: Sendable {
         /// Failed sign-ins allowed per client address within `signInWindow`.
         package var signInLimit: Int
         package var signInWindow: Duration
+        /// Failed sign-ins per account before each further one must wait (see ``SignInThrottle``).
+        package var signInAccountFreeAttempts: Int
+        package var signInAccountDelay: Duration
 
         package init(
             sessionLifetime: Duration = .seconds(12 * 3600),
             apiKeyLifetime: Duration = .seconds(365 * 86400),
             signInLimit: Int = 20,
-            signInWindow: Duration = .seconds(900)
+            signInWindow: Duration = .seconds(900),
+            signInAccountFreeAttempts: Int = 5,
+            signInAccountDelay: Duration = .seconds(1)
         ) {
             self.sessionLifetime = sessionLifetime
             self.apiKeyLifetime = apiKeyLifetime
             self.signInLimit = signInLimit
             self.signInWindow = signInWindow
+            self.signInAccountFreeAttempts = signInAccountFreeAttempts
+            self.signInAccountDelay = signInAccountDelay
+        }
+
+        package var throttle: SignInThrottle {
+            SignInThrottle(
+                addressLimit: self.signInLimit, window: self.signInWindow,
+                accountFreeAttempts: self.signInAccountFreeAttempts, accountDelay: self.signInAccountDelay
+            )
         }
     }
 
@@ -138,6 +152,15 @@ package struct DirectoryStore: Sendable {
             CREATE INDEX sign_in_failures_by_address ON sign_in_failures (client_address, at);
             CREATE INDEX sign_in_failures_by_time ON sign_in_failures (at);
             """),
+        SQLiteMigration(version: 5, name: "sign-in attempts per account", sql: """
+            CREATE TABLE sign_in_account_failures (
+                id INTEGER PRIMARY KEY,
+                at INTEGER NOT NULL,
+                account TEXT NOT NULL
+            );
+            CREATE INDEX sign_in_account_failures_by_account ON sign_in_account_failures (account, at);
+            CREATE INDEX sign_in_account_failures_by_time ON sign_in_account_failures (at);
+            """),
     ]
 
     // MARK: Users
@@ -165,7 +188,7 @@ package struct DirectoryStore: Sendable {
             try DirectoryValidation.id(new.organizationID, prefix: "o_", field: "organization_id")
         }
         return try connection.transaction { connection in
-            _ = try self.role(named: new.role, in: connection)
+            try self.authorize(actor, toGrant: try self.role(named: new.role, in: connection), to: nil, in: connection)
             if !new.organizationID.isEmpty {
                 _ = try self.organization(new.organizationID, in: connection)
             }
@@ -213,13 +236,14 @@ package struct DirectoryStore: Sendable {
         }
         return try connection.transaction { connection in
             let user = try self.user(id, in: connection)
+            try self.authorize(actor, toManage: user, in: connection)
             var changed: [String] = []
             if let name, name != user.name {
                 try connection.run("UPDATE users SET name = ? WHERE id = ?", .text(name), .text(id))
                 changed.append("name")
             }
             if let role = changes.role, role != user.role {
-                _ = try self.role(named: role, in: connection)
+                try self.authorize(actor, toGrant: try self.role(named: role, in: connection), to: user, in: connection)
                 if user.role == BuiltinRole.owner.rawValue, user.state == .active {
                     try self.ensureAnotherActiveOwner(than: id, in: connection, doing: "change the role of")
                 }
@@ -250,6 +274,7 @@ package struct DirectoryStore: Sendable {
     package func setState(_ id: String, _ state: UserStateValue, actor: ActorInfo, in connection: SQLiteConnection) throws -> UserRecord {
         try connection.transaction { connection in
             let user = try self.user(id, in: connection)
+            try self.authorize(actor, toManage: user, in: connection)
             guard user.state != state else { return user }
             if state == .disabled, user.role == BuiltinRole.owner.rawValue {
                 try self.ensureAnotherActiveOwner(than: id, in: connection, doing: "disable")
@@ -257,7 +282,9 @@ package struct DirectoryStore: Sendable {
             let now = self.clock.nowMilliseconds()
             try connection.run("UPDATE users SET state = ?, updated_at = ? WHERE id = ?", .integer(state.rawValue), .integer(now), .text(id))
             if state == .disabled {
+                // For good: enabling the user again brings back neither sessions nor API keys.
                 try connection.run("UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL", .integer(now), .text(id))
+                try connection.run("UPDATE api_keys SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL", .integer(now), .text(id))
             }
             try self.audit(actor, state == .disabled ? "user.disable" : "user.enable", target: id, detail: "", in: connection)
             return try self.user(id, in: connection)
@@ -332,6 +359,13 @@ package struct DirectoryStore: Sendable {
         let email = try DirectoryValidation.email(address, field: "address")
         return try connection.transaction { connection in
             let user = try self.user(userID, in: connection)
+            try self.authorize(actor, toManage: user, in: connection)
+            if verified, !actor.userID.isEmpty {
+                throw DirectoryError.refused(
+                    .unverifiedUntilConfirmed,
+                    message: "an address added through the directory stays unverified until its owner confirms it; send a verification email"
+                )
+            }
             guard user.emails.count < 20 else {
                 throw DirectoryError.failedPrecondition("a user can have at most 20 email addresses")
             }
@@ -350,6 +384,7 @@ package struct DirectoryStore: Sendable {
     package func removeEmail(_ userID: String, emailID: String, actor: ActorInfo, in connection: SQLiteConnection) throws -> UserRecord {
         try connection.transaction { connection in
             let (user, email) = try self.email(emailID, of: userID, in: connection)
+            try self.authorize(actor, toManage: user, in: connection)
             guard user.emails.count > 1 else {
                 throw DirectoryError.failedPrecondition("\(email.address) is the user's only email address; add another before removing it")
             }
@@ -365,8 +400,12 @@ package struct DirectoryStore: Sendable {
 
     package func setPrimaryEmail(_ userID: String, emailID: String, actor: ActorInfo, in connection: SQLiteConnection) throws -> UserRecord {
         try connection.transaction { connection in
-            let (_, email) = try self.email(emailID, of: userID, in: connection)
+            let (user, email) = try self.email(emailID, of: userID, in: connection)
+            try self.authorize(actor, toManage: user, in: connection)
             guard !email.isPrimary else { return try self.user(userID, in: connection) }
+            guard email.verified else {
+                throw DirectoryError.failedPrecondition("\(email.address) is not verified; it can become primary once its owner confirms it")
+            }
             try connection.run("UPDATE emails SET is_primary = 0 WHERE user_id = ? AND is_primary = 1", .text(userID))
             try connection.run("UPDATE emails SET is_primary = 1 WHERE id = ?", .text(emailID))
             try self.touch(userID, in: connection)
@@ -377,7 +416,10 @@ package struct DirectoryStore: Sendable {
 
     package func markEmailVerified(_ userID: String, emailID: String, actor: ActorInfo, in connection: SQLiteConnection) throws -> UserRecord {
         try connection.transaction { connection in
-            let (_, email) = try self.email(emailID, of: userID, in: connection)
+            let (user, email) = try self.email(emailID, of: userID, in: connection)
+            if !actor.userID.isEmpty, actor.userID != user.id {
+                throw DirectoryError.refused(.unverifiedUntilConfirmed, message: "only the address's owner confirms it, through the verification email")
+            }
             guard !email.verified else { return try self.user(userID, in: connection) }
             try connection.run("UPDATE emails SET verified = 1 WHERE id = ?", .text(emailID))
             try self.touch(userID, in: connection)
@@ -562,35 +604,73 @@ package struct DirectoryStore: Sendable {
         return (user, hash)
     }
 
-    /// Throws ``DirectoryError/signInLimited(retryAfter:)`` when `clientAddress` has had as many
-    /// failed sign-ins as the limit allows within the window.
-    package func checkSignInLimit(clientAddress: String, in connection: SQLiteConnection) throws {
-        guard !clientAddress.isEmpty else { return }
-        let now = self.clock.nowMilliseconds()
-        let since = now - self.configuration.signInWindow.milliseconds
-        let rows = try connection.query(
-            "SELECT at FROM sign_in_failures WHERE client_address = ? AND at > ? ORDER BY at DESC LIMIT ?",
-            .text(clientAddress), .integer(since), .integer(Int64(self.configuration.signInLimit))
-        )
-        guard rows.count >= self.configuration.signInLimit, let oldest = rows.last?.int("at") else { return }
-        let retryAfter = max(1, (oldest + self.configuration.signInWindow.milliseconds - now + 999) / 1000)
-        throw DirectoryError.signInLimited(retryAfter: retryAfter)
+    /// The attempt rows a sign-in reserved; a successful sign-in gives them back.
+    package struct SignInReservation: Sendable, Hashable {
+        var addressRow: Int64?
+        var accountRow: Int64
     }
 
-    /// Counts a failed sign-in from `clientAddress`, forgetting those older than the window.
-    package func recordSignInFailure(clientAddress: String, in connection: SQLiteConnection) throws {
-        guard !clientAddress.isEmpty else { return }
+    /// Counts a sign-in attempt against the client address's and the account's limits before the
+    /// password is checked, atomically (the database runs one piece of work at a time), so that
+    /// no burst gets more passwords checked than the limits allow. Throws
+    /// ``DirectoryError/signInLimited(retryAfter:)`` without counting when either limit is reached.
+    package func reserveSignIn(clientAddress: String, email: String, in connection: SQLiteConnection) throws -> SignInReservation {
+        let throttle = self.configuration.throttle
         let now = self.clock.nowMilliseconds()
+        let since = now - throttle.window.milliseconds
+        // The account is the typed address, normalized when it is one, so unknown accounts are
+        // throttled exactly like known ones.
+        let account = (try? DirectoryValidation.email(email).normalized) ?? String(email.lowercased().prefix(254))
+        let accountAttempts = try connection.query(
+            "SELECT at FROM sign_in_account_failures WHERE account = ? AND at > ? ORDER BY at DESC LIMIT ?",
+            .text(account), .integer(since), .integer(Int64(throttle.accountAttemptsToRead))
+        ).compactMap { $0.int("at") }
+        if let seconds = throttle.accountRetryAfter(attempts: accountAttempts, now: now) {
+            throw DirectoryError.signInLimited(retryAfter: seconds)
+        }
+        var addressRow: Int64?
+        if !clientAddress.isEmpty {
+            let address = String(clientAddress.prefix(64))
+            let addressAttempts = try connection.query(
+                "SELECT at FROM sign_in_failures WHERE client_address = ? AND at > ? ORDER BY at DESC LIMIT ?",
+                .text(address), .integer(since), .integer(Int64(throttle.addressLimit))
+            ).compactMap { $0.int("at") }
+            if let seconds = throttle.addressRetryAfter(attempts: addressAttempts, now: now) {
+                throw DirectoryError.signInLimited(retryAfter: seconds)
+            }
+            addressRow = try connection.queryFirst(
+                "INSERT INTO sign_in_failures (at, client_address) VALUES (?, ?) RETURNING id", .integer(now), .text(address)
+            )?.int("id")
+        }
+        let accountRow = try connection.queryFirst(
+            "INSERT INTO sign_in_account_failures (at, account) VALUES (?, ?) RETURNING id", .integer(now), .text(account)
+        )?.int("id") ?? 0
+        return SignInReservation(addressRow: addressRow, accountRow: accountRow)
+    }
+
+    /// Gives back a successful sign-in's reservation and forgets attempts older than the window.
+    package func releaseSignIn(_ reservation: SignInReservation, in connection: SQLiteConnection) throws {
         try connection.transaction { connection in
-            try connection.run("DELETE FROM sign_in_failures WHERE at <= ?", .integer(now - self.configuration.signInWindow.milliseconds))
-            try connection.run("INSERT INTO sign_in_failures (at, client_address) VALUES (?, ?)", .integer(now), .text(String(clientAddress.prefix(64))))
+            if let row = reservation.addressRow {
+                try connection.run("DELETE FROM sign_in_failures WHERE id = ?", .integer(row))
+            }
+            try connection.run("DELETE FROM sign_in_account_failures WHERE id = ?", .integer(reservation.accountRow))
+        }
+    }
+
+    /// Forgets attempts older than the window (run after a refused sign-in, off the hot path).
+    package func forgetOldSignIns(in connection: SQLiteConnection) throws {
+        let before = self.clock.nowMilliseconds() - self.configuration.signInWindow.milliseconds
+        try connection.transaction { connection in
+            try connection.run("DELETE FROM sign_in_failures WHERE at <= ?", .integer(before))
+            try connection.run("DELETE FROM sign_in_account_failures WHERE at <= ?", .integer(before))
         }
     }
 
     /// Stores a new password hash (computed by the caller, off this thread) and revokes sessions.
     package func storePasswordHash(_ userID: String, hash: String, actor: ActorInfo, revokeSessions: Bool, in connection: SQLiteConnection) throws -> Int64 {
         try connection.transaction { connection in
-            _ = try self.user(userID, in: connection)
+            try self.authorize(actor, toManage: try self.user(userID, in: connection), in: connection)
             let now = self.clock.nowMilliseconds()
             try connection.run(
                 "UPDATE users SET password_hash = ?, password_changed_at = ?, updated_at = ? WHERE id = ?",
@@ -616,6 +696,9 @@ package struct DirectoryStore: Sendable {
         let lifetime = lifetime ?? self.configuration.apiKeyLifetime
         return try connection.transaction { connection in
             let user = try self.user(userID, in: connection)
+            if !actor.userID.isEmpty, actor.userID != user.id {
+                throw DirectoryError.refused(.ownKeysOnly, message: "API keys are made only by the user they belong to")
+            }
             guard user.state == .active else {
                 throw DirectoryError.failedPrecondition("the user is disabled")
             }
@@ -636,6 +719,10 @@ package struct DirectoryStore: Sendable {
         return try connection.transaction { connection in
             guard let row = try connection.queryFirst("SELECT * FROM api_keys WHERE id = ?", .text(keyID)) else {
                 throw DirectoryError.notFound("no API key has the id \(keyID)")
+            }
+            // Your own keys, anyone's for an owner, and those of users you outrank.
+            if let acting = try self.actingUser(actor, in: connection), acting.role != BuiltinRole.owner.rawValue {
+                try self.authorize(actor, toManage: try self.user(row.string("user_id") ?? "", in: connection), in: connection)
             }
             if row.int("revoked_at") == nil {
                 try connection.run("UPDATE api_keys SET revoked_at = ? WHERE id = ?", .integer(self.clock.nowMilliseconds()), .text(keyID))
@@ -692,7 +779,7 @@ package struct DirectoryStore: Sendable {
 
     package func revokeSessions(_ userID: String, actor: ActorInfo, in connection: SQLiteConnection) throws -> Int {
         try connection.transaction { connection in
-            _ = try self.user(userID, in: connection)
+            try self.authorize(actor, toManage: try self.user(userID, in: connection), in: connection)
             let count = try connection.run(
                 "UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL", .integer(self.clock.nowMilliseconds()), .text(userID)
             )

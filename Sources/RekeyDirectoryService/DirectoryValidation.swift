@@ -33,9 +33,16 @@ enum DirectoryValidation {
 
     /// An email address: returns it trimmed, and its normalized (lower-case) form for comparing.
     static func email(_ value: String, field: String = "email") throws -> (address: String, normalized: String) {
-        let address = value.trimmed
+        // NFC, so that one address typed two ways (é as one or two code points) is one address.
+        let address = value.trimmed.precomposedStringWithCanonicalMapping
         guard !address.isEmpty else {
             throw DirectoryError.invalidArgument("\(field) is required")
+        }
+        if let hidden = address.unicodeScalars.first(where: Self.isInvisible) {
+            let code = "U+" + String(hidden.value, radix: 16, uppercase: true).leftPadded(to: 4)
+            throw DirectoryError.invalidArgument(
+                "\(field) contains an invisible or formatting character (\(code)); type the address again without it"
+            )
         }
         let parts = address.split(separator: "@", omittingEmptySubsequences: false)
         guard address.utf8.count <= 254, parts.count == 2 else {
@@ -52,6 +59,20 @@ enum DirectoryValidation {
             throw DirectoryError.invalidArgument("\(field) `\(address)` is not an email address")
         }
         return (address, address.lowercased())
+    }
+
+    /// Characters a person cannot see or that change how text is laid out: controls, format
+    /// characters (zero-width space, bidi marks), line and paragraph separators, spaces other than
+    /// the plain one, private-use and unassigned code points.
+    static func isInvisible(_ scalar: Unicode.Scalar) -> Bool {
+        switch scalar.properties.generalCategory {
+        case .control, .format, .lineSeparator, .paragraphSeparator, .privateUse, .surrogate, .unassigned:
+            return true
+        case .spaceSeparator:
+            return scalar != " "  // a plain space is simply not allowed in an address, said as such
+        default:
+            return false
+        }
     }
 
     /// A DNS name: labels of letters, digits and hyphens (any script), not starting or ending with a hyphen.
@@ -95,5 +116,11 @@ extension String {
         let last = self.lastIndex(where: { !$0.isWhitespace })!
         if first == self.startIndex && last == self.index(before: self.endIndex) { return self }
         return String(self[first...last])
+    }
+}
+
+extension String {
+    fileprivate func leftPadded(to width: Int) -> String {
+        String(repeating: "0", count: max(0, width - self.count)) + self
     }
 }

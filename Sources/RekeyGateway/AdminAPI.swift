@@ -3,6 +3,8 @@ import HTTPTypes
 import Hummingbird
 import NIOCore
 import RekeyDirectoryAPI
+import RekeyClock
+import RekeyInput
 import RekeyNotifierAPI
 import RekeyRPC
 
@@ -72,8 +74,10 @@ package struct AdminAPI: Sendable {
             }
         }
         api.post("users/:id/api-keys") { request, context in
-            try await self.run(request, context, needs: Self.manage) { try await self.createAPIKey($0, try Self.parameter(context, "id"), request) }
+            // Only for oneself: the directory refuses a key for anyone else (own_keys_only).
+            try await self.run(request, context, needs: nil) { try await self.createAPIKey($0, try Self.parameter(context, "id"), request) }
         }
+        api.post("api-keys") { request, context in try await self.createAPIKeyWithPassword(request, context) }
         api.delete("api-keys/:id") { request, context in
             try await self.run(request, context, needs: Self.manage) { try await self.revokeAPIKey($0, try Self.parameter(context, "id")) }
         }
@@ -94,6 +98,7 @@ package struct AdminAPI: Sendable {
             try await self.run(request, context, needs: nil) { try await self.diagnose($0, try Self.parameter(context, "id"), request) }
         }
         api.post("mail/test") { request, context in try await self.run(request, context, needs: Self.manage) { try await self.mailTest($0, request) } }
+        api.get("audit") { request, context in try await self.run(request, context, needs: nil) { try await self.audit($0, request) } }
         api.get("organizations") { request, context in try await self.run(request, context, needs: nil) { try await self.organizations($0) } }
         api.post("organizations") { request, context in
             try await self.run(request, context, needs: Self.manage) { try await self.createOrganization($0, request) }
@@ -139,6 +144,8 @@ package struct AdminAPI: Sendable {
             return try Self.json(try await body(admin))
         } catch let failure as Failure {
             return Self.error(failure.status, failure.code, failure.message)
+        } catch let failure as OutOfBounds {
+            return Self.error(.badRequest, "invalid_argument", failure.description)
         } catch let error as RPCError where error.code != .unavailable && error.code != .deadlineExceeded {
             return Self.error(for: error)
         }
@@ -156,7 +163,9 @@ package struct AdminAPI: Sendable {
         case .resourceExhausted: status = .tooManyRequests
         default: status = .internalServerError
         }
-        var response = Self.error(status, error.code.description.lowercased(), error.code == .internalError ? "something went wrong" : error.message)
+        // A refusal names why (outranked, owner_only, own_keys_only, …); other errors their status.
+        let code = error.code == .permissionDenied ? error.trailers[MetadataKey.refusal] ?? "permission_denied" : error.code.description.lowercased()
+        var response = Self.error(status, code, error.code == .internalError ? "something went wrong" : error.message)
         if let retry = error.trailers[MetadataKey.retryAfterSeconds] {
             response.headers[.retryAfter] = retry
         }
@@ -179,7 +188,35 @@ package struct AdminAPI: Sendable {
         guard let value = context.parameters.get(name) else {
             throw Failure(status: .badRequest, code: "invalid_argument", message: "missing \(name)")
         }
-        return value.removingPercentEncoding ?? value
+        return try Self.text(value.removingPercentEncoding ?? value, name)
+    }
+
+    /// A text query parameter; nil when absent. Control characters are refused here, in the
+    /// request's terms, rather than by a service deeper down.
+    static func query(_ request: Request, _ name: String) throws -> String? {
+        try request.uri.queryParameters.get(name).map { try Self.text($0, name) }
+    }
+
+    static func text(_ value: String, _ name: String) throws -> String {
+        guard !value.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+            throw Failure(status: .badRequest, code: "invalid_argument", message: "\(name) must not contain control characters")
+        }
+        return value
+    }
+
+    /// A whole-number query parameter within `range`; the default when absent; a 400 naming the
+    /// parameter and its range for anything else (empty, negative, too large, not a number).
+    static func integer(_ request: Request, _ name: String, in range: ClosedRange<Int>, default defaultValue: Int) throws -> Int {
+        try Bounded.integer(request.uri.queryParameters.get(name), name, in: range, default: defaultValue)
+    }
+
+    /// `true` or `false`; false when absent.
+    static func flag(_ request: Request, _ name: String) throws -> Bool {
+        switch request.uri.queryParameters.get(name) {
+        case nil, "false": return false
+        case "true": return true
+        default: throw Failure(status: .badRequest, code: "invalid_argument", message: "\(name) must be true or false")
+        }
     }
 
     func body<T: Decodable>(_ request: Request, as type: T.Type) async throws -> T {
@@ -190,7 +227,7 @@ package struct AdminAPI: Sendable {
             decoder.keyDecodingStrategy = .convertFromSnakeCase
             return try decoder.decode(T.self, from: Data(buffer: buffer))
         } catch {
-            throw Failure(status: .badRequest, code: "invalid_argument", message: "the body is not the JSON this call takes: \(error)")
+            throw Failure(status: .badRequest, code: "invalid_argument", message: JSONBodyError.describe(error))
         }
     }
 
@@ -198,25 +235,25 @@ package struct AdminAPI: Sendable {
 
     func search(_ admin: Admin, _ request: Request) async throws -> any Encodable {
         var search = Rekey_Directory_V1_SearchUsersRequest()
-        search.query = request.uri.queryParameters.get("q") ?? ""
-        switch request.uri.queryParameters.get("scope") ?? "staff" {
+        search.query = try Self.query(request, "q") ?? ""
+        switch try Self.query(request, "scope") ?? "staff" {
         case "staff": search.scope = .staff
         case "all": search.scope = .all
         default: throw Failure(status: .badRequest, code: "invalid_argument", message: "scope is staff or all")
         }
-        search.pageSize = UInt32(request.uri.queryParameters.get("page_size").flatMap(Int.init) ?? 20)
-        search.pageToken = request.uri.queryParameters.get("page_token") ?? ""
+        search.pageSize = UInt32(try Self.integer(request, "page_size", in: 1...100, default: 20))
+        search.pageToken = try Self.query(request, "page_token") ?? ""
         let page = try await self.directory.searchUsers(search, options: admin.options)
         return UsersPageJSON(users: page.users.map(UserJSON.init), nextPageToken: page.nextPageToken)
     }
 
     func list(_ admin: Admin, _ request: Request) async throws -> any Encodable {
         var list = Rekey_Directory_V1_ListUsersRequest()
-        list.pageSize = UInt32(request.uri.queryParameters.get("page_size").flatMap(Int.init) ?? 50)
-        list.pageToken = request.uri.queryParameters.get("page_token") ?? ""
-        list.role = request.uri.queryParameters.get("role") ?? ""
-        list.organizationID = request.uri.queryParameters.get("organization_id") ?? ""
-        switch request.uri.queryParameters.get("state") ?? "" {
+        list.pageSize = UInt32(try Self.integer(request, "page_size", in: 1...500, default: 50))
+        list.pageToken = try Self.query(request, "page_token") ?? ""
+        list.role = try Self.query(request, "role") ?? ""
+        list.organizationID = try Self.query(request, "organization_id") ?? ""
+        switch try Self.query(request, "state") ?? "" {
         case "": break
         case "active": list.state = .active
         case "disabled": list.state = .disabled
@@ -228,14 +265,20 @@ package struct AdminAPI: Sendable {
 
     func lookup(_ admin: Admin, _ request: Request) async throws -> any Encodable {
         var find = Rekey_Directory_V1_FindUserByEmailRequest()
-        find.email = request.uri.queryParameters.get("email") ?? ""
+        find.email = try Self.query(request, "email") ?? ""
         let found = try await self.directory.findUserByEmail(find, options: admin.options)
         return LookupJSON(user: UserJSON(found.user ?? .init()), matched: EmailJSON(found.matched ?? .init()))
     }
 
-    func user(_ admin: Admin, _ id: String) async throws -> Rekey_Directory_V1_User {
+    /// The user `id`; with `action`, only if the admin may take that action on them (the
+    /// directory checks the ranks and audits a refusal).
+    func user(_ admin: Admin, _ id: String, for action: String? = nil) async throws -> Rekey_Directory_V1_User {
         var get = Rekey_Directory_V1_GetUserRequest()
         get.userID = id
+        if let action {
+            get.actor = admin.directoryActor
+            get.forAction = action
+        }
         guard let user = try await self.directory.getUser(get, options: admin.options).user else {
             throw Failure(status: .notFound, code: "not_found", message: "no user has the id \(id)")
         }
@@ -339,11 +382,51 @@ package struct AdminAPI: Sendable {
         var create = Rekey_Directory_V1_CreateApiKeyRequest()
         create.userID = id
         create.name = body.name
-        create.lifetimeDays = UInt32(clamping: max(0, body.lifetimeDays ?? 0))
+        create.lifetimeDays = UInt32(try Bounded.integer(body.lifetimeDays ?? 0, "$.lifetime_days", in: 0...3650))
         create.actor = admin.directoryActor
         let created = try await self.directory.createApiKey(create, options: admin.options)
         let info = created.info ?? .init()
         return KeyJSON(id: info.id, userId: info.userID, name: info.name, expiresAt: Self.time(info.expiresAtUnixMs), key: created.key)
+    }
+
+    struct PasswordKeyBody: Decodable {
+        var email: String
+        var password: String
+        var name: String
+        var lifetimeDays: Int?
+    }
+
+    /// `POST /api/admin/v1/api-keys` with the staff member's own email address and password: how
+    /// someone without a key gets their first one (`rekey login --email`). The sign-in counts
+    /// toward the same limits as the sign-on page.
+    func createAPIKeyWithPassword(_ request: Request, _ context: GatewayContext) async throws -> Response {
+        do {
+            let body = try await self.body(request, as: PasswordKeyBody.self)
+            let lifetime = try Bounded.integer(body.lifetimeDays ?? 0, "$.lifetime_days", in: 0...3650)
+            let user: Rekey_Directory_V1_User
+            do {
+                user = try await self.flows.signIn(email: body.email, password: body.password, clientAddress: context.clientAddress, requestID: context.requestID)
+            } catch let error as RPCError where error.code == .unauthenticated || error.code == .invalidArgument {
+                throw Failure(status: .unauthorized, code: "unauthenticated", message: "the email address or the password is not right")
+            }
+            guard user.staff else {
+                throw Failure(status: .forbidden, code: "permission_denied", message: "the admin API is for staff")
+            }
+            var create = Rekey_Directory_V1_CreateApiKeyRequest()
+            create.userID = user.id
+            create.name = body.name
+            create.lifetimeDays = UInt32(lifetime)
+            create.actor = Flows.directoryActor(user.id, context.clientAddress)
+            let created = try await self.directory.createApiKey(create, options: Backends.options(context.requestID))
+            let info = created.info ?? .init()
+            return try Self.json(KeyJSON(id: info.id, userId: info.userID, name: info.name, expiresAt: Self.time(info.expiresAtUnixMs), key: created.key))
+        } catch let failure as Failure {
+            return Self.error(failure.status, failure.code, failure.message)
+        } catch let failure as OutOfBounds {
+            return Self.error(.badRequest, "invalid_argument", failure.description)
+        } catch let error as RPCError where error.code != .unavailable && error.code != .deadlineExceeded {
+            return Self.error(for: error)
+        }
     }
 
     func revokeAPIKey(_ admin: Admin, _ id: String) async throws -> any Encodable {
@@ -359,7 +442,7 @@ package struct AdminAPI: Sendable {
         let body = try await request.collectBody(upTo: 16 << 20)
         var importRequest = Rekey_Directory_V1_ImportUsersRequest()
         importRequest.csv = Array(buffer: body)
-        importRequest.partial = request.uri.queryParameters.get("partial") == "true"
+        importRequest.partial = try Self.flag(request, "partial")
         importRequest.actor = admin.directoryActor
         let report = try await self.directory.importUsers(importRequest, options: Backends.options(admin.requestID, timeout: .seconds(120)))
         return ImportJSON(
@@ -371,7 +454,7 @@ package struct AdminAPI: Sendable {
     // MARK: Mail
 
     func sendReset(_ admin: Admin, _ id: String) async throws -> any Encodable {
-        let user = try await self.user(admin, id)
+        let user = try await self.user(admin, id, for: "password_reset.send")
         guard user.state == .active else {
             throw Failure(status: .conflict, code: "failed_precondition", message: "\(user.name) is disabled; enable the account first")
         }
@@ -392,7 +475,7 @@ package struct AdminAPI: Sendable {
             decoder.keyDecodingStrategy = .convertFromSnakeCase
             emailID = (try? decoder.decode(VerificationBody.self, from: Data(buffer: raw)))?.emailId
         }
-        let user = try await self.user(admin, id)
+        let user = try await self.user(admin, id, for: "verification.send")
         guard let email = emailID.map({ id in user.emails.first { $0.id == id } }) ?? user.emails.first(where: \.primary) else {
             throw Failure(status: .notFound, code: "not_found", message: "the user has no email address with the id \(emailID ?? "")")
         }
@@ -412,8 +495,8 @@ package struct AdminAPI: Sendable {
     func messages(_ admin: Admin, _ id: String, _ request: Request) async throws -> any Encodable {
         var list = Rekey_Notifier_V1_ListMessagesRequest()
         list.userID = id
-        list.pageSize = UInt32(request.uri.queryParameters.get("page_size").flatMap(Int.init) ?? 20)
-        list.pageToken = request.uri.queryParameters.get("page_token") ?? ""
+        list.pageSize = UInt32(try Self.integer(request, "page_size", in: 1...100, default: 20))
+        list.pageToken = try Self.query(request, "page_token") ?? ""
         let page = try await self.notifier.listMessages(list, options: admin.options)
         return MessagesJSON(messages: page.messages.map { MessageJSON($0, mask: !admin.permissions.contains(Self.manage)) }, nextPageToken: page.nextPageToken)
     }
@@ -426,8 +509,9 @@ package struct AdminAPI: Sendable {
 
     func suppressions(_ admin: Admin, _ request: Request) async throws -> any Encodable {
         var list = Rekey_Notifier_V1_ListSuppressionsRequest()
-        list.address = request.uri.queryParameters.get("address") ?? ""
-        list.pageToken = request.uri.queryParameters.get("page_token") ?? ""
+        list.address = try Self.query(request, "address") ?? ""
+        list.pageSize = UInt32(try Self.integer(request, "page_size", in: 1...500, default: 50))
+        list.pageToken = try Self.query(request, "page_token") ?? ""
         let page = try await self.notifier.listSuppressions(list, options: admin.options)
         return SuppressionsJSON(
             suppressions: page.suppressions.map { SuppressionsJSON.Item(address: $0.address, reason: $0.reason, createdAt: Self.time($0.createdAtUnixMs), messageId: $0.messageID) },
@@ -449,22 +533,16 @@ package struct AdminAPI: Sendable {
         guard !input.isEmpty, input.count <= 254 else {
             throw Failure(status: .badRequest, code: "invalid_argument", message: "give the user: an id, an email address or a name")
         }
-        let sinceText = request.uri.queryParameters.get("since") ?? "7d"
-        guard let window = Self.parseWindow(sinceText) else {
-            throw Failure(status: .badRequest, code: "invalid_argument", message: "since is a duration such as 12h, 7d or 30d (up to 90d)")
-        }
-        let since = Int64(Date().timeIntervalSince1970 * 1000) - window
+        let window = try Self.window(try Self.query(request, "since") ?? "7d")
+        let since = Int64(Date().timeIntervalSince1970 * 1000) - window.milliseconds
         return try await Diagnoser(flows: self.flows).diagnose(
             input, since: since, requestID: admin.requestID, canSeeAddresses: admin.permissions.contains(Self.manage)
         )
     }
 
-    /// `30m`, `12h`, `7d` → milliseconds; at most 90 days.
-    static func parseWindow(_ text: String) -> Int64? {
-        let units: [Character: Int64] = ["m": 60_000, "h": 3_600_000, "d": 86_400_000]
-        guard let unit = text.last.flatMap({ units[$0] }), let number = Int64(text.dropLast()), number > 0 else { return nil }
-        let value = number * unit
-        return value <= 90 * 86_400_000 ? value : nil
+    /// How far back a diagnosis looks: `30m`, `12h`, `7d`; from one minute to 90 days.
+    static func window(_ text: String) throws(OutOfBounds) -> Duration {
+        try Bounded.duration(text, "since", in: Limits.diagnosisWindow)
     }
 
     struct MailTestBody: Decodable {
@@ -478,6 +556,19 @@ package struct AdminAPI: Sendable {
         test.requestedBy = Flows.notifierActor(admin.user.id, admin.clientAddress)
         let sent = try await self.notifier.sendTest(test, options: admin.options)
         return SentJSON(messageId: sent.messageID, sentTo: body.address, status: Self.status(sent.status))
+    }
+
+    // MARK: Audit
+
+    /// The audit trail, newest first: every admin change and every refused attempt; `target`
+    /// narrows it to one user (or organization, or key).
+    func audit(_ admin: Admin, _ request: Request) async throws -> any Encodable {
+        var list = Rekey_Directory_V1_ListAuditRecordsRequest()
+        list.target = try Self.query(request, "target") ?? ""
+        list.pageSize = UInt32(try Self.integer(request, "page_size", in: 1...500, default: 50))
+        list.pageToken = try Self.query(request, "page_token") ?? ""
+        let page = try await self.directory.listAuditRecords(list, options: admin.options)
+        return AuditPageJSON(records: page.records.map(AuditJSON.init), nextPageToken: page.nextPageToken)
     }
 
     // MARK: Organizations

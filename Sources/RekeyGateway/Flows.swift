@@ -20,6 +20,21 @@ package struct Flows: Sendable {
         self.logger = logger
     }
 
+    // MARK: Sign-in
+
+    /// Checks an address and password with the directory (which applies the sign-in limits);
+    /// UNAUTHENTICATED when they do not match an active user.
+    package func signIn(email: String, password: String, clientAddress: String, requestID: String) async throws -> Rekey_Directory_V1_User {
+        var verify = Rekey_Directory_V1_VerifyPasswordRequest()
+        verify.email = email
+        verify.password = password
+        verify.clientAddress = clientAddress
+        guard let user = try await self.backends.directory.verifyPassword(verify, options: Backends.options(requestID)).user else {
+            throw RPCError(.unauthenticated, "the email address or the password is not right")
+        }
+        return user
+    }
+
     // MARK: Forgot password
 
     /// `rekey_gateway_forgot_password_total{outcome}`: sent, no_account, disabled, rate_limited.

@@ -6,7 +6,7 @@ import RekeyRPC
 /// The gateway's HTTP application: pages, admin API, `/healthz` and `/readyz`.
 package enum Gateway {
     package static func router(
-        flows: Flows, logger: Logger, trustedProxies: Set<String> = [], forgotMinimumDuration: Duration = .milliseconds(400)
+        flows: Flows, logger: Logger, secret: String, trustedProxies: Set<String> = [], forgotMinimumDuration: Duration = .milliseconds(400)
     ) -> Router<GatewayContext> {
         let router = Router(context: GatewayContext.self)
         // Outermost, so that it counts the 503 pages and security-header responses too.
@@ -22,7 +22,7 @@ package enum Gateway {
                 status: down.isEmpty ? .ok : .serviceUnavailable, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: text))
             )
         }
-        Web(flows: flows, forgotMinimumDuration: forgotMinimumDuration).add(to: router)
+        Web(flows: flows, secret: secret, forgotMinimumDuration: forgotMinimumDuration).add(to: router)
         AdminAPI(flows: flows).add(to: router)
         return router
     }

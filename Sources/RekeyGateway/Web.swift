@@ -93,6 +93,7 @@ extension HTTPField.Name {
     static let xFrameOptions = Self("X-Frame-Options")!
     static let xContentTypeOptions = Self("X-Content-Type-Options")!
     static let referrerPolicy = Self("Referrer-Policy")!
+    static let secFetchSite = Self("Sec-Fetch-Site")!
 }
 
 /// The sign-on, password and verification pages.
@@ -101,15 +102,24 @@ package struct Web: Sendable {
     /// Whether cookies get the Secure attribute (the public URL is https).
     let secureCookies: Bool
 
-    static let csrfCookie = "rekey_csrf"
-    static let sessionCookie = "rekey_session"
+    /// Cookie names; with an https public URL they carry the `__Host-` prefix, so that no
+    /// sibling domain can set them.
+    let csrfCookie: String
+    let sessionCookie: String
+    /// Signs CSRF tokens, so that a pair a client made up (cookie and field alike) is refused.
+    let csrfKey: [UInt8]
     /// Forgot-password answers take at least this long, so that the time does not tell whether
     /// the account exists.
     let forgotMinimumDuration: Duration
 
-    package init(flows: Flows, forgotMinimumDuration: Duration = .milliseconds(400)) {
+    /// `secret` is the deployment's secret the CSRF key is derived from (the gateway passes its
+    /// service credential, which every gateway replica of a deployment shares).
+    package init(flows: Flows, secret: String, forgotMinimumDuration: Duration = .milliseconds(400)) {
         self.flows = flows
         self.secureCookies = flows.publicURL.hasPrefix("https://")
+        self.csrfCookie = self.secureCookies ? "__Host-rekey_csrf" : "rekey_csrf"
+        self.sessionCookie = self.secureCookies ? "__Host-rekey_session" : "rekey_session"
+        self.csrfKey = OpenSSL.hmacSHA256(key: Array(secret.utf8), Array("rekey csrf v1".utf8))
         self.forgotMinimumDuration = forgotMinimumDuration
     }
 
@@ -128,7 +138,7 @@ package struct Web: Sendable {
     // MARK: Pages
 
     func home(_ request: Request, _ context: GatewayContext, notice: String?) async throws -> Response {
-        if let session = request.cookies[Self.sessionCookie]?.value {
+        if let session = request.cookies[self.sessionCookie]?.value {
             var validate = Rekey_Directory_V1_ValidateSessionRequest()
             validate.token = session
             if let user = try? await self.flows.backends.directory.validateSession(validate, options: Backends.options(context.requestID)).user {
@@ -149,16 +159,9 @@ package struct Web: Sendable {
         let (form, csrf) = try await self.checkedForm(request)
         guard let csrf else { return Self.html(HTML.forbidden, status: .forbidden) }
         let email = form["email"] ?? ""
-        var verify = Rekey_Directory_V1_VerifyPasswordRequest()
-        verify.email = email
-        verify.password = form["password"] ?? ""
-        verify.clientAddress = context.clientAddress
         let user: Rekey_Directory_V1_User
         do {
-            guard let found = try await self.flows.backends.directory.verifyPassword(verify, options: Backends.options(context.requestID)).user else {
-                throw RPCError(.unauthenticated, "")
-            }
-            user = found
+            user = try await self.flows.signIn(email: email, password: form["password"] ?? "", clientAddress: context.clientAddress, requestID: context.requestID)
         } catch let error as RPCError where error.code == .unauthenticated || error.code == .invalidArgument {
             return Self.html(HTML.signOn(csrf: csrf, notice: nil, errors: ["The email address or the password is not right."], email: email), status: .unauthorized)
         } catch let error as RPCError where error.code == .resourceExhausted {
@@ -177,14 +180,14 @@ package struct Web: Sendable {
         create.userID = user.id
         let session = try await self.flows.backends.directory.createSession(create, options: Backends.options(context.requestID))
         var response = Self.redirect("/")
-        response.setCookie(Cookie(name: Self.sessionCookie, value: session.token, path: "/", secure: self.secureCookies, httpOnly: true, sameSite: .lax))
+        response.setCookie(Cookie(name: self.sessionCookie, value: session.token, path: "/", secure: self.secureCookies, httpOnly: true, sameSite: .lax))
         return response
     }
 
     func signOut(_ request: Request, _ context: GatewayContext) async throws -> Response {
         let (_, csrf) = try await self.checkedForm(request)
         guard csrf != nil else { return Self.html(HTML.forbidden, status: .forbidden) }
-        if let session = request.cookies[Self.sessionCookie]?.value {
+        if let session = request.cookies[self.sessionCookie]?.value {
             var validate = Rekey_Directory_V1_ValidateSessionRequest()
             validate.token = session
             if let user = try? await self.flows.backends.directory.validateSession(validate, options: Backends.options(context.requestID)).user {
@@ -195,7 +198,7 @@ package struct Web: Sendable {
             }
         }
         var response = Self.redirect("/?done=signedout")
-        response.setCookie(Cookie(name: Self.sessionCookie, value: "", maxAge: 0, path: "/", secure: self.secureCookies, httpOnly: true, sameSite: .lax))
+        response.setCookie(Cookie(name: self.sessionCookie, value: "", maxAge: 0, path: "/", secure: self.secureCookies, httpOnly: true, sameSite: .lax))
         return response
     }
 
@@ -263,24 +266,51 @@ package struct Web: Sendable {
 
     /// A page with a form: reuses the browser's CSRF cookie or sets a new one.
     func withCSRF(_ request: Request, _ render: (String) -> String) -> Response {
-        if let existing = request.cookies[Self.csrfCookie]?.value, existing.utf8.count == 43 {
+        if let existing = request.cookies[self.csrfCookie]?.value, self.isSigned(existing) {
             return Self.html(render(existing))
         }
-        let token = (try? SecretToken.generate().value) ?? ""
+        let nonce = (try? SecretToken.generate().value) ?? ""
+        let token = nonce + "." + self.signature(nonce)
         var response = Self.html(render(token))
-        response.setCookie(Cookie(name: Self.csrfCookie, value: token, path: "/", secure: self.secureCookies, httpOnly: true, sameSite: .strict))
+        response.setCookie(Cookie(name: self.csrfCookie, value: token, path: "/", secure: self.secureCookies, httpOnly: true, sameSite: .strict))
         return response
     }
 
     /// The posted form, and the CSRF token when the form's matches the cookie (double submit).
+    /// The form is refused (nil token) when it comes from another site (`Sec-Fetch-Site:
+    /// cross-site`, or an `Origin` that is neither this host nor the public URL's), or when the
+    /// cookie is not a token this deployment signed, or the field differs from the cookie.
     func checkedForm(_ request: Request) async throws -> (form: [String: String], csrf: String?) {
         var request = request
         let body = try await request.collectBody(upTo: 64 * 1024)
         let form = Self.parseForm(String(buffer: body))
-        guard let cookie = request.cookies[Self.csrfCookie]?.value, let given = form["csrf"], cookie.utf8.count == 43,
+        guard !self.isCrossSite(request),
+              let cookie = request.cookies[self.csrfCookie]?.value, let given = form["csrf"], self.isSigned(cookie),
               OpenSSL.constantTimeEquals(Array(cookie.utf8), Array(given.utf8))
         else { return (form, nil) }
         return (form, cookie)
+    }
+
+    func isCrossSite(_ request: Request) -> Bool {
+        if let site = request.headers[.secFetchSite], site == "cross-site" || site == "same-site" {
+            return true
+        }
+        // Browsers send `Origin: null` for a form posted from a page with `Referrer-Policy:
+        // no-referrer` (ours): that says nothing, so `Sec-Fetch-Site` and the signed token decide.
+        guard let origin = request.headers[.origin], origin != "null" else { return false }
+        let host = request.head.authority ?? ""
+        return origin != self.flows.publicURL && origin != "http://\(host)" && origin != "https://\(host)"
+    }
+
+    /// `nonce.mac`: 43 characters of random nonce, a dot, the nonce's HMAC in 43 characters.
+    func isSigned(_ token: String) -> Bool {
+        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 2, parts[0].utf8.count == 43, parts[1].utf8.count == 43 else { return false }
+        return OpenSSL.constantTimeEquals(Array(self.signature(String(parts[0])).utf8), Array(parts[1].utf8))
+    }
+
+    func signature(_ nonce: String) -> String {
+        Base64URL.encode(OpenSSL.hmacSHA256(key: self.csrfKey, Array(nonce.utf8)))
     }
 
     /// `application/x-www-form-urlencoded`: the first value of each name.

@@ -91,12 +91,14 @@ package enum NotifierError: Error, Hashable, RPCErrorConvertible {
     case invalidArgument(String)
     case notFound(String)
     case failedPrecondition(String)
+    case alreadyExists(String)
 
     package var rpcError: RPCError {
         switch self {
         case .invalidArgument(let message): return RPCError(.invalidArgument, message)
         case .notFound(let message): return RPCError(.notFound, message)
         case .failedPrecondition(let message): return RPCError(.failedPrecondition, message)
+        case .alreadyExists(let message): return RPCError(.alreadyExists, message)
         }
     }
 }

@@ -210,8 +210,20 @@ package struct OutboxStore: Sendable {
     /// message its idempotency key names. Returns only once it is committed.
     package func commit(_ prepared: Prepared, in connection: SQLiteConnection) throws -> EnqueueOutcome {
         try connection.transaction { connection in
-            if let existing = try connection.queryFirst("SELECT seq FROM messages WHERE idempotency_key = ?", .text(prepared.new.idempotencyKey))?.int("seq") {
-                return .duplicate(try self.message(seq: existing, in: connection))
+            if let existing = try connection.queryFirst(
+                "SELECT seq, template, to_normalized, user_id, token_id FROM messages WHERE idempotency_key = ?", .text(prepared.new.idempotencyKey)
+            ), let seq = existing.int("seq") {
+                // The same key is the same request, as with payment APIs: a key reused for another
+                // template, recipient, user or token is the caller's bug, never silently merged.
+                let new = prepared.new
+                guard existing.string("template") == new.template, existing.string("to_normalized") == prepared.address.normalized,
+                      existing.string("user_id") == new.userID, existing.string("token_id") == new.tokenID
+                else {
+                    throw NotifierError.alreadyExists(
+                        "idempotency_key was already used for another request (another template, recipient, user or token); use a new key for a new message"
+                    )
+                }
+                return .duplicate(try self.message(seq: seq, in: connection))
             }
             if let suppression = try connection.queryFirst("SELECT reason FROM suppressions WHERE normalized = ?", .text(prepared.address.normalized)) {
                 let reason = suppression.string("reason") ?? ""

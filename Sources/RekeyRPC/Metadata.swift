@@ -66,4 +66,6 @@ package enum MetadataKey {
     package static let authorization = "authorization"
     /// On RESOURCE_EXHAUSTED or UNAVAILABLE: seconds until a retry can succeed.
     package static let retryAfterSeconds = "retry-after-seconds"
+    /// Why a PERMISSION_DENIED was given, as a stable code (`outranked`, `owner_only`, …).
+    package static let refusal = "refusal"
 }

@@ -379,6 +379,23 @@ package struct TokenStore: Sendable {
             )
             record.usedAt = now
             try self.record(.redeemed, now: now, purpose: purpose, userID: record.userID, tokenID: record.id, clientAddress: clientAddress, adminID: "", detail: "", in: connection)
+            if purpose == .passwordReset {
+                // One reset per burst of links: the user's other reset links die in the same step,
+                // so two links used at once can never both change the password.
+                let others = try connection.run(
+                    """
+                    UPDATE tokens SET revoked_at = ?, revoke_reason = 'superseded: another reset link was used'
+                    WHERE user_id = ? AND purpose = ? AND id != ? AND used_at IS NULL AND revoked_at IS NULL AND expires_at > ?
+                    """,
+                    .integer(now), .text(record.userID), .integer(purpose.rawValue), .text(record.id), .integer(now)
+                )
+                if others > 0 {
+                    try self.record(
+                        .revoked, now: now, purpose: purpose, userID: record.userID, tokenID: "", clientAddress: "", adminID: "",
+                        detail: "\(others) other reset link(s): superseded when one was used", in: connection
+                    )
+                }
+            }
             return record
         }
         guard let redeemed else { throw TokenError.notFound }

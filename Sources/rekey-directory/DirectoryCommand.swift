@@ -38,14 +38,21 @@ struct DirectoryOptions: ParsableArguments {
     @Option(help: "Failed sign-ins allowed per client address per window. Env: REKEY_DIRECTORY_SIGN_IN_LIMIT. Default: 20.")
     var signInLimit: String?
 
-    @Option(help: "The window of the sign-in limit. Env: REKEY_DIRECTORY_SIGN_IN_WINDOW. Default: 15m.")
+    @Option(help: "The window of the sign-in limits. Env: REKEY_DIRECTORY_SIGN_IN_WINDOW. Default: 15m.")
     var signInWindow: String?
+
+    @Option(help: "Failed sign-ins per account before each further one waits. Env: REKEY_DIRECTORY_SIGN_IN_ACCOUNT_FREE. Default: 5.")
+    var signInAccountFree: String?
+
+    @Option(help: "The first wait past those; it doubles with each failure, up to the window. Env: REKEY_DIRECTORY_SIGN_IN_ACCOUNT_DELAY. Default: 1s.")
+    var signInAccountDelay: String?
 
     var flags: [String: String?] {
         [
             "scrypt_log_n": self.scryptLogN, "hashing_threads": self.hashingThreads,
             "session_lifetime": self.sessionLifetime, "api_key_lifetime": self.apiKeyLifetime,
             "sign_in_limit": self.signInLimit, "sign_in_window": self.signInWindow,
+            "sign_in_account_free": self.signInAccountFree, "sign_in_account_delay": self.signInAccountDelay,
         ]
     }
 }
@@ -68,7 +75,9 @@ struct DirectorySettings {
             sessionLifetime: try settings.duration("session_lifetime", default: .seconds(12 * 3600), range: .seconds(60) ... .seconds(90 * 86400)),
             apiKeyLifetime: try settings.duration("api_key_lifetime", default: .seconds(365 * 86400), range: .seconds(60) ... .seconds(3650 * 86400)),
             signInLimit: try settings.integer("sign_in_limit", default: 20, range: 1...100_000),
-            signInWindow: try settings.duration("sign_in_window", default: .seconds(900), range: .seconds(1) ... .seconds(86400))
+            signInWindow: try settings.duration("sign_in_window", default: .seconds(900), range: .seconds(1) ... .seconds(86400)),
+            signInAccountFreeAttempts: try settings.integer("sign_in_account_free", default: 5, range: 1...1000),
+            signInAccountDelay: try settings.duration("sign_in_account_delay", default: .seconds(1), range: .milliseconds(10) ... .seconds(86400))
         )
     }
 

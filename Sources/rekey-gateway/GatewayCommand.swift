@@ -126,7 +126,8 @@ struct Serve: AsyncParsableCommand {
         let publicURL = settings.publicURL
         let app = Application(
             router: Gateway.router(
-                flows: flows, logger: logger, trustedProxies: settings.trustedProxies, forgotMinimumDuration: settings.forgotMinDuration
+                flows: flows, logger: logger, secret: settings.credential, trustedProxies: settings.trustedProxies,
+                forgotMinimumDuration: settings.forgotMinDuration
             ),
             configuration: .init(address: .hostname(settings.listen.host, port: settings.listen.port), serverName: "rekey-gateway"),
             onServerRunning: { channel in

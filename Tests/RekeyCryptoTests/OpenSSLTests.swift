@@ -16,6 +16,14 @@ struct OpenSSLTests {
         #expect(hex(OpenSSL.sha256([])) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
     }
 
+    /// RFC 4231, test cases 1 and 2.
+    @Test func hmacSHA256() {
+        #expect(hex(OpenSSL.hmacSHA256(key: [UInt8](repeating: 0x0b, count: 20), Array("Hi There".utf8)))
+            == "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7")
+        #expect(hex(OpenSSL.hmacSHA256(key: Array("Jefe".utf8), Array("what do ya want for nothing?".utf8)))
+            == "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
+    }
+
     @Test("scrypt matches RFC 7914's test vector")
     func scrypt() throws {
         let key = try OpenSSL.scrypt(password: Array("password".utf8), salt: Array("NaCl".utf8), n: 1024, r: 8, p: 16, length: 64)

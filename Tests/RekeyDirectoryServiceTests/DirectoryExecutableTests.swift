@@ -153,10 +153,15 @@ struct DirectoryExecutableTests {
             find.email = "ANN@example.com"
             #expect(try await directory.findUserByEmail(find).user?.name == "Ann")
 
+            var createAdmin = Rekey_Directory_V1_CreateUserRequest()
+            createAdmin.name = "Ada Admin"
+            createAdmin.email = "ada@example.com"
+            createAdmin.role = "admin"
+            let admin = try #require(try await directory.createUser(createAdmin).user)
             var request = Rekey_Directory_V1_ImportUsersRequest()
             request.csv = Array("name,email,role\nCid,cid@example.com,agent\nAnn Again,ann@example.com,customer\n".utf8)
             request.actor = Rekey_Directory_V1_Actor()
-            request.actor?.userID = "u_someadmin"
+            request.actor?.userID = admin.id
             let report = try await directory.importUsers(request)
             #expect(!report.committed)
             #expect(report.rows.map(\.line) == [2, 3])
@@ -171,7 +176,7 @@ struct DirectoryExecutableTests {
             audit.pageSize = 1
             let records = try await directory.listAuditRecords(audit)
             #expect(records.records.first?.action == "user.import")
-            #expect(records.records.first?.actorUserID == "u_someadmin")
+            #expect(records.records.first?.actorUserID == admin.id)
             #expect(!records.nextPageToken.isEmpty)
         }
         #expect(process.stop() == 0)

@@ -95,7 +95,13 @@ struct DirectoryStoreTests {
             if case .failedPrecondition(let message) = $0 { return message.contains("only email address") }
             return false
         }
-        let second = try await self.run { store, c in try store.addEmail(user.id, address: "j2@example.com", verified: false, actor: .system, in: c) }
+        let unverified = try await self.run { store, c in try store.addEmail(user.id, address: "j3@example.com", verified: false, actor: .system, in: c) }
+        await self.expectError({ store, c in try store.setPrimaryEmail(user.id, emailID: unverified.emails.first { $0.address == "j3@example.com" }!.id, actor: .system, in: c) }) {
+            if case .failedPrecondition(let message) = $0 { return message.contains("is not verified") }
+            return false
+        }
+        _ = try await self.run { store, c in try store.removeEmail(user.id, emailID: unverified.emails.first { $0.address == "j3@example.com" }!.id, actor: .system, in: c) }
+        let second = try await self.run { store, c in try store.addEmail(user.id, address: "j2@example.com", verified: true, actor: .system, in: c) }
         let secondary = try #require(second.emails.first { !$0.isPrimary })
         await self.expectError({ store, c in try store.removeEmail(user.id, emailID: primary.id, actor: .system, in: c) }) {
             if case .failedPrecondition(let message) = $0 { return message.contains("primary address") }
@@ -302,6 +308,9 @@ struct DirectoryStoreTests {
         ("Ann", "customer", "not-an-email", "", "is not an email address"),
         ("Ann", "customer", "a@b", "", "is not an email address"),
         ("Ann", "customer", "a b@example.com", "", "is not an email address"),
+        ("Ann", "customer", "a\u{2028}b@example.com", "", "invisible or formatting character (U+2028)"),
+        ("Ann", "customer", "ann\u{200B}@example.com", "", "invisible or formatting character (U+200B)"),
+        ("Ann", "customer", "ann@exa\u{202E}mple.com", "", "invisible or formatting character (U+202E)"),
         ("Ann", "customer", "a@example.com", "english please", "is not a language tag"),
     ])
     func badInput(name: String, role: String, email: String, locale: String, message: String) async throws {
@@ -315,14 +324,26 @@ struct DirectoryStoreTests {
         #expect(count == 0)
     }
 
+    @Test("an address typed in two Unicode forms is one address")
+    func nfc() async throws {
+        let first = try await self.create("Zoë", "zo\u{00EB}@example.org")
+        await self.expectError({ store, c in try store.createUser(.init(name: "Zoe", role: "customer", email: "zoe\u{0308}@example.org"), actor: .system, in: c) }) {
+            if case .alreadyExists = $0 { return true }
+            return false
+        }
+        let found = try await self.run { store, c in try store.findUser(byEmail: "ZOE\u{0308}@example.org", in: c) }
+        #expect(found?.user.id == first.id)
+    }
+
     @Test("changes made by an admin leave an audit record: who, what, when, from where")
     func audit() async throws {
+        let admin = try await self.create("Ada Admin", "ada@example.com", role: "admin")
         let user = try await self.run { store, c in
-            try store.createUser(.init(name: "Jane", role: "customer", email: "jane@example.com"), actor: ActorInfo(userID: "u_admin", clientAddress: "192.0.2.7"), in: c)
+            try store.createUser(.init(name: "Jane", role: "customer", email: "jane@example.com"), actor: ActorInfo(userID: admin.id, clientAddress: "192.0.2.7"), in: c)
         }
         let row = try #require(try await self.run { _, c in try c.queryFirst("SELECT * FROM audit WHERE target = ?", .text(user.id)) })
         #expect(row.string("action") == "user.create")
-        #expect(row.string("actor_id") == "u_admin")
+        #expect(row.string("actor_id") == admin.id)
         #expect(row.string("actor_address") == "192.0.2.7")
         #expect(row.int("at") == self.clock.nowMilliseconds())
     }

@@ -158,7 +158,8 @@ struct OrganizationTests {
 
     @Test("rename and change domains; names stay unique in any case; delete only once nobody belongs to it")
     func updateAndDelete() async throws {
-        let admin = ActorInfo(userID: "u_admin", clientAddress: "192.0.2.7")
+        let adminUser = try await self.run { store, c in try store.createUser(.init(name: "Ada Admin", role: "admin", email: "ada@example.com"), actor: .system, in: c) }
+        let admin = ActorInfo(userID: adminUser.id, clientAddress: "192.0.2.7")
         let acme = try await self.run { store, c in try store.createOrganization(name: "Acme", domains: ["acme.example"], actor: admin, in: c) }
         _ = try await self.run { store, c in try store.createOrganization(name: "Globex", domains: [], actor: admin, in: c) }
         let renamed = try await self.run { store, c in
@@ -188,7 +189,7 @@ struct OrganizationTests {
 
         let trail = try await self.run { store, c in try store.auditRecords(target: acme.id, pageSize: 2, pageToken: "", in: c) }
         #expect(trail.records.map(\.action) == ["organization.delete", "organization.update"])
-        #expect(trail.records[0].actorUserID == "u_admin")
+        #expect(trail.records[0].actorUserID == adminUser.id)
         #expect(trail.records[0].actorClientAddress == "192.0.2.7")
         let rest = try await self.run { store, c in try store.auditRecords(target: acme.id, pageSize: 2, pageToken: trail.next, in: c) }
         #expect(rest.records.map(\.action) == ["organization.create"])
@@ -199,22 +200,61 @@ struct OrganizationTests {
     }
 }
 
-@Suite("The sign-in limit")
+@Suite("The sign-in limits")
 struct SignInLimitTests {
-    @Test("failures per client address within the window; the answer says when to try again; the window moves on")
-    func limit() async throws {
+    @Test("attempts per client address are reserved before checking; the answer says when to try again; the window moves on; success gives the attempt back")
+    func addressLimit() async throws {
         let clock = ManualClock()
-        let directory = try DirectoryFixture(DirectoryStore(configuration: .init(signInLimit: 2, signInWindow: .seconds(60)), clock: clock))
+        let directory = try DirectoryFixture(DirectoryStore(configuration: .init(signInLimit: 2, signInWindow: .seconds(60), signInAccountFreeAttempts: 100), clock: clock))
         try await directory.run { store, connection in
-            try store.checkSignInLimit(clientAddress: "192.0.2.1", in: connection)
-            try store.recordSignInFailure(clientAddress: "192.0.2.1", in: connection)
+            _ = try store.reserveSignIn(clientAddress: "192.0.2.1", email: "a@example.com", in: connection)
             clock.advance(by: .seconds(10))
-            try store.recordSignInFailure(clientAddress: "192.0.2.1", in: connection)
-            #expect(throws: DirectoryError.signInLimited(retryAfter: 50)) { try store.checkSignInLimit(clientAddress: "192.0.2.1", in: connection) }
-            try store.checkSignInLimit(clientAddress: "192.0.2.2", in: connection)
-            try store.checkSignInLimit(clientAddress: "", in: connection)
+            let second = try store.reserveSignIn(clientAddress: "192.0.2.1", email: "b@example.com", in: connection)
+            #expect(throws: DirectoryError.signInLimited(retryAfter: 50)) {
+                try store.reserveSignIn(clientAddress: "192.0.2.1", email: "c@example.com", in: connection)
+            }
+            _ = try store.reserveSignIn(clientAddress: "192.0.2.2", email: "c@example.com", in: connection)
+            _ = try store.reserveSignIn(clientAddress: "", email: "c@example.com", in: connection)
+            try store.releaseSignIn(second, in: connection)
+            _ = try store.reserveSignIn(clientAddress: "192.0.2.1", email: "d@example.com", in: connection)
+            #expect(throws: DirectoryError.self) { try store.reserveSignIn(clientAddress: "192.0.2.1", email: "e@example.com", in: connection) }
             clock.advance(by: .seconds(51))
-            try store.checkSignInLimit(clientAddress: "192.0.2.1", in: connection)
+            _ = try store.reserveSignIn(clientAddress: "192.0.2.1", email: "f@example.com", in: connection)
         }
+    }
+
+    @Test("per account: free attempts, then a delay that doubles, whoever asks and whether or not the account exists")
+    func accountThrottle() async throws {
+        let clock = ManualClock()
+        let directory = try DirectoryFixture(
+            DirectoryStore(configuration: .init(signInLimit: 1000, signInWindow: .seconds(900), signInAccountFreeAttempts: 3, signInAccountDelay: .seconds(2)), clock: clock)
+        )
+        try await directory.run { store, connection in
+            for index in 0..<3 {
+                _ = try store.reserveSignIn(clientAddress: "198.51.100.\(index)", email: "Nobody@Example.com", in: connection)
+            }
+            #expect(throws: DirectoryError.signInLimited(retryAfter: 2)) {
+                try store.reserveSignIn(clientAddress: "198.51.100.9", email: "nobody@example.com", in: connection)
+            }
+            _ = try store.reserveSignIn(clientAddress: "198.51.100.9", email: "somebody@example.com", in: connection)
+            clock.advance(by: .seconds(2))
+            _ = try store.reserveSignIn(clientAddress: "198.51.100.9", email: "nobody@example.com", in: connection)
+            #expect(throws: DirectoryError.signInLimited(retryAfter: 4)) {
+                try store.reserveSignIn(clientAddress: "198.51.100.10", email: "nobody@example.com", in: connection)
+            }
+        }
+    }
+
+    @Test("the throttle rules as pure functions")
+    func rules() {
+        let throttle = SignInThrottle(addressLimit: 3, window: .seconds(60), accountFreeAttempts: 2, accountDelay: .seconds(1))
+        #expect(throttle.addressRetryAfter(attempts: [50_000, 40_000], now: 50_000) == nil)
+        #expect(throttle.addressRetryAfter(attempts: [50_000, 40_000, 10_000], now: 50_000) == 20)
+        #expect(throttle.accountRetryAfter(attempts: [1000], now: 1000) == nil)
+        #expect(throttle.accountRetryAfter(attempts: [1000, 900], now: 1000) == 1)
+        #expect(throttle.accountRetryAfter(attempts: [1000, 900, 800], now: 1000) == 2)
+        #expect(throttle.accountRetryAfter(attempts: [1000, 900, 800], now: 3000) == nil)
+        let many = Array(repeating: Int64(1000), count: 60)
+        #expect(throttle.accountRetryAfter(attempts: many, now: 1000) == 60, "the delay never exceeds the window")
     }
 }

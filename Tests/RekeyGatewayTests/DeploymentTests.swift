@@ -130,6 +130,7 @@ struct DeploymentTests {
                     let page = try await sender.send("POST", "/api/admin/v1/users/\(userID)/password-reset", headers: auth)
                     let id = (try? JSONSerialization.jsonObject(with: Data(page.body.utf8)) as? [String: Any])?["message_id"] as? String
                     results.append((page.status, id))
+                    if page.status == 200 { running.countAccepted() }
                 } catch {
                     results.append((0, "\(error)"))
                 }
@@ -163,7 +164,12 @@ struct DeploymentTests {
         notifier = try ServiceProcess(upgraded, arguments: notifierArguments, environment: notifierEnvironment)
         #expect(notifier.log.contains("db.schema_version"))
         try await Self.waitUntilAnswered(api, userID: userID, auth: auth)
-        try await Task.sleep(for: .milliseconds(300))
+        // Traffic after the upgrade too; however loaded the machine, until enough went through.
+        let before = running.acceptedCount
+        let enough = ContinuousClock.now + .seconds(20)
+        while running.acceptedCount < max(11, before + 3), ContinuousClock.now < enough {
+            try await Task.sleep(for: .milliseconds(50))
+        }
         running.turnOff()
         let results = await load.value
 
@@ -212,11 +218,14 @@ struct DeploymentTests {
 
 /// Tells a loop to finish its current request and stop (cancelling would cancel the request).
 final class RunningFlag: @unchecked Sendable {
-    // @unchecked: `on` is only touched under `lock`.
+    // @unchecked: `on` and `accepted` are only touched under `lock`.
     private let lock = NSLock()
     private var on = true
+    private var accepted = 0
 
     var isOn: Bool { self.lock.withLock { self.on } }
+    var acceptedCount: Int { self.lock.withLock { self.accepted } }
 
     func turnOff() { self.lock.withLock { self.on = false } }
+    func countAccepted() { self.lock.withLock { self.accepted += 1 } }
 }

@@ -92,13 +92,17 @@ struct NotifierExecutableTests {
             #expect(mail.parts[1].body.contains("href=\"https://rekey.example/password/reset?token=Ab_9-zZ0&amp;x=1\""))
             #expect(mail.parts[0].body.contains("läuft in 30 Minuten ab"))
 
-            // The same idempotency key answers with the first message.
+            // The same idempotency key answers with the first message …
             var again = Self.resetRequest(to: "Jane@Example.com", key: "same")
             let first = try await notifier.enqueue(again)
-            again.toAddress = "other@example.com"
             let second = try await notifier.enqueue(again)
             #expect(second.status == .duplicate)
             #expect(second.messageID == first.messageID)
+            // … and refuses it for another request, naming the mistake.
+            again.toAddress = "other@example.com"
+            let misuse = await #expect(throws: RPCError.self) { try await notifier.enqueue(again) }
+            #expect(misuse?.code == .alreadyExists)
+            #expect(misuse?.message.contains("idempotency_key was already used for another request") == true)
         }
         #expect(process.stop() == 0)
     }

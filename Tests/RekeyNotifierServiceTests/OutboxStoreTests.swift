@@ -58,15 +58,18 @@ struct OutboxStoreTests {
         return result
     }
 
-    @Test("the same idempotency key answers with the first message instead of queueing another")
+    @Test("the same idempotency key answers with the first message instead of queueing another; the key reused for another recipient is refused")
     func idempotency() async throws {
         let first = try self.queuedID(try await self.enqueue(Self.reset(key: "k1")))
-        guard case .duplicate(let again) = try await self.enqueue(Self.reset(to: "other@example.com", key: "k1")) else {
+        guard case .duplicate(let again) = try await self.enqueue(Self.reset(to: "JANE@example.com", key: "k1")) else {
             Issue.record("expected a duplicate")
             return
         }
         #expect(again.id == first)
         #expect(again.toAddress == "jane@example.com")
+        await #expect(throws: NotifierError.self) { try await self.enqueue(Self.reset(to: "other@example.com", key: "k1")) }
+        let count = try await self.run { _, c in try c.queryFirst("SELECT count(*) AS n FROM messages")?.int("n") }
+        #expect(count == 1)
     }
 
     @Test("bad input is refused with a message that says what is wrong", arguments: [

@@ -50,6 +50,41 @@ struct TokenStoreTests {
         #expect(try await self.run { store, c in try store.peek(token.value, purpose: .passwordReset, in: c) } == nil)
     }
 
+    @Test("redeeming one reset link spends every other live reset link of the user in the same step; verification links and other users' links live on")
+    func redeemSpendsSiblings() async throws {
+        let (first, _) = try await self.issue()
+        let (second, _) = try await self.issue()
+        let (verification, _) = try await self.issue(purpose: .emailVerification, identity: "e_1")
+        let (otherUser, _) = try await self.issue("user-2")
+        _ = try await self.run { store, c in try store.redeem(second.value, purpose: .passwordReset, clientAddress: "192.0.2.9", in: c) }
+        await #expect(throws: TokenError.notFound) {
+            try await self.run { store, c in try store.redeem(first.value, purpose: .passwordReset, clientAddress: "192.0.2.9", in: c) }
+        }
+        #expect(try await self.run { store, c in try store.peek(verification.value, purpose: .emailVerification, in: c) } != nil)
+        #expect(try await self.run { store, c in try store.peek(otherUser.value, purpose: .passwordReset, in: c) } != nil)
+    }
+
+    @Test("two reset links of one user redeemed at once from many callers: exactly one succeeds")
+    func concurrentSiblings() async throws {
+        let (first, _) = try await self.issue()
+        let (second, _) = try await self.issue()
+        let successes = try await withThrowingTaskGroup(of: Bool.self) { group in
+            for index in 0..<100 {
+                let token = index.isMultiple(of: 2) ? first.value : second.value
+                group.addTask {
+                    do {
+                        _ = try await self.run { store, c in try store.redeem(token, purpose: .passwordReset, clientAddress: "192.0.2.9", in: c) }
+                        return true
+                    } catch TokenError.notFound {
+                        return false
+                    }
+                }
+            }
+            return try await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+        }
+        #expect(successes == 1)
+    }
+
     @Test("a token is dead once its lifetime has passed")
     func expiry() async throws {
         let (token, _) = try await self.issue()

@@ -382,6 +382,8 @@ extension Rekey_Directory_V1_CreateUserRequest: ProtobufMessage {
 /// The proto3 message `rekey.directory.v1.GetUserRequest`.
 package struct Rekey_Directory_V1_GetUserRequest: Sendable, Hashable {
     package var userID: String = ""
+    package var actor: Rekey_Directory_V1_Actor? = nil
+    package var forAction: String = ""
 
     package init() {}
 }
@@ -389,14 +391,16 @@ package struct Rekey_Directory_V1_GetUserRequest: Sendable, Hashable {
 extension Rekey_Directory_V1_GetUserRequest {
     /// The string fields that decoding checks for NUL characters and invalid UTF-8.
     package static let protobufStringSchema = ProtobufStringSchema(
-        stringFields: [1],
-        messageFields: [:]
+        stringFields: [1, 3],
+        messageFields: [2: { Rekey_Directory_V1_Actor.protobufStringSchema }]
     )
 
     /// Copies a protobuf-c struct (one that protobuf-c unpacked) into a Swift value.
     package init(cValue c: UnsafePointer<Rekey__Directory__V1__GetUserRequest>) {
         self.init()
         self.userID = ProtobufCRead.string(c.pointee.user_id)
+        self.actor = c.pointee.actor.map { Rekey_Directory_V1_Actor(cValue: $0) }
+        self.forAction = ProtobufCRead.string(c.pointee.for_action)
     }
 
     /// Builds the protobuf-c struct for this value; everything it points to lives in `arena`.
@@ -405,6 +409,12 @@ extension Rekey_Directory_V1_GetUserRequest {
         rekey__directory__v1__get_user_request__init(c)
         if !self.userID.isEmpty {
             c.pointee.user_id = try arena.makeCString(self.userID, message: "rekey.directory.v1.GetUserRequest", field: "user_id")
+        }
+        if let value = self.actor {
+            c.pointee.actor = try value.makeCValue(in: arena)
+        }
+        if !self.forAction.isEmpty {
+            c.pointee.for_action = try arena.makeCString(self.forAction, message: "rekey.directory.v1.GetUserRequest", field: "for_action")
         }
         return c
     }

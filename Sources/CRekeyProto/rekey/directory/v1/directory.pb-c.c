@@ -2952,7 +2952,7 @@ const ProtobufCMessageDescriptor rekey__directory__v1__create_user_request__desc
   (ProtobufCMessageInit) rekey__directory__v1__create_user_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor rekey__directory__v1__get_user_request__field_descriptors[1] =
+static const ProtobufCFieldDescriptor rekey__directory__v1__get_user_request__field_descriptors[3] =
 {
   {
     "user_id",
@@ -2966,14 +2966,40 @@ static const ProtobufCFieldDescriptor rekey__directory__v1__get_user_request__fi
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "actor",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Directory__V1__GetUserRequest, actor),
+    &rekey__directory__v1__actor__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "for_action",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Directory__V1__GetUserRequest, for_action),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned rekey__directory__v1__get_user_request__field_indices_by_name[] = {
+  1,   /* field[1] = actor */
+  2,   /* field[2] = for_action */
   0,   /* field[0] = user_id */
 };
 static const ProtobufCIntRange rekey__directory__v1__get_user_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 1 }
+  { 0, 3 }
 };
 const ProtobufCMessageDescriptor rekey__directory__v1__get_user_request__descriptor =
 {
@@ -2983,7 +3009,7 @@ const ProtobufCMessageDescriptor rekey__directory__v1__get_user_request__descrip
   "Rekey__Directory__V1__GetUserRequest",
   "rekey.directory.v1",
   sizeof(Rekey__Directory__V1__GetUserRequest),
-  1,
+  3,
   rekey__directory__v1__get_user_request__field_descriptors,
   rekey__directory__v1__get_user_request__field_indices_by_name,
   1,  rekey__directory__v1__get_user_request__number_ranges,

@@ -189,10 +189,21 @@ struct  Rekey__Directory__V1__GetUserRequest
 {
   ProtobufCMessage base;
   char *user_id;
+  /*
+   * With an actor and an action, the user comes back only if the actor may take that action on
+   * them (roles are ranked: nobody acts on a user of equal or higher rank but themselves);
+   * otherwise PERMISSION_DENIED with the trailer `refusal`, and the refusal is audited.
+   */
+  Rekey__Directory__V1__Actor *actor;
+  /*
+   * What the actor is about to do, for the audit record: `password_reset.send`,
+   * `verification.send`. At most 64 bytes.
+   */
+  char *for_action;
 };
 #define REKEY__DIRECTORY__V1__GET_USER_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&rekey__directory__v1__get_user_request__descriptor) \
-    , (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, NULL, (char *)protobuf_c_empty_string }
 
 
 struct  Rekey__Directory__V1__UpdateUserRequest

@@ -1,0 +1,259 @@
+import Foundation
+import RekeyTesting
+import Testing
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+extension RekeySystem {
+    static let staffPassword = "a long staff passphrase"
+
+    /// A staff member as one comes to be: created by the owner, their password set through the
+    /// reset email, and their first API key made with that password (`POST /api-keys`).
+    func staff(name: String, email: String, role: String) async throws -> (id: String, key: String) {
+        let api = Browser(base: self.base)
+        let auth = ["Authorization": "Bearer \(self.apiKey)", "Content-Type": "application/json"]
+        let body = try JSONSerialization.data(withJSONObject: ["name": name, "email": email, "role": role])
+        let created = try await api.send("POST", "/api/admin/v1/users", headers: auth, body: body)
+        let id = try #require(try Self.object(created)["id"] as? String, "\(created.body)")
+        let before = ((try? FileManager.default.contentsOfDirectory(atPath: self.mailDir)) ?? []).count
+        let sent = try await api.send("POST", "/api/admin/v1/users/\(id)/password-reset", headers: auth)
+        #expect(sent.status == 200, "\(sent.body)")
+        let mails = try await self.waitForMail(count: before + 1)
+        let link = try #require(mails.compactMap { $0.contains("<\(email)>") ? $0.link("/password/reset") : nil }.last)
+        let path = String(link.dropFirst("https://sso.example.test".count))
+        let browser = Browser(base: self.base)
+        let form = try await browser.send("GET", path)
+        let token = String(path.split(separator: "=").last!)
+        let changed = try await browser.send("POST", "/password/reset", form: [
+            "token": token, "password": Self.staffPassword, "confirm": Self.staffPassword, "csrf": Browser.csrf(in: form),
+        ])
+        #expect(changed.status == 303, "\(changed.body)")
+        let keyBody = try JSONSerialization.data(withJSONObject: ["email": email, "password": Self.staffPassword, "name": "tests"])
+        let made = try await api.send("POST", "/api/admin/v1/api-keys", headers: ["Content-Type": "application/json"], body: keyBody)
+        let key = try #require(try Self.object(made)["key"] as? String, "\(made.body)")
+        return (id, key)
+    }
+
+    static func object(_ page: Browser.Page) throws -> [String: Any] {
+        try JSONSerialization.jsonObject(with: Data(page.body.utf8)) as? [String: Any] ?? [:]
+    }
+}
+
+@Suite("Hardening: bounded input, ranks, limits under concurrency", .serialized)
+struct HardeningTests {
+    static let attacks = ["-1", "0", "2147483648", "9223372036854775808", "1e309", "abc", ""]
+
+    @Test("every query parameter of every admin route, sent what an attacker sends: numbers get a 400 naming them, nothing gets a 5xx, the gateway keeps answering")
+    func boundedQueries() async throws {
+        let system = try RekeySystem()
+        defer { system.stop() }
+        let agent = try await system.staff(name: "Agnes Agent", email: "agnes@example.com", role: "agent")
+        let api = Browser(base: system.base)
+        let auth = ["Authorization": "Bearer \(agent.key)"]
+        let id = agent.id
+        // (path, parameter, other query, numeric)
+        let table: [(String, String, String, Bool)] = [
+            ("/api/admin/v1/users/search", "page_size", "q=a", true),
+            ("/api/admin/v1/users", "page_size", "", true),
+            ("/api/admin/v1/users/\(id)/messages", "page_size", "", true),
+            ("/api/admin/v1/suppressions", "page_size", "", true),
+            ("/api/admin/v1/audit", "page_size", "", true),
+            ("/api/admin/v1/diagnosis", "since", "user=agnes@example.com", true),
+            ("/api/admin/v1/users/\(id)/diagnosis", "since", "", true),
+            ("/api/admin/v1/users/search", "q", "", false),
+            ("/api/admin/v1/users/search", "scope", "q=a", false),
+            ("/api/admin/v1/users/search", "page_token", "q=a", false),
+            ("/api/admin/v1/users", "page_token", "", false),
+            ("/api/admin/v1/users", "role", "", false),
+            ("/api/admin/v1/users", "organization_id", "", false),
+            ("/api/admin/v1/users", "state", "", false),
+            ("/api/admin/v1/users/lookup", "email", "", false),
+            ("/api/admin/v1/users/\(id)/messages", "page_token", "", false),
+            ("/api/admin/v1/suppressions", "address", "", false),
+            ("/api/admin/v1/suppressions", "page_token", "", false),
+            ("/api/admin/v1/audit", "target", "", false),
+            ("/api/admin/v1/audit", "page_token", "", false),
+            ("/api/admin/v1/diagnosis", "user", "", false),
+        ]
+        for (path, parameter, rest, numeric) in table {
+            for value in Self.attacks {
+                let query = (rest.isEmpty ? "" : rest + "&") + "\(parameter)=\(value)"
+                let answer = try await api.send("GET", "\(path)?\(query)", headers: auth)
+                #expect(answer.status < 500, "\(path)?\(query) → \(answer.status) \(answer.body)")
+                if numeric {
+                    #expect((400..<500).contains(answer.status), "\(path)?\(query) → \(answer.status)")
+                    let error = try RekeySystem.object(answer)["error"] as? [String: String]
+                    #expect(error?["code"] == "invalid_argument", "\(path)?\(query) → \(answer.body)")
+                    #expect(error?["message"]?.hasPrefix("\(parameter) must be") == true, "\(path)?\(query) → \(answer.body)")
+                }
+                #expect(try await api.send("GET", "/healthz").status == 200, "the gateway still answers after \(path)?\(query)")
+            }
+        }
+        // A JSON number out of range, said in the request's terms.
+        for value in ["-1", "2147483648", "9223372036854775808", "1e309", "1.5", "\"abc\"", "\"\""] {
+            let answer = try await api.send("POST", "/api/admin/v1/users/\(id)/api-keys", headers: auth.merging(["Content-Type": "application/json"]) { $1 },
+                                            body: Data(#"{"name": "x", "lifetime_days": \#(value)}"#.utf8))
+            #expect((400..<500).contains(answer.status), "lifetime_days \(value) → \(answer.status)")
+            let message = (try RekeySystem.object(answer)["error"] as? [String: String])?["message"] ?? ""
+            #expect(message.contains("lifetime_days") || message.contains("a number in it"), "lifetime_days \(value) → \(answer.body)")
+            #expect(!message.contains("DecodingError"), "\(answer.body)")
+        }
+        let nul = try await api.send("GET", "/api/admin/v1/users/u_%00", headers: auth)
+        #expect(nul.status == 400)
+        #expect(!nul.body.contains("rekey.directory"), "no internal message names: \(nul.body)")
+        #expect(try await api.send("GET", "/healthz").status == 200)
+    }
+
+    @Test("rekey diagnose --since with an absurd window: a clear error before anything is sent")
+    func cliWindow() async throws {
+        let system = try RekeySystem()
+        defer { system.stop() }
+        let refused = try CLITests.rekey(["diagnose", "owner@example.com", "--since", "99999999999999999d"], system: system)
+        #expect(refused.status != 0)
+        #expect(refused.output.contains("--since must be a duration"), "\(refused.output)")
+        #expect(try await Browser(base: system.base).send("GET", "/healthz").status == 200)
+    }
+
+    @Test("an admin cannot take over the owner: each attempt is a 403 saying why, audited; nothing reaches anyone")
+    func takeover() async throws {
+        let system = try RekeySystem()
+        defer { system.stop() }
+        let api = Browser(base: system.base)
+        let owner = try #require(try RekeySystem.object(try await api.send("GET", "/api/admin/v1/users/lookup?email=owner@example.com", headers: ["Authorization": "Bearer \(system.apiKey)"]))["user"] as? [String: Any])
+        let ownerID = try #require(owner["id"] as? String)
+        let admin = try await system.staff(name: "Mallory Admin", email: "mallory@example.com", role: "admin")
+        let auth = ["Authorization": "Bearer \(admin.key)", "Content-Type": "application/json"]
+        let attempts: [(String, String, String, String)] = [
+            ("POST", "/api/admin/v1/users/\(ownerID)/api-keys", #"{"name": "mine now"}"#, "own_keys_only"),
+            ("PATCH", "/api/admin/v1/users/\(admin.id)", #"{"role": "owner"}"#, "owner_only"),
+            ("POST", "/api/admin/v1/users", #"{"name": "Puppet", "email": "puppet@attacker.example", "role": "admin"}"#, "owner_only"),
+            ("POST", "/api/admin/v1/users/\(ownerID)/disable", "", "outranked"),
+            ("POST", "/api/admin/v1/users/\(ownerID)/emails", #"{"address": "evil@attacker.example", "verified": true}"#, "outranked"),
+            ("POST", "/api/admin/v1/users/\(ownerID)/password-reset", "", "outranked"),
+            ("POST", "/api/admin/v1/users/\(ownerID)/verification", "", "outranked"),
+        ]
+        for (method, path, body, code) in attempts {
+            let answer = try await api.send(method, path, headers: auth, body: body.isEmpty ? nil : Data(body.utf8))
+            #expect(answer.status == 403, "\(method) \(path) → \(answer.status) \(answer.body)")
+            #expect((try RekeySystem.object(answer)["error"] as? [String: String])?["code"] == code, "\(method) \(path) → \(answer.body)")
+        }
+        // Below the admin, addresses they add stay unverified and cannot become primary.
+        let agent = try await system.staff(name: "Agnes Agent", email: "agnes@example.com", role: "agent")
+        let verified = try await api.send("POST", "/api/admin/v1/users/\(agent.id)/emails", headers: auth, body: Data(#"{"address": "agnes@attacker.example", "verified": true}"#.utf8))
+        #expect(verified.status == 403)
+        #expect((try RekeySystem.object(verified)["error"] as? [String: String])?["code"] == "unverified_until_confirmed")
+        let added = try RekeySystem.object(try await api.send("POST", "/api/admin/v1/users/\(agent.id)/emails", headers: auth, body: Data(#"{"address": "agnes@attacker.example"}"#.utf8)))
+        let emailID = try #require((added["emails"] as? [[String: Any]])?.first { $0["address"] as? String == "agnes@attacker.example" }?["id"] as? String)
+        let primary = try await api.send("POST", "/api/admin/v1/users/\(agent.id)/emails/\(emailID)/primary", headers: auth)
+        #expect(primary.status == 409, "\(primary.body)")
+
+        // Disabling revokes the agent's key for good.
+        #expect(try await api.send("GET", "/api/admin/v1/users", headers: ["Authorization": "Bearer \(agent.key)"]).status == 200)
+        #expect(try await api.send("POST", "/api/admin/v1/users/\(agent.id)/disable", headers: auth).status == 200)
+        #expect(try await api.send("POST", "/api/admin/v1/users/\(agent.id)/enable", headers: auth).status == 200)
+        #expect(try await api.send("GET", "/api/admin/v1/users", headers: ["Authorization": "Bearer \(agent.key)"]).status == 401)
+
+        let trail = try RekeySystem.object(try await api.send("GET", "/api/admin/v1/audit?target=\(ownerID)", headers: auth))
+        let actions = Set((trail["records"] as? [[String: Any]] ?? []).compactMap { $0["action"] as? String })
+        #expect(actions.isSuperset(of: ["refused.api_key.create", "refused.user.disable", "refused.email.add", "refused.password_reset.send", "refused.verification.send"]), "\(actions)")
+        let mails = try await system.waitForMail(count: 1)
+        #expect(!mails.contains { $0.contains("owner@example.com") || $0.contains("attacker.example") }, "nothing went to the owner or the attacker")
+        let ownerNow = try RekeySystem.object(try await api.send("GET", "/api/admin/v1/users/\(ownerID)", headers: auth))
+        #expect((ownerNow["emails"] as? [[String: Any]])?.count == 1)
+        #expect(ownerNow["state"] as? String == "active")
+    }
+
+    @Test("100 parallel wrong sign-ins from one address: exactly the limit get a password check; 60 from 60 addresses against one account: exactly the free attempts")
+    func signInBursts() async throws {
+        let system = try RekeySystem(directory: ["--sign-in-account-delay", "1h"], gateway: ["--trusted-proxies", "127.0.0.1"])
+        defer { system.stop() }
+        let csrfPage = try await Browser(base: system.base).send("GET", "/")
+        let csrf = Browser.csrf(in: csrfPage)
+        let cookie = csrfPage.headers["set-cookie"].map { String($0.split(separator: ";")[0]) } ?? ""
+        func burst(_ count: Int, address: (Int) -> String, email: (Int) -> String) async throws -> [Int: Int] {
+            try await withThrowingTaskGroup(of: Int.self) { group in
+                for index in 0..<count {
+                    let (from, to) = (address(index), email(index))
+                    group.addTask {
+                        let browser = Browser(base: system.base)
+                        return try await browser.send("POST", "/signin", form: ["email": to, "password": "not the password, sorry", "csrf": csrf],
+                                                      headers: ["X-Forwarded-For": from, "Cookie": cookie]).status
+                    }
+                }
+                return try await group.reduce(into: [:]) { $0[$1, default: 0] += 1 }
+            }
+        }
+        let fromOne = try await burst(100, address: { _ in "198.51.100.77" }, email: { "user\($0)@example.com" })
+        #expect(fromOne == [401: 20, 429: 80], "\(fromOne)")
+        let atOne = try await burst(60, address: { "203.0.113.\($0 + 1)" }, email: { _ in "owner@example.com" })
+        #expect(atOne == [401: 5, 429: 55], "\(atOne)")
+    }
+
+    @Test("CSRF: a self-made cookie and field pair is refused, and so is a cross-site post even with the real pair; cookies carry __Host- on https")
+    func csrf() async throws {
+        let system = try RekeySystem()
+        defer { system.stop() }
+        let page = try await Browser(base: system.base).send("GET", "/password/forgot")
+        let setCookie = try #require(page.headers["set-cookie"])
+        #expect(setCookie.hasPrefix("__Host-rekey_csrf="), "\(setCookie)")
+        #expect(setCookie.contains("Secure") && setCookie.contains("Path=/") && !setCookie.contains("Domain"), "\(setCookie)")
+        let cookie = String(setCookie.split(separator: ";")[0])
+        let csrf = Browser.csrf(in: page)
+        let made = String(repeating: "A", count: 43) + "." + String(repeating: "B", count: 43)
+        let forged = try await Browser(base: system.base).send("POST", "/password/forgot", form: ["email": "jane@example.com", "csrf": made],
+                                                               headers: ["Cookie": "__Host-rekey_csrf=\(made)"])
+        #expect(forged.status == 403, "a pair the server did not sign is refused")
+        let plain = try await Browser(base: system.base).send("POST", "/password/forgot", form: ["email": "jane@example.com", "csrf": csrf], headers: ["Cookie": cookie])
+        #expect(plain.status == 200)
+        for headers in [["Origin": "https://evil.example"], ["Sec-Fetch-Site": "cross-site"], ["Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"]] {
+            let crossSite = try await Browser(base: system.base).send("POST", "/password/forgot", form: ["email": "jane@example.com", "csrf": csrf],
+                                                                      headers: headers.merging(["Cookie": cookie]) { $1 })
+            #expect(crossSite.status == 403, "\(headers)")
+        }
+        let sameOrigin = try await Browser(base: system.base).send("POST", "/password/forgot", form: ["email": "jane@example.com", "csrf": csrf],
+                                                                   headers: ["Cookie": cookie, "Origin": system.base, "Sec-Fetch-Site": "same-origin"])
+        #expect(sameOrigin.status == 200)
+        let noReferrer = try await Browser(base: system.base).send("POST", "/password/forgot", form: ["email": "jane@example.com", "csrf": csrf],
+                                                                   headers: ["Cookie": cookie, "Origin": "null", "Sec-Fetch-Site": "same-origin"])
+        #expect(noReferrer.status == 200, "what a browser sends from a no-referrer page")
+    }
+
+    @Test("two live reset links of one user, used 100 times in parallel: exactly one password change, and it is the password that works")
+    func twoLinks() async throws {
+        let system = try RekeySystem()
+        defer { system.stop() }
+        let api = Browser(base: system.base)
+        let auth = ["Authorization": "Bearer \(system.apiKey)", "Content-Type": "application/json"]
+        let user = try RekeySystem.object(try await api.send("POST", "/api/admin/v1/users", headers: auth, body: Data(#"{"name": "Rita Race", "email": "rita@example.com", "role": "customer"}"#.utf8)))
+        let id = try #require(user["id"] as? String)
+        _ = try await api.send("POST", "/api/admin/v1/users/\(id)/password-reset", headers: auth)
+        _ = try await api.send("POST", "/api/admin/v1/users/\(id)/password-reset", headers: auth)
+        let links = try await system.waitForMail(count: 2).compactMap { $0.link("/password/reset") }
+        #expect(links.count == 2)
+        let tokens = links.map { String($0.split(separator: "=").last!) }
+        let page = try await Browser(base: system.base).send("GET", String(links[0].dropFirst("https://sso.example.test".count)))
+        let csrf = Browser.csrf(in: page)
+        let cookie = page.headers["set-cookie"].map { String($0.split(separator: ";")[0]) } ?? ""
+        let passwords = ["the first new passphrase", "the second new passphrase"]
+        let outcomes = try await withThrowingTaskGroup(of: (Int, Int).self) { group in
+            for index in 0..<100 {
+                let which = index % 2
+                group.addTask {
+                    let status = try await Browser(base: system.base).send("POST", "/password/reset", form: [
+                        "token": tokens[which], "password": passwords[which], "confirm": passwords[which], "csrf": csrf,
+                    ], headers: ["Cookie": cookie]).status
+                    return (which, status)
+                }
+            }
+            return try await group.reduce(into: [(Int, Int)]()) { $0.append($1) }
+        }
+        let winners = outcomes.filter { $0.1 == 303 }
+        #expect(winners.count == 1, "\(outcomes.map(\.1))")
+        let winner = try #require(winners.first).0
+        let browser = Browser(base: system.base)
+        let signIn = try await browser.send("POST", "/signin", form: ["email": "rita@example.com", "password": passwords[winner], "csrf": csrf], headers: ["Cookie": cookie])
+        #expect(signIn.status == 303, "the password of the one success works")
+    }
+}
