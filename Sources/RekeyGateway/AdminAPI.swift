@@ -116,7 +116,7 @@ package struct AdminAPI: Sendable {
     private func run(
         _ request: Request, _ context: GatewayContext, needs permission: String?, _ body: (Admin) async throws -> any Encodable
     ) async throws -> Response {
-        do {
+        try await Self.answering {
             guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else {
                 throw Failure(status: .unauthorized, code: "unauthenticated", message: "send an API key as `Authorization: Bearer <key>`")
             }
@@ -142,6 +142,15 @@ package struct AdminAPI: Sendable {
             }
             let admin = Admin(user: user, permissions: authenticated.permissions, clientAddress: context.clientAddress, requestID: context.requestID)
             return try Self.json(try await body(admin))
+        }
+    }
+
+    /// Runs a route's body and turns the errors a caller can act on into JSON answers: the API's
+    /// own failures, numbers out of range (400) and the services' refusals. UNAVAILABLE and
+    /// DEADLINE_EXCEEDED go on to the middleware, which names the service in a 503.
+    static func answering(_ body: () async throws -> Response) async throws -> Response {
+        do {
+            return try await body()
         } catch let failure as Failure {
             return Self.error(failure.status, failure.code, failure.message)
         } catch let failure as OutOfBounds {
@@ -400,7 +409,7 @@ package struct AdminAPI: Sendable {
     /// someone without a key gets their first one (`rekey login --email`). The sign-in counts
     /// toward the same limits as the sign-on page.
     func createAPIKeyWithPassword(_ request: Request, _ context: GatewayContext) async throws -> Response {
-        do {
+        try await Self.answering {
             let body = try await self.body(request, as: PasswordKeyBody.self)
             let lifetime = try Bounded.integer(body.lifetimeDays ?? 0, "$.lifetime_days", in: 0...3650)
             let user: Rekey_Directory_V1_User
@@ -420,12 +429,6 @@ package struct AdminAPI: Sendable {
             let created = try await self.directory.createApiKey(create, options: Backends.options(context.requestID))
             let info = created.info ?? .init()
             return try Self.json(KeyJSON(id: info.id, userId: info.userID, name: info.name, expiresAt: Self.time(info.expiresAtUnixMs), key: created.key))
-        } catch let failure as Failure {
-            return Self.error(failure.status, failure.code, failure.message)
-        } catch let failure as OutOfBounds {
-            return Self.error(.badRequest, "invalid_argument", failure.description)
-        } catch let error as RPCError where error.code != .unavailable && error.code != .deadlineExceeded {
-            return Self.error(for: error)
         }
     }
 
