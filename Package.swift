@@ -89,6 +89,7 @@ let package = Package(
             name: "RekeyServiceKit",
             dependencies: [
                 "RekeyInput",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 "RekeyRPC",
                 "RekeyRPCNIO",

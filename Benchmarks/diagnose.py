@@ -51,15 +51,15 @@ def main():
            "REKEY_NOTIFIER_CREDENTIALS": CREDENTIAL, "REKEY_GATEWAY_SERVICE_CREDENTIAL": CREDENTIAL}
     processes = []
     try:
-        directory, dport = start([args.bin + "/rekey-directory", "serve", "--listen", "127.0.0.1:0", "--data-dir", args.directory_data], env, r"rpc\.port=(\d+)")
+        directory, dport = start([args.bin + "/rekey-directory", "serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--data-dir", args.directory_data], env, r"rpc\.port=(\d+)")
         processes.append(directory)
-        tokens, tport = start([args.bin + "/rekey-reset-token", "serve", "--listen", "127.0.0.1:0", "--data-dir", scratch,
+        tokens, tport = start([args.bin + "/rekey-reset-token", "serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--data-dir", scratch,
                                "--limit-per-user", "100000", "--limit-per-admin", "1000000"], env, r"rpc\.port=(\d+)")
         processes.append(tokens)
-        notifier, nport = start([args.bin + "/rekey-notifier", "serve", "--listen", "127.0.0.1:0", "--data-dir", scratch,
+        notifier, nport = start([args.bin + "/rekey-notifier", "serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--data-dir", scratch,
                                  "--mail-dir", scratch + "/mail"], env, r"rpc\.port=(\d+)")
         processes.append(notifier)
-        gateway, gport = start([args.bin + "/rekey-gateway", "serve", "--listen", "127.0.0.1:0", "--directory", "127.0.0.1:" + dport,
+        gateway, gport = start([args.bin + "/rekey-gateway", "serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--directory", "127.0.0.1:" + dport,
                                 "--reset-token", "127.0.0.1:" + tport, "--notifier", "127.0.0.1:" + nport], env, r"http\.port=(\d+)")
         processes.append(gateway)
         base = "http://127.0.0.1:" + gport

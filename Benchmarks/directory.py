@@ -110,7 +110,7 @@ def main():
     print_latencies("In the service's store (server-side, one caller):", store.stdout)
 
     service = subprocess.Popen(
-        [args.directory, "serve", "--listen", "127.0.0.1:0", "--data-dir", data],
+        [args.directory, "serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--data-dir", data],
         env=dict(os.environ, REKEY_DIRECTORY_CREDENTIALS=CREDENTIAL),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )

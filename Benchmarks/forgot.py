@@ -70,10 +70,10 @@ def main():
             ("rekey-reset-token", [], r"rpc\.port=(\d+)"),
             ("rekey-notifier", ["--mail-dir", data + "/mail"], r"rpc\.port=(\d+)"),
         ]:
-            process, port = start([args.bin + "/" + name, "serve", "--listen", "127.0.0.1:0", "--data-dir", data, "--log-level", "info"] + extra, env, pattern)
+            process, port = start([args.bin + "/" + name, "serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--data-dir", data, "--log-level", "info"] + extra, env, pattern)
             processes.append((process, port))
         ports = [port for _, port in processes]
-        gateway, gport = start([args.bin + "/rekey-gateway", "serve", "--listen", "127.0.0.1:0", "--directory", "127.0.0.1:" + ports[0],
+        gateway, gport = start([args.bin + "/rekey-gateway", "serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--directory", "127.0.0.1:" + ports[0],
                                 "--reset-token", "127.0.0.1:" + ports[1], "--notifier", "127.0.0.1:" + ports[2],
                                 "--forgot-min-duration", "0ms", "--trusted-proxies", "127.0.0.1"], env, r"http\.port=(\d+)")
         processes.append((gateway, gport))

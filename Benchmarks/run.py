@@ -90,7 +90,7 @@ def tokens_benchmark(args):
     print("-" * len(header))
     with tempfile.TemporaryDirectory() as data:
         for callers in (1, 16, 64):
-            server_cmd = [args.reset_token, "serve", "--listen", "127.0.0.1:0", "--data-dir", data,
+            server_cmd = [args.reset_token, "serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--data-dir", data,
                           "--limit-per-user", "100000"]
             env = dict(os.environ, REKEY_RESET_TOKEN_CREDENTIALS=credential)
             server = subprocess.Popen(server_cmd, stderr=subprocess.PIPE, text=True, env=env)

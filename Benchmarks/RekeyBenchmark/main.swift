@@ -139,25 +139,46 @@ func frameSize() throws -> Int {
 // that read its answer goes on on that thread instead of waking another.
 NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
 
+/// Ends the program with a message on standard error (bad arguments, a server that cannot be
+/// reached): a benchmark driver reads the message instead of a crash report.
+func fail(_ message: String) -> Never {
+    let line = "RekeyBenchmark: \(message)\n"
+    _ = line.withCString { write(2, $0, strlen($0)) }
+    exit(1)
+}
+
+func number<T: LosslessStringConvertible>(_ text: String, _ name: String) -> T {
+    guard let value = T(text) else { fail("\(name) must be a number, got `\(text)`") }
+    return value
+}
+
 let arguments = CommandLine.arguments
-switch arguments.dropFirst().first {
-case "server":
-    try await runServer()
-case "client" where arguments.count == 5:
-    try await runClient(port: Int(arguments[2])!, callers: Int(arguments[3])!, seconds: Double(arguments[4])!)
-case "tokens" where arguments.count == 6:
-    try await runTokens(port: Int(arguments[2])!, credential: arguments[3], callers: Int(arguments[4])!, seconds: Double(arguments[5])!)
-case "directory-store" where arguments.count == 4:
-    try await runDirectoryStore(path: arguments[2], count: Int(arguments[3])!)
-case "directory-rpc" where arguments.count == 6:
-    try await runDirectoryRPC(port: Int(arguments[2])!, credential: arguments[3], path: arguments[4], count: Int(arguments[5])!)
-case "notifier-enqueue" where arguments.count == 6:
-    try await runNotifierEnqueue(port: Int(arguments[2])!, credential: arguments[3], callers: Int(arguments[4])!, seconds: Double(arguments[5])!)
-case "notifier-drain" where arguments.count == 5:
-    try await runNotifierDrain(port: Int(arguments[2])!, credential: arguments[3], count: Int(arguments[4])!)
-case "frame-size":
-    print(try frameSize())
-default:
-    print("usage: RekeyBenchmark server | client PORT CALLERS SECONDS | frame-size | tokens PORT CREDENTIAL CALLERS SECONDS")
-    exit(2)
+do {
+    switch arguments.dropFirst().first {
+    case "server":
+        try await runServer()
+    case "client" where arguments.count == 5:
+        try await runClient(port: number(arguments[2], "PORT"), callers: number(arguments[3], "CALLERS"), seconds: number(arguments[4], "SECONDS"))
+    case "tokens" where arguments.count == 6:
+        try await runTokens(
+            port: number(arguments[2], "PORT"), credential: arguments[3], callers: number(arguments[4], "CALLERS"), seconds: number(arguments[5], "SECONDS")
+        )
+    case "directory-store" where arguments.count == 4:
+        try await runDirectoryStore(path: arguments[2], count: number(arguments[3], "QUERIES"))
+    case "directory-rpc" where arguments.count == 6:
+        try await runDirectoryRPC(port: number(arguments[2], "PORT"), credential: arguments[3], path: arguments[4], count: number(arguments[5], "QUERIES"))
+    case "notifier-enqueue" where arguments.count == 6:
+        try await runNotifierEnqueue(
+            port: number(arguments[2], "PORT"), credential: arguments[3], callers: number(arguments[4], "CALLERS"), seconds: number(arguments[5], "SECONDS")
+        )
+    case "notifier-drain" where arguments.count == 5:
+        try await runNotifierDrain(port: number(arguments[2], "PORT"), credential: arguments[3], count: number(arguments[4], "COUNT"))
+    case "frame-size":
+        print(try frameSize())
+    default:
+        print("usage: RekeyBenchmark server | client PORT CALLERS SECONDS | frame-size | tokens PORT CREDENTIAL CALLERS SECONDS")
+        exit(2)
+    }
+} catch {
+    fail("\(error)")
 }

@@ -1,6 +1,7 @@
 import CoreMetrics
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -22,6 +23,8 @@ package final class MetricsServer: Service, Sendable {
     private let logger: Logger
     private let bound: EventLoopPromise<SocketAddress>
     private let process: ProcessFigures
+    /// The listening channel, once ``bind()`` made it.
+    private let channel = NIOLockedValueBox<(any Channel)?>(nil)
 
     /// Installs swift-prometheus as the process-wide metrics backend. Call once, before any
     /// metric is made (the RPC server makes its own at start-up).
@@ -77,7 +80,12 @@ package final class MetricsServer: Service, Sendable {
         get async throws { try await self.bound.futureResult.get() }
     }
 
-    package func run() async throws {
+    /// Binds the port; executables call it before their main server starts, so that they
+    /// announce "listening" only once every listener of theirs is bound (a taken metrics port
+    /// stops the start, before anyone thinks the service is up). ``run()`` binds if nobody did.
+    @discardableResult
+    package func bind() async throws -> any Channel {
+        if let channel = self.channel.withLockedValue({ $0 }) { return channel }
         let channel: any Channel
         do {
             channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
@@ -97,6 +105,12 @@ package final class MetricsServer: Service, Sendable {
         let port = channel.localAddress?.port ?? self.port
         self.logger.info("metrics server listening", metadata: ["metrics.host": "\(self.host)", "metrics.port": "\(port)"])
         if let address = channel.localAddress { self.bound.succeed(address) }
+        self.channel.withLockedValue { $0 = channel }
+        return channel
+    }
+
+    package func run() async throws {
+        let channel = try await self.bind()
         await withGracefulShutdownHandler {
             try? await channel.closeFuture.get()
         } onGracefulShutdown: {

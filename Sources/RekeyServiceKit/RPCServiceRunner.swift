@@ -63,6 +63,8 @@ package struct RPCServiceRunner {
             )
         )
         self.logger.info("starting \(self.name)", metadata: ["rpc.listen": "\(self.server.host):\(self.server.port)"])
+        // Every other listener first: "rpc server listening" then means the whole service is up.
+        try await self.metrics?.bind()
         try await group.run()
     }
 }

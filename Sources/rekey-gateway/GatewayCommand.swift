@@ -146,6 +146,8 @@ struct Serve: AsyncParsableCommand {
                 logger: logger
             )
         )
+        // The metrics port first: "http server listening" then means every listener is bound.
+        try await metrics?.bind()
         try await group.run()
         await backends.close()
     }

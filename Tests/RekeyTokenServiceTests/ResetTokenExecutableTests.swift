@@ -244,7 +244,7 @@ struct ResetTokenExecutableTests {
         }
     }
 
-    @Test("a metrics port that is taken stops the start-up with a message naming metrics_listen")
+    @Test("a metrics port that is taken stops the start-up with a message naming metrics_listen, before it announces that it listens")
     func metricsPortTaken() throws {
         let folder = try TemporaryFolder()
         let first = try ServiceProcess(
@@ -258,5 +258,6 @@ struct ResetTokenExecutableTests {
         )
         #expect(status != 0)
         #expect(output.contains("cannot listen for metrics on 127.0.0.1:\(first.port) (metrics_listen)"), "\(output)")
+        #expect(!output.contains("rpc server listening"), "it never announced that it listens: \(output)")
     }
 }
