@@ -80,6 +80,12 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
             return
         }
         if self.draining {
+            // Health keeps answering on a connection still open, with the truth: NOT_SERVING.
+            if request.method == Self.healthCheck, let payload = try? Self.notServing.serializedBytes() {
+                self.respond(callID: request.callID, outcome: .success(ServerResponse(payload: payload, trailers: [:])))
+                self.closeIfDrained(context: context)
+                return
+            }
             self.respond(callID: request.callID, outcome: .failure(RPCError(.unavailable, "the server is shutting down")))
             return
         }
@@ -293,6 +299,13 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
             context.read()
         }
     }
+
+    private static let healthCheck = Rekey_Health_V1_Health.Method.Check.descriptor.fullyQualifiedMethod
+    private static let notServing: Rekey_Health_V1_HealthCheckResponse = {
+        var response = Rekey_Health_V1_HealthCheckResponse()
+        response.status = .notServing
+        return response
+    }()
 
     private func closeIfDrained(context: ChannelHandlerContext) {
         if self.draining, self.calls.isEmpty, self.queued.isEmpty {

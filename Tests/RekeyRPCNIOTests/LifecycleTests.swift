@@ -10,7 +10,7 @@ import Testing
 
 @Suite("Draining and reconnecting")
 struct LifecycleTests {
-    @Test("a graceful shutdown lets in-flight calls finish, refuses new ones, and reports NOT_SERVING")
+    @Test("a graceful shutdown lets in-flight calls finish, refuses new ones, and reports NOT_SERVING, on open connections too")
     func drain() async throws {
         let service = EchoService()
         let health = HealthService()
@@ -37,6 +37,9 @@ struct LifecycleTests {
             // A new call on the open connection is refused while the old one runs.
             let refused = await #expect(throws: RPCError.self) { try await echo.echo(echoRequest("new")) }
             #expect(refused?.code == .unavailable)
+            // Health on that open connection answers, and says NOT_SERVING (not UNAVAILABLE).
+            let status = try await Rekey_Health_V1_Health.Client(wrapping: client).check(.init())
+            #expect(status.status == .notServing)
             // New connections are not accepted any more.
             try await withRPCClient(port: port) { other in
                 let error = await #expect(throws: RPCError.self) {
