@@ -1,10 +1,26 @@
 import Hummingbird
+import HummingbirdCore
 import Logging
 import NIOCore
 import RekeyRPC
 
 /// The gateway's HTTP application: pages, admin API, `/healthz` and `/readyz`.
 package enum Gateway {
+    /// HTTP/1.1 with a time limit on each request's headers (``HeaderDeadlineHandler``) and on a
+    /// keep-alive connection's wait for its next request (`idleTimeout`).
+    package static func httpServer(headerTimeout: Duration, idleTimeout: Duration = .seconds(75), logger: Logger) -> HTTPServerBuilder {
+        let timeout = Self.timeAmount(headerTimeout)
+        return .http1(configuration: .init(
+            additionalChannelHandlers: [HeaderDeadlineHandler(timeout: timeout, logger: logger)],
+            idleTimeout: Self.timeAmount(idleTimeout)
+        ))
+    }
+
+    private static func timeAmount(_ duration: Duration) -> TimeAmount {
+        let (seconds, attoseconds) = duration.components
+        return .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+    }
+
     package static func router(
         flows: Flows, logger: Logger, secret: String, trustedProxies: Set<String> = [], forgotMinimumDuration: Duration = .milliseconds(400)
     ) -> Router<GatewayContext> {

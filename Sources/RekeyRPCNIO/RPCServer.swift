@@ -29,6 +29,11 @@ package final class RPCServer: Service {
         package var idleTimeout: Duration
         /// How long in-flight calls may take to finish on shutdown before connections are closed.
         package var drainTimeout: Duration
+        /// Connections open at once; one more is closed as soon as it is accepted.
+        package var maxConnections: Int
+        /// Once a frame's first byte arrives, the whole frame must follow within this, or the
+        /// connection is closed.
+        package var frameTimeout: Duration
 
         package init(
             host: String = "127.0.0.1",
@@ -36,7 +41,9 @@ package final class RPCServer: Service {
             maxFrameSize: Int = 1 << 20,
             maxConcurrentCallsPerConnection: Int = 256,
             idleTimeout: Duration = .seconds(300),
-            drainTimeout: Duration = .seconds(10)
+            drainTimeout: Duration = .seconds(10),
+            maxConnections: Int = 4096,
+            frameTimeout: Duration = .seconds(10)
         ) {
             self.host = host
             self.port = port
@@ -44,6 +51,8 @@ package final class RPCServer: Service {
             self.maxConcurrentCallsPerConnection = maxConcurrentCallsPerConnection
             self.idleTimeout = idleTimeout
             self.drainTimeout = drainTimeout
+            self.maxConnections = maxConnections
+            self.frameTimeout = frameTimeout
         }
 
         package static let defaults = Configuration()
@@ -57,6 +66,9 @@ package final class RPCServer: Service {
     private let bound: EventLoopPromise<SocketAddress>
     private let state = NIOLockedValueBox(State())
     private let connectionsGauge = Meter(label: "rekey_rpc_server_connections")
+    private let connectionsRefused = Counter(label: "rekey_rpc_server_connections_refused_total")
+    /// One log line per interval about refused connections, with the count.
+    private let refusalLog = RefusalLogLimiter(interval: .seconds(10), capacity: 1)
 
     private struct State {
         var serverChannel: (any Channel)?
@@ -155,12 +167,28 @@ package final class RPCServer: Service {
     }
 
     private func setUpConnection(_ channel: any Channel) throws {
-        let accepted = self.state.withLockedValue { state -> Bool in
-            guard !state.shuttingDown else { return false }
+        enum Admission { case accepted, shuttingDown, full }
+        let admission = self.state.withLockedValue { state -> Admission in
+            guard !state.shuttingDown else { return .shuttingDown }
+            guard state.connections.count < self.configuration.maxConnections else { return .full }
             state.connections[ObjectIdentifier(channel)] = channel
-            return true
+            return .accepted
         }
-        guard accepted else {
+        switch admission {
+        case .accepted:
+            break
+        case .shuttingDown:
+            channel.close(promise: nil)
+            return
+        case .full:
+            self.connectionsRefused.increment()
+            let (log, suppressed) = self.refusalLog.admit(peer: "max_connections")
+            if log {
+                self.logger.warning(
+                    "refusing a connection: max_connections are open",
+                    metadata: ["rpc.max_connections": "\(self.configuration.maxConnections)", "rpc.refused_not_logged": "\(suppressed)"]
+                )
+            }
             channel.close(promise: nil)
             return
         }
@@ -172,6 +200,7 @@ package final class RPCServer: Service {
         let idle = self.configuration.idleTimeout.timeAmount
         try channel.pipeline.syncOperations.addHandlers(
             IdleStateHandler(allTimeout: idle),
+            FrameDeadlineHandler(timeout: self.configuration.frameTimeout.timeAmount, logger: self.logger),
             ByteToMessageHandler(FrameDecoder(maxFrameSize: self.configuration.maxFrameSize)),
             ServerConnectionHandler(dispatcher: self.dispatcher, configuration: self.configuration, logger: self.logger)
         )

@@ -27,6 +27,12 @@ package struct CommonServiceOptions: ParsableArguments {
     @Option(help: "How long running calls may take to finish on shutdown. Env: REKEY_<SERVICE>_DRAIN_TIMEOUT. Default: 10s.")
     package var drainTimeout: String?
 
+    @Option(help: "RPC connections open at once; more are closed on accept. Env: REKEY_<SERVICE>_MAX_CONNECTIONS. Default: 4096.")
+    package var maxConnections: String?
+
+    @Option(help: "Time to receive a whole frame once its first byte arrived. Env: REKEY_<SERVICE>_FRAME_TIMEOUT. Default: 10s.")
+    package var frameTimeout: String?
+
     @Option(help: "trace, debug, info, notice, warning, error or critical. Env: REKEY_<SERVICE>_LOG_LEVEL. Default: info.")
     package var logLevel: String?
 
@@ -39,6 +45,7 @@ package struct CommonServiceOptions: ParsableArguments {
         [
             "listen": self.listen, "metrics_listen": self.metricsListen, "data_dir": self.dataDir, "credentials": self.credentials,
             "max_frame_bytes": self.maxFrameBytes, "drain_timeout": self.drainTimeout,
+            "max_connections": self.maxConnections, "frame_timeout": self.frameTimeout,
             "log_level": self.logLevel, "log_format": self.logFormat,
         ]
     }
@@ -53,6 +60,8 @@ package struct CommonServiceSettings: Sendable {
     package var credentials: [String]
     package var maxFrameBytes: Int
     package var drainTimeout: Duration
+    package var maxConnections: Int
+    package var frameTimeout: Duration
     package var logLevel: Logger.Level
     package var logFormat: LogFormat
 
@@ -67,6 +76,8 @@ package struct CommonServiceSettings: Sendable {
         }
         self.maxFrameBytes = try settings.integer("max_frame_bytes", default: 1 << 20, range: 1024...(64 << 20))
         self.drainTimeout = try settings.duration("drain_timeout", default: .seconds(10), range: .zero ... .seconds(3600))
+        self.maxConnections = try settings.integer("max_connections", default: 4096, range: 1...1_000_000)
+        self.frameTimeout = try settings.duration("frame_timeout", default: .seconds(10), range: .milliseconds(100) ... .seconds(3600))
         self.logLevel = try settings.value("log_level", default: .info, expected: "trace, debug, info, notice, warning, error or critical") {
             Logger.Level(rawValue: $0)
         }
@@ -79,7 +90,9 @@ package struct CommonServiceSettings: Sendable {
             host: self.listen.host,
             port: self.listen.port,
             maxFrameSize: self.maxFrameBytes,
-            drainTimeout: self.drainTimeout
+            drainTimeout: self.drainTimeout,
+            maxConnections: self.maxConnections,
+            frameTimeout: self.frameTimeout
         )
     }
 

@@ -49,6 +49,9 @@ struct GatewayOptions: ParsableArguments {
     @Option(help: "The least time a forgot-password answer takes, so that it does not tell whether the account exists. Env: REKEY_GATEWAY_FORGOT_MIN_DURATION. Default: 400ms.")
     var forgotMinDuration: String?
 
+    @Option(help: "Time for a request's headers to arrive in full (from the connection's start, or the previous response's end). Env: REKEY_GATEWAY_HEADER_TIMEOUT. Default: 10s.")
+    var headerTimeout: String?
+
     @Option(help: "trace … critical. Env: REKEY_GATEWAY_LOG_LEVEL. Default: info.")
     var logLevel: String?
 
@@ -58,7 +61,7 @@ struct GatewayOptions: ParsableArguments {
     var flags: [String: String?] {
         [
             "listen": self.listen, "metrics_listen": self.metricsListen, "public_url": self.publicUrl, "directory": self.directory, "reset_token": self.resetToken,
-            "notifier": self.notifier, "service_credential": self.serviceCredential, "trusted_proxies": self.trustedProxies, "forgot_min_duration": self.forgotMinDuration, "log_level": self.logLevel, "log_format": self.logFormat,
+            "notifier": self.notifier, "service_credential": self.serviceCredential, "trusted_proxies": self.trustedProxies, "forgot_min_duration": self.forgotMinDuration, "header_timeout": self.headerTimeout, "log_level": self.logLevel, "log_format": self.logFormat,
         ]
     }
 }
@@ -73,6 +76,7 @@ struct GatewaySettings {
     var credential: String
     var trustedProxies: Set<String>
     var forgotMinDuration: Duration
+    var headerTimeout: Duration
     var logLevel: Logger.Level
     var logFormat: LogFormat
 
@@ -94,6 +98,7 @@ struct GatewaySettings {
         }
         self.trustedProxies = settings.raw("trusted_proxies") == nil ? [] : Set(try settings.list("trusted_proxies", default: []))
         self.forgotMinDuration = try settings.duration("forgot_min_duration", default: .milliseconds(400), range: .zero ... .seconds(5))
+        self.headerTimeout = try settings.duration("header_timeout", default: .seconds(10), range: .milliseconds(100) ... .seconds(600))
         self.logLevel = try settings.value("log_level", default: .info, expected: "trace, debug, info, notice, warning, error or critical") { Logger.Level(rawValue: $0) }
         self.logFormat = try settings.value("log_format", default: .text, expected: "text or json") { LogFormat(rawValue: $0) }
     }
@@ -129,6 +134,7 @@ struct Serve: AsyncParsableCommand {
                 flows: flows, logger: logger, secret: settings.credential, trustedProxies: settings.trustedProxies,
                 forgotMinimumDuration: settings.forgotMinDuration
             ),
+            server: Gateway.httpServer(headerTimeout: settings.headerTimeout, logger: logger),
             configuration: .init(address: .hostname(settings.listen.host, port: settings.listen.port), serverName: "rekey-gateway"),
             onServerRunning: { channel in
                 logger.info(

@@ -5,6 +5,9 @@ import Testing
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
+#if canImport(Glibc)
+import Glibc
+#endif
 
 extension RekeySystem {
     static let staffPassword = "a long staff passphrase"
@@ -218,6 +221,39 @@ struct HardeningTests {
         let noReferrer = try await Browser(base: system.base).send("POST", "/password/forgot", form: ["email": "jane@example.com", "csrf": csrf],
                                                                    headers: ["Cookie": cookie, "Origin": "null", "Sec-Fetch-Site": "same-origin"])
         #expect(noReferrer.status == 200, "what a browser sends from a no-referrer page")
+    }
+
+    @Test("a client sending its request headers a byte at a time is disconnected at the header timeout while others are served")
+    func slowHeaders() async throws {
+        let system = try RekeySystem(gateway: ["--header-timeout", "500ms"])
+        defer { system.stop() }
+        let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        #expect(socket >= 0)
+        defer { close(socket) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(system.gatewayPort).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        #expect(connected == 0)
+        func send(_ text: String) -> Bool {
+            text.withCString { Glibc.send(socket, $0, strlen($0), Int32(MSG_NOSIGNAL)) } >= 0
+        }
+        func closedByServer() -> Bool {
+            var byte: UInt8 = 0
+            return recv(socket, &byte, 1, Int32(MSG_DONTWAIT)) == 0
+        }
+        #expect(send("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n"))
+        // 200 header bytes at one per 50 ms would take 10 s.
+        var sent = 0
+        while sent < 200, !closedByServer(), send("X") {
+            sent += 1
+            #expect(try await Browser(base: system.base).send("GET", "/healthz").status == 200, "others are served meanwhile")
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(sent < 200, "the server closed the connection before the headers could finish")
     }
 
     @Test("two live reset links of one user, used 100 times in parallel: exactly one password change, and it is the password that works")

@@ -123,6 +123,53 @@ struct BadInputTests {
         }
     }
 
+    @Test("a client dripping a frame a byte at a time is disconnected at the frame timeout, long before the frame could finish")
+    func drippingClient() async throws {
+        var configuration = RPCServer.Configuration.defaults
+        configuration.frameTimeout = .milliseconds(500)
+        try await self.expectServerSurvives(configuration: configuration, logLine: "did not finish a frame in time") { port in
+            try await RawConnection.with(port: port) { inbound, outbound in
+                // A 200-byte frame at one byte per 50 ms would take 10 s; the server must not wait for it.
+                let dripper = Task {
+                    var prefix = ByteBuffer()
+                    prefix.writeInteger(UInt32(200), endianness: .big)
+                    for byte in prefix.readableBytesView {
+                        try await outbound.write(ByteBuffer(bytes: [byte]))
+                        try await Task.sleep(for: .milliseconds(50))
+                    }
+                    for _ in 0..<200 {
+                        try await outbound.write(ByteBuffer(bytes: [0x0A]))
+                        try await Task.sleep(for: .milliseconds(50))
+                    }
+                    return true
+                }
+                let frames = try await inbound.collectUntilClosed()
+                #expect(frames.isEmpty)
+                dripper.cancel()
+                let finished = (try? await dripper.value) ?? false
+                #expect(!finished, "the connection was closed before the frame could be sent in full")
+            }
+        }
+    }
+
+    @Test("past max_connections a new connection is closed at once; the server serves again when they go")
+    func maxConnections() async throws {
+        var configuration = RPCServer.Configuration.defaults
+        configuration.maxConnections = 3
+        try await self.expectServerSurvives(configuration: configuration, logLine: "refusing a connection: max_connections are open") { port in
+            try await RawConnection.with(port: port) { _, _ in
+                try await RawConnection.with(port: port) { _, _ in
+                    try await RawConnection.with(port: port) { _, _ in
+                        try await RawConnection.with(port: port) { inbound, _ in
+                            let frames = try await inbound.collectUntilClosed()
+                            #expect(frames.isEmpty, "the fourth connection is closed without an answer")
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     @Test("a client that sends requests but never reads the answers is disconnected")
     func clientThatNeverReads() async throws {
         var configuration = RPCServer.Configuration.defaults

@@ -52,4 +52,25 @@ struct InterceptorTests {
         #expect(line.contains("request.id=req-42"))
         #expect(line.contains("rpc.caller=gateway"))
     }
+
+    @Test("refusals are logged once per peer address per interval, with the count left out")
+    func refusalsRateLimited() async throws {
+        let capture = LogCapture()
+        let dispatcher = RPCDispatcher(services: [EchoService()], interceptors: [LoggingInterceptor()], logger: capture.logger(level: .info))
+        for _ in 0..<200 {
+            _ = try await self.call(dispatcher, failWithCode: 16)
+        }
+        #expect(capture.lines.count == 1, "\(capture.lines.count) lines")
+        _ = try await self.call(dispatcher, failWithCode: 5)
+        #expect(capture.lines.count == 2, "other failures are not limited")
+
+        let limiter = RefusalLogLimiter(interval: .seconds(10), capacity: 2)
+        let start = ContinuousClock.now
+        #expect(limiter.admit(peer: "[IPv4]192.0.2.1/192.0.2.1:5000", now: start) == (true, 0))
+        #expect(limiter.admit(peer: "[IPv4]192.0.2.1/192.0.2.1:5001", now: start + .seconds(1)) == (false, 0), "another port of the same address")
+        #expect(limiter.admit(peer: "[IPv4]192.0.2.1/192.0.2.1:5002", now: start + .seconds(2)) == (false, 0))
+        #expect(limiter.admit(peer: "[IPv4]192.0.2.2/192.0.2.2:5000", now: start + .seconds(2)) == (true, 0))
+        #expect(limiter.admit(peer: "[IPv4]192.0.2.1/192.0.2.1:5000", now: start + .seconds(11)) == (true, 2), "the next window says how many were left out")
+        #expect(limiter.admit(peer: "[IPv4]192.0.2.3/192.0.2.3:5000", now: start + .seconds(12)) == (true, 0), "a full table forgets old windows")
+    }
 }

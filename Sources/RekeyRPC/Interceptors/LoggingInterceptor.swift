@@ -1,6 +1,14 @@
-/// Logs the outcome of every call: at debug when it succeeds, at info when it fails.
+import Logging
+
+/// Logs the outcome of every call: at debug when it succeeds, at info when it fails. Refusals
+/// (UNAUTHENTICATED, PERMISSION_DENIED) are logged at most once per peer address per interval,
+/// with the number left out since the last one.
 package struct LoggingInterceptor: ServerInterceptor {
-    package init() {}
+    private let refusals: RefusalLogLimiter
+
+    package init(refusals: RefusalLogLimiter = RefusalLogLimiter()) {
+        self.refusals = refusals
+    }
 
     package func intercept(
         request: ServerRequest,
@@ -19,12 +27,18 @@ package struct LoggingInterceptor: ServerInterceptor {
             return response
         } catch {
             let status = RPCDispatcher.rpcError(for: error, context: context)
-            context.logger.info("rpc failed", metadata: [
+            var metadata: Logger.Metadata = [
                 "rpc.code": "\(status.code)",
                 "rpc.message": "\(status.message)",
                 "rpc.caller": "\(context.caller)",
                 "rpc.duration_ms": "\(Self.milliseconds(since: start))",
-            ])
+            ]
+            if status.code == .unauthenticated || status.code == .permissionDenied {
+                let (log, suppressed) = self.refusals.admit(peer: context.peer)
+                guard log else { throw status }
+                if suppressed > 0 { metadata["rpc.refusals_not_logged"] = "\(suppressed)" }
+            }
+            context.logger.info("rpc failed", metadata: metadata)
             throw status
         }
     }
