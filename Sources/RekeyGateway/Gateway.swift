@@ -22,7 +22,8 @@ package enum Gateway {
     }
 
     package static func router(
-        flows: Flows, logger: Logger, secret: String, trustedProxies: Set<String> = [], forgotMinimumDuration: Duration = .milliseconds(400)
+        flows: Flows, logger: Logger, secret: String, background: BackgroundQueue, trustedProxies: Set<String> = [],
+        forgotMinimumDuration: Duration = .milliseconds(400)
     ) -> Router<GatewayContext> {
         let router = Router(context: GatewayContext.self)
         // Outermost, so that it counts the 503 pages and security-header responses too.
@@ -38,7 +39,7 @@ package enum Gateway {
                 status: down.isEmpty ? .ok : .serviceUnavailable, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: text))
             )
         }
-        Web(flows: flows, secret: secret, forgotMinimumDuration: forgotMinimumDuration).add(to: router)
+        Web(flows: flows, secret: secret, background: background, forgotMinimumDuration: forgotMinimumDuration).add(to: router)
         AdminAPI(flows: flows).add(to: router)
         return router
     }

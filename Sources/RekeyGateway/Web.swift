@@ -6,6 +6,7 @@ import NIOCore
 import RekeyCrypto
 import RekeyDirectoryAPI
 import RekeyRPC
+import Synchronization
 
 /// The request context of the gateway: who is calling from where, and the request id that goes
 /// with every RPC this request makes.
@@ -111,16 +112,19 @@ package struct Web: Sendable {
     /// Forgot-password answers take at least this long, so that the time does not tell whether
     /// the account exists.
     let forgotMinimumDuration: Duration
+    /// Where the forgot-password flow finishes after its answer.
+    let background: BackgroundQueue
 
     /// `secret` is the deployment's secret the CSRF key is derived from (the gateway passes its
     /// service credential, which every gateway replica of a deployment shares).
-    package init(flows: Flows, secret: String, forgotMinimumDuration: Duration = .milliseconds(400)) {
+    package init(flows: Flows, secret: String, background: BackgroundQueue, forgotMinimumDuration: Duration = .milliseconds(400)) {
         self.flows = flows
         self.secureCookies = flows.publicURL.hasPrefix("https://")
         self.csrfCookie = self.secureCookies ? "__Host-rekey_csrf" : "rekey_csrf"
         self.sessionCookie = self.secureCookies ? "__Host-rekey_session" : "rekey_session"
         self.csrfKey = OpenSSL.hmacSHA256(key: Array(secret.utf8), Array("rekey csrf v1".utf8))
         self.forgotMinimumDuration = forgotMinimumDuration
+        self.background = background
     }
 
     func add(to router: Router<GatewayContext>) {
@@ -210,11 +214,30 @@ package struct Web: Sendable {
         guard !email.isEmpty, email.count <= 254 else {
             return Self.html(HTML.forgot(csrf: csrf, errors: ["Enter the email address of your account."]), status: .badRequest)
         }
-        try await self.flows.forgotPassword(email: email, clientAddress: context.clientAddress, requestID: context.requestID)
-        // The same page, status and about the same time, whatever happened.
+        // The flow runs in the background queue; the answer comes at the floor whatever the flow
+        // is doing then, so its time never tells whether the account exists. A service that did
+        // not answer before the floor still gets the "temporarily unavailable" page.
+        let outcome = Mutex<(any Error)?>(nil)
+        let (flows, clientAddress, requestID) = (self.flows, context.clientAddress, context.requestID)
+        let queued = self.background.submit {
+            do {
+                try await flows.forgotPassword(email: email, clientAddress: clientAddress, requestID: requestID)
+            } catch {
+                flows.logger.warning("forgot-password flow failed", metadata: ["request.id": "\(requestID)", "error": "\(error)"])
+                outcome.withLock { $0 = error }
+            }
+        }
         let elapsed = ContinuousClock.now - started
         if elapsed < self.forgotMinimumDuration {
             try await Task.sleep(for: self.forgotMinimumDuration - elapsed)
+        }
+        guard queued else {
+            var response = Self.html(HTML.unavailable, status: .serviceUnavailable)
+            response.headers[.retryAfter] = "30"
+            return response
+        }
+        if let failure = outcome.withLock({ $0 }) {
+            throw failure
         }
         return Self.html(HTML.forgotSent)
     }

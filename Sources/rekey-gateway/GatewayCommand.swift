@@ -129,9 +129,10 @@ struct Serve: AsyncParsableCommand {
         )
         let flows = Flows(backends: backends, publicURL: settings.publicURL, logger: logger)
         let publicURL = settings.publicURL
+        let background = BackgroundQueue(logger: logger)
         let app = Application(
             router: Gateway.router(
-                flows: flows, logger: logger, secret: settings.credential, trustedProxies: settings.trustedProxies,
+                flows: flows, logger: logger, secret: settings.credential, background: background, trustedProxies: settings.trustedProxies,
                 forgotMinimumDuration: settings.forgotMinDuration
             ),
             server: Gateway.httpServer(headerTimeout: settings.headerTimeout, logger: logger),
@@ -147,7 +148,8 @@ struct Serve: AsyncParsableCommand {
         let metrics = settings.metricsListen.map { MetricsServer(listen: $0, registry: registry, logger: logger) }
         let group = ServiceGroup(
             configuration: .init(
-                services: [.init(service: app)] + (metrics.map { [.init(service: $0)] } ?? []),
+                // The background queue last: on shutdown it finishes the flows already accepted.
+                services: [.init(service: app), .init(service: background)] + (metrics.map { [.init(service: $0)] } ?? []),
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger
             )

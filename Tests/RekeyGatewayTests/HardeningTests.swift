@@ -256,6 +256,34 @@ struct HardeningTests {
         #expect(sent < 200, "the server closed the connection before the headers could finish")
     }
 
+    @Test("the forgot-password answer never waits for the flow: with a notifier that accepts and never answers, a known account gets the same page as an unknown one, at the floor")
+    func forgotNeverWaits() async throws {
+        // A listening socket nobody accepts from: connections open, calls are never answered.
+        let hole = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(hole) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(hole, $0, length) } }
+        #expect(listen(hole, 64) == 0)
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(hole, $0, &length) } }
+        let holePort = Int(UInt16(bigEndian: address.sin_port))
+
+        let system = try RekeySystem(gateway: ["--notifier", "127.0.0.1:\(holePort)", "--forgot-min-duration", "200ms"])
+        defer { system.stop() }
+        let api = Browser(base: system.base)
+        let created = try await api.send("POST", "/api/admin/v1/users", headers: ["Authorization": "Bearer \(system.apiKey)"],
+                                         body: Data(#"{"name": "Kim Known", "email": "kim@example.com", "role": "customer"}"#.utf8))
+        #expect(created.status == 200)
+        let browser = Browser(base: system.base)
+        let csrf = Browser.csrf(in: try await browser.send("GET", "/password/forgot"))
+        let known = try await browser.send("POST", "/password/forgot", form: ["email": "kim@example.com", "csrf": csrf])
+        let unknown = try await browser.send("POST", "/password/forgot", form: ["email": "nobody@example.com", "csrf": csrf])
+        #expect(known.status == 200, "the answer did not wait for the notifier's deadline")
+        #expect(known.status == unknown.status && known.body == unknown.body)
+    }
+
     @Test("two live reset links of one user, used 100 times in parallel: exactly one password change, and it is the password that works")
     func twoLinks() async throws {
         let system = try RekeySystem()
