@@ -1,6 +1,7 @@
 import RekeyInput
 import Logging
 import Metrics
+import RekeyCrypto
 import RekeyDirectoryAPI
 import RekeyRPC
 import RekeySQLite
@@ -295,7 +296,14 @@ package struct DirectoryService: Rekey_Directory_V1_Directory.ServiceProtocol {
             Self.countSignIn("rate_limited")
             throw DirectoryError.signInLimited(retryAfter: retryAfter)
         }
-        let verdict = try await self.hashing.verify(request.password, against: candidate?.hash)
+        let verdict: PasswordHasher.Verification
+        do {
+            // The attempt was counted already: a refusal here still uses up one of the limit's.
+            verdict = try await self.hashing.verify(request.password, against: candidate?.hash, client: request.clientAddress)
+        } catch DirectoryError.signInLimited(let retryAfter) {
+            Self.countSignIn("rate_limited")
+            throw DirectoryError.signInLimited(retryAfter: retryAfter)
+        }
         guard let candidate, verdict != .mismatch else {
             // The reservation stays: it is the failure's count.
             try await self.db { store, c in try store.forgetOldSignIns(in: c) }

@@ -29,6 +29,9 @@ struct DirectoryOptions: ParsableArguments {
     @Option(help: "Threads for password hashing. Env: REKEY_DIRECTORY_HASHING_THREADS. Default: the number of CPUs.")
     var hashingThreads: String?
 
+    @Option(help: "Password checks one client address may have waiting or running at once; more are refused at once (429). Env: REKEY_DIRECTORY_HASHING_SHARE. Default: the hashing threads.")
+    var hashingShare: String?
+
     @Option(help: "Sign-on session lifetime. Env: REKEY_DIRECTORY_SESSION_LIFETIME. Default: 12h.")
     var sessionLifetime: String?
 
@@ -49,7 +52,7 @@ struct DirectoryOptions: ParsableArguments {
 
     var flags: [String: String?] {
         [
-            "scrypt_log_n": self.scryptLogN, "hashing_threads": self.hashingThreads,
+            "scrypt_log_n": self.scryptLogN, "hashing_threads": self.hashingThreads, "hashing_share": self.hashingShare,
             "session_lifetime": self.sessionLifetime, "api_key_lifetime": self.apiKeyLifetime,
             "sign_in_limit": self.signInLimit, "sign_in_window": self.signInWindow,
             "sign_in_account_free": self.signInAccountFree, "sign_in_account_delay": self.signInAccountDelay,
@@ -61,6 +64,7 @@ struct DirectorySettings {
     var common: CommonServiceSettings
     var scrypt: PasswordHasher.Parameters
     var hashingThreads: Int
+    var hashingShare: Int
     var store: DirectoryStore.Configuration
 
     init(common options: CommonServiceOptions, _ own: DirectoryOptions, requireCredentials: Bool = true) throws {
@@ -71,6 +75,7 @@ struct DirectorySettings {
         self.hashingThreads = try settings.integer(
             "hashing_threads", default: ProcessInfo.processInfo.activeProcessorCount, range: 1...256
         )
+        self.hashingShare = try settings.integer("hashing_share", default: self.hashingThreads, range: 1...10_000)
         self.store = DirectoryStore.Configuration(
             sessionLifetime: try settings.duration("session_lifetime", default: .seconds(12 * 3600), range: .seconds(60) ... .seconds(90 * 86400)),
             apiKeyLifetime: try settings.duration("api_key_lifetime", default: .seconds(365 * 86400), range: .seconds(60) ... .seconds(3650 * 86400)),
@@ -134,7 +139,7 @@ struct Serve: AsyncParsableCommand {
         let store = try await settings.openStore(database)
         let schemaVersion = try await database.schemaVersion()
         logger.info("database ready", metadata: ["db.schema_version": "\(schemaVersion)"])
-        let hashing = HashingPool(hasher: PasswordHasher(parameters: settings.scrypt), threads: settings.hashingThreads)
+        let hashing = HashingPool(hasher: PasswordHasher(parameters: settings.scrypt), threads: settings.hashingThreads, sharePerClient: settings.hashingShare)
         let runner = RPCServiceRunner(
             name: "rekey-directory",
             server: settings.common.serverConfiguration,

@@ -75,4 +75,19 @@ struct PasswordTests {
         }
         #expect(refused, "the second call was never refused in five rounds")
     }
+
+    @Test("each client address has a bounded share of the pool; past it, refused at once; others are admitted")
+    func fairShare() async throws {
+        let pool = HashingPool(hasher: PasswordHasher(parameters: .init(logN: 10, r: 8, p: 1)), threads: 1, sharePerClient: 2)
+        #expect(pool.admit("192.0.2.1"))
+        #expect(pool.admit("192.0.2.1"))
+        #expect(!pool.admit("192.0.2.1"))
+        #expect(pool.admit("192.0.2.2"))
+        pool.release("192.0.2.1")
+        #expect(pool.admit("192.0.2.1"))
+        await #expect(throws: DirectoryError.signInLimited(retryAfter: 1)) {
+            try await pool.verify("whatever it is", against: nil, client: "192.0.2.1")
+        }
+        #expect(try await pool.verify("whatever it is", against: nil, client: "192.0.2.3") == .mismatch)
+    }
 }

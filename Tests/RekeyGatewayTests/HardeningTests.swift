@@ -170,7 +170,8 @@ struct HardeningTests {
 
     @Test("100 parallel wrong sign-ins from one address: exactly the limit get a password check; 60 from 60 addresses against one account: exactly the free attempts")
     func signInBursts() async throws {
-        let system = try RekeySystem(directory: ["--sign-in-account-delay", "1h"], gateway: ["--trusted-proxies", "127.0.0.1"])
+        // A share of the hashing pool as large as the burst, so that the count shows the limits alone.
+        let system = try RekeySystem(directory: ["--sign-in-account-delay", "1h", "--hashing-share", "100"], gateway: ["--trusted-proxies", "127.0.0.1"])
         defer { system.stop() }
         let csrfPage = try await Browser(base: system.base).send("GET", "/")
         let csrf = Browser.csrf(in: csrfPage)
@@ -282,6 +283,42 @@ struct HardeningTests {
         let unknown = try await browser.send("POST", "/password/forgot", form: ["email": "nobody@example.com", "csrf": csrf])
         #expect(known.status == 200, "the answer did not wait for the notifier's deadline")
         #expect(known.status == unknown.status && known.body == unknown.body)
+    }
+
+    @Test("150 parallel sign-ins from 5 addresses cannot crowd out a sixth: its correct sign-in succeeds; the excess is refused at once with 429")
+    func hashingFairness() async throws {
+        let system = try RekeySystem(directory: ["--hashing-threads", "1", "--hashing-share", "1"], gateway: ["--trusted-proxies", "127.0.0.1"])
+        defer { system.stop() }
+        let staff = try await system.staff(name: "Fay Fair", email: "fay@example.com", role: "agent")
+        _ = staff
+        let page = try await Browser(base: system.base).send("GET", "/")
+        let csrf = Browser.csrf(in: page)
+        let cookie = page.headers["set-cookie"].map { String($0.split(separator: ";")[0]) } ?? ""
+        let (statuses, good) = try await withThrowingTaskGroup(of: (Int, Bool).self) { group in
+            for index in 0..<150 {
+                group.addTask {
+                    let status = try await Browser(base: system.base).send("POST", "/signin", form: [
+                        "email": "nobody\(index)@example.com", "password": "not the password, sorry", "csrf": csrf,
+                    ], headers: ["X-Forwarded-For": "198.51.100.\(index % 5 + 1)", "Cookie": cookie]).status
+                    return (status, false)
+                }
+            }
+            group.addTask {
+                let status = try await Browser(base: system.base).send("POST", "/signin", form: [
+                    "email": "fay@example.com", "password": RekeySystem.staffPassword, "csrf": csrf,
+                ], headers: ["X-Forwarded-For": "203.0.113.99", "Cookie": cookie]).status
+                return (status, true)
+            }
+            var statuses: [Int: Int] = [:]
+            var good = 0
+            for try await (status, isGood) in group {
+                if isGood { good = status } else { statuses[status, default: 0] += 1 }
+            }
+            return (statuses, good)
+        }
+        #expect(good == 303, "the sixth address signs in")
+        #expect(Set(statuses.keys).isSubset(of: [401, 429]), "\(statuses)")
+        #expect(statuses[503] == nil)
     }
 
     @Test("two live reset links of one user, used 100 times in parallel: exactly one password change, and it is the password that works")
