@@ -360,16 +360,31 @@ package struct AdminAPI: Sendable {
         return UserJSON(try await self.directory.addEmail(add, options: admin.options).user ?? .init())
     }
 
-    /// Makes an address primary, or removes it.
+    /// Makes an address primary (and tells the previous primary address), or removes it.
     func changeEmail(_ admin: Admin, _ id: String, _ emailID: String, primary: Bool) async throws -> any Encodable {
         var change = Rekey_Directory_V1_EmailChangeRequest()
         change.userID = id
         change.emailID = emailID
         change.actor = admin.directoryActor
-        let user = primary
-            ? try await self.directory.setPrimaryEmail(change, options: admin.options).user
-            : try await self.directory.removeEmail(change, options: admin.options).user
-        return UserJSON(user ?? .init())
+        guard primary else {
+            return UserJSON(try await self.directory.removeEmail(change, options: admin.options).user ?? .init())
+        }
+        let before = try await self.user(admin, id, for: "email.primary")
+        let after = try await self.directory.setPrimaryEmail(change, options: admin.options).user ?? .init()
+        if let previous = before.emails.first(where: \.primary), let new = after.emails.first(where: \.primary), previous.id != new.id {
+            do {
+                try await self.flows.notifyPrimaryChanged(
+                    user: after, previous: previous, new: new, changedBy: admin.user, clientAddress: admin.clientAddress, requestID: admin.requestID
+                )
+            } catch {
+                // The change stands; the notice is what failed, and the log says so.
+                self.flows.logger.error(
+                    "the primary address changed but the notice to the previous one was not queued",
+                    metadata: ["request.id": "\(admin.requestID)", "user.id": "\(id)", "error": "\(error)"]
+                )
+            }
+        }
+        return UserJSON(after)
     }
 
     struct CreateKeyBody: Decodable {

@@ -246,6 +246,30 @@ package struct Flows: Sendable {
 
     // MARK: Helpers
 
+    /// Tells the previous primary address that mail now goes elsewhere: the new address masked,
+    /// who changed it and when. Queued idempotently per change.
+    package func notifyPrimaryChanged(
+        user: Rekey_Directory_V1_User, previous: Rekey_Directory_V1_EmailIdentity, new: Rekey_Directory_V1_EmailIdentity,
+        changedBy: Rekey_Directory_V1_User, clientAddress: String, requestID: String
+    ) async throws {
+        let now = Date()
+        var enqueue = Rekey_Notifier_V1_EnqueueRequest()
+        enqueue.templateName = "primary_email_changed"
+        enqueue.toAddress = previous.address
+        enqueue.toName = user.name
+        enqueue.locale = user.locale
+        enqueue.variables = [
+            Self.variable("new_address", Self.mask(new.address)),
+            Self.variable("changed_by", changedBy.id == user.id ? user.name : "\(changedBy.name) (\(changedBy.role))"),
+            // 2026-12-01 07:12 UTC
+            Self.variable("changed_at", String(now.ISO8601Format().prefix(16)).replacingOccurrences(of: "T", with: " ") + " UTC"),
+        ]
+        enqueue.userID = user.id
+        enqueue.idempotencyKey = "primary_email_changed-\(user.id)-\(new.id)-\(Int64(now.timeIntervalSince1970 * 1000))"
+        enqueue.requestedBy = Self.notifierActor(changedBy.id, clientAddress)
+        _ = try await self.backends.notifier.enqueue(enqueue, options: Backends.options(requestID))
+    }
+
     static func variable(_ key: String, _ value: String) -> Rekey_Notifier_V1_Variable {
         var variable = Rekey_Notifier_V1_Variable()
         variable.key = key

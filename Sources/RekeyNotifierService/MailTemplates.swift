@@ -126,6 +126,19 @@ enum BuiltinTemplates {
             <p>The password of your account was just changed. If this was you, there is nothing to do.</p>
             <p>If it was not you, reset your password at once{{#reset_link}} (<a href="{{reset_link}}">reset it here</a>){{/reset_link}}, and contact support.</p>
             """,
+        "primary_email_changed.en.subject": "Your account's email address was changed",
+        "primary_email_changed.en.text": """
+            Hello{{#name}} {{{name}}}{{/name}},
+
+            The email address of your account was changed from this address to {{{new_address}}} by {{{changed_by}}} on {{{changed_at}}}. Mail about your account, password resets included, now goes there.
+
+            If you did not ask for this, contact support at once.
+            """,
+        "primary_email_changed.en.html": """
+            <p>Hello{{#name}} {{name}}{{/name}},</p>
+            <p>The email address of your account was changed from this address to <strong>{{new_address}}</strong> by {{changed_by}} on {{changed_at}}. Mail about your account, password resets included, now goes there.</p>
+            <p>If you did not ask for this, contact support at once.</p>
+            """,
         "test.en.subject": "Rekey test message",
         "test.en.text": """
             This is a test message from Rekey. It went through the same path as password reset email.
@@ -180,6 +193,19 @@ enum BuiltinTemplates {
             <p>Hallo{{#name}} {{name}}{{/name}},</p>
             <p>das Passwort Ihres Kontos wurde soeben geändert. Wenn Sie das waren, ist nichts weiter zu tun.</p>
             <p>Wenn nicht, setzen Sie Ihr Passwort sofort zurück{{#reset_link}} (<a href="{{reset_link}}">hier</a>){{/reset_link}}, und wenden Sie sich an den Support.</p>
+            """,
+        "primary_email_changed.de.subject": "Die E-Mail-Adresse Ihres Kontos wurde geändert",
+        "primary_email_changed.de.text": """
+            Hallo{{#name}} {{{name}}}{{/name}},
+
+            die E-Mail-Adresse Ihres Kontos wurde von dieser Adresse auf {{{new_address}}} geändert, von {{{changed_by}}} am {{{changed_at}}}. Post zu Ihrem Konto, auch zum Zurücksetzen des Passworts, geht jetzt dorthin.
+
+            Wenn Sie das nicht veranlasst haben, wenden Sie sich sofort an den Support.
+            """,
+        "primary_email_changed.de.html": """
+            <p>Hallo{{#name}} {{name}}{{/name}},</p>
+            <p>die E-Mail-Adresse Ihres Kontos wurde von dieser Adresse auf <strong>{{new_address}}</strong> geändert, von {{changed_by}} am {{changed_at}}. Post zu Ihrem Konto, auch zum Zurücksetzen des Passworts, geht jetzt dorthin.</p>
+            <p>Wenn Sie das nicht veranlasst haben, wenden Sie sich sofort an den Support.</p>
             """,
         "test.de.subject": "Rekey-Testnachricht",
         "test.de.text": """

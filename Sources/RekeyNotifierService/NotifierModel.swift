@@ -5,12 +5,15 @@ package enum MailTemplate: String, CaseIterable, Sendable {
     case passwordReset = "password_reset"
     case emailVerification = "email_verification"
     case passwordChanged = "password_changed"
+    /// To the previous primary address when the primary address changes.
+    case primaryEmailChanged = "primary_email_changed"
     case test
 
     /// Variables a caller must give; `name` (the recipient's) is always available.
     package var requiredVariables: [String] {
         switch self {
         case .passwordReset, .emailVerification: return ["link", "expires_in"]
+        case .primaryEmailChanged: return ["new_address", "changed_by", "changed_at"]
         case .passwordChanged, .test: return []
         }
     }

@@ -151,6 +151,22 @@ struct HardeningTests {
         let emailID = try #require((added["emails"] as? [[String: Any]])?.first { $0["address"] as? String == "agnes@attacker.example" }?["id"] as? String)
         let primary = try await api.send("POST", "/api/admin/v1/users/\(agent.id)/emails/\(emailID)/primary", headers: auth)
         #expect(primary.status == 409, "\(primary.body)")
+        // Once its owner confirms it, it may become primary, and the previous address hears of it.
+        let before = ((try? FileManager.default.contentsOfDirectory(atPath: system.mailDir)) ?? []).count
+        let verification = try await api.send("POST", "/api/admin/v1/users/\(agent.id)/verification", headers: auth, body: Data(#"{"email_id": "\#(emailID)"}"#.utf8))
+        #expect(verification.status == 200, "\(verification.body)")
+        let link = try #require(try await system.waitForMail(count: before + 1).compactMap { $0.contains("agnes@attacker.example") ? $0.link("/email/verify") : nil }.last)
+        let confirmer = Browser(base: system.base)
+        let confirmForm = try await confirmer.send("GET", String(link.dropFirst("https://sso.example.test".count)))
+        let confirmed = try await confirmer.send("POST", "/email/verify", form: ["token": String(link.split(separator: "=").last!), "csrf": Browser.csrf(in: confirmForm)])
+        #expect(confirmed.status == 200)
+        let moved = try await api.send("POST", "/api/admin/v1/users/\(agent.id)/emails/\(emailID)/primary", headers: auth)
+        #expect(moved.status == 200, "\(moved.body)")
+        let notices = try await system.waitForMail(count: before + 2)
+        let notice = try #require(notices.first { $0.contains("To: \"Agnes Agent\" <agnes@example.com>") && $0.contains("email address was changed") })
+        #expect(notice.contains("a***@attacker.example"))
+        #expect(notice.contains("Mallory Admin (admin)"))
+        #expect(!notice.contains("agnes@attacker.example"), "the new address is masked")
 
         // Disabling revokes the agent's key for good.
         #expect(try await api.send("GET", "/api/admin/v1/users", headers: ["Authorization": "Bearer \(agent.key)"]).status == 200)
@@ -162,7 +178,7 @@ struct HardeningTests {
         let actions = Set((trail["records"] as? [[String: Any]] ?? []).compactMap { $0["action"] as? String })
         #expect(actions.isSuperset(of: ["refused.api_key.create", "refused.user.disable", "refused.email.add", "refused.password_reset.send", "refused.verification.send"]), "\(actions)")
         let mails = try await system.waitForMail(count: 1)
-        #expect(!mails.contains { $0.contains("owner@example.com") || $0.contains("attacker.example") }, "nothing went to the owner or the attacker")
+        #expect(!mails.contains { $0.contains("owner@example.com") || $0.contains("evil@attacker.example") }, "nothing went to the owner or the attacker's address")
         let ownerNow = try RekeySystem.object(try await api.send("GET", "/api/admin/v1/users/\(ownerID)", headers: auth))
         #expect((ownerNow["emails"] as? [[String: Any]])?.count == 1)
         #expect(ownerNow["state"] as? String == "active")

@@ -127,7 +127,8 @@ struct  Rekey__Notifier__V1__EnqueueRequest
 {
   ProtobufCMessage base;
   /*
-   * password_reset, email_verification, password_changed or test.
+   * password_reset, email_verification, password_changed, primary_email_changed (variables
+   * new_address, changed_by, changed_at) or test.
    */
   char *template_name;
   char *to_address;
