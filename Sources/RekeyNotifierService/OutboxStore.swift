@@ -155,6 +155,11 @@ package struct OutboxStore: Sendable {
         guard (1...200).contains(new.idempotencyKey.utf8.count) else {
             throw NotifierError.invalidArgument("idempotency_key is required (at most 200 bytes)")
         }
+        for (field, value) in [("user_id", new.userID), ("token_id", new.tokenID)] where !value.isEmpty {
+            guard value.utf8.count <= 128, value.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
+                throw NotifierError.invalidArgument("\(field) must be 1-128 printable ASCII characters without spaces")
+            }
+        }
         guard let template = MailTemplate(rawValue: new.template) else {
             throw NotifierError.invalidArgument(
                 "unknown template `\(new.template.prefix(80))`; known: \(MailTemplate.allCases.map(\.rawValue).joined(separator: ", "))"

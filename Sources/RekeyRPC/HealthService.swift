@@ -11,7 +11,8 @@ package final class HealthService: Rekey_Health_V1_Health.ServiceProtocol {
 
     /// A health service reporting SERVING for the server and for each of `services`.
     package init(services: [String] = []) {
-        var statuses: [String: Status] = ["": .serving]
+        // The health service answers for itself too.
+        var statuses: [String: Status] = ["": .serving, Rekey_Health_V1_Health.name: .serving]
         for service in services {
             statuses[service] = .serving
         }

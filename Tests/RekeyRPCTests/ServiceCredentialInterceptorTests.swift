@@ -50,6 +50,34 @@ struct ServiceCredentialInterceptorTests {
         #expect(try Rekey_Health_V1_HealthCheckResponse(serializedBytes: outcome.payload).status == .serving)
     }
 
+    @Test("metadata keys are case-insensitive; a repeated authorization entry is refused, whatever the first one says")
+    func keyCaseAndRepeats() async {
+        var capitalised = Metadata()
+        capitalised.add("Authorization", "Bearer old-secret")
+        let call = IncomingCall(method: Self.echo, metadata: capitalised, payload: [], deadline: nil, peer: "test")
+        #expect(await self.dispatcher.handle(call, context: self.dispatcher.makeContext(for: call)).code == .ok)
+        var twice = Metadata()
+        twice.add("authorization", "Bearer old-secret")
+        twice.add("authorization", "Bearer new-secret")
+        let repeated = IncomingCall(method: Self.echo, metadata: twice, payload: [], deadline: nil, peer: "test")
+        let outcome = await self.dispatcher.handle(repeated, context: self.dispatcher.makeContext(for: repeated))
+        #expect(outcome.code == .unauthenticated)
+        #expect(outcome.message == "send exactly one authorization entry")
+    }
+
+    @Test("the health service answers for itself, for the whole server, and SERVICE_UNKNOWN for names it does not know")
+    func healthOfHealth() async throws {
+        for (service, status) in [(Rekey_Health_V1_Health.name, Rekey_Health_V1_HealthCheckResponse.ServingStatus.serving), ("", .serving), ("rekey.nothing.v1.Nothing", .serviceUnknown)] {
+            var request = Rekey_Health_V1_HealthCheckRequest()
+            request.service = service
+            let call = IncomingCall(
+                method: Rekey_Health_V1_Health.Method.Check.descriptor.fullyQualifiedMethod, metadata: [:], payload: try request.serializedBytes(), deadline: nil, peer: "test"
+            )
+            let outcome = await self.dispatcher.handle(call, context: self.dispatcher.makeContext(for: call))
+            #expect(try Rekey_Health_V1_HealthCheckResponse(serializedBytes: outcome.payload).status == status, "\(service)")
+        }
+    }
+
     @Test("the comparison is exact")
     func constantTimeEquals() {
         #expect(ServiceCredentialInterceptor.constantTimeEquals(Array("abc".utf8), Array("abc".utf8)))

@@ -1,3 +1,5 @@
+import Logging
+
 /// Refuses calls that do not carry one of the deployment's service credentials.
 ///
 /// The credential travels as `authorization: Bearer <credential>`. More than one credential can be
@@ -6,6 +8,8 @@
 package struct ServiceCredentialInterceptor: ServerInterceptor {
     private let accepted: [[UInt8]]
     private let exemptServices: Set<String>
+    /// A peer hammering with bad credentials gets one warning per interval, not one per call.
+    private let refusals = RefusalLogLimiter()
 
     /// - Parameters:
     ///   - accepted: the credentials to accept; must not be empty.
@@ -24,9 +28,14 @@ package struct ServiceCredentialInterceptor: ServerInterceptor {
         if self.exemptServices.contains(context.method.service) {
             return try await next(request, context)
         }
-        guard let header = context.metadata[MetadataKey.authorization] else {
-            context.logger.warning("refused a call without a service credential", metadata: ["rpc.peer": "\(context.peer)"])
+        let headers = context.metadata.filter { $0.key == MetadataKey.authorization }
+        guard let header = headers.first?.value else {
+            self.warn("refused a call without a service credential", context)
             throw RPCError(.unauthenticated, "a service credential is required")
+        }
+        guard headers.count == 1 else {
+            self.warn("refused a call with more than one authorization entry", context)
+            throw RPCError(.unauthenticated, "send exactly one authorization entry")
         }
         let prefix = "Bearer "
         let presented = header.hasPrefix(prefix) ? Array(header.utf8.dropFirst(prefix.utf8.count)) : []
@@ -36,10 +45,18 @@ package struct ServiceCredentialInterceptor: ServerInterceptor {
             matched = true
         }
         guard matched else {
-            context.logger.warning("refused a call with a wrong service credential", metadata: ["rpc.peer": "\(context.peer)"])
+            self.warn("refused a call with a wrong service credential", context)
             throw RPCError(.unauthenticated, "the service credential is not valid")
         }
         return try await next(request, context)
+    }
+
+    private func warn(_ message: Logger.Message, _ context: ServerContext) {
+        let (log, suppressed) = self.refusals.admit(peer: context.peer)
+        guard log else { return }
+        var metadata: Logger.Metadata = ["rpc.peer": "\(context.peer)"]
+        if suppressed > 0 { metadata["rpc.refusals_not_logged"] = "\(suppressed)" }
+        context.logger.warning(message, metadata: metadata)
     }
 
     /// Compares two byte strings in time that depends only on their lengths.
