@@ -90,6 +90,7 @@ let package = Package(
             name: "RekeyServiceKit",
             dependencies: [
                 "RekeyInput",
+                "RekeySQLite",
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 "RekeyRPC",

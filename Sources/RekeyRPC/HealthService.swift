@@ -8,9 +8,13 @@ package final class HealthService: Rekey_Health_V1_Health.ServiceProtocol {
     package typealias Status = Rekey_Health_V1_HealthCheckResponse.ServingStatus
 
     private let statuses: Mutex<[String: Status]>
+    /// Why the server cannot serve now (a full disk), checked at every health call; nil when fine.
+    private let problem: @Sendable () -> String?
 
-    /// A health service reporting SERVING for the server and for each of `services`.
-    package init(services: [String] = []) {
+    /// A health service reporting SERVING for the server and for each of `services`, and
+    /// NOT_SERVING for all of them while `problem` names one.
+    package init(services: [String] = [], problem: @escaping @Sendable () -> String? = { nil }) {
+        self.problem = problem
         // The health service answers for itself too.
         var statuses: [String: Status] = ["": .serving, Rekey_Health_V1_Health.name: .serving]
         for service in services {
@@ -43,6 +47,9 @@ package final class HealthService: Rekey_Health_V1_Health.ServiceProtocol {
     ) async throws -> Rekey_Health_V1_HealthCheckResponse {
         var response = Rekey_Health_V1_HealthCheckResponse()
         response.status = self.currentStatus(forService: request.service)
+        if response.status == .serving, self.problem() != nil {
+            response.status = .notServing
+        }
         return response
     }
 }

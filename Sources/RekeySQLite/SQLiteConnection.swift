@@ -25,6 +25,9 @@ package struct SQLiteError: Error, Hashable, CustomStringConvertible {
     package var isConstraintViolation: Bool { self.code & 0xFF == SQLITE_CONSTRAINT }
     /// A UNIQUE or PRIMARY KEY constraint refused the change.
     package var isUniqueViolation: Bool { self.code == 2067 || self.code == 1555 }
+    /// The disk is full or cannot be written (SQLITE_FULL, SQLITE_IOERR): the server's storage,
+    /// not the request, is at fault.
+    package var isStorageProblem: Bool { self.code & 0xFF == SQLITE_FULL || self.code & 0xFF == SQLITE_IOERR }
 }
 
 /// One result row: values by column name.
@@ -109,6 +112,9 @@ package final class SQLiteConnection {
     }
 
     /// Runs a statement that returns no rows; returns how many rows it changed.
+    /// Rows changed by every statement since the connection opened.
+    package var totalChanges: Int64 { Int64(sqlite3_total_changes64(self.handle)) }
+
     @discardableResult
     package func run(_ sql: String, _ bindings: SQLiteValue...) throws(SQLiteError) -> Int {
         try self.run(sql, bindings)

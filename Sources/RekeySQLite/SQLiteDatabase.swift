@@ -1,3 +1,4 @@
+import Foundation
 import NIOPosix
 import Synchronization
 
@@ -40,6 +41,9 @@ package final class SQLiteDatabase: Sendable {
     private let threadPool: NIOThreadPool
     private let ownsThreadPool: Bool
     package let path: String
+    /// Set when a write failed because the disk is full or unwritable; cleared by the next commit
+    /// that succeeds.
+    private let storageFailure = Mutex<String?>(nil)
 
     private struct Queue {
         var jobs: [any DatabaseJob] = []
@@ -70,6 +74,8 @@ package final class SQLiteDatabase: Sendable {
         }
         try connection.execute("PRAGMA foreign_keys = ON; PRAGMA synchronous = \(durability.rawValue)")
         try Self.migrate(connection, migrations)
+        // One row that ``probeStorage()`` rewrites to learn whether the disk takes writes again.
+        try connection.execute("CREATE TABLE IF NOT EXISTS rekey_storage_probe (id INTEGER PRIMARY KEY, at INTEGER NOT NULL)")
         self.connection = Mutex(connection)
         if let threadPool {
             self.threadPool = threadPool
@@ -121,6 +127,24 @@ package final class SQLiteDatabase: Sendable {
         }
     }
 
+    /// Why writes fail now (the disk is full or unwritable), or nil when the last commit succeeded.
+    package var storageProblem: String? { self.storageFailure.withLock { $0 } }
+
+    /// When writes have been failing, tries one small write; the problem, or nil if it is gone.
+    package func probeStorage() async -> String? {
+        guard self.storageProblem != nil else { return nil }
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        _ = try? await self.withConnection { try $0.run("INSERT OR REPLACE INTO rekey_storage_probe (id, at) VALUES (1, ?)", .integer(now)) }
+        return self.storageProblem
+    }
+
+    private func noteStorage(_ error: (any Error)?) {
+        if let error = error as? SQLiteError, error.isStorageProblem {
+            let problem = "\(self.path): \(error.message)"
+            self.storageFailure.withLock { $0 = problem }
+        }
+    }
+
     /// Runs `body` all or nothing: if it throws, none of its changes stay.
     package func transaction<R: Sendable>(_ body: @escaping @Sendable (SQLiteConnection) throws -> R) async throws -> R {
         try await self.withConnection { try $0.transaction(body) }
@@ -142,17 +166,25 @@ package final class SQLiteDatabase: Sendable {
                 do {
                     try connection.execute("BEGIN IMMEDIATE")
                 } catch {
+                    self.noteStorage(error)
                     batch.forEach { $0.finish(overriding: error) }
                     return
                 }
+                let changesBefore = connection.totalChanges
                 for job in batch {
                     job.run(connection)
+                    self.noteStorage(job.failure)
                 }
                 do {
                     try connection.execute("COMMIT")
+                    // Only a commit that wrote something proves the disk takes writes again.
+                    if connection.totalChanges > changesBefore {
+                        self.storageFailure.withLock { $0 = nil }
+                    }
                     batch.forEach { $0.finish(overriding: nil) }
                 } catch {
                     try? connection.execute("ROLLBACK")
+                    self.noteStorage(error)
                     batch.forEach { $0.finish(overriding: error) }
                 }
             }
@@ -202,6 +234,8 @@ private protocol DatabaseJob: Sendable {
     func run(_ connection: SQLiteConnection)
     /// Hands the result to the caller, or `error` if the shared transaction failed.
     func finish(overriding error: (any Error)?)
+    /// What the closure threw, once it ran.
+    var failure: (any Error)? { get }
 }
 
 /// `@unchecked Sendable`: a job is created by the caller, then only touched by the database's
@@ -218,6 +252,11 @@ private final class TypedJob<R: Sendable>: DatabaseJob, @unchecked Sendable {
 
     func run(_ connection: SQLiteConnection) {
         self.result = Result { try self.body(connection) }
+    }
+
+    var failure: (any Error)? {
+        if case .failure(let error) = self.result { return error }
+        return nil
     }
 
     func finish(overriding error: (any Error)?) {

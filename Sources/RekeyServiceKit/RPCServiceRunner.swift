@@ -4,6 +4,7 @@ import NIOCore
 import NIOPosix
 import RekeyRPC
 import RekeyRPCNIO
+import RekeySQLite
 import ServiceLifecycle
 
 /// The common part of every Rekey service executable: the RPC server with the standard
@@ -20,6 +21,9 @@ package struct RPCServiceRunner {
     package var backgroundServices: [any Service]
     /// Serves the Prometheus metrics, when `metrics_listen` is not off.
     package var metrics: MetricsServer?
+    /// The service's database: a full disk makes health NOT_SERVING and calls RESOURCE_EXHAUSTED
+    /// until writes work again (``StorageWatch``).
+    package var database: SQLiteDatabase?
     package var logger: Logger
 
     package init(
@@ -30,6 +34,7 @@ package struct RPCServiceRunner {
         healthServiceNames: [String],
         backgroundServices: [any Service] = [],
         metrics: MetricsServer? = nil,
+        database: SQLiteDatabase? = nil,
         logger: Logger
     ) {
         self.name = name
@@ -39,11 +44,13 @@ package struct RPCServiceRunner {
         self.healthServiceNames = healthServiceNames
         self.backgroundServices = backgroundServices
         self.metrics = metrics
+        self.database = database
         self.logger = logger
     }
 
     package func run() async throws {
-        let health = HealthService(services: self.healthServiceNames)
+        let database = self.database
+        let health = HealthService(services: self.healthServiceNames, problem: { database?.storageProblem })
         let server = RPCServer(
             configuration: self.server,
             services: self.services,
@@ -51,13 +58,17 @@ package struct RPCServiceRunner {
                 LoggingInterceptor(),
                 MetricsInterceptor(),
                 ServiceCredentialInterceptor(accepted: self.credentials),
+                StorageErrorInterceptor(service: self.name),
             ],
             health: health,
             logger: self.logger
         )
+        var others: [any Service] = self.backgroundServices
+        if let metrics = self.metrics { others.append(metrics) }
+        if let database { others.append(StorageWatch(database: database, logger: self.logger)) }
         let group = ServiceGroup(
             configuration: .init(
-                services: [.init(service: server)] + (self.backgroundServices + (self.metrics.map { [$0] } ?? [])).map { .init(service: $0) },
+                services: [.init(service: server)] + others.map { .init(service: $0) },
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: self.logger
             )

@@ -147,6 +147,7 @@ struct Serve: AsyncParsableCommand {
             services: [DirectoryService(database: database, store: store, hashing: hashing)],
             healthServiceNames: [Rekey_Directory_V1_Directory.name],
             metrics: metrics,
+            database: database,
             logger: logger
         )
         try await runner.run()

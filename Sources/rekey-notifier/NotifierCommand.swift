@@ -224,6 +224,7 @@ struct Serve: AsyncParsableCommand {
                 ),
             ],
             metrics: metrics,
+            database: database,
             logger: logger
         )
         try await runner.run()

@@ -121,6 +121,7 @@ struct Serve: AsyncParsableCommand {
             healthServiceNames: [Rekey_Tokens_V1_Tokens.name],
             backgroundServices: [RetentionPurger(database: database, store: store, logger: logger)],
             metrics: metrics,
+            database: database,
             logger: logger
         )
         try await runner.run()
