@@ -109,6 +109,8 @@ package enum DirectoryError: Error, Hashable, RPCErrorConvertible {
     case failedPrecondition(String)
     case unauthenticated(String)
     case resourceExhausted(String)
+    /// Past a size limit (an import's bytes or rows).
+    case outOfRange(String)
     /// Too many failed sign-ins from one address; the next is allowed in `retryAfter` seconds.
     case signInLimited(retryAfter: Int64)
     /// An admin action the actor may not take on this user; audited by the service.
@@ -122,6 +124,7 @@ package enum DirectoryError: Error, Hashable, RPCErrorConvertible {
         case .failedPrecondition(let message): return RPCError(.failedPrecondition, message)
         case .unauthenticated(let message): return RPCError(.unauthenticated, message)
         case .resourceExhausted(let message): return RPCError(.resourceExhausted, message)
+        case .outOfRange(let message): return RPCError(.outOfRange, message)
         case .signInLimited(let seconds):
             return RPCError(
                 .resourceExhausted, "too many failed sign-ins from this address; try again in \(seconds) s",

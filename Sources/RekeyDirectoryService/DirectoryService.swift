@@ -392,12 +392,51 @@ package struct DirectoryService: Rekey_Directory_V1_Directory.ServiceProtocol {
 
     package func importUsers(request: Rekey_Directory_V1_ImportUsersRequest, context: ServerContext) async throws -> Rekey_Directory_V1_ImportUsersResponse {
         let actor = Self.actor(request.actor)
-        let report = try await self.db { store, c in try store.importUsers(csv: request.csv, partial: request.partial, actor: actor, in: c) }
+        let report = try await self.db(auditing: actor, "user.import", target: "") { store, c in
+            try store.importUsers(csv: request.csv, partial: request.partial, actor: actor, in: c)
+        }
+        return Self.wire(report)
+    }
+
+    package func beginImport(request: Rekey_Directory_V1_BeginImportRequest, context: ServerContext) async throws -> Rekey_Directory_V1_BeginImportResponse {
+        let actor = Self.actor(request.actor)
+        let stage = try await self.db { store, c in try store.beginImport(key: request.importKey, partial: request.partial, actor: actor, in: c) }
+        var response = Rekey_Directory_V1_BeginImportResponse()
+        switch stage {
+        case .staging(let id):
+            response.importID = id
+        case .finished(let id, let outcome):
+            response.importID = id
+            response.outcome = try Rekey_Directory_V1_ImportUsersResponse(serializedBytes: outcome)
+        }
+        return response
+    }
+
+    package func appendImport(request: Rekey_Directory_V1_AppendImportRequest, context: ServerContext) async throws -> Rekey_Directory_V1_AppendImportResponse {
+        let sequence = try Bounded.integer(request.sequence, "sequence", in: 0...100_000)
+        var response = Rekey_Directory_V1_AppendImportResponse()
+        response.bytesStaged = UInt64(try await self.db { store, c in
+            try store.appendImport(id: request.importID, sequence: sequence, csv: request.csv, in: c)
+        })
+        return response
+    }
+
+    package func commitImport(request: Rekey_Directory_V1_CommitImportRequest, context: ServerContext) async throws -> Rekey_Directory_V1_ImportUsersResponse {
+        let outcome = try await self.db { store, c in
+            try store.commitImport(id: request.importID, encode: { (try? Self.wire($0).serializedBytes()) ?? [] }, in: c)
+        }
+        return try Rekey_Directory_V1_ImportUsersResponse(serializedBytes: outcome)
+    }
+
+    /// Every row when there are at most ``reportRows``; otherwise the refused ones, the first
+    /// ``reportRows`` of them, so that the answer fits in a frame whatever the file's size.
+    static func wire(_ report: DirectoryStore.ImportReport) -> Rekey_Directory_V1_ImportUsersResponse {
         var response = Rekey_Directory_V1_ImportUsersResponse()
         response.committed = report.committed
         response.created = UInt32(report.created)
         response.refused = UInt32(report.refused)
-        response.rows = report.rows.map { row in
+        let shown = report.rows.count <= Self.reportRows ? report.rows[...] : report.rows.filter { $0.error != nil }.prefix(Self.reportRows)
+        response.rows = shown.map { row in
             var result = Rekey_Directory_V1_ImportRowResult()
             result.line = UInt32(row.line)
             result.email = row.email
@@ -405,8 +444,11 @@ package struct DirectoryService: Rekey_Directory_V1_Directory.ServiceProtocol {
             result.error = row.error ?? ""
             return result
         }
+        response.rowsOmitted = UInt32(report.rows.count - shown.count)
         return response
     }
+
+    static let reportRows = 1000
 
     package func listAuditRecords(request: Rekey_Directory_V1_ListAuditRecordsRequest, context: ServerContext) async throws -> Rekey_Directory_V1_ListAuditRecordsResponse {
         let pageSize = try Bounded.pageSize(request.pageSize, default: 50, max: 500)

@@ -50,7 +50,7 @@ extension DirectoryStore {
             throw DirectoryError.invalidArgument("the first line must be the header name,email,role,organization; \(found)")
         }
         guard records.count <= maxRows else {
-            throw DirectoryError.invalidArgument("the file has \(records.count) rows; at most \(maxRows) at once")
+            throw DirectoryError.outOfRange("the file has \(records.count) rows; at most \(maxRows) at once")
         }
         do {
             return try connection.transaction { connection in

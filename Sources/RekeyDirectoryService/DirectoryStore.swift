@@ -161,6 +161,25 @@ package struct DirectoryStore: Sendable {
             CREATE INDEX sign_in_account_failures_by_account ON sign_in_account_failures (account, at);
             CREATE INDEX sign_in_account_failures_by_time ON sign_in_account_failures (at);
             """),
+        SQLiteMigration(version: 6, name: "staged imports", sql: """
+            CREATE TABLE imports (
+                id TEXT PRIMARY KEY,
+                import_key TEXT UNIQUE,
+                partial INTEGER NOT NULL,
+                actor_id TEXT NOT NULL,
+                actor_address TEXT NOT NULL,
+                state TEXT NOT NULL,
+                created_at INTEGER NOT NULL,
+                bytes INTEGER NOT NULL,
+                outcome BLOB
+            );
+            CREATE TABLE import_chunks (
+                import_id TEXT NOT NULL,
+                sequence INTEGER NOT NULL,
+                data BLOB NOT NULL,
+                PRIMARY KEY (import_id, sequence)
+            );
+            """),
     ]
 
     // MARK: Users

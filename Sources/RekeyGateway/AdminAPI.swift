@@ -155,6 +155,8 @@ package struct AdminAPI: Sendable {
             return Self.error(failure.status, failure.code, failure.message)
         } catch let failure as OutOfBounds {
             return Self.error(.badRequest, "invalid_argument", failure.description)
+        } catch is NIOTooManyBytesError {
+            return Self.error(.contentTooLarge, "too_large", "the body is larger than this call takes (1 MiB of JSON)")
         } catch let error as RPCError where error.code != .unavailable && error.code != .deadlineExceeded {
             return Self.error(for: error)
         }
@@ -170,6 +172,7 @@ package struct AdminAPI: Sendable {
         case .permissionDenied: status = .forbidden
         case .unauthenticated: status = .unauthorized
         case .resourceExhausted: status = .tooManyRequests
+        case .outOfRange: status = .contentTooLarge
         default: status = .internalServerError
         }
         // A refusal names why (outranked, owner_only, own_keys_only, …); other errors their status.
@@ -455,18 +458,44 @@ package struct AdminAPI: Sendable {
         return KeyJSON(id: info.id, userId: info.userID, name: info.name, expiresAt: Self.time(info.expiresAtUnixMs), key: nil)
     }
 
+    /// The most bytes an import file may have (the directory's staged-import limit).
+    static let maxImportBytes = 8 << 20
+    /// Bytes per chunk sent to the directory, well inside its frame limit.
+    static let importChunk = 512 << 10
+
+    /// `POST users/import`: the CSV body goes to the directory in chunks (a staged import, so the
+    /// file may be larger than one RPC frame) and is committed all-or-nothing in one step. An
+    /// `Idempotency-Key` header makes a retry after a lost answer return the first outcome.
     func importUsers(_ admin: Admin, _ request: Request) async throws -> any Encodable {
         var request = request
-        let body = try await request.collectBody(upTo: 16 << 20)
-        var importRequest = Rekey_Directory_V1_ImportUsersRequest()
-        importRequest.csv = Array(buffer: body)
-        importRequest.partial = try Self.flag(request, "partial")
-        importRequest.actor = admin.directoryActor
-        let report = try await self.directory.importUsers(importRequest, options: Backends.options(admin.requestID, timeout: .seconds(120)))
-        return ImportJSON(
-            committed: report.committed, created: Int(report.created), refused: Int(report.refused),
-            rows: report.rows.map { ImportJSON.Row(line: Int($0.line), email: $0.email, userId: $0.userID, error: $0.error.isEmpty ? nil : $0.error) }
-        )
+        let body: ByteBuffer
+        do {
+            body = try await request.collectBody(upTo: Self.maxImportBytes)
+        } catch is NIOTooManyBytesError {
+            throw Failure(status: .contentTooLarge, code: "too_large", message: "the file is larger than \(Self.maxImportBytes) bytes (8 MiB); split it")
+        }
+        var begin = Rekey_Directory_V1_BeginImportRequest()
+        begin.actor = admin.directoryActor
+        begin.partial = try Self.flag(request, "partial")
+        begin.importKey = try request.headers[.idempotencyKey].map { try Self.text($0, "Idempotency-Key") } ?? ""
+        let options = Backends.options(admin.requestID, timeout: .seconds(120))
+        let stage = try await self.directory.beginImport(begin, options: options)
+        if let outcome = stage.outcome {
+            return ImportJSON(outcome)
+        }
+        let bytes = Array(buffer: body)
+        var sequence: UInt32 = 0
+        for start in stride(from: 0, to: bytes.count, by: Self.importChunk) {
+            var append = Rekey_Directory_V1_AppendImportRequest()
+            append.importID = stage.importID
+            append.sequence = sequence
+            append.csv = Array(bytes[start..<min(start + Self.importChunk, bytes.count)])
+            _ = try await self.directory.appendImport(append, options: options)
+            sequence += 1
+        }
+        var commit = Rekey_Directory_V1_CommitImportRequest()
+        commit.importID = stage.importID
+        return ImportJSON(try await self.directory.commitImport(commit, options: options))
     }
 
     // MARK: Mail

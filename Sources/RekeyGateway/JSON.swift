@@ -74,7 +74,18 @@ struct ImportJSON: Encodable {
     var committed: Bool
     var created: Int
     var refused: Int
+    /// Every row for files of up to 1,000 rows; else the first 1,000 refused rows.
     var rows: [Row]
+    /// Rows left out of `rows`.
+    var rowsOmitted: Int
+
+    init(_ report: Rekey_Directory_V1_ImportUsersResponse) {
+        self.committed = report.committed
+        self.created = Int(report.created)
+        self.refused = Int(report.refused)
+        self.rows = report.rows.map { Row(line: Int($0.line), email: $0.email, userId: $0.userID, error: $0.error.isEmpty ? nil : $0.error) }
+        self.rowsOmitted = Int(report.rowsOmitted)
+    }
 }
 
 struct OrganizationJSON: Encodable {

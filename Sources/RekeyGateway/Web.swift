@@ -95,6 +95,7 @@ extension HTTPField.Name {
     static let xContentTypeOptions = Self("X-Content-Type-Options")!
     static let referrerPolicy = Self("Referrer-Policy")!
     static let secFetchSite = Self("Sec-Fetch-Site")!
+    static let idempotencyKey = Self("Idempotency-Key")!
 }
 
 /// The sign-on, password and verification pages.

@@ -77,13 +77,16 @@ struct APIClient {
     let key: String
     let printJSON: Bool
 
-    func call(_ method: String, _ path: String, body: Data? = nil, contentType: String = "application/json") async throws -> [String: Any] {
+    func call(
+        _ method: String, _ path: String, body: Data? = nil, contentType: String = "application/json", headers: [String: String] = [:]
+    ) async throws -> [String: Any] {
         guard let url = URL(string: self.base + "/api/admin/v1" + path) else {
             throw APIFailure(status: 0, code: "invalid_argument", message: "bad path \(path)")
         }
         var request = URLRequest(url: url)
         request.httpMethod = method
         request.setValue("Bearer \(self.key)", forHTTPHeaderField: "Authorization")
+        for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
         request.timeoutInterval = 60
         if let body {
             request.httpBody = body

@@ -169,10 +169,31 @@ struct Users: AsyncParsableCommand {
                 throw ValidationError("cannot read \(self.file)")
             }
             try await RekeyCommand.run {
-                let report = try await self.connection.client().call("POST", "/users/import\(self.partial ? "?partial=true" : "")", body: data, contentType: "text/csv")
+                // One key for this import: a retry after a lost answer gets the first outcome
+                // instead of importing twice.
+                let key = UUID().uuidString
+                let client = try self.connection.client()
+                var attempt = 0
+                var report: [String: Any] = [:]
+                while true {
+                    attempt += 1
+                    do {
+                        report = try await client.call(
+                            "POST", "/users/import\(self.partial ? "?partial=true" : "")", body: data, contentType: "text/csv", headers: ["Idempotency-Key": key]
+                        )
+                        break
+                    } catch let failure as APIFailure where (failure.status == 0 || failure.status == 503) && attempt < 4 {
+                        FileHandle.standardError.write(Data("rekey: \(failure); trying again (the same import, never twice)\n".utf8))
+                        try await Task.sleep(for: .seconds(attempt * 2))
+                    }
+                }
                 guard !self.connection.json else { return }
                 for row in report["rows"] as? [[String: Any]] ?? [] {
                     if let error = row["error"] as? String { print("line \(row["line"] as? Int ?? 0): \(error)") }
+                }
+                let listed = (report["rows"] as? [[String: Any]] ?? []).filter { $0["error"] is String }.count
+                if let refused = report["refused"] as? Int, refused > listed {
+                    print("(\(refused - listed) more refused rows not listed; fix those above and try again)")
                 }
                 if report["committed"] as? Bool == true {
                     print("Created \(report["created"] as? Int ?? 0) users; \(report["refused"] as? Int ?? 0) rows refused.")

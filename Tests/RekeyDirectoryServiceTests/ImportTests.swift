@@ -71,6 +71,46 @@ struct ImportTests {
         try await self.run { _, c in try c.queryFirst("SELECT count(*) AS n FROM users")?.int("n") ?? -1 }
     }
 
+    @Test("a staged import: chunks cut anywhere, in order (the last one may come twice, a gap is refused), one all-or-nothing commit, and its key answers the first outcome")
+    func staged() async throws {
+        let file = Array("name,email,role\nAnn,ann@example.com,customer\nBob,bob@example.com,customer\n".utf8)
+        guard case .staging(let id) = try await self.run({ store, c in try store.beginImport(key: "k-1", partial: false, actor: .system, in: c) }) else {
+            Issue.record("expected a new stage")
+            return
+        }
+        let cut = 20
+        _ = try await self.run { store, c in try store.appendImport(id: id, sequence: 0, csv: Array(file[..<cut]), in: c) }
+        _ = try await self.run { store, c in try store.appendImport(id: id, sequence: 0, csv: Array(file[..<cut]), in: c) }
+        await #expect(throws: DirectoryError.self) {
+            try await self.run { store, c in try store.appendImport(id: id, sequence: 2, csv: [], in: c) }
+        }
+        let staged = try await self.run { store, c in try store.appendImport(id: id, sequence: 1, csv: Array(file[cut...]), in: c) }
+        #expect(staged == file.count)
+        let outcome = try await self.run { store, c in try store.commitImport(id: id, encode: { Array("created \($0.created)".utf8) }, in: c) }
+        #expect(String(decoding: outcome, as: UTF8.self) == "created 2")
+        #expect(try await self.userCount() == 2)
+        let again = try await self.run { store, c in try store.beginImport(key: "k-1", partial: false, actor: .system, in: c) }
+        #expect(again == .finished(id: id, outcome: outcome), "a retry with the key gets the first outcome")
+        await #expect(throws: DirectoryError.self) {
+            try await self.run { store, c in try store.appendImport(id: id, sequence: 2, csv: [], in: c) }
+        }
+    }
+
+    @Test("a staged file past 8 MiB is refused as OUT_OF_RANGE and nothing is imported")
+    func stagedTooLarge() async throws {
+        guard case .staging(let id) = try await self.run({ store, c in try store.beginImport(key: "", partial: false, actor: .system, in: c) }) else {
+            Issue.record("expected a new stage")
+            return
+        }
+        let chunk = [UInt8](repeating: UInt8(ascii: "x"), count: DirectoryStore.maxImportChunk)
+        for sequence in 0..<8 {
+            _ = try await self.run { store, c in try store.appendImport(id: id, sequence: sequence, csv: chunk, in: c) }
+        }
+        await #expect(throws: DirectoryError.outOfRange("the file is larger than \(DirectoryStore.maxImportBytes) bytes (8 MiB); split it")) {
+            try await self.run { store, c in try store.appendImport(id: id, sequence: 8, csv: [0x0A], in: c) }
+        }
+    }
+
     @Test("good rows become users that search and find-by-email see, with the organization by name or id")
     func goodFile() async throws {
         let acme = try await self.run { store, c in try store.createOrganization(name: "Acme Corp", domains: [], actor: .system, in: c) }

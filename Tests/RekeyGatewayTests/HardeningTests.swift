@@ -337,6 +337,71 @@ struct HardeningTests {
         #expect(statuses[503] == nil)
     }
 
+    static func csv(rows: Int, prefix: String, badLine: Int? = nil) -> Data {
+        var text = "name,email,role\n"
+        text.reserveCapacity(rows * 50)
+        for index in 0..<rows {
+            // Line numbers count the header as line 1.
+            let email = index + 2 == badLine ? "not-an-address" : "\(prefix)\(index)@import.example"
+            text += "Person \(index),\(email),customer\n"
+        }
+        return Data(text.utf8)
+    }
+
+    @Test("imports past the frame limit: all-or-nothing, a bad last row writes nothing, over 8 MiB or 100,000 rows is 413, a retried key gives the first outcome, the CLI imports 30,000 rows")
+    func largeImports() async throws {
+        let system = try RekeySystem()
+        defer { system.stop() }
+        let api = Browser(base: system.base)
+        let auth = ["Authorization": "Bearer \(system.apiKey)", "Content-Type": "text/csv"]
+        func count() async throws -> Int {
+            var total = 0
+            var token = ""
+            repeat {
+                let page = try RekeySystem.object(try await api.send("GET", "/api/admin/v1/users?page_size=500&page_token=\(token)", headers: auth))
+                total += (page["users"] as? [[String: Any]])?.count ?? 0
+                token = page["next_page_token"] as? String ?? ""
+            } while !token.isEmpty
+            return total
+        }
+        let before = try await count()
+
+        // 30,000 rows (1.4 MB) are past one RPC frame, and quick enough for a debug build;
+        // 100,000 is the limit, checked below.
+        let bad = try await api.send("POST", "/api/admin/v1/users/import", headers: auth, body: Self.csv(rows: 30_000, prefix: "b", badLine: 30_000))
+        #expect(bad.status == 200, "\(bad.body.prefix(300))")
+        let badReport = try RekeySystem.object(bad)
+        #expect(badReport["committed"] as? Bool == false)
+        #expect(badReport["refused"] as? Int == 1)
+        #expect((badReport["rows"] as? [[String: Any]])?.first?["line"] as? Int == 30_000)
+        #expect(try await count() == before, "a failure at the last row commits nothing")
+
+        let file = Self.csv(rows: 30_000, prefix: "a")
+        #expect(file.count > 1 << 20, "more than one frame")
+        let keyed = auth.merging(["Idempotency-Key": "import-test-1"]) { $1 }
+        let good = try await api.send("POST", "/api/admin/v1/users/import", headers: keyed, body: file)
+        #expect(good.status == 200, "\(good.body.prefix(300))")
+        let goodReport = try RekeySystem.object(good)
+        #expect(goodReport["committed"] as? Bool == true)
+        #expect(goodReport["created"] as? Int == 30_000)
+        #expect(goodReport["rows_omitted"] as? Int == 30_000)
+        let again = try RekeySystem.object(try await api.send("POST", "/api/admin/v1/users/import", headers: keyed, body: file))
+        #expect(again["created"] as? Int == 30_000 && again["refused"] as? Int == 0, "the retry answers the first outcome, nothing twice")
+        #expect(try await count() == before + 30_000)
+
+        let tooLarge = try await api.send("POST", "/api/admin/v1/users/import", headers: auth, body: Data(repeating: UInt8(ascii: "x"), count: (8 << 20) + 1))
+        #expect(tooLarge.status == 413)
+        #expect((try RekeySystem.object(tooLarge)["error"] as? [String: String])?["message"]?.contains("8 MiB") == true)
+        let tooMany = try await api.send("POST", "/api/admin/v1/users/import", headers: auth, body: Self.csv(rows: 100_001, prefix: "c"))
+        #expect(tooMany.status == 413, "\(tooMany.body.prefix(300))")
+
+        let path = system.folder.path + "/thirty-thousand.csv"
+        try Self.csv(rows: 30_000, prefix: "d").write(to: URL(fileURLWithPath: path))
+        let cli = try CLITests.rekey(["users", "import", path], system: system)
+        #expect(cli.status == 0, "\(cli.output.prefix(500))")
+        #expect(cli.output.contains("Created 30000 users; 0 rows refused."), "\(cli.output.prefix(500))")
+    }
+
     @Test("two live reset links of one user, used 100 times in parallel: exactly one password change, and it is the password that works")
     func twoLinks() async throws {
         let system = try RekeySystem()

@@ -3367,6 +3367,7 @@ package struct Rekey_Directory_V1_ImportUsersResponse: Sendable, Hashable {
     package var created: UInt32 = 0
     package var refused: UInt32 = 0
     package var rows: [Rekey_Directory_V1_ImportRowResult] = []
+    package var rowsOmitted: UInt32 = 0
 
     package init() {}
 }
@@ -3385,6 +3386,7 @@ extension Rekey_Directory_V1_ImportUsersResponse {
         self.created = c.pointee.created
         self.refused = c.pointee.refused
         self.rows = ProtobufCRead.array(c.pointee.rows, count: c.pointee.n_rows) { Rekey_Directory_V1_ImportRowResult(cValue: $0!) }
+        self.rowsOmitted = c.pointee.rows_omitted
     }
 
     /// Builds the protobuf-c struct for this value; everything it points to lives in `arena`.
@@ -3396,6 +3398,7 @@ extension Rekey_Directory_V1_ImportUsersResponse {
         c.pointee.refused = self.refused
         c.pointee.n_rows = self.rows.count
         c.pointee.rows = try arena.makeArray(self.rows) { Optional(try $0.makeCValue(in: arena)) }
+        c.pointee.rows_omitted = self.rowsOmitted
         return c
     }
 }
@@ -3415,6 +3418,303 @@ extension Rekey_Directory_V1_ImportUsersResponse: ProtobufMessage {
             throw ProtobufError.invalidEncoding(message: Self.protoMessageName)
         }
         defer { rekey__directory__v1__import_users_response__free_unpacked(c, nil) }
+        self.init(cValue: c)
+    }
+
+    package func withCMessage<R>(_ body: (UnsafePointer<ProtobufCMessage>) throws -> R) throws -> R {
+        try ProtobufCArena.withArena { arena in
+            let c = try self.makeCValue(in: arena)
+            return try body(UnsafePointer(OpaquePointer(c)))
+        }
+    }
+}
+
+/// The proto3 message `rekey.directory.v1.BeginImportRequest`.
+package struct Rekey_Directory_V1_BeginImportRequest: Sendable, Hashable {
+    package var actor: Rekey_Directory_V1_Actor? = nil
+    package var partial: Bool = false
+    package var importKey: String = ""
+
+    package init() {}
+}
+
+extension Rekey_Directory_V1_BeginImportRequest {
+    /// The string fields that decoding checks for NUL characters and invalid UTF-8.
+    package static let protobufStringSchema = ProtobufStringSchema(
+        stringFields: [3],
+        messageFields: [1: { Rekey_Directory_V1_Actor.protobufStringSchema }]
+    )
+
+    /// Copies a protobuf-c struct (one that protobuf-c unpacked) into a Swift value.
+    package init(cValue c: UnsafePointer<Rekey__Directory__V1__BeginImportRequest>) {
+        self.init()
+        self.actor = c.pointee.actor.map { Rekey_Directory_V1_Actor(cValue: $0) }
+        self.partial = (c.pointee.partial != 0)
+        self.importKey = ProtobufCRead.string(c.pointee.import_key)
+    }
+
+    /// Builds the protobuf-c struct for this value; everything it points to lives in `arena`.
+    package func makeCValue(in arena: ProtobufCArena) throws -> UnsafeMutablePointer<Rekey__Directory__V1__BeginImportRequest> {
+        let c = arena.allocateStruct(Rekey__Directory__V1__BeginImportRequest.self)
+        rekey__directory__v1__begin_import_request__init(c)
+        if let value = self.actor {
+            c.pointee.actor = try value.makeCValue(in: arena)
+        }
+        c.pointee.partial = (self.partial ? 1 : 0)
+        if !self.importKey.isEmpty {
+            c.pointee.import_key = try arena.makeCString(self.importKey, message: "rekey.directory.v1.BeginImportRequest", field: "import_key")
+        }
+        return c
+    }
+}
+
+extension Rekey_Directory_V1_BeginImportRequest: ProtobufMessage {
+    package static let protoMessageName = "rekey.directory.v1.BeginImportRequest"
+
+    package init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        try Self.protobufStringSchema.validate(bytes, message: Self.protoMessageName)
+        let unpacked: UnsafeMutablePointer<Rekey__Directory__V1__BeginImportRequest>? =
+            if let base = bytes.baseAddress {
+                rekey__directory__v1__begin_import_request__unpack(nil, bytes.count, base.assumingMemoryBound(to: UInt8.self))
+            } else {
+                withUnsafePointer(to: UInt8(0)) { rekey__directory__v1__begin_import_request__unpack(nil, 0, $0) }
+            }
+        guard let c = unpacked else {
+            throw ProtobufError.invalidEncoding(message: Self.protoMessageName)
+        }
+        defer { rekey__directory__v1__begin_import_request__free_unpacked(c, nil) }
+        self.init(cValue: c)
+    }
+
+    package func withCMessage<R>(_ body: (UnsafePointer<ProtobufCMessage>) throws -> R) throws -> R {
+        try ProtobufCArena.withArena { arena in
+            let c = try self.makeCValue(in: arena)
+            return try body(UnsafePointer(OpaquePointer(c)))
+        }
+    }
+}
+
+/// The proto3 message `rekey.directory.v1.BeginImportResponse`.
+package struct Rekey_Directory_V1_BeginImportResponse: Sendable, Hashable {
+    package var importID: String = ""
+    package var outcome: Rekey_Directory_V1_ImportUsersResponse? = nil
+
+    package init() {}
+}
+
+extension Rekey_Directory_V1_BeginImportResponse {
+    /// The string fields that decoding checks for NUL characters and invalid UTF-8.
+    package static let protobufStringSchema = ProtobufStringSchema(
+        stringFields: [1],
+        messageFields: [2: { Rekey_Directory_V1_ImportUsersResponse.protobufStringSchema }]
+    )
+
+    /// Copies a protobuf-c struct (one that protobuf-c unpacked) into a Swift value.
+    package init(cValue c: UnsafePointer<Rekey__Directory__V1__BeginImportResponse>) {
+        self.init()
+        self.importID = ProtobufCRead.string(c.pointee.import_id)
+        self.outcome = c.pointee.outcome.map { Rekey_Directory_V1_ImportUsersResponse(cValue: $0) }
+    }
+
+    /// Builds the protobuf-c struct for this value; everything it points to lives in `arena`.
+    package func makeCValue(in arena: ProtobufCArena) throws -> UnsafeMutablePointer<Rekey__Directory__V1__BeginImportResponse> {
+        let c = arena.allocateStruct(Rekey__Directory__V1__BeginImportResponse.self)
+        rekey__directory__v1__begin_import_response__init(c)
+        if !self.importID.isEmpty {
+            c.pointee.import_id = try arena.makeCString(self.importID, message: "rekey.directory.v1.BeginImportResponse", field: "import_id")
+        }
+        if let value = self.outcome {
+            c.pointee.outcome = try value.makeCValue(in: arena)
+        }
+        return c
+    }
+}
+
+extension Rekey_Directory_V1_BeginImportResponse: ProtobufMessage {
+    package static let protoMessageName = "rekey.directory.v1.BeginImportResponse"
+
+    package init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        try Self.protobufStringSchema.validate(bytes, message: Self.protoMessageName)
+        let unpacked: UnsafeMutablePointer<Rekey__Directory__V1__BeginImportResponse>? =
+            if let base = bytes.baseAddress {
+                rekey__directory__v1__begin_import_response__unpack(nil, bytes.count, base.assumingMemoryBound(to: UInt8.self))
+            } else {
+                withUnsafePointer(to: UInt8(0)) { rekey__directory__v1__begin_import_response__unpack(nil, 0, $0) }
+            }
+        guard let c = unpacked else {
+            throw ProtobufError.invalidEncoding(message: Self.protoMessageName)
+        }
+        defer { rekey__directory__v1__begin_import_response__free_unpacked(c, nil) }
+        self.init(cValue: c)
+    }
+
+    package func withCMessage<R>(_ body: (UnsafePointer<ProtobufCMessage>) throws -> R) throws -> R {
+        try ProtobufCArena.withArena { arena in
+            let c = try self.makeCValue(in: arena)
+            return try body(UnsafePointer(OpaquePointer(c)))
+        }
+    }
+}
+
+/// The proto3 message `rekey.directory.v1.AppendImportRequest`.
+package struct Rekey_Directory_V1_AppendImportRequest: Sendable, Hashable {
+    package var importID: String = ""
+    package var sequence: UInt32 = 0
+    package var csv: [UInt8] = []
+
+    package init() {}
+}
+
+extension Rekey_Directory_V1_AppendImportRequest {
+    /// The string fields that decoding checks for NUL characters and invalid UTF-8.
+    package static let protobufStringSchema = ProtobufStringSchema(
+        stringFields: [1],
+        messageFields: [:]
+    )
+
+    /// Copies a protobuf-c struct (one that protobuf-c unpacked) into a Swift value.
+    package init(cValue c: UnsafePointer<Rekey__Directory__V1__AppendImportRequest>) {
+        self.init()
+        self.importID = ProtobufCRead.string(c.pointee.import_id)
+        self.sequence = c.pointee.sequence
+        self.csv = ProtobufCRead.bytes(c.pointee.csv)
+    }
+
+    /// Builds the protobuf-c struct for this value; everything it points to lives in `arena`.
+    package func makeCValue(in arena: ProtobufCArena) throws -> UnsafeMutablePointer<Rekey__Directory__V1__AppendImportRequest> {
+        let c = arena.allocateStruct(Rekey__Directory__V1__AppendImportRequest.self)
+        rekey__directory__v1__append_import_request__init(c)
+        if !self.importID.isEmpty {
+            c.pointee.import_id = try arena.makeCString(self.importID, message: "rekey.directory.v1.AppendImportRequest", field: "import_id")
+        }
+        c.pointee.sequence = self.sequence
+        if !self.csv.isEmpty {
+            c.pointee.csv = arena.makeBinaryData(self.csv)
+        }
+        return c
+    }
+}
+
+extension Rekey_Directory_V1_AppendImportRequest: ProtobufMessage {
+    package static let protoMessageName = "rekey.directory.v1.AppendImportRequest"
+
+    package init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        try Self.protobufStringSchema.validate(bytes, message: Self.protoMessageName)
+        let unpacked: UnsafeMutablePointer<Rekey__Directory__V1__AppendImportRequest>? =
+            if let base = bytes.baseAddress {
+                rekey__directory__v1__append_import_request__unpack(nil, bytes.count, base.assumingMemoryBound(to: UInt8.self))
+            } else {
+                withUnsafePointer(to: UInt8(0)) { rekey__directory__v1__append_import_request__unpack(nil, 0, $0) }
+            }
+        guard let c = unpacked else {
+            throw ProtobufError.invalidEncoding(message: Self.protoMessageName)
+        }
+        defer { rekey__directory__v1__append_import_request__free_unpacked(c, nil) }
+        self.init(cValue: c)
+    }
+
+    package func withCMessage<R>(_ body: (UnsafePointer<ProtobufCMessage>) throws -> R) throws -> R {
+        try ProtobufCArena.withArena { arena in
+            let c = try self.makeCValue(in: arena)
+            return try body(UnsafePointer(OpaquePointer(c)))
+        }
+    }
+}
+
+/// The proto3 message `rekey.directory.v1.AppendImportResponse`.
+package struct Rekey_Directory_V1_AppendImportResponse: Sendable, Hashable {
+    package var bytesStaged: UInt64 = 0
+
+    package init() {}
+}
+
+extension Rekey_Directory_V1_AppendImportResponse {
+    /// Copies a protobuf-c struct (one that protobuf-c unpacked) into a Swift value.
+    package init(cValue c: UnsafePointer<Rekey__Directory__V1__AppendImportResponse>) {
+        self.init()
+        self.bytesStaged = c.pointee.bytes_staged
+    }
+
+    /// Builds the protobuf-c struct for this value; everything it points to lives in `arena`.
+    package func makeCValue(in arena: ProtobufCArena) throws -> UnsafeMutablePointer<Rekey__Directory__V1__AppendImportResponse> {
+        let c = arena.allocateStruct(Rekey__Directory__V1__AppendImportResponse.self)
+        rekey__directory__v1__append_import_response__init(c)
+        c.pointee.bytes_staged = self.bytesStaged
+        return c
+    }
+}
+
+extension Rekey_Directory_V1_AppendImportResponse: ProtobufMessage {
+    package static let protoMessageName = "rekey.directory.v1.AppendImportResponse"
+
+    package init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        let unpacked: UnsafeMutablePointer<Rekey__Directory__V1__AppendImportResponse>? =
+            if let base = bytes.baseAddress {
+                rekey__directory__v1__append_import_response__unpack(nil, bytes.count, base.assumingMemoryBound(to: UInt8.self))
+            } else {
+                withUnsafePointer(to: UInt8(0)) { rekey__directory__v1__append_import_response__unpack(nil, 0, $0) }
+            }
+        guard let c = unpacked else {
+            throw ProtobufError.invalidEncoding(message: Self.protoMessageName)
+        }
+        defer { rekey__directory__v1__append_import_response__free_unpacked(c, nil) }
+        self.init(cValue: c)
+    }
+
+    package func withCMessage<R>(_ body: (UnsafePointer<ProtobufCMessage>) throws -> R) throws -> R {
+        try ProtobufCArena.withArena { arena in
+            let c = try self.makeCValue(in: arena)
+            return try body(UnsafePointer(OpaquePointer(c)))
+        }
+    }
+}
+
+/// The proto3 message `rekey.directory.v1.CommitImportRequest`.
+package struct Rekey_Directory_V1_CommitImportRequest: Sendable, Hashable {
+    package var importID: String = ""
+
+    package init() {}
+}
+
+extension Rekey_Directory_V1_CommitImportRequest {
+    /// The string fields that decoding checks for NUL characters and invalid UTF-8.
+    package static let protobufStringSchema = ProtobufStringSchema(
+        stringFields: [1],
+        messageFields: [:]
+    )
+
+    /// Copies a protobuf-c struct (one that protobuf-c unpacked) into a Swift value.
+    package init(cValue c: UnsafePointer<Rekey__Directory__V1__CommitImportRequest>) {
+        self.init()
+        self.importID = ProtobufCRead.string(c.pointee.import_id)
+    }
+
+    /// Builds the protobuf-c struct for this value; everything it points to lives in `arena`.
+    package func makeCValue(in arena: ProtobufCArena) throws -> UnsafeMutablePointer<Rekey__Directory__V1__CommitImportRequest> {
+        let c = arena.allocateStruct(Rekey__Directory__V1__CommitImportRequest.self)
+        rekey__directory__v1__commit_import_request__init(c)
+        if !self.importID.isEmpty {
+            c.pointee.import_id = try arena.makeCString(self.importID, message: "rekey.directory.v1.CommitImportRequest", field: "import_id")
+        }
+        return c
+    }
+}
+
+extension Rekey_Directory_V1_CommitImportRequest: ProtobufMessage {
+    package static let protoMessageName = "rekey.directory.v1.CommitImportRequest"
+
+    package init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        try Self.protobufStringSchema.validate(bytes, message: Self.protoMessageName)
+        let unpacked: UnsafeMutablePointer<Rekey__Directory__V1__CommitImportRequest>? =
+            if let base = bytes.baseAddress {
+                rekey__directory__v1__commit_import_request__unpack(nil, bytes.count, base.assumingMemoryBound(to: UInt8.self))
+            } else {
+                withUnsafePointer(to: UInt8(0)) { rekey__directory__v1__commit_import_request__unpack(nil, 0, $0) }
+            }
+        guard let c = unpacked else {
+            throw ProtobufError.invalidEncoding(message: Self.protoMessageName)
+        }
+        defer { rekey__directory__v1__commit_import_request__free_unpacked(c, nil) }
         self.init(cValue: c)
     }
 
@@ -3819,13 +4119,31 @@ package enum Rekey_Directory_V1_Directory {
             package static let descriptor = MethodDescriptor(service: "rekey.directory.v1.Directory", method: "ImportUsers")
         }
 
+        package enum BeginImport {
+            package typealias Input = Rekey_Directory_V1_BeginImportRequest
+            package typealias Output = Rekey_Directory_V1_BeginImportResponse
+            package static let descriptor = MethodDescriptor(service: "rekey.directory.v1.Directory", method: "BeginImport")
+        }
+
+        package enum AppendImport {
+            package typealias Input = Rekey_Directory_V1_AppendImportRequest
+            package typealias Output = Rekey_Directory_V1_AppendImportResponse
+            package static let descriptor = MethodDescriptor(service: "rekey.directory.v1.Directory", method: "AppendImport")
+        }
+
+        package enum CommitImport {
+            package typealias Input = Rekey_Directory_V1_CommitImportRequest
+            package typealias Output = Rekey_Directory_V1_ImportUsersResponse
+            package static let descriptor = MethodDescriptor(service: "rekey.directory.v1.Directory", method: "CommitImport")
+        }
+
         package enum ListAuditRecords {
             package typealias Input = Rekey_Directory_V1_ListAuditRecordsRequest
             package typealias Output = Rekey_Directory_V1_ListAuditRecordsResponse
             package static let descriptor = MethodDescriptor(service: "rekey.directory.v1.Directory", method: "ListAuditRecords")
         }
 
-        package static let descriptors: [MethodDescriptor] = [CreateUser.descriptor, GetUser.descriptor, UpdateUser.descriptor, SetUserState.descriptor, FindUserByEmail.descriptor, SearchUsers.descriptor, ListUsers.descriptor, AddEmail.descriptor, RemoveEmail.descriptor, SetPrimaryEmail.descriptor, MarkEmailVerified.descriptor, CreateOrganization.descriptor, GetOrganization.descriptor, ListOrganizations.descriptor, UpdateOrganization.descriptor, DeleteOrganization.descriptor, CreateRole.descriptor, ListRoles.descriptor, CheckPermission.descriptor, SetPassword.descriptor, CheckPasswordPolicy.descriptor, VerifyPassword.descriptor, CreateApiKey.descriptor, RevokeApiKey.descriptor, AuthenticateApiKey.descriptor, CreateSession.descriptor, ValidateSession.descriptor, RevokeSessions.descriptor, ImportUsers.descriptor, ListAuditRecords.descriptor]
+        package static let descriptors: [MethodDescriptor] = [CreateUser.descriptor, GetUser.descriptor, UpdateUser.descriptor, SetUserState.descriptor, FindUserByEmail.descriptor, SearchUsers.descriptor, ListUsers.descriptor, AddEmail.descriptor, RemoveEmail.descriptor, SetPrimaryEmail.descriptor, MarkEmailVerified.descriptor, CreateOrganization.descriptor, GetOrganization.descriptor, ListOrganizations.descriptor, UpdateOrganization.descriptor, DeleteOrganization.descriptor, CreateRole.descriptor, ListRoles.descriptor, CheckPermission.descriptor, SetPassword.descriptor, CheckPasswordPolicy.descriptor, VerifyPassword.descriptor, CreateApiKey.descriptor, RevokeApiKey.descriptor, AuthenticateApiKey.descriptor, CreateSession.descriptor, ValidateSession.descriptor, RevokeSessions.descriptor, ImportUsers.descriptor, BeginImport.descriptor, AppendImport.descriptor, CommitImport.descriptor, ListAuditRecords.descriptor]
     }
 }
 
@@ -3860,6 +4178,9 @@ package protocol Rekey_Directory_V1_Directory_ServiceProtocol: RPCService {
     func validateSession(request: Rekey_Directory_V1_Directory.Method.ValidateSession.Input, context: ServerContext) async throws -> Rekey_Directory_V1_Directory.Method.ValidateSession.Output
     func revokeSessions(request: Rekey_Directory_V1_Directory.Method.RevokeSessions.Input, context: ServerContext) async throws -> Rekey_Directory_V1_Directory.Method.RevokeSessions.Output
     func importUsers(request: Rekey_Directory_V1_Directory.Method.ImportUsers.Input, context: ServerContext) async throws -> Rekey_Directory_V1_Directory.Method.ImportUsers.Output
+    func beginImport(request: Rekey_Directory_V1_Directory.Method.BeginImport.Input, context: ServerContext) async throws -> Rekey_Directory_V1_Directory.Method.BeginImport.Output
+    func appendImport(request: Rekey_Directory_V1_Directory.Method.AppendImport.Input, context: ServerContext) async throws -> Rekey_Directory_V1_Directory.Method.AppendImport.Output
+    func commitImport(request: Rekey_Directory_V1_Directory.Method.CommitImport.Input, context: ServerContext) async throws -> Rekey_Directory_V1_Directory.Method.CommitImport.Output
     func listAuditRecords(request: Rekey_Directory_V1_Directory.Method.ListAuditRecords.Input, context: ServerContext) async throws -> Rekey_Directory_V1_Directory.Method.ListAuditRecords.Output
 }
 
@@ -3951,6 +4272,15 @@ extension Rekey_Directory_V1_Directory_ServiceProtocol {
         }
         router.registerHandler(forMethod: Rekey_Directory_V1_Directory.Method.ImportUsers.descriptor) { (request: Rekey_Directory_V1_Directory.Method.ImportUsers.Input, context) in
             try await self.importUsers(request: request, context: context)
+        }
+        router.registerHandler(forMethod: Rekey_Directory_V1_Directory.Method.BeginImport.descriptor) { (request: Rekey_Directory_V1_Directory.Method.BeginImport.Input, context) in
+            try await self.beginImport(request: request, context: context)
+        }
+        router.registerHandler(forMethod: Rekey_Directory_V1_Directory.Method.AppendImport.descriptor) { (request: Rekey_Directory_V1_Directory.Method.AppendImport.Input, context) in
+            try await self.appendImport(request: request, context: context)
+        }
+        router.registerHandler(forMethod: Rekey_Directory_V1_Directory.Method.CommitImport.descriptor) { (request: Rekey_Directory_V1_Directory.Method.CommitImport.Input, context) in
+            try await self.commitImport(request: request, context: context)
         }
         router.registerHandler(forMethod: Rekey_Directory_V1_Directory.Method.ListAuditRecords.descriptor) { (request: Rekey_Directory_V1_Directory.Method.ListAuditRecords.Input, context) in
             try await self.listAuditRecords(request: request, context: context)
@@ -4196,6 +4526,30 @@ package struct Rekey_Directory_V1_Directory_Client: Sendable {
         options: CallOptions = .defaults
     ) async throws -> Rekey_Directory_V1_Directory.Method.ImportUsers.Output {
         try await self.transport.unary(request: request, method: Rekey_Directory_V1_Directory.Method.ImportUsers.descriptor, options: options)
+    }
+
+    /// Calls `rekey.directory.v1.Directory/BeginImport`.
+    package func beginImport(
+        _ request: Rekey_Directory_V1_Directory.Method.BeginImport.Input,
+        options: CallOptions = .defaults
+    ) async throws -> Rekey_Directory_V1_Directory.Method.BeginImport.Output {
+        try await self.transport.unary(request: request, method: Rekey_Directory_V1_Directory.Method.BeginImport.descriptor, options: options)
+    }
+
+    /// Calls `rekey.directory.v1.Directory/AppendImport`.
+    package func appendImport(
+        _ request: Rekey_Directory_V1_Directory.Method.AppendImport.Input,
+        options: CallOptions = .defaults
+    ) async throws -> Rekey_Directory_V1_Directory.Method.AppendImport.Output {
+        try await self.transport.unary(request: request, method: Rekey_Directory_V1_Directory.Method.AppendImport.descriptor, options: options)
+    }
+
+    /// Calls `rekey.directory.v1.Directory/CommitImport`.
+    package func commitImport(
+        _ request: Rekey_Directory_V1_Directory.Method.CommitImport.Input,
+        options: CallOptions = .defaults
+    ) async throws -> Rekey_Directory_V1_Directory.Method.CommitImport.Output {
+        try await self.transport.unary(request: request, method: Rekey_Directory_V1_Directory.Method.CommitImport.descriptor, options: options)
     }
 
     /// Calls `rekey.directory.v1.Directory/ListAuditRecords`.

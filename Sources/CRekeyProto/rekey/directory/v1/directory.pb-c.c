@@ -2392,6 +2392,231 @@ void   rekey__directory__v1__import_users_response__free_unpacked
   assert(message->base.descriptor == &rekey__directory__v1__import_users_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   rekey__directory__v1__begin_import_request__init
+                     (Rekey__Directory__V1__BeginImportRequest         *message)
+{
+  static const Rekey__Directory__V1__BeginImportRequest init_value = REKEY__DIRECTORY__V1__BEGIN_IMPORT_REQUEST__INIT;
+  *message = init_value;
+}
+size_t rekey__directory__v1__begin_import_request__get_packed_size
+                     (const Rekey__Directory__V1__BeginImportRequest *message)
+{
+  assert(message->base.descriptor == &rekey__directory__v1__begin_import_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t rekey__directory__v1__begin_import_request__pack
+                     (const Rekey__Directory__V1__BeginImportRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &rekey__directory__v1__begin_import_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t rekey__directory__v1__begin_import_request__pack_to_buffer
+                     (const Rekey__Directory__V1__BeginImportRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &rekey__directory__v1__begin_import_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Rekey__Directory__V1__BeginImportRequest *
+       rekey__directory__v1__begin_import_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Rekey__Directory__V1__BeginImportRequest *)
+     protobuf_c_message_unpack (&rekey__directory__v1__begin_import_request__descriptor,
+                                allocator, len, data);
+}
+void   rekey__directory__v1__begin_import_request__free_unpacked
+                     (Rekey__Directory__V1__BeginImportRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &rekey__directory__v1__begin_import_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   rekey__directory__v1__begin_import_response__init
+                     (Rekey__Directory__V1__BeginImportResponse         *message)
+{
+  static const Rekey__Directory__V1__BeginImportResponse init_value = REKEY__DIRECTORY__V1__BEGIN_IMPORT_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t rekey__directory__v1__begin_import_response__get_packed_size
+                     (const Rekey__Directory__V1__BeginImportResponse *message)
+{
+  assert(message->base.descriptor == &rekey__directory__v1__begin_import_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t rekey__directory__v1__begin_import_response__pack
+                     (const Rekey__Directory__V1__BeginImportResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &rekey__directory__v1__begin_import_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t rekey__directory__v1__begin_import_response__pack_to_buffer
+                     (const Rekey__Directory__V1__BeginImportResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &rekey__directory__v1__begin_import_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Rekey__Directory__V1__BeginImportResponse *
+       rekey__directory__v1__begin_import_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Rekey__Directory__V1__BeginImportResponse *)
+     protobuf_c_message_unpack (&rekey__directory__v1__begin_import_response__descriptor,
+                                allocator, len, data);
+}
+void   rekey__directory__v1__begin_import_response__free_unpacked
+                     (Rekey__Directory__V1__BeginImportResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &rekey__directory__v1__begin_import_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   rekey__directory__v1__append_import_request__init
+                     (Rekey__Directory__V1__AppendImportRequest         *message)
+{
+  static const Rekey__Directory__V1__AppendImportRequest init_value = REKEY__DIRECTORY__V1__APPEND_IMPORT_REQUEST__INIT;
+  *message = init_value;
+}
+size_t rekey__directory__v1__append_import_request__get_packed_size
+                     (const Rekey__Directory__V1__AppendImportRequest *message)
+{
+  assert(message->base.descriptor == &rekey__directory__v1__append_import_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t rekey__directory__v1__append_import_request__pack
+                     (const Rekey__Directory__V1__AppendImportRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &rekey__directory__v1__append_import_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t rekey__directory__v1__append_import_request__pack_to_buffer
+                     (const Rekey__Directory__V1__AppendImportRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &rekey__directory__v1__append_import_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Rekey__Directory__V1__AppendImportRequest *
+       rekey__directory__v1__append_import_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Rekey__Directory__V1__AppendImportRequest *)
+     protobuf_c_message_unpack (&rekey__directory__v1__append_import_request__descriptor,
+                                allocator, len, data);
+}
+void   rekey__directory__v1__append_import_request__free_unpacked
+                     (Rekey__Directory__V1__AppendImportRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &rekey__directory__v1__append_import_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   rekey__directory__v1__append_import_response__init
+                     (Rekey__Directory__V1__AppendImportResponse         *message)
+{
+  static const Rekey__Directory__V1__AppendImportResponse init_value = REKEY__DIRECTORY__V1__APPEND_IMPORT_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t rekey__directory__v1__append_import_response__get_packed_size
+                     (const Rekey__Directory__V1__AppendImportResponse *message)
+{
+  assert(message->base.descriptor == &rekey__directory__v1__append_import_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t rekey__directory__v1__append_import_response__pack
+                     (const Rekey__Directory__V1__AppendImportResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &rekey__directory__v1__append_import_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t rekey__directory__v1__append_import_response__pack_to_buffer
+                     (const Rekey__Directory__V1__AppendImportResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &rekey__directory__v1__append_import_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Rekey__Directory__V1__AppendImportResponse *
+       rekey__directory__v1__append_import_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Rekey__Directory__V1__AppendImportResponse *)
+     protobuf_c_message_unpack (&rekey__directory__v1__append_import_response__descriptor,
+                                allocator, len, data);
+}
+void   rekey__directory__v1__append_import_response__free_unpacked
+                     (Rekey__Directory__V1__AppendImportResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &rekey__directory__v1__append_import_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   rekey__directory__v1__commit_import_request__init
+                     (Rekey__Directory__V1__CommitImportRequest         *message)
+{
+  static const Rekey__Directory__V1__CommitImportRequest init_value = REKEY__DIRECTORY__V1__COMMIT_IMPORT_REQUEST__INIT;
+  *message = init_value;
+}
+size_t rekey__directory__v1__commit_import_request__get_packed_size
+                     (const Rekey__Directory__V1__CommitImportRequest *message)
+{
+  assert(message->base.descriptor == &rekey__directory__v1__commit_import_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t rekey__directory__v1__commit_import_request__pack
+                     (const Rekey__Directory__V1__CommitImportRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &rekey__directory__v1__commit_import_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t rekey__directory__v1__commit_import_request__pack_to_buffer
+                     (const Rekey__Directory__V1__CommitImportRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &rekey__directory__v1__commit_import_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Rekey__Directory__V1__CommitImportRequest *
+       rekey__directory__v1__commit_import_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Rekey__Directory__V1__CommitImportRequest *)
+     protobuf_c_message_unpack (&rekey__directory__v1__commit_import_request__descriptor,
+                                allocator, len, data);
+}
+void   rekey__directory__v1__commit_import_request__free_unpacked
+                     (Rekey__Directory__V1__CommitImportRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &rekey__directory__v1__commit_import_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   rekey__directory__v1__audit_record__init
                      (Rekey__Directory__V1__AuditRecord         *message)
 {
@@ -5652,7 +5877,7 @@ const ProtobufCMessageDescriptor rekey__directory__v1__import_row_result__descri
   (ProtobufCMessageInit) rekey__directory__v1__import_row_result__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor rekey__directory__v1__import_users_response__field_descriptors[4] =
+static const ProtobufCFieldDescriptor rekey__directory__v1__import_users_response__field_descriptors[5] =
 {
   {
     "committed",
@@ -5702,17 +5927,30 @@ static const ProtobufCFieldDescriptor rekey__directory__v1__import_users_respons
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "rows_omitted",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Directory__V1__ImportUsersResponse, rows_omitted),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned rekey__directory__v1__import_users_response__field_indices_by_name[] = {
   0,   /* field[0] = committed */
   1,   /* field[1] = created */
   2,   /* field[2] = refused */
   3,   /* field[3] = rows */
+  4,   /* field[4] = rows_omitted */
 };
 static const ProtobufCIntRange rekey__directory__v1__import_users_response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 4 }
+  { 0, 5 }
 };
 const ProtobufCMessageDescriptor rekey__directory__v1__import_users_response__descriptor =
 {
@@ -5722,11 +5960,266 @@ const ProtobufCMessageDescriptor rekey__directory__v1__import_users_response__de
   "Rekey__Directory__V1__ImportUsersResponse",
   "rekey.directory.v1",
   sizeof(Rekey__Directory__V1__ImportUsersResponse),
-  4,
+  5,
   rekey__directory__v1__import_users_response__field_descriptors,
   rekey__directory__v1__import_users_response__field_indices_by_name,
   1,  rekey__directory__v1__import_users_response__number_ranges,
   (ProtobufCMessageInit) rekey__directory__v1__import_users_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor rekey__directory__v1__begin_import_request__field_descriptors[3] =
+{
+  {
+    "actor",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Directory__V1__BeginImportRequest, actor),
+    &rekey__directory__v1__actor__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "partial",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Directory__V1__BeginImportRequest, partial),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "import_key",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Directory__V1__BeginImportRequest, import_key),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned rekey__directory__v1__begin_import_request__field_indices_by_name[] = {
+  0,   /* field[0] = actor */
+  2,   /* field[2] = import_key */
+  1,   /* field[1] = partial */
+};
+static const ProtobufCIntRange rekey__directory__v1__begin_import_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor rekey__directory__v1__begin_import_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "rekey.directory.v1.BeginImportRequest",
+  "BeginImportRequest",
+  "Rekey__Directory__V1__BeginImportRequest",
+  "rekey.directory.v1",
+  sizeof(Rekey__Directory__V1__BeginImportRequest),
+  3,
+  rekey__directory__v1__begin_import_request__field_descriptors,
+  rekey__directory__v1__begin_import_request__field_indices_by_name,
+  1,  rekey__directory__v1__begin_import_request__number_ranges,
+  (ProtobufCMessageInit) rekey__directory__v1__begin_import_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor rekey__directory__v1__begin_import_response__field_descriptors[2] =
+{
+  {
+    "import_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Directory__V1__BeginImportResponse, import_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "outcome",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Directory__V1__BeginImportResponse, outcome),
+    &rekey__directory__v1__import_users_response__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned rekey__directory__v1__begin_import_response__field_indices_by_name[] = {
+  0,   /* field[0] = import_id */
+  1,   /* field[1] = outcome */
+};
+static const ProtobufCIntRange rekey__directory__v1__begin_import_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor rekey__directory__v1__begin_import_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "rekey.directory.v1.BeginImportResponse",
+  "BeginImportResponse",
+  "Rekey__Directory__V1__BeginImportResponse",
+  "rekey.directory.v1",
+  sizeof(Rekey__Directory__V1__BeginImportResponse),
+  2,
+  rekey__directory__v1__begin_import_response__field_descriptors,
+  rekey__directory__v1__begin_import_response__field_indices_by_name,
+  1,  rekey__directory__v1__begin_import_response__number_ranges,
+  (ProtobufCMessageInit) rekey__directory__v1__begin_import_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor rekey__directory__v1__append_import_request__field_descriptors[3] =
+{
+  {
+    "import_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Directory__V1__AppendImportRequest, import_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "sequence",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Directory__V1__AppendImportRequest, sequence),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "csv",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Directory__V1__AppendImportRequest, csv),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned rekey__directory__v1__append_import_request__field_indices_by_name[] = {
+  2,   /* field[2] = csv */
+  0,   /* field[0] = import_id */
+  1,   /* field[1] = sequence */
+};
+static const ProtobufCIntRange rekey__directory__v1__append_import_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor rekey__directory__v1__append_import_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "rekey.directory.v1.AppendImportRequest",
+  "AppendImportRequest",
+  "Rekey__Directory__V1__AppendImportRequest",
+  "rekey.directory.v1",
+  sizeof(Rekey__Directory__V1__AppendImportRequest),
+  3,
+  rekey__directory__v1__append_import_request__field_descriptors,
+  rekey__directory__v1__append_import_request__field_indices_by_name,
+  1,  rekey__directory__v1__append_import_request__number_ranges,
+  (ProtobufCMessageInit) rekey__directory__v1__append_import_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor rekey__directory__v1__append_import_response__field_descriptors[1] =
+{
+  {
+    "bytes_staged",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Directory__V1__AppendImportResponse, bytes_staged),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned rekey__directory__v1__append_import_response__field_indices_by_name[] = {
+  0,   /* field[0] = bytes_staged */
+};
+static const ProtobufCIntRange rekey__directory__v1__append_import_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor rekey__directory__v1__append_import_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "rekey.directory.v1.AppendImportResponse",
+  "AppendImportResponse",
+  "Rekey__Directory__V1__AppendImportResponse",
+  "rekey.directory.v1",
+  sizeof(Rekey__Directory__V1__AppendImportResponse),
+  1,
+  rekey__directory__v1__append_import_response__field_descriptors,
+  rekey__directory__v1__append_import_response__field_indices_by_name,
+  1,  rekey__directory__v1__append_import_response__number_ranges,
+  (ProtobufCMessageInit) rekey__directory__v1__append_import_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor rekey__directory__v1__commit_import_request__field_descriptors[1] =
+{
+  {
+    "import_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Directory__V1__CommitImportRequest, import_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned rekey__directory__v1__commit_import_request__field_indices_by_name[] = {
+  0,   /* field[0] = import_id */
+};
+static const ProtobufCIntRange rekey__directory__v1__commit_import_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor rekey__directory__v1__commit_import_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "rekey.directory.v1.CommitImportRequest",
+  "CommitImportRequest",
+  "Rekey__Directory__V1__CommitImportRequest",
+  "rekey.directory.v1",
+  sizeof(Rekey__Directory__V1__CommitImportRequest),
+  1,
+  rekey__directory__v1__commit_import_request__field_descriptors,
+  rekey__directory__v1__commit_import_request__field_indices_by_name,
+  1,  rekey__directory__v1__commit_import_request__number_ranges,
+  (ProtobufCMessageInit) rekey__directory__v1__commit_import_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor rekey__directory__v1__audit_record__field_descriptors[7] =
@@ -6020,7 +6513,7 @@ const ProtobufCEnumDescriptor rekey__directory__v1__search_scope__descriptor =
   rekey__directory__v1__search_scope__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor rekey__directory__v1__directory__method_descriptors[30] =
+static const ProtobufCMethodDescriptor rekey__directory__v1__directory__method_descriptors[33] =
 {
   { "CreateUser", &rekey__directory__v1__create_user_request__descriptor, &rekey__directory__v1__user_response__descriptor },
   { "GetUser", &rekey__directory__v1__get_user_request__descriptor, &rekey__directory__v1__user_response__descriptor },
@@ -6051,13 +6544,19 @@ static const ProtobufCMethodDescriptor rekey__directory__v1__directory__method_d
   { "ValidateSession", &rekey__directory__v1__validate_session_request__descriptor, &rekey__directory__v1__validate_session_response__descriptor },
   { "RevokeSessions", &rekey__directory__v1__revoke_sessions_request__descriptor, &rekey__directory__v1__revoke_sessions_response__descriptor },
   { "ImportUsers", &rekey__directory__v1__import_users_request__descriptor, &rekey__directory__v1__import_users_response__descriptor },
+  { "BeginImport", &rekey__directory__v1__begin_import_request__descriptor, &rekey__directory__v1__begin_import_response__descriptor },
+  { "AppendImport", &rekey__directory__v1__append_import_request__descriptor, &rekey__directory__v1__append_import_response__descriptor },
+  { "CommitImport", &rekey__directory__v1__commit_import_request__descriptor, &rekey__directory__v1__import_users_response__descriptor },
   { "ListAuditRecords", &rekey__directory__v1__list_audit_records_request__descriptor, &rekey__directory__v1__list_audit_records_response__descriptor },
 };
 const unsigned rekey__directory__v1__directory__method_indices_by_name[] = {
   7,        /* AddEmail */
+  30,        /* AppendImport */
   24,        /* AuthenticateApiKey */
+  29,        /* BeginImport */
   20,        /* CheckPasswordPolicy */
   18,        /* CheckPermission */
+  31,        /* CommitImport */
   22,        /* CreateApiKey */
   11,        /* CreateOrganization */
   16,        /* CreateRole */
@@ -6068,7 +6567,7 @@ const unsigned rekey__directory__v1__directory__method_indices_by_name[] = {
   12,        /* GetOrganization */
   1,        /* GetUser */
   28,        /* ImportUsers */
-  29,        /* ListAuditRecords */
+  32,        /* ListAuditRecords */
   13,        /* ListOrganizations */
   17,        /* ListRoles */
   6,        /* ListUsers */
@@ -6092,7 +6591,7 @@ const ProtobufCServiceDescriptor rekey__directory__v1__directory__descriptor =
   "Directory",
   "Rekey__Directory__V1__Directory",
   "rekey.directory.v1",
-  30,
+  33,
   rekey__directory__v1__directory__method_descriptors,
   rekey__directory__v1__directory__method_indices_by_name
 };
@@ -6328,13 +6827,37 @@ void rekey__directory__v1__directory__import_users(ProtobufCService *service,
   assert(service->descriptor == &rekey__directory__v1__directory__descriptor);
   service->invoke(service, 28, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
+void rekey__directory__v1__directory__begin_import(ProtobufCService *service,
+                                                   const Rekey__Directory__V1__BeginImportRequest *input,
+                                                   Rekey__Directory__V1__BeginImportResponse_Closure closure,
+                                                   void *closure_data)
+{
+  assert(service->descriptor == &rekey__directory__v1__directory__descriptor);
+  service->invoke(service, 29, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void rekey__directory__v1__directory__append_import(ProtobufCService *service,
+                                                    const Rekey__Directory__V1__AppendImportRequest *input,
+                                                    Rekey__Directory__V1__AppendImportResponse_Closure closure,
+                                                    void *closure_data)
+{
+  assert(service->descriptor == &rekey__directory__v1__directory__descriptor);
+  service->invoke(service, 30, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void rekey__directory__v1__directory__commit_import(ProtobufCService *service,
+                                                    const Rekey__Directory__V1__CommitImportRequest *input,
+                                                    Rekey__Directory__V1__ImportUsersResponse_Closure closure,
+                                                    void *closure_data)
+{
+  assert(service->descriptor == &rekey__directory__v1__directory__descriptor);
+  service->invoke(service, 31, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
 void rekey__directory__v1__directory__list_audit_records(ProtobufCService *service,
                                                          const Rekey__Directory__V1__ListAuditRecordsRequest *input,
                                                          Rekey__Directory__V1__ListAuditRecordsResponse_Closure closure,
                                                          void *closure_data)
 {
   assert(service->descriptor == &rekey__directory__v1__directory__descriptor);
-  service->invoke(service, 29, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 32, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void rekey__directory__v1__directory__init (Rekey__Directory__V1__Directory_Service *service,
                                             Rekey__Directory__V1__Directory_ServiceDestroy destroy)

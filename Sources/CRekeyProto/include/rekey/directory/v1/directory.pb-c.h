@@ -68,6 +68,11 @@ typedef struct Rekey__Directory__V1__DeleteOrganizationResponse Rekey__Directory
 typedef struct Rekey__Directory__V1__ImportUsersRequest Rekey__Directory__V1__ImportUsersRequest;
 typedef struct Rekey__Directory__V1__ImportRowResult Rekey__Directory__V1__ImportRowResult;
 typedef struct Rekey__Directory__V1__ImportUsersResponse Rekey__Directory__V1__ImportUsersResponse;
+typedef struct Rekey__Directory__V1__BeginImportRequest Rekey__Directory__V1__BeginImportRequest;
+typedef struct Rekey__Directory__V1__BeginImportResponse Rekey__Directory__V1__BeginImportResponse;
+typedef struct Rekey__Directory__V1__AppendImportRequest Rekey__Directory__V1__AppendImportRequest;
+typedef struct Rekey__Directory__V1__AppendImportResponse Rekey__Directory__V1__AppendImportResponse;
+typedef struct Rekey__Directory__V1__CommitImportRequest Rekey__Directory__V1__CommitImportRequest;
 typedef struct Rekey__Directory__V1__AuditRecord Rekey__Directory__V1__AuditRecord;
 typedef struct Rekey__Directory__V1__ListAuditRecordsRequest Rekey__Directory__V1__ListAuditRecordsRequest;
 typedef struct Rekey__Directory__V1__ListAuditRecordsResponse Rekey__Directory__V1__ListAuditRecordsResponse;
@@ -797,8 +802,8 @@ struct  Rekey__Directory__V1__ImportUsersRequest
   ProtobufCMessage base;
   /*
    * UTF-8 CSV (RFC 4180) with the header row name,email,role,organization; organization (a name or
-   * an id) may be empty. At most 100,000 rows per call; larger files go through
-   * `rekey-directory import`, which works offline.
+   * an id) may be empty. At most 100,000 rows and within the frame limit; a larger file goes
+   * through the staged import (BeginImport, AppendImport, CommitImport), up to 8 MiB.
    */
   ProtobufCBinaryData csv;
   /*
@@ -845,14 +850,88 @@ struct  Rekey__Directory__V1__ImportUsersResponse
   uint32_t created;
   uint32_t refused;
   /*
-   * One entry per data row, in file order.
+   * One entry per data row, in file order, when the file has at most 1,000 rows; otherwise the
+   * refused rows only, the first 1,000 of them.
    */
   size_t n_rows;
   Rekey__Directory__V1__ImportRowResult **rows;
+  /*
+   * Rows left out of `rows` (so that the answer always fits in a frame).
+   */
+  uint32_t rows_omitted;
 };
 #define REKEY__DIRECTORY__V1__IMPORT_USERS_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&rekey__directory__v1__import_users_response__descriptor) \
-    , 0, 0, 0, 0,NULL }
+    , 0, 0, 0, 0,NULL, 0 }
+
+
+struct  Rekey__Directory__V1__BeginImportRequest
+{
+  ProtobufCMessage base;
+  Rekey__Directory__V1__Actor *actor;
+  protobuf_c_boolean partial;
+  /*
+   * Chosen by the caller, 1-128 printable ASCII characters; optional. Beginning again with a key
+   * whose import finished answers that import's outcome instead of starting another, so a caller
+   * that lost the answer (UNAVAILABLE) can safely try again.
+   */
+  char *import_key;
+};
+#define REKEY__DIRECTORY__V1__BEGIN_IMPORT_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&rekey__directory__v1__begin_import_request__descriptor) \
+    , NULL, 0, (char *)protobuf_c_empty_string }
+
+
+struct  Rekey__Directory__V1__BeginImportResponse
+{
+  ProtobufCMessage base;
+  char *import_id;
+  /*
+   * Set when `import_key` named an import that has finished already: its outcome.
+   */
+  Rekey__Directory__V1__ImportUsersResponse *outcome;
+};
+#define REKEY__DIRECTORY__V1__BEGIN_IMPORT_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&rekey__directory__v1__begin_import_response__descriptor) \
+    , (char *)protobuf_c_empty_string, NULL }
+
+
+struct  Rekey__Directory__V1__AppendImportRequest
+{
+  ProtobufCMessage base;
+  char *import_id;
+  /*
+   * 0, 1, 2, … in order. Sending the last one again is harmless (ignored); a gap is refused.
+   */
+  uint32_t sequence;
+  /*
+   * The next bytes of the CSV file, cut anywhere; at most 1 MiB per chunk and 8 MiB in all.
+   */
+  ProtobufCBinaryData csv;
+};
+#define REKEY__DIRECTORY__V1__APPEND_IMPORT_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&rekey__directory__v1__append_import_request__descriptor) \
+    , (char *)protobuf_c_empty_string, 0, {0,NULL} }
+
+
+struct  Rekey__Directory__V1__AppendImportResponse
+{
+  ProtobufCMessage base;
+  uint64_t bytes_staged;
+};
+#define REKEY__DIRECTORY__V1__APPEND_IMPORT_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&rekey__directory__v1__append_import_response__descriptor) \
+    , 0 }
+
+
+struct  Rekey__Directory__V1__CommitImportRequest
+{
+  ProtobufCMessage base;
+  char *import_id;
+};
+#define REKEY__DIRECTORY__V1__COMMIT_IMPORT_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&rekey__directory__v1__commit_import_request__descriptor) \
+    , (char *)protobuf_c_empty_string }
 
 
 struct  Rekey__Directory__V1__AuditRecord
@@ -1920,6 +1999,101 @@ Rekey__Directory__V1__ImportUsersResponse *
 void   rekey__directory__v1__import_users_response__free_unpacked
                      (Rekey__Directory__V1__ImportUsersResponse *message,
                       ProtobufCAllocator *allocator);
+/* Rekey__Directory__V1__BeginImportRequest methods */
+void   rekey__directory__v1__begin_import_request__init
+                     (Rekey__Directory__V1__BeginImportRequest         *message);
+size_t rekey__directory__v1__begin_import_request__get_packed_size
+                     (const Rekey__Directory__V1__BeginImportRequest   *message);
+size_t rekey__directory__v1__begin_import_request__pack
+                     (const Rekey__Directory__V1__BeginImportRequest   *message,
+                      uint8_t             *out);
+size_t rekey__directory__v1__begin_import_request__pack_to_buffer
+                     (const Rekey__Directory__V1__BeginImportRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Rekey__Directory__V1__BeginImportRequest *
+       rekey__directory__v1__begin_import_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   rekey__directory__v1__begin_import_request__free_unpacked
+                     (Rekey__Directory__V1__BeginImportRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Rekey__Directory__V1__BeginImportResponse methods */
+void   rekey__directory__v1__begin_import_response__init
+                     (Rekey__Directory__V1__BeginImportResponse         *message);
+size_t rekey__directory__v1__begin_import_response__get_packed_size
+                     (const Rekey__Directory__V1__BeginImportResponse   *message);
+size_t rekey__directory__v1__begin_import_response__pack
+                     (const Rekey__Directory__V1__BeginImportResponse   *message,
+                      uint8_t             *out);
+size_t rekey__directory__v1__begin_import_response__pack_to_buffer
+                     (const Rekey__Directory__V1__BeginImportResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Rekey__Directory__V1__BeginImportResponse *
+       rekey__directory__v1__begin_import_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   rekey__directory__v1__begin_import_response__free_unpacked
+                     (Rekey__Directory__V1__BeginImportResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Rekey__Directory__V1__AppendImportRequest methods */
+void   rekey__directory__v1__append_import_request__init
+                     (Rekey__Directory__V1__AppendImportRequest         *message);
+size_t rekey__directory__v1__append_import_request__get_packed_size
+                     (const Rekey__Directory__V1__AppendImportRequest   *message);
+size_t rekey__directory__v1__append_import_request__pack
+                     (const Rekey__Directory__V1__AppendImportRequest   *message,
+                      uint8_t             *out);
+size_t rekey__directory__v1__append_import_request__pack_to_buffer
+                     (const Rekey__Directory__V1__AppendImportRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Rekey__Directory__V1__AppendImportRequest *
+       rekey__directory__v1__append_import_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   rekey__directory__v1__append_import_request__free_unpacked
+                     (Rekey__Directory__V1__AppendImportRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Rekey__Directory__V1__AppendImportResponse methods */
+void   rekey__directory__v1__append_import_response__init
+                     (Rekey__Directory__V1__AppendImportResponse         *message);
+size_t rekey__directory__v1__append_import_response__get_packed_size
+                     (const Rekey__Directory__V1__AppendImportResponse   *message);
+size_t rekey__directory__v1__append_import_response__pack
+                     (const Rekey__Directory__V1__AppendImportResponse   *message,
+                      uint8_t             *out);
+size_t rekey__directory__v1__append_import_response__pack_to_buffer
+                     (const Rekey__Directory__V1__AppendImportResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Rekey__Directory__V1__AppendImportResponse *
+       rekey__directory__v1__append_import_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   rekey__directory__v1__append_import_response__free_unpacked
+                     (Rekey__Directory__V1__AppendImportResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Rekey__Directory__V1__CommitImportRequest methods */
+void   rekey__directory__v1__commit_import_request__init
+                     (Rekey__Directory__V1__CommitImportRequest         *message);
+size_t rekey__directory__v1__commit_import_request__get_packed_size
+                     (const Rekey__Directory__V1__CommitImportRequest   *message);
+size_t rekey__directory__v1__commit_import_request__pack
+                     (const Rekey__Directory__V1__CommitImportRequest   *message,
+                      uint8_t             *out);
+size_t rekey__directory__v1__commit_import_request__pack_to_buffer
+                     (const Rekey__Directory__V1__CommitImportRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Rekey__Directory__V1__CommitImportRequest *
+       rekey__directory__v1__commit_import_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   rekey__directory__v1__commit_import_request__free_unpacked
+                     (Rekey__Directory__V1__CommitImportRequest *message,
+                      ProtobufCAllocator *allocator);
 /* Rekey__Directory__V1__AuditRecord methods */
 void   rekey__directory__v1__audit_record__init
                      (Rekey__Directory__V1__AuditRecord         *message);
@@ -2138,6 +2312,21 @@ typedef void (*Rekey__Directory__V1__ImportRowResult_Closure)
 typedef void (*Rekey__Directory__V1__ImportUsersResponse_Closure)
                  (const Rekey__Directory__V1__ImportUsersResponse *message,
                   void *closure_data);
+typedef void (*Rekey__Directory__V1__BeginImportRequest_Closure)
+                 (const Rekey__Directory__V1__BeginImportRequest *message,
+                  void *closure_data);
+typedef void (*Rekey__Directory__V1__BeginImportResponse_Closure)
+                 (const Rekey__Directory__V1__BeginImportResponse *message,
+                  void *closure_data);
+typedef void (*Rekey__Directory__V1__AppendImportRequest_Closure)
+                 (const Rekey__Directory__V1__AppendImportRequest *message,
+                  void *closure_data);
+typedef void (*Rekey__Directory__V1__AppendImportResponse_Closure)
+                 (const Rekey__Directory__V1__AppendImportResponse *message,
+                  void *closure_data);
+typedef void (*Rekey__Directory__V1__CommitImportRequest_Closure)
+                 (const Rekey__Directory__V1__CommitImportRequest *message,
+                  void *closure_data);
 typedef void (*Rekey__Directory__V1__AuditRecord_Closure)
                  (const Rekey__Directory__V1__AuditRecord *message,
                   void *closure_data);
@@ -2270,6 +2459,18 @@ struct Rekey__Directory__V1__Directory_Service
                        const Rekey__Directory__V1__ImportUsersRequest *input,
                        Rekey__Directory__V1__ImportUsersResponse_Closure closure,
                        void *closure_data);
+  void (*begin_import)(Rekey__Directory__V1__Directory_Service *service,
+                       const Rekey__Directory__V1__BeginImportRequest *input,
+                       Rekey__Directory__V1__BeginImportResponse_Closure closure,
+                       void *closure_data);
+  void (*append_import)(Rekey__Directory__V1__Directory_Service *service,
+                        const Rekey__Directory__V1__AppendImportRequest *input,
+                        Rekey__Directory__V1__AppendImportResponse_Closure closure,
+                        void *closure_data);
+  void (*commit_import)(Rekey__Directory__V1__Directory_Service *service,
+                        const Rekey__Directory__V1__CommitImportRequest *input,
+                        Rekey__Directory__V1__ImportUsersResponse_Closure closure,
+                        void *closure_data);
   void (*list_audit_records)(Rekey__Directory__V1__Directory_Service *service,
                              const Rekey__Directory__V1__ListAuditRecordsRequest *input,
                              Rekey__Directory__V1__ListAuditRecordsResponse_Closure closure,
@@ -2311,6 +2512,9 @@ void rekey__directory__v1__directory__init (Rekey__Directory__V1__Directory_Serv
       function_prefix__ ## validate_session,\
       function_prefix__ ## revoke_sessions,\
       function_prefix__ ## import_users,\
+      function_prefix__ ## begin_import,\
+      function_prefix__ ## append_import,\
+      function_prefix__ ## commit_import,\
       function_prefix__ ## list_audit_records  }
 void rekey__directory__v1__directory__create_user(ProtobufCService *service,
                                                   const Rekey__Directory__V1__CreateUserRequest *input,
@@ -2428,6 +2632,18 @@ void rekey__directory__v1__directory__import_users(ProtobufCService *service,
                                                    const Rekey__Directory__V1__ImportUsersRequest *input,
                                                    Rekey__Directory__V1__ImportUsersResponse_Closure closure,
                                                    void *closure_data);
+void rekey__directory__v1__directory__begin_import(ProtobufCService *service,
+                                                   const Rekey__Directory__V1__BeginImportRequest *input,
+                                                   Rekey__Directory__V1__BeginImportResponse_Closure closure,
+                                                   void *closure_data);
+void rekey__directory__v1__directory__append_import(ProtobufCService *service,
+                                                    const Rekey__Directory__V1__AppendImportRequest *input,
+                                                    Rekey__Directory__V1__AppendImportResponse_Closure closure,
+                                                    void *closure_data);
+void rekey__directory__v1__directory__commit_import(ProtobufCService *service,
+                                                    const Rekey__Directory__V1__CommitImportRequest *input,
+                                                    Rekey__Directory__V1__ImportUsersResponse_Closure closure,
+                                                    void *closure_data);
 void rekey__directory__v1__directory__list_audit_records(ProtobufCService *service,
                                                          const Rekey__Directory__V1__ListAuditRecordsRequest *input,
                                                          Rekey__Directory__V1__ListAuditRecordsResponse_Closure closure,
@@ -2490,6 +2706,11 @@ extern const ProtobufCMessageDescriptor rekey__directory__v1__delete_organizatio
 extern const ProtobufCMessageDescriptor rekey__directory__v1__import_users_request__descriptor;
 extern const ProtobufCMessageDescriptor rekey__directory__v1__import_row_result__descriptor;
 extern const ProtobufCMessageDescriptor rekey__directory__v1__import_users_response__descriptor;
+extern const ProtobufCMessageDescriptor rekey__directory__v1__begin_import_request__descriptor;
+extern const ProtobufCMessageDescriptor rekey__directory__v1__begin_import_response__descriptor;
+extern const ProtobufCMessageDescriptor rekey__directory__v1__append_import_request__descriptor;
+extern const ProtobufCMessageDescriptor rekey__directory__v1__append_import_response__descriptor;
+extern const ProtobufCMessageDescriptor rekey__directory__v1__commit_import_request__descriptor;
 extern const ProtobufCMessageDescriptor rekey__directory__v1__audit_record__descriptor;
 extern const ProtobufCMessageDescriptor rekey__directory__v1__list_audit_records_request__descriptor;
 extern const ProtobufCMessageDescriptor rekey__directory__v1__list_audit_records_response__descriptor;
