@@ -4,7 +4,7 @@ SWIFT ?= swift
 PYTHON ?= /usr/bin/python3
 BENCH_SECONDS ?= 3
 
-.PHONY: all deps build test proto proto-check bench bench-directory bench-notifier bench-diagnose bench-forgot run clean help
+.PHONY: all deps build test proto proto-check bench bench-directory bench-notifier bench-diagnose bench-forgot run clean help fuzz
 
 all: build
 
@@ -18,6 +18,7 @@ help:
 	@echo "make bench-notifier   enqueues/s through the RPC; messages/s delivered to Postfix's smtp-sink"
 	@echo "make bench-diagnose   rekey diagnose for a user with 1,000 emails and tokens, 1,000,000 users (after bench-directory)"
 	@echo "make bench-forgot     forgot-password submissions/s through all four processes (wrk, 32 connections)"
+	@echo "make fuzz        libFuzzer + AddressSanitizer on each parser, FUZZ_SECONDS (60) each; crashes saved in Fuzz/Regressions"
 
 deps:
 	@bash scripts/install-deps.sh
@@ -45,6 +46,9 @@ bench: deps
 	cc -O2 -pthread -o Benchmarks/pingpong Benchmarks/pingpong.c
 	$(PYTHON) Benchmarks/run.py --rekey .build/release/RekeyBenchmark --c Benchmarks/pingpong \
 	  --reset-token .build/release/rekey-reset-token --seconds $(BENCH_SECONDS)
+
+fuzz: deps
+	bash scripts/fuzz.sh
 
 run: deps
 	@SWIFT=$(SWIFT) bash scripts/run.sh

@@ -301,6 +301,24 @@ let package = Package(
             path: "Benchmarks/RekeyBenchmark"
         ),
 
+        // MARK: Fuzzing (`make fuzz`): each main.swift holds only LLVMFuzzerTestOneInput; built with
+        // --sanitize=fuzzer they are libFuzzer programs, in a normal build empty executables.
+        /// The fuzz targets as functions, for the Fuzz* executables and for the replay test.
+        .target(
+            name: "RekeyFuzzing",
+            dependencies: [
+                "RekeyProtobuf", "RekeyRPC", "RekeyRPCNIO", "RekeyDirectoryAPI", "RekeyNotifierAPI", "RekeyTokensAPI",
+                "RekeyDirectoryService", "RekeyGateway", "RekeyNotifierService",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
+        .executableTarget(name: "FuzzFrames", dependencies: ["RekeyFuzzing"], path: "Fuzz/FuzzFrames"),
+        .executableTarget(name: "FuzzMessages", dependencies: ["RekeyFuzzing"], path: "Fuzz/FuzzMessages"),
+        .executableTarget(name: "FuzzCSV", dependencies: ["RekeyFuzzing"], path: "Fuzz/FuzzCSV"),
+        .executableTarget(name: "FuzzForms", dependencies: ["RekeyFuzzing"], path: "Fuzz/FuzzForms"),
+        .executableTarget(name: "FuzzMIME", dependencies: ["RekeyFuzzing"], path: "Fuzz/FuzzMIME"),
+        .executableTarget(name: "FuzzSMTPReply", dependencies: ["RekeyFuzzing"], path: "Fuzz/FuzzSMTPReply"),
+
         // MARK: Tests
         .testTarget(
             name: "RekeyProtobufTests",
@@ -344,6 +362,10 @@ let package = Package(
         .testTarget(
             name: "RekeyInputTests",
             dependencies: ["RekeyInput"]
+        ),
+        .testTarget(
+            name: "RekeyFuzzingTests",
+            dependencies: ["RekeyFuzzing"]
         ),
         .testTarget(
             name: "RekeyDirectoryServiceTests",

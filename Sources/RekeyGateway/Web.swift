@@ -338,7 +338,7 @@ package struct Web: Sendable {
     }
 
     /// `application/x-www-form-urlencoded`: the first value of each name.
-    static func parseForm(_ text: String) -> [String: String] {
+    package static func parseForm(_ text: String) -> [String: String] {
         var form: [String: String] = [:]
         for pair in text.split(separator: "&") {
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)

@@ -91,10 +91,14 @@ package struct MIMEMessage: Sendable {
         return "\(name) <\(mailbox.address)>"
     }
 
-    /// The text as is when it is printable ASCII, else RFC 2047 `=?UTF-8?B?…?=` words of at most
-    /// 75 characters, split between characters.
-    static func encodedWords(_ text: String) -> String {
-        if text.unicodeScalars.allSatisfy({ $0.isASCII && $0.value >= 0x20 }) { return text }
+    /// The text as is when it is printable ASCII in words that folding can fit on a line, else
+    /// RFC 2047 `=?UTF-8?B?…?=` words of at most 75 characters, split between characters (so that
+    /// no header line ever passes RFC 5322's 998, whatever a custom subject or a name holds).
+    package static func encodedWords(_ text: String) -> String {
+        if text.unicodeScalars.allSatisfy({ $0.isASCII && $0.value >= 0x20 && $0.value < 0x7F }),
+           text.split(separator: " ").allSatisfy({ $0.utf8.count <= 70 }) {
+            return text
+        }
         var words: [String] = []
         var chunk: [UInt8] = []
         for character in text {
@@ -111,7 +115,7 @@ package struct MIMEMessage: Sendable {
     }
 
     /// `Name: value`, folded at spaces so that lines stay under 78 characters where possible.
-    static func fold(_ name: String, _ value: String) -> String {
+    package static func fold(_ name: String, _ value: String) -> String {
         var lines: [String] = []
         var current = name + ":"
         for word in value.split(separator: " ", omittingEmptySubsequences: false) {

@@ -287,9 +287,31 @@ package actor SMTPTransport: MailTransport {
 }
 
 /// One reply of an SMTP server: its code and its lines' text.
+/// One line of an SMTP reply (RFC 5321 4.2): three digits, then a space (the last line), a hyphen
+/// (more follow) or nothing, then text. Anything else is malformed.
+package struct SMTPReplyLine: Sendable, Hashable {
+    package var code: Int
+    package var isLast: Bool
+    package var text: String
+
+    package init?(parsing bytes: [UInt8]) {
+        guard bytes.count >= 3, bytes.prefix(3).allSatisfy({ (0x30...0x39).contains($0) }) else { return nil }
+        let code = bytes.prefix(3).reduce(0) { $0 * 10 + Int($1 - 0x30) }
+        guard bytes.count == 3 || bytes[3] == UInt8(ascii: " ") || bytes[3] == UInt8(ascii: "-") else { return nil }
+        self.code = code
+        self.isLast = bytes.count == 3 || bytes[3] == UInt8(ascii: " ")
+        self.text = bytes.count > 4 ? String(decoding: bytes[4...], as: UTF8.self) : ""
+    }
+}
+
 package struct SMTPReply: Sendable, Hashable {
     package var code: Int
     package var lines: [String]
+
+    package init(code: Int, lines: [String]) {
+        self.code = code
+        self.lines = lines
+    }
 
     package var text: String { self.lines.joined(separator: " / ") }
 
@@ -418,19 +440,15 @@ final class SMTPReplyHandler: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        var buffer = self.unwrapInboundIn(data)
-        let line = buffer.readString(length: buffer.readableBytes) ?? ""
-        let bytes = Array(line.utf8)
-        guard bytes.count >= 3, bytes.prefix(3).allSatisfy({ (0x30...0x39).contains($0) }), let code = Int(line.prefix(3)),
-              bytes.count == 3 || bytes[3] == UInt8(ascii: " ") || bytes[3] == UInt8(ascii: "-")
-        else {
-            self.fail(SMTPConnectionError.malformedReply(line))
+        let buffer = self.unwrapInboundIn(data)
+        guard let line = SMTPReplyLine(parsing: Array(buffer.readableBytesView)) else {
+            self.fail(SMTPConnectionError.malformedReply(String(decoding: buffer.readableBytesView, as: UTF8.self)))
             context.close(promise: nil)
             return
         }
-        self.lines.append(bytes.count > 4 ? String(line.dropFirst(4)) : "")
-        self.code = code
-        if bytes.count == 3 || bytes[3] == UInt8(ascii: " ") {
+        self.lines.append(line.text)
+        self.code = line.code
+        if line.isLast {
             self.complete(.success(SMTPReply(code: code, lines: self.lines)))
             self.lines = []
         }

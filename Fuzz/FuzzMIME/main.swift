@@ -1,0 +1,8 @@
+// libFuzzer entry point; the target itself is RekeyFuzzing.mime (replayed by the tests too).
+import RekeyFuzzing
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzz(_ start: UnsafeRawPointer, _ count: Int) -> CInt {
+    FuzzTargets.mime(Array(UnsafeRawBufferPointer(start: start, count: count)))
+    return 0
+}
