@@ -51,7 +51,11 @@ package struct DirectoryService: Rekey_Directory_V1_Directory.ServiceProtocol {
         new.locale = request.locale
         new.emailVerified = request.emailVerified
         let actor = Self.actor(request.actor)
-        return Self.response(try await self.db(auditing: actor, "user.create", target: "") { [new] store, c in try store.createUser(new, actor: actor, in: c) })
+        let user = try await self.db(auditing: actor, "user.create", target: "") { [new] store, c in try store.createUser(new, actor: actor, in: c) }
+        var response = Self.response(user)
+        let email = new.email
+        response.warnings = try await self.db { store, c in try store.lookAlikeWarnings(for: email, excludingUser: user.id, in: c) }
+        return response
     }
 
     package func getUser(request: Rekey_Directory_V1_GetUserRequest, context: ServerContext) async throws -> Rekey_Directory_V1_UserResponse {
@@ -157,9 +161,11 @@ package struct DirectoryService: Rekey_Directory_V1_Directory.ServiceProtocol {
 
     package func addEmail(request: Rekey_Directory_V1_AddEmailRequest, context: ServerContext) async throws -> Rekey_Directory_V1_UserResponse {
         let actor = Self.actor(request.actor)
-        return Self.response(try await self.db(auditing: actor, "email.add", target: request.userID) { store, c in
+        var response = Self.response(try await self.db(auditing: actor, "email.add", target: request.userID) { store, c in
             try store.addEmail(request.userID, address: request.address, verified: request.verified, actor: actor, in: c)
         })
+        response.warnings = try await self.db { store, c in try store.lookAlikeWarnings(for: request.address, excludingUser: request.userID, in: c) }
+        return response
     }
 
     package func removeEmail(request: Rekey_Directory_V1_EmailChangeRequest, context: ServerContext) async throws -> Rekey_Directory_V1_UserResponse {

@@ -76,3 +76,33 @@ extension DirectoryStore {
         }
     }
 }
+
+extension DirectoryStore {
+    /// Warnings for an admin who just added `address`: other users whose address looks the same
+    /// to a person (same look-alike skeleton, different address). Empty when none does.
+    package func lookAlikeWarnings(for address: String, excludingUser userID: String, in connection: SQLiteConnection) throws -> [String] {
+        let normalized = (try? DirectoryValidation.email(address).normalized) ?? address.lowercased()
+        let rows = try connection.query(
+            "SELECT e.address, e.normalized, u.id, u.name FROM emails e JOIN users u ON u.id = e.user_id WHERE e.skeleton = ? AND e.user_id != ? LIMIT 5",
+            .text(LookAlike.skeleton(normalized)), .text(userID)
+        )
+        return rows.compactMap { row in
+            guard row.string("normalized") != normalized, let other = row.string("address"), let id = row.string("id") else { return nil }
+            return "\(address) looks like \(other), the address of \(row.string("name") ?? "another user") (\(id)); make sure it is the one meant"
+        }
+    }
+
+    /// Gives addresses stored before skeletons existed theirs; returns how many (run at start).
+    package func fillLookAlikeSkeletons(in connection: SQLiteConnection) throws -> Int {
+        var filled = 0
+        while true {
+            let rows = try connection.query("SELECT id, normalized FROM emails WHERE skeleton IS NULL LIMIT 1000")
+            guard !rows.isEmpty else { return filled }
+            for row in rows {
+                guard let id = row.string("id") else { continue }
+                try connection.run("UPDATE emails SET skeleton = ? WHERE id = ?", .text(LookAlike.skeleton(row.string("normalized") ?? "")), .text(id))
+            }
+            filled += rows.count
+        }
+    }
+}

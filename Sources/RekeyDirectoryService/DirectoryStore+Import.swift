@@ -153,8 +153,9 @@ extension DirectoryStore {
             throw DirectoryError.failedPrecondition("the user could not be stored")
         }
         try connection.run(
-            "INSERT INTO emails (id, user_id, address, normalized, is_primary, verified, created_at) VALUES (?, ?, ?, ?, 1, 0, ?)",
-            .text(try Self.makeID("e_")), .text(id), .text(email.address), .text(email.normalized), .integer(now)
+            "INSERT INTO emails (id, user_id, address, normalized, is_primary, verified, created_at, skeleton) VALUES (?, ?, ?, ?, 1, 0, ?, ?)",
+            .text(try Self.makeID("e_")), .text(id), .text(email.address), .text(email.normalized), .integer(now),
+            .text(LookAlike.skeleton(email.normalized))
         )
         try self.insertFullTextEntry(seq: seq, name: name, emails: [email.address], in: connection)
         return (id, Self.prefixRows(seq: seq, name: name, emails: [email.address], staff: staff))

@@ -180,6 +180,11 @@ package struct DirectoryStore: Sendable {
                 PRIMARY KEY (import_id, sequence)
             );
             """),
+        // Filled in by `fillLookAlikeSkeletons` at start for addresses stored before.
+        SQLiteMigration(version: 7, name: "look-alike skeletons", sql: """
+            ALTER TABLE emails ADD COLUMN skeleton TEXT;
+            CREATE INDEX emails_by_skeleton ON emails (skeleton);
+            """),
     ]
 
     // MARK: Users
@@ -220,8 +225,9 @@ package struct DirectoryStore: Sendable {
                 .integer(UserStateValue.active.rawValue), .text(locale), .integer(now), .integer(now)
             )
             try connection.run(
-                "INSERT INTO emails (id, user_id, address, normalized, is_primary, verified, created_at) VALUES (?, ?, ?, ?, 1, ?, ?)",
-                .text(try Self.makeID("e_")), .text(id), .text(email.address), .text(email.normalized), .integer(new.emailVerified ? 1 : 0), .integer(now)
+                "INSERT INTO emails (id, user_id, address, normalized, is_primary, verified, created_at, skeleton) VALUES (?, ?, ?, ?, 1, ?, ?, ?)",
+                .text(try Self.makeID("e_")), .text(id), .text(email.address), .text(email.normalized), .integer(new.emailVerified ? 1 : 0), .integer(now),
+                .text(LookAlike.skeleton(email.normalized))
             )
             try self.reindex(id, in: connection)
             try self.audit(actor, "user.create", target: id, detail: "role \(new.role)", in: connection)
@@ -390,9 +396,9 @@ package struct DirectoryStore: Sendable {
             }
             try self.ensureEmailIsFree(email.normalized, field: "address", in: connection)
             try connection.run(
-                "INSERT INTO emails (id, user_id, address, normalized, is_primary, verified, created_at) VALUES (?, ?, ?, ?, 0, ?, ?)",
+                "INSERT INTO emails (id, user_id, address, normalized, is_primary, verified, created_at, skeleton) VALUES (?, ?, ?, ?, 0, ?, ?, ?)",
                 .text(try Self.makeID("e_")), .text(userID), .text(email.address), .text(email.normalized),
-                .integer(verified ? 1 : 0), .integer(self.clock.nowMilliseconds())
+                .integer(verified ? 1 : 0), .integer(self.clock.nowMilliseconds()), .text(LookAlike.skeleton(email.normalized))
             )
             try self.touch(userID, in: connection)
             try self.audit(actor, "email.add", target: userID, detail: email.address, in: connection)

@@ -256,7 +256,7 @@ package struct AdminAPI: Sendable {
         search.pageSize = UInt32(try Self.integer(request, "page_size", in: 1...100, default: 20))
         search.pageToken = try Self.query(request, "page_token") ?? ""
         let page = try await self.directory.searchUsers(search, options: admin.options)
-        return UsersPageJSON(users: page.users.map(UserJSON.init), nextPageToken: page.nextPageToken)
+        return UsersPageJSON(users: page.users.map { UserJSON($0) }, nextPageToken: page.nextPageToken)
     }
 
     func list(_ admin: Admin, _ request: Request) async throws -> any Encodable {
@@ -272,7 +272,7 @@ package struct AdminAPI: Sendable {
         default: throw Failure(status: .badRequest, code: "invalid_argument", message: "state is active or disabled")
         }
         let page = try await self.directory.listUsers(list, options: admin.options)
-        return UsersPageJSON(users: page.users.map(UserJSON.init), nextPageToken: page.nextPageToken)
+        return UsersPageJSON(users: page.users.map { UserJSON($0) }, nextPageToken: page.nextPageToken)
     }
 
     func lookup(_ admin: Admin, _ request: Request) async throws -> any Encodable {
@@ -318,7 +318,8 @@ package struct AdminAPI: Sendable {
         create.organizationID = body.organizationId ?? ""
         create.locale = body.locale ?? ""
         create.actor = admin.directoryActor
-        return UserJSON(try await self.directory.createUser(create, options: admin.options).user ?? .init())
+        let created = try await self.directory.createUser(create, options: admin.options)
+        return UserJSON(created.user ?? .init(), warnings: created.warnings)
     }
 
     struct UpdateUserBody: Decodable {
@@ -360,7 +361,8 @@ package struct AdminAPI: Sendable {
         add.address = body.address
         add.verified = body.verified ?? false
         add.actor = admin.directoryActor
-        return UserJSON(try await self.directory.addEmail(add, options: admin.options).user ?? .init())
+        let added = try await self.directory.addEmail(add, options: admin.options)
+        return UserJSON(added.user ?? .init(), warnings: added.warnings)
     }
 
     /// Makes an address primary (and tells the previous primary address), or removes it.

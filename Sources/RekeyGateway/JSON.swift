@@ -29,8 +29,10 @@ struct UserJSON: Encodable {
     var passwordChangedAt: String?
     var createdAt: String?
     var updatedAt: String?
+    /// What the admin should know after a create or an added address (look-alike addresses).
+    var warnings: [String]?
 
-    init(_ user: Rekey_Directory_V1_User) {
+    init(_ user: Rekey_Directory_V1_User, warnings: [String] = []) {
         self.id = user.id
         self.name = user.name
         self.role = user.role
@@ -43,6 +45,7 @@ struct UserJSON: Encodable {
         self.passwordChangedAt = AdminAPI.time(user.passwordChangedAtUnixMs)
         self.createdAt = AdminAPI.time(user.createdAtUnixMs)
         self.updatedAt = AdminAPI.time(user.updatedAtUnixMs)
+        self.warnings = warnings.isEmpty ? nil : warnings
     }
 }
 

@@ -107,6 +107,10 @@ struct DirectorySettings {
     func openStore(_ database: SQLiteDatabase) async throws -> DirectoryStore {
         let store = DirectoryStore(configuration: self.store, clock: SystemWallClock())
         let rebuilt = try await database.withConnection { try store.rebuildSearchPrefixesIfNeeded(in: $0) }
+        let skeletons = try await database.withConnection { try store.fillLookAlikeSkeletons(in: $0) }
+        if skeletons > 0 {
+            Logger(label: "rekey.directory").notice("look-alike skeletons computed", metadata: ["emails": "\(skeletons)"])
+        }
         if rebuilt > 0 {
             Logger(label: "rekey.directory").notice("search index rebuilt", metadata: ["users": "\(rebuilt)"])
         }

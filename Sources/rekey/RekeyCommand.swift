@@ -99,7 +99,10 @@ struct Users: AsyncParsableCommand {
                 var body: [String: Any] = ["name": self.name, "email": self.email, "role": self.role]
                 if let organization { body["organization_id"] = organization }
                 let user = try await self.connection.client().call("POST", "/users", body: APIClient.json(body))
-                if !self.connection.json { print("Created " + Output.userLine(user)) }
+                if !self.connection.json {
+                    print("Created " + Output.userLine(user))
+                    for warning in user["warnings"] as? [String] ?? [] { print("Warning: \(warning)") }
+                }
             }
         }
     }

@@ -324,6 +324,23 @@ struct DirectoryStoreTests {
         #expect(count == 0)
     }
 
+    @Test("an address that looks like another user's (Cyrillic а, fullwidth, 1 for l) is allowed but named in a warning; unrelated ones are not")
+    func lookAlikes() async throws {
+        let paypal = try await self.create("Pat Pal", "paypal@example.com")
+        #expect(LookAlike.skeleton("p\u{0430}yp\u{0430}l@example.com") == LookAlike.skeleton("paypal@example.com"))
+        #expect(LookAlike.skeleton("\u{FF50}aypal@example.com") == LookAlike.skeleton("paypal@example.com"))
+        #expect(LookAlike.skeleton("paypa1@example.com") == LookAlike.skeleton("paypal@example.com"))
+        #expect(LookAlike.skeleton("paypal@example.org") != LookAlike.skeleton("paypal@example.com"))
+        let spoof = try await self.create("Mallory", "p\u{0430}ypal@example.com")
+        let warnings = try await self.run { store, c in try store.lookAlikeWarnings(for: "p\u{0430}ypal@example.com", excludingUser: spoof.id, in: c) }
+        #expect(warnings.count == 1)
+        #expect(warnings.first?.contains("paypal@example.com, the address of Pat Pal (\(paypal.id))") == true, "\(warnings)")
+        let none = try await self.run { store, c in try store.lookAlikeWarnings(for: "someone@example.com", excludingUser: "u_x", in: c) }
+        #expect(none.isEmpty)
+        let own = try await self.run { store, c in try store.lookAlikeWarnings(for: "paypal@example.com", excludingUser: paypal.id, in: c) }
+        #expect(own.allSatisfy { !$0.contains(paypal.id) }, "a user's own address is no warning")
+    }
+
     @Test("an address typed in two Unicode forms is one address")
     func nfc() async throws {
         let first = try await self.create("Zoë", "zo\u{00EB}@example.org")

@@ -177,6 +177,10 @@ struct HardeningTests {
         let trail = try RekeySystem.object(try await api.send("GET", "/api/admin/v1/audit?target=\(ownerID)", headers: auth))
         let actions = Set((trail["records"] as? [[String: Any]] ?? []).compactMap { $0["action"] as? String })
         #expect(actions.isSuperset(of: ["refused.api_key.create", "refused.user.disable", "refused.email.add", "refused.password_reset.send", "refused.verification.send"]), "\(actions)")
+        // An address that looks like the owner's to a person: allowed, and the admin is told.
+        let lookAlike = try CLITests.rekey(["users", "create", "--name", "Olive 0wner", "--email", "\u{043E}wner@example.com"], system: system)
+        #expect(lookAlike.status == 0, "\(lookAlike.output)")
+        #expect(lookAlike.output.contains("Warning: \u{043E}wner@example.com looks like owner@example.com, the address of Olive Owner"), "\(lookAlike.output)")
         let mails = try await system.waitForMail(count: 1)
         #expect(!mails.contains { $0.contains("owner@example.com") || $0.contains("evil@attacker.example") }, "nothing went to the owner or the attacker's address")
         let ownerNow = try RekeySystem.object(try await api.send("GET", "/api/admin/v1/users/\(ownerID)", headers: auth))

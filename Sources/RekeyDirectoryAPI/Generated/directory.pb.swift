@@ -600,6 +600,7 @@ extension Rekey_Directory_V1_SetUserStateRequest: ProtobufMessage {
 /// The proto3 message `rekey.directory.v1.UserResponse`.
 package struct Rekey_Directory_V1_UserResponse: Sendable, Hashable {
     package var user: Rekey_Directory_V1_User? = nil
+    package var warnings: [String] = []
 
     package init() {}
 }
@@ -607,7 +608,7 @@ package struct Rekey_Directory_V1_UserResponse: Sendable, Hashable {
 extension Rekey_Directory_V1_UserResponse {
     /// The string fields that decoding checks for NUL characters and invalid UTF-8.
     package static let protobufStringSchema = ProtobufStringSchema(
-        stringFields: [],
+        stringFields: [2],
         messageFields: [1: { Rekey_Directory_V1_User.protobufStringSchema }]
     )
 
@@ -615,6 +616,7 @@ extension Rekey_Directory_V1_UserResponse {
     package init(cValue c: UnsafePointer<Rekey__Directory__V1__UserResponse>) {
         self.init()
         self.user = c.pointee.user.map { Rekey_Directory_V1_User(cValue: $0) }
+        self.warnings = ProtobufCRead.array(c.pointee.warnings, count: c.pointee.n_warnings) { ProtobufCRead.string($0) }
     }
 
     /// Builds the protobuf-c struct for this value; everything it points to lives in `arena`.
@@ -624,6 +626,8 @@ extension Rekey_Directory_V1_UserResponse {
         if let value = self.user {
             c.pointee.user = try value.makeCValue(in: arena)
         }
+        c.pointee.n_warnings = self.warnings.count
+        c.pointee.warnings = try arena.makeArray(self.warnings) { Optional(try arena.makeCString($0, message: "rekey.directory.v1.UserResponse", field: "warnings")) }
         return c
     }
 }

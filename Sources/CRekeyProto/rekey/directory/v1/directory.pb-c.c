@@ -3421,7 +3421,7 @@ const ProtobufCMessageDescriptor rekey__directory__v1__set_user_state_request__d
   (ProtobufCMessageInit) rekey__directory__v1__set_user_state_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor rekey__directory__v1__user_response__field_descriptors[1] =
+static const ProtobufCFieldDescriptor rekey__directory__v1__user_response__field_descriptors[2] =
 {
   {
     "user",
@@ -3435,14 +3435,27 @@ static const ProtobufCFieldDescriptor rekey__directory__v1__user_response__field
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "warnings",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Rekey__Directory__V1__UserResponse, n_warnings),
+    offsetof(Rekey__Directory__V1__UserResponse, warnings),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned rekey__directory__v1__user_response__field_indices_by_name[] = {
   0,   /* field[0] = user */
+  1,   /* field[1] = warnings */
 };
 static const ProtobufCIntRange rekey__directory__v1__user_response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 1 }
+  { 0, 2 }
 };
 const ProtobufCMessageDescriptor rekey__directory__v1__user_response__descriptor =
 {
@@ -3452,7 +3465,7 @@ const ProtobufCMessageDescriptor rekey__directory__v1__user_response__descriptor
   "Rekey__Directory__V1__UserResponse",
   "rekey.directory.v1",
   sizeof(Rekey__Directory__V1__UserResponse),
-  1,
+  2,
   rekey__directory__v1__user_response__field_descriptors,
   rekey__directory__v1__user_response__field_indices_by_name,
   1,  rekey__directory__v1__user_response__number_ranges,

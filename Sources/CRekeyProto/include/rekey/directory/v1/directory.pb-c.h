@@ -247,10 +247,16 @@ struct  Rekey__Directory__V1__UserResponse
 {
   ProtobufCMessage base;
   Rekey__Directory__V1__User *user;
+  /*
+   * For CreateUser and AddEmail: things the admin should know, such as another user's address
+   * that looks the same as the new one (Unicode look-alikes: Cyrillic а for Latin a and the like).
+   */
+  size_t n_warnings;
+  char **warnings;
 };
 #define REKEY__DIRECTORY__V1__USER_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&rekey__directory__v1__user_response__descriptor) \
-    , NULL }
+    , NULL, 0,NULL }
 
 
 struct  Rekey__Directory__V1__FindUserByEmailRequest
