@@ -4,7 +4,7 @@ SWIFT ?= swift
 PYTHON ?= /usr/bin/python3
 BENCH_SECONDS ?= 3
 
-.PHONY: all deps build test proto proto-check bench bench-directory bench-notifier bench-diagnose bench-forgot run clean help fuzz
+.PHONY: all deps build test proto proto-check bench bench-directory bench-notifier bench-diagnose bench-forgot run clean help fuzz bench-import
 
 all: build
 
@@ -18,6 +18,7 @@ help:
 	@echo "make bench-notifier   enqueues/s through the RPC; messages/s delivered to Postfix's smtp-sink"
 	@echo "make bench-diagnose   rekey diagnose for a user with 1,000 emails and tokens, 1,000,000 users (after bench-directory)"
 	@echo "make bench-forgot     forgot-password submissions/s through all four processes (wrk, 32 connections)"
+	@echo "make bench-import     100,000 users through the admin API's staged import, against the offline import"
 	@echo "make fuzz        libFuzzer + AddressSanitizer on each parser, FUZZ_SECONDS (60) each; crashes saved in Fuzz/Regressions"
 
 deps:
@@ -49,6 +50,13 @@ bench: deps
 
 fuzz: deps
 	bash scripts/fuzz.sh
+
+bench-import: deps
+	$(SWIFT) build -c release --product rekey-directory
+	$(SWIFT) build -c release --product rekey-reset-token
+	$(SWIFT) build -c release --product rekey-notifier
+	$(SWIFT) build -c release --product rekey-gateway
+	$(PYTHON) Benchmarks/bulk_import.py
 
 run: deps
 	@SWIFT=$(SWIFT) bash scripts/run.sh
