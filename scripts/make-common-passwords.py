@@ -2,9 +2,10 @@
 """Writes the 10,000 most common passwords, for the directory's password policy.
 
 Source: the ranked "passwords" frequency list shipped in the zxcvbn package on PyPI (MIT licence,
-Dropbox), downloaded with pip. Output: Sources/RekeyDirectoryService/CommonPasswords.swift, the
-list lower-cased, one per line, in rank order, inside one raw string literal (compiled into the
-binary, so a deployed executable needs no resource files).
+Dropbox), downloaded with pip. Output: Sources/RekeyDirectoryService/Resources/common-passwords.txt,
+the list lower-cased, one per line, in rank order, after three comment lines starting with "#".
+SwiftPM copies it into the directory's resource bundle (Rekey_RekeyDirectoryService.resources),
+which is installed next to the rekey-directory executable; the policy reads it once at start.
 
 Usage: scripts/make-common-passwords.py   (needs pip and access to PyPI)
 """
@@ -16,7 +17,7 @@ import tempfile
 import zipfile
 
 COUNT = 10_000
-OUT = os.path.join(os.path.dirname(__file__), "..", "Sources", "RekeyDirectoryService", "CommonPasswords.swift")
+OUT = os.path.join(os.path.dirname(__file__), "..", "Sources", "RekeyDirectoryService", "Resources", "common-passwords.txt")
 
 
 def main():
@@ -38,18 +39,14 @@ def main():
         if len(words) == COUNT:
             break
     for word in words:
-        if '"""#' in word or "\n" in word:
-            sys.exit("cannot embed %r" % word)
+        if word.startswith("#") or "\n" in word:
+            sys.exit("cannot write %r as a line of the list" % word)
     with open(OUT, "w") as handle:
-        handle.write("// DO NOT EDIT. Made by scripts/make-common-passwords.py.\n")
-        handle.write("// The %d most common passwords, most common first, lower-cased.\n" % len(words))
-        handle.write("// Source: zxcvbn 4.5.0 (PyPI), frequency_lists.py, list \"passwords\";\n")
-        handle.write("// MIT licence, (c) 2012-2016 Dropbox, Inc.\n\n")
-        handle.write("enum CommonPasswords {\n")
-        handle.write("    static let text = #\"\"\"\n")
-        for word in words:
-            handle.write(word + "\n")
-        handle.write("\"\"\"#\n}\n")
+        handle.write("# DO NOT EDIT. Made by scripts/make-common-passwords.py.\n")
+        handle.write("# The %d most common passwords, most common first, lower-cased, one per line.\n" % len(words))
+        handle.write("# Source: zxcvbn 4.5.0 (PyPI), frequency_lists.py, list \"passwords\"; MIT licence, (c) 2012-2016 Dropbox, Inc.\n")
+        handle.write("\n".join(words) + "\n")
+
 
 if __name__ == "__main__":
     main()

@@ -233,16 +233,12 @@ extension DirectoryStore {
         let fingerprint = String(Self.fnv(words.joined(separator: " ") + (staffOnly ? "|staff" : "|all")), radix: 16)
         var cursor = SearchCursor.start
         if !pageToken.isEmpty {
-            guard let decoded = Base64URL.decode(pageToken).flatMap({ String(validating: $0, as: UTF8.self) }) else {
-                throw DirectoryError.invalidArgument("page_token is not one this service gave out")
-            }
-            let parts = decoded.split(separator: "|", maxSplits: 4, omittingEmptySubsequences: false)
-            guard parts.count == 5, parts[0] == "s2", parts[3] == fingerprint,
-                  let tier = Int64(parts[1]), (0...2).contains(tier), let seq = Int64(parts[2]), seq > 0
+            guard let parts = PageToken.fields(pageToken, kind: "s2", count: 4), parts[2] == fingerprint,
+                  let tier = Int64(parts[0]), (0...2).contains(tier), let seq = Int64(parts[1]), seq > 0
             else {
                 throw DirectoryError.invalidArgument("page_token is not one this service gave out for this query")
             }
-            cursor = SearchCursor(tier: tier, nameKey: String(parts[4]), seq: seq)
+            cursor = SearchCursor(tier: tier, nameKey: String(parts[3]), seq: seq)
         }
 
         var page: [SearchCursor]? = nil
@@ -267,7 +263,7 @@ extension DirectoryStore {
         if results.count > pageSize {
             results.removeLast()
             let last = results[results.count - 1]
-            next = Base64URL.encode(Array("s2|\(last.tier)|\(last.seq)|\(fingerprint)|\(last.nameKey)".utf8))
+            next = PageToken.encode("s2", ["\(last.tier)", "\(last.seq)", fingerprint, last.nameKey])
         }
         let users = try results.map { entry in
             guard let row = try connection.queryFirst(Self.userSelect + " WHERE u.seq = ?", .integer(entry.seq)) else {

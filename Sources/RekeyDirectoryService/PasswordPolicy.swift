@@ -7,7 +7,7 @@ package struct PasswordPolicy: Sendable {
     private let common: Set<Substring>
 
     package init() {
-        self.common = Set(CommonPasswords.text.split(separator: "\n"))
+        self.common = CommonPasswords.words
     }
 
     /// Every rule `password` breaks, in words a person can act on; empty when it is acceptable.

@@ -466,19 +466,13 @@ package struct OutboxStore: Sendable {
             )
         let seqs = rows.compactMap { $0.int("seq") }
         let messages = try seqs.prefix(pageSize).map { try self.message(seq: $0, in: connection) }
-        let next = seqs.count > pageSize ? Self.encodeToken(kind: "m1", seqs[pageSize - 1]) : ""
+        let next = seqs.count > pageSize ? PageToken.encode("m1", seqs[pageSize - 1]) : ""
         return (messages, next)
-    }
-
-    static func encodeToken(kind: String, _ value: Int64) -> String {
-        Base64URL.encode(Array("\(kind)|\(value)".utf8))
     }
 
     static func decodeToken(_ token: String, kind: String) throws -> Int64? {
         guard !token.isEmpty else { return nil }
-        guard let decoded = Base64URL.decode(token).flatMap({ String(validating: $0, as: UTF8.self) }),
-              decoded.hasPrefix(kind + "|"), let value = Int64(decoded.dropFirst(kind.count + 1)), value > 0
-        else {
+        guard let value = PageToken.position(token, kind: kind) else {
             throw NotifierError.invalidArgument("page_token is not one this service gave out")
         }
         return value
@@ -495,7 +489,7 @@ package struct OutboxStore: Sendable {
             ? try connection.query("SELECT rowid AS r, * FROM suppressions WHERE rowid > ? ORDER BY rowid LIMIT ?", .integer(after), .integer(Int64(pageSize + 1)))
             : try connection.query("SELECT rowid AS r, * FROM suppressions WHERE normalized = ?", .text(address.trimmingCharacters(in: .whitespaces).lowercased()))
         let records = rows.prefix(pageSize).map(Self.suppression)
-        let next = rows.count > pageSize ? Self.encodeToken(kind: "s1", rows[pageSize - 1].int("r") ?? 0) : ""
+        let next = rows.count > pageSize ? PageToken.encode("s1", rows[pageSize - 1].int("r") ?? 0) : ""
         return (records, next)
     }
 

@@ -78,10 +78,9 @@ package struct CommonServiceSettings: Sendable {
         self.drainTimeout = try settings.duration("drain_timeout", default: .seconds(10), range: .zero ... .seconds(3600))
         self.maxConnections = try settings.integer("max_connections", default: 4096, range: 1...1_000_000)
         self.frameTimeout = try settings.duration("frame_timeout", default: .seconds(10), range: .milliseconds(100) ... .seconds(3600))
-        self.logLevel = try settings.value("log_level", default: .info, expected: "trace, debug, info, notice, warning, error or critical") {
-            Logger.Level(rawValue: $0)
-        }
-        self.logFormat = try settings.value("log_format", default: .text, expected: "text or json") { LogFormat(rawValue: $0) }
+        let log = try LogSettings(settings)
+        self.logLevel = log.level
+        self.logFormat = log.format
     }
 
     /// The RPC server's configuration from these settings.

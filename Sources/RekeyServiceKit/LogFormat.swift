@@ -23,6 +23,25 @@ package enum LogFormat: String, Sendable, CaseIterable {
     }
 }
 
+/// The log settings every executable reads the same way: `log_level` (trace … critical, default
+/// info) and `log_format` (text or json, default text).
+package struct LogSettings: Sendable {
+    package var level: Logger.Level
+    package var format: LogFormat
+
+    package init(_ settings: Settings) throws {
+        self.level = try settings.value("log_level", default: .info, expected: "trace, debug, info, notice, warning, error or critical") {
+            Logger.Level(rawValue: $0)
+        }
+        self.format = try settings.value("log_format", default: .text, expected: "text or json") { LogFormat(rawValue: $0) }
+    }
+
+    /// Installs the process-wide log handler. Call once, at start-up.
+    package func bootstrap() {
+        self.format.bootstrap(level: self.level)
+    }
+}
+
 /// Writes each record as one JSON object on a line of stderr:
 /// `{"time":"…","level":"info","logger":"…","message":"…","request.id":"…",…}`.
 package struct JSONLogHandler: LogHandler {

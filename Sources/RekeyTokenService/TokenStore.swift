@@ -3,105 +3,6 @@ import RekeyCrypto
 import RekeyRPC
 import RekeySQLite
 
-/// What a token is for.
-package enum TokenPurpose: Int64, Sendable, CaseIterable, CustomStringConvertible {
-    case passwordReset = 1
-    case emailVerification = 2
-
-    package var description: String {
-        switch self {
-        case .passwordReset: return "password reset"
-        case .emailVerification: return "email verification"
-        }
-    }
-}
-
-/// A token's stored facts: never the token or its hash.
-package struct TokenRecord: Sendable, Hashable {
-    package enum State: Sendable {
-        case live, used, expired, revoked
-    }
-
-    package var id: String
-    package var purpose: TokenPurpose
-    package var userID: String
-    package var emailIdentityID: String
-    package var requestedByAdminID: String
-    package var clientAddress: String
-    package var issuedAt: Int64
-    package var expiresAt: Int64
-    package var usedAt: Int64?
-    package var revokedAt: Int64?
-    package var revokeReason: String?
-
-    package func state(at now: Int64) -> State {
-        if self.usedAt != nil { return .used }
-        if self.revokedAt != nil { return .revoked }
-        if self.expiresAt <= now { return .expired }
-        return .live
-    }
-}
-
-/// One entry of a user's token history.
-package struct TokenEventRecord: Sendable, Hashable {
-    package enum Kind: String, Sendable {
-        case issued, redeemed, redeemFailed = "redeem_failed", rateLimited = "rate_limited", revoked
-    }
-
-    package var kind: Kind
-    package var at: Int64
-    package var purpose: TokenPurpose?
-    package var tokenID: String
-    package var clientAddress: String
-    package var adminID: String
-    package var detail: String
-}
-
-/// A rate limit's state for one subject.
-package struct RateLimitState: Sendable, Hashable {
-    package enum Scope: String, Sendable {
-        case user, clientAddress = "client_address", admin
-    }
-
-    package var scope: Scope
-    package var limit: Int
-    /// Tokens issued in the window, counted up to `limit` (a full limit reads as `limit`).
-    package var used: Int
-    package var window: Duration
-    /// When the next token will be allowed; nil when one is allowed now.
-    package var nextAllowedAt: Int64?
-}
-
-/// Errors of the token service, each with the status a caller sees.
-package enum TokenError: Error, Hashable, RPCErrorConvertible {
-    case invalidArgument(String)
-    /// The token does not exist or cannot be used; the reason is in the history only.
-    case notFound
-    case rateLimited(RateLimitState, now: Int64)
-
-    package var rpcError: RPCError {
-        switch self {
-        case .invalidArgument(let message):
-            return RPCError(.invalidArgument, message)
-        case .notFound:
-            return RPCError(.notFound, "the token is not valid: it may have expired or been used already")
-        case .rateLimited(let state, let now):
-            let seconds = max(1, ((state.nextAllowedAt ?? now) - now + 999) / 1000)
-            let who: String
-            switch state.scope {
-            case .user: who = "this user"
-            case .clientAddress: who = "this client address"
-            case .admin: who = "this admin"
-            }
-            return RPCError(
-                .resourceExhausted,
-                "too many tokens for \(who): \(state.used) of \(state.limit) in the last \(state.window); the next one is allowed in \(seconds) s",
-                trailers: [MetadataKey.retryAfterSeconds: "\(seconds)"]
-            )
-        }
-    }
-}
-
 /// The token service's storage and rules. Every method is synchronous and runs inside one SQLite
 /// transaction; ``TokenService`` calls it on the database's thread pool.
 package struct TokenStore: Sendable {
@@ -537,17 +438,15 @@ struct PageCursor {
 
     /// Decodes a cursor; nil for anything this service did not make.
     init?(_ text: String) {
-        guard let bytes = Base64URL.decode(text), let decoded = String(validating: bytes, as: UTF8.self) else { return nil }
-        let parts = decoded.split(separator: "|")
-        guard parts.count == 3, parts[0] == "t1", let issuedAt = Int64(parts[1]),
-              parts[2].utf8.count == 32, parts[2].utf8.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) })
+        guard let parts = PageToken.fields(text, kind: "t1", count: 2), let issuedAt = Int64(parts[0]),
+              parts[1].utf8.count == 32, parts[1].utf8.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) })
         else { return nil }
         self.issuedAt = issuedAt
-        self.id = String(parts[2])
+        self.id = String(parts[1])
     }
 
     var text: String {
-        Base64URL.encode(Array("t1|\(self.issuedAt)|\(self.id)".utf8))
+        PageToken.encode("t1", ["\(self.issuedAt)", self.id])
     }
 }
 

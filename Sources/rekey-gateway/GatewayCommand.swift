@@ -99,8 +99,9 @@ struct GatewaySettings {
         self.trustedProxies = settings.raw("trusted_proxies") == nil ? [] : Set(try settings.list("trusted_proxies", default: []))
         self.forgotMinDuration = try settings.duration("forgot_min_duration", default: .milliseconds(400), range: .zero ... .seconds(5))
         self.headerTimeout = try settings.duration("header_timeout", default: .seconds(10), range: .milliseconds(100) ... .seconds(600))
-        self.logLevel = try settings.value("log_level", default: .info, expected: "trace, debug, info, notice, warning, error or critical") { Logger.Level(rawValue: $0) }
-        self.logFormat = try settings.value("log_format", default: .text, expected: "text or json") { LogFormat(rawValue: $0) }
+        let log = try LogSettings(settings)
+        self.logLevel = log.level
+        self.logFormat = log.format
     }
 }
 

@@ -1,0 +1,60 @@
+import RekeyCrypto
+import RekeySQLite
+
+/// API keys: made for a user, shown once, stored as a hash, revoked or expired.
+extension DirectoryStore {
+    package func createAPIKey(_ userID: String, name: String, lifetime: Duration?, actor: ActorInfo, in connection: SQLiteConnection) throws -> (key: String, record: APIKeyRecord) {
+        let name = try DirectoryValidation.name(name, field: "name")
+        let lifetime = lifetime ?? self.configuration.apiKeyLifetime
+        return try connection.transaction { connection in
+            let user = try self.user(userID, in: connection)
+            if !actor.userID.isEmpty, actor.userID != user.id {
+                throw DirectoryError.refused(.ownKeysOnly, message: "API keys are made only by the user they belong to")
+            }
+            guard user.state == .active else {
+                throw DirectoryError.failedPrecondition("the user is disabled")
+            }
+            let key = "rk_" + (try SecretToken.generate()).value
+            let now = self.clock.nowMilliseconds()
+            let record = APIKeyRecord(id: try Self.makeID("k_"), userID: userID, name: name, createdAt: now, expiresAt: now + lifetime.milliseconds)
+            try connection.run(
+                "INSERT INTO api_keys (id, user_id, name, hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+                .text(record.id), .text(userID), .text(name), .blob(SecretToken.digest(of: key)), .integer(now), .integer(record.expiresAt)
+            )
+            try self.audit(actor, "api_key.create", target: userID, detail: "\(record.id) \(name)", in: connection)
+            return (key, record)
+        }
+    }
+
+    package func revokeAPIKey(_ keyID: String, actor: ActorInfo, in connection: SQLiteConnection) throws -> APIKeyRecord {
+        try DirectoryValidation.id(keyID, prefix: "k_", field: "key_id")
+        return try connection.transaction { connection in
+            guard let row = try connection.queryFirst("SELECT * FROM api_keys WHERE id = ?", .text(keyID)) else {
+                throw DirectoryError.notFound("no API key has the id \(keyID)")
+            }
+            // Your own keys, anyone's for an owner, and those of users you outrank.
+            if let acting = try self.actingUser(actor, in: connection), acting.role != BuiltinRole.owner.rawValue {
+                try self.authorize(actor, toManage: try self.user(row.string("user_id") ?? "", in: connection), in: connection)
+            }
+            if row.int("revoked_at") == nil {
+                try connection.run("UPDATE api_keys SET revoked_at = ? WHERE id = ?", .integer(self.clock.nowMilliseconds()), .text(keyID))
+                try self.audit(actor, "api_key.revoke", target: row.string("user_id") ?? "", detail: keyID, in: connection)
+            }
+            return Self.apiKeyRecord(try connection.queryFirst("SELECT * FROM api_keys WHERE id = ?", .text(keyID))!)
+        }
+    }
+
+    /// The user and key for a presented API key; nil when it is unknown, revoked, expired, or its
+    /// user is disabled.
+    package func authenticateAPIKey(_ key: String, in connection: SQLiteConnection) throws -> (user: UserRecord, key: APIKeyRecord, permissions: [String])? {
+        guard key.hasPrefix("rk_"), key.utf8.count == 46 else { return nil }
+        let now = self.clock.nowMilliseconds()
+        guard let row = try connection.queryFirst("SELECT * FROM api_keys WHERE hash = ?", .blob(SecretToken.digest(of: key))) else { return nil }
+        let record = Self.apiKeyRecord(row)
+        guard record.revokedAt == nil, record.expiresAt > now else { return nil }
+        let user = try self.user(record.userID, in: connection)
+        guard user.state == .active else { return nil }
+        try connection.run("UPDATE api_keys SET last_used_at = ? WHERE id = ?", .integer(now), .text(record.id))
+        return (user, record, try self.role(named: user.role, in: connection).permissions)
+    }
+}

@@ -1,0 +1,45 @@
+import RekeyCrypto
+import RekeySQLite
+
+/// Sign-on sessions of the web pages.
+extension DirectoryStore {
+    package func createSession(_ userID: String, in connection: SQLiteConnection) throws -> (token: String, id: String, expiresAt: Int64) {
+        try connection.transaction { connection in
+            let user = try self.user(userID, in: connection)
+            guard user.state == .active else {
+                throw DirectoryError.failedPrecondition("the user is disabled")
+            }
+            let token = try SecretToken.generate()
+            let id = try Self.makeID("s_")
+            let now = self.clock.nowMilliseconds()
+            let expiresAt = now + self.configuration.sessionLifetime.milliseconds
+            try connection.run(
+                "INSERT INTO sessions (id, user_id, hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+                .text(id), .text(userID), .blob(token.digest), .integer(now), .integer(expiresAt)
+            )
+            return (token.value, id, expiresAt)
+        }
+    }
+
+    package func validateSession(_ token: String, in connection: SQLiteConnection) throws -> (user: UserRecord, id: String, expiresAt: Int64)? {
+        guard token.utf8.count == 43, Base64URL.decode(token)?.count == 32 else { return nil }
+        guard let row = try connection.queryFirst("SELECT * FROM sessions WHERE hash = ?", .blob(SecretToken.digest(of: token))),
+              row.int("revoked_at") == nil, let expiresAt = row.int("expires_at"), expiresAt > self.clock.nowMilliseconds(),
+              let userID = row.string("user_id"), let id = row.string("id")
+        else { return nil }
+        let user = try self.user(userID, in: connection)
+        guard user.state == .active else { return nil }
+        return (user, id, expiresAt)
+    }
+
+    package func revokeSessions(_ userID: String, actor: ActorInfo, in connection: SQLiteConnection) throws -> Int {
+        try connection.transaction { connection in
+            try self.authorize(actor, toManage: try self.user(userID, in: connection), in: connection)
+            let count = try connection.run(
+                "UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL", .integer(self.clock.nowMilliseconds()), .text(userID)
+            )
+            try self.audit(actor, "sessions.revoke", target: userID, detail: "\(count)", in: connection)
+            return count
+        }
+    }
+}
