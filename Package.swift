@@ -227,10 +227,14 @@ let package = Package(
         ),
 
         // MARK: rekey-gateway and the rekey CLI
+        /// The admin API's request and response bodies (Foundation only): encoded by the gateway,
+        /// decoded by the CLI.
+        .target(name: "RekeyAdminModel"),
         /// The web pages, the admin API and the flows that call the three services.
         .target(
             name: "RekeyGateway",
             dependencies: [
+                "RekeyAdminModel",
                 "RekeyInput",
                 "RekeyClock",
                 "RekeyCrypto",
@@ -245,7 +249,8 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
-            ]
+            ],
+            resources: [.copy("Resources/openapi.json")]
         ),
         .executableTarget(
             name: "rekey-gateway",
@@ -264,6 +269,7 @@ let package = Package(
         .executableTarget(
             name: "rekey",
             dependencies: [
+                "RekeyAdminModel",
                 "RekeyInput",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]

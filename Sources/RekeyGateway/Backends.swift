@@ -5,13 +5,17 @@ import RekeyRPC
 import RekeyRPCNIO
 import RekeyTokensAPI
 
-/// The three services the gateway calls, each over one multiplexed RPC connection.
+/// The three services the gateway calls: over TCP (one multiplexed RPC connection each), or in
+/// the same process (``init(directory:tokens:notifier:)`` with in-process transports, for tests).
+///
+/// Each client's transport is wrapped so that an error saying the service did not answer names
+/// that service (`RPCError.service`): which one failed is known from where the call went.
 package struct Backends: Sendable {
     package let directory: Rekey_Directory_V1_Directory.Client
     package let tokens: Rekey_Tokens_V1_Tokens.Client
     package let notifier: Rekey_Notifier_V1_Notifier.Client
-    private let clients: [RPCClient]
-    private let endpoints: [(name: String, address: String)]
+    private let transports: [NamedTransport]
+    private let closeAll: @Sendable () async -> Void
 
     package struct Endpoint: Sendable {
         package var host: String
@@ -23,47 +27,58 @@ package struct Backends: Sendable {
         }
     }
 
+    /// Over TCP, presenting `credential` to each service.
     package init(directory: Endpoint, tokens: Endpoint, notifier: Endpoint, credential: String, logger: Logger) {
         func client(_ endpoint: Endpoint) -> RPCClient {
             RPCClient(configuration: .init(host: endpoint.host, port: endpoint.port, credential: credential, caller: "gateway"), logger: logger)
         }
         let clients = [client(directory), client(tokens), client(notifier)]
-        self.endpoints = [
-            ("rekey-directory", "\(directory.host):\(directory.port)"), ("rekey-reset-token", "\(tokens.host):\(tokens.port)"),
-            ("rekey-notifier", "\(notifier.host):\(notifier.port)"),
-        ]
-        self.clients = clients
-        self.directory = Rekey_Directory_V1_Directory.Client(wrapping: clients[0])
-        self.tokens = Rekey_Tokens_V1_Tokens.Client(wrapping: clients[1])
-        self.notifier = Rekey_Notifier_V1_Notifier.Client(wrapping: clients[2])
+        self.init(
+            transports: [
+                NamedTransport(name: "rekey-directory (\(directory.host):\(directory.port))", label: "directory", base: clients[0]),
+                NamedTransport(name: "rekey-reset-token (\(tokens.host):\(tokens.port))", label: "reset-token", base: clients[1]),
+                NamedTransport(name: "rekey-notifier (\(notifier.host):\(notifier.port))", label: "notifier", base: clients[2]),
+            ],
+            close: {
+                for client in clients { await client.close() }
+            }
+        )
     }
 
-    /// Which service an UNAVAILABLE or DEADLINE_EXCEEDED error came from, as "rekey-directory
-    /// (host:port)", when its message names the address (the RPC client's do).
-    package func service(of error: RPCError) -> String? {
-        self.endpoints.first { error.message.contains($0.address) }.map { "\($0.name) (\($0.address))" }
+    /// Over any transports, such as ``InProcessTransport``s.
+    package init(directory: any ClientTransport, tokens: any ClientTransport, notifier: any ClientTransport) {
+        self.init(
+            transports: [
+                NamedTransport(name: "rekey-directory (in-process)", label: "directory", base: directory),
+                NamedTransport(name: "rekey-reset-token (in-process)", label: "reset-token", base: tokens),
+                NamedTransport(name: "rekey-notifier (in-process)", label: "notifier", base: notifier),
+            ],
+            close: {}
+        )
+    }
+
+    private init(transports: [NamedTransport], close: @escaping @Sendable () async -> Void) {
+        self.transports = transports
+        self.closeAll = close
+        self.directory = Rekey_Directory_V1_Directory.Client(wrapping: transports[0])
+        self.tokens = Rekey_Tokens_V1_Tokens.Client(wrapping: transports[1])
+        self.notifier = Rekey_Notifier_V1_Notifier.Client(wrapping: transports[2])
     }
 
     package func close() async {
-        for client in self.clients {
-            await client.close()
-        }
+        await self.closeAll()
     }
 
     /// Asks each service's health; the names of those that did not answer SERVING.
     package func unhealthy(requestID: String) async -> [String] {
-        let services = [
-            ("directory", self.clients[0], Rekey_Directory_V1_Directory.name),
-            ("reset-token", self.clients[1], Rekey_Tokens_V1_Tokens.name),
-            ("notifier", self.clients[2], Rekey_Notifier_V1_Notifier.name),
-        ]
+        let services = [Rekey_Directory_V1_Directory.name, Rekey_Tokens_V1_Tokens.name, Rekey_Notifier_V1_Notifier.name]
         return await withTaskGroup(of: String?.self) { group in
-            for (label, client, service) in services {
+            for (transport, service) in zip(self.transports, services) {
                 group.addTask {
                     var request = Rekey_Health_V1_HealthCheckRequest()
                     request.service = service
-                    let status = try? await Rekey_Health_V1_Health.Client(wrapping: client).check(request, options: Self.options(requestID, timeout: .seconds(2)))
-                    return status?.status == .serving ? nil : label
+                    let status = try? await Rekey_Health_V1_Health.Client(wrapping: transport).check(request, options: Self.options(requestID, timeout: .seconds(2)))
+                    return status?.status == .serving ? nil : transport.label
                 }
             }
             var down: [String] = []
@@ -79,5 +94,23 @@ package struct Backends: Sendable {
         var metadata = Metadata()
         metadata[MetadataKey.requestID] = requestID
         return CallOptions(timeout: timeout, metadata: metadata)
+    }
+}
+
+/// A transport that puts its service's name on the errors saying the service did not answer.
+private struct NamedTransport: ClientTransport {
+    /// "rekey-directory (10.0.0.11:7101)": for error messages.
+    let name: String
+    /// "directory": for `/readyz`.
+    let label: String
+    let base: any ClientTransport
+
+    func unary(method: MethodDescriptor, payload: [UInt8], metadata: Metadata, deadline: ContinuousClock.Instant?) async throws -> [UInt8] {
+        do {
+            return try await self.base.unary(method: method, payload: payload, metadata: metadata, deadline: deadline)
+        } catch var error as RPCError where error.code == .unavailable || error.code == .deadlineExceeded {
+            error.service = self.name
+            throw error
+        }
     }
 }

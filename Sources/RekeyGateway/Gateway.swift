@@ -25,10 +25,13 @@ package enum Gateway {
         flows: Flows, logger: Logger, secret: String, background: BackgroundQueue, trustedProxies: Set<String> = [],
         forgotMinimumDuration: Duration = .milliseconds(400)
     ) -> Router<GatewayContext> {
+        // Read now, so that a gateway installed without its resources says so at start.
+        _ = OpenAPIDocument.bytes
+        let operations = AdminOperations(flows: flows)
         let router = Router(context: GatewayContext.self)
         // Outermost, so that it counts the 503 pages and security-header responses too.
         router.add(middleware: MetricsMiddleware())
-        router.add(middleware: GatewayMiddleware(logger: logger, backends: flows.backends, trustedProxies: trustedProxies))
+        router.add(middleware: GatewayMiddleware(logger: logger, trustedProxies: trustedProxies))
         router.get("/healthz") { _, _ in
             Response(status: .ok, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: "ok\n")))
         }
@@ -39,8 +42,9 @@ package enum Gateway {
                 status: down.isEmpty ? .ok : .serviceUnavailable, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: text))
             )
         }
-        Web(flows: flows, secret: secret, background: background, forgotMinimumDuration: forgotMinimumDuration).add(to: router)
-        AdminAPI(flows: flows).add(to: router)
+        Web(flows: flows, secret: secret, background: background, forgotMinimumDuration: forgotMinimumDuration)
+            .add(to: router, authentication: operations.authentication)
+        AdminRoutes.add(to: router, operations: operations, logger: logger)
         return router
     }
 }

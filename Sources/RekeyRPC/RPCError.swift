@@ -47,11 +47,15 @@ package struct RPCError: Error, Hashable, Sendable, CustomStringConvertible {
     package var message: String
     /// Extra facts for the caller, sent as response trailers (such as `retry-after-seconds`).
     package var trailers: Metadata
+    /// Which service the call went to, as "rekey-directory (host:port)", when the caller's
+    /// transport names it (the gateway's do); never sent on the wire.
+    package var service: String?
 
     package init(_ code: Code, _ message: String, trailers: Metadata = [:]) {
         self.code = code
         self.message = message
         self.trailers = trailers
+        self.service = nil
     }
 
     package var description: String {

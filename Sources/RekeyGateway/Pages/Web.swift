@@ -8,96 +8,6 @@ import RekeyDirectoryAPI
 import RekeyRPC
 import Synchronization
 
-/// The request context of the gateway: who is calling from where, and the request id that goes
-/// with every RPC this request makes.
-package struct GatewayContext: RequestContext, RemoteAddressRequestContext {
-    package var coreContext: CoreRequestContextStorage
-    package let remoteAddress: SocketAddress?
-    package var requestID: String = ""
-    /// The end user's address: the TCP peer's, or, behind a trusted proxy, the last one it added
-    /// to `X-Forwarded-For`.
-    package var clientAddress: String
-
-    package init(source: ApplicationRequestContextSource) {
-        self.coreContext = .init(source: source)
-        self.remoteAddress = source.channel.remoteAddress
-        self.clientAddress = source.channel.remoteAddress?.ipAddress ?? ""
-    }
-}
-
-/// Gives each request its id (from `X-Request-Id` when it is acceptable), sends it back, and adds
-/// the security headers every response carries. A service that does not answer becomes a 503, a
-/// page or JSON depending on the path; nothing else reaches the client as a stack trace.
-struct GatewayMiddleware: RouterMiddleware {
-    typealias Context = GatewayContext
-    let logger: Logger
-    let backends: Backends
-    /// Proxies (load balancers) whose `X-Forwarded-For` is believed.
-    let trustedProxies: Set<String>
-
-    func handle(_ request: Request, context: GatewayContext, next: (Request, GatewayContext) async throws -> Response) async throws -> Response {
-        var context = context
-        if let given = request.headers[.xRequestID], RequestID.isAcceptable(given) {
-            context.requestID = given
-        } else {
-            context.requestID = RequestID.make()
-        }
-        if self.trustedProxies.contains(context.clientAddress), let forwarded = request.headers[.xForwardedFor],
-           let last = forwarded.split(separator: ",").last?.trimmingCharacters(in: .whitespaces), !last.isEmpty, last.count <= 64 {
-            context.clientAddress = last
-        }
-        let isAPI = request.uri.path.hasPrefix("/api/")
-        var response: Response
-        do {
-            response = try await next(request, context)
-        } catch let error as RPCError {
-            response = Self.response(for: error, api: isAPI, requestID: context.requestID, service: self.backends.service(of: error), logger: self.logger)
-        } catch let error as HTTPResponseError {
-            throw error
-        } catch {
-            self.logger.error("request failed", metadata: ["request.id": "\(context.requestID)", "error": "\(error)"])
-            response = isAPI
-                ? AdminAPI.error(.internalServerError, "internal", "something went wrong; quote request id \(context.requestID)")
-                : Web.html(HTML.unavailable, status: .internalServerError)
-        }
-        response.headers[.xRequestID] = context.requestID
-        response.headers[.xContentTypeOptions] = "nosniff"
-        response.headers[.xFrameOptions] = "DENY"
-        response.headers[.referrerPolicy] = "no-referrer"
-        response.headers[.cacheControl] = "no-store"
-        if !isAPI {
-            response.headers[.contentSecurityPolicy] = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-        }
-        return response
-    }
-
-    static func response(for error: RPCError, api: Bool, requestID: String, service: String?, logger: Logger) -> Response {
-        switch error.code {
-        case .unavailable, .deadlineExceeded:
-            logger.warning("a service did not answer", metadata: ["request.id": "\(requestID)", "error": "\(error)"])
-            var response = api
-                ? AdminAPI.error(.serviceUnavailable, "unavailable", "\(service ?? "a service Rekey depends on") is not answering; try again shortly or tell your operators")
-                : Web.html(HTML.unavailable, status: .serviceUnavailable)
-            response.headers[.retryAfter] = "30"
-            return response
-        default:
-            if api { return AdminAPI.error(for: error) }
-            logger.error("unexpected answer from a service", metadata: ["request.id": "\(requestID)", "error": "\(error)"])
-            return Web.html(HTML.unavailable, status: .internalServerError)
-        }
-    }
-}
-
-extension HTTPField.Name {
-    static let xRequestID = Self("X-Request-Id")!
-    static let xForwardedFor = Self("X-Forwarded-For")!
-    static let xFrameOptions = Self("X-Frame-Options")!
-    static let xContentTypeOptions = Self("X-Content-Type-Options")!
-    static let referrerPolicy = Self("Referrer-Policy")!
-    static let secFetchSite = Self("Sec-Fetch-Site")!
-    static let idempotencyKey = Self("Idempotency-Key")!
-}
-
 /// The sign-on, password and verification pages.
 package struct Web: Sendable {
     let flows: Flows
@@ -128,10 +38,12 @@ package struct Web: Sendable {
         self.background = background
     }
 
-    func add(to router: Router<GatewayContext>) {
-        router.get("/") { request, context in try await self.home(request, context, notice: nil) }
+    /// The pages' routes; the two that need to know who is signed in get ``SessionAuthenticator``.
+    func add(to router: Router<GatewayContext>, authentication: AdminAuthentication) {
+        let session = router.group().add(middleware: SessionAuthenticator(authentication: authentication, cookieName: self.sessionCookie))
+        session.get("/") { request, context in try await self.home(request, context, notice: nil) }
+        session.post("/signout") { request, context in try await self.signOut(request, context) }
         router.post("/signin") { request, context in try await self.signIn(request, context) }
-        router.post("/signout") { request, context in try await self.signOut(request, context) }
         router.get("/password/forgot") { request, _ in self.withCSRF(request) { HTML.forgot(csrf: $0, errors: []) } }
         router.post("/password/forgot") { request, context in try await self.forgot(request, context) }
         router.get("/password/reset") { request, context in try await self.resetPage(request, context) }
@@ -143,13 +55,9 @@ package struct Web: Sendable {
     // MARK: Pages
 
     func home(_ request: Request, _ context: GatewayContext, notice: String?) async throws -> Response {
-        if let session = request.cookies[self.sessionCookie]?.value {
-            var validate = Rekey_Directory_V1_ValidateSessionRequest()
-            validate.token = session
-            if let user = try? await self.flows.backends.directory.validateSession(validate, options: Backends.options(context.requestID)).user {
-                let email = user.emails.first(where: \.primary)?.address ?? ""
-                return self.withCSRF(request) { HTML.signedIn(csrf: $0, name: user.name, email: email) }
-            }
+        if let user = context.sessionUser {
+            let email = user.emails.first(where: \.primary)?.address ?? ""
+            return self.withCSRF(request) { HTML.signedIn(csrf: $0, name: user.name, email: email) }
         }
         var notice = notice
         switch request.uri.queryParameters.get("done") {
@@ -181,26 +89,17 @@ package struct Web: Sendable {
             }
             return Self.html(HTML.unavailable, status: .serviceUnavailable)
         }
-        var create = Rekey_Directory_V1_CreateSessionRequest()
-        create.userID = user.id
-        let session = try await self.flows.backends.directory.createSession(create, options: Backends.options(context.requestID))
+        let session = try await self.flows.startSession(userID: user.id, requestID: context.requestID)
         var response = Self.redirect("/")
-        response.setCookie(Cookie(name: self.sessionCookie, value: session.token, path: "/", secure: self.secureCookies, httpOnly: true, sameSite: .lax))
+        response.setCookie(Cookie(name: self.sessionCookie, value: session, path: "/", secure: self.secureCookies, httpOnly: true, sameSite: .lax))
         return response
     }
 
     func signOut(_ request: Request, _ context: GatewayContext) async throws -> Response {
         let (_, csrf) = try await self.checkedForm(request)
         guard csrf != nil else { return Self.html(HTML.forbidden, status: .forbidden) }
-        if let session = request.cookies[self.sessionCookie]?.value {
-            var validate = Rekey_Directory_V1_ValidateSessionRequest()
-            validate.token = session
-            if let user = try? await self.flows.backends.directory.validateSession(validate, options: Backends.options(context.requestID)).user {
-                var revoke = Rekey_Directory_V1_RevokeSessionsRequest()
-                revoke.userID = user.id
-                revoke.actor = Flows.directoryActor(user.id, context.clientAddress)
-                _ = try await self.flows.backends.directory.revokeSessions(revoke, options: Backends.options(context.requestID))
-            }
+        if let user = context.sessionUser {
+            try await self.flows.endSessions(userID: user.id, clientAddress: context.clientAddress, requestID: context.requestID)
         }
         var response = Self.redirect("/?done=signedout")
         response.setCookie(Cookie(name: self.sessionCookie, value: "", maxAge: 0, path: "/", secure: self.secureCookies, httpOnly: true, sameSite: .lax))

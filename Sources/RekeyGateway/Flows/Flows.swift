@@ -35,6 +35,21 @@ package struct Flows: Sendable {
         return user
     }
 
+    /// A new sign-on session for `userID`; its token goes in the session cookie.
+    package func startSession(userID: String, requestID: String) async throws -> String {
+        var create = Rekey_Directory_V1_CreateSessionRequest()
+        create.userID = userID
+        return try await self.backends.directory.createSession(create, options: Backends.options(requestID)).token
+    }
+
+    /// Ends every session of `userID` (signing out signs out everywhere).
+    package func endSessions(userID: String, clientAddress: String, requestID: String) async throws {
+        var revoke = Rekey_Directory_V1_RevokeSessionsRequest()
+        revoke.userID = userID
+        revoke.actor = Self.directoryActor(userID, clientAddress)
+        _ = try await self.backends.directory.revokeSessions(revoke, options: Backends.options(requestID))
+    }
+
     // MARK: Forgot password
 
     /// `rekey_gateway_forgot_password_total{outcome}`: sent, no_account, disabled, rate_limited.

@@ -1,0 +1,136 @@
+extension Admin {
+    /// What sending a reset, verification or test email did.
+    package struct SentMail: Codable, Sendable, Equatable {
+        package var messageId: String
+        /// Masked for reset and verification mail: `j***@example.com`.
+        package var sentTo: String
+        /// `queued`, `suppressed` (nothing sent: the address bounced before) or `duplicate`.
+        package var status: String
+
+        package init(messageId: String, sentTo: String, status: String) {
+            self.messageId = messageId
+            self.sentTo = sentTo
+            self.status = status
+        }
+    }
+
+    /// `POST users/{id}/verification`: which address to verify; the primary when absent.
+    package struct VerificationRequest: Codable, Sendable, Equatable {
+        package var emailId: String?
+
+        package init(emailId: String? = nil) {
+            self.emailId = emailId
+        }
+    }
+
+    /// `POST mail/test`.
+    package struct MailTest: Codable, Sendable, Equatable {
+        package var address: String
+
+        package init(address: String) {
+            self.address = address
+        }
+    }
+
+    /// One delivery attempt of a message.
+    package struct Attempt: Codable, Sendable, Equatable {
+        package var startedAt: String?
+        package var finishedAt: String?
+        package var transport: String
+        package var server: String
+        /// `accepted`, `temporary_failure`, `permanent_failure`, `interrupted` or `in_progress`.
+        package var outcome: String
+        package var stage: String
+        package var replyCode: Int
+        package var enhancedStatus: String
+        package var replyText: String
+        package var remoteQueueId: String
+        package var error: String
+
+        package init(
+            startedAt: String?, finishedAt: String?, transport: String, server: String, outcome: String, stage: String, replyCode: Int,
+            enhancedStatus: String, replyText: String, remoteQueueId: String, error: String
+        ) {
+            self.startedAt = startedAt
+            self.finishedAt = finishedAt
+            self.transport = transport
+            self.server = server
+            self.outcome = outcome
+            self.stage = stage
+            self.replyCode = replyCode
+            self.enhancedStatus = enhancedStatus
+            self.replyText = replyText
+            self.remoteQueueId = remoteQueueId
+            self.error = error
+        }
+    }
+
+    /// A message the notifier was asked to send, with its timeline.
+    package struct Message: Codable, Sendable, Equatable {
+        package var id: String
+        package var template: String
+        /// Masked unless the caller has users.manage.
+        package var to: String
+        /// `queued`, `deferred`, `accepted`, `failed` or `suppressed`.
+        package var state: String
+        package var subject: String
+        package var messageIdHeader: String
+        package var createdAt: String?
+        package var nextAttemptAt: String?
+        package var reason: String
+        package var requestedBy: String
+        package var attempts: [Attempt]
+
+        package init(
+            id: String, template: String, to: String, state: String, subject: String, messageIdHeader: String, createdAt: String?,
+            nextAttemptAt: String?, reason: String, requestedBy: String, attempts: [Attempt]
+        ) {
+            self.id = id
+            self.template = template
+            self.to = to
+            self.state = state
+            self.subject = subject
+            self.messageIdHeader = messageIdHeader
+            self.createdAt = createdAt
+            self.nextAttemptAt = nextAttemptAt
+            self.reason = reason
+            self.requestedBy = requestedBy
+            self.attempts = attempts
+        }
+    }
+
+    package struct MessagesPage: Codable, Sendable, Equatable {
+        package var messages: [Message]
+        package var nextPageToken: String
+
+        package init(messages: [Message], nextPageToken: String) {
+            self.messages = messages
+            self.nextPageToken = nextPageToken
+        }
+    }
+
+    /// An address nothing is sent to, because its server refused it for good.
+    package struct Suppression: Codable, Sendable, Equatable {
+        package var address: String
+        package var reason: String
+        package var createdAt: String?
+        package var messageId: String
+
+        package init(address: String, reason: String, createdAt: String?, messageId: String) {
+            self.address = address
+            self.reason = reason
+            self.createdAt = createdAt
+            self.messageId = messageId
+        }
+    }
+
+    package struct SuppressionsPage: Codable, Sendable, Equatable {
+        package var suppressions: [Suppression]
+        package var nextPageToken: String
+
+        package init(suppressions: [Suppression], nextPageToken: String) {
+            self.suppressions = suppressions
+            self.nextPageToken = nextPageToken
+        }
+    }
+}

@@ -1,0 +1,39 @@
+import RekeyDirectoryAPI
+import RekeyRPC
+
+/// Who is calling: an API key (the JSON API, the CLI) or a sign-on session (the pages), vouched
+/// for by the directory. Only staff become an ``AdminActor``.
+package struct AdminAuthentication: Sendable {
+    let flows: Flows
+
+    /// The staff member an API key belongs to, with their permissions.
+    package func actor(apiKey: String, clientAddress: String, requestID: String) async throws(AdminError) -> AdminActor {
+        var authenticate = Rekey_Directory_V1_AuthenticateApiKeyRequest()
+        authenticate.key = apiKey
+        let authenticated: Rekey_Directory_V1_AuthenticateApiKeyResponse
+        do {
+            authenticated = try await self.flows.backends.directory.authenticateApiKey(authenticate, options: Backends.options(requestID))
+        } catch let error as RPCError where error.code == .unauthenticated || error.code == .invalidArgument {
+            throw .unauthenticated
+        } catch {
+            throw AdminError(error)
+        }
+        guard let user = authenticated.user else { throw .unauthenticated }
+        guard user.staff else { throw .staffOnly }
+        return AdminActor(user: user, permissions: authenticated.permissions, clientAddress: clientAddress, requestID: requestID)
+    }
+
+    /// The user a session cookie belongs to; nil when it is unknown, expired or revoked.
+    package func sessionUser(token: String, requestID: String) async throws(AdminError) -> Rekey_Directory_V1_User? {
+        guard !token.isEmpty, token.utf8.count <= 100 else { return nil }
+        var validate = Rekey_Directory_V1_ValidateSessionRequest()
+        validate.token = token
+        do {
+            return try await self.flows.backends.directory.validateSession(validate, options: Backends.options(requestID)).user
+        } catch let error as RPCError where error.code == .unauthenticated || error.code == .invalidArgument || error.code == .notFound {
+            return nil
+        } catch {
+            throw AdminError(error)
+        }
+    }
+}

@@ -1,0 +1,91 @@
+import RekeyAdminModel
+import RekeyNotifierAPI
+
+/// Sending reset, verification and test email, and following what happened to it.
+package struct MailOperations: Sendable {
+    let flows: Flows
+    var notifier: Rekey_Notifier_V1_Notifier.Client { self.flows.backends.notifier }
+
+    /// Sends a password reset email to the primary address of the user `reference` names (an id
+    /// or any of their addresses). With an id that is four RPCs in all: the key, the user (with
+    /// the rank check), the token, the message.
+    package func sendReset(_ actor: AdminActor, user reference: String) async throws(AdminError) -> Admin.SentMail {
+        try actor.require(.manageUsers)
+        let user = try await UserOperations(flows: self.flows).record(actor, reference, for: "password_reset.send")
+        guard user.state == .active else {
+            throw AdminError.conflict("\(user.name) is disabled; enable the account first")
+        }
+        return try await adminCall {
+            let sent = try await self.flows.sendReset(user: user, primary: nil, admin: actor.user.id, clientAddress: actor.clientAddress, requestID: actor.requestID)
+            return Admin.SentMail(messageID: sent.messageID, sentTo: Flows.mask(sent.address), status: sent.status)
+        }
+    }
+
+    /// Sends a verification email to one of the user's addresses (`emailID`), or the primary one.
+    package func sendVerification(_ actor: AdminActor, user reference: String, emailID: String?) async throws(AdminError) -> Admin.SentMail {
+        try actor.require(.manageUsers)
+        let user = try await UserOperations(flows: self.flows).record(actor, reference, for: "verification.send")
+        guard let email = emailID.map({ id in user.emails.first { $0.id == id } }) ?? user.emails.first(where: \.primary) else {
+            throw AdminError.notFound("the user has no email address with the id \(emailID ?? "")")
+        }
+        return try await adminCall {
+            let sent = try await self.flows.sendVerification(user: user, email: email, admin: actor.user.id, clientAddress: actor.clientAddress, requestID: actor.requestID)
+            return Admin.SentMail(messageID: sent.messageID, sentTo: Flows.mask(sent.address), status: sent.status)
+        }
+    }
+
+    /// The email sent to a user, newest first, with each delivery attempt.
+    package func messages(_ actor: AdminActor, userID: String, page: PageRequest) async throws(AdminError) -> Admin.MessagesPage {
+        try await adminCall {
+            var list = Rekey_Notifier_V1_ListMessagesRequest()
+            list.userID = userID
+            list.pageSize = UInt32(clamping: page.size)
+            list.pageToken = page.token
+            let found = try await self.notifier.listMessages(list, options: actor.options)
+            return Admin.MessagesPage(messages: found.messages.map { Admin.Message($0, mask: !actor.canSeeAddresses) }, nextPageToken: found.nextPageToken)
+        }
+    }
+
+    package func message(_ actor: AdminActor, id: String) async throws(AdminError) -> Admin.Message {
+        try await adminCall {
+            var get = Rekey_Notifier_V1_GetMessageRequest()
+            get.messageID = id
+            return Admin.Message(try await self.notifier.getMessage(get, options: actor.options).message ?? .init(), mask: !actor.canSeeAddresses)
+        }
+    }
+
+    /// Addresses that bounced for good; `address` narrows to one.
+    package func suppressions(_ actor: AdminActor, address: String, page: PageRequest) async throws(AdminError) -> Admin.SuppressionsPage {
+        try await adminCall {
+            var list = Rekey_Notifier_V1_ListSuppressionsRequest()
+            list.address = address
+            list.pageSize = UInt32(clamping: page.size)
+            list.pageToken = page.token
+            let found = try await self.notifier.listSuppressions(list, options: actor.options)
+            return Admin.SuppressionsPage(suppressions: found.suppressions.map(Admin.Suppression.init), nextPageToken: found.nextPageToken)
+        }
+    }
+
+    package func removeSuppression(_ actor: AdminActor, address: String) async throws(AdminError) -> Admin.Suppression {
+        try actor.require(.manageUsers)
+        return try await adminCall {
+            var remove = Rekey_Notifier_V1_RemoveSuppressionRequest()
+            remove.address = address
+            remove.actor = actor.notifierActor
+            let removed = try await self.notifier.removeSuppression(remove, options: actor.options).removed
+            return removed.map(Admin.Suppression.init) ?? Admin.Suppression(address: address, reason: "", createdAt: nil, messageId: "")
+        }
+    }
+
+    /// A test message through the same path as reset mail.
+    package func test(_ actor: AdminActor, address: String) async throws(AdminError) -> Admin.SentMail {
+        try actor.require(.manageUsers)
+        return try await adminCall {
+            var test = Rekey_Notifier_V1_SendTestRequest()
+            test.toAddress = address
+            test.requestedBy = actor.notifierActor
+            let sent = try await self.notifier.sendTest(test, options: actor.options)
+            return Admin.SentMail(messageID: sent.messageID, sentTo: address, status: sent.status)
+        }
+    }
+}

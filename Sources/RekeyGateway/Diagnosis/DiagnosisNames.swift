@@ -1,0 +1,56 @@
+import RekeyNotifierAPI
+import RekeyTokensAPI
+
+/// The services' enum values by the names a diagnosis shows.
+enum DiagnosisNames {
+
+    static func kind(_ kind: Rekey_Tokens_V1_TokenEvent.Kind) -> String {
+        switch kind {
+        case .issued: return "issued"
+        case .redeemed: return "redeemed"
+        case .redeemFailed: return "redeem_failed"
+        case .rateLimited: return "rate_limited"
+        case .revoked: return "revoked"
+        default: return "unknown"
+        }
+    }
+
+    static func purpose(_ purpose: Rekey_Tokens_V1_Purpose) -> String {
+        switch purpose {
+        case .passwordReset: return "password_reset"
+        case .emailVerification: return "email_verification"
+        default: return "unknown"
+        }
+    }
+
+    static func state(_ state: Rekey_Tokens_V1_TokenState) -> String {
+        switch state {
+        case .live: return "live"
+        case .used: return "used"
+        case .expired: return "expired"
+        case .revoked: return "revoked"
+        default: return "unknown"
+        }
+    }
+
+    static func state(_ state: Rekey_Notifier_V1_MessageState) -> String {
+        switch state {
+        case .queued: return "queued"
+        case .deferred: return "deferred"
+        case .accepted: return "accepted"
+        case .failed: return "failed"
+        case .suppressed: return "suppressed"
+        default: return "unknown"
+        }
+    }
+
+    static func outcome(_ outcome: Rekey_Notifier_V1_AttemptOutcome) -> String {
+        switch outcome {
+        case .accepted: return "accepted"
+        case .temporaryFailure: return "temporary failure"
+        case .permanentFailure: return "permanent failure"
+        case .interrupted: return "interrupted"
+        default: return "in progress"
+        }
+    }
+}

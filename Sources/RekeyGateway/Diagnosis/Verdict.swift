@@ -1,0 +1,232 @@
+import RekeyAdminModel
+import RekeyNotifierAPI
+import RekeyTokensAPI
+
+/// The verdict of a diagnosis: pure rules over the gathered evidence and the time, each finding
+/// with a stable code (docs/diagnose.md), a summary, the next step and the evidence it rests on.
+/// No RPC and no clock here, so every rule is tested on its own (`VerdictTests`).
+enum Verdict {
+    /// The findings, most likely first, from what was gathered and the time now (Unix ms).
+    static func findings(_ evidence: DiagnosisEvidence, now: Int64) -> [Admin.Diagnosis.Finding] {
+        let (user, matched, primary, candidates) = (evidence.user, evidence.matched, evidence.primary, evidence.candidates)
+        let (events, tokens, limits, messages) = (evidence.events, evidence.tokens, evidence.limits, evidence.messages)
+        let (suppression, queue, unreachable) = (evidence.suppression, evidence.queue, evidence.unreachable)
+        let mask = evidence.mask
+        var findings: [Admin.Diagnosis.Finding] = []
+        func time(_ ms: Int64) -> String { Admin.time(ms) ?? "?" }
+        let input = evidence.input
+
+        // A service that did not answer makes every other conclusion uncertain: first.
+        if !unreachable.isEmpty {
+            findings.append(.init(
+                code: "platform_service_unreachable",
+                summary: "Platform problem: \(unreachable.joined(separator: ", ")) did not answer, so this diagnosis is incomplete and reset email may not be sent.",
+                nextStep: "Escalate to infrastructure with the report below; check that rekey-\(unreachable[0]) is running (its healthcheck).",
+                evidence: unreachable.map { "\($0): no answer within the deadline" }
+            ))
+        }
+        guard let user else {
+            if !candidates.isEmpty {
+                findings.append(.init(
+                    code: "ambiguous", summary: "`\(input)` matches \(candidates.count) users; nothing else was looked at.",
+                    nextStep: "Run again with the user's id or email address.", evidence: candidates
+                ))
+            } else if unreachable.contains("directory") {
+                // Said above.
+            } else {
+                let bounced = messages.first { $0.state == .failed || $0.state == .suppressed }
+                findings.append(.init(
+                    code: "unknown_address",
+                    summary: "No account has \(input.contains("@") ? "the address \(mask(input))" : "the name or id `\(input)`"), so no reset email is ever sent to it.",
+                    nextStep: "Ask the user which address they signed up with; find them with `rekey users search --all TEXT`.",
+                    evidence: ["directory: no user has \(mask(input))"] + (bounced.map { ["notifier: message \($0.id) to it: \($0.reason)"] } ?? [])
+                ))
+            }
+            return findings + Self.platformFindings(queue, domain: input.split(separator: "@").last.map(String.init), unreachable: unreachable, alreadyPlatform: !unreachable.isEmpty)
+        }
+
+        let primaryAddress = primary.map { mask($0.address) } ?? "(none)"
+        if user.state == .disabled {
+            findings.append(.init(
+                code: "account_disabled",
+                summary: "The account of \(user.name) is disabled: the forgot-password page sends nothing and admins cannot send a reset.",
+                nextStep: "If the user should have access, `rekey users enable \(user.id)`, then `rekey reset send \(user.id)`.",
+                evidence: ["directory: \(user.id) state disabled"]
+            ))
+        }
+        if let matched, !matched.primary {
+            findings.append(.init(
+                code: "secondary_address",
+                summary: "\(mask(matched.address)) is a secondary address of \(user.name): reset mail goes to the primary address \(primaryAddress), not to the one typed.",
+                nextStep: "Ask the user to look in the mailbox of \(primaryAddress); or make \(mask(matched.address)) primary if that is where they read mail.",
+                evidence: ["directory: \(matched.id) \(mask(matched.address)) secondary\(matched.verified ? ", verified" : ", unverified"); primary \(primaryAddress)"]
+            ))
+        }
+
+        let resets = messages.filter { $0.templateName == "password_reset" }
+        let issued = events.filter { $0.kind == .issued && $0.purpose == .passwordReset }
+        let limited = events.filter { $0.kind == .rateLimited }
+        if let suppression {
+            findings.append(.init(
+                code: "suppressed",
+                summary: "\(mask(suppression.address)) is on the suppression list since \(time(suppression.createdAtUnixMs)): its server refused it for good (\(suppression.reason)). Nothing is sent to it.",
+                nextStep: "Have the user fix the mailbox or give another address (update it), then `rekey suppressions remove \(suppression.address)` and send again.",
+                evidence: ["notifier: suppression since \(time(suppression.createdAtUnixMs)), message \(suppression.messageID): \(suppression.reason)"]
+            ))
+        }
+        if let latest = resets.first ?? messages.first {
+            let attempt = latest.attempts.last
+            let reply = attempt.map { $0.replyCode > 0 ? "\($0.replyCode) \($0.enhancedStatus) \($0.replyText)".replacingOccurrences(of: "  ", with: " ") : $0.error } ?? ""
+            let evidence = ["notifier: message \(latest.id) (\(latest.templateName)) queued \(time(latest.createdAtUnixMs)), state \(DiagnosisNames.state(latest.state))"]
+                + latest.attempts.map { "  attempt \(time($0.startedAtUnixMs)) via \($0.server): \(DiagnosisNames.outcome($0.outcome)) at \($0.stage) — \($0.replyCode > 0 ? "\($0.replyCode) \($0.enhancedStatus) \($0.replyText)" : $0.error)\($0.remoteQueueID.isEmpty ? "" : " [queue id \($0.remoteQueueID)]")" }
+            switch latest.state {
+            case .accepted where attempt?.transport == "maildir":
+                findings.append(.init(
+                    code: "delivered",
+                    summary: "Delivered to the local mail folder \(attempt?.server ?? "") at \(time(attempt?.finishedAtUnixMs ?? latest.updatedAtUnixMs)) as \(attempt?.remoteQueueID ?? "a file") (the maildir transport: nothing leaves this machine).",
+                    nextStep: "Open that file in the mail folder; to reach real mailboxes, run the notifier with --transport smtp.",
+                    evidence: evidence
+                ))
+            case .accepted:
+                let server = attempt?.server ?? "the mail server"
+                findings.append(.init(
+                    code: "delivered",
+                    summary: "Delivered: \(server) accepted the \(latest.templateName.replacingOccurrences(of: "_", with: " ")) email at \(time(attempt?.finishedAtUnixMs ?? latest.updatedAtUnixMs)) (\(reply)\(attempt?.remoteQueueID.isEmpty == false ? ", queue id \(attempt!.remoteQueueID)" : "")). From there it is up to the recipient's mail system.",
+                    nextStep: "Ask the user to check spam/junk and other folders, and that they are signed in to \(mask(latest.toAddress)); mark the message as not spam. Subject: \"\(latest.subject)\".",
+                    evidence: evidence
+                ))
+            case .deferred:
+                findings.append(.init(
+                    code: "deferred",
+                    summary: "Not delivered yet: the last attempt failed temporarily (\(reply)); the next attempt is at \(time(latest.nextAttemptAtUnixMs)).",
+                    nextStep: "Wait for the retry; if the same reply keeps coming, the recipient's server or our relay has a problem (see platform).",
+                    evidence: evidence
+                ))
+            case .failed:
+                let bounced = latest.reason.contains("hard bounce")
+                findings.append(.init(
+                    code: bounced ? "hard_bounce" : "failed",
+                    summary: bounced
+                        ? "Bounced: the recipient's server refused \(mask(latest.toAddress)) for good (\(reply)); the address is now suppressed."
+                        : "The email failed for good: \(latest.reason).",
+                    nextStep: bounced
+                        ? "Check the address with the user; once fixed, `rekey suppressions remove \(latest.toAddress)` and `rekey reset send \(user.id)`."
+                        : "Send again with `rekey reset send \(user.id)`; if it fails the same way, escalate.",
+                    evidence: evidence
+                ))
+            case .queued:
+                findings.append(.init(
+                    code: "queued",
+                    summary: "Queued at \(time(latest.createdAtUnixMs)) and not tried yet.",
+                    nextStep: "If it stays queued for more than a minute, the delivery workers are stalled: escalate (see platform).",
+                    evidence: evidence
+                ))
+            case .suppressed:
+                if suppression == nil {
+                    findings.append(.init(
+                        code: "suppressed", summary: "The last email was not sent: \(latest.reason).",
+                        nextStep: "Fix the address, then `rekey suppressions remove \(latest.toAddress)`.", evidence: evidence
+                    ))
+                }
+            default:
+                break
+            }
+        }
+
+        if let limit = limited.first {
+            let next = limits.map(\.nextAllowedAtUnixMs).max() ?? 0
+            findings.append(.init(
+                code: "rate_limited",
+                summary: "\(limited.count) reset request\(limited.count == 1 ? " was" : "s were") refused by the rate limit (last at \(time(limit.atUnixMs)), \(limit.detail)); no email goes out for those.",
+                nextStep: next > now ? "The next request is allowed at \(time(next)); ask the user to wait until then." : "Requests are allowed again now; ask the user to try once more.",
+                evidence: limited.prefix(5).map { "reset-token: rate limited at \(time($0.atUnixMs)) (\($0.detail)) from \($0.clientAddress)" }
+            ))
+        }
+
+        for token in tokens where token.purpose == .passwordReset {
+            if token.state == .used {
+                let issuedFrom = token.clientAddress
+                let redeemed = events.first { $0.kind == .redeemed && $0.tokenID == token.tokenID }
+                let usedFrom = redeemed?.clientAddress ?? ""
+                let other = !usedFrom.isEmpty && !issuedFrom.isEmpty && usedFrom != issuedFrom
+                findings.append(.init(
+                    code: other ? "token_used_elsewhere" : "token_used",
+                    summary: "The reset link of \(time(token.issuedAtUnixMs)) was used at \(time(token.usedAtUnixMs)) from \(usedFrom.isEmpty ? "an unknown address" : usedFrom)\(other ? ", not from \(issuedFrom) where it was requested" : ""): the password was changed.",
+                    nextStep: other
+                        ? "If the user did not do this, treat the account as compromised: disable it, reset the password and check the mailbox's security."
+                        : "The email did arrive. If the user cannot sign in, send a new reset.",
+                    evidence: ["reset-token: \(token.tokenID) issued \(time(token.issuedAtUnixMs)) from \(issuedFrom.isEmpty ? "?" : issuedFrom), used \(time(token.usedAtUnixMs)) from \(usedFrom.isEmpty ? "?" : usedFrom)"]
+                ))
+                break
+            }
+            if token.state == .expired {
+                findings.append(.init(
+                    code: "token_expired",
+                    summary: "The reset link of \(time(token.issuedAtUnixMs)) expired at \(time(token.expiresAtUnixMs)) without being used.",
+                    nextStep: "Send a new one with `rekey reset send \(user.id)` and ask the user to open it soon.",
+                    evidence: ["reset-token: \(token.tokenID) issued \(time(token.issuedAtUnixMs)), expired \(time(token.expiresAtUnixMs)), never used"]
+                ))
+                break
+            }
+        }
+
+        if issued.isEmpty && resets.isEmpty && limited.isEmpty && user.state == .active {
+            findings.append(.init(
+                code: "never_requested",
+                summary: "No password reset was requested for \(user.name) since \(time(evidence.since)): there is no email to look for.",
+                nextStep: "Send one with `rekey reset send \(user.id)` (it goes to \(primaryAddress)), or ask the user to use \"Forgot password?\" with that address.",
+                evidence: ["reset-token: no reset token issued since \(time(evidence.since))", "notifier: no reset email since \(time(evidence.since))"]
+            ))
+        }
+        if !user.hasPassword && user.state == .active {
+            findings.append(.init(
+                code: "no_password",
+                summary: "\(user.name) has no password yet; a reset email is how they set the first one.",
+                nextStep: "`rekey reset send \(user.id)`.",
+                evidence: ["directory: no password set"]
+            ))
+        }
+        let domain = primary?.address.split(separator: "@").last.map { String($0).lowercased() }
+        let platform = Self.platformFindings(queue, domain: domain, unreachable: unreachable, alreadyPlatform: !unreachable.isEmpty)
+        // A stalled relay explains a deferred or queued message better than anything else.
+        if !platform.isEmpty, let index = findings.firstIndex(where: { $0.code == "deferred" || $0.code == "queued" }) {
+            findings.insert(contentsOf: platform, at: index)
+            return findings
+        }
+        return findings + platform
+    }
+
+    /// The relay refusing or unreachable, or the queue not moving.
+    static func platformFindings(_ queue: Rekey_Notifier_V1_QueueStats?, domain: String?, unreachable: [String], alreadyPlatform: Bool) -> [Admin.Diagnosis.Finding] {
+        guard let queue, !alreadyPlatform else { return [] }
+        let stalled = queue.depth > 0 && queue.oldestQueuedAgeMs > 5 * 60_000
+        let failing = queue.recentTemporaryFailures >= 3 && queue.recentAccepted == 0
+        guard stalled || failing else { return [] }
+        var evidence = [
+            "notifier: \(queue.depth) queued, oldest \(queue.oldestQueuedAgeMs / 60_000) min old",
+            "notifier: last hour \(queue.recentAccepted) accepted, \(queue.recentTemporaryFailures) temporary failures, \(queue.recentPermanentFailures) permanent",
+            "notifier: last accepted delivery \(Admin.time(queue.lastAcceptedAtUnixMs) ?? "never"), via \(queue.transport) \(queue.server)",
+        ]
+        if let domain, let figures = queue.recentByDomain.first(where: { $0.domain == domain }) {
+            evidence.append("notifier: \(domain) last hour \(figures.accepted) accepted, \(figures.temporaryFailures) temporary, \(figures.permanentFailures) permanent failures")
+        }
+        return [.init(
+            code: "platform_mail_stalled",
+            summary: "Platform problem: mail is not going out — \(queue.depth) message\(queue.depth == 1 ? "" : "s") waiting, \(queue.recentTemporaryFailures) temporary failures and \(queue.recentAccepted) deliveries in the last hour (relay \(queue.server)).",
+            nextStep: "Escalate to infrastructure with the report below: the relay is refusing or unreachable. Messages are kept and retried; nothing needs to be sent again.",
+            evidence: evidence
+        )]
+    }
+
+    static func escalation(_ report: Admin.Diagnosis) -> String {
+        var lines = ["Rekey diagnosis \(report.reportId) at \(report.generatedAt) for \(report.who?.userId ?? report.input)"]
+        for finding in report.findings where finding.code.hasPrefix("platform_") {
+            lines.append(finding.summary)
+            lines += finding.evidence.map { "  " + $0 }
+        }
+        if !report.platform.unreachable.isEmpty {
+            lines.append("Unreachable: " + report.platform.unreachable.joined(separator: ", "))
+        }
+        return lines.joined(separator: "\n")
+    }
+}
