@@ -289,6 +289,17 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        /// The whole system in one process (services called through `InProcessTransport`), and
+        /// the harness that starts the real executables, a browser's worth of HTTP and the CLI.
+        .target(
+            name: "RekeyGatewayTesting",
+            dependencies: [
+                "RekeyClock", "RekeyCrypto", "RekeyDirectoryAPI", "RekeyDirectoryService", "RekeyGateway", "RekeyNotifierAPI",
+                "RekeyNotifierService", "RekeyRPC", "RekeySQLite", "RekeyTesting", "RekeyTokenService", "RekeyTokensAPI",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "RekeyBenchmark",
             dependencies: [
@@ -417,8 +428,15 @@ let package = Package(
             .testTarget(
             name: "RekeyGatewayTests",
             dependencies: [
+                "RekeyAdminModel",
+                "RekeyClock",
+                "RekeyDirectoryAPI",
                 "RekeyGateway",
+                "RekeyGatewayTesting",
+                "RekeyNotifierAPI",
                 "RekeyTesting",
+                "RekeyTokensAPI",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
             ]
         ),
     ]

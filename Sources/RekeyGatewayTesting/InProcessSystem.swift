@@ -1,0 +1,126 @@
+import Hummingbird
+import Logging
+import RekeyClock
+import RekeyCrypto
+import RekeyDirectoryAPI
+import RekeyDirectoryService
+import RekeyGateway
+import RekeyNotifierAPI
+import RekeyNotifierService
+import RekeyRPC
+import RekeySQLite
+import RekeyTokenService
+import RekeyTokensAPI
+import Synchronization
+
+/// The whole system in one process, for route tests that run in milliseconds: the three services'
+/// real handlers and stores on in-memory SQLite databases, called through ``InProcessTransport``
+/// (encoded, dispatched and decoded as over TCP, without sockets), and the gateway's real router
+/// over them, for Hummingbird's test client (`app.test(.router)`).
+///
+/// The notifier queues mail but runs no delivery worker: messages stay `queued`.
+// @unchecked: the router is built in init and only read after; everything else is Sendable.
+package final class InProcessSystem: @unchecked Sendable {
+    package static let credential = "in-process-test-credential-0123"
+    package let directoryStore: DirectoryStore
+    package let directoryDatabase: SQLiteDatabase
+    package let backends: Backends
+    package let flows: Flows
+    package let router: Router<GatewayContext>
+    /// The owner's API key (role owner: every permission).
+    package let ownerKey: String
+    package let ownerID: String
+    private let log: CallLog
+
+    /// The RPCs made so far ("Directory/GetUser", …), and forgets them.
+    package func takeCalls() -> [String] {
+        self.log.calls.withLock { calls in
+            defer { calls = [] }
+            return calls
+        }
+    }
+
+    /// Which services answer; a stopped one makes its calls fail with UNAVAILABLE, as a service
+    /// that is down does over TCP.
+    package init(stopped: Set<String> = [], logger: Logger = Logger(label: "rekey.test", factory: { _ in SwiftLogNoOpLogHandler() })) async throws {
+        let clock = SystemWallClock()
+        let log = CallLog()
+        self.log = log
+        self.directoryDatabase = try SQLiteDatabase(path: ":memory:", migrations: DirectoryStore.migrations)
+        self.directoryStore = DirectoryStore(clock: clock)
+        let hashing = HashingPool(hasher: PasswordHasher(parameters: .init(logN: 8, r: 8, p: 1)), threads: 1)
+        let tokensDatabase = try SQLiteDatabase(path: ":memory:", migrations: TokenStore.migrations)
+        let outboxDatabase = try SQLiteDatabase(path: ":memory:", migrations: OutboxStore.migrations)
+        let outbox = OutboxStore(
+            configuration: .init(fromAddress: "rekey@example.test", messageIDDomain: "example.test"), templates: try MailTemplates(), clock: clock
+        )
+        func transport(_ name: String, _ service: any RPCService, health: String) -> any ClientTransport {
+            guard !stopped.contains(name) else { return StoppedTransport(name: name) }
+            let dispatcher = RPCDispatcher(
+                services: [service, HealthService(services: [health])],
+                interceptors: [ServiceCredentialInterceptor(accepted: [Self.credential])],
+                logger: logger
+            )
+            return CountingTransport(log: log, base: InProcessTransport(dispatcher: dispatcher, credential: Self.credential, caller: "gateway"))
+        }
+        self.backends = Backends(
+            directory: transport("directory", DirectoryService(database: self.directoryDatabase, store: self.directoryStore, hashing: hashing), health: Rekey_Directory_V1_Directory.name),
+            tokens: transport("reset-token", TokenService(database: tokensDatabase, store: TokenStore(configuration: .init(), clock: clock)), health: Rekey_Tokens_V1_Tokens.name),
+            notifier: transport(
+                "notifier", NotifierService(database: outboxDatabase, store: outbox, doorbell: Doorbell(), transport: ("maildir", "in-process")),
+                health: Rekey_Notifier_V1_Notifier.name
+            )
+        )
+        self.flows = Flows(backends: self.backends, publicURL: "https://sso.example.test", logger: logger)
+        self.router = Gateway.router(
+            flows: self.flows, logger: logger, secret: Self.credential, background: BackgroundQueue(logger: logger), forgotMinimumDuration: .zero
+        )
+        let store = self.directoryStore
+        let (owner, key) = try await self.directoryDatabase.withConnection { connection in
+            var new = DirectoryStore.NewUser(name: "Olive Owner", role: "owner", email: "owner@example.com")
+            new.emailVerified = true
+            let owner = try store.createUser(new, actor: .system, in: connection)
+            return (owner, try store.createAPIKey(owner.id, name: "test", lifetime: nil, actor: .system, in: connection).key)
+        }
+        self.ownerID = owner.id
+        self.ownerKey = key
+    }
+
+    /// A staff member of `role` (agent: reads only; admin: users.manage) and their API key.
+    package func staff(_ name: String, role: String, email: String) async throws -> (id: String, key: String) {
+        let store = self.directoryStore
+        return try await self.directoryDatabase.withConnection { connection in
+            let user = try store.createUser(.init(name: name, role: role, email: email), actor: .system, in: connection)
+            return (user.id, try store.createAPIKey(user.id, name: "test", lifetime: nil, actor: .system, in: connection).key)
+        }
+    }
+
+    /// An application over the router, for `app.test(.router) { client in … }`.
+    package var application: some ApplicationProtocol {
+        Application(router: self.router)
+    }
+}
+
+/// Notes the method of every call that goes through it.
+private final class CallLog: Sendable {
+    let calls = Mutex<[String]>([])
+}
+
+private struct CountingTransport: ClientTransport {
+    let log: CallLog
+    let base: any ClientTransport
+
+    func unary(method: MethodDescriptor, payload: [UInt8], metadata: Metadata, deadline: ContinuousClock.Instant?) async throws -> [UInt8] {
+        self.log.calls.withLock { $0.append("\(method.service.split(separator: ".").last ?? "")/\(method.method)") }
+        return try await self.base.unary(method: method, payload: payload, metadata: metadata, deadline: deadline)
+    }
+}
+
+/// A service that is down: every call fails with UNAVAILABLE.
+private struct StoppedTransport: ClientTransport {
+    let name: String
+
+    func unary(method: MethodDescriptor, payload: [UInt8], metadata: Metadata, deadline: ContinuousClock.Instant?) async throws -> [UInt8] {
+        throw RPCError(.unavailable, "\(self.name) is stopped")
+    }
+}

@@ -1,0 +1,124 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import RekeyAdminModel
+import RekeyGatewayTesting
+import Testing
+
+@testable import RekeyGateway
+
+/// The admin API's routes over the in-process system (no sockets, no processes): every route's
+/// authentication and permission, its error answers, the OpenAPI document it is described by, and
+/// the shapes the CLI decodes.
+@Suite("Admin API routes, in-process")
+struct AdminRouteTests {
+    /// A route's path with its parameters filled in.
+    static func concrete(_ path: String, id: String = "u_doesnotexist") -> String {
+        "/api/admin/v1/" + path.split(separator: "/").map { $0.hasPrefix(":") ? (id) : String($0) }.joined(separator: "/")
+    }
+
+    static func routes() async throws -> (InProcessSystem, [AdminRoute]) {
+        let system = try await InProcessSystem()
+        return (system, AdminRoutes.all(AdminOperations(flows: system.flows)))
+    }
+
+    static func error(_ response: TestResponse) throws -> Admin.ErrorBody {
+        try Admin.decoder().decode(Admin.ErrorBody.self, from: Data(buffer: response.body))
+    }
+
+    @Test("without an API key every staff route is a 401 saying how to send one; with a bad key a 401 saying so")
+    func authentication() async throws {
+        let (system, routes) = try await Self.routes()
+        try await system.application.test(.router) { client in
+            for route in routes where route.access != .open {
+                let path = Self.concrete(route.path)
+                let bare = try await client.execute(uri: path, method: route.method)
+                #expect(bare.status == .unauthorized, "\(route.method) \(route.path)")
+                #expect(try Self.error(bare).error.code == "unauthenticated")
+                let wrong = try await client.execute(uri: path, method: route.method, headers: [.authorization: "Bearer rk_not-a-key"])
+                #expect(wrong.status == .unauthorized, "\(route.method) \(route.path)")
+                #expect(try Self.error(wrong).error.message.contains("unknown, revoked or expired"))
+            }
+        }
+    }
+
+    @Test("an agent (staff without users.manage) reads, and is refused every route that changes something, naming the permission")
+    func permissions() async throws {
+        let (system, routes) = try await Self.routes()
+        let agent = try await system.staff("Andy Agent", role: "agent", email: "andy@example.com")
+        let customer = try await system.staff("Carla Customer", role: "customer", email: "carla@example.com")
+        try await system.application.test(.router) { client in
+            for route in routes {
+                guard case .staff(let permission) = route.access else { continue }
+                let response = try await client.execute(
+                    uri: Self.concrete(route.path, id: agent.id), method: route.method, headers: [.authorization: "Bearer \(agent.key)"]
+                )
+                if permission == .manageUsers {
+                    #expect(response.status == .forbidden, "\(route.method) \(route.path)")
+                    let body = try Self.error(response)
+                    #expect(body.error.code == "permission_denied")
+                    #expect(body.error.message.contains("users.manage"))
+                } else {
+                    #expect(response.status != .forbidden && response.status != .unauthorized, "\(route.method) \(route.path): \(response.status)")
+                }
+                #expect(response.status.code < 500, "\(route.method) \(route.path): \(response.status)")
+                let notStaff = try await client.execute(uri: Self.concrete(route.path), method: route.method, headers: [.authorization: "Bearer \(customer.key)"])
+                #expect(notStaff.status == .forbidden, "\(route.method) \(route.path): customers are not staff")
+            }
+        }
+    }
+
+    @Test("the owner gets no 5xx from any route with made-up ids, and every error body is the documented shape")
+    func noServerErrors() async throws {
+        let (system, routes) = try await Self.routes()
+        try await system.application.test(.router) { client in
+            for route in routes {
+                let response = try await client.execute(
+                    uri: Self.concrete(route.path, id: "x_made_up"), method: route.method, headers: [.authorization: "Bearer \(system.ownerKey)"]
+                )
+                #expect(response.status.code < 500, "\(route.method) \(route.path): \(response.status) \(String(buffer: response.body))")
+                if response.status.code >= 400 {
+                    #expect(throws: Never.self, "\(route.method) \(route.path)") { try Self.error(response) }
+                }
+            }
+        }
+    }
+
+    @Test("a service that is down: 503 naming it (from the transport the call went through), with Retry-After")
+    func unavailableNamesTheService() async throws {
+        let system = try await InProcessSystem(stopped: ["notifier"])
+        try await system.application.test(.router) { client in
+            let response = try await client.execute(
+                uri: "/api/admin/v1/users/\(system.ownerID)/messages", method: .get, headers: [.authorization: "Bearer \(system.ownerKey)"]
+            )
+            #expect(response.status == .serviceUnavailable)
+            #expect(response.headers[.retryAfter] == "30")
+            let body = try Self.error(response)
+            #expect(body.error.code == "unavailable")
+            #expect(body.error.message.contains("rekey-notifier (in-process) is not answering"))
+        }
+    }
+
+    @Test("an admin reset is one HTTP call and four RPCs for an id, five for an address; the user is fetched once")
+    func resetInOneCall() async throws {
+        let system = try await InProcessSystem()
+        try await system.application.test(.router) { client in
+            let auth: HTTPFields = [.authorization: "Bearer \(system.ownerKey)", .contentType: "application/json"]
+            let created = try await client.execute(
+                uri: "/api/admin/v1/users", method: .post, headers: auth, body: ByteBuffer(string: #"{"name":"Jane Doe","email":"jane@example.com","role":"customer"}"#)
+            )
+            let user = try Admin.decoder().decode(Admin.User.self, from: Data(buffer: created.body))
+            _ = system.takeCalls()
+            let sent = try await client.execute(uri: "/api/admin/v1/users/\(user.id)/password-reset", method: .post, headers: auth)
+            #expect(sent.status == .ok, "\(String(buffer: sent.body))")
+            #expect(system.takeCalls() == ["Directory/AuthenticateApiKey", "Directory/GetUser", "Tokens/IssueToken", "Notifier/Enqueue"])
+            let byAddress = try await client.execute(uri: "/api/admin/v1/users/jane%40example.com/password-reset", method: .post, headers: auth)
+            #expect(byAddress.status == .ok, "\(String(buffer: byAddress.body))")
+            #expect(system.takeCalls() == ["Directory/AuthenticateApiKey", "Directory/FindUserByEmail", "Directory/GetUser", "Tokens/IssueToken", "Notifier/Enqueue"])
+            let answer = try Admin.decoder().decode(Admin.SentMail.self, from: Data(buffer: byAddress.body))
+            #expect(answer.sentTo == "j***@example.com")
+            #expect(answer.status == "queued")
+        }
+    }
+}
