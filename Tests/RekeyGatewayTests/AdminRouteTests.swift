@@ -121,4 +121,53 @@ struct AdminRouteTests {
             #expect(answer.status == "queued")
         }
     }
+
+    @Test("imports past the frame limit: all-or-nothing, a bad last row writes nothing, over 8 MiB or 100,000 rows is 413, a retried key gives the first outcome")
+    func largeImports() async throws {
+        let system = try await InProcessSystem()
+        try await system.application.test(.router) { client in
+            let auth: HTTPFields = [.authorization: "Bearer \(system.ownerKey)", .contentType: "text/csv"]
+            func count() async throws -> Int {
+                var (total, token) = (0, "")
+                repeat {
+                    let response = try await client.execute(uri: "/api/admin/v1/users?page_size=500&page_token=\(token)", method: .get, headers: auth)
+                    let page = try Admin.decoder().decode(Admin.UsersPage.self, from: Data(buffer: response.body))
+                    total += page.users.count
+                    token = page.nextPageToken
+                } while !token.isEmpty
+                return total
+            }
+            func importing(_ csv: Data, headers: HTTPFields) async throws -> (HTTPResponse.Status, Admin.ImportReport?) {
+                let response = try await client.execute(uri: "/api/admin/v1/users/import", method: .post, headers: headers, body: ByteBuffer(bytes: csv))
+                return (response.status, try? Admin.decoder().decode(Admin.ImportReport.self, from: Data(buffer: response.body)))
+            }
+            let before = try await count()
+
+            // 30,000 rows (1.4 MB) are past one RPC frame; 100,000 is the limit, checked below.
+            let (badStatus, bad) = try await importing(HardeningTests.csv(rows: 30_000, prefix: "b", badLine: 30_000), headers: auth)
+            #expect(badStatus == .ok)
+            #expect(bad?.committed == false && bad?.refused == 1)
+            #expect(bad?.rows.first?.line == 30_000)
+            #expect(try await count() == before, "a failure at the last row commits nothing")
+
+            let file = HardeningTests.csv(rows: 30_000, prefix: "a")
+            #expect(file.count > 1 << 20, "more than one frame")
+            var keyed = auth
+            keyed[.idempotencyKey] = "import-test-1"
+            let (goodStatus, good) = try await importing(file, headers: keyed)
+            #expect(goodStatus == .ok)
+            #expect(good?.committed == true && good?.created == 30_000 && good?.rowsOmitted == 30_000)
+            let (_, again) = try await importing(file, headers: keyed)
+            #expect(again?.created == 30_000 && again?.refused == 0, "the retry answers the first outcome, nothing twice")
+            #expect(try await count() == before + 30_000)
+
+            let tooLarge = try await client.execute(
+                uri: "/api/admin/v1/users/import", method: .post, headers: auth, body: ByteBuffer(repeating: UInt8(ascii: "x"), count: (8 << 20) + 1)
+            )
+            #expect(tooLarge.status == .contentTooLarge)
+            #expect(try Self.error(tooLarge).error.message.contains("8 MiB"))
+            let (tooMany, _) = try await importing(HardeningTests.csv(rows: 100_001, prefix: "c"), headers: auth)
+            #expect(tooMany == .contentTooLarge)
+        }
+    }
 }

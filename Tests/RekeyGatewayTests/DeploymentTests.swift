@@ -1,4 +1,5 @@
 import Foundation
+import RekeyGatewayTesting
 import RekeyTesting
 import Testing
 
@@ -140,7 +141,8 @@ struct DeploymentTests {
         }
 
         // Restart: while it is down, every answer is a clean 503 that names the service.
-        try await Task.sleep(for: .milliseconds(300))
+        let flowing = running.acceptedCount
+        #expect(await RekeySystem.eventually { running.acceptedCount >= flowing + 3 }, "traffic is going through before the restart")
         notifier.stop()
         let gap = try await api.send("POST", "/api/admin/v1/users/\(userID)/password-reset", headers: auth)
         #expect(gap.status == 503)
@@ -158,7 +160,8 @@ struct DeploymentTests {
         let newBuild = try TemporaryFolder()
         let upgraded = newBuild.path + "/rekey-notifier"
         try FileManager.default.copyItem(atPath: ServiceProcess.productsDirectory.appendingPathComponent("rekey-notifier").path, toPath: upgraded)
-        try await Task.sleep(for: .milliseconds(300))
+        let flowingAgain = running.acceptedCount
+        #expect(await RekeySystem.eventually { running.acceptedCount >= flowingAgain + 3 }, "traffic is going through before the upgrade")
         notifier.stop()
         #expect(try await api.send("POST", "/api/admin/v1/users/\(userID)/password-reset", headers: auth).status == 503)
         notifier = try ServiceProcess(upgraded, arguments: notifierArguments, environment: notifierEnvironment)

@@ -1,4 +1,5 @@
 import Foundation
+import RekeyGatewayTesting
 import RekeyTesting
 import Testing
 
@@ -155,8 +156,11 @@ struct DiagnoseTests {
         let test = DiagnoseTests(system)
         let eve = try await test.createUser("Eve Expired", "eve@example.com")
         _ = try await test.call("POST", "/users/\(eve)/password-reset")
-        try await Task.sleep(for: .milliseconds(1500))
-        let (codes, report) = try await test.diagnose("eve@example.com")
+        var (codes, report) = try await test.diagnose("eve@example.com")
+        try await RekeySystem.eventually {
+            (codes, report) = try await test.diagnose("eve@example.com")
+            return codes.contains("token_expired")
+        }
         #expect(codes.contains("token_expired"), "\(codes)")
         #expect((test.finding(report, "token_expired")?["next_step"] as? String)?.contains("rekey reset send") == true)
     }
@@ -174,8 +178,11 @@ struct DiagnoseTests {
         }
         _ = try await test.call("POST", "/users/\(ann)/password-reset")
         try await test.waitForMessage(ann, state: "deferred")
-        try await Task.sleep(for: .milliseconds(300))
         var (codes, report) = try await test.diagnose("ann@example.com")
+        try await RekeySystem.eventually {
+            (codes, report) = try await test.diagnose("ann@example.com")
+            return codes.first == "platform_mail_stalled"
+        }
         #expect(codes.first == "platform_mail_stalled", "\(codes)")
         #expect(codes.contains("deferred"))
         let escalation = try #require(report["escalation"] as? String)
@@ -189,7 +196,7 @@ struct DiagnoseTests {
         #expect(report["escalation"] as? String != nil)
 
         // The CLI prints the same, in words.
-        let cli = try CLITests.rekey(["diagnose", "ann@example.com"], system: system)
+        let cli = try RekeyCLI.run(["diagnose", "ann@example.com"], system: system)
         #expect(cli.status == 0, "\(cli.output)")
         #expect(cli.output.contains("NOT ANSWERING: reset-token"))
         #expect(cli.output.contains("Paste into the ticket:"))

@@ -1,173 +1,12 @@
 import Foundation
 import RekeyGateway
+import RekeyGatewayTesting
 import RekeyTesting
 import Testing
 
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
-
-/// The whole system as ops run it: the three services and the gateway as separate executables on
-/// loopback, the notifier writing mail to a maildir; a browser's requests made by hand.
-final class RekeySystem: @unchecked Sendable {
-    // @unchecked: the processes are only touched by the test that owns this object.
-    static let credential = "system-test-credential-0123456789"
-    let folder: TemporaryFolder
-    let apiKey: String
-    var directory: ServiceProcess
-    var tokens: ServiceProcess
-    var notifier: ServiceProcess
-    private let environment: [String: String]
-    private let arguments: [String: [String]]
-    let gateway: ServiceProcess
-    let gatewayPort: Int
-
-    var mailDir: String { self.folder.path + "/mail/new" }
-    var base: String { "http://127.0.0.1:\(self.gatewayPort)" }
-
-    /// Extra arguments for the notifier (by default it writes to a maildir), the reset-token
-    /// service and the gateway.
-    init(
-        directory directoryArguments: [String] = [], notifier notifierArguments: [String] = [], tokens tokenArguments: [String] = [],
-        gateway gatewayArguments: [String] = [],
-        gatewayListen: String = "127.0.0.1:0",
-        publicURL: String = "https://sso.example.test"
-    ) throws {
-        self.folder = try TemporaryFolder()
-        let data = self.folder.path
-        let bootstrap = Process()
-        bootstrap.executableURL = ServiceProcess.productsDirectory.appendingPathComponent("rekey-directory")
-        bootstrap.arguments = ["bootstrap-admin", "--data-dir", data, "--email", "owner@example.com", "--name", "Olive Owner"]
-        let output = Pipe()
-        bootstrap.standardOutput = output
-        try bootstrap.run()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        bootstrap.waitUntilExit()
-        self.apiKey = text.split(separator: " ").last.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) } ?? ""
-        let environment = [
-            "REKEY_DIRECTORY_CREDENTIALS": Self.credential, "REKEY_RESET_TOKEN_CREDENTIALS": Self.credential,
-            "REKEY_NOTIFIER_CREDENTIALS": Self.credential, "REKEY_GATEWAY_SERVICE_CREDENTIAL": Self.credential,
-        ]
-        let common = ["--data-dir", data]
-        self.environment = environment
-        self.arguments = [
-            "rekey-directory": ["serve", "--scrypt-log-n", "10"] + common + directoryArguments,
-            "rekey-reset-token": ["serve"] + common + tokenArguments,
-            "rekey-notifier": ["serve", "--poll-interval", "50ms", "--mail-dir", data + "/mail"] + common + notifierArguments,
-        ]
-        let any = ["--listen", "127.0.0.1:0"]
-        self.directory = try ServiceProcess("rekey-directory", arguments: self.arguments["rekey-directory"]! + any, environment: environment)
-        self.tokens = try ServiceProcess("rekey-reset-token", arguments: self.arguments["rekey-reset-token"]! + any, environment: environment)
-        self.notifier = try ServiceProcess("rekey-notifier", arguments: self.arguments["rekey-notifier"]! + any, environment: environment)
-        self.gateway = try ServiceProcess(
-            "rekey-gateway",
-            arguments: [
-                "serve", "--listen", gatewayListen, "--public-url", publicURL,
-                "--directory", "127.0.0.1:\(self.directory.port)", "--reset-token", "127.0.0.1:\(self.tokens.port)",
-                "--notifier", "127.0.0.1:\(self.notifier.port)",
-            ] + gatewayArguments,
-            environment: environment,
-            portPattern: #"http\.port[=":]+\d+"#,
-            readyLine: "http server listening"
-        )
-        self.gatewayPort = self.gateway.port
-    }
-
-    /// Starts a stopped service again on the port it had, as ops would.
-    func restart(_ executable: String, port: Int) throws -> ServiceProcess {
-        try ServiceProcess(executable, arguments: self.arguments[executable]! + ["--listen", "127.0.0.1:\(port)"], environment: self.environment)
-    }
-
-    func stop() {
-        for process in [self.gateway, self.notifier, self.tokens, self.directory] {
-            process.stop()
-        }
-    }
-
-    /// The newest mail in the maildir, parsed, waiting for it up to 10 s.
-    func waitForMail(count: Int) async throws -> [String] {
-        let deadline = ContinuousClock.now + .seconds(10)
-        while ContinuousClock.now < deadline {
-            let files = ((try? FileManager.default.contentsOfDirectory(atPath: self.mailDir)) ?? []).sorted()
-            if files.count >= count {
-                return try files.map { try String(contentsOfFile: self.mailDir + "/" + $0, encoding: .utf8) }
-            }
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        return []
-    }
-}
-
-/// A browser's worth of HTTP: no redirects followed, cookies kept by hand.
-final class Browser: NSObject, URLSessionTaskDelegate, @unchecked Sendable {
-    struct Page {
-        var status: Int
-        var headers: [String: String]
-        var body: String
-    }
-
-    private lazy var session: URLSession = {
-        let configuration = URLSessionConfiguration.ephemeral
-        configuration.httpShouldSetCookies = false
-        configuration.httpCookieStorage = nil
-        return URLSession(configuration: configuration, delegate: self, delegateQueue: nil)
-    }()
-    var cookies: [String: String] = [:]
-    let base: String
-
-    init(base: String) {
-        self.base = base
-    }
-
-    func urlSession(_ session: URLSession, task: URLSessionTask, willPerformHTTPRedirection response: HTTPURLResponse, newRequest request: URLRequest, completionHandler: @escaping (URLRequest?) -> Void) {
-        completionHandler(nil)
-    }
-
-    func send(_ method: String, _ path: String, form: [String: String]? = nil, headers: [String: String] = [:], body: Data? = nil) async throws -> Page {
-        var request = URLRequest(url: URL(string: self.base + path)!)
-        request.httpMethod = method
-        if !self.cookies.isEmpty {
-            request.setValue(self.cookies.map { "\($0.key)=\($0.value)" }.joined(separator: "; "), forHTTPHeaderField: "Cookie")
-        }
-        for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
-        if let form {
-            request.setValue("application/x-www-form-urlencoded", forHTTPHeaderField: "Content-Type")
-            var allowed = CharacterSet.alphanumerics
-            allowed.insert(charactersIn: "-._~")
-            request.httpBody = Data(form.map { "\($0.key)=\($0.value.addingPercentEncoding(withAllowedCharacters: allowed)!)" }.joined(separator: "&").utf8)
-        } else if let body {
-            request.httpBody = body
-        }
-        let (data, response) = try await self.session.data(for: request)
-        let http = response as! HTTPURLResponse
-        var headers: [String: String] = [:]
-        for (key, value) in http.allHeaderFields {
-            headers[String(describing: key).lowercased()] = String(describing: value)
-        }
-        if let setCookie = headers["set-cookie"] {
-            for cookie in setCookie.components(separatedBy: ", ") {
-                let pair = cookie.split(separator: ";")[0].split(separator: "=", maxSplits: 1)
-                if pair.count == 2 { self.cookies[String(pair[0])] = String(pair[1]) } else if pair.count == 1 { self.cookies[String(pair[0])] = nil }
-            }
-        }
-        return Page(status: http.statusCode, headers: headers, body: String(decoding: data, as: UTF8.self))
-    }
-
-    /// The CSRF token the last page's form carries.
-    static func csrf(in page: Page) -> String {
-        guard let range = page.body.range(of: #"name="csrf" value="([^"]+)""#, options: .regularExpression) else { return "" }
-        return String(page.body[range].dropFirst(#"name="csrf" value=""#.count).dropLast())
-    }
-}
-
-extension String {
-    /// The reset or verification link in a maildir message (quoted-printable undone).
-    func link(_ path: String) -> String? {
-        let unfolded = self.replacingOccurrences(of: "=\r\n", with: "").replacingOccurrences(of: "=3D", with: "=")
-        guard let range = unfolded.range(of: #"https://sso\.example\.test"# + path + #"\?token=[A-Za-z0-9_-]+"#, options: .regularExpression) else { return nil }
-        return String(unfolded[range])
-    }
-}
 
 @Suite("The gateway and the flows, with every service running", .serialized)
 struct GatewayFlowTests {
@@ -291,48 +130,30 @@ struct GatewayFlowTests {
 
 @Suite("The rekey CLI, against the running system", .serialized)
 struct CLITests {
-    static func rekey(
-        _ arguments: [String], system: RekeySystem, key: String? = nil, environment: [String: String]? = nil, input: String? = nil
-    ) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = ServiceProcess.productsDirectory.appendingPathComponent("rekey")
-        process.arguments = arguments
-        process.environment = environment ?? ["REKEY_URL": system.base, "REKEY_API_KEY": key ?? system.apiKey, "HOME": system.folder.path]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        let stdin = Pipe()
-        process.standardInput = stdin
-        try process.run()
-        if let input { stdin.fileHandleForWriting.write(Data(input.utf8)) }
-        try? stdin.fileHandleForWriting.close()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        return (process.terminationStatus, output)
-    }
-
     @Test("create, search, send a reset by email address, follow the message; errors say what is wrong")
     func adminSession() async throws {
         let system = try RekeySystem()
         defer { system.stop() }
-        let created = try Self.rekey(["users", "create", "--name", "Jane Doe", "--email", "jane@example.com", "--role", "agent"], system: system)
+        let created = try RekeyCLI.run(["users", "create", "--name", "Jane Doe", "--email", "jane@example.com", "--role", "agent"], system: system)
         #expect(created.status == 0, "\(created.output)")
-        let search = try Self.rekey(["users", "search", "ja"], system: system)
+        let search = try RekeyCLI.run(["users", "search", "ja"], system: system)
         #expect(search.output.contains("Jane Doe  <jane@example.com>  agent"), "\(search.output)")
-        let sent = try Self.rekey(["reset", "send", "JANE@example.com"], system: system)
+        let sent = try RekeyCLI.run(["reset", "send", "JANE@example.com"], system: system)
         #expect(sent.status == 0, "\(sent.output)")
         #expect(sent.output.contains("Password reset email queued for j***@example.com"))
-        _ = try await system.waitForMail(count: 1)
-        try await Task.sleep(for: .milliseconds(200))
-        let messages = try Self.rekey(["messages", "jane@example.com"], system: system)
-        #expect(messages.output.contains("password_reset  to jane@example.com  accepted"), "\(messages.output)")
-        let show = try Self.rekey(["users", "show", "jane@example.com", "--json"], system: system)
+        var messages = (status: Int32(0), output: "")
+        let accepted = try await RekeySystem.eventually {
+            messages = try RekeyCLI.run(["messages", "jane@example.com"], system: system)
+            return messages.output.contains("password_reset  to jane@example.com  accepted")
+        }
+        #expect(accepted, "\(messages.output)")
+        let show = try RekeyCLI.run(["users", "show", "jane@example.com", "--json"], system: system)
         #expect(show.output.contains("\"role\" : \"agent\""), "\(show.output)")
 
-        let unknown = try Self.rekey(["reset", "send", "nobody@example.com"], system: system)
+        let unknown = try RekeyCLI.run(["reset", "send", "nobody@example.com"], system: system)
         #expect(unknown.status == 1)
         #expect(unknown.output.contains("no user has that email address (not_found, HTTP 404)"), "\(unknown.output)")
-        let badKey = try Self.rekey(["users", "search"], system: system, key: "rk_wrong")
+        let badKey = try RekeyCLI.run(["users", "search"], system: system, key: "rk_wrong")
         #expect(badKey.status == 1)
         #expect(badKey.output.contains("the API key is unknown, revoked or expired"))
     }
@@ -345,38 +166,38 @@ struct CLILoginTests {
         let system = try RekeySystem()
         defer { system.stop() }
         let environment = ["XDG_CONFIG_HOME": system.folder.path + "/config", "HOME": system.folder.path]
-        let bad = try CLITests.rekey(["login", "--gateway", system.base], system: system, environment: environment, input: "rk_not-a-key\n")
+        let bad = try RekeyCLI.run(["login", "--gateway", system.base], system: system, environment: environment, input: "rk_not-a-key\n")
         #expect(bad.status == 1)
         #expect(bad.output.contains("log in again with `rekey login --gateway URL`"), "\(bad.output)")
-        let good = try CLITests.rekey(["login", "--gateway", system.base], system: system, environment: environment, input: system.apiKey + "\n")
+        let good = try RekeyCLI.run(["login", "--gateway", system.base], system: system, environment: environment, input: system.apiKey + "\n")
         #expect(good.status == 0, "\(good.output)")
         let stored = system.folder.path + "/config/rekey/login.json"
         let mode = try FileManager.default.attributesOfItem(atPath: stored)[.posixPermissions] as? Int
         #expect(mode == 0o600)
 
         for (name, email) in [("Pat Jones", "pat.jones@example.com"), ("Pat Smith", "pat.smith@example.com")] {
-            let created = try CLITests.rekey(["users", "create", "--name", name, "--email", email], system: system, environment: environment)
+            let created = try RekeyCLI.run(["users", "create", "--name", name, "--email", email], system: system, environment: environment)
             #expect(created.status == 0, "\(created.output)")
         }
-        let ambiguous = try CLITests.rekey(["reset", "send", "pat"], system: system, environment: environment)
+        let ambiguous = try RekeyCLI.run(["reset", "send", "pat"], system: system, environment: environment)
         #expect(ambiguous.status == 1)
         #expect(ambiguous.output.contains("`pat` matches several users") && ambiguous.output.contains("Pat Jones") && ambiguous.output.contains("Pat Smith"))
         #expect(((try? FileManager.default.contentsOfDirectory(atPath: system.mailDir)) ?? []).isEmpty, "nothing was sent")
-        let updated = try CLITests.rekey(["users", "update", "pat smith", "--role", "agent"], system: system, environment: environment)
+        let updated = try RekeyCLI.run(["users", "update", "pat smith", "--role", "agent"], system: system, environment: environment)
         #expect(updated.output.contains("Pat Smith  <pat.smith@example.com>  agent"), "\(updated.output)")
-        let org = try CLITests.rekey(["orgs", "create", "--name", "Acme", "--domain", "acme.example"], system: system, environment: environment)
+        let org = try RekeyCLI.run(["orgs", "create", "--name", "Acme", "--domain", "acme.example"], system: system, environment: environment)
         #expect(org.status == 0, "\(org.output)")
-        #expect(try CLITests.rekey(["orgs", "list"], system: system, environment: environment).output.contains("Acme  acme.example"))
+        #expect(try RekeyCLI.run(["orgs", "list"], system: system, environment: environment).output.contains("Acme  acme.example"))
         let orgID = try #require(org.output.split(separator: " ").dropFirst().first.map(String.init))
-        let renamed = try CLITests.rekey(["orgs", "update", orgID, "--name", "Acme Corp"], system: system, environment: environment)
+        let renamed = try RekeyCLI.run(["orgs", "update", orgID, "--name", "Acme Corp"], system: system, environment: environment)
         #expect(renamed.output.contains("Updated \(orgID)  Acme Corp"), "\(renamed.output)")
-        let member = try CLITests.rekey(["users", "update", "pat jones", "--organization", orgID], system: system, environment: environment)
+        let member = try RekeyCLI.run(["users", "update", "pat jones", "--organization", orgID], system: system, environment: environment)
         #expect(member.status == 0, "\(member.output)")
-        let refused = try CLITests.rekey(["orgs", "delete", orgID], system: system, environment: environment)
+        let refused = try RekeyCLI.run(["orgs", "delete", orgID], system: system, environment: environment)
         #expect(refused.status == 1)
         #expect(refused.output.contains("1 user still belong to Acme Corp"), "\(refused.output)")
-        _ = try CLITests.rekey(["users", "update", "pat jones", "--organization", ""], system: system, environment: environment)
-        #expect(try CLITests.rekey(["orgs", "delete", orgID], system: system, environment: environment).status == 0)
+        _ = try RekeyCLI.run(["users", "update", "pat jones", "--organization", ""], system: system, environment: environment)
+        #expect(try RekeyCLI.run(["orgs", "delete", orgID], system: system, environment: environment).status == 0)
     }
 }
 
@@ -416,13 +237,13 @@ struct GatewayResilienceTests {
         _ = try await api.send("POST", "/api/admin/v1/users", headers: auth, body: Data(#"{"name": "Carl Customer", "email": "carl@example.com", "role": "customer"}"#.utf8))
         let mailsBefore = ((try? FileManager.default.contentsOfDirectory(atPath: system.mailDir)) ?? []).count
 
-        let search = try CLITests.rekey(["users", "search", "--all", "carl"], system: system, key: key)
+        let search = try RekeyCLI.run(["users", "search", "--all", "carl"], system: system, key: key)
         #expect(search.status == 0)
         #expect(search.output.contains("Carl Customer"))
-        let refused = try CLITests.rekey(["reset", "send", "carl@example.com"], system: system, key: key)
+        let refused = try RekeyCLI.run(["reset", "send", "carl@example.com"], system: system, key: key)
         #expect(refused.status == 1)
         #expect(refused.output.contains("this needs the permission users.manage"), "\(refused.output)")
-        try await Task.sleep(for: .milliseconds(300))
+        // The refusal comes before anything is queued, so there is nothing to wait for.
         let mails = try await system.waitForMail(count: mailsBefore)
         #expect(!mails.contains { $0.contains("carl@example.com") }, "nothing was sent to Carl")
     }
@@ -448,7 +269,7 @@ struct GatewayResilienceTests {
             #expect(page.status == 503, "\(name): \(page.status)")
             #expect(ContinuousClock.now - started < .seconds(5), "\(name): the page answers quickly")
             #expect(try await api.send("GET", "/readyz").status == 503)
-            let cli = try CLITests.rekey(["reset", "send", id], system: system)
+            let cli = try RekeyCLI.run(["reset", "send", id], system: system)
             #expect(cli.status == 1)
             #expect(cli.output.contains(name == "rekey-directory" ? "rekey-directory" : name), "\(name): \(cli.output)")
 

@@ -1,4 +1,5 @@
 import Foundation
+import RekeyGatewayTesting
 import RekeyTesting
 import Testing
 

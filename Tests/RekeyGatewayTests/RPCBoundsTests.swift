@@ -3,6 +3,7 @@ import RekeyDirectoryAPI
 import RekeyNotifierAPI
 import RekeyRPC
 import RekeyRPCNIO
+import RekeyGatewayTesting
 import RekeyTesting
 import RekeyTokensAPI
 import Testing

@@ -1,0 +1,180 @@
+import Foundation
+import RekeyTesting
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// The whole system as ops run it: the three services and the gateway as separate executables on
+/// loopback, the notifier writing mail to a maildir; a browser's requests made by hand.
+package final class RekeySystem: @unchecked Sendable {
+    // @unchecked: the processes are only touched by the test that owns this object.
+    package static let credential = "system-test-credential-0123456789"
+    package let folder: TemporaryFolder
+    package let apiKey: String
+    package var directory: ServiceProcess
+    package var tokens: ServiceProcess
+    package var notifier: ServiceProcess
+    private let environment: [String: String]
+    private let arguments: [String: [String]]
+    package let gateway: ServiceProcess
+    package let gatewayPort: Int
+
+    package var mailDir: String { self.folder.path + "/mail/new" }
+    package var base: String { "http://127.0.0.1:\(self.gatewayPort)" }
+
+    /// Extra arguments for the notifier (by default it writes to a maildir), the reset-token
+    /// service and the gateway.
+    package init(
+        directory directoryArguments: [String] = [], notifier notifierArguments: [String] = [], tokens tokenArguments: [String] = [],
+        gateway gatewayArguments: [String] = [],
+        gatewayListen: String = "127.0.0.1:0",
+        publicURL: String = "https://sso.example.test"
+    ) throws {
+        self.folder = try TemporaryFolder()
+        let data = self.folder.path
+        let bootstrap = Process()
+        bootstrap.executableURL = ServiceProcess.productsDirectory.appendingPathComponent("rekey-directory")
+        bootstrap.arguments = ["bootstrap-admin", "--data-dir", data, "--email", "owner@example.com", "--name", "Olive Owner"]
+        let output = Pipe()
+        bootstrap.standardOutput = output
+        try bootstrap.run()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        bootstrap.waitUntilExit()
+        self.apiKey = text.split(separator: " ").last.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) } ?? ""
+        let environment = [
+            "REKEY_DIRECTORY_CREDENTIALS": Self.credential, "REKEY_RESET_TOKEN_CREDENTIALS": Self.credential,
+            "REKEY_NOTIFIER_CREDENTIALS": Self.credential, "REKEY_GATEWAY_SERVICE_CREDENTIAL": Self.credential,
+        ]
+        let common = ["--data-dir", data]
+        self.environment = environment
+        self.arguments = [
+            "rekey-directory": ["serve", "--scrypt-log-n", "10"] + common + directoryArguments,
+            "rekey-reset-token": ["serve"] + common + tokenArguments,
+            "rekey-notifier": ["serve", "--poll-interval", "50ms", "--mail-dir", data + "/mail"] + common + notifierArguments,
+        ]
+        let any = ["--listen", "127.0.0.1:0"]
+        self.directory = try ServiceProcess("rekey-directory", arguments: self.arguments["rekey-directory"]! + any, environment: environment)
+        self.tokens = try ServiceProcess("rekey-reset-token", arguments: self.arguments["rekey-reset-token"]! + any, environment: environment)
+        self.notifier = try ServiceProcess("rekey-notifier", arguments: self.arguments["rekey-notifier"]! + any, environment: environment)
+        self.gateway = try ServiceProcess(
+            "rekey-gateway",
+            arguments: [
+                "serve", "--listen", gatewayListen, "--public-url", publicURL,
+                "--directory", "127.0.0.1:\(self.directory.port)", "--reset-token", "127.0.0.1:\(self.tokens.port)",
+                "--notifier", "127.0.0.1:\(self.notifier.port)",
+            ] + gatewayArguments,
+            environment: environment,
+            portPattern: #"http\.port[=":]+\d+"#,
+            readyLine: "http server listening"
+        )
+        self.gatewayPort = self.gateway.port
+    }
+
+    /// Starts a stopped service again on the port it had, as ops would.
+    package func restart(_ executable: String, port: Int) throws -> ServiceProcess {
+        try ServiceProcess(executable, arguments: self.arguments[executable]! + ["--listen", "127.0.0.1:\(port)"], environment: self.environment)
+    }
+
+    package func stop() {
+        for process in [self.gateway, self.notifier, self.tokens, self.directory] {
+            process.stop()
+        }
+    }
+
+    /// Waits until `condition` holds, looking every 50 ms for up to `timeout`; whether it did.
+    /// What tests wait on instead of sleeping for a fixed time.
+    @discardableResult
+    package static func eventually(timeout: Duration = .seconds(10), _ condition: () async throws -> Bool) async rethrows -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if try await condition() { return true }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        return try await condition()
+    }
+
+    /// The newest mail in the maildir, parsed, waiting for it up to 10 s.
+    package func waitForMail(count: Int) async throws -> [String] {
+        let deadline = ContinuousClock.now + .seconds(10)
+        while ContinuousClock.now < deadline {
+            let files = ((try? FileManager.default.contentsOfDirectory(atPath: self.mailDir)) ?? []).sorted()
+            if files.count >= count {
+                return try files.map { try String(contentsOfFile: self.mailDir + "/" + $0, encoding: .utf8) }
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        return []
+    }
+}
+
+/// A browser's worth of HTTP: no redirects followed, cookies kept by hand.
+package final class Browser: NSObject, URLSessionTaskDelegate, @unchecked Sendable {
+    package struct Page {
+        package var status: Int
+        package var headers: [String: String]
+        package var body: String
+    }
+
+    private lazy var session: URLSession = {
+        let configuration = URLSessionConfiguration.ephemeral
+        configuration.httpShouldSetCookies = false
+        configuration.httpCookieStorage = nil
+        return URLSession(configuration: configuration, delegate: self, delegateQueue: nil)
+    }()
+    package var cookies: [String: String] = [:]
+    package let base: String
+
+    package init(base: String) {
+        self.base = base
+    }
+
+    package func urlSession(_ session: URLSession, task: URLSessionTask, willPerformHTTPRedirection response: HTTPURLResponse, newRequest request: URLRequest, completionHandler: @escaping (URLRequest?) -> Void) {
+        completionHandler(nil)
+    }
+
+    package func send(_ method: String, _ path: String, form: [String: String]? = nil, headers: [String: String] = [:], body: Data? = nil) async throws -> Page {
+        var request = URLRequest(url: URL(string: self.base + path)!)
+        request.httpMethod = method
+        if !self.cookies.isEmpty {
+            request.setValue(self.cookies.map { "\($0.key)=\($0.value)" }.joined(separator: "; "), forHTTPHeaderField: "Cookie")
+        }
+        for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
+        if let form {
+            request.setValue("application/x-www-form-urlencoded", forHTTPHeaderField: "Content-Type")
+            var allowed = CharacterSet.alphanumerics
+            allowed.insert(charactersIn: "-._~")
+            request.httpBody = Data(form.map { "\($0.key)=\($0.value.addingPercentEncoding(withAllowedCharacters: allowed)!)" }.joined(separator: "&").utf8)
+        } else if let body {
+            request.httpBody = body
+        }
+        let (data, response) = try await self.session.data(for: request)
+        let http = response as! HTTPURLResponse
+        var headers: [String: String] = [:]
+        for (key, value) in http.allHeaderFields {
+            headers[String(describing: key).lowercased()] = String(describing: value)
+        }
+        if let setCookie = headers["set-cookie"] {
+            for cookie in setCookie.components(separatedBy: ", ") {
+                let pair = cookie.split(separator: ";")[0].split(separator: "=", maxSplits: 1)
+                if pair.count == 2 { self.cookies[String(pair[0])] = String(pair[1]) } else if pair.count == 1 { self.cookies[String(pair[0])] = nil }
+            }
+        }
+        return Page(status: http.statusCode, headers: headers, body: String(decoding: data, as: UTF8.self))
+    }
+
+    /// The CSRF token the last page's form carries.
+    package static func csrf(in page: Page) -> String {
+        guard let range = page.body.range(of: #"name="csrf" value="([^"]+)""#, options: .regularExpression) else { return "" }
+        return String(page.body[range].dropFirst(#"name="csrf" value=""#.count).dropLast())
+    }
+}
+
+extension String {
+    /// The reset or verification link in a maildir message (quoted-printable undone).
+    package func link(_ path: String) -> String? {
+        let unfolded = self.replacingOccurrences(of: "=\r\n", with: "").replacingOccurrences(of: "=3D", with: "=")
+        guard let range = unfolded.range(of: #"https://sso\.example\.test"# + path + #"\?token=[A-Za-z0-9_-]+"#, options: .regularExpression) else { return nil }
+        return String(unfolded[range])
+    }
+}
