@@ -4,7 +4,7 @@ SWIFT ?= swift
 PYTHON ?= /usr/bin/python3
 BENCH_SECONDS ?= 3
 
-.PHONY: all deps build test proto proto-check bench bench-directory bench-notifier bench-diagnose bench-forgot run clean help fuzz bench-import
+.PHONY: all deps build test proto proto-check bench bench-directory bench-notifier bench-diagnose bench-forgot run clean help fuzz fuzz-api bench-import
 
 all: build
 
@@ -19,6 +19,7 @@ help:
 	@echo "make bench-diagnose   rekey diagnose for a user with 1,000 emails and tokens, 1,000,000 users (after bench-directory)"
 	@echo "make bench-forgot     forgot-password submissions/s through all four processes (wrk, 32 connections)"
 	@echo "make bench-import     100,000 users through the admin API's staged import, against the offline import"
+	@echo "make fuzz-api    schemathesis against a running gateway from its OpenAPI document (FUZZ_API_EXAMPLES, FUZZ_API_SECONDS)"
 	@echo "make fuzz        libFuzzer + AddressSanitizer on each parser, FUZZ_SECONDS (60) each; crashes saved in Fuzz/Regressions"
 
 deps:
@@ -50,6 +51,9 @@ bench: deps
 
 fuzz: deps
 	bash scripts/fuzz.sh
+
+fuzz-api: deps
+	bash scripts/fuzz-api.sh
 
 bench-import: deps
 	$(SWIFT) build -c release --product rekey-directory
