@@ -33,15 +33,9 @@ enum DiagnosisNames {
         }
     }
 
+    /// A message's state, as the admin API names it.
     static func state(_ state: Rekey_Notifier_V1_MessageState) -> String {
-        switch state {
-        case .queued: return "queued"
-        case .deferred: return "deferred"
-        case .accepted: return "accepted"
-        case .failed: return "failed"
-        case .suppressed: return "suppressed"
-        default: return "unknown"
-        }
+        MessageNames.state(state)
     }
 
     static func outcome(_ outcome: Rekey_Notifier_V1_AttemptOutcome) -> String {
