@@ -122,7 +122,7 @@ struct AdminRouteTests {
         }
     }
 
-    @Test("imports past the frame limit: all-or-nothing, a bad last row writes nothing, over 8 MiB or 100,000 rows is 413, a retried key gives the first outcome")
+    @Test("imports in several chunks: all-or-nothing, a bad last row writes nothing, over 8 MiB or 100,000 rows is 413, a retried key gives the first outcome")
     func largeImports() async throws {
         let system = try await InProcessSystem()
         try await system.application.test(.router) { client in
@@ -143,23 +143,23 @@ struct AdminRouteTests {
             }
             let before = try await count()
 
-            // 30,000 rows (1.4 MB) are past one RPC frame; 100,000 is the limit, checked below.
-            let (badStatus, bad) = try await importing(HardeningTests.csv(rows: 30_000, prefix: "b", badLine: 30_000), headers: auth)
+            // 13,000 rows (550 kB) go to the directory in two chunks; 100,000 is the limit, checked below.
+            let (badStatus, bad) = try await importing(HardeningTests.csv(rows: 13_000, prefix: "b", badLine: 13_000), headers: auth)
             #expect(badStatus == .ok)
             #expect(bad?.committed == false && bad?.refused == 1)
-            #expect(bad?.rows.first?.line == 30_000)
+            #expect(bad?.rows.first?.line == 13_000)
             #expect(try await count() == before, "a failure at the last row commits nothing")
 
-            let file = HardeningTests.csv(rows: 30_000, prefix: "a")
-            #expect(file.count > 1 << 20, "more than one frame")
+            let file = HardeningTests.csv(rows: 13_000, prefix: "a")
+            #expect(file.count > UserOperations.importChunk, "more than one chunk")
             var keyed = auth
             keyed[.idempotencyKey] = "import-test-1"
             let (goodStatus, good) = try await importing(file, headers: keyed)
             #expect(goodStatus == .ok)
-            #expect(good?.committed == true && good?.created == 30_000 && good?.rowsOmitted == 30_000)
+            #expect(good?.committed == true && good?.created == 13_000 && good?.rowsOmitted == 13_000)
             let (_, again) = try await importing(file, headers: keyed)
-            #expect(again?.created == 30_000 && again?.refused == 0, "the retry answers the first outcome, nothing twice")
-            #expect(try await count() == before + 30_000)
+            #expect(again?.created == 13_000 && again?.refused == 0, "the retry answers the first outcome, nothing twice")
+            #expect(try await count() == before + 13_000)
 
             let tooLarge = try await client.execute(
                 uri: "/api/admin/v1/users/import", method: .post, headers: auth, body: ByteBuffer(repeating: UInt8(ascii: "x"), count: (8 << 20) + 1)

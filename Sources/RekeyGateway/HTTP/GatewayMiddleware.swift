@@ -34,6 +34,10 @@ struct GatewayMiddleware: RouterMiddleware {
         } catch {
             let failure = AdminError(error)
             ErrorAnswers.log(failure, error, requestID: context.requestID, logger: self.logger)
+            if !isAPI, failure.kind != .unavailable, failure.kind != .internalError {
+                // A page handles the answers it expects; anything else a service said is a surprise.
+                self.logger.error("unexpected answer from a service", metadata: ["request.id": "\(context.requestID)", "error": "\(error)"])
+            }
             response = isAPI ? ErrorAnswers.json(failure, requestID: context.requestID) : ErrorAnswers.page(failure)
         }
         response.headers[.xRequestID] = context.requestID
