@@ -3,8 +3,16 @@ import RekeyTesting
 
 /// Runs the real `rekey` executable against a ``RekeySystem``.
 package enum RekeyCLI {
+    /// Runs `rekey` with `arguments` (on a thread of its own: waiting for a child blocks) and
+    /// returns its exit status and everything it printed.
     package static func run(
         _ arguments: [String], system: RekeySystem, key: String? = nil, environment: [String: String]? = nil, input: String? = nil
+    ) async throws -> (status: Int32, output: String) {
+        try await offPool { try Self.runBlocking(arguments, system: system, key: key, environment: environment, input: input) }
+    }
+
+    private static func runBlocking(
+        _ arguments: [String], system: RekeySystem, key: String?, environment: [String: String]?, input: String?
     ) throws -> (status: Int32, output: String) {
         let process = Process()
         process.executableURL = ServiceProcess.productsDirectory.appendingPathComponent("rekey")

@@ -71,6 +71,20 @@ package final class RekeySystem: @unchecked Sendable {
         self.gatewayPort = self.gateway.port
     }
 
+    /// Starts the system on a thread of its own: starting processes and waiting for them to say
+    /// they listen blocks, and must not hold one of the few threads of Swift's concurrency pool
+    /// (the in-process tests running beside it would wait for it).
+    package static func start(
+        directory: [String] = [], notifier: [String] = [], tokens: [String] = [], gateway: [String] = [],
+        gatewayListen: String = "127.0.0.1:0", publicURL: String = "https://sso.example.test"
+    ) async throws -> RekeySystem {
+        try await offPool {
+            try RekeySystem(
+                directory: directory, notifier: notifier, tokens: tokens, gateway: gateway, gatewayListen: gatewayListen, publicURL: publicURL
+            )
+        }
+    }
+
     /// Starts a stopped service again on the port it had, as ops would.
     package func restart(_ executable: String, port: Int) throws -> ServiceProcess {
         try ServiceProcess(executable, arguments: self.arguments[executable]! + ["--listen", "127.0.0.1:\(port)"], environment: self.environment)
@@ -176,5 +190,13 @@ extension String {
         let unfolded = self.replacingOccurrences(of: "=\r\n", with: "").replacingOccurrences(of: "=3D", with: "=")
         guard let range = unfolded.range(of: #"https://sso\.example\.test"# + path + #"\?token=[A-Za-z0-9_-]+"#, options: .regularExpression) else { return nil }
         return String(unfolded[range])
+    }
+}
+
+/// Runs blocking work (starting a process, waiting for a child) on a thread of its own, so that it
+/// never holds one of the few threads of Swift's concurrency pool.
+package func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread { continuation.resume(with: Result { try body() }) }.start()
     }
 }

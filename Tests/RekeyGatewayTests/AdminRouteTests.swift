@@ -170,4 +170,71 @@ struct AdminRouteTests {
             #expect(tooMany == .contentTooLarge)
         }
     }
+
+    @Test("every query parameter of every admin route, sent what an attacker sends: numbers get a 400 naming them, nothing gets a 5xx")
+    func boundedQueries() async throws {
+        let system = try await InProcessSystem()
+        let agent = try await system.staff("Agnes Agent", role: "agent", email: "agnes@example.com")
+        let id = agent.id
+        try await system.application.test(.router) { client in
+            let auth: HTTPFields = [.authorization: "Bearer \(agent.key)"]
+            func send(_ method: HTTPRequest.Method, _ uri: String, headers: HTTPFields, body: String? = nil) async throws -> (status: Int, body: String) {
+                let response = try await client.execute(uri: uri, method: method, headers: headers, body: body.map { ByteBuffer(string: $0) })
+                return (Int(response.status.code), String(buffer: response.body))
+            }
+            func object(_ answer: (status: Int, body: String)) throws -> [String: Any] {
+                try JSONSerialization.jsonObject(with: Data(answer.body.utf8)) as? [String: Any] ?? [:]
+            }
+            // (path, parameter, other query, numeric)
+            let table: [(String, String, String, Bool)] = [
+                ("/api/admin/v1/users/search", "page_size", "q=a", true),
+                ("/api/admin/v1/users", "page_size", "", true),
+                ("/api/admin/v1/users/\(id)/messages", "page_size", "", true),
+                ("/api/admin/v1/suppressions", "page_size", "", true),
+                ("/api/admin/v1/audit", "page_size", "", true),
+                ("/api/admin/v1/diagnosis", "since", "user=agnes@example.com", true),
+                ("/api/admin/v1/users/\(id)/diagnosis", "since", "", true),
+                ("/api/admin/v1/users/search", "q", "", false),
+                ("/api/admin/v1/users/search", "scope", "q=a", false),
+                ("/api/admin/v1/users/search", "page_token", "q=a", false),
+                ("/api/admin/v1/users", "page_token", "", false),
+                ("/api/admin/v1/users", "role", "", false),
+                ("/api/admin/v1/users", "organization_id", "", false),
+                ("/api/admin/v1/users", "state", "", false),
+                ("/api/admin/v1/users/lookup", "email", "", false),
+                ("/api/admin/v1/users/\(id)/messages", "page_token", "", false),
+                ("/api/admin/v1/suppressions", "address", "", false),
+                ("/api/admin/v1/suppressions", "page_token", "", false),
+                ("/api/admin/v1/audit", "target", "", false),
+                ("/api/admin/v1/audit", "page_token", "", false),
+                ("/api/admin/v1/diagnosis", "user", "", false),
+            ]
+            for (path, parameter, rest, numeric) in table {
+                for value in HardeningTests.attacks {
+                    let query = (rest.isEmpty ? "" : rest + "&") + "\(parameter)=\(value)"
+                    let answer = try await send(.get, "\(path)?\(query)", headers: auth)
+                    #expect(answer.status < 500, "\(path)?\(query) → \(answer.status) \(answer.body)")
+                    if numeric {
+                        #expect((400..<500).contains(answer.status), "\(path)?\(query) → \(answer.status)")
+                        let error = try object(answer)["error"] as? [String: String]
+                        #expect(error?["code"] == "invalid_argument", "\(path)?\(query) → \(answer.body)")
+                        #expect(error?["message"]?.hasPrefix("\(parameter) must be") == true, "\(path)?\(query) → \(answer.body)")
+                    }
+                }
+            }
+            // A JSON number out of range, said in the request's terms.
+            for value in ["-1", "2147483648", "9223372036854775808", "1e309", "1.5", "\"abc\"", "\"\""] {
+                var json = auth
+                json[.contentType] = "application/json"
+                let answer = try await send(.post, "/api/admin/v1/users/\(id)/api-keys", headers: json, body: #"{"name": "x", "lifetime_days": \#(value)}"#)
+                #expect((400..<500).contains(answer.status), "lifetime_days \(value) → \(answer.status)")
+                let message = (try object(answer)["error"] as? [String: String])?["message"] ?? ""
+                #expect(message.contains("lifetime_days") || message.contains("a number in it"), "lifetime_days \(value) → \(answer.body)")
+                #expect(!message.contains("DecodingError"), "\(answer.body)")
+            }
+            let nul = try await send(.get, "/api/admin/v1/users/u_%00", headers: auth)
+            #expect(nul.status == 400)
+            #expect(!nul.body.contains("rekey.directory"), "no internal message names: \(nul.body)")
+        }
+    }
 }

@@ -60,7 +60,7 @@ struct DiagnoseTests {
     func withAWorkingRelay() async throws {
         let folder = try TemporaryFolder()
         let smtp = try SMTPTestServer(folder: folder.path, options: ["--reject", "bounce@example.com", "--defer", "slow@example.com:1000"])
-        let system = try RekeySystem(
+        let system = try await RekeySystem.start(
             notifier: ["--transport", "smtp", "--smtp-server", "127.0.0.1:\(smtp.port)", "--retry-schedule", "1h"],
             tokens: ["--limit-per-user", "2"],
             gateway: ["--trusted-proxies", "127.0.0.1"]
@@ -151,7 +151,7 @@ struct DiagnoseTests {
 
     @Test("a reset link that expired unused")
     func expiredToken() async throws {
-        let system = try RekeySystem(tokens: ["--reset-lifetime", "1s"])
+        let system = try await RekeySystem.start(tokens: ["--reset-lifetime", "1s"])
         defer { system.stop() }
         let test = DiagnoseTests(system)
         let eve = try await test.createUser("Eve Expired", "eve@example.com")
@@ -168,7 +168,7 @@ struct DiagnoseTests {
     @Test("the relay down with a growing queue, then a service unreachable: platform problems to escalate")
     func platformProblems() async throws {
         let deadPort = try SMTPTestServer.freePort()
-        let system = try RekeySystem(notifier: ["--transport", "smtp", "--smtp-server", "127.0.0.1:\(deadPort)", "--retry-schedule", "100ms", "--smtp-timeout", "1s"])
+        let system = try await RekeySystem.start(notifier: ["--transport", "smtp", "--smtp-server", "127.0.0.1:\(deadPort)", "--retry-schedule", "100ms", "--smtp-timeout", "1s"])
         defer { system.stop() }
         let test = DiagnoseTests(system)
         let ann = try await test.createUser("Ann Waiting", "ann@example.com")
@@ -196,7 +196,7 @@ struct DiagnoseTests {
         #expect(report["escalation"] as? String != nil)
 
         // The CLI prints the same, in words.
-        let cli = try RekeyCLI.run(["diagnose", "ann@example.com"], system: system)
+        let cli = try await RekeyCLI.run(["diagnose", "ann@example.com"], system: system)
         #expect(cli.status == 0, "\(cli.output)")
         #expect(cli.output.contains("NOT ANSWERING: reset-token"))
         #expect(cli.output.contains("Paste into the ticket:"))

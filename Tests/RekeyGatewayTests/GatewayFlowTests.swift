@@ -16,7 +16,7 @@ struct GatewayFlowTests {
 
     @Test("forgot password → email to the primary address with a link from the public URL → new password → sign in")
     func forgotAndReset() async throws {
-        let system = try RekeySystem()
+        let system = try await RekeySystem.start()
         defer { system.stop() }
         let admin = Browser(base: system.base)
         let auth = ["Authorization": "Bearer \(system.apiKey)", "Content-Type": "application/json"]
@@ -77,7 +77,7 @@ struct GatewayFlowTests {
 
     @Test("an admin sends a reset and a verification email; the API checks the key and the permission")
     func adminSends() async throws {
-        let system = try RekeySystem()
+        let system = try await RekeySystem.start()
         defer { system.stop() }
         let api = Browser(base: system.base)
         let auth = ["Authorization": "Bearer \(system.apiKey)", "Content-Type": "application/json"]
@@ -132,28 +132,28 @@ struct GatewayFlowTests {
 struct CLITests {
     @Test("create, search, send a reset by email address, follow the message; errors say what is wrong")
     func adminSession() async throws {
-        let system = try RekeySystem()
+        let system = try await RekeySystem.start()
         defer { system.stop() }
-        let created = try RekeyCLI.run(["users", "create", "--name", "Jane Doe", "--email", "jane@example.com", "--role", "agent"], system: system)
+        let created = try await RekeyCLI.run(["users", "create", "--name", "Jane Doe", "--email", "jane@example.com", "--role", "agent"], system: system)
         #expect(created.status == 0, "\(created.output)")
-        let search = try RekeyCLI.run(["users", "search", "ja"], system: system)
+        let search = try await RekeyCLI.run(["users", "search", "ja"], system: system)
         #expect(search.output.contains("Jane Doe  <jane@example.com>  agent"), "\(search.output)")
-        let sent = try RekeyCLI.run(["reset", "send", "JANE@example.com"], system: system)
+        let sent = try await RekeyCLI.run(["reset", "send", "JANE@example.com"], system: system)
         #expect(sent.status == 0, "\(sent.output)")
         #expect(sent.output.contains("Password reset email queued for j***@example.com"))
         var messages = (status: Int32(0), output: "")
         let accepted = try await RekeySystem.eventually {
-            messages = try RekeyCLI.run(["messages", "jane@example.com"], system: system)
+            messages = try await RekeyCLI.run(["messages", "jane@example.com"], system: system)
             return messages.output.contains("password_reset  to jane@example.com  accepted")
         }
         #expect(accepted, "\(messages.output)")
-        let show = try RekeyCLI.run(["users", "show", "jane@example.com", "--json"], system: system)
+        let show = try await RekeyCLI.run(["users", "show", "jane@example.com", "--json"], system: system)
         #expect(show.output.contains("\"role\" : \"agent\""), "\(show.output)")
 
-        let unknown = try RekeyCLI.run(["reset", "send", "nobody@example.com"], system: system)
+        let unknown = try await RekeyCLI.run(["reset", "send", "nobody@example.com"], system: system)
         #expect(unknown.status == 1)
         #expect(unknown.output.contains("no user has that email address (not_found, HTTP 404)"), "\(unknown.output)")
-        let badKey = try RekeyCLI.run(["users", "search"], system: system, key: "rk_wrong")
+        let badKey = try await RekeyCLI.run(["users", "search"], system: system, key: "rk_wrong")
         #expect(badKey.status == 1)
         #expect(badKey.output.contains("the API key is unknown, revoked or expired"))
     }
@@ -163,41 +163,41 @@ struct CLITests {
 struct CLILoginTests {
     @Test("login checks and stores the key (0600); later commands use it; search text naming several users lists them and does nothing")
     func login() async throws {
-        let system = try RekeySystem()
+        let system = try await RekeySystem.start()
         defer { system.stop() }
         let environment = ["XDG_CONFIG_HOME": system.folder.path + "/config", "HOME": system.folder.path]
-        let bad = try RekeyCLI.run(["login", "--gateway", system.base], system: system, environment: environment, input: "rk_not-a-key\n")
+        let bad = try await RekeyCLI.run(["login", "--gateway", system.base], system: system, environment: environment, input: "rk_not-a-key\n")
         #expect(bad.status == 1)
         #expect(bad.output.contains("log in again with `rekey login --gateway URL`"), "\(bad.output)")
-        let good = try RekeyCLI.run(["login", "--gateway", system.base], system: system, environment: environment, input: system.apiKey + "\n")
+        let good = try await RekeyCLI.run(["login", "--gateway", system.base], system: system, environment: environment, input: system.apiKey + "\n")
         #expect(good.status == 0, "\(good.output)")
         let stored = system.folder.path + "/config/rekey/login.json"
         let mode = try FileManager.default.attributesOfItem(atPath: stored)[.posixPermissions] as? Int
         #expect(mode == 0o600)
 
         for (name, email) in [("Pat Jones", "pat.jones@example.com"), ("Pat Smith", "pat.smith@example.com")] {
-            let created = try RekeyCLI.run(["users", "create", "--name", name, "--email", email], system: system, environment: environment)
+            let created = try await RekeyCLI.run(["users", "create", "--name", name, "--email", email], system: system, environment: environment)
             #expect(created.status == 0, "\(created.output)")
         }
-        let ambiguous = try RekeyCLI.run(["reset", "send", "pat"], system: system, environment: environment)
+        let ambiguous = try await RekeyCLI.run(["reset", "send", "pat"], system: system, environment: environment)
         #expect(ambiguous.status == 1)
         #expect(ambiguous.output.contains("`pat` matches several users") && ambiguous.output.contains("Pat Jones") && ambiguous.output.contains("Pat Smith"))
         #expect(((try? FileManager.default.contentsOfDirectory(atPath: system.mailDir)) ?? []).isEmpty, "nothing was sent")
-        let updated = try RekeyCLI.run(["users", "update", "pat smith", "--role", "agent"], system: system, environment: environment)
+        let updated = try await RekeyCLI.run(["users", "update", "pat smith", "--role", "agent"], system: system, environment: environment)
         #expect(updated.output.contains("Pat Smith  <pat.smith@example.com>  agent"), "\(updated.output)")
-        let org = try RekeyCLI.run(["orgs", "create", "--name", "Acme", "--domain", "acme.example"], system: system, environment: environment)
+        let org = try await RekeyCLI.run(["orgs", "create", "--name", "Acme", "--domain", "acme.example"], system: system, environment: environment)
         #expect(org.status == 0, "\(org.output)")
-        #expect(try RekeyCLI.run(["orgs", "list"], system: system, environment: environment).output.contains("Acme  acme.example"))
+        #expect(try await RekeyCLI.run(["orgs", "list"], system: system, environment: environment).output.contains("Acme  acme.example"))
         let orgID = try #require(org.output.split(separator: " ").dropFirst().first.map(String.init))
-        let renamed = try RekeyCLI.run(["orgs", "update", orgID, "--name", "Acme Corp"], system: system, environment: environment)
+        let renamed = try await RekeyCLI.run(["orgs", "update", orgID, "--name", "Acme Corp"], system: system, environment: environment)
         #expect(renamed.output.contains("Updated \(orgID)  Acme Corp"), "\(renamed.output)")
-        let member = try RekeyCLI.run(["users", "update", "pat jones", "--organization", orgID], system: system, environment: environment)
+        let member = try await RekeyCLI.run(["users", "update", "pat jones", "--organization", orgID], system: system, environment: environment)
         #expect(member.status == 0, "\(member.output)")
-        let refused = try RekeyCLI.run(["orgs", "delete", orgID], system: system, environment: environment)
+        let refused = try await RekeyCLI.run(["orgs", "delete", orgID], system: system, environment: environment)
         #expect(refused.status == 1)
         #expect(refused.output.contains("1 user still belong to Acme Corp"), "\(refused.output)")
-        _ = try RekeyCLI.run(["users", "update", "pat jones", "--organization", ""], system: system, environment: environment)
-        #expect(try RekeyCLI.run(["orgs", "delete", orgID], system: system, environment: environment).status == 0)
+        _ = try await RekeyCLI.run(["users", "update", "pat jones", "--organization", ""], system: system, environment: environment)
+        #expect(try await RekeyCLI.run(["orgs", "delete", orgID], system: system, environment: environment).status == 0)
     }
 }
 
@@ -205,7 +205,7 @@ struct CLILoginTests {
 struct GatewayResilienceTests {
     @Test("failed sign-ins are limited per client address; past the limit even the right password waits")
     func signInLimit() async throws {
-        let system = try RekeySystem(directory: ["--sign-in-limit", "3"], gateway: ["--trusted-proxies", "127.0.0.1"])
+        let system = try await RekeySystem.start(directory: ["--sign-in-limit", "3"], gateway: ["--trusted-proxies", "127.0.0.1"])
         defer { system.stop() }
         let admin = Browser(base: system.base)
         _ = try await admin.send("POST", "/api/admin/v1/users", headers: ["Authorization": "Bearer \(system.apiKey)"],
@@ -229,7 +229,7 @@ struct GatewayResilienceTests {
 
     @Test("an agent without users.manage can search but not send a reset; nothing is sent")
     func agentRefused() async throws {
-        let system = try RekeySystem()
+        let system = try await RekeySystem.start()
         defer { system.stop() }
         let auth = ["Authorization": "Bearer \(system.apiKey)", "Content-Type": "application/json"]
         let api = Browser(base: system.base)
@@ -237,10 +237,10 @@ struct GatewayResilienceTests {
         _ = try await api.send("POST", "/api/admin/v1/users", headers: auth, body: Data(#"{"name": "Carl Customer", "email": "carl@example.com", "role": "customer"}"#.utf8))
         let mailsBefore = ((try? FileManager.default.contentsOfDirectory(atPath: system.mailDir)) ?? []).count
 
-        let search = try RekeyCLI.run(["users", "search", "--all", "carl"], system: system, key: key)
+        let search = try await RekeyCLI.run(["users", "search", "--all", "carl"], system: system, key: key)
         #expect(search.status == 0)
         #expect(search.output.contains("Carl Customer"))
-        let refused = try RekeyCLI.run(["reset", "send", "carl@example.com"], system: system, key: key)
+        let refused = try await RekeyCLI.run(["reset", "send", "carl@example.com"], system: system, key: key)
         #expect(refused.status == 1)
         #expect(refused.output.contains("this needs the permission users.manage"), "\(refused.output)")
         // The refusal comes before anything is queued, so there is nothing to wait for.
@@ -250,7 +250,7 @@ struct GatewayResilienceTests {
 
     @Test("each service stopped in turn: pages answer 503 at once, the CLI names the service; started again, all works without restarting the gateway")
     func servicesStoppedInTurn() async throws {
-        let system = try RekeySystem()
+        let system = try await RekeySystem.start()
         defer { system.stop() }
         let api = Browser(base: system.base)
         let auth = ["Authorization": "Bearer \(system.apiKey)", "Content-Type": "application/json"]
@@ -269,7 +269,7 @@ struct GatewayResilienceTests {
             #expect(page.status == 503, "\(name): \(page.status)")
             #expect(ContinuousClock.now - started < .seconds(5), "\(name): the page answers quickly")
             #expect(try await api.send("GET", "/readyz").status == 503)
-            let cli = try RekeyCLI.run(["reset", "send", id], system: system)
+            let cli = try await RekeyCLI.run(["reset", "send", id], system: system)
             #expect(cli.status == 1)
             #expect(cli.output.contains(name == "rekey-directory" ? "rekey-directory" : name), "\(name): \(cli.output)")
 
@@ -297,7 +297,7 @@ struct BrowserTests {
     @Test("headless Chromium: sign-on page → Forgot password → mail → new password → signed in (screenshots in .build/test-artifacts/browser)")
     func chromium() async throws {
         let port = try SMTPTestServer.freePort()
-        let system = try RekeySystem(gatewayListen: "127.0.0.1:\(port)", publicURL: "http://127.0.0.1:\(port)")
+        let system = try await RekeySystem.start(gatewayListen: "127.0.0.1:\(port)", publicURL: "http://127.0.0.1:\(port)")
         defer { system.stop() }
         let api = Browser(base: system.base)
         let created = try await api.send("POST", "/api/admin/v1/users", headers: ["Authorization": "Bearer \(system.apiKey)"],

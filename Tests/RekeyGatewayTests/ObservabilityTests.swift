@@ -60,7 +60,7 @@ struct ObservabilityTests {
 
     @Test("each process serves Prometheus metrics on its own port: RPC calls, latency, connections and its domain figures")
     func metrics() async throws {
-        let system = try RekeySystem(tokens: ["--limit-per-user", "1"])
+        let system = try await RekeySystem.start(tokens: ["--limit-per-user", "1"])
         defer { system.stop() }
         _ = try await self.run(system)
 
@@ -102,7 +102,7 @@ struct ObservabilityTests {
     @Test("with every process at trace level in JSON: the request id is in each service's lines for that request, and no line carries a secret")
     func logs() async throws {
         let verbose = ["--log-level", "trace", "--log-format", "json"]
-        let system = try RekeySystem(directory: verbose, notifier: verbose, tokens: verbose + ["--limit-per-user", "1"], gateway: verbose)
+        let system = try await RekeySystem.start(directory: verbose, notifier: verbose, tokens: verbose + ["--limit-per-user", "1"], gateway: verbose)
         let traffic = try await self.run(system)
         let processes = ["rekey-directory": system.directory, "rekey-reset-token": system.tokens, "rekey-notifier": system.notifier, "rekey-gateway": system.gateway]
         system.stop()

@@ -23,7 +23,7 @@ struct RPCBoundsTests {
 
     @Test("page sizes, limits, lifetimes and windows out of range are refused by name; the services keep answering")
     func integerFields() async throws {
-        let system = try RekeySystem()
+        let system = try await RekeySystem.start()
         defer { system.stop() }
         try await withRPCClient(port: system.directory.port, credential: RekeySystem.credential) { client in
             let directory = Rekey_Directory_V1_Directory.Client(wrapping: client)
