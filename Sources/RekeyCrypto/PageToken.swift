@@ -15,7 +15,8 @@ package enum PageToken {
     /// The `count` fields of a token of `kind` (the last field may itself hold `|`); nil for
     /// anything else, which callers answer with INVALID_ARGUMENT.
     package static func fields(_ token: String, kind: String, count: Int) -> [Substring]? {
-        guard token.utf8.count <= 1024, let bytes = Base64URL.decode(token), let text = String(validating: bytes, as: UTF8.self) else { return nil }
+        // Search cursors carry a name's sort key (up to 200 characters, several bytes each).
+        guard token.utf8.count <= 8192, let bytes = Base64URL.decode(token), let text = String(validating: bytes, as: UTF8.self) else { return nil }
         let parts = text.split(separator: "|", maxSplits: count, omittingEmptySubsequences: false)
         guard parts.count == count + 1, parts[0] == kind else { return nil }
         return Array(parts.dropFirst())
