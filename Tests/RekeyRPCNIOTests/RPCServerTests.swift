@@ -104,10 +104,11 @@ struct RPCServerTests {
     func deadlinePropagates() async throws {
         try await withRPCServer(services: [EchoService()]) { _, port in
             try await withRPCClient(port: port) { client in
+                // An hour: however loaded the machine (connecting included), time is left.
                 let response = try await Rekey_Testing_V1_Echo.Client(wrapping: client)
-                    .echo(echoRequest("x"), options: CallOptions(timeout: .seconds(5)))
+                    .echo(echoRequest("x"), options: CallOptions(timeout: .seconds(3600)))
                 #expect(response.deadlineLeftMicros > 0)
-                #expect(response.deadlineLeftMicros <= 5_000_000)
+                #expect(response.deadlineLeftMicros <= 3_600_000_000)
                 let none = try await Rekey_Testing_V1_Echo.Client(wrapping: client).echo(echoRequest("x"))
                 #expect(none.deadlineLeftMicros == 0)
             }
