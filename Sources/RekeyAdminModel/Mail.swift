@@ -80,11 +80,14 @@ extension Admin {
         package var reason: String
         package var requestedBy: String
         package var attempts: [Attempt]
+        /// The reset or verification token whose link the message carries (never the link).
+        package var tokenId: String?
 
         package init(
             id: String, template: String, to: String, state: String, subject: String, messageIdHeader: String, createdAt: String?,
-            nextAttemptAt: String?, reason: String, requestedBy: String, attempts: [Attempt]
+            nextAttemptAt: String?, reason: String, requestedBy: String, attempts: [Attempt], tokenId: String? = nil
         ) {
+            self.tokenId = tokenId
             self.id = id
             self.template = template
             self.to = to
@@ -131,6 +134,53 @@ extension Admin {
         package init(suppressions: [Suppression], nextPageToken: String) {
             self.suppressions = suppressions
             self.nextPageToken = nextPageToken
+        }
+    }
+}
+
+extension Admin {
+    /// The outbox and recent deliveries, for the mail health page.
+    package struct MailHealth: Codable, Sendable, Equatable {
+        package struct Figures: Codable, Sendable, Equatable {
+            /// A recipient domain, or the start of an hour.
+            package var key: String
+            package var accepted: Int
+            package var temporaryFailures: Int
+            package var permanentFailures: Int
+
+            package init(key: String, accepted: Int, temporaryFailures: Int, permanentFailures: Int) {
+                self.key = key
+                self.accepted = accepted
+                self.temporaryFailures = temporaryFailures
+                self.permanentFailures = permanentFailures
+            }
+        }
+
+        package var queueDepth: Int
+        package var oldestQueuedAgeSeconds: Int
+        package var lastAcceptedAt: String?
+        package var lastAttemptAt: String?
+        package var transport: String
+        package var server: String
+        /// The last hour, overall and by recipient domain (most failures first).
+        package var lastHour: Figures
+        package var lastHourByDomain: [Figures]
+        /// Oldest first; the last is the hour now running. Keys are the hours' starts.
+        package var hourly: [Figures]
+
+        package init(
+            queueDepth: Int, oldestQueuedAgeSeconds: Int, lastAcceptedAt: String?, lastAttemptAt: String?, transport: String, server: String,
+            lastHour: Figures, lastHourByDomain: [Figures], hourly: [Figures]
+        ) {
+            self.queueDepth = queueDepth
+            self.oldestQueuedAgeSeconds = oldestQueuedAgeSeconds
+            self.lastAcceptedAt = lastAcceptedAt
+            self.lastAttemptAt = lastAttemptAt
+            self.transport = transport
+            self.server = server
+            self.lastHour = lastHour
+            self.lastHourByDomain = lastHourByDomain
+            self.hourly = hourly
         }
     }
 }

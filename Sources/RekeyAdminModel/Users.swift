@@ -58,10 +58,13 @@ extension Admin {
         package var users: [User]
         /// Empty on the last page.
         package var nextPageToken: String
+        /// How many users match over all pages, when it was asked for.
+        package var total: Int?
 
-        package init(users: [User], nextPageToken: String) {
+        package init(users: [User], nextPageToken: String, total: Int? = nil) {
             self.users = users
             self.nextPageToken = nextPageToken
+            self.total = total
         }
     }
 

@@ -68,9 +68,15 @@ package struct DirectoryService: Rekey_Directory_V1_Directory.ServiceProtocol {
         guard request.forAction.utf8.count <= 64, request.forAction.allSatisfy({ $0.isLetter || $0 == "." || $0 == "_" }) else {
             throw DirectoryError.invalidArgument("for_action must be at most 64 letters, dots and underscores")
         }
+        guard request.requiredPermission.utf8.count <= 64 else {
+            throw DirectoryError.invalidArgument("required_permission must be at most 64 bytes")
+        }
         let actor = Self.actor(request.actor)
         return Self.response(try await self.db(auditing: actor, request.forAction, target: request.userID) { store, c in
             let user = try store.user(request.userID, in: c)
+            if !request.requiredPermission.isEmpty {
+                try store.authorize(actor, holding: request.requiredPermission, in: c)
+            }
             try store.authorize(actor, toManage: user, in: c)
             return user
         })
@@ -147,14 +153,26 @@ package struct DirectoryService: Rekey_Directory_V1_Directory.ServiceProtocol {
         case .unspecified: filter.state = nil
         case .unrecognized(let value): throw DirectoryError.invalidArgument("unknown state \(value)")
         }
+        filter.hasPassword = try Self.presence(request.hasPassword, "has_password")
+        filter.primaryVerified = try Self.presence(request.primaryVerified, "primary_verified")
         let pageSize = try Bounded.pageSize(request.pageSize, default: 50, max: 500)
-        let (users, next) = try await self.db { [filter] store, c in
-            try store.listUsers(filter: filter, pageSize: pageSize, pageToken: request.pageToken, in: c)
+        let (users, next, total) = try await self.db { [filter] store, c in
+            try store.listUsers(filter: filter, pageSize: pageSize, pageToken: request.pageToken, countTotal: request.countTotal, in: c)
         }
         var page = Rekey_Directory_V1_UsersPage()
         page.users = users.map(Self.wire)
         page.nextPageToken = next
+        page.total = UInt64(total ?? 0)
         return page
+    }
+
+    private static func presence(_ value: Rekey_Directory_V1_Presence, _ name: String) throws -> Bool? {
+        switch value {
+        case .unspecified: return nil
+        case .yes: return true
+        case .no: return false
+        case .unrecognized(let value): throw DirectoryError.invalidArgument("unknown \(name) \(value)")
+        }
     }
 
     // MARK: Email identities
@@ -375,13 +393,14 @@ package struct DirectoryService: Rekey_Directory_V1_Directory.ServiceProtocol {
     }
 
     package func validateSession(request: Rekey_Directory_V1_ValidateSessionRequest, context: ServerContext) async throws -> Rekey_Directory_V1_ValidateSessionResponse {
-        guard let (user, id, expiresAt) = try await self.db({ store, c in try store.validateSession(request.token, in: c) }) else {
-            throw DirectoryError.unauthenticated("the session is not valid (unknown, expired or revoked)")
+        guard let (user, id, expiresAt, permissions) = try await self.db({ store, c in try store.validateSession(request.token, in: c) }) else {
+            throw DirectoryError.unauthenticated("the session is not valid (unknown, expired, idle too long or revoked)")
         }
         var response = Rekey_Directory_V1_ValidateSessionResponse()
         response.user = Self.wire(user)
         response.sessionID = id
         response.expiresAtUnixMs = expiresAt
+        response.permissions = permissions
         return response
     }
 
@@ -459,7 +478,7 @@ package struct DirectoryService: Rekey_Directory_V1_Directory.ServiceProtocol {
     package func listAuditRecords(request: Rekey_Directory_V1_ListAuditRecordsRequest, context: ServerContext) async throws -> Rekey_Directory_V1_ListAuditRecordsResponse {
         let pageSize = try Bounded.pageSize(request.pageSize, default: 50, max: 500)
         let (records, next) = try await self.db { store, c in
-            try store.auditRecords(target: request.target, pageSize: pageSize, pageToken: request.pageToken, in: c)
+            try store.auditRecords(target: request.target, actor: request.actorUserID, pageSize: pageSize, pageToken: request.pageToken, in: c)
         }
         var response = Rekey_Directory_V1_ListAuditRecordsResponse()
         response.records = records.map { record in

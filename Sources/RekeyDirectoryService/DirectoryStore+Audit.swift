@@ -3,8 +3,10 @@ import RekeySQLite
 
 /// The audit trail: every change and every refused attempt, read newest first.
 extension DirectoryStore {
-    /// Audit records, newest first, optionally of one target.
-    package func auditRecords(target: String, pageSize: Int, pageToken: String, in connection: SQLiteConnection) throws -> (records: [AuditRecord], next: String) {
+    /// Audit records, newest first, optionally of one target and of one actor.
+    package func auditRecords(
+        target: String, actor: String = "", pageSize: Int, pageToken: String, in connection: SQLiteConnection
+    ) throws -> (records: [AuditRecord], next: String) {
         guard (1...500).contains(pageSize) else {
             throw DirectoryError.invalidArgument("page_size must be from 1 to 500 (0 for 50)")
         }
@@ -15,11 +17,20 @@ extension DirectoryStore {
             }
             before = value
         }
-        let rows = try target.isEmpty
-            ? connection.query("SELECT * FROM audit WHERE id < ? ORDER BY id DESC LIMIT ?", .integer(before), .integer(Int64(pageSize + 1)))
-            : connection.query(
-                "SELECT * FROM audit WHERE target = ? AND id < ? ORDER BY id DESC LIMIT ?", .text(target), .integer(before), .integer(Int64(pageSize + 1))
-            )
+        guard target.utf8.count <= 64, actor.utf8.count <= 64 else {
+            throw DirectoryError.invalidArgument("target and actor_user_id are ids of at most 64 bytes")
+        }
+        var sql = "SELECT * FROM audit WHERE id < ?"
+        var bindings: [SQLiteValue] = [.integer(before)]
+        if !target.isEmpty {
+            sql += " AND target = ?"
+            bindings.append(.text(target))
+        }
+        if !actor.isEmpty {
+            sql += " AND actor_id = ?"
+            bindings.append(.text(actor))
+        }
+        let rows = try connection.query(sql + " ORDER BY id DESC LIMIT ?", bindings + [.integer(Int64(pageSize + 1))])
         let records = rows.prefix(pageSize).map { row in
             AuditRecord(
                 id: row.int("id") ?? 0, at: row.int("at") ?? 0, actorUserID: row.string("actor_id") ?? "",

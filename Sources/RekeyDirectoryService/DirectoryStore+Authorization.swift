@@ -32,6 +32,8 @@ package enum Refusal: String, Sendable, Hashable {
     case unverifiedUntilConfirmed = "unverified_until_confirmed"
     /// The actor is not an active user.
     case actorInactive = "actor_inactive"
+    /// The actor's role lacks the permission the action needs.
+    case missingPermission = "missing_permission"
 }
 
 extension DirectoryStore {
@@ -55,6 +57,14 @@ extension DirectoryStore {
         guard let acting = try self.actingUser(actor, in: connection), acting.id != target.id else { return }
         guard RoleRank.of(acting) > RoleRank.of(target) else {
             throw DirectoryError.refused(.outranked, message: "\(target.name)'s role (\(target.role)) is not below yours (\(acting.role)); ask someone who outranks them")
+        }
+    }
+
+    /// Refuses unless the acting user's role carries `permission` (the system always may).
+    func authorize(_ actor: ActorInfo, holding permission: String, in connection: SQLiteConnection) throws {
+        guard let acting = try self.actingUser(actor, in: connection) else { return }
+        guard try self.role(named: acting.role, in: connection).permissions.contains(permission) else {
+            throw DirectoryError.refused(.missingPermission, message: "this needs the permission \(permission)")
         }
     }
 

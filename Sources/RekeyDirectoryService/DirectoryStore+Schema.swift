@@ -139,5 +139,9 @@ extension DirectoryStore {
             ALTER TABLE emails ADD COLUMN skeleton TEXT;
             CREATE INDEX emails_by_skeleton ON emails (skeleton);
             """),
+        SQLiteMigration(version: 8, name: "session idle time, audit by actor", sql: """
+            ALTER TABLE sessions ADD COLUMN last_seen_at INTEGER;
+            CREATE INDEX audit_by_actor ON audit (actor_id, id);
+            """),
     ]
 }

@@ -21,15 +21,24 @@ extension DirectoryStore {
         }
     }
 
-    package func validateSession(_ token: String, in connection: SQLiteConnection) throws -> (user: UserRecord, id: String, expiresAt: Int64)? {
+    /// The session's user and their role's permissions; nil when the session is unknown,
+    /// revoked, past its lifetime, unused for longer than the idle timeout, or its user disabled.
+    /// Each use moves the idle deadline (written at most once a minute).
+    package func validateSession(_ token: String, in connection: SQLiteConnection) throws -> (user: UserRecord, id: String, expiresAt: Int64, permissions: [String])? {
         guard token.utf8.count == 43, Base64URL.decode(token)?.count == 32 else { return nil }
+        let now = self.clock.nowMilliseconds()
         guard let row = try connection.queryFirst("SELECT * FROM sessions WHERE hash = ?", .blob(SecretToken.digest(of: token))),
-              row.int("revoked_at") == nil, let expiresAt = row.int("expires_at"), expiresAt > self.clock.nowMilliseconds(),
+              row.int("revoked_at") == nil, let expiresAt = row.int("expires_at"), expiresAt > now,
               let userID = row.string("user_id"), let id = row.string("id")
         else { return nil }
+        let lastSeen = row.int("last_seen_at") ?? row.int("created_at") ?? 0
+        guard now - lastSeen < self.configuration.sessionIdleTimeout.milliseconds else { return nil }
         let user = try self.user(userID, in: connection)
         guard user.state == .active else { return nil }
-        return (user, id, expiresAt)
+        if now - lastSeen >= 60_000 {
+            try connection.run("UPDATE sessions SET last_seen_at = ? WHERE id = ?", .integer(now), .text(id))
+        }
+        return (user, id, expiresAt, try self.role(named: user.role, in: connection).permissions)
     }
 
     package func revokeSessions(_ userID: String, actor: ActorInfo, in connection: SQLiteConnection) throws -> Int {

@@ -8,6 +8,8 @@ import RekeySQLite
 package struct DirectoryStore: Sendable {
     package struct Configuration: Sendable {
         package var sessionLifetime: Duration
+        /// A session unused this long ends, whatever its lifetime left.
+        package var sessionIdleTimeout: Duration
         package var apiKeyLifetime: Duration
         /// Failed sign-ins allowed per client address within `signInWindow`.
         package var signInLimit: Int
@@ -18,6 +20,7 @@ package struct DirectoryStore: Sendable {
 
         package init(
             sessionLifetime: Duration = .seconds(12 * 3600),
+            sessionIdleTimeout: Duration = .seconds(30 * 60),
             apiKeyLifetime: Duration = .seconds(365 * 86400),
             signInLimit: Int = 20,
             signInWindow: Duration = .seconds(900),
@@ -25,6 +28,7 @@ package struct DirectoryStore: Sendable {
             signInAccountDelay: Duration = .seconds(1)
         ) {
             self.sessionLifetime = sessionLifetime
+            self.sessionIdleTimeout = sessionIdleTimeout
             self.apiKeyLifetime = apiKeyLifetime
             self.signInLimit = signInLimit
             self.signInWindow = signInWindow
@@ -194,12 +198,18 @@ package struct DirectoryStore: Sendable {
         package var role: String = ""
         package var organizationID: String = ""
         package var state: UserStateValue?
+        package var hasPassword: Bool?
+        /// Whether the primary address is verified.
+        package var primaryVerified: Bool?
 
         package init() {}
     }
 
-    /// Every user, in creation order, with a cursor that stays valid while users are added.
-    package func listUsers(filter: ListFilter, pageSize: Int, pageToken: String, in connection: SQLiteConnection) throws -> (users: [UserRecord], next: String) {
+    /// Every user, in creation order, with a cursor that stays valid while users are added; with
+    /// `countTotal`, also how many match over all pages.
+    package func listUsers(
+        filter: ListFilter, pageSize: Int, pageToken: String, countTotal: Bool = false, in connection: SQLiteConnection
+    ) throws -> (users: [UserRecord], next: String, total: Int?) {
         guard (1...500).contains(pageSize) else {
             throw DirectoryError.invalidArgument("page_size must be from 1 to 500 (0 for 50)")
         }
@@ -210,31 +220,43 @@ package struct DirectoryStore: Sendable {
             }
             after = value
         }
-        var sql = Self.userSelect + " WHERE u.seq > ?"
-        var bindings: [SQLiteValue] = [.integer(after)]
+        var conditions = ""
+        var filters: [SQLiteValue] = []
         if !filter.role.isEmpty {
             _ = try self.role(named: filter.role, in: connection)
-            sql += " AND u.role = ?"
-            bindings.append(.text(filter.role))
+            conditions += " AND u.role = ?"
+            filters.append(.text(filter.role))
         }
         if !filter.organizationID.isEmpty {
             try DirectoryValidation.id(filter.organizationID, prefix: "o_", field: "organization_id")
-            sql += " AND u.organization_id = ?"
-            bindings.append(.text(filter.organizationID))
+            conditions += " AND u.organization_id = ?"
+            filters.append(.text(filter.organizationID))
         }
         if let state = filter.state {
-            sql += " AND u.state = ?"
-            bindings.append(.integer(state.rawValue))
+            conditions += " AND u.state = ?"
+            filters.append(.integer(state.rawValue))
         }
-        sql += " ORDER BY u.seq LIMIT ?"
-        bindings.append(.integer(Int64(pageSize + 1)))
-        let rows = try connection.query(sql, bindings)
+        if let hasPassword = filter.hasPassword {
+            conditions += hasPassword ? " AND u.password_hash IS NOT NULL" : " AND u.password_hash IS NULL"
+        }
+        if let verified = filter.primaryVerified {
+            conditions += " AND EXISTS (SELECT 1 FROM emails e WHERE e.user_id = u.id AND e.is_primary = 1 AND e.verified = ?)"
+            filters.append(.integer(verified ? 1 : 0))
+        }
+        let rows = try connection.query(
+            Self.userSelect + " WHERE u.seq > ?" + conditions + " ORDER BY u.seq LIMIT ?",
+            [.integer(after)] + filters + [.integer(Int64(pageSize + 1))]
+        )
         let users = try rows.prefix(pageSize).map { try self.userRecord($0, in: connection) }
         var next = ""
         if rows.count > pageSize, let last = rows[pageSize - 1].int("seq") {
             next = PageToken.encode("l1", last)
         }
-        return (users, next)
+        var total: Int?
+        if countTotal {
+            total = Int(try connection.query("SELECT count(*) AS n FROM users u WHERE 1 = 1" + conditions, filters).first?.int("n") ?? 0)
+        }
+        return (users, next, total)
     }
 
     // MARK: Helpers

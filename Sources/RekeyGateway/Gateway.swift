@@ -23,7 +23,7 @@ package enum Gateway {
 
     package static func router(
         flows: Flows, logger: Logger, secret: String, background: BackgroundQueue, trustedProxies: Set<String> = [],
-        forgotMinimumDuration: Duration = .milliseconds(400)
+        forgotMinimumDuration: Duration = .milliseconds(400), brand: Brand = .rekey
     ) -> Router<GatewayContext> {
         // Read now, so that a gateway installed without its resources says so at start.
         _ = OpenAPIDocument.bytes
@@ -31,7 +31,7 @@ package enum Gateway {
         let router = Router(context: GatewayContext.self)
         // Outermost, so that it counts the 503 pages and security-header responses too.
         router.add(middleware: MetricsMiddleware())
-        router.add(middleware: GatewayMiddleware(logger: logger, trustedProxies: trustedProxies))
+        router.add(middleware: GatewayMiddleware(logger: logger, trustedProxies: trustedProxies, brand: brand))
         router.get("/healthz") { _, _ in
             Response(status: .ok, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: "ok\n")))
         }
@@ -42,8 +42,23 @@ package enum Gateway {
                 status: down.isEmpty ? .ok : .serviceUnavailable, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: text))
             )
         }
-        Web(flows: flows, secret: secret, background: background, forgotMinimumDuration: forgotMinimumDuration)
-            .add(to: router, authentication: operations.authentication)
+        let stylesheet = ByteBuffer(string: Assets.stylesheet(brand))
+        let script = ByteBuffer(string: Assets.script)
+        let icon = ByteBuffer(string: Assets.icon(brand))
+        router.get(RouterPath(Assets.iconPath)) { _, _ in
+            Response(status: .ok, headers: [.contentType: "image/svg+xml", .cacheControl: "public, max-age=3600"], body: .init(byteBuffer: icon))
+        }
+        // Browsers ask for it whatever the pages say.
+        router.get("/favicon.ico") { _, _ in Web.redirect(Assets.iconPath) }
+        router.get(RouterPath(Assets.stylesheetPath)) { _, _ in
+            Response(status: .ok, headers: [.contentType: "text/css; charset=utf-8", .cacheControl: "public, max-age=3600"], body: .init(byteBuffer: stylesheet))
+        }
+        router.get(RouterPath(Assets.scriptPath)) { _, _ in
+            Response(status: .ok, headers: [.contentType: "text/javascript; charset=utf-8", .cacheControl: "public, max-age=3600"], body: .init(byteBuffer: script))
+        }
+        let web = Web(flows: flows, secret: secret, background: background, forgotMinimumDuration: forgotMinimumDuration)
+        web.add(to: router, authentication: operations.authentication)
+        Console(operations: operations, web: web).add(to: router)
         AdminRoutes.add(to: router, operations: operations, logger: logger)
         return router
     }

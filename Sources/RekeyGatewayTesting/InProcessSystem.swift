@@ -24,6 +24,8 @@ package final class InProcessSystem: @unchecked Sendable {
     package static let credential = "in-process-test-credential-0123"
     package let directoryStore: DirectoryStore
     package let directoryDatabase: SQLiteDatabase
+    /// The notifier's outbox, for tests that need a message or a suppression in a given state.
+    package let outboxDatabase: SQLiteDatabase
     package let backends: Backends
     package let flows: Flows
     package let router: Router<GatewayContext>
@@ -51,6 +53,7 @@ package final class InProcessSystem: @unchecked Sendable {
         let hashing = HashingPool(hasher: PasswordHasher(parameters: .init(logN: 8, r: 8, p: 1)), threads: 1)
         let tokensDatabase = try SQLiteDatabase(path: ":memory:", migrations: TokenStore.migrations)
         let outboxDatabase = try SQLiteDatabase(path: ":memory:", migrations: OutboxStore.migrations)
+        self.outboxDatabase = outboxDatabase
         let outbox = OutboxStore(
             configuration: .init(fromAddress: "rekey@example.test", messageIDDomain: "example.test"), templates: try MailTemplates(), clock: clock
         )
@@ -92,6 +95,20 @@ package final class InProcessSystem: @unchecked Sendable {
         return try await self.directoryDatabase.withConnection { connection in
             let user = try store.createUser(.init(name: name, role: role, email: email), actor: .system, in: connection)
             return (user.id, try store.createAPIKey(user.id, name: "test", lifetime: nil, actor: .system, in: connection).key)
+        }
+    }
+
+    /// A sign-on session of the user: the session cookie's value, as signing in would set it.
+    package func session(_ userID: String) async throws -> String {
+        let store = self.directoryStore
+        return try await self.directoryDatabase.withConnection { connection in try store.createSession(userID, in: connection).token }
+    }
+
+    /// A custom staff role with the given permissions.
+    package func role(_ name: String, permissions: [String]) async throws {
+        let store = self.directoryStore
+        try await self.directoryDatabase.withConnection { connection in
+            _ = try store.createRole(name: name, permissions: permissions, staff: true, actor: .system, in: connection)
         }
     }
 

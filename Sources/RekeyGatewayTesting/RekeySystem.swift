@@ -85,6 +85,20 @@ package final class RekeySystem: @unchecked Sendable {
         }
     }
 
+    /// Creates a custom staff role with `rekey-directory create-role`, as ops would (on the
+    /// running directory's database).
+    package func createRole(_ name: String, permissions: [String]) throws {
+        let process = Process()
+        process.executableURL = ServiceProcess.productsDirectory.appendingPathComponent("rekey-directory")
+        process.arguments = ["create-role", "--data-dir", self.folder.path, "--name", name, "--staff"] + permissions.flatMap { ["--permission", $0] }
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            throw NSError(domain: "RekeySystem", code: Int(process.terminationStatus), userInfo: [NSLocalizedDescriptionKey: "create-role \(name) failed"])
+        }
+    }
+
     /// Starts a stopped service again on the port it had, as ops would.
     package func restart(_ executable: String, port: Int) throws -> ServiceProcess {
         try ServiceProcess(executable, arguments: self.arguments[executable]! + ["--listen", "127.0.0.1:\(port)"], environment: self.environment)
@@ -179,8 +193,13 @@ package final class Browser: NSObject, URLSessionTaskDelegate, @unchecked Sendab
 
     /// The CSRF token the last page's form carries.
     package static func csrf(in page: Page) -> String {
-        guard let range = page.body.range(of: #"name="csrf" value="([^"]+)""#, options: .regularExpression) else { return "" }
-        return String(page.body[range].dropFirst(#"name="csrf" value=""#.count).dropLast())
+        Self.csrf(in: page.body)
+    }
+
+    /// The CSRF token of the first form in `html`.
+    package static func csrf(in html: String) -> String {
+        guard let range = html.range(of: #"name="csrf" value="([^"]+)""#, options: .regularExpression) else { return "" }
+        return String(html[range].dropFirst(#"name="csrf" value=""#.count).dropLast())
     }
 }
 

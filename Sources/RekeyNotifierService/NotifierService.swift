@@ -104,7 +104,7 @@ package struct NotifierService: Rekey_Notifier_V1_Notifier.ServiceProtocol {
 
     package func removeSuppression(request: Rekey_Notifier_V1_RemoveSuppressionRequest, context: ServerContext) async throws -> Rekey_Notifier_V1_RemoveSuppressionResponse {
         let actor = Self.actor(request.actor)
-        let removed = try await self.db { store, c in try store.removeSuppression(address: request.address, actor: actor, in: c) }
+        let removed = try await self.db { store, c in try store.removeSuppression(address: request.address, why: request.reason, actor: actor, in: c) }
         context.logger.notice("suppression removed", metadata: ["actor.user_id": "\(actor.userID)"])
         var response = Rekey_Notifier_V1_RemoveSuppressionResponse()
         response.removed = Self.wire(removed)
@@ -114,7 +114,8 @@ package struct NotifierService: Rekey_Notifier_V1_Notifier.ServiceProtocol {
     package func getQueueStats(request: Rekey_Notifier_V1_GetQueueStatsRequest, context: ServerContext) async throws -> Rekey_Notifier_V1_QueueStats {
         let windowMs = try Bounded.integer(request.windowMs, "window_ms", in: 0...(30 * 86_400_000))
         let window = Duration.milliseconds(windowMs == 0 ? 3_600_000 : windowMs)
-        let stats = try await self.db { store, c in try store.stats(window: window, in: c) }
+        let hours = try Bounded.integer(request.hours, "hours", in: 0...168)
+        let stats = try await self.db { store, c in try store.stats(window: window, hours: hours, in: c) }
         var response = Rekey_Notifier_V1_QueueStats()
         response.depth = UInt32(stats.depth)
         response.oldestQueuedAgeMs = stats.oldestQueuedAge
@@ -126,6 +127,14 @@ package struct NotifierService: Rekey_Notifier_V1_Notifier.ServiceProtocol {
         response.recentByDomain = stats.byDomain.map { figures in
             var wire = Rekey_Notifier_V1_DomainFigures()
             wire.domain = figures.domain
+            wire.accepted = UInt32(figures.accepted)
+            wire.temporaryFailures = UInt32(figures.temporary)
+            wire.permanentFailures = UInt32(figures.permanent)
+            return wire
+        }
+        response.hourly = stats.hourly.map { figures in
+            var wire = Rekey_Notifier_V1_HourFigures()
+            wire.startUnixMs = figures.start
             wire.accepted = UInt32(figures.accepted)
             wire.temporaryFailures = UInt32(figures.temporary)
             wire.permanentFailures = UInt32(figures.permanent)

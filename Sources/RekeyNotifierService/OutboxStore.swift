@@ -109,6 +109,9 @@ package struct OutboxStore: Sendable {
                 actor_address TEXT NOT NULL
             );
             """),
+        SQLiteMigration(version: 2, name: "suppression removal reasons", sql: """
+            ALTER TABLE suppression_removals ADD COLUMN removal_reason TEXT NOT NULL DEFAULT '';
+            """),
     ]
 
     // MARK: Enqueue
@@ -493,8 +496,13 @@ package struct OutboxStore: Sendable {
         return (records, next)
     }
 
-    package func removeSuppression(address: String, actor: ActorInfo, in connection: SQLiteConnection) throws -> SuppressionRecord {
+    /// Takes `address` off the list; `why` (the admin's reason, at most 200 characters) is kept
+    /// with the removal record.
+    package func removeSuppression(address: String, why: String = "", actor: ActorInfo, in connection: SQLiteConnection) throws -> SuppressionRecord {
         let normalized = address.trimmingCharacters(in: .whitespaces).lowercased()
+        guard why.count <= 200 else {
+            throw NotifierError.invalidArgument("reason must be at most 200 characters")
+        }
         return try connection.transaction { connection in
             guard let row = try connection.queryFirst("SELECT * FROM suppressions WHERE normalized = ?", .text(normalized)) else {
                 throw NotifierError.notFound("\(address.prefix(254)) is not on the suppression list")
@@ -502,9 +510,9 @@ package struct OutboxStore: Sendable {
             let record = Self.suppression(row)
             try connection.run("DELETE FROM suppressions WHERE normalized = ?", .text(normalized))
             try connection.run(
-                "INSERT INTO suppression_removals (normalized, address, reason, removed_at, actor_id, actor_address) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO suppression_removals (normalized, address, reason, removed_at, actor_id, actor_address, removal_reason) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 .text(normalized), .text(record.address), .text(record.reason), .integer(self.clock.nowMilliseconds()),
-                .text(actor.userID), .text(actor.clientAddress)
+                .text(actor.userID), .text(actor.clientAddress), .text(why)
             )
             return record
         }
@@ -526,6 +534,8 @@ package struct OutboxStore: Sendable {
         package var lastAttemptAt: Int64 = 0
         package var recent: [AttemptOutcomeValue: Int] = [:]
         package var byDomain: [(domain: String, accepted: Int, temporary: Int, permanent: Int)] = []
+        /// Attempts per hour, oldest first (the last one is the hour now running).
+        package var hourly: [(start: Int64, accepted: Int, temporary: Int, permanent: Int)] = []
     }
 
     /// Messages waiting (queued or deferred) and how long the oldest has waited, in milliseconds.
@@ -537,7 +547,7 @@ package struct OutboxStore: Sendable {
         return (Int(row.int("n") ?? 0), row.int("oldest").map { max(0, now - $0) } ?? 0)
     }
 
-    package func stats(window: Duration, in connection: SQLiteConnection) throws -> Stats {
+    package func stats(window: Duration, hours: Int = 0, in connection: SQLiteConnection) throws -> Stats {
         let now = self.clock.nowMilliseconds()
         var stats = Stats()
         (stats.depth, stats.oldestQueuedAge) = try self.queue(in: connection)
@@ -564,6 +574,24 @@ package struct OutboxStore: Sendable {
         }
         stats.byDomain = domains.map { (domain: $0.key, accepted: $0.value.0, temporary: $0.value.1, permanent: $0.value.2) }
             .sorted { ($0.temporary + $0.permanent, $0.domain) > ($1.temporary + $1.permanent, $1.domain) }
+        if hours > 0 {
+            let hour: Int64 = 3_600_000
+            let first = (now / hour - Int64(hours - 1)) * hour
+            stats.hourly = (0..<Int64(hours)).map { (start: first + $0 * hour, accepted: 0, temporary: 0, permanent: 0) }
+            for row in try connection.query(
+                "SELECT (started_at - ?) / ? AS bucket, outcome, count(*) AS n FROM attempts WHERE started_at >= ? AND outcome IS NOT NULL GROUP BY bucket, outcome",
+                .integer(first), .integer(hour), .integer(first)
+            ) {
+                guard let bucket = row.int("bucket").map(Int.init), stats.hourly.indices.contains(bucket),
+                      let outcome = row.int("outcome").flatMap(AttemptOutcomeValue.init(rawValue:)) else { continue }
+                let count = Int(row.int("n") ?? 0)
+                switch outcome {
+                case .accepted: stats.hourly[bucket].accepted += count
+                case .temporaryFailure, .interrupted: stats.hourly[bucket].temporary += count
+                case .permanentFailure: stats.hourly[bucket].permanent += count
+                }
+            }
+        }
         return stats
     }
 }

@@ -16,7 +16,7 @@ struct DirectoryCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rekey-directory",
         abstract: "Rekey's directory: users, organizations, roles, passwords, API keys and sessions.",
-        subcommands: [Serve.self, BootstrapAdmin.self, Import.self, Healthcheck.self],
+        subcommands: [Serve.self, BootstrapAdmin.self, CreateRole.self, Import.self, Healthcheck.self],
         defaultSubcommand: Serve.self
     )
 }
@@ -34,6 +34,9 @@ struct DirectoryOptions: ParsableArguments {
 
     @Option(help: "Sign-on session lifetime. Env: REKEY_DIRECTORY_SESSION_LIFETIME. Default: 12h.")
     var sessionLifetime: String?
+
+    @Option(help: "A sign-on session unused this long ends. Env: REKEY_DIRECTORY_SESSION_IDLE_TIMEOUT. Default: 30m.")
+    var sessionIdleTimeout: String?
 
     @Option(help: "Default admin API key lifetime. Env: REKEY_DIRECTORY_API_KEY_LIFETIME. Default: 365d.")
     var apiKeyLifetime: String?
@@ -53,7 +56,7 @@ struct DirectoryOptions: ParsableArguments {
     var flags: [String: String?] {
         [
             "scrypt_log_n": self.scryptLogN, "hashing_threads": self.hashingThreads, "hashing_share": self.hashingShare,
-            "session_lifetime": self.sessionLifetime, "api_key_lifetime": self.apiKeyLifetime,
+            "session_lifetime": self.sessionLifetime, "session_idle_timeout": self.sessionIdleTimeout, "api_key_lifetime": self.apiKeyLifetime,
             "sign_in_limit": self.signInLimit, "sign_in_window": self.signInWindow,
             "sign_in_account_free": self.signInAccountFree, "sign_in_account_delay": self.signInAccountDelay,
         ]
@@ -78,6 +81,7 @@ struct DirectorySettings {
         self.hashingShare = try settings.integer("hashing_share", default: self.hashingThreads, range: 1...10_000)
         self.store = DirectoryStore.Configuration(
             sessionLifetime: try settings.duration("session_lifetime", default: .seconds(12 * 3600), range: .seconds(60) ... .seconds(90 * 86400)),
+            sessionIdleTimeout: try settings.duration("session_idle_timeout", default: .seconds(30 * 60), range: .seconds(60) ... .seconds(90 * 86400)),
             apiKeyLifetime: try settings.duration("api_key_lifetime", default: .seconds(365 * 86400), range: .seconds(60) ... .seconds(3650 * 86400)),
             signInLimit: try settings.integer("sign_in_limit", default: 20, range: 1...100_000),
             signInWindow: try settings.duration("sign_in_window", default: .seconds(900), range: .seconds(1) ... .seconds(86400)),
@@ -192,6 +196,39 @@ struct BootstrapAdmin: AsyncParsableCommand {
             }
             print("Created owner \(user.name) <\(email)> (\(user.id)).")
             print("API key (shown once, keep it safe): \(key)")
+        } catch let error as DirectoryError {
+            throw ValidationError(error.rpcError.message)
+        }
+    }
+}
+
+struct CreateRole: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "create-role",
+        abstract: "Create a custom role with the given permissions (such as a helpdesk agent role with users.manage). Works offline, on the database."
+    )
+
+    @OptionGroup var options: CommonServiceOptions
+    @OptionGroup var own: DirectoryOptions
+
+    @Option(help: "The role's name: lower-case letters, digits, '-' and '_', 2-40 characters.")
+    var name: String
+
+    @Option(name: .customLong("permission"), help: "A permission the role carries (users.manage); repeat for several.")
+    var permissions: [String] = []
+
+    @Flag(help: "A staff role (ranks as an agent and may use the admin console); without it, a customer role.")
+    var staff = false
+
+    func run() async throws {
+        let (settings, database) = try DirectorySettings.offline(common: self.options, self.own)
+        let store = try await settings.openStore(database)
+        let (name, permissions, staff) = (self.name, self.permissions, self.staff)
+        do {
+            let role = try await database.withConnection { connection in
+                try store.createRole(name: name, permissions: permissions, staff: staff, actor: .system, in: connection)
+            }
+            print("Created the role \(role.name)\(role.staff ? " (staff)" : ""): \(role.permissions.isEmpty ? "no permissions" : role.permissions.joined(separator: ", ")).")
         } catch let error as DirectoryError {
             throw ValidationError(error.rpcError.message)
         }

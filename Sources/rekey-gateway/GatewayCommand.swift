@@ -52,6 +52,15 @@ struct GatewayOptions: ParsableArguments {
     @Option(help: "Time for a request's headers to arrive in full (from the connection's start, or the previous response's end). Env: REKEY_GATEWAY_HEADER_TIMEOUT. Default: 10s.")
     var headerTimeout: String?
 
+    @Option(help: "The product name on every page and in the console. Env: REKEY_GATEWAY_BRAND_NAME. Default: Rekey.")
+    var brandName: String?
+
+    @Option(help: "A logo for the pages: an https URL or a path on this host. Env: REKEY_GATEWAY_BRAND_LOGO_URL. Default: none (the name's first letter).")
+    var brandLogoUrl: String?
+
+    @Option(help: "The accent colour of the pages, as #rrggbb. Env: REKEY_GATEWAY_BRAND_COLOR. Default: #2f5fd0.")
+    var brandColor: String?
+
     @Option(help: "trace … critical. Env: REKEY_GATEWAY_LOG_LEVEL. Default: info.")
     var logLevel: String?
 
@@ -61,7 +70,8 @@ struct GatewayOptions: ParsableArguments {
     var flags: [String: String?] {
         [
             "listen": self.listen, "metrics_listen": self.metricsListen, "public_url": self.publicUrl, "directory": self.directory, "reset_token": self.resetToken,
-            "notifier": self.notifier, "service_credential": self.serviceCredential, "trusted_proxies": self.trustedProxies, "forgot_min_duration": self.forgotMinDuration, "header_timeout": self.headerTimeout, "log_level": self.logLevel, "log_format": self.logFormat,
+            "notifier": self.notifier, "service_credential": self.serviceCredential, "trusted_proxies": self.trustedProxies, "forgot_min_duration": self.forgotMinDuration, "header_timeout": self.headerTimeout,
+            "brand_name": self.brandName, "brand_logo_url": self.brandLogoUrl, "brand_color": self.brandColor, "log_level": self.logLevel, "log_format": self.logFormat,
         ]
     }
 }
@@ -77,6 +87,7 @@ struct GatewaySettings {
     var trustedProxies: Set<String>
     var forgotMinDuration: Duration
     var headerTimeout: Duration
+    var brand: Brand
     var logLevel: Logger.Level
     var logFormat: LogFormat
 
@@ -99,6 +110,11 @@ struct GatewaySettings {
         self.trustedProxies = settings.raw("trusted_proxies") == nil ? [] : Set(try settings.list("trusted_proxies", default: []))
         self.forgotMinDuration = try settings.duration("forgot_min_duration", default: .milliseconds(400), range: .zero ... .seconds(5))
         self.headerTimeout = try settings.duration("header_timeout", default: .seconds(10), range: .milliseconds(100) ... .seconds(600))
+        do {
+            self.brand = try Brand.make(name: settings.raw("brand_name")?.value, logoURL: settings.raw("brand_logo_url")?.value, color: settings.raw("brand_color")?.value)
+        } catch {
+            throw SettingsError(error.description)
+        }
         let log = try LogSettings(settings)
         self.logLevel = log.level
         self.logFormat = log.format
@@ -134,7 +150,7 @@ struct Serve: AsyncParsableCommand {
         let app = Application(
             router: Gateway.router(
                 flows: flows, logger: logger, secret: settings.credential, background: background, trustedProxies: settings.trustedProxies,
-                forgotMinimumDuration: settings.forgotMinDuration
+                forgotMinimumDuration: settings.forgotMinDuration, brand: settings.brand
             ),
             server: Gateway.httpServer(headerTimeout: settings.headerTimeout, logger: logger),
             configuration: .init(address: .hostname(settings.listen.host, port: settings.listen.port), serverName: "rekey-gateway"),

@@ -321,4 +321,42 @@ struct BrowserTests {
             #expect(FileManager.default.fileExists(atPath: "\(shots)/\(step).png"), "\(step)")
         }
     }
+
+    @Test("headless Chromium in the admin console: type 'ja', open Jane, send the reset email, watch it become delivered, diagnosis; suppression removed then resend; read-only agent refused (screenshots at 375 and 1440 px in .build/test-artifacts/console)")
+    func console() async throws {
+        let port = try SMTPTestServer.freePort()
+        let system = try await RekeySystem.start(gatewayListen: "127.0.0.1:\(port)", publicURL: "http://127.0.0.1:\(port)")
+        defer { system.stop() }
+        try await offPool { try system.createRole("helpdesk", permissions: ["users.manage"]) }
+        let api = Browser(base: system.base)
+        for (name, email, role) in [
+            ("Hana Helpdesk", "hana@example.com", "helpdesk"), ("Andy Agent", "andy@example.com", "agent"),
+            ("Jane Doe", "jane@example.com", "collaborator"), ("Jamal Jones", "jamal@example.net", "customer"), ("Zed Zimmer", "zed@example.org", "customer"),
+        ] {
+            let created = try await api.send(
+                "POST", "/api/admin/v1/users", headers: ["Authorization": "Bearer \(system.apiKey)"],
+                body: Data(#"{"name": "\#(name)", "email": "\#(email)", "role": "\#(role)"}"#.utf8)
+            )
+            #expect(created.status == 200, "\(name): \(created.body)")
+        }
+        let shots = SMTPTestServer.root.appendingPathComponent(".build/test-artifacts/console").path
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: SMTPTestServer.python)
+        process.arguments = [
+            SMTPTestServer.root.appendingPathComponent("Tests/Interop/console_flow.py").path,
+            system.base, system.folder.path + "/mail", shots, system.folder.path + "/notifier.sqlite",
+        ]
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        let text = try await Task.detached { String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self) }.value
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0, "\(text)")
+        for page in ["directory", "search", "user-after-send", "suppressions", "users", "health", "audit", "organizations", "sign-on"] {
+            for width in [375, 1440] {
+                #expect(FileManager.default.fileExists(atPath: "\(shots)/\(page)-\(width).png"), "\(page) at \(width) px")
+            }
+        }
+    }
 }

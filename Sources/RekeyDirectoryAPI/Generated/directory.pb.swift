@@ -65,6 +65,36 @@ package enum Rekey_Directory_V1_SearchScope: Sendable, Hashable {
     }
 }
 
+/// The proto3 enum `rekey.directory.v1.Presence`. Open: values this contract does not know are kept as `unrecognized`.
+package enum Rekey_Directory_V1_Presence: Sendable, Hashable {
+    case unspecified  // = 0
+    case yes  // = 1
+    case no  // = 2
+    case unrecognized(Int32)
+
+    package init() {
+        self = .unspecified
+    }
+
+    package init(rawValue: Int32) {
+        switch rawValue {
+        case 0: self = .unspecified
+        case 1: self = .yes
+        case 2: self = .no
+        default: self = .unrecognized(rawValue)
+        }
+    }
+
+    package var rawValue: Int32 {
+        switch self {
+        case .unspecified: return 0
+        case .yes: return 1
+        case .no: return 2
+        case .unrecognized(let value): return value
+        }
+    }
+}
+
 /// The proto3 message `rekey.directory.v1.EmailIdentity`.
 package struct Rekey_Directory_V1_EmailIdentity: Sendable, Hashable {
     package var id: String = ""
@@ -384,6 +414,7 @@ package struct Rekey_Directory_V1_GetUserRequest: Sendable, Hashable {
     package var userID: String = ""
     package var actor: Rekey_Directory_V1_Actor? = nil
     package var forAction: String = ""
+    package var requiredPermission: String = ""
 
     package init() {}
 }
@@ -391,7 +422,7 @@ package struct Rekey_Directory_V1_GetUserRequest: Sendable, Hashable {
 extension Rekey_Directory_V1_GetUserRequest {
     /// The string fields that decoding checks for NUL characters and invalid UTF-8.
     package static let protobufStringSchema = ProtobufStringSchema(
-        stringFields: [1, 3],
+        stringFields: [1, 3, 4],
         messageFields: [2: { Rekey_Directory_V1_Actor.protobufStringSchema }]
     )
 
@@ -401,6 +432,7 @@ extension Rekey_Directory_V1_GetUserRequest {
         self.userID = ProtobufCRead.string(c.pointee.user_id)
         self.actor = c.pointee.actor.map { Rekey_Directory_V1_Actor(cValue: $0) }
         self.forAction = ProtobufCRead.string(c.pointee.for_action)
+        self.requiredPermission = ProtobufCRead.string(c.pointee.required_permission)
     }
 
     /// Builds the protobuf-c struct for this value; everything it points to lives in `arena`.
@@ -415,6 +447,9 @@ extension Rekey_Directory_V1_GetUserRequest {
         }
         if !self.forAction.isEmpty {
             c.pointee.for_action = try arena.makeCString(self.forAction, message: "rekey.directory.v1.GetUserRequest", field: "for_action")
+        }
+        if !self.requiredPermission.isEmpty {
+            c.pointee.required_permission = try arena.makeCString(self.requiredPermission, message: "rekey.directory.v1.GetUserRequest", field: "required_permission")
         }
         return c
     }
@@ -857,6 +892,9 @@ package struct Rekey_Directory_V1_ListUsersRequest: Sendable, Hashable {
     package var role: String = ""
     package var organizationID: String = ""
     package var state: Rekey_Directory_V1_UserState = Rekey_Directory_V1_UserState()
+    package var hasPassword: Rekey_Directory_V1_Presence = Rekey_Directory_V1_Presence()
+    package var primaryVerified: Rekey_Directory_V1_Presence = Rekey_Directory_V1_Presence()
+    package var countTotal: Bool = false
 
     package init() {}
 }
@@ -876,6 +914,9 @@ extension Rekey_Directory_V1_ListUsersRequest {
         self.role = ProtobufCRead.string(c.pointee.role)
         self.organizationID = ProtobufCRead.string(c.pointee.organization_id)
         self.state = Rekey_Directory_V1_UserState(rawValue: ProtobufCRead.enumValue(c.pointee.state))
+        self.hasPassword = Rekey_Directory_V1_Presence(rawValue: ProtobufCRead.enumValue(c.pointee.has_password))
+        self.primaryVerified = Rekey_Directory_V1_Presence(rawValue: ProtobufCRead.enumValue(c.pointee.primary_verified))
+        self.countTotal = (c.pointee.count_total != 0)
     }
 
     /// Builds the protobuf-c struct for this value; everything it points to lives in `arena`.
@@ -893,6 +934,9 @@ extension Rekey_Directory_V1_ListUsersRequest {
             c.pointee.organization_id = try arena.makeCString(self.organizationID, message: "rekey.directory.v1.ListUsersRequest", field: "organization_id")
         }
         c.pointee.state = protobufCEnum(self.state.rawValue, as: Rekey__Directory__V1__UserState.self)
+        c.pointee.has_password = protobufCEnum(self.hasPassword.rawValue, as: Rekey__Directory__V1__Presence.self)
+        c.pointee.primary_verified = protobufCEnum(self.primaryVerified.rawValue, as: Rekey__Directory__V1__Presence.self)
+        c.pointee.count_total = (self.countTotal ? 1 : 0)
         return c
     }
 }
@@ -927,6 +971,7 @@ extension Rekey_Directory_V1_ListUsersRequest: ProtobufMessage {
 package struct Rekey_Directory_V1_UsersPage: Sendable, Hashable {
     package var users: [Rekey_Directory_V1_User] = []
     package var nextPageToken: String = ""
+    package var total: UInt64 = 0
 
     package init() {}
 }
@@ -943,6 +988,7 @@ extension Rekey_Directory_V1_UsersPage {
         self.init()
         self.users = ProtobufCRead.array(c.pointee.users, count: c.pointee.n_users) { Rekey_Directory_V1_User(cValue: $0!) }
         self.nextPageToken = ProtobufCRead.string(c.pointee.next_page_token)
+        self.total = c.pointee.total
     }
 
     /// Builds the protobuf-c struct for this value; everything it points to lives in `arena`.
@@ -954,6 +1000,7 @@ extension Rekey_Directory_V1_UsersPage {
         if !self.nextPageToken.isEmpty {
             c.pointee.next_page_token = try arena.makeCString(self.nextPageToken, message: "rekey.directory.v1.UsersPage", field: "next_page_token")
         }
+        c.pointee.total = self.total
         return c
     }
 }
@@ -2878,6 +2925,7 @@ package struct Rekey_Directory_V1_ValidateSessionResponse: Sendable, Hashable {
     package var user: Rekey_Directory_V1_User? = nil
     package var sessionID: String = ""
     package var expiresAtUnixMs: Int64 = 0
+    package var permissions: [String] = []
 
     package init() {}
 }
@@ -2885,7 +2933,7 @@ package struct Rekey_Directory_V1_ValidateSessionResponse: Sendable, Hashable {
 extension Rekey_Directory_V1_ValidateSessionResponse {
     /// The string fields that decoding checks for NUL characters and invalid UTF-8.
     package static let protobufStringSchema = ProtobufStringSchema(
-        stringFields: [2],
+        stringFields: [2, 4],
         messageFields: [1: { Rekey_Directory_V1_User.protobufStringSchema }]
     )
 
@@ -2895,6 +2943,7 @@ extension Rekey_Directory_V1_ValidateSessionResponse {
         self.user = c.pointee.user.map { Rekey_Directory_V1_User(cValue: $0) }
         self.sessionID = ProtobufCRead.string(c.pointee.session_id)
         self.expiresAtUnixMs = c.pointee.expires_at_unix_ms
+        self.permissions = ProtobufCRead.array(c.pointee.permissions, count: c.pointee.n_permissions) { ProtobufCRead.string($0) }
     }
 
     /// Builds the protobuf-c struct for this value; everything it points to lives in `arena`.
@@ -2908,6 +2957,8 @@ extension Rekey_Directory_V1_ValidateSessionResponse {
             c.pointee.session_id = try arena.makeCString(self.sessionID, message: "rekey.directory.v1.ValidateSessionResponse", field: "session_id")
         }
         c.pointee.expires_at_unix_ms = self.expiresAtUnixMs
+        c.pointee.n_permissions = self.permissions.count
+        c.pointee.permissions = try arena.makeArray(self.permissions) { Optional(try arena.makeCString($0, message: "rekey.directory.v1.ValidateSessionResponse", field: "permissions")) }
         return c
     }
 }
@@ -3818,6 +3869,7 @@ package struct Rekey_Directory_V1_ListAuditRecordsRequest: Sendable, Hashable {
     package var target: String = ""
     package var pageSize: UInt32 = 0
     package var pageToken: String = ""
+    package var actorUserID: String = ""
 
     package init() {}
 }
@@ -3825,7 +3877,7 @@ package struct Rekey_Directory_V1_ListAuditRecordsRequest: Sendable, Hashable {
 extension Rekey_Directory_V1_ListAuditRecordsRequest {
     /// The string fields that decoding checks for NUL characters and invalid UTF-8.
     package static let protobufStringSchema = ProtobufStringSchema(
-        stringFields: [1, 3],
+        stringFields: [1, 3, 4],
         messageFields: [:]
     )
 
@@ -3835,6 +3887,7 @@ extension Rekey_Directory_V1_ListAuditRecordsRequest {
         self.target = ProtobufCRead.string(c.pointee.target)
         self.pageSize = c.pointee.page_size
         self.pageToken = ProtobufCRead.string(c.pointee.page_token)
+        self.actorUserID = ProtobufCRead.string(c.pointee.actor_user_id)
     }
 
     /// Builds the protobuf-c struct for this value; everything it points to lives in `arena`.
@@ -3847,6 +3900,9 @@ extension Rekey_Directory_V1_ListAuditRecordsRequest {
         c.pointee.page_size = self.pageSize
         if !self.pageToken.isEmpty {
             c.pointee.page_token = try arena.makeCString(self.pageToken, message: "rekey.directory.v1.ListAuditRecordsRequest", field: "page_token")
+        }
+        if !self.actorUserID.isEmpty {
+            c.pointee.actor_user_id = try arena.makeCString(self.actorUserID, message: "rekey.directory.v1.ListAuditRecordsRequest", field: "actor_user_id")
         }
         return c
     }

@@ -23,13 +23,26 @@ package struct AdminAuthentication: Sendable {
         return AdminActor(user: user, permissions: authenticated.permissions, clientAddress: clientAddress, requestID: requestID)
     }
 
-    /// The user a session cookie belongs to; nil when it is unknown, expired or revoked.
+    /// The user a session cookie belongs to; nil when it is unknown, expired, idle too long or
+    /// revoked.
     package func sessionUser(token: String, requestID: String) async throws(AdminError) -> Rekey_Directory_V1_User? {
+        try await self.session(token: token, requestID: requestID)?.user
+    }
+
+    /// The staff member a session cookie belongs to, for the admin console: nil when the session
+    /// is not valid; `staffOnly` for a customer.
+    package func actor(session token: String, clientAddress: String, requestID: String) async throws(AdminError) -> AdminActor? {
+        guard let session = try await self.session(token: token, requestID: requestID), let user = session.user else { return nil }
+        guard user.staff else { throw .staffOnly }
+        return AdminActor(user: user, permissions: session.permissions, clientAddress: clientAddress, requestID: requestID)
+    }
+
+    private func session(token: String, requestID: String) async throws(AdminError) -> Rekey_Directory_V1_ValidateSessionResponse? {
         guard !token.isEmpty, token.utf8.count <= 100 else { return nil }
         var validate = Rekey_Directory_V1_ValidateSessionRequest()
         validate.token = token
         do {
-            return try await self.flows.backends.directory.validateSession(validate, options: Backends.options(requestID)).user
+            return try await self.flows.backends.directory.validateSession(validate, options: Backends.options(requestID))
         } catch let error as RPCError where error.code == .unauthenticated || error.code == .invalidArgument || error.code == .notFound {
             return nil
         } catch {

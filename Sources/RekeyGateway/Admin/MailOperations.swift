@@ -1,5 +1,6 @@
 import RekeyAdminModel
 import RekeyNotifierAPI
+import RekeyTokensAPI
 
 /// Sending reset, verification and test email, and following what happened to it.
 package struct MailOperations: Sendable {
@@ -66,14 +67,55 @@ package struct MailOperations: Sendable {
         }
     }
 
-    package func removeSuppression(_ actor: AdminActor, address: String) async throws(AdminError) -> Admin.Suppression {
+    /// Takes `address` off the suppression list; `reason` is kept with the removal record.
+    package func removeSuppression(_ actor: AdminActor, address: String, reason: String = "") async throws(AdminError) -> Admin.Suppression {
         try actor.require(.manageUsers)
         return try await adminCall {
             var remove = Rekey_Notifier_V1_RemoveSuppressionRequest()
             remove.address = address
+            remove.reason = reason
             remove.actor = actor.notifierActor
             let removed = try await self.notifier.removeSuppression(remove, options: actor.options).removed
             return removed.map(Admin.Suppression.init) ?? Admin.Suppression(address: address, reason: "", createdAt: nil, messageId: "")
+        }
+    }
+
+    /// The outbox now, the last hour's attempts and the last `hours` hours' attempts per hour.
+    package func health(_ actor: AdminActor, hours: Int = 24) async throws(AdminError) -> Admin.MailHealth {
+        try await adminCall {
+            var request = Rekey_Notifier_V1_GetQueueStatsRequest()
+            request.hours = UInt32(clamping: hours)
+            let stats = try await self.notifier.getQueueStats(request, options: actor.options)
+            typealias Figures = Admin.MailHealth.Figures
+            return Admin.MailHealth(
+                queueDepth: Int(stats.depth), oldestQueuedAgeSeconds: Int(stats.oldestQueuedAgeMs / 1000),
+                lastAcceptedAt: Admin.time(stats.lastAcceptedAtUnixMs), lastAttemptAt: Admin.time(stats.lastAttemptAtUnixMs),
+                transport: stats.transport, server: stats.server,
+                lastHour: Figures(
+                    key: "all", accepted: Int(stats.recentAccepted), temporaryFailures: Int(stats.recentTemporaryFailures),
+                    permanentFailures: Int(stats.recentPermanentFailures)
+                ),
+                lastHourByDomain: stats.recentByDomain.map {
+                    Figures(key: $0.domain, accepted: Int($0.accepted), temporaryFailures: Int($0.temporaryFailures), permanentFailures: Int($0.permanentFailures))
+                },
+                hourly: stats.hourly.map {
+                    Figures(
+                        key: Admin.time($0.startUnixMs) ?? "", accepted: Int($0.accepted), temporaryFailures: Int($0.temporaryFailures),
+                        permanentFailures: Int($0.permanentFailures)
+                    )
+                }
+            )
+        }
+    }
+
+    /// When the next password reset for the user will be allowed, if a rate limit holds it back now.
+    package func resetHeldUntil(_ actor: AdminActor, userID: String) async throws(AdminError) -> String? {
+        try await adminCall {
+            var request = Rekey_Tokens_V1_GetRateLimitStatusRequest()
+            request.userID = userID
+            request.purpose = .passwordReset
+            let limits = try await self.flows.backends.tokens.getRateLimitStatus(request, options: actor.options).limits
+            return limits.map(\.nextAllowedAtUnixMs).max().flatMap { $0 > 0 ? Admin.time($0) : nil }
         }
     }
 

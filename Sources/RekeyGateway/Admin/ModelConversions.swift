@@ -78,7 +78,8 @@ extension Admin.Message {
             id: message.id, template: message.templateName, to: mask ? Flows.mask(message.toAddress) : message.toAddress,
             state: MessageNames.state(message.state), subject: message.subject, messageIdHeader: message.messageIDHeader,
             createdAt: Admin.time(message.createdAtUnixMs), nextAttemptAt: Admin.time(message.nextAttemptAtUnixMs), reason: message.reason,
-            requestedBy: message.requestedBy?.userID ?? "", attempts: message.attempts.map(Admin.Attempt.init)
+            requestedBy: message.requestedBy?.userID ?? "", attempts: message.attempts.map(Admin.Attempt.init),
+            tokenId: message.tokenID.isEmpty ? nil : message.tokenID
         )
     }
 }

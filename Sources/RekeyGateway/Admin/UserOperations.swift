@@ -32,11 +32,21 @@ package struct UserOperations: Sendable {
         package var organizationID = ""
         /// Nil: both.
         package var disabled: Bool?
+        package var hasPassword: Bool?
+        package var primaryVerified: Bool?
+        /// Also count the matches over all pages.
+        package var countTotal = false
 
-        package init(role: String = "", organizationID: String = "", disabled: Bool? = nil) {
+        package init(
+            role: String = "", organizationID: String = "", disabled: Bool? = nil, hasPassword: Bool? = nil, primaryVerified: Bool? = nil,
+            countTotal: Bool = false
+        ) {
             self.role = role
             self.organizationID = organizationID
             self.disabled = disabled
+            self.hasPassword = hasPassword
+            self.primaryVerified = primaryVerified
+            self.countTotal = countTotal
         }
     }
 
@@ -49,8 +59,14 @@ package struct UserOperations: Sendable {
             list.role = filter.role
             list.organizationID = filter.organizationID
             if let disabled = filter.disabled { list.state = disabled ? .disabled : .active }
+            if let hasPassword = filter.hasPassword { list.hasPassword = hasPassword ? .yes : .no }
+            if let verified = filter.primaryVerified { list.primaryVerified = verified ? .yes : .no }
+            list.countTotal = filter.countTotal
             let found = try await self.directory.listUsers(list, options: actor.options)
-            return Admin.UsersPage(users: found.users.map { Admin.User($0) }, nextPageToken: found.nextPageToken)
+            return Admin.UsersPage(
+                users: found.users.map { Admin.User($0) }, nextPageToken: found.nextPageToken,
+                total: filter.countTotal ? Int(clamping: found.total) : nil
+            )
         }
     }
 
@@ -68,10 +84,28 @@ package struct UserOperations: Sendable {
         Admin.User(try await self.record(actor, id))
     }
 
+    /// The names of up to 50 users by id, looked up at once (for pages that list who did what);
+    /// ids that name nobody are left out.
+    package func names(_ actor: AdminActor, ids: some Sequence<String>) async -> [String: String] {
+        let wanted = Array(Set(ids.filter { $0.hasPrefix("u_") && $0.utf8.count <= 64 }).prefix(50))
+        return await withTaskGroup(of: (String, String)?.self) { group in
+            for id in wanted {
+                group.addTask { (try? await self.record(actor, id)).map { (id, $0.name) } }
+            }
+            var names: [String: String] = [:]
+            for await pair in group {
+                if let (id, name) = pair { names[id] = name }
+            }
+            return names
+        }
+    }
+
     /// The user `reference` names — an id, or any of their email addresses — fetched once; with
-    /// `action`, only if the actor may take that action on them (the directory checks the ranks
-    /// and audits a refusal).
-    func record(_ actor: AdminActor, _ reference: String, for action: String? = nil) async throws(AdminError) -> Rekey_Directory_V1_User {
+    /// `action`, only if the actor may take that action on them (the directory checks the ranks,
+    /// and the `requiring` permission, and audits a refusal).
+    func record(
+        _ actor: AdminActor, _ reference: String, for action: String? = nil, requiring permission: Permission? = nil
+    ) async throws(AdminError) -> Rekey_Directory_V1_User {
         try await adminCall {
             var id = reference
             if reference.contains("@") {
@@ -88,12 +122,22 @@ package struct UserOperations: Sendable {
             if let action {
                 get.actor = actor.directoryActor
                 get.forAction = action
+                get.requiredPermission = permission?.name ?? ""
             }
             guard let user = try await self.directory.getUser(get, options: actor.options).user else {
                 throw AdminError.notFound("no user has the id \(id)")
             }
             return user
         }
+    }
+
+    /// Records in the audit trail that `actor` tried `action` on the user without `permission`
+    /// (the directory checks the permission itself and refuses), and throws the refusal. For
+    /// forms that a renderer would not have shown the actor.
+    package func refuse(_ actor: AdminActor, _ reference: String, action: String, lacking permission: Permission) async throws(AdminError) -> Never {
+        _ = try await self.record(actor, reference, for: action, requiring: permission)
+        // The directory let it through: its roles changed since the actor authenticated.
+        throw AdminError(.permissionDenied, "permission_denied", "this needs the permission \(permission.name) (\(permission.title))")
     }
 
     package func create(_ actor: AdminActor, _ new: Admin.NewUser) async throws(AdminError) -> Admin.User {
@@ -134,6 +178,17 @@ package struct UserOperations: Sendable {
             request.state = disabled ? .disabled : .active
             request.actor = actor.directoryActor
             return Admin.User(try await self.directory.setUserState(request, options: actor.options).user ?? .init())
+        }
+    }
+
+    /// Ends every sign-on session of the user (the rank rule applies; audited).
+    package func signOutEverywhere(_ actor: AdminActor, id: String) async throws(AdminError) -> Int {
+        try actor.require(.manageUsers)
+        return try await adminCall {
+            var revoke = Rekey_Directory_V1_RevokeSessionsRequest()
+            revoke.userID = id
+            revoke.actor = actor.directoryActor
+            return Int(try await self.directory.revokeSessions(revoke, options: actor.options).revoked)
         }
     }
 

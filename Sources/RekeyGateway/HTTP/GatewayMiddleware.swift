@@ -13,6 +13,8 @@ struct GatewayMiddleware: RouterMiddleware {
     let logger: Logger
     /// Proxies (load balancers) whose `X-Forwarded-For` is believed.
     let trustedProxies: Set<String>
+    /// What every page of this gateway is branded with (``Brand/current`` while answering).
+    let brand: Brand
 
     func handle(_ request: Request, context: GatewayContext, next: (Request, GatewayContext) async throws -> Response) async throws -> Response {
         var context = context
@@ -28,7 +30,7 @@ struct GatewayMiddleware: RouterMiddleware {
         let isAPI = request.uri.path.hasPrefix("/api/")
         var response: Response
         do {
-            response = try await next(request, context)
+            response = try await Brand.$current.withValue(self.brand) { try await next(request, context) }
         } catch let error as HTTPResponseError {
             throw error
         } catch {
@@ -38,15 +40,17 @@ struct GatewayMiddleware: RouterMiddleware {
                 // A page handles the answers it expects; anything else a service said is a surprise.
                 self.logger.error("unexpected answer from a service", metadata: ["request.id": "\(context.requestID)", "error": "\(error)"])
             }
-            response = isAPI ? ErrorAnswers.json(failure, requestID: context.requestID) : ErrorAnswers.page(failure)
+            response = isAPI ? ErrorAnswers.json(failure, requestID: context.requestID) : Brand.$current.withValue(self.brand) { ErrorAnswers.page(failure) }
         }
         response.headers[.xRequestID] = context.requestID
         response.headers[.xContentTypeOptions] = "nosniff"
         response.headers[.xFrameOptions] = "DENY"
         response.headers[.referrerPolicy] = "no-referrer"
-        response.headers[.cacheControl] = "no-store"
+        if response.headers[.cacheControl] == nil {
+            response.headers[.cacheControl] = "no-store"
+        }
         if !isAPI {
-            response.headers[.contentSecurityPolicy] = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+            response.headers[.contentSecurityPolicy] = self.brand.contentSecurityPolicy
         }
         return response
     }

@@ -16,6 +16,7 @@ enum HTML {
         return out
     }
 
+    /// An end-user page: one card under the brand, with the shared stylesheet.
     static func page(_ title: String, _ body: String) -> String {
         """
         <!doctype html>
@@ -23,22 +24,29 @@ enum HTML {
         <head>
         <meta charset="utf-8">
         <meta name="viewport" content="width=device-width, initial-scale=1">
-        <title>\(escape(title)) · Rekey</title>
-        <style>
-        body { font-family: system-ui, sans-serif; max-width: 28rem; margin: 4rem auto; padding: 0 1rem; color: #222; }
-        label { display: block; margin: 1rem 0 .25rem; }
-        input[type=email], input[type=password] { width: 100%; padding: .5rem; box-sizing: border-box; }
-        button { margin-top: 1.25rem; padding: .5rem 1rem; }
-        .notice { background: #eef6ee; padding: .75rem; border-radius: 4px; }
-        .error { background: #fbeaea; padding: .75rem; border-radius: 4px; }
-        </style>
+        <title>\(escape(title)) · \(escape(Brand.current.name))</title>
+        <link rel="stylesheet" href="\(Assets.stylesheetPath)">
+        <link rel="icon" href="\(Assets.iconPath)" type="image/svg+xml">
         </head>
         <body>
+        <div class="card-page">
+        \(brandMark(link: "/"))
+        <main class="card">
         <h1>\(escape(title))</h1>
         \(body)
+        </main>
+        </div>
         </body>
         </html>
         """
+    }
+
+    /// The logo (or the name's first letter) and the product name, linking to `link`.
+    static func brandMark(link: String, suffix: String = "") -> String {
+        let brand = Brand.current
+        let mark = brand.logoURL.map { "<img src=\"\(escape($0))\" alt=\"\">" }
+            ?? "<span class=\"mark\" aria-hidden=\"true\">\(escape(String(brand.name.prefix(1)).uppercased()))</span>"
+        return "<a class=\"brand\" href=\"\(escape(link))\">\(mark)<span>\(escape(brand.name))\(suffix.isEmpty ? "" : " " + escape(suffix))</span></a>"
     }
 
     static func csrfField(_ token: String) -> String {
@@ -54,11 +62,11 @@ enum HTML {
         return "<div class=\"error\" role=\"alert\"><ul>" + problems.map { "<li>\(escape($0))</li>" }.joined() + "</ul></div>"
     }
 
-    static func signOn(csrf: String, notice: String?, errors: [String], email: String) -> String {
+    static func signOn(csrf: String, notice: String?, errors: [String], email: String, next: String? = nil) -> String {
         page("Sign in", """
             \(Self.notice(notice))\(Self.errors(errors))
             <form method="post" action="/signin">
-            \(csrfField(csrf))
+            \(csrfField(csrf))\(next.map { "<input type=\"hidden\" name=\"next\" value=\"\(escape($0))\">" } ?? "")
             <label for="email">Email address</label>
             <input id="email" name="email" type="email" autocomplete="username" required value="\(escape(email))">
             <label for="password">Password</label>
@@ -69,10 +77,11 @@ enum HTML {
             """)
     }
 
-    static func signedIn(csrf: String, name: String, email: String) -> String {
+    static func signedIn(csrf: String, name: String, email: String, staff: Bool) -> String {
         page("Signed in", """
             <p>You are signed in as <strong>\(escape(name))</strong> (\(escape(email))).</p>
-            <form method="post" action="/signout">\(csrfField(csrf))<button type="submit">Sign out</button></form>
+            \(staff ? "<p><a class=\"button\" href=\"/console\">Open the admin console</a></p>" : "")
+            <form method="post" action="/signout">\(csrfField(csrf))<button type="submit" class="secondary">Sign out</button></form>
             """)
     }
 
@@ -90,11 +99,11 @@ enum HTML {
             """)
     }
 
-    static let forgotSent = page("Check your email", """
+    static var forgotSent: String { page("Check your email", """
         <p class="notice">If an account exists for that address, we have sent a link to reset the password. \
         It can take a few minutes to arrive; check the spam or junk folder too.</p>
         <p><a href="/">Back to sign in</a></p>
-        """)
+        """) }
 
     static func resetForm(csrf: String, token: String, errors: [String]) -> String {
         page("Choose a new password", """
@@ -111,10 +120,10 @@ enum HTML {
             """)
     }
 
-    static let resetInvalid = page("This link cannot be used", """
+    static var resetInvalid: String { page("This link cannot be used", """
         <p class="error">The link is unknown, was already used, or has expired (reset links work once, for a short time).</p>
         <p><a href="/password/forgot">Ask for a new link</a></p>
-        """)
+        """) }
 
     static func verifyForm(csrf: String, token: String) -> String {
         page("Confirm your email address", """
@@ -126,22 +135,22 @@ enum HTML {
             """)
     }
 
-    static let verifyInvalid = page("This link cannot be used", """
+    static var verifyInvalid: String { page("This link cannot be used", """
         <p class="error">The link is unknown, was already used, or has expired. Ask your administrator to send a new one.</p>
-        """)
+        """) }
 
-    static let verified = page("Email address confirmed", """
+    static var verified: String { page("Email address confirmed", """
         <p class="notice">Thank you: your email address is confirmed.</p>
         <p><a href="/">Sign in</a></p>
-        """)
+        """) }
 
-    static let unavailable = page("Temporarily unavailable", """
+    static var unavailable: String { page("Temporarily unavailable", """
         <p class="error">Something we depend on is not answering right now. Please try again in a minute.</p>
-        """)
+        """) }
 
-    static let forbidden = page("Please try again", """
+    static var forbidden: String { page("Please try again", """
         <p class="error">This form has expired or was not sent from this site. Go back, reload the page and try again.</p>
-        """)
+        """) }
 
-    static let notFound = page("Not found", "<p>There is no page here. <a href=\"/\">Sign in</a></p>")
+    static var notFound: String { page("Not found", "<p>There is no page here. <a href=\"/\">Sign in</a></p>") }
 }

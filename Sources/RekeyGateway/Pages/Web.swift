@@ -57,31 +57,47 @@ package struct Web: Sendable {
     func home(_ request: Request, _ context: GatewayContext, notice: String?) async throws -> Response {
         if let user = context.sessionUser {
             let email = user.emails.first(where: \.primary)?.address ?? ""
-            return self.withCSRF(request) { HTML.signedIn(csrf: $0, name: user.name, email: email) }
+            return self.withCSRF(request) { HTML.signedIn(csrf: $0, name: user.name, email: email, staff: user.staff) }
         }
+        let next = Self.consolePath(request.uri.queryParameters.get("next"))
         var notice = notice
         switch request.uri.queryParameters.get("done") {
         case "changed": notice = "Your password was changed. Sign in with the new one."
         case "signedout": notice = "You are signed out."
         default: break
         }
-        return self.withCSRF(request) { HTML.signOn(csrf: $0, notice: notice, errors: [], email: "") }
+        return self.withCSRF(request) { HTML.signOn(csrf: $0, notice: notice, errors: [], email: "", next: next) }
+    }
+
+    /// `next` when it is a console page to come back to after signing in; nil for anything
+    /// else (another host, a scheme, a path outside the console), so it is never an open redirect.
+    static func consolePath(_ next: String?) -> String? {
+        guard let next, next.utf8.count <= 1000, next == "/console" || next.hasPrefix("/console/") || next.hasPrefix("/console?"),
+              !next.contains("//"), !next.contains("\\"), next.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value < 0x7f })
+        else { return nil }
+        return next
     }
 
     func signIn(_ request: Request, _ context: GatewayContext) async throws -> Response {
         let (form, csrf) = try await self.checkedForm(request)
         guard let csrf else { return Self.html(HTML.forbidden, status: .forbidden) }
         let email = form["email"] ?? ""
+        let next = Self.consolePath(form["next"])
         let user: Rekey_Directory_V1_User
         do {
             user = try await self.flows.signIn(email: email, password: form["password"] ?? "", clientAddress: context.clientAddress, requestID: context.requestID)
         } catch let error as RPCError where error.code == .unauthenticated || error.code == .invalidArgument {
-            return Self.html(HTML.signOn(csrf: csrf, notice: nil, errors: ["The email address or the password is not right."], email: email), status: .unauthorized)
+            return Self.html(
+                HTML.signOn(csrf: csrf, notice: nil, errors: ["The email address or the password is not right."], email: email, next: next), status: .unauthorized
+            )
         } catch let error as RPCError where error.code == .resourceExhausted {
             if let seconds = error.trailers[MetadataKey.retryAfterSeconds].flatMap(Int.init) {
                 let minutes = max(1, (seconds + 59) / 60)
                 var response = Self.html(
-                    HTML.signOn(csrf: csrf, notice: nil, errors: ["Too many attempts from your network. Try again in \(minutes) minute\(minutes == 1 ? "" : "s")."], email: email),
+                    HTML.signOn(
+                        csrf: csrf, notice: nil, errors: ["Too many attempts from your network. Try again in \(minutes) minute\(minutes == 1 ? "" : "s")."],
+                        email: email, next: next
+                    ),
                     status: .tooManyRequests
                 )
                 response.headers[.retryAfter] = "\(seconds)"
@@ -90,7 +106,9 @@ package struct Web: Sendable {
             return Self.html(HTML.unavailable, status: .serviceUnavailable)
         }
         let session = try await self.flows.startSession(userID: user.id, requestID: context.requestID)
-        var response = Self.redirect("/")
+        // Staff land in the console (or the console page that sent them here); customers on the
+        // signed-in page.
+        var response = Self.redirect(user.staff ? (next ?? "/console") : "/")
         response.setCookie(Cookie(name: self.sessionCookie, value: session, path: "/", secure: self.secureCookies, httpOnly: true, sameSite: .lax))
         return response
     }
@@ -189,14 +207,21 @@ package struct Web: Sendable {
 
     /// A page with a form: reuses the browser's CSRF cookie or sets a new one.
     func withCSRF(_ request: Request, _ render: (String) -> String) -> Response {
+        let (token, cookie) = self.csrfToken(request)
+        var response = Self.html(render(token))
+        if let cookie { response.setCookie(cookie) }
+        return response
+    }
+
+    /// The browser's CSRF token when its cookie holds one this deployment signed; otherwise a
+    /// new one, with the cookie to set.
+    func csrfToken(_ request: Request) -> (token: String, cookie: Cookie?) {
         if let existing = request.cookies[self.csrfCookie]?.value, self.isSigned(existing) {
-            return Self.html(render(existing))
+            return (existing, nil)
         }
         let nonce = (try? SecretToken.generate().value) ?? ""
         let token = nonce + "." + self.signature(nonce)
-        var response = Self.html(render(token))
-        response.setCookie(Cookie(name: self.csrfCookie, value: token, path: "/", secure: self.secureCookies, httpOnly: true, sameSite: .strict))
-        return response
+        return (token, Cookie(name: self.csrfCookie, value: token, path: "/", secure: self.secureCookies, httpOnly: true, sameSite: .strict))
     }
 
     /// The posted form, and the CSRF token when the form's matches the cookie (double submit).

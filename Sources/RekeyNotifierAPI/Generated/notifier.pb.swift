@@ -1073,6 +1073,7 @@ extension Rekey_Notifier_V1_ListSuppressionsResponse: ProtobufMessage {
 package struct Rekey_Notifier_V1_RemoveSuppressionRequest: Sendable, Hashable {
     package var address: String = ""
     package var actor: Rekey_Notifier_V1_Actor? = nil
+    package var reason: String = ""
 
     package init() {}
 }
@@ -1080,7 +1081,7 @@ package struct Rekey_Notifier_V1_RemoveSuppressionRequest: Sendable, Hashable {
 extension Rekey_Notifier_V1_RemoveSuppressionRequest {
     /// The string fields that decoding checks for NUL characters and invalid UTF-8.
     package static let protobufStringSchema = ProtobufStringSchema(
-        stringFields: [1],
+        stringFields: [1, 3],
         messageFields: [2: { Rekey_Notifier_V1_Actor.protobufStringSchema }]
     )
 
@@ -1089,6 +1090,7 @@ extension Rekey_Notifier_V1_RemoveSuppressionRequest {
         self.init()
         self.address = ProtobufCRead.string(c.pointee.address)
         self.actor = c.pointee.actor.map { Rekey_Notifier_V1_Actor(cValue: $0) }
+        self.reason = ProtobufCRead.string(c.pointee.reason)
     }
 
     /// Builds the protobuf-c struct for this value; everything it points to lives in `arena`.
@@ -1100,6 +1102,9 @@ extension Rekey_Notifier_V1_RemoveSuppressionRequest {
         }
         if let value = self.actor {
             c.pointee.actor = try value.makeCValue(in: arena)
+        }
+        if !self.reason.isEmpty {
+            c.pointee.reason = try arena.makeCString(self.reason, message: "rekey.notifier.v1.RemoveSuppressionRequest", field: "reason")
         }
         return c
     }
@@ -1191,6 +1196,7 @@ extension Rekey_Notifier_V1_RemoveSuppressionResponse: ProtobufMessage {
 /// The proto3 message `rekey.notifier.v1.GetQueueStatsRequest`.
 package struct Rekey_Notifier_V1_GetQueueStatsRequest: Sendable, Hashable {
     package var windowMs: Int64 = 0
+    package var hours: UInt32 = 0
 
     package init() {}
 }
@@ -1200,6 +1206,7 @@ extension Rekey_Notifier_V1_GetQueueStatsRequest {
     package init(cValue c: UnsafePointer<Rekey__Notifier__V1__GetQueueStatsRequest>) {
         self.init()
         self.windowMs = c.pointee.window_ms
+        self.hours = c.pointee.hours
     }
 
     /// Builds the protobuf-c struct for this value; everything it points to lives in `arena`.
@@ -1207,6 +1214,7 @@ extension Rekey_Notifier_V1_GetQueueStatsRequest {
         let c = arena.allocateStruct(Rekey__Notifier__V1__GetQueueStatsRequest.self)
         rekey__notifier__v1__get_queue_stats_request__init(c)
         c.pointee.window_ms = self.windowMs
+        c.pointee.hours = self.hours
         return c
     }
 }
@@ -1225,6 +1233,63 @@ extension Rekey_Notifier_V1_GetQueueStatsRequest: ProtobufMessage {
             throw ProtobufError.invalidEncoding(message: Self.protoMessageName)
         }
         defer { rekey__notifier__v1__get_queue_stats_request__free_unpacked(c, nil) }
+        self.init(cValue: c)
+    }
+
+    package func withCMessage<R>(_ body: (UnsafePointer<ProtobufCMessage>) throws -> R) throws -> R {
+        try ProtobufCArena.withArena { arena in
+            let c = try self.makeCValue(in: arena)
+            return try body(UnsafePointer(OpaquePointer(c)))
+        }
+    }
+}
+
+/// The proto3 message `rekey.notifier.v1.HourFigures`.
+package struct Rekey_Notifier_V1_HourFigures: Sendable, Hashable {
+    package var startUnixMs: Int64 = 0
+    package var accepted: UInt32 = 0
+    package var temporaryFailures: UInt32 = 0
+    package var permanentFailures: UInt32 = 0
+
+    package init() {}
+}
+
+extension Rekey_Notifier_V1_HourFigures {
+    /// Copies a protobuf-c struct (one that protobuf-c unpacked) into a Swift value.
+    package init(cValue c: UnsafePointer<Rekey__Notifier__V1__HourFigures>) {
+        self.init()
+        self.startUnixMs = c.pointee.start_unix_ms
+        self.accepted = c.pointee.accepted
+        self.temporaryFailures = c.pointee.temporary_failures
+        self.permanentFailures = c.pointee.permanent_failures
+    }
+
+    /// Builds the protobuf-c struct for this value; everything it points to lives in `arena`.
+    package func makeCValue(in arena: ProtobufCArena) throws -> UnsafeMutablePointer<Rekey__Notifier__V1__HourFigures> {
+        let c = arena.allocateStruct(Rekey__Notifier__V1__HourFigures.self)
+        rekey__notifier__v1__hour_figures__init(c)
+        c.pointee.start_unix_ms = self.startUnixMs
+        c.pointee.accepted = self.accepted
+        c.pointee.temporary_failures = self.temporaryFailures
+        c.pointee.permanent_failures = self.permanentFailures
+        return c
+    }
+}
+
+extension Rekey_Notifier_V1_HourFigures: ProtobufMessage {
+    package static let protoMessageName = "rekey.notifier.v1.HourFigures"
+
+    package init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        let unpacked: UnsafeMutablePointer<Rekey__Notifier__V1__HourFigures>? =
+            if let base = bytes.baseAddress {
+                rekey__notifier__v1__hour_figures__unpack(nil, bytes.count, base.assumingMemoryBound(to: UInt8.self))
+            } else {
+                withUnsafePointer(to: UInt8(0)) { rekey__notifier__v1__hour_figures__unpack(nil, 0, $0) }
+            }
+        guard let c = unpacked else {
+            throw ProtobufError.invalidEncoding(message: Self.protoMessageName)
+        }
+        defer { rekey__notifier__v1__hour_figures__free_unpacked(c, nil) }
         self.init(cValue: c)
     }
 
@@ -1315,6 +1380,7 @@ package struct Rekey_Notifier_V1_QueueStats: Sendable, Hashable {
     package var transport: String = ""
     package var server: String = ""
     package var windowMs: Int64 = 0
+    package var hourly: [Rekey_Notifier_V1_HourFigures] = []
 
     package init() {}
 }
@@ -1340,6 +1406,7 @@ extension Rekey_Notifier_V1_QueueStats {
         self.transport = ProtobufCRead.string(c.pointee.transport)
         self.server = ProtobufCRead.string(c.pointee.server)
         self.windowMs = c.pointee.window_ms
+        self.hourly = ProtobufCRead.array(c.pointee.hourly, count: c.pointee.n_hourly) { Rekey_Notifier_V1_HourFigures(cValue: $0!) }
     }
 
     /// Builds the protobuf-c struct for this value; everything it points to lives in `arena`.
@@ -1362,6 +1429,8 @@ extension Rekey_Notifier_V1_QueueStats {
             c.pointee.server = try arena.makeCString(self.server, message: "rekey.notifier.v1.QueueStats", field: "server")
         }
         c.pointee.window_ms = self.windowMs
+        c.pointee.n_hourly = self.hourly.count
+        c.pointee.hourly = try arena.makeArray(self.hourly) { Optional(try $0.makeCValue(in: arena)) }
         return c
     }
 }

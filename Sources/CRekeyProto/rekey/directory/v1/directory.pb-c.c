@@ -3177,7 +3177,7 @@ const ProtobufCMessageDescriptor rekey__directory__v1__create_user_request__desc
   (ProtobufCMessageInit) rekey__directory__v1__create_user_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor rekey__directory__v1__get_user_request__field_descriptors[3] =
+static const ProtobufCFieldDescriptor rekey__directory__v1__get_user_request__field_descriptors[4] =
 {
   {
     "user_id",
@@ -3215,16 +3215,29 @@ static const ProtobufCFieldDescriptor rekey__directory__v1__get_user_request__fi
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "required_permission",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Directory__V1__GetUserRequest, required_permission),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned rekey__directory__v1__get_user_request__field_indices_by_name[] = {
   1,   /* field[1] = actor */
   2,   /* field[2] = for_action */
+  3,   /* field[3] = required_permission */
   0,   /* field[0] = user_id */
 };
 static const ProtobufCIntRange rekey__directory__v1__get_user_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 3 }
+  { 0, 4 }
 };
 const ProtobufCMessageDescriptor rekey__directory__v1__get_user_request__descriptor =
 {
@@ -3234,7 +3247,7 @@ const ProtobufCMessageDescriptor rekey__directory__v1__get_user_request__descrip
   "Rekey__Directory__V1__GetUserRequest",
   "rekey.directory.v1",
   sizeof(Rekey__Directory__V1__GetUserRequest),
-  3,
+  4,
   rekey__directory__v1__get_user_request__field_descriptors,
   rekey__directory__v1__get_user_request__field_indices_by_name,
   1,  rekey__directory__v1__get_user_request__number_ranges,
@@ -3651,7 +3664,7 @@ const ProtobufCMessageDescriptor rekey__directory__v1__search_users_request__des
   (ProtobufCMessageInit) rekey__directory__v1__search_users_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor rekey__directory__v1__list_users_request__field_descriptors[5] =
+static const ProtobufCFieldDescriptor rekey__directory__v1__list_users_request__field_descriptors[8] =
 {
   {
     "page_size",
@@ -3713,18 +3726,57 @@ static const ProtobufCFieldDescriptor rekey__directory__v1__list_users_request__
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "has_password",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Directory__V1__ListUsersRequest, has_password),
+    &rekey__directory__v1__presence__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "primary_verified",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Directory__V1__ListUsersRequest, primary_verified),
+    &rekey__directory__v1__presence__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "count_total",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Directory__V1__ListUsersRequest, count_total),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned rekey__directory__v1__list_users_request__field_indices_by_name[] = {
+  7,   /* field[7] = count_total */
+  5,   /* field[5] = has_password */
   3,   /* field[3] = organization_id */
   0,   /* field[0] = page_size */
   1,   /* field[1] = page_token */
+  6,   /* field[6] = primary_verified */
   2,   /* field[2] = role */
   4,   /* field[4] = state */
 };
 static const ProtobufCIntRange rekey__directory__v1__list_users_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 5 }
+  { 0, 8 }
 };
 const ProtobufCMessageDescriptor rekey__directory__v1__list_users_request__descriptor =
 {
@@ -3734,14 +3786,14 @@ const ProtobufCMessageDescriptor rekey__directory__v1__list_users_request__descr
   "Rekey__Directory__V1__ListUsersRequest",
   "rekey.directory.v1",
   sizeof(Rekey__Directory__V1__ListUsersRequest),
-  5,
+  8,
   rekey__directory__v1__list_users_request__field_descriptors,
   rekey__directory__v1__list_users_request__field_indices_by_name,
   1,  rekey__directory__v1__list_users_request__number_ranges,
   (ProtobufCMessageInit) rekey__directory__v1__list_users_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor rekey__directory__v1__users_page__field_descriptors[2] =
+static const ProtobufCFieldDescriptor rekey__directory__v1__users_page__field_descriptors[3] =
 {
   {
     "users",
@@ -3767,15 +3819,28 @@ static const ProtobufCFieldDescriptor rekey__directory__v1__users_page__field_de
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "total",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Directory__V1__UsersPage, total),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned rekey__directory__v1__users_page__field_indices_by_name[] = {
   1,   /* field[1] = next_page_token */
+  2,   /* field[2] = total */
   0,   /* field[0] = users */
 };
 static const ProtobufCIntRange rekey__directory__v1__users_page__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 2 }
+  { 0, 3 }
 };
 const ProtobufCMessageDescriptor rekey__directory__v1__users_page__descriptor =
 {
@@ -3785,7 +3850,7 @@ const ProtobufCMessageDescriptor rekey__directory__v1__users_page__descriptor =
   "Rekey__Directory__V1__UsersPage",
   "rekey.directory.v1",
   sizeof(Rekey__Directory__V1__UsersPage),
-  2,
+  3,
   rekey__directory__v1__users_page__field_descriptors,
   rekey__directory__v1__users_page__field_indices_by_name,
   1,  rekey__directory__v1__users_page__number_ranges,
@@ -5437,7 +5502,7 @@ const ProtobufCMessageDescriptor rekey__directory__v1__validate_session_request_
   (ProtobufCMessageInit) rekey__directory__v1__validate_session_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor rekey__directory__v1__validate_session_response__field_descriptors[3] =
+static const ProtobufCFieldDescriptor rekey__directory__v1__validate_session_response__field_descriptors[4] =
 {
   {
     "user",
@@ -5475,16 +5540,29 @@ static const ProtobufCFieldDescriptor rekey__directory__v1__validate_session_res
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "permissions",
+    4,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Rekey__Directory__V1__ValidateSessionResponse, n_permissions),
+    offsetof(Rekey__Directory__V1__ValidateSessionResponse, permissions),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned rekey__directory__v1__validate_session_response__field_indices_by_name[] = {
   2,   /* field[2] = expires_at_unix_ms */
+  3,   /* field[3] = permissions */
   1,   /* field[1] = session_id */
   0,   /* field[0] = user */
 };
 static const ProtobufCIntRange rekey__directory__v1__validate_session_response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 3 }
+  { 0, 4 }
 };
 const ProtobufCMessageDescriptor rekey__directory__v1__validate_session_response__descriptor =
 {
@@ -5494,7 +5572,7 @@ const ProtobufCMessageDescriptor rekey__directory__v1__validate_session_response
   "Rekey__Directory__V1__ValidateSessionResponse",
   "rekey.directory.v1",
   sizeof(Rekey__Directory__V1__ValidateSessionResponse),
-  3,
+  4,
   rekey__directory__v1__validate_session_response__field_descriptors,
   rekey__directory__v1__validate_session_response__field_indices_by_name,
   1,  rekey__directory__v1__validate_session_response__number_ranges,
@@ -6351,7 +6429,7 @@ const ProtobufCMessageDescriptor rekey__directory__v1__audit_record__descriptor 
   (ProtobufCMessageInit) rekey__directory__v1__audit_record__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor rekey__directory__v1__list_audit_records_request__field_descriptors[3] =
+static const ProtobufCFieldDescriptor rekey__directory__v1__list_audit_records_request__field_descriptors[4] =
 {
   {
     "target",
@@ -6389,8 +6467,21 @@ static const ProtobufCFieldDescriptor rekey__directory__v1__list_audit_records_r
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "actor_user_id",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Directory__V1__ListAuditRecordsRequest, actor_user_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned rekey__directory__v1__list_audit_records_request__field_indices_by_name[] = {
+  3,   /* field[3] = actor_user_id */
   1,   /* field[1] = page_size */
   2,   /* field[2] = page_token */
   0,   /* field[0] = target */
@@ -6398,7 +6489,7 @@ static const unsigned rekey__directory__v1__list_audit_records_request__field_in
 static const ProtobufCIntRange rekey__directory__v1__list_audit_records_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 3 }
+  { 0, 4 }
 };
 const ProtobufCMessageDescriptor rekey__directory__v1__list_audit_records_request__descriptor =
 {
@@ -6408,7 +6499,7 @@ const ProtobufCMessageDescriptor rekey__directory__v1__list_audit_records_reques
   "Rekey__Directory__V1__ListAuditRecordsRequest",
   "rekey.directory.v1",
   sizeof(Rekey__Directory__V1__ListAuditRecordsRequest),
-  3,
+  4,
   rekey__directory__v1__list_audit_records_request__field_descriptors,
   rekey__directory__v1__list_audit_records_request__field_indices_by_name,
   1,  rekey__directory__v1__list_audit_records_request__number_ranges,
@@ -6524,6 +6615,36 @@ const ProtobufCEnumDescriptor rekey__directory__v1__search_scope__descriptor =
   rekey__directory__v1__search_scope__enum_values_by_name,
   1,
   rekey__directory__v1__search_scope__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
+static const ProtobufCEnumValue rekey__directory__v1__presence__enum_values_by_number[3] =
+{
+  { "PRESENCE_UNSPECIFIED", "REKEY__DIRECTORY__V1__PRESENCE__PRESENCE_UNSPECIFIED", 0 },
+  { "PRESENCE_YES", "REKEY__DIRECTORY__V1__PRESENCE__PRESENCE_YES", 1 },
+  { "PRESENCE_NO", "REKEY__DIRECTORY__V1__PRESENCE__PRESENCE_NO", 2 },
+};
+static const ProtobufCIntRange rekey__directory__v1__presence__value_ranges[] = {
+{0, 0},{0, 3}
+};
+static const ProtobufCEnumValueIndex rekey__directory__v1__presence__enum_values_by_name[3] =
+{
+  { "PRESENCE_NO", 2 },
+  { "PRESENCE_UNSPECIFIED", 0 },
+  { "PRESENCE_YES", 1 },
+};
+const ProtobufCEnumDescriptor rekey__directory__v1__presence__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "rekey.directory.v1.Presence",
+  "Presence",
+  "Rekey__Directory__V1__Presence",
+  "rekey.directory.v1",
+  3,
+  rekey__directory__v1__presence__enum_values_by_number,
+  3,
+  rekey__directory__v1__presence__enum_values_by_name,
+  1,
+  rekey__directory__v1__presence__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
 static const ProtobufCMethodDescriptor rekey__directory__v1__directory__method_descriptors[33] =

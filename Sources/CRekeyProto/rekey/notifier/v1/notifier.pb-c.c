@@ -727,6 +727,51 @@ void   rekey__notifier__v1__get_queue_stats_request__free_unpacked
   assert(message->base.descriptor == &rekey__notifier__v1__get_queue_stats_request__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   rekey__notifier__v1__hour_figures__init
+                     (Rekey__Notifier__V1__HourFigures         *message)
+{
+  static const Rekey__Notifier__V1__HourFigures init_value = REKEY__NOTIFIER__V1__HOUR_FIGURES__INIT;
+  *message = init_value;
+}
+size_t rekey__notifier__v1__hour_figures__get_packed_size
+                     (const Rekey__Notifier__V1__HourFigures *message)
+{
+  assert(message->base.descriptor == &rekey__notifier__v1__hour_figures__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t rekey__notifier__v1__hour_figures__pack
+                     (const Rekey__Notifier__V1__HourFigures *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &rekey__notifier__v1__hour_figures__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t rekey__notifier__v1__hour_figures__pack_to_buffer
+                     (const Rekey__Notifier__V1__HourFigures *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &rekey__notifier__v1__hour_figures__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Rekey__Notifier__V1__HourFigures *
+       rekey__notifier__v1__hour_figures__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Rekey__Notifier__V1__HourFigures *)
+     protobuf_c_message_unpack (&rekey__notifier__v1__hour_figures__descriptor,
+                                allocator, len, data);
+}
+void   rekey__notifier__v1__hour_figures__free_unpacked
+                     (Rekey__Notifier__V1__HourFigures *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &rekey__notifier__v1__hour_figures__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   rekey__notifier__v1__domain_figures__init
                      (Rekey__Notifier__V1__DomainFigures         *message)
 {
@@ -1993,7 +2038,7 @@ const ProtobufCMessageDescriptor rekey__notifier__v1__list_suppressions_response
   (ProtobufCMessageInit) rekey__notifier__v1__list_suppressions_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor rekey__notifier__v1__remove_suppression_request__field_descriptors[2] =
+static const ProtobufCFieldDescriptor rekey__notifier__v1__remove_suppression_request__field_descriptors[3] =
 {
   {
     "address",
@@ -2019,15 +2064,28 @@ static const ProtobufCFieldDescriptor rekey__notifier__v1__remove_suppression_re
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "reason",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Notifier__V1__RemoveSuppressionRequest, reason),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned rekey__notifier__v1__remove_suppression_request__field_indices_by_name[] = {
   1,   /* field[1] = actor */
   0,   /* field[0] = address */
+  2,   /* field[2] = reason */
 };
 static const ProtobufCIntRange rekey__notifier__v1__remove_suppression_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 2 }
+  { 0, 3 }
 };
 const ProtobufCMessageDescriptor rekey__notifier__v1__remove_suppression_request__descriptor =
 {
@@ -2037,7 +2095,7 @@ const ProtobufCMessageDescriptor rekey__notifier__v1__remove_suppression_request
   "Rekey__Notifier__V1__RemoveSuppressionRequest",
   "rekey.notifier.v1",
   sizeof(Rekey__Notifier__V1__RemoveSuppressionRequest),
-  2,
+  3,
   rekey__notifier__v1__remove_suppression_request__field_descriptors,
   rekey__notifier__v1__remove_suppression_request__field_indices_by_name,
   1,  rekey__notifier__v1__remove_suppression_request__number_ranges,
@@ -2082,7 +2140,7 @@ const ProtobufCMessageDescriptor rekey__notifier__v1__remove_suppression_respons
   (ProtobufCMessageInit) rekey__notifier__v1__remove_suppression_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor rekey__notifier__v1__get_queue_stats_request__field_descriptors[1] =
+static const ProtobufCFieldDescriptor rekey__notifier__v1__get_queue_stats_request__field_descriptors[2] =
 {
   {
     "window_ms",
@@ -2096,14 +2154,27 @@ static const ProtobufCFieldDescriptor rekey__notifier__v1__get_queue_stats_reque
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "hours",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Notifier__V1__GetQueueStatsRequest, hours),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned rekey__notifier__v1__get_queue_stats_request__field_indices_by_name[] = {
+  1,   /* field[1] = hours */
   0,   /* field[0] = window_ms */
 };
 static const ProtobufCIntRange rekey__notifier__v1__get_queue_stats_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 1 }
+  { 0, 2 }
 };
 const ProtobufCMessageDescriptor rekey__notifier__v1__get_queue_stats_request__descriptor =
 {
@@ -2113,11 +2184,88 @@ const ProtobufCMessageDescriptor rekey__notifier__v1__get_queue_stats_request__d
   "Rekey__Notifier__V1__GetQueueStatsRequest",
   "rekey.notifier.v1",
   sizeof(Rekey__Notifier__V1__GetQueueStatsRequest),
-  1,
+  2,
   rekey__notifier__v1__get_queue_stats_request__field_descriptors,
   rekey__notifier__v1__get_queue_stats_request__field_indices_by_name,
   1,  rekey__notifier__v1__get_queue_stats_request__number_ranges,
   (ProtobufCMessageInit) rekey__notifier__v1__get_queue_stats_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor rekey__notifier__v1__hour_figures__field_descriptors[4] =
+{
+  {
+    "start_unix_ms",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Notifier__V1__HourFigures, start_unix_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "accepted",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Notifier__V1__HourFigures, accepted),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "temporary_failures",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Notifier__V1__HourFigures, temporary_failures),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "permanent_failures",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Notifier__V1__HourFigures, permanent_failures),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned rekey__notifier__v1__hour_figures__field_indices_by_name[] = {
+  1,   /* field[1] = accepted */
+  3,   /* field[3] = permanent_failures */
+  0,   /* field[0] = start_unix_ms */
+  2,   /* field[2] = temporary_failures */
+};
+static const ProtobufCIntRange rekey__notifier__v1__hour_figures__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor rekey__notifier__v1__hour_figures__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "rekey.notifier.v1.HourFigures",
+  "HourFigures",
+  "Rekey__Notifier__V1__HourFigures",
+  "rekey.notifier.v1",
+  sizeof(Rekey__Notifier__V1__HourFigures),
+  4,
+  rekey__notifier__v1__hour_figures__field_descriptors,
+  rekey__notifier__v1__hour_figures__field_indices_by_name,
+  1,  rekey__notifier__v1__hour_figures__number_ranges,
+  (ProtobufCMessageInit) rekey__notifier__v1__hour_figures__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor rekey__notifier__v1__domain_figures__field_descriptors[4] =
@@ -2197,7 +2345,7 @@ const ProtobufCMessageDescriptor rekey__notifier__v1__domain_figures__descriptor
   (ProtobufCMessageInit) rekey__notifier__v1__domain_figures__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor rekey__notifier__v1__queue_stats__field_descriptors[11] =
+static const ProtobufCFieldDescriptor rekey__notifier__v1__queue_stats__field_descriptors[12] =
 {
   {
     "depth",
@@ -2331,9 +2479,22 @@ static const ProtobufCFieldDescriptor rekey__notifier__v1__queue_stats__field_de
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "hourly",
+    12,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Rekey__Notifier__V1__QueueStats, n_hourly),
+    offsetof(Rekey__Notifier__V1__QueueStats, hourly),
+    &rekey__notifier__v1__hour_figures__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned rekey__notifier__v1__queue_stats__field_indices_by_name[] = {
   0,   /* field[0] = depth */
+  11,   /* field[11] = hourly */
   2,   /* field[2] = last_accepted_at_unix_ms */
   3,   /* field[3] = last_attempt_at_unix_ms */
   1,   /* field[1] = oldest_queued_age_ms */
@@ -2348,7 +2509,7 @@ static const unsigned rekey__notifier__v1__queue_stats__field_indices_by_name[] 
 static const ProtobufCIntRange rekey__notifier__v1__queue_stats__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 11 }
+  { 0, 12 }
 };
 const ProtobufCMessageDescriptor rekey__notifier__v1__queue_stats__descriptor =
 {
@@ -2358,7 +2519,7 @@ const ProtobufCMessageDescriptor rekey__notifier__v1__queue_stats__descriptor =
   "Rekey__Notifier__V1__QueueStats",
   "rekey.notifier.v1",
   sizeof(Rekey__Notifier__V1__QueueStats),
-  11,
+  12,
   rekey__notifier__v1__queue_stats__field_descriptors,
   rekey__notifier__v1__queue_stats__field_indices_by_name,
   1,  rekey__notifier__v1__queue_stats__number_ranges,

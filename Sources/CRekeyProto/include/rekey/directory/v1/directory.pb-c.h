@@ -98,6 +98,15 @@ typedef enum _Rekey__Directory__V1__SearchScope {
   REKEY__DIRECTORY__V1__SEARCH_SCOPE__SEARCH_SCOPE_ALL = 2
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(REKEY__DIRECTORY__V1__SEARCH_SCOPE)
 } Rekey__Directory__V1__SearchScope;
+/*
+ * A yes/no filter: unspecified matches both.
+ */
+typedef enum _Rekey__Directory__V1__Presence {
+  REKEY__DIRECTORY__V1__PRESENCE__PRESENCE_UNSPECIFIED = 0,
+  REKEY__DIRECTORY__V1__PRESENCE__PRESENCE_YES = 1,
+  REKEY__DIRECTORY__V1__PRESENCE__PRESENCE_NO = 2
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(REKEY__DIRECTORY__V1__PRESENCE)
+} Rekey__Directory__V1__Presence;
 
 /* --- messages --- */
 
@@ -205,10 +214,16 @@ struct  Rekey__Directory__V1__GetUserRequest
    * `verification.send`. At most 64 bytes.
    */
   char *for_action;
+  /*
+   * With an actor and an action: a permission the actor's role must carry (such as
+   * `users.manage`); without it the answer is PERMISSION_DENIED with the refusal
+   * `missing_permission`, audited like any other refusal.
+   */
+  char *required_permission;
 };
 #define REKEY__DIRECTORY__V1__GET_USER_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&rekey__directory__v1__get_user_request__descriptor) \
-    , (char *)protobuf_c_empty_string, NULL, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
 
 
 struct  Rekey__Directory__V1__UpdateUserRequest
@@ -320,10 +335,19 @@ struct  Rekey__Directory__V1__ListUsersRequest
   char *role;
   char *organization_id;
   Rekey__Directory__V1__UserState state;
+  Rekey__Directory__V1__Presence has_password;
+  /*
+   * Whether the primary address is verified.
+   */
+  Rekey__Directory__V1__Presence primary_verified;
+  /*
+   * Also count every user the filters match (UsersPage.total); costs a scan of the matches.
+   */
+  protobuf_c_boolean count_total;
 };
 #define REKEY__DIRECTORY__V1__LIST_USERS_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&rekey__directory__v1__list_users_request__descriptor) \
-    , 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, REKEY__DIRECTORY__V1__USER_STATE__USER_STATE_UNSPECIFIED }
+    , 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, REKEY__DIRECTORY__V1__USER_STATE__USER_STATE_UNSPECIFIED, REKEY__DIRECTORY__V1__PRESENCE__PRESENCE_UNSPECIFIED, REKEY__DIRECTORY__V1__PRESENCE__PRESENCE_UNSPECIFIED, 0 }
 
 
 struct  Rekey__Directory__V1__UsersPage
@@ -335,10 +359,14 @@ struct  Rekey__Directory__V1__UsersPage
    * Empty on the last page.
    */
   char *next_page_token;
+  /*
+   * With count_total: how many users match, over all pages.
+   */
+  uint64_t total;
 };
 #define REKEY__DIRECTORY__V1__USERS_PAGE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&rekey__directory__v1__users_page__descriptor) \
-    , 0,NULL, (char *)protobuf_c_empty_string }
+    , 0,NULL, (char *)protobuf_c_empty_string, 0 }
 
 
 struct  Rekey__Directory__V1__AddEmailRequest
@@ -737,10 +765,15 @@ struct  Rekey__Directory__V1__ValidateSessionResponse
   Rekey__Directory__V1__User *user;
   char *session_id;
   int64_t expires_at_unix_ms;
+  /*
+   * The permissions of the user's role.
+   */
+  size_t n_permissions;
+  char **permissions;
 };
 #define REKEY__DIRECTORY__V1__VALIDATE_SESSION_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&rekey__directory__v1__validate_session_response__descriptor) \
-    , NULL, (char *)protobuf_c_empty_string, 0 }
+    , NULL, (char *)protobuf_c_empty_string, 0, 0,NULL }
 
 
 struct  Rekey__Directory__V1__RevokeSessionsRequest
@@ -977,10 +1010,14 @@ struct  Rekey__Directory__V1__ListAuditRecordsRequest
    */
   uint32_t page_size;
   char *page_token;
+  /*
+   * Empty means every actor.
+   */
+  char *actor_user_id;
 };
 #define REKEY__DIRECTORY__V1__LIST_AUDIT_RECORDS_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&rekey__directory__v1__list_audit_records_request__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
 
 
 struct  Rekey__Directory__V1__ListAuditRecordsResponse
@@ -2659,6 +2696,7 @@ void rekey__directory__v1__directory__list_audit_records(ProtobufCService *servi
 
 extern const ProtobufCEnumDescriptor    rekey__directory__v1__user_state__descriptor;
 extern const ProtobufCEnumDescriptor    rekey__directory__v1__search_scope__descriptor;
+extern const ProtobufCEnumDescriptor    rekey__directory__v1__presence__descriptor;
 extern const ProtobufCMessageDescriptor rekey__directory__v1__email_identity__descriptor;
 extern const ProtobufCMessageDescriptor rekey__directory__v1__user__descriptor;
 extern const ProtobufCMessageDescriptor rekey__directory__v1__actor__descriptor;

@@ -31,6 +31,7 @@ typedef struct Rekey__Notifier__V1__ListSuppressionsResponse Rekey__Notifier__V1
 typedef struct Rekey__Notifier__V1__RemoveSuppressionRequest Rekey__Notifier__V1__RemoveSuppressionRequest;
 typedef struct Rekey__Notifier__V1__RemoveSuppressionResponse Rekey__Notifier__V1__RemoveSuppressionResponse;
 typedef struct Rekey__Notifier__V1__GetQueueStatsRequest Rekey__Notifier__V1__GetQueueStatsRequest;
+typedef struct Rekey__Notifier__V1__HourFigures Rekey__Notifier__V1__HourFigures;
 typedef struct Rekey__Notifier__V1__DomainFigures Rekey__Notifier__V1__DomainFigures;
 typedef struct Rekey__Notifier__V1__QueueStats Rekey__Notifier__V1__QueueStats;
 typedef struct Rekey__Notifier__V1__SendTestRequest Rekey__Notifier__V1__SendTestRequest;
@@ -356,10 +357,14 @@ struct  Rekey__Notifier__V1__RemoveSuppressionRequest
   ProtobufCMessage base;
   char *address;
   Rekey__Notifier__V1__Actor *actor;
+  /*
+   * Why it is removed (at most 200 characters), kept with the removal record.
+   */
+  char *reason;
 };
 #define REKEY__NOTIFIER__V1__REMOVE_SUPPRESSION_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&rekey__notifier__v1__remove_suppression_request__descriptor) \
-    , (char *)protobuf_c_empty_string, NULL }
+    , (char *)protobuf_c_empty_string, NULL, (char *)protobuf_c_empty_string }
 
 
 struct  Rekey__Notifier__V1__RemoveSuppressionResponse
@@ -379,10 +384,30 @@ struct  Rekey__Notifier__V1__GetQueueStatsRequest
    * The window for recent figures; 0 means one hour.
    */
   int64_t window_ms;
+  /*
+   * Also attempts per hour for this many hours back (0-168), oldest first.
+   */
+  uint32_t hours;
 };
 #define REKEY__NOTIFIER__V1__GET_QUEUE_STATS_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&rekey__notifier__v1__get_queue_stats_request__descriptor) \
-    , 0 }
+    , 0, 0 }
+
+
+struct  Rekey__Notifier__V1__HourFigures
+{
+  ProtobufCMessage base;
+  /*
+   * The start of the hour.
+   */
+  int64_t start_unix_ms;
+  uint32_t accepted;
+  uint32_t temporary_failures;
+  uint32_t permanent_failures;
+};
+#define REKEY__NOTIFIER__V1__HOUR_FIGURES__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&rekey__notifier__v1__hour_figures__descriptor) \
+    , 0, 0, 0, 0 }
 
 
 struct  Rekey__Notifier__V1__DomainFigures
@@ -431,10 +456,15 @@ struct  Rekey__Notifier__V1__QueueStats
   char *transport;
   char *server;
   int64_t window_ms;
+  /*
+   * With GetQueueStatsRequest.hours, oldest first.
+   */
+  size_t n_hourly;
+  Rekey__Notifier__V1__HourFigures **hourly;
 };
 #define REKEY__NOTIFIER__V1__QUEUE_STATS__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&rekey__notifier__v1__queue_stats__descriptor) \
-    , 0, 0, 0, 0, 0, 0, 0, 0,NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
+    , 0, 0, 0, 0, 0, 0, 0, 0,NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0,NULL }
 
 
 struct  Rekey__Notifier__V1__SendTestRequest
@@ -752,6 +782,25 @@ Rekey__Notifier__V1__GetQueueStatsRequest *
 void   rekey__notifier__v1__get_queue_stats_request__free_unpacked
                      (Rekey__Notifier__V1__GetQueueStatsRequest *message,
                       ProtobufCAllocator *allocator);
+/* Rekey__Notifier__V1__HourFigures methods */
+void   rekey__notifier__v1__hour_figures__init
+                     (Rekey__Notifier__V1__HourFigures         *message);
+size_t rekey__notifier__v1__hour_figures__get_packed_size
+                     (const Rekey__Notifier__V1__HourFigures   *message);
+size_t rekey__notifier__v1__hour_figures__pack
+                     (const Rekey__Notifier__V1__HourFigures   *message,
+                      uint8_t             *out);
+size_t rekey__notifier__v1__hour_figures__pack_to_buffer
+                     (const Rekey__Notifier__V1__HourFigures   *message,
+                      ProtobufCBuffer     *buffer);
+Rekey__Notifier__V1__HourFigures *
+       rekey__notifier__v1__hour_figures__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   rekey__notifier__v1__hour_figures__free_unpacked
+                     (Rekey__Notifier__V1__HourFigures *message,
+                      ProtobufCAllocator *allocator);
 /* Rekey__Notifier__V1__DomainFigures methods */
 void   rekey__notifier__v1__domain_figures__init
                      (Rekey__Notifier__V1__DomainFigures         *message);
@@ -858,6 +907,9 @@ typedef void (*Rekey__Notifier__V1__RemoveSuppressionResponse_Closure)
                   void *closure_data);
 typedef void (*Rekey__Notifier__V1__GetQueueStatsRequest_Closure)
                  (const Rekey__Notifier__V1__GetQueueStatsRequest *message,
+                  void *closure_data);
+typedef void (*Rekey__Notifier__V1__HourFigures_Closure)
+                 (const Rekey__Notifier__V1__HourFigures *message,
                   void *closure_data);
 typedef void (*Rekey__Notifier__V1__DomainFigures_Closure)
                  (const Rekey__Notifier__V1__DomainFigures *message,
@@ -968,6 +1020,7 @@ extern const ProtobufCMessageDescriptor rekey__notifier__v1__list_suppressions_r
 extern const ProtobufCMessageDescriptor rekey__notifier__v1__remove_suppression_request__descriptor;
 extern const ProtobufCMessageDescriptor rekey__notifier__v1__remove_suppression_response__descriptor;
 extern const ProtobufCMessageDescriptor rekey__notifier__v1__get_queue_stats_request__descriptor;
+extern const ProtobufCMessageDescriptor rekey__notifier__v1__hour_figures__descriptor;
 extern const ProtobufCMessageDescriptor rekey__notifier__v1__domain_figures__descriptor;
 extern const ProtobufCMessageDescriptor rekey__notifier__v1__queue_stats__descriptor;
 extern const ProtobufCMessageDescriptor rekey__notifier__v1__send_test_request__descriptor;
