@@ -8,7 +8,8 @@ import Mustache
 /// `TEMPLATE.LOCALE.html.mustache` (for example `password_reset.en.html.mustache`); a file there
 /// wins over the built-in one. A locale such as `de-CH` falls back to `de`, then to `en`.
 ///
-/// Variables: `name` (the recipient's name, may be empty), and each template's own (see
+/// Variables: `name` (the recipient's name, may be empty), `brand_name` and `brand_color` (the
+/// notifier's settings), and each template's own (see
 /// ``MailTemplate/requiredVariables``). HTML parts escape what they insert; subject and text
 /// parts use triple braces.
 package struct MailTemplates: Sendable {
@@ -54,6 +55,29 @@ package struct MailTemplates: Sendable {
         self.templates = templates
     }
 
+    /// The HTML part as a whole document: the product name in its colour over the template's
+    /// content, in a card, styled inline (mail clients ignore style sheets). A template that is a
+    /// whole document already (an override starting with `<!doctype` or `<html`) is left alone.
+    package static func branded(_ content: String, name: String, color: String, locale: String) -> String {
+        let start = content.prefix(20).lowercased()
+        guard !start.hasPrefix("<!doctype"), !start.hasPrefix("<html") else { return content }
+        let escapedName = name.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
+        let safeColor = color.count == 7 && color.hasPrefix("#") && color.dropFirst().allSatisfy(\.isHexDigit) ? color : "#2f5fd0"
+        let language = locale.allSatisfy({ $0.isASCII && ($0.isLetter || $0 == "-") }) ? locale : "en"
+        return """
+            <!doctype html>
+            <html lang="\(language)">
+            <head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>\(escapedName)</title></head>
+            <body style="margin:0;padding:24px 12px;background:#f5f7fa;color:#1d2430;font:16px/1.5 -apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif">
+            <div style="max-width:560px;margin:0 auto;background:#ffffff;border:1px solid #dfe3ea;border-radius:10px;padding:24px">
+            <div style="font-weight:700;font-size:18px;color:\(safeColor);margin:0 0 16px">\(escapedName)</div>
+            \(content)
+            </div>
+            </body>
+            </html>
+            """
+    }
+
     /// The locales tried for `locale`, most specific first.
     static func fallbacks(_ locale: String) -> [String] {
         var result: [String] = []
@@ -94,7 +118,7 @@ enum BuiltinTemplates {
         "password_reset.en.html": """
             <p>Hello{{#name}} {{name}}{{/name}},</p>
             <p>Someone asked to reset the password of your account. To choose a new password, open this link:</p>
-            <p><a href="{{link}}">Reset your password</a></p>
+            <p><a href="{{link}}" style="display:inline-block;background:{{brand_color}};color:#ffffff;padding:10px 18px;border-radius:6px;text-decoration:none;font-weight:600">Reset your password</a></p>
             <p>The link works once and expires in {{expires_in}}. If you did not ask for this, ignore this email: your password stays as it is.</p>
             """,
         "email_verification.en.subject": "Confirm your email address",
@@ -110,7 +134,7 @@ enum BuiltinTemplates {
         "email_verification.en.html": """
             <p>Hello{{#name}} {{name}}{{/name}},</p>
             <p>Please confirm that this is your email address:</p>
-            <p><a href="{{link}}">Confirm your email address</a></p>
+            <p><a href="{{link}}" style="display:inline-block;background:{{brand_color}};color:#ffffff;padding:10px 18px;border-radius:6px;text-decoration:none;font-weight:600">Confirm your email address</a></p>
             <p>The link expires in {{expires_in}}.</p>
             """,
         "password_changed.en.subject": "Your password was changed",
@@ -139,13 +163,13 @@ enum BuiltinTemplates {
             <p>The email address of your account was changed from this address to <strong>{{new_address}}</strong> by {{changed_by}} on {{changed_at}}. Mail about your account, password resets included, now goes there.</p>
             <p>If you did not ask for this, contact support at once.</p>
             """,
-        "test.en.subject": "Rekey test message",
+        "test.en.subject": "{{{brand_name}}} test message",
         "test.en.text": """
-            This is a test message from Rekey. It went through the same path as password reset email.
+            This is a test message from {{{brand_name}}}. It went through the same path as password reset email.
             If you can read it, mail to this address arrives.
             """,
         "test.en.html": """
-            <p>This is a test message from Rekey. It went through the same path as password reset email.</p>
+            <p>This is a test message from {{brand_name}}. It went through the same path as password reset email.</p>
             <p>If you can read it, mail to this address arrives.</p>
             """,
 
@@ -162,7 +186,7 @@ enum BuiltinTemplates {
         "password_reset.de.html": """
             <p>Hallo{{#name}} {{name}}{{/name}},</p>
             <p>jemand hat darum gebeten, das Passwort Ihres Kontos zurückzusetzen. Um ein neues Passwort zu wählen, öffnen Sie diesen Link:</p>
-            <p><a href="{{link}}">Passwort zurücksetzen</a></p>
+            <p><a href="{{link}}" style="display:inline-block;background:{{brand_color}};color:#ffffff;padding:10px 18px;border-radius:6px;text-decoration:none;font-weight:600">Passwort zurücksetzen</a></p>
             <p>Der Link funktioniert einmal und läuft in {{expires_in}} ab. Wenn Sie das nicht waren, ignorieren Sie diese E-Mail: Ihr Passwort bleibt unverändert.</p>
             """,
         "email_verification.de.subject": "Bestätigen Sie Ihre E-Mail-Adresse",
@@ -178,7 +202,7 @@ enum BuiltinTemplates {
         "email_verification.de.html": """
             <p>Hallo{{#name}} {{name}}{{/name}},</p>
             <p>bitte bestätigen Sie, dass dies Ihre E-Mail-Adresse ist:</p>
-            <p><a href="{{link}}">E-Mail-Adresse bestätigen</a></p>
+            <p><a href="{{link}}" style="display:inline-block;background:{{brand_color}};color:#ffffff;padding:10px 18px;border-radius:6px;text-decoration:none;font-weight:600">E-Mail-Adresse bestätigen</a></p>
             <p>Der Link läuft in {{expires_in}} ab.</p>
             """,
         "password_changed.de.subject": "Ihr Passwort wurde geändert",
@@ -207,13 +231,13 @@ enum BuiltinTemplates {
             <p>die E-Mail-Adresse Ihres Kontos wurde von dieser Adresse auf <strong>{{new_address}}</strong> geändert, von {{changed_by}} am {{changed_at}}. Post zu Ihrem Konto, auch zum Zurücksetzen des Passworts, geht jetzt dorthin.</p>
             <p>Wenn Sie das nicht veranlasst haben, wenden Sie sich sofort an den Support.</p>
             """,
-        "test.de.subject": "Rekey-Testnachricht",
+        "test.de.subject": "{{{brand_name}}}: Testnachricht",
         "test.de.text": """
-            Dies ist eine Testnachricht von Rekey. Sie lief über denselben Weg wie E-Mails zum Zurücksetzen des Passworts.
+            Dies ist eine Testnachricht von {{{brand_name}}}. Sie lief über denselben Weg wie E-Mails zum Zurücksetzen des Passworts.
             Wenn Sie sie lesen können, kommt Post an diese Adresse an.
             """,
         "test.de.html": """
-            <p>Dies ist eine Testnachricht von Rekey. Sie lief über denselben Weg wie E-Mails zum Zurücksetzen des Passworts.</p>
+            <p>Dies ist eine Testnachricht von {{brand_name}}. Sie lief über denselben Weg wie E-Mails zum Zurücksetzen des Passworts.</p>
             <p>Wenn Sie sie lesen können, kommt Post an diese Adresse an.</p>
             """,
     ]

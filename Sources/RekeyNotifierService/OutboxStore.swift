@@ -13,6 +13,10 @@ package struct OutboxStore: Sendable {
         /// The sender, `From:`.
         package var fromAddress: String
         package var fromName: String
+        /// The product name and accent colour (`#rrggbb`) at the top of every email: the
+        /// templates' `brand_name` and `brand_color`.
+        package var brandName: String
+        package var brandColor: String
         /// The right-hand side of Message-ID headers.
         package var messageIDDomain: String
         /// Delays after the 1st, 2nd, … temporary failure; the last one repeats.
@@ -23,12 +27,16 @@ package struct OutboxStore: Sendable {
         package init(
             fromAddress: String,
             fromName: String = "Rekey",
+            brandName: String? = nil,
+            brandColor: String = "#2f5fd0",
             messageIDDomain: String,
             retrySchedule: [Duration] = [.seconds(60), .seconds(300), .seconds(900), .seconds(3600)],
             maxAge: Duration = .seconds(86400)
         ) {
             self.fromAddress = fromAddress
             self.fromName = fromName
+            self.brandName = brandName ?? fromName
+            self.brandColor = brandColor
             self.messageIDDomain = messageIDDomain
             self.retrySchedule = retrySchedule
             self.maxAge = maxAge
@@ -192,6 +200,8 @@ package struct OutboxStore: Sendable {
         }
         var variables = new.variables
         variables["name"] = new.toName
+        variables["brand_name"] = self.configuration.brandName
+        variables["brand_color"] = self.configuration.brandColor
 
         let now = self.clock.nowMilliseconds()
         let id = try Hex.randomID(prefix: "m_")
@@ -205,7 +215,10 @@ package struct OutboxStore: Sendable {
             messageID: messageIDHeader,
             date: Date(timeIntervalSince1970: Double(now) / 1000),
             text: self.templates.render(template, .text, locale: locale, variables: variables).text,
-            html: self.templates.render(template, .html, locale: locale, variables: variables).text
+            html: MailTemplates.branded(
+                self.templates.render(template, .html, locale: locale, variables: variables).text,
+                name: self.configuration.brandName, color: self.configuration.brandColor, locale: locale
+            )
         )
         mime.extraHeaders = [("X-Rekey-Template", template.rawValue), ("X-Rekey-Message", id)]
         return Prepared(

@@ -62,6 +62,12 @@ struct NotifierOptions: ParsableArguments {
     @Option(help: "The sender name. Env: REKEY_NOTIFIER_FROM_NAME. Default: Rekey.")
     var fromName: String?
 
+    @Option(help: "The product name at the top of every email, as on the pages. Env: REKEY_NOTIFIER_BRAND_NAME. Default: the sender name.")
+    var brandName: String?
+
+    @Option(help: "The accent colour of the email (its button), as #rrggbb. Env: REKEY_NOTIFIER_BRAND_COLOR. Default: #2f5fd0.")
+    var brandColor: String?
+
     @Option(help: "The domain of Message-ID headers. Env: REKEY_NOTIFIER_MESSAGE_ID_DOMAIN. Default: the sender address's domain.")
     var messageIdDomain: String?
 
@@ -82,7 +88,7 @@ struct NotifierOptions: ParsableArguments {
             "transport": self.transport, "mail_dir": self.mailDir, "smtp_server": self.smtpServer, "smtp_username": self.smtpUsername,
             "smtp_password": self.smtpPassword, "smtp_helo": self.smtpHelo, "smtp_timeout": self.smtpTimeout,
             "smtp_tls": self.smtpTls, "smtp_ca_file": self.smtpCaFile, "smtp_tls_server_name": self.smtpTlsServerName,
-            "concurrency": self.concurrency, "from_address": self.fromAddress, "from_name": self.fromName,
+            "concurrency": self.concurrency, "from_address": self.fromAddress, "from_name": self.fromName, "brand_name": self.brandName, "brand_color": self.brandColor,
             "message_id_domain": self.messageIdDomain, "retry_schedule": self.retrySchedule, "max_age": self.maxAge,
             "poll_interval": self.pollInterval, "templates_dir": self.templatesDir,
         ]
@@ -141,6 +147,12 @@ struct NotifierSettings {
             return parts.count == 2 && !parts[0].isEmpty && !parts[1].isEmpty && !text.contains(where: { $0 == " " || $0 == "<" || $0 == ">" || $0.isNewline }) ? text : nil
         }
         let fromName = try settings.value("from_name", default: "Rekey", expected: "a name on one line") { $0.contains(where: \.isNewline) ? nil : $0 }
+        let brandName = try settings.value("brand_name", default: fromName, expected: "a name of 1 to 60 characters on one line") { text in
+            (1...60).contains(text.count) && !text.contains(where: \.isNewline) ? text : nil
+        }
+        let brandColor = try settings.value("brand_color", default: "#2f5fd0", expected: "a colour as #rrggbb") { text in
+            text.count == 7 && text.hasPrefix("#") && text.dropFirst().allSatisfy(\.isHexDigit) ? text.lowercased() : nil
+        }
         let domain = try settings.value("message_id_domain", default: String(from.split(separator: "@").last ?? "localhost"), expected: "a domain name") { text in
             text.isEmpty || text.contains(where: { !($0.isLetter || $0.isNumber || $0 == "." || $0 == "-") }) ? nil : text
         }
@@ -150,7 +162,7 @@ struct NotifierSettings {
             return items.isEmpty || items.contains(where: { $0 == nil || $0! <= .zero }) ? nil : items.compactMap { $0 }
         }
         self.outbox = OutboxStore.Configuration(
-            fromAddress: from, fromName: fromName, messageIDDomain: domain, retrySchedule: schedule,
+            fromAddress: from, fromName: fromName, brandName: brandName, brandColor: brandColor, messageIDDomain: domain, retrySchedule: schedule,
             maxAge: try settings.duration("max_age", default: .seconds(86400), range: .seconds(1) ... .seconds(30 * 86400))
         )
         self.concurrency = try settings.integer("concurrency", default: 4, range: 1...64)

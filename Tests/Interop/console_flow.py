@@ -39,16 +39,24 @@ for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "-
 driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
 driver.set_page_load_timeout(20)
 console_errors = []
+overflow = []  # pages wider than the screen (a horizontal scroll bar)
 
 
-def shot(name, width=None):
-    """A screenshot of the whole page (the window is made as tall as the page)."""
-    if width:
-        driver.set_window_size(width, 900)
+def shot(name, width=1440):
+    """A screenshot of the whole page at `width` CSS pixels (a phone's 375 is emulated: a
+    headless window is never narrower than 500)."""
+    def emulate(height):
+        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+            "width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600,
+        })
+    emulate(900)
     height = driver.execute_script("return Math.max(document.documentElement.scrollHeight, 600)")
-    driver.set_window_size(driver.get_window_size()["width"], min(height + 100, 6000))
+    emulate(min(height, 6000))
+    wide = driver.execute_script("return document.documentElement.scrollWidth > document.documentElement.clientWidth")
     driver.save_screenshot(os.path.join(shots, name + ".png"))
-    driver.set_window_size(driver.get_window_size()["width"], 900)
+    driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+    if wide:
+        overflow.append(name)
 
 
 def expect(condition, what, timeout=10):
@@ -87,6 +95,21 @@ def mail_link(address, after):
                 return match.group(1)
         time.sleep(0.1)
     return None
+
+
+def show_mail(address, name):
+    """Opens the newest mail to `address` as its HTML part renders, for a screenshot; returns its text part."""
+    files = sorted(glob.glob(os.path.join(maildir, "new", "*")), key=os.path.getmtime)
+    for path in reversed(files):
+        with open(path, "rb") as handle:
+            message = BytesParser(policy=policy.default).parse(handle)
+        if address in str(message["To"]):
+            page = os.path.join(shots, name + ".html")
+            with open(page, "w", encoding="utf-8") as out:
+                out.write(message.get_body(preferencelist=("html",)).get_content())
+            driver.get("file://" + page)
+            return message.get_body(preferencelist=("plain",)).get_content()
+    return ""
 
 
 def mail_count():
@@ -157,7 +180,13 @@ try:
     expect(lambda: "Accepted by" in driver.find_element(By.CSS_SELECTOR, "[data-detail]").text, "with the server's reply")
     shot("user-after-send-1440")
     shot("user-after-send-375", 375)
-    driver.set_window_size(1440, 900)
+    user_page = driver.current_url
+    plain = show_mail("jane@example.com", "mail-password-reset")
+    expect(lambda: "Reset your password" in text() and "Rekey" in text(), "the reset mail renders with the brand and its button")
+    shot("mail-password-reset-375", 375)
+    shot("mail-password-reset-1440", 1440)
+    expect(lambda: "/password/reset?token=" in plain, "the text part carries the link")
+    driver.get(user_page)
     diagnosis = driver.find_element(By.ID, "diagnosis")
     driver.execute_script("arguments[0].scrollIntoView()", diagnosis)
     expect(lambda: "Why didn't they get it?" in diagnosis.text, "the diagnosis panel")
@@ -166,7 +195,6 @@ try:
     expect(lambda: "exact address match" in text(), "unified search puts the exact address first")
     shot("search-1440")
     shot("search-375", 375)
-    driver.set_window_size(1440, 900)
 
     # 2. A suppressed address: removed with a reason, then the reset email again from the same page.
     with sqlite3.connect(notifier_db, timeout=10) as db:
@@ -178,7 +206,6 @@ try:
     expect(lambda: "zed@example.org" in text(), "the suppression is listed")
     shot("suppressions-1440")
     shot("suppressions-375", 375)
-    driver.set_window_size(1440, 900)
     driver.find_element(By.CSS_SELECTOR, "input[name=reason]").send_keys("the user fixed the mailbox (ticket 4711)")
     driver.find_element(By.XPATH, "//button[normalize-space()='Remove']").click()
     expect(lambda: "is no longer suppressed" in text(), "the removal")
@@ -191,12 +218,10 @@ try:
         expect(lambda: driver.find_elements(By.TAG_NAME, "h1"), page)
         shot(name + "-1440", 1440)
         shot(name + "-375", 375)
-    driver.set_window_size(1440, 900)
     driver.get(base + "/console/audit")
     expect(lambda: "Removed" in text() or "Created the user" in text(), "the audit trail lists admin actions")
     driver.get(base + "/console")
     shot("directory-375", 375)
-    driver.set_window_size(1440, 900)
     check_browser_log()
     sign_out()
 
@@ -223,6 +248,9 @@ try:
 finally:
     driver.quit()
 
+if overflow:
+    print("FAILED: these pages scroll sideways: " + ", ".join(overflow))
+    sys.exit(1)
 if console_errors:
     print("FAILED: the browser reported errors (a CSP violation, a failed request):\n" + "\n".join(console_errors))
     sys.exit(1)

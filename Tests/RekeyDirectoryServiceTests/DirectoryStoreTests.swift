@@ -301,6 +301,61 @@ struct DirectoryStoreTests {
         #expect(try await self.run { store, c in try store.validateSession(later.token, in: c) } == nil)
     }
 
+    @Test("a session unused for longer than the idle timeout ends; each use moves the deadline; it carries the role's permissions")
+    func sessionIdleTimeout() async throws {
+        let admin = try await self.create("Ada", "ada@example.com", role: "admin")
+        let session = try await self.run { store, c in try store.createSession(admin.id, in: c) }
+        #expect(try await self.run { store, c in try store.validateSession(session.token, in: c) }?.permissions.contains("users.manage") == true)
+        for _ in 0..<4 {
+            // Used every 20 minutes: alive after 80, though the idle timeout is 30.
+            self.clock.advance(by: .seconds(20 * 60))
+            #expect(try await self.run { store, c in try store.validateSession(session.token, in: c) } != nil)
+        }
+        self.clock.advance(by: .seconds(30 * 60))
+        #expect(try await self.run { store, c in try store.validateSession(session.token, in: c) } == nil, "idle for 30 minutes")
+        let agent = try await self.create("Andy", "andy@example.com", role: "agent")
+        let other = try await self.run { store, c in try store.createSession(agent.id, in: c) }
+        #expect(try await self.run { store, c in try store.validateSession(other.token, in: c) }?.permissions == [], "an agent manages nobody")
+    }
+
+    @Test("all users: filters by password and by the primary address's verification, and counts the matches over every page")
+    func listFiltersAndCount() async throws {
+        for index in 0..<5 {
+            try await self.create("User \(index)", "user\(index)@example.com")
+        }
+        var verified = DirectoryStore.NewUser(name: "Vera", role: "customer", email: "vera@example.com")
+        verified.emailVerified = true
+        let vera = try await self.run { [verified] store, c in try store.createUser(verified, actor: .system, in: c) }
+        var filter = DirectoryStore.ListFilter()
+        filter.primaryVerified = true
+        let page = try await self.run { [filter] store, c in try store.listUsers(filter: filter, pageSize: 10, pageToken: "", countTotal: true, in: c) }
+        #expect(page.users.map(\.id) == [vera.id] && page.total == 1)
+        filter.primaryVerified = false
+        filter.hasPassword = false
+        let first = try await self.run { [filter] store, c in try store.listUsers(filter: filter, pageSize: 2, pageToken: "", countTotal: true, in: c) }
+        #expect(first.users.count == 2 && first.total == 5, "the count is over every page")
+        let uncounted = try await self.run { [filter] store, c in try store.listUsers(filter: filter, pageSize: 2, pageToken: "", in: c) }
+        #expect(uncounted.total == nil)
+        filter.hasPassword = true
+        let none = try await self.run { [filter] store, c in try store.listUsers(filter: filter, pageSize: 2, pageToken: "", countTotal: true, in: c) }
+        #expect(none.total == 0 && none.users.isEmpty)
+    }
+
+    @Test("the audit trail filters by actor and by target, newest first")
+    func auditByActor() async throws {
+        let admin = try await self.create("Ada", "ada@example.com", role: "admin")
+        let actor = ActorInfo(userID: admin.id, clientAddress: "192.0.2.1")
+        let jane = try await self.run { store, c in try store.createUser(.init(name: "Jane", role: "customer", email: "jane@example.com"), actor: actor, in: c) }
+        _ = try await self.run { store, c in try store.createUser(.init(name: "Sys", role: "customer", email: "sys@example.com"), actor: .system, in: c) }
+        let byAdmin = try await self.run { store, c in try store.auditRecords(target: "", actor: admin.id, pageSize: 50, pageToken: "", in: c) }
+        #expect(byAdmin.records.map(\.target) == [jane.id])
+        let both = try await self.run { store, c in try store.auditRecords(target: jane.id, actor: admin.id, pageSize: 50, pageToken: "", in: c) }
+        #expect(both.records.count == 1)
+        await self.expectError({ store, c in try store.auditRecords(target: "", actor: String(repeating: "x", count: 65), pageSize: 50, pageToken: "", in: c) }) {
+            if case .invalidArgument = $0 { return true } else { return false }
+        }
+    }
+
     @Test("bad input is refused with a message a person can act on, and nothing is written", arguments: [
         ("", "customer", "a@example.com", "", "name is required"),
         (String(repeating: "x", count: 201), "customer", "a@example.com", "", "longer than 200"),

@@ -424,4 +424,44 @@ struct ConsoleTests {
         user.emails = []
         #expect(UserPage.chips(user, suppression: nil, heldUntil: nil).contains { $0.text.hasPrefix("No primary address") })
     }
+
+    @Test("brand settings are checked, naming the key; the pages, the stylesheet, the icon and the CSP follow the brand")
+    func brand() async throws {
+        for (name, logo, color, key) in [
+            ("", nil, nil, "brand_name"), (String(repeating: "x", count: 61), nil, nil, "brand_name"), ("A\u{7}B", nil, nil, "brand_name"),
+            (nil, "http://cdn.example/logo.png", nil, "brand_logo_url"), (nil, "//cdn.example/logo.png", nil, "brand_logo_url"),
+            (nil, "javascript:alert(1)", nil, "brand_logo_url"), (nil, "/logo.png\" onload=\"x", nil, "brand_logo_url"),
+            (nil, nil, "red", "brand_color"), (nil, nil, "#12345g", "brand_color"), (nil, nil, "#1234;", "brand_color"),
+        ] as [(String?, String?, String?, String)] {
+            #expect(throws: BrandError.self, "\(key)") { try Brand.make(name: name, logoURL: logo, color: color) }
+            do {
+                _ = try Brand.make(name: name, logoURL: logo, color: color)
+            } catch {
+                #expect(error.description.contains(key))
+            }
+        }
+        let brand = try Brand.make(name: " Acme SSO ", logoURL: "https://cdn.acme.example:8443/logo.svg", color: "#A30")
+        #expect(brand == Brand(name: "Acme SSO", logoURL: "https://cdn.acme.example:8443/logo.svg", color: "#aa3300"))
+        let system = try await InProcessSystem()
+        let router = Gateway.router(
+            flows: system.flows, logger: .init(label: "test"), secret: InProcessSystem.credential, background: BackgroundQueue(logger: .init(label: "test")),
+            forgotMinimumDuration: .zero, brand: brand
+        )
+        try await Application(router: router).test(.router) { client in
+            let page = try await client.execute(uri: "/password/forgot", method: .get)
+            let html = String(buffer: page.body)
+            #expect(html.contains("<title>Forgot password · Acme SSO</title>") && html.contains("<img src=\"https://cdn.acme.example:8443/logo.svg\""))
+            let csp = page.headers[.contentSecurityPolicy] ?? ""
+            #expect(csp.contains("img-src 'self' https://cdn.acme.example:8443") && csp.contains("style-src 'self'") && !csp.contains("unsafe-inline"))
+            #expect(!html.contains("<style") && !html.contains(" style="), "the end-user pages use the one stylesheet")
+            let css = try await client.execute(uri: "/assets/rekey.css", method: .get)
+            #expect(String(buffer: css.body).hasPrefix(":root { --accent: #aa3300; }") && css.headers[.contentType] == "text/css; charset=utf-8")
+            let icon = try await client.execute(uri: "/assets/icon.svg", method: .get)
+            #expect(String(buffer: icon.body).contains("fill=\"#aa3300\"") && String(buffer: icon.body).contains(">A</text>"))
+            let script = try await client.execute(uri: "/assets/console.js", method: .get)
+            #expect(script.status == .ok && script.headers[.contentType] == "text/javascript; charset=utf-8")
+            let unavailable = try await client.execute(uri: "/password/reset?token=x", method: .get)
+            #expect(String(buffer: unavailable.body).contains("Acme SSO"))
+        }
+    }
 }

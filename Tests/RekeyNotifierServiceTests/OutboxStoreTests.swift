@@ -144,9 +144,18 @@ struct OutboxStoreTests {
         let listed = try await self.run { store, c in try store.suppressions(address: "", pageSize: 10, pageToken: "", in: c) }
         #expect(listed.suppressions.map(\.address) == ["Gone@Example.com"])
         #expect(listed.suppressions.first?.messageID == id)
-        _ = try await self.run { store, c in try store.removeSuppression(address: "GONE@example.com", actor: ActorInfo(userID: "u_admin"), in: c) }
-        let removals = try await self.run { _, c in try c.query("SELECT actor_id FROM suppression_removals").compactMap { $0.string("actor_id") } }
-        #expect(removals == ["u_admin"])
+        await #expect(throws: NotifierError.self, "a reason over 200 characters") {
+            try await self.run { store, c in
+                try store.removeSuppression(address: "GONE@example.com", why: String(repeating: "x", count: 201), actor: ActorInfo(userID: "u_admin"), in: c)
+            }
+        }
+        _ = try await self.run { store, c in
+            try store.removeSuppression(address: "GONE@example.com", why: "mailbox fixed (ticket 4711)", actor: ActorInfo(userID: "u_admin"), in: c)
+        }
+        let removals = try await self.run { _, c in
+            try c.query("SELECT actor_id, removal_reason FROM suppression_removals").map { "\($0.string("actor_id") ?? ""): \($0.string("removal_reason") ?? "")" }
+        }
+        #expect(removals == ["u_admin: mailbox fixed (ticket 4711)"])
         _ = try self.queuedID(try await self.enqueue(Self.reset(to: "gone@example.com")))
         await #expect(throws: NotifierError.self) {
             try await self.run { store, c in try store.removeSuppression(address: "gone@example.com", actor: ActorInfo(), in: c) }
@@ -191,5 +200,43 @@ struct OutboxStoreTests {
         #expect(stats.oldestQueuedAge == 2000)
         #expect(stats.recent[.accepted] == 1)
         #expect(stats.byDomain.first?.domain == "example.com")
+    }
+
+    @Test("attempts per hour for the last N hours, oldest first, the running hour last; each attempt counted in its hour by outcome")
+    func hourly() async throws {
+        // The clock starts at 1,800,000,000,000 ms: 08:00:00 UTC, on the hour.
+        var ids: [String] = []
+        for _ in 0..<3 {
+            ids.append(try self.queuedID(try await self.enqueue(Self.reset(to: "u\(ids.count)@example.com"))))
+        }
+        let first = try #require(try await self.claim())
+        try await self.run { store, c in try store.finish(first, result: Self.reply(.accepted, stage: "END", code: 250, text: "ok"), in: c) }
+        self.clock.advance(by: .seconds(2 * 3600 + 60))
+        let second = try #require(try await self.claim())
+        try await self.run { store, c in try store.finish(second, result: Self.reply(.temporaryFailure, stage: "RCPT", code: 451, text: "later"), in: c) }
+        let third = try #require(try await self.claim())
+        try await self.run { store, c in try store.finish(third, result: Self.reply(.permanentFailure, stage: "RCPT", code: 550, text: "no"), in: c) }
+        let stats = try await self.run { store, c in try store.stats(window: .seconds(3600), hours: 24, in: c) }
+        #expect(stats.hourly.count == 24)
+        let last = try #require(stats.hourly.last)
+        let runningHour: Int64 = 1_800_000_000_000 + 2 * 3_600_000
+        #expect(last.start == runningHour, "the running hour last")
+        #expect(last.accepted == 0 && last.temporary == 1 && last.permanent == 1)
+        #expect(stats.hourly[21].accepted == 1, "two hours before")
+        #expect(stats.hourly.dropLast().dropLast(3).allSatisfy { $0.accepted + $0.temporary + $0.permanent == 0 })
+        #expect(try await self.run { store, c in try store.stats(window: .seconds(3600), in: c) }.hourly.isEmpty, "none unless asked")
+    }
+
+    @Test("the HTML part is a branded document: the product name in its colour, the button in the accent colour")
+    func branded() throws {
+        let templates = try MailTemplates()
+        let part = templates.render(.passwordReset, .html, locale: "en", variables: ["link": "https://x.example/r", "expires_in": "1 hour", "brand_color": "#aa3300"]).text
+        #expect(part.contains("background:#aa3300"), "the button in the accent colour")
+        let document = MailTemplates.branded(part, name: "Acme <SSO>", color: "#aa3300", locale: "de")
+        #expect(document.hasPrefix("<!doctype html>") && document.contains("<html lang=\"de\">"))
+        #expect(document.contains("Acme &lt;SSO&gt;"), "the name, escaped")
+        #expect(document.contains("color:#aa3300"))
+        #expect(MailTemplates.branded("<!doctype html><p>mine</p>", name: "X", color: "#000000", locale: "en") == "<!doctype html><p>mine</p>")
+        #expect(MailTemplates.branded("<p>x</p>", name: "X", color: "red;}", locale: "en").contains("color:#2f5fd0"), "a colour that is not #rrggbb is not written")
     }
 }

@@ -38,7 +38,7 @@ enum Assets {
         p { margin: .5rem 0 1rem; }
         code, pre, .mono { font-family: ui-monospace, "SF Mono", Menlo, Consolas, monospace; font-size: .875rem; }
         pre { white-space: pre-wrap; word-break: break-word; background: var(--wash); border: 1px solid var(--line); border-radius: var(--radius); padding: .75rem; }
-        .visually-hidden { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; }
+        .visually-hidden { position: absolute; width: 1px; height: 1px; margin: -1px; padding: 0; border: 0; overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; }
         .skip { position: absolute; left: -999px; top: .5rem; background: var(--paper); padding: .5rem 1rem; z-index: 10; }
         .skip:focus { left: .5rem; }
 
@@ -83,7 +83,8 @@ enum Assets {
         .bar .search { flex: 1 1 16rem; margin: 0; }
         .bar .who { display: flex; gap: .5rem; align-items: center; color: var(--muted); font-size: .9rem; }
         .bar .who button { padding: .3rem .7rem; font-weight: 500; }
-        .tabs { max-width: 75rem; margin: 0 auto; padding: 0 1rem; display: flex; gap: .25rem; overflow-x: auto; }
+        .tabs { max-width: 75rem; margin: 0 auto; padding: 0 1rem; display: flex; gap: .25rem; overflow-x: auto; scrollbar-width: none; }
+        .tabs::-webkit-scrollbar { display: none; }
         .tabs a { padding: .5rem .75rem; color: var(--muted); text-decoration: none; border-bottom: 2px solid transparent; white-space: nowrap; }
         .tabs a[aria-current=page] { color: var(--ink); border-bottom-color: var(--accent); font-weight: 600; }
         main.console { max-width: 75rem; margin: 0 auto; padding: 1.5rem 1rem 4rem; }
@@ -95,12 +96,13 @@ enum Assets {
         .stat .value { font-size: 1.5rem; font-weight: 700; display: block; }
         .stat .value time, .stat .value .muted { font-size: 1rem; }
         .stat .label { color: var(--muted); font-size: .875rem; }
-        dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: .35rem 1rem; margin: 0; }
+        dl.facts { display: grid; grid-template-columns: max-content minmax(0, 1fr); gap: .35rem 1rem; margin: 0; }
         dl.facts dt { color: var(--muted); }
-        dl.facts dd { margin: 0; }
+        dl.facts dd { margin: 0; overflow-wrap: anywhere; }
+        .panel, .stat { min-width: 0; overflow-wrap: anywhere; }
 
-        .table-wrap { overflow-x: auto; background: var(--paper); border: 1px solid var(--line); border-radius: 10px; }
-        table { width: 100%; border-collapse: collapse; }
+        .table-wrap { position: relative; overflow-x: auto; background: var(--paper); border: 1px solid var(--line); border-radius: 10px; }
+        table { width: 100%; border-collapse: collapse; overflow-wrap: normal; }
         th, td { text-align: left; padding: .6rem .75rem; border-bottom: 1px solid var(--line); vertical-align: top; }
         th { font-size: .8rem; text-transform: uppercase; letter-spacing: .04em; color: var(--muted); background: var(--wash); }
         tbody tr:last-child td { border-bottom: 0; }
