@@ -4,7 +4,7 @@ SWIFT ?= swift
 PYTHON ?= /usr/bin/python3
 BENCH_SECONDS ?= 3
 
-.PHONY: all deps build test proto proto-check bench bench-directory bench-notifier bench-diagnose bench-forgot run clean help fuzz fuzz-api bench-import
+.PHONY: all deps build test proto proto-check bench bench-directory bench-notifier bench-diagnose bench-forgot bench-console run clean help fuzz fuzz-api bench-import
 
 all: build
 
@@ -18,6 +18,7 @@ help:
 	@echo "make bench-notifier   enqueues/s through the RPC; messages/s delivered to Postfix's smtp-sink"
 	@echo "make bench-diagnose   rekey diagnose for a user with 1,000 emails and tokens, 1,000,000 users (after bench-directory)"
 	@echo "make bench-forgot     forgot-password submissions/s through all four processes (wrk, 32 connections)"
+	@echo "make bench-console    the admin console at 1,000,000 users: filter keystroke, user page with 1,000 messages, pages/s (after bench-directory)"
 	@echo "make bench-import     100,000 users through the admin API's staged import, against the offline import"
 	@echo "make fuzz-api    schemathesis against a running gateway from its OpenAPI document (FUZZ_API_EXAMPLES, FUZZ_API_SECONDS)"
 	@echo "make fuzz        libFuzzer + AddressSanitizer on each parser, FUZZ_SECONDS (60) each; crashes saved in Fuzz/Regressions"
@@ -93,3 +94,11 @@ bench-forgot: deps
 	$(SWIFT) build -c release --product rekey-notifier
 	$(SWIFT) build -c release --product rekey-gateway
 	$(PYTHON) Benchmarks/forgot.py
+
+bench-console: deps
+	@command -v wrk >/dev/null || (sudo_cmd=$$([ "$$(id -u)" -ne 0 ] && echo sudo); DEBIAN_FRONTEND=noninteractive $$sudo_cmd apt-get install -y -q wrk)
+	$(SWIFT) build -c release --product rekey-directory
+	$(SWIFT) build -c release --product rekey-reset-token
+	$(SWIFT) build -c release --product rekey-notifier
+	$(SWIFT) build -c release --product rekey-gateway
+	$(PYTHON) Benchmarks/console.py

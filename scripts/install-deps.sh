@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian packages Rekey needs to build and test, if any are missing. Idempotent: a
-# machine that has them all is left alone (no apt-get update, no network).
+# Installs the Debian packages Rekey needs to build and test, if any are missing, and the test
+# venv. Idempotent: a machine that has them all is left alone (no apt-get update, no network).
 set -euo pipefail
 
 packages=(
@@ -14,6 +14,7 @@ packages=(
   python3-cryptography                    # a throw-away certificate for the STARTTLS tests
   chromium chromium-driver python3-selenium   # the real-browser test of the reset flow
   docker-compose python3-yaml             # `docker-compose config -q` validates compose.yaml (no engine needed)
+  python3-venv                            # the test venv below (axe-core for the console's accessibility check)
 )
 
 missing=()
@@ -23,15 +24,24 @@ for package in "${packages[@]}"; do
   fi
 done
 
-if [ ${#missing[@]} -eq 0 ]; then
-  exit 0
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "Installing missing packages: ${missing[*]}"
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    sudo="sudo"
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-echo "Installing missing packages: ${missing[*]}"
-sudo=""
-if [ "$(id -u)" -ne 0 ]; then
-  sudo="sudo"
+# The browser tests' Python: Debian's (with its Selenium) plus axe-core from PyPI, which the
+# console test runs on every page for an accessibility check.
+root=$(cd "$(dirname "$0")/.." && pwd)
+venv="$root/.build/test-venv"
+if ! "$venv/bin/python" -c "import axe_core_python, selenium" 2>/dev/null; then
+  echo "Preparing the test Python in $venv (axe-core-python from PyPI)"
+  rm -rf "$venv"
+  /usr/bin/python3 -m venv --system-site-packages "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check axe-core-python==0.1.0
 fi
-export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq
-$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -36,6 +36,8 @@ if [ ! -s "$data/admin-api-key" ]; then
   first_run=yes
   output=$("$bin/rekey-directory" bootstrap-admin --data-dir "$data" --email owner@example.com --name "Olive Owner")
   (umask 077; echo "$output" | sed -n 's/^API key (shown once, keep it safe): //p' > "$data/admin-api-key")
+  # A helpdesk agent: staff with "Create and update users and organizations", as in the article.
+  "$bin/rekey-directory" create-role --data-dir "$data" --name helpdesk --permission users.manage --staff >/dev/null
 fi
 
 pids=()
@@ -74,6 +76,7 @@ export REKEY_URL="http://127.0.0.1:$port" REKEY_API_KEY=$(cat "$data/admin-api-k
 if [ "$first_run" = yes ]; then
   echo "Creating the demo users…"
   "$bin/rekey" users create --name "Ada Admin" --email ada@example.com --role admin >/dev/null
+  "$bin/rekey" users create --name "Hana Helpdesk" --email hana@example.com --role helpdesk >/dev/null
   "$bin/rekey" users create --name "Aaron Agent" --email aaron@example.com --role agent >/dev/null
   "$bin/rekey" users create --name "Cora Collaborator" --email cora@example.com --role collaborator >/dev/null
   "$bin/rekey" users create --name "Jane Doe" --email jane@example.com --role customer >/dev/null
@@ -86,6 +89,7 @@ cat <<TEXT
 Rekey is running.
 
   Sign-on page:   http://127.0.0.1:$port/   ("Forgot password?" sends a link)
+  Admin console:  http://127.0.0.1:$port/console   (staff only: sign in there)
   Mail folder:    $mail/new   (every email, one file each; open the newest to follow a reset link)
   Logs:           $logs/
   Metrics:        http://127.0.0.1:9100/metrics (gateway), :9101 directory, :9102 reset-token, :9103 notifier
@@ -98,7 +102,10 @@ Try the CLI in another terminal:
   $bin/rekey reset send jane@example.com
   $bin/rekey messages jane@example.com
 
-Demo users have no password yet: use "Forgot password?" with jane@example.com, then open the mail file.
+Demo users have no password yet: use "Forgot password?" with their address, then open the mail file.
+  The console:    hana@example.com (helpdesk: finds users, sends reset email), aaron@example.com
+                  (agent: reads only), ada@example.com (admin), owner@example.com (owner).
+  End users:      jane@example.com, john.smith@example.net, zoe@example.org.
 Press Ctrl-C to stop.
 TEXT
 

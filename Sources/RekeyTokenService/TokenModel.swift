@@ -42,7 +42,7 @@ package struct TokenRecord: Sendable, Hashable {
 /// One entry of a user's token history.
 package struct TokenEventRecord: Sendable, Hashable {
     package enum Kind: String, Sendable {
-        case issued, redeemed, redeemFailed = "redeem_failed", rateLimited = "rate_limited", revoked
+        case issued, redeemed, redeemFailed = "redeem_failed", rateLimited = "rate_limited", revoked, opened
     }
 
     package var kind: Kind

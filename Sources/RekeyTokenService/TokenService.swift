@@ -53,8 +53,8 @@ package struct TokenService: Rekey_Tokens_V1_Tokens.ServiceProtocol {
     ) async throws -> Rekey_Tokens_V1_PeekTokenResponse {
         let purpose = try Self.purpose(request.purpose)
         let store = self.store
-        let token = request.token
-        guard let record = try await self.database.withConnection({ try store.peek(token, purpose: purpose, in: $0) }) else {
+        let (token, clientAddress) = (request.token, request.clientAddress)
+        guard let record = try await self.database.withConnection({ try store.peek(token, purpose: purpose, openedFrom: clientAddress, in: $0) }) else {
             throw TokenError.notFound
         }
         var response = Rekey_Tokens_V1_PeekTokenResponse()
@@ -129,6 +129,7 @@ package struct TokenService: Rekey_Tokens_V1_Tokens.ServiceProtocol {
             case .redeemed: wire.kind = .redeemed
             case .redeemFailed: wire.kind = .redeemFailed
             case .rateLimited: wire.kind = .rateLimited
+            case .opened: wire.kind = .opened
             case .revoked: wire.kind = .revoked
             }
             wire.atUnixMs = event.at

@@ -237,11 +237,19 @@ package struct TokenStore: Sendable {
     // MARK: Peek, redeem, revoke
 
     /// The token's record if it is live and of `purpose`; nil otherwise. Spends nothing.
-    package func peek(_ token: String, purpose: TokenPurpose, in connection: SQLiteConnection) throws -> TokenRecord? {
+    /// A live token of `purpose`, without spending it; with `openedFrom`, the opening is recorded
+    /// in the user's history (who opened the link from where, before anyone used it).
+    package func peek(_ token: String, purpose: TokenPurpose, openedFrom clientAddress: String = "", in connection: SQLiteConnection) throws -> TokenRecord? {
         let hash = try Validation.tokenHash(token)
+        if !clientAddress.isEmpty {
+            try Validation.clientAddress(clientAddress)
+        }
         let now = self.clock.nowMilliseconds()
         guard let record = try self.find(hash: hash, in: connection), record.purpose == purpose, record.state(at: now) == .live else {
             return nil
+        }
+        if !clientAddress.isEmpty, try self.openings(of: record, in: connection) < Self.openingsRecorded {
+            try self.record(.opened, now: now, purpose: purpose, userID: record.userID, tokenID: record.id, clientAddress: clientAddress, adminID: "", detail: "", in: connection)
         }
         return record
     }
@@ -405,6 +413,17 @@ package struct TokenStore: Sendable {
             revokedAt: row.int("revoked_at"),
             revokeReason: row.string("revoke_reason")
         )
+    }
+
+    /// How many openings of one link go into the history: enough to show a scanner and then the
+    /// user, while reloading a page again and again adds nothing.
+    package static let openingsRecorded = 5
+
+    private func openings(of record: TokenRecord, in connection: SQLiteConnection) throws -> Int64 {
+        try connection.query(
+            "SELECT COUNT(*) AS n FROM events WHERE user_id = ? AND token_id = ? AND kind = ?",
+            .text(record.userID), .text(record.id), .text(TokenEventRecord.Kind.opened.rawValue)
+        ).first?.int("n") ?? 0
     }
 
     private func record(

@@ -23,6 +23,7 @@ import time
 from email import policy
 from email.parser import BytesParser
 
+import axe_core_python
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -40,6 +41,22 @@ driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opti
 driver.set_page_load_timeout(20)
 console_errors = []
 overflow = []  # pages wider than the screen (a horizontal scroll bar)
+accessibility = []  # what axe-core found
+with open(os.path.join(os.path.dirname(axe_core_python.__file__), "axe.min.js"), encoding="utf-8") as source:
+    AXE = source.read()
+
+
+def check_accessibility(name):
+    """axe-core's WCAG 2.1 A/AA and best-practice rules on the page as it is now."""
+    driver.execute_script(AXE)
+    found = driver.execute_async_script(
+        "var done = arguments[0];"
+        "axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice']}})"
+        ".then(function (r) { done(r.violations.map(function (v) {"
+        "  return v.impact + ' ' + v.id + ': ' + v.help + ' — ' + v.nodes.slice(0, 2).map(function (n) { return n.html.slice(0, 100); }).join(' | '); })); })"
+        ".catch(function (e) { done(['axe failed: ' + e]); });"
+    )
+    accessibility.extend(name + ": " + item for item in found)
 
 
 def shot(name, width=1440):
@@ -53,6 +70,8 @@ def shot(name, width=1440):
     height = driver.execute_script("return Math.max(document.documentElement.scrollHeight, 600)")
     emulate(min(height, 6000))
     wide = driver.execute_script("return document.documentElement.scrollWidth > document.documentElement.clientWidth")
+    if driver.current_url.startswith(base):
+        check_accessibility(name)
     driver.save_screenshot(os.path.join(shots, name + ".png"))
     driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
     if wide:
@@ -191,6 +210,7 @@ try:
     driver.execute_script("arguments[0].scrollIntoView()", diagnosis)
     expect(lambda: "Why didn't they get it?" in diagnosis.text, "the diagnosis panel")
     expect(lambda: "Next step" in driver.find_element(By.CSS_SELECTOR, "ol.findings").text, "findings with a next step")
+    driver.find_element(By.ID, "diagnosis").find_element(By.XPATH, "..").screenshot(os.path.join(shots, "diagnosis-panel.png"))
     driver.get(base + "/console/search?q=jane%40example.com")
     expect(lambda: "exact address match" in text(), "unified search puts the exact address first")
     shot("search-1440")
@@ -248,6 +268,9 @@ try:
 finally:
     driver.quit()
 
+if accessibility:
+    print("FAILED: accessibility (axe-core):\n" + "\n".join(accessibility))
+    sys.exit(1)
 if overflow:
     print("FAILED: these pages scroll sideways: " + ", ".join(overflow))
     sys.exit(1)

@@ -322,7 +322,7 @@ struct BrowserTests {
         }
     }
 
-    @Test("headless Chromium in the admin console: type 'ja', open Jane, send the reset email, watch it become delivered, diagnosis; suppression removed then resend; read-only agent refused (screenshots at 375 and 1440 px in .build/test-artifacts/console)")
+    @Test("headless Chromium in the admin console: type 'ja', open Jane, send the reset email, watch it become delivered, diagnosis; suppression removed then resend; read-only agent refused; no page scrolls sideways or fails axe-core (screenshots at 375 and 1440 px in .build/test-artifacts/console)")
     func console() async throws {
         let port = try SMTPTestServer.freePort()
         let system = try await RekeySystem.start(gatewayListen: "127.0.0.1:\(port)", publicURL: "http://127.0.0.1:\(port)")
@@ -340,8 +340,11 @@ struct BrowserTests {
             #expect(created.status == 200, "\(name): \(created.body)")
         }
         let shots = SMTPTestServer.root.appendingPathComponent(".build/test-artifacts/console").path
+        // Debian's Python and Selenium, with axe-core for the accessibility check (scripts/install-deps.sh).
+        let python = SMTPTestServer.root.appendingPathComponent(".build/test-venv/bin/python").path
+        try #require(FileManager.default.isExecutableFile(atPath: python), "the test venv is missing: run `make deps`")
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: SMTPTestServer.python)
+        process.executableURL = URL(fileURLWithPath: python)
         process.arguments = [
             SMTPTestServer.root.appendingPathComponent("Tests/Interop/console_flow.py").path,
             system.base, system.folder.path + "/mail", shots, system.folder.path + "/notifier.sqlite",

@@ -50,6 +50,28 @@ struct TokenStoreTests {
         #expect(try await self.run { store, c in try store.peek(token.value, purpose: .passwordReset, in: c) } == nil)
     }
 
+    @Test("opening a link (a peek with the opener's address) is recorded in the user's history; a plain peek, or a dead link's, is not")
+    func openedEvents() async throws {
+        let (token, record) = try await self.issue()
+        _ = try await self.run { store, c in try store.peek(token.value, purpose: .passwordReset, in: c) }
+        self.clock.advance(by: .seconds(5))
+        _ = try await self.run { store, c in try store.peek(token.value, purpose: .passwordReset, openedFrom: "203.0.113.9", in: c) }
+        await #expect(throws: TokenError.self, "a client address is checked as everywhere else") {
+            try await self.run { store, c in try store.peek(token.value, purpose: .passwordReset, openedFrom: String(repeating: "x", count: 200), in: c) }
+        }
+        for _ in 0..<8 {
+            self.clock.advance(by: .seconds(1))
+            _ = try await self.run { store, c in try store.peek(token.value, purpose: .passwordReset, openedFrom: "198.51.100.7", in: c) }
+        }
+        _ = try await self.run { store, c in try store.redeem(token.value, purpose: .passwordReset, clientAddress: "203.0.113.9", in: c) }
+        #expect(try await self.run { store, c in try store.peek(token.value, purpose: .passwordReset, openedFrom: "203.0.113.9", in: c) } == nil)
+        let events = try await self.run { store, c in try store.events(userID: "user-1", since: 0, limit: 20, in: c) }
+        let opened = events.filter { $0.kind == .opened }
+        #expect(opened.count == TokenStore.openingsRecorded, "reloading the page again and again does not grow the history")
+        #expect(opened.last?.tokenID == record.id && opened.last?.clientAddress == "203.0.113.9", "the first opening")
+        #expect(events.map(\.kind) == [.redeemed] + Array(repeating: .opened, count: TokenStore.openingsRecorded) + [.issued], "newest first")
+    }
+
     @Test("redeeming one reset link spends every other live reset link of the user in the same step; verification links and other users' links live on")
     func redeemSpendsSiblings() async throws {
         let (first, _) = try await self.issue()

@@ -148,12 +148,8 @@ struct Console: Sendable {
     }
 
     func directoryResultsHTML(_ actor: AdminActor, text: String, page: PageRequest, layout: ConsoleLayout) async throws -> String {
-        let found: Admin.UsersPage
-        if text.isEmpty {
-            found = try await self.operations.users.search(actor, text: "", scope: .staff, page: page)
-        } else {
-            found = try await self.operations.users.search(actor, text: text, scope: .staff, page: page)
-        }
+        // Empty text lists every staff member, in the directory's order.
+        let found = try await self.operations.users.search(actor, text: text, scope: .staff, page: page)
         let names = await Self.organizationNames(self.operations, actor)
         let empty = text.isEmpty ? "No staff yet." : "No staff member matches “\(text)”."
         return "<div id=\"results\" aria-live=\"polite\">" + layout.usersTable(found.users, organizations: names, empty: empty)
@@ -315,7 +311,7 @@ struct Console: Sendable {
             if let owner = try? await self.operations.users.lookup(actor, email: removed) {
                 resend = """
                     <div class="panel"><h2>Send the reset email again</h2>
-                    <p>\(layout.address(removed).isEmpty ? "" : HTML.escape(layout.address(removed))) belongs to \(ConsoleLayout.userLink(owner.user.id, owner.user.name))\(owner.matched.primary ? "" : " (not their primary address: the reset email goes to the primary one)").</p>
+                    <p>\(HTML.escape(layout.address(removed))) belongs to \(ConsoleLayout.userLink(owner.user.id, owner.user.name))\(owner.matched.primary ? "" : " (not their primary address: the reset email goes to the primary one)").</p>
                     \(layout.button("Send password reset email", action: "/console/users/\(ConsoleLayout.pathComponent(owner.user.id))/reset"))
                     </div>
                     """
@@ -337,7 +333,7 @@ struct Console: Sendable {
         let table = found.suppressions.isEmpty
             ? "<p class=\"muted\">\(address.isEmpty ? "No address is suppressed." : "That address is not suppressed.")</p>"
             : """
-                <div class="table-wrap"><table>
+                <div class="table-wrap" tabindex="0"><table>
                 <thead><tr><th scope="col">Address</th><th scope="col">Why it bounced</th><th scope="col">Since</th><th scope="col"><span class="visually-hidden">Remove</span></th></tr></thead>
                 <tbody>\(rows)</tbody></table></div>
                 """
@@ -397,7 +393,7 @@ struct Console: Sendable {
                 + "<td>\(what)</td><td class=\"detail\">\(HTML.escape(record.detail))</td></tr>"
         }.joined()
         let table = found.records.isEmpty ? "<p class=\"muted\">No record matches.</p>" : """
-            <div class="table-wrap"><table>
+            <div class="table-wrap" tabindex="0"><table>
             <thead><tr><th scope="col">When</th><th scope="col">Who</th><th scope="col">What</th><th scope="col">On</th><th scope="col">Detail</th></tr></thead>
             <tbody>\(rows)</tbody></table></div>
             """
@@ -439,7 +435,7 @@ struct Console: Sendable {
             </form>
             """ : ""
         let table = list.organizations.isEmpty ? "<p class=\"muted\">No organization yet.</p>" : """
-            <div class="table-wrap"><table>
+            <div class="table-wrap" tabindex="0"><table>
             <thead><tr><th scope="col">Name</th><th scope="col">Domains</th><th scope="col">Members</th><th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>
             <tbody>\(rows)</tbody></table></div>
             """

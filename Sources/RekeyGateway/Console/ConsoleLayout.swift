@@ -137,7 +137,7 @@ struct ConsoleLayout {
                 + "<td class=\"hide-small\">\(HTML.escape(organization))</td></tr>"
         }.joined()
         return """
-            <div class="table-wrap"><table>
+            <div class="table-wrap" tabindex="0"><table>
             <thead><tr><th scope="col">Name</th><th scope="col">Primary address</th><th scope="col">Role</th><th scope="col" class="hide-small">Organization</th></tr></thead>
             <tbody>\(rows)</tbody>
             </table></div>

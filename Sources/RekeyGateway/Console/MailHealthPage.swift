@@ -20,7 +20,7 @@ enum MailHealthPage {
         }.joined()
         let lastHour = """
             <section class="panel" aria-labelledby="hour"><h2 id="hour">The last hour</h2>
-            <div class="table-wrap"><table>
+            <div class="table-wrap" tabindex="0"><table>
             <thead><tr><th scope="col">Recipient domain</th><th scope="col">Delivered</th><th scope="col">Deferred</th><th scope="col">Bounced</th></tr></thead>
             <tbody><tr><td><strong>All</strong></td><td><strong>\(hour.accepted)</strong></td><td><strong>\(hour.temporaryFailures)</strong></td><td><strong>\(hour.permanentFailures)</strong></td></tr>\(domains)</tbody>
             </table></div></section>
@@ -71,7 +71,7 @@ enum MailHealthPage {
         let rows = hours.reversed().map { hour in
             "<tr><td>\(HTML.escape(Self.hourLabel(hour.key))) UTC</td><td>\(hour.accepted)</td><td>\(hour.temporaryFailures)</td><td>\(hour.permanentFailures)</td></tr>"
         }.joined()
-        return "<div class=\"table-wrap\"><table><thead><tr><th scope=\"col\">Hour</th><th scope=\"col\">Delivered</th><th scope=\"col\">Deferred</th><th scope=\"col\">Bounced</th></tr></thead><tbody>\(rows)</tbody></table></div>"
+        return "<div class=\"table-wrap\" tabindex=\"0\"><table><thead><tr><th scope=\"col\">Hour</th><th scope=\"col\">Delivered</th><th scope=\"col\">Deferred</th><th scope=\"col\">Bounced</th></tr></thead><tbody>\(rows)</tbody></table></div>"
     }
 
     /// `14:00` from `2026-12-01T14:00:00Z`.

@@ -127,7 +127,7 @@ struct UserPage {
         }.joined()
         return """
             <section class="panel" aria-labelledby="addresses"><h2 id="addresses">Email addresses</h2>
-            <div class="table-wrap"><table><thead><tr><th scope="col">Address</th><th scope="col">Marks</th>\(manage ? "<th scope=\"col\"><span class=\"visually-hidden\">Actions</span></th>" : "")</tr></thead>
+            <div class="table-wrap" tabindex="0"><table><thead><tr><th scope="col">Address</th><th scope="col">Marks</th>\(manage ? "<th scope=\"col\"><span class=\"visually-hidden\">Actions</span></th>" : "")</tr></thead>
             <tbody>\(rows)</tbody></table></div>
             \(self.actor.canSeeAddresses ? "" : "<p class=\"muted\">Addresses are masked: your role cannot change users.</p>")
             </section>
@@ -247,6 +247,8 @@ struct UserPage {
                 events.append(Event(at: at, title: "Link refused\(from)", detail: request.detail, tone: "warn"))
             case "rate_limited":
                 events.append(Event(at: at, title: "\(what.prefix(1).uppercased() + what.dropFirst()) refused by a rate limit (requested by \(by)\(from))", detail: request.detail, tone: "warn"))
+            case "opened":
+                events.append(Event(at: at, title: "Link opened\(from)", detail: "token id \(request.tokenId); opened, not yet used (a mail scanner opens links too)"))
             case "revoked":
                 events.append(Event(at: at, title: "Link withdrawn", detail: request.detail.isEmpty ? "token id \(request.tokenId)" : request.detail))
             default:

@@ -11,6 +11,7 @@ enum DiagnosisNames {
         case .redeemFailed: return "redeem_failed"
         case .rateLimited: return "rate_limited"
         case .revoked: return "revoked"
+        case .opened: return "opened"
         default: return "unknown"
         }
     }

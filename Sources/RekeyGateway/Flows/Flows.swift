@@ -155,11 +155,14 @@ package struct Flows: Sendable {
     // MARK: Reset and verify
 
     /// The token's details when it can still be used; nil when it is unknown, used, expired or revoked.
-    package func peek(_ token: String, purpose: Rekey_Tokens_V1_Purpose, requestID: String) async throws -> Rekey_Tokens_V1_TokenInfo? {
+    /// The token's info when it is live; `clientAddress` (who opened the link) goes into the
+    /// user's history as the link being opened.
+    package func peek(_ token: String, purpose: Rekey_Tokens_V1_Purpose, clientAddress: String = "", requestID: String) async throws -> Rekey_Tokens_V1_TokenInfo? {
         guard !token.isEmpty, token.utf8.count <= 100 else { return nil }
         var request = Rekey_Tokens_V1_PeekTokenRequest()
         request.token = token
         request.purpose = purpose
+        request.clientAddress = clientAddress
         do {
             return try await self.backends.tokens.peekToken(request, options: Backends.options(requestID)).info
         } catch let error as RPCError where error.code == .notFound || error.code == .invalidArgument {

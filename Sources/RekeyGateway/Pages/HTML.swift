@@ -30,7 +30,7 @@ enum HTML {
         </head>
         <body>
         <div class="card-page">
-        \(brandMark(link: "/"))
+        <header>\(brandMark(link: "/"))</header>
         <main class="card">
         <h1>\(escape(title))</h1>
         \(body)

@@ -162,7 +162,7 @@ package struct Web: Sendable {
 
     func resetPage(_ request: Request, _ context: GatewayContext) async throws -> Response {
         let token = request.uri.queryParameters.get("token") ?? ""
-        guard try await self.flows.peek(token, purpose: .passwordReset, requestID: context.requestID) != nil else {
+        guard try await self.flows.peek(token, purpose: .passwordReset, clientAddress: context.clientAddress, requestID: context.requestID) != nil else {
             return Self.html(HTML.resetInvalid, status: .gone)
         }
         return self.withCSRF(request) { HTML.resetForm(csrf: $0, token: token, errors: []) }
@@ -188,7 +188,7 @@ package struct Web: Sendable {
 
     func verifyPage(_ request: Request, _ context: GatewayContext) async throws -> Response {
         let token = request.uri.queryParameters.get("token") ?? ""
-        guard try await self.flows.peek(token, purpose: .emailVerification, requestID: context.requestID) != nil else {
+        guard try await self.flows.peek(token, purpose: .emailVerification, clientAddress: context.clientAddress, requestID: context.requestID) != nil else {
             return Self.html(HTML.verifyInvalid, status: .gone)
         }
         return self.withCSRF(request) { HTML.verifyForm(csrf: $0, token: token) }

@@ -315,6 +315,7 @@ extension Rekey_Tokens_V1_IssueTokenResponse: ProtobufMessage {
 package struct Rekey_Tokens_V1_PeekTokenRequest: Sendable, Hashable {
     package var token: String = ""
     package var purpose: Rekey_Tokens_V1_Purpose = Rekey_Tokens_V1_Purpose()
+    package var clientAddress: String = ""
 
     package init() {}
 }
@@ -322,7 +323,7 @@ package struct Rekey_Tokens_V1_PeekTokenRequest: Sendable, Hashable {
 extension Rekey_Tokens_V1_PeekTokenRequest {
     /// The string fields that decoding checks for NUL characters and invalid UTF-8.
     package static let protobufStringSchema = ProtobufStringSchema(
-        stringFields: [1],
+        stringFields: [1, 3],
         messageFields: [:]
     )
 
@@ -331,6 +332,7 @@ extension Rekey_Tokens_V1_PeekTokenRequest {
         self.init()
         self.token = ProtobufCRead.string(c.pointee.token)
         self.purpose = Rekey_Tokens_V1_Purpose(rawValue: ProtobufCRead.enumValue(c.pointee.purpose))
+        self.clientAddress = ProtobufCRead.string(c.pointee.client_address)
     }
 
     /// Builds the protobuf-c struct for this value; everything it points to lives in `arena`.
@@ -341,6 +343,9 @@ extension Rekey_Tokens_V1_PeekTokenRequest {
             c.pointee.token = try arena.makeCString(self.token, message: "rekey.tokens.v1.PeekTokenRequest", field: "token")
         }
         c.pointee.purpose = protobufCEnum(self.purpose.rawValue, as: Rekey__Tokens__V1__Purpose.self)
+        if !self.clientAddress.isEmpty {
+            c.pointee.client_address = try arena.makeCString(self.clientAddress, message: "rekey.tokens.v1.PeekTokenRequest", field: "client_address")
+        }
         return c
     }
 }
@@ -809,6 +814,7 @@ package struct Rekey_Tokens_V1_TokenEvent: Sendable, Hashable {
         case redeemFailed  // = 3
         case rateLimited  // = 4
         case revoked  // = 5
+        case opened  // = 6
         case unrecognized(Int32)
 
         package init() {
@@ -823,6 +829,7 @@ package struct Rekey_Tokens_V1_TokenEvent: Sendable, Hashable {
             case 3: self = .redeemFailed
             case 4: self = .rateLimited
             case 5: self = .revoked
+            case 6: self = .opened
             default: self = .unrecognized(rawValue)
             }
         }
@@ -835,6 +842,7 @@ package struct Rekey_Tokens_V1_TokenEvent: Sendable, Hashable {
             case .redeemFailed: return 3
             case .rateLimited: return 4
             case .revoked: return 5
+            case .opened: return 6
             case .unrecognized(let value): return value
             }
         }

@@ -1107,7 +1107,7 @@ const ProtobufCMessageDescriptor rekey__tokens__v1__issue_token_response__descri
   (ProtobufCMessageInit) rekey__tokens__v1__issue_token_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor rekey__tokens__v1__peek_token_request__field_descriptors[2] =
+static const ProtobufCFieldDescriptor rekey__tokens__v1__peek_token_request__field_descriptors[3] =
 {
   {
     "token",
@@ -1133,15 +1133,28 @@ static const ProtobufCFieldDescriptor rekey__tokens__v1__peek_token_request__fie
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "client_address",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Tokens__V1__PeekTokenRequest, client_address),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned rekey__tokens__v1__peek_token_request__field_indices_by_name[] = {
+  2,   /* field[2] = client_address */
   1,   /* field[1] = purpose */
   0,   /* field[0] = token */
 };
 static const ProtobufCIntRange rekey__tokens__v1__peek_token_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 2 }
+  { 0, 3 }
 };
 const ProtobufCMessageDescriptor rekey__tokens__v1__peek_token_request__descriptor =
 {
@@ -1151,7 +1164,7 @@ const ProtobufCMessageDescriptor rekey__tokens__v1__peek_token_request__descript
   "Rekey__Tokens__V1__PeekTokenRequest",
   "rekey.tokens.v1",
   sizeof(Rekey__Tokens__V1__PeekTokenRequest),
-  2,
+  3,
   rekey__tokens__v1__peek_token_request__field_descriptors,
   rekey__tokens__v1__peek_token_request__field_indices_by_name,
   1,  rekey__tokens__v1__peek_token_request__number_ranges,
@@ -1515,7 +1528,7 @@ const ProtobufCMessageDescriptor rekey__tokens__v1__list_user_tokens_response__d
   (ProtobufCMessageInit) rekey__tokens__v1__list_user_tokens_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCEnumValue rekey__tokens__v1__token_event__kind__enum_values_by_number[6] =
+static const ProtobufCEnumValue rekey__tokens__v1__token_event__kind__enum_values_by_number[7] =
 {
   { "KIND_UNSPECIFIED", "REKEY__TOKENS__V1__TOKEN_EVENT__KIND__KIND_UNSPECIFIED", 0 },
   { "KIND_ISSUED", "REKEY__TOKENS__V1__TOKEN_EVENT__KIND__KIND_ISSUED", 1 },
@@ -1523,13 +1536,15 @@ static const ProtobufCEnumValue rekey__tokens__v1__token_event__kind__enum_value
   { "KIND_REDEEM_FAILED", "REKEY__TOKENS__V1__TOKEN_EVENT__KIND__KIND_REDEEM_FAILED", 3 },
   { "KIND_RATE_LIMITED", "REKEY__TOKENS__V1__TOKEN_EVENT__KIND__KIND_RATE_LIMITED", 4 },
   { "KIND_REVOKED", "REKEY__TOKENS__V1__TOKEN_EVENT__KIND__KIND_REVOKED", 5 },
+  { "KIND_OPENED", "REKEY__TOKENS__V1__TOKEN_EVENT__KIND__KIND_OPENED", 6 },
 };
 static const ProtobufCIntRange rekey__tokens__v1__token_event__kind__value_ranges[] = {
-{0, 0},{0, 6}
+{0, 0},{0, 7}
 };
-static const ProtobufCEnumValueIndex rekey__tokens__v1__token_event__kind__enum_values_by_name[6] =
+static const ProtobufCEnumValueIndex rekey__tokens__v1__token_event__kind__enum_values_by_name[7] =
 {
   { "KIND_ISSUED", 1 },
+  { "KIND_OPENED", 6 },
   { "KIND_RATE_LIMITED", 4 },
   { "KIND_REDEEMED", 2 },
   { "KIND_REDEEM_FAILED", 3 },
@@ -1543,9 +1558,9 @@ const ProtobufCEnumDescriptor rekey__tokens__v1__token_event__kind__descriptor =
   "Kind",
   "Rekey__Tokens__V1__TokenEvent__Kind",
   "rekey.tokens.v1",
-  6,
+  7,
   rekey__tokens__v1__token_event__kind__enum_values_by_number,
-  6,
+  7,
   rekey__tokens__v1__token_event__kind__enum_values_by_name,
   1,
   rekey__tokens__v1__token_event__kind__value_ranges,

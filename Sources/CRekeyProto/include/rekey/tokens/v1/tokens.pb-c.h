@@ -48,7 +48,11 @@ typedef enum _Rekey__Tokens__V1__TokenEvent__Kind {
    * An issue refused by a rate limit; `detail` names the limit.
    */
   REKEY__TOKENS__V1__TOKEN_EVENT__KIND__KIND_RATE_LIMITED = 4,
-  REKEY__TOKENS__V1__TOKEN_EVENT__KIND__KIND_REVOKED = 5
+  REKEY__TOKENS__V1__TOKEN_EVENT__KIND__KIND_REVOKED = 5,
+  /*
+   * The link was opened (a peek with a client address): by the user, or by a mail scanner.
+   */
+  REKEY__TOKENS__V1__TOKEN_EVENT__KIND__KIND_OPENED = 6
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(REKEY__TOKENS__V1__TOKEN_EVENT__KIND)
 } Rekey__Tokens__V1__TokenEvent__Kind;
 typedef enum _Rekey__Tokens__V1__Purpose {
@@ -156,10 +160,15 @@ struct  Rekey__Tokens__V1__PeekTokenRequest
   ProtobufCMessage base;
   char *token;
   Rekey__Tokens__V1__Purpose purpose;
+  /*
+   * The address of whoever opened the link. When given, a live token's peek is recorded in the
+   * user's history as KIND_OPENED (the link was opened, not spent), from that address.
+   */
+  char *client_address;
 };
 #define REKEY__TOKENS__V1__PEEK_TOKEN_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&rekey__tokens__v1__peek_token_request__descriptor) \
-    , (char *)protobuf_c_empty_string, REKEY__TOKENS__V1__PURPOSE__PURPOSE_UNSPECIFIED }
+    , (char *)protobuf_c_empty_string, REKEY__TOKENS__V1__PURPOSE__PURPOSE_UNSPECIFIED, (char *)protobuf_c_empty_string }
 
 
 struct  Rekey__Tokens__V1__PeekTokenResponse
