@@ -58,13 +58,16 @@ extension Admin {
         package var users: [User]
         /// Empty on the last page.
         package var nextPageToken: String
-        /// How many users match over all pages, when it was asked for.
+        /// How many users match over all pages, when it was asked for (counted up to 10,000).
         package var total: Int?
+        /// The count stopped: at least `total` users match.
+        package var totalCapped: Bool?
 
-        package init(users: [User], nextPageToken: String, total: Int? = nil) {
+        package init(users: [User], nextPageToken: String, total: Int? = nil, totalCapped: Bool? = nil) {
             self.users = users
             self.nextPageToken = nextPageToken
             self.total = total
+            self.totalCapped = totalCapped
         }
     }
 

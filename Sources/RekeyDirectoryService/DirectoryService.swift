@@ -162,7 +162,8 @@ package struct DirectoryService: Rekey_Directory_V1_Directory.ServiceProtocol {
         var page = Rekey_Directory_V1_UsersPage()
         page.users = users.map(Self.wire)
         page.nextPageToken = next
-        page.total = UInt64(total ?? 0)
+        page.total = UInt64(total?.count ?? 0)
+        page.totalCapped = total?.capped ?? false
         return page
     }
 

@@ -205,11 +205,16 @@ package struct DirectoryStore: Sendable {
         package init() {}
     }
 
+    /// The most users `listUsers` counts: past it the count stops (and says so).
+    package static let countLimit = 10_000
+
     /// Every user, in creation order, with a cursor that stays valid while users are added; with
-    /// `countTotal`, also how many match over all pages.
+    /// `countTotal`, also how many match over all pages, counted up to `countLimit` (`capped`
+    /// when more match).
     package func listUsers(
-        filter: ListFilter, pageSize: Int, pageToken: String, countTotal: Bool = false, in connection: SQLiteConnection
-    ) throws -> (users: [UserRecord], next: String, total: Int?) {
+        filter: ListFilter, pageSize: Int, pageToken: String, countTotal: Bool = false, countLimit: Int = Self.countLimit,
+        in connection: SQLiteConnection
+    ) throws -> (users: [UserRecord], next: String, total: (count: Int, capped: Bool)?) {
         guard (1...500).contains(pageSize) else {
             throw DirectoryError.invalidArgument("page_size must be from 1 to 500 (0 for 50)")
         }
@@ -252,9 +257,13 @@ package struct DirectoryStore: Sendable {
         if rows.count > pageSize, let last = rows[pageSize - 1].int("seq") {
             next = PageToken.encode("l1", last)
         }
-        var total: Int?
+        var total: (count: Int, capped: Bool)?
         if countTotal {
-            total = Int(try connection.query("SELECT count(*) AS n FROM users u WHERE 1 = 1" + conditions, filters).first?.int("n") ?? 0)
+            let counted = try connection.query(
+                "SELECT count(*) AS n FROM (SELECT 1 FROM users u WHERE 1 = 1" + conditions + " LIMIT ?)",
+                filters + [.integer(Int64(countLimit + 1))]
+            ).first?.int("n") ?? 0
+            total = (min(Int(counted), countLimit), counted > countLimit)
         }
         return (users, next, total)
     }

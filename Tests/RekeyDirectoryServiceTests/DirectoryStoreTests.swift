@@ -318,7 +318,7 @@ struct DirectoryStoreTests {
         #expect(try await self.run { store, c in try store.validateSession(other.token, in: c) }?.permissions == [], "an agent manages nobody")
     }
 
-    @Test("all users: filters by password and by the primary address's verification, and counts the matches over every page")
+    @Test("all users: filters by password and by the primary address's verification, and counts the matches over every page, up to a limit")
     func listFiltersAndCount() async throws {
         for index in 0..<5 {
             try await self.create("User \(index)", "user\(index)@example.com")
@@ -329,16 +329,20 @@ struct DirectoryStoreTests {
         var filter = DirectoryStore.ListFilter()
         filter.primaryVerified = true
         let page = try await self.run { [filter] store, c in try store.listUsers(filter: filter, pageSize: 10, pageToken: "", countTotal: true, in: c) }
-        #expect(page.users.map(\.id) == [vera.id] && page.total == 1)
+        #expect(page.users.map(\.id) == [vera.id] && page.total?.count == 1 && page.total?.capped == false)
         filter.primaryVerified = false
         filter.hasPassword = false
         let first = try await self.run { [filter] store, c in try store.listUsers(filter: filter, pageSize: 2, pageToken: "", countTotal: true, in: c) }
-        #expect(first.users.count == 2 && first.total == 5, "the count is over every page")
+        #expect(first.users.count == 2 && first.total?.count == 5, "the count is over every page")
+        let capped = try await self.run { [filter] store, c in try store.listUsers(filter: filter, pageSize: 2, pageToken: "", countTotal: true, countLimit: 3, in: c) }
+        #expect(capped.total?.count == 3 && capped.total?.capped == true, "past the limit the count stops and says so")
+        let exact = try await self.run { [filter] store, c in try store.listUsers(filter: filter, pageSize: 2, pageToken: "", countTotal: true, countLimit: 5, in: c) }
+        #expect(exact.total?.count == 5 && exact.total?.capped == false, "exactly the limit is not capped")
         let uncounted = try await self.run { [filter] store, c in try store.listUsers(filter: filter, pageSize: 2, pageToken: "", in: c) }
         #expect(uncounted.total == nil)
         filter.hasPassword = true
         let none = try await self.run { [filter] store, c in try store.listUsers(filter: filter, pageSize: 2, pageToken: "", countTotal: true, in: c) }
-        #expect(none.total == 0 && none.users.isEmpty)
+        #expect(none.total?.count == 0 && none.users.isEmpty)
     }
 
     @Test("the audit trail filters by actor and by target, newest first")

@@ -167,6 +167,18 @@ struct ConsoleTests {
         }
     }
 
+    @Test("escaping for HTML and for URLs, byte by byte: markup, quotes, and text in any script")
+    func escaping() {
+        #expect(HTML.escape(#"<script>"a" & 'b'</script>"#) == "&lt;script&gt;&quot;a&quot; &amp; &#39;b&#39;&lt;/script&gt;")
+        #expect(HTML.escape("Zoë 山田 👩🏽‍💻") == "Zoë 山田 👩🏽‍💻")
+        #expect(HTML.escape("") == "")
+        #expect(ConsoleLayout.pathComponent("u_0123abc") == "u_0123abc")
+        #expect(ConsoleLayout.pathComponent("a b/é?&=#%+") == "a%20b%2F%C3%A9%3F%26%3D%23%25%2B")
+        #expect(ConsoleLayout.pathComponent("-_.~") == "-_.~")
+        #expect(ConsoleLayout.grouped(0) == "0" && ConsoleLayout.grouped(999) == "999" && ConsoleLayout.grouped(1000) == "1,000")
+        #expect(ConsoleLayout.grouped(1_234_567) == "1,234,567" && ConsoleLayout.grouped(-10_000) == "-10,000")
+    }
+
     @Test("all users: filters by role, state, password and verification, with the count")
     func allUsers() async throws {
         let world = try await World.make()
@@ -175,7 +187,7 @@ struct ConsoleTests {
             let customers = String(buffer: try await visitor.get("/console/users?role=customer").body)
             #expect(customers.contains("<strong>2</strong> users match"))
             let owners = String(buffer: try await visitor.get("/console/users?role=owner&verified=yes").body)
-            #expect(owners.contains("<strong>1</strong> user match") && owners.contains("Olive Owner"))
+            #expect(owners.contains("<strong>1</strong> user matches") && owners.contains("Olive Owner"))
             let unverified = String(buffer: try await visitor.get("/console/users?verified=no&password=unset").body)
             #expect(unverified.contains("Jane Doe") && !unverified.contains("Olive Owner"))
             for bad in ["/console/users?state=asleep", "/console/users?password=maybe", "/console/users?after=not-a-cursor",

@@ -972,6 +972,7 @@ package struct Rekey_Directory_V1_UsersPage: Sendable, Hashable {
     package var users: [Rekey_Directory_V1_User] = []
     package var nextPageToken: String = ""
     package var total: UInt64 = 0
+    package var totalCapped: Bool = false
 
     package init() {}
 }
@@ -989,6 +990,7 @@ extension Rekey_Directory_V1_UsersPage {
         self.users = ProtobufCRead.array(c.pointee.users, count: c.pointee.n_users) { Rekey_Directory_V1_User(cValue: $0!) }
         self.nextPageToken = ProtobufCRead.string(c.pointee.next_page_token)
         self.total = c.pointee.total
+        self.totalCapped = (c.pointee.total_capped != 0)
     }
 
     /// Builds the protobuf-c struct for this value; everything it points to lives in `arena`.
@@ -1001,6 +1003,7 @@ extension Rekey_Directory_V1_UsersPage {
             c.pointee.next_page_token = try arena.makeCString(self.nextPageToken, message: "rekey.directory.v1.UsersPage", field: "next_page_token")
         }
         c.pointee.total = self.total
+        c.pointee.total_capped = (self.totalCapped ? 1 : 0)
         return c
     }
 }

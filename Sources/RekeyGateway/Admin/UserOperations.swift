@@ -65,7 +65,8 @@ package struct UserOperations: Sendable {
             let found = try await self.directory.listUsers(list, options: actor.options)
             return Admin.UsersPage(
                 users: found.users.map { Admin.User($0) }, nextPageToken: found.nextPageToken,
-                total: filter.countTotal ? Int(clamping: found.total) : nil
+                total: filter.countTotal ? Int(clamping: found.total) : nil,
+                totalCapped: filter.countTotal ? found.totalCapped : nil
             )
         }
     }

@@ -227,7 +227,7 @@ struct Console: Sendable {
             \(select("verified", "Primary address", verified, [("yes", "Verified"), ("no", "Not verified")]))
             <div><button type="submit">Apply</button></div>
             </form>
-            <p><strong>\(total)</strong> user\(total == 1 ? "" : "s") match.</p>
+            <p>\(found.totalCapped == true ? "More than <strong>\(ConsoleLayout.grouped(total))</strong> users match." : "<strong>\(ConsoleLayout.grouped(total))</strong> user\(total == 1 ? " matches" : "s match").")</p>
             <div id="results">\(layout.usersTable(found.users, organizations: names, empty: "No user matches these filters."))</div>
             \(ConsoleLayout.pager(path: "/console/users", query: query, next: found.nextPageToken, first: page.token.isEmpty))
             """))

@@ -101,8 +101,30 @@ struct ConsoleLayout {
         "<a href=\"/console/users/\(HTML.escape(Self.pathComponent(id)))\">\(HTML.escape(text ?? id))</a>"
     }
 
+    /// `text` percent-encoded for a path segment or a query value: RFC 3986's unreserved ASCII
+    /// characters as they are, every other byte of the UTF-8 as %XX.
     static func pathComponent(_ text: String) -> String {
-        text.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(CharacterSet(charactersIn: "-_.~"))) ?? ""
+        func unreserved(_ byte: UInt8) -> Bool {
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                 UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."), UInt8(ascii: "~"):
+                return true
+            default:
+                return false
+            }
+        }
+        guard !text.utf8.allSatisfy(unreserved) else { return text }
+        let hex = Array("0123456789ABCDEF".utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(text.utf8.count * 3)
+        for byte in text.utf8 {
+            if unreserved(byte) {
+                out.append(byte)
+            } else {
+                out.append(contentsOf: [UInt8(ascii: "%"), hex[Int(byte >> 4)], hex[Int(byte & 0x0F)]])
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 
     static func query(_ items: [(String, String)]) -> String {
@@ -112,6 +134,17 @@ struct ConsoleLayout {
     }
 
     /// The "Next page" link of a keyset-paged list (none on the last page).
+    /// A count with thousands separated by commas (12,345), the same on every machine.
+    static func grouped(_ number: Int) -> String {
+        let digits = String(number.magnitude)
+        var out = ""
+        for (index, digit) in digits.enumerated() {
+            if index > 0, (digits.count - index) % 3 == 0 { out.append(",") }
+            out.append(digit)
+        }
+        return (number < 0 ? "-" : "") + out
+    }
+
     static func pager(path: String, query: [(String, String)], next: String, first: Bool) -> String {
         var links: [String] = []
         if !first {

@@ -3793,7 +3793,7 @@ const ProtobufCMessageDescriptor rekey__directory__v1__list_users_request__descr
   (ProtobufCMessageInit) rekey__directory__v1__list_users_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor rekey__directory__v1__users_page__field_descriptors[3] =
+static const ProtobufCFieldDescriptor rekey__directory__v1__users_page__field_descriptors[4] =
 {
   {
     "users",
@@ -3831,16 +3831,29 @@ static const ProtobufCFieldDescriptor rekey__directory__v1__users_page__field_de
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "total_capped",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Directory__V1__UsersPage, total_capped),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned rekey__directory__v1__users_page__field_indices_by_name[] = {
   1,   /* field[1] = next_page_token */
   2,   /* field[2] = total */
+  3,   /* field[3] = total_capped */
   0,   /* field[0] = users */
 };
 static const ProtobufCIntRange rekey__directory__v1__users_page__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 3 }
+  { 0, 4 }
 };
 const ProtobufCMessageDescriptor rekey__directory__v1__users_page__descriptor =
 {
@@ -3850,7 +3863,7 @@ const ProtobufCMessageDescriptor rekey__directory__v1__users_page__descriptor =
   "Rekey__Directory__V1__UsersPage",
   "rekey.directory.v1",
   sizeof(Rekey__Directory__V1__UsersPage),
-  3,
+  4,
   rekey__directory__v1__users_page__field_descriptors,
   rekey__directory__v1__users_page__field_indices_by_name,
   1,  rekey__directory__v1__users_page__number_ranges,

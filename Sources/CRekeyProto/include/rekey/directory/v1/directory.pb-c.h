@@ -341,7 +341,8 @@ struct  Rekey__Directory__V1__ListUsersRequest
    */
   Rekey__Directory__V1__Presence primary_verified;
   /*
-   * Also count every user the filters match (UsersPage.total); costs a scan of the matches.
+   * Also count the users the filters match (UsersPage.total), up to 10,000: past that the count
+   * stops and UsersPage.total_capped is set, so one page never scans a million rows.
    */
   protobuf_c_boolean count_total;
 };
@@ -360,13 +361,17 @@ struct  Rekey__Directory__V1__UsersPage
    */
   char *next_page_token;
   /*
-   * With count_total: how many users match, over all pages.
+   * With count_total: how many users match, over all pages (10,000 when total_capped).
    */
   uint64_t total;
+  /*
+   * The count stopped at 10,000: at least that many match.
+   */
+  protobuf_c_boolean total_capped;
 };
 #define REKEY__DIRECTORY__V1__USERS_PAGE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&rekey__directory__v1__users_page__descriptor) \
-    , 0,NULL, (char *)protobuf_c_empty_string, 0 }
+    , 0,NULL, (char *)protobuf_c_empty_string, 0, 0 }
 
 
 struct  Rekey__Directory__V1__AddEmailRequest
