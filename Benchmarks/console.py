@@ -16,7 +16,6 @@ no password to sign in with); everything measured goes through the real sign-on 
 import argparse
 import base64
 import hashlib
-import json
 import os
 import random
 import re
@@ -28,15 +27,7 @@ import tempfile
 import time
 import urllib.request
 
-from processes import start
-
-CREDENTIAL = "benchmark-credential-0123456789abcdef"
-
-
-def api(base, key, method, path):
-    request = urllib.request.Request(base + "/api/admin/v1" + path, method=method, headers={"Authorization": "Bearer " + key})
-    with urllib.request.urlopen(request, timeout=60) as response:
-        return json.loads(response.read())
+from processes import bench_owner_key, send_resets, start_system, stop
 
 
 def page(base, cookie, path):
@@ -79,13 +70,7 @@ def main():
     database = os.path.join(args.directory_data, "directory.sqlite")
     if not os.path.exists(database):
         sys.exit("run `make bench-directory` first: it builds the 1,000,000-user directory this uses")
-    key_file = os.path.join(args.directory_data, "bench-admin-key")
-    if not os.path.exists(key_file):
-        out = subprocess.run([args.bin + "/rekey-directory", "bootstrap-admin", "--data-dir", args.directory_data,
-                              "--email", "bench-owner@example.com", "--name", "Bench Owner"], check=True, capture_output=True, text=True).stdout
-        with open(key_file, "w") as handle:
-            handle.write(out.strip().split()[-1])
-    key = open(key_file).read().strip()
+    key = bench_owner_key(args.bin, args.directory_data)
     with sqlite3.connect(database) as db:
         users = db.execute("SELECT count(*) FROM users").fetchone()[0]
         owner = db.execute("SELECT user_id FROM emails WHERE address = 'bench-owner@example.com'").fetchone()[0]
@@ -99,29 +84,11 @@ def main():
                    ("s_bench" + secrets.token_hex(8), owner, hashlib.sha256(token.encode()).digest(), now, now + 3 * 3600 * 1000))
     cookie = "rekey_session=" + token
 
-    scratch = tempfile.mkdtemp(prefix="rekey-bench-console-")
-    env = {"REKEY_DIRECTORY_CREDENTIALS": CREDENTIAL, "REKEY_RESET_TOKEN_CREDENTIALS": CREDENTIAL,
-           "REKEY_NOTIFIER_CREDENTIALS": CREDENTIAL, "REKEY_GATEWAY_SERVICE_CREDENTIAL": CREDENTIAL}
     processes = []
     try:
-        directory, dport = start([args.bin + "/rekey-directory", "serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--data-dir", args.directory_data], env, r"rpc\.port=(\d+)")
-        processes.append(directory)
-        tokens, tport = start([args.bin + "/rekey-reset-token", "serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--data-dir", scratch,
-                               "--limit-per-user", "100000", "--limit-per-admin", "1000000"], env, r"rpc\.port=(\d+)")
-        processes.append(tokens)
-        notifier, nport = start([args.bin + "/rekey-notifier", "serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--data-dir", scratch,
-                                 "--mail-dir", scratch + "/mail"], env, r"rpc\.port=(\d+)")
-        processes.append(notifier)
-        gateway, gport = start([args.bin + "/rekey-gateway", "serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--directory", "127.0.0.1:" + dport,
-                                "--reset-token", "127.0.0.1:" + tport, "--notifier", "127.0.0.1:" + nport], env, r"http\.port=(\d+)")
-        processes.append(gateway)
-        base = "http://127.0.0.1:" + gport
-        user = api(base, key, "GET", "/users/lookup?email=" + busy)["user"]["id"]
-        started = time.monotonic()
-        for _ in range(args.messages):
-            api(base, key, "POST", "/users/%s/password-reset" % user)
-        print("%d users in the directory; %d reset emails (token + message each) sent to %s in %.1f s"
-              % (users, args.messages, user, time.monotonic() - started))
+        base = start_system(args.bin, args.directory_data, tempfile.mkdtemp(prefix="rekey-bench-console-"), processes)
+        user, seconds = send_resets(base, key, busy, args.messages)
+        print("%d users in the directory; %d reset emails (token + message each) sent to %s in %.1f s" % (users, args.messages, user, seconds))
         page(base, cookie, "/console")  # the session works
 
         rng = random.Random(7)
@@ -141,9 +108,7 @@ def main():
             rate, p99, errors = wrk(base + path, cookie, args.seconds, args.connections)
             print("  %-28s %7.0f pages/s  p99 %-8s ratio %.2f  non-2xx %d" % (name, rate, p99, rate / baseline, errors))
     finally:
-        for process in processes:
-            process.terminate()
-            process.wait()
+        stop(processes)
 
 
 if __name__ == "__main__":
