@@ -304,19 +304,11 @@ struct BrowserTests {
                                          body: Data(#"{"name": "Bri Browser", "email": "bri@example.com", "role": "customer"}"#.utf8))
         #expect(created.status == 200)
         let shots = SMTPTestServer.root.appendingPathComponent(".build/test-artifacts/browser").path
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: SMTPTestServer.python)
-        process.arguments = [
+        let (status, text) = try await Self.run(SMTPTestServer.python, [
             SMTPTestServer.root.appendingPathComponent("Tests/Interop/browser_flow.py").path,
             system.base, system.folder.path + "/mail", shots, "bri@example.com", "a browser-made passphrase",
-        ]
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        let text = try await Task.detached { String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self) }.value
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0, "\(text)")
+        ])
+        #expect(status == 0, "\(text)")
         for step in ["1-sign-on", "2-forgot-form", "3-check-your-email", "4-new-password-form", "5-password-changed", "6-signed-in"] {
             #expect(FileManager.default.fileExists(atPath: "\(shots)/\(step).png"), "\(step)")
         }
@@ -343,23 +335,29 @@ struct BrowserTests {
         // Debian's Python and Selenium, with axe-core for the accessibility check (scripts/install-deps.sh).
         let python = SMTPTestServer.root.appendingPathComponent(".build/test-venv/bin/python").path
         try #require(FileManager.default.isExecutableFile(atPath: python), "the test venv is missing: run `make deps`")
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: python)
-        process.arguments = [
+        let (status, text) = try await Self.run(python, [
             SMTPTestServer.root.appendingPathComponent("Tests/Interop/console_flow.py").path,
             system.base, system.folder.path + "/mail", shots, system.folder.path + "/notifier.sqlite",
-        ]
+        ])
+        #expect(status == 0, "\(text)")
+        for page in ["directory", "search", "user-after-send", "suppressions", "users", "health", "audit", "organizations", "sign-on"] {
+            for width in [375, 1440] {
+                #expect(FileManager.default.fileExists(atPath: "\(shots)/\(page)-\(width).png"), "\(page) at \(width) px")
+            }
+        }
+    }
+
+    /// Runs a browser script to its end: its exit status and everything it printed.
+    static func run(_ executable: String, _ arguments: [String]) async throws -> (Int32, String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
         let output = Pipe()
         process.standardOutput = output
         process.standardError = output
         try process.run()
         let text = try await Task.detached { String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self) }.value
         process.waitUntilExit()
-        #expect(process.terminationStatus == 0, "\(text)")
-        for page in ["directory", "search", "user-after-send", "suppressions", "users", "health", "audit", "organizations", "sign-on"] {
-            for width in [375, 1440] {
-                #expect(FileManager.default.fileExists(atPath: "\(shots)/\(page)-\(width).png"), "\(page) at \(width) px")
-            }
-        }
+        return (process.terminationStatus, text)
     }
 }

@@ -80,7 +80,6 @@ struct Console: Sendable {
         switch failure.kind {
         case .notFound: return "Not found"
         case .permissionDenied: return "Not allowed"
-        case .invalidArgument, .tooLarge: return "That did not work"
         default: return "That did not work"
         }
     }
