@@ -89,6 +89,14 @@ package struct DeliveryWorker: Service {
             do {
                 let state = try await self.database.withConnection { try store.finish(claimed, result: result, in: $0) }
                 Counter(label: "rekey_notifier_delivery_attempts_total", dimensions: [("outcome", Self.metricName(result.outcome))]).increment()
+                if result.outcome == .permanentFailure, result.refusal == .relaySetup {
+                    // Not the recipient: the relay refuses us. Alert on this one.
+                    Counter(label: "rekey_notifier_relay_refusals_total", dimensions: [("stage", result.stage)]).increment()
+                    self.logger.warning(
+                        "the relay refuses our mail: its policy or our setup, not the recipient's mailbox (message kept and retried)",
+                        metadata: ["message.id": "\(claimed.id)", "delivery.stage": "\(result.stage)", "delivery.reply": "\(result.summary)"]
+                    )
+                }
                 if state.isFinal {
                     Counter(label: "rekey_notifier_messages_finished_total", dimensions: [("state", Self.metricName(state))]).increment()
                 }

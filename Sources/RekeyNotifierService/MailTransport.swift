@@ -27,6 +27,45 @@ package struct DeliveryResult: Sendable, Hashable {
     }
 }
 
+extension DeliveryResult {
+    /// Who a permanent (5xx) refusal is about.
+    package enum Refusal: Sendable, Hashable {
+        /// The recipient's mailbox: it does not exist, its domain does not, it is disabled or
+        /// full. Only these suppress the address.
+        case mailbox
+        /// Our side, as the relay sees it: its policy or our setup (HELO name, sender, relay
+        /// access, authentication, TLS required, SMTPUTF8 not declared, the address as we wrote
+        /// it). Every recipient would get the same answer, so the message is kept and retried,
+        /// and nothing is suppressed.
+        case relaySetup
+        /// This message: its content or size, refused after DATA.
+        case message
+    }
+
+    /// What a permanent refusal is about, from its stage and its enhanced status code (RFC 3463:
+    /// `5.1.x` addressing, `5.2.x` mailbox; `5.5.x` protocol, `5.6.x` content, `5.7.x` policy
+    /// are about us). A refused RCPT without an enhanced code counts as the mailbox only for the
+    /// replies RFC 5321 gives for one (550, 551, 553).
+    package var refusal: Refusal {
+        switch self.stage {
+        case "RCPT":
+            let parts = self.enhancedStatus.split(separator: ".")
+            guard parts.count == 3, let subject = Int(parts[1]), let detail = Int(parts[2]) else {
+                return [550, 551, 553].contains(self.replyCode) ? .mailbox : .relaySetup
+            }
+            switch (subject, detail) {
+            // Bad mailbox, bad domain, moved, null MX; disabled, full.
+            case (1, 0), (1, 1), (1, 2), (1, 6), (1, 10), (2, 0), (2, 1), (2, 2): return .mailbox
+            default: return .relaySetup
+            }
+        case "DATA", "END":
+            return .message
+        default:
+            return .relaySetup
+        }
+    }
+}
+
 /// Sends rendered messages. One value serves one delivery worker at a time, and may keep a
 /// connection open between messages.
 package protocol MailTransport: Sendable {

@@ -342,7 +342,10 @@ package struct OutboxStore: Sendable {
                 .integer(seq), .text(row.string("to_domain") ?? ""), .integer(now), .text(transport), .text(server)
             )?.int("id") else { return nil }
             let failures = try connection.queryFirst(
-                "SELECT count(*) AS n FROM attempts WHERE message_seq = ? AND outcome = ?", .integer(seq), .integer(AttemptOutcomeValue.temporaryFailure.rawValue)
+                // Earlier failures move the schedule on: temporary ones, and refusals by the relay
+                // (the only permanent ones after which a message is tried again).
+                "SELECT count(*) AS n FROM attempts WHERE message_seq = ? AND outcome IN (?, ?)",
+                .integer(seq), .integer(AttemptOutcomeValue.temporaryFailure.rawValue), .integer(AttemptOutcomeValue.permanentFailure.rawValue)
             )?.int("n") ?? 0
             return Claimed(
                 seq: seq, id: row.string("id") ?? "", toAddress: row.string("to_address") ?? "", content: row.blob("content") ?? [],
@@ -350,6 +353,9 @@ package struct OutboxStore: Sendable {
             )
         }
     }
+
+    /// How a message's reason starts when the relay refused it for its policy or our setup.
+    package static let relayRefusal = "the relay refuses our mail (its policy or our setup, not the mailbox; nothing suppressed)"
 
     /// When the next attempt is due after `failures` temporary failures (this one included).
     func retryDelay(afterFailures failures: Int) -> Duration {
@@ -377,10 +383,22 @@ package struct OutboxStore: Sendable {
             switch result.outcome {
             case .accepted:
                 state = .accepted
+            case .permanentFailure where result.refusal == .relaySetup:
+                // Every recipient would get this answer: keep the message and retry it on the
+                // schedule, as for a temporary failure, until the relay is fixed or max_age.
+                let due = now + self.retryDelay(afterFailures: claimed.failures + 1).milliseconds
+                if due - claimed.createdAt > self.configuration.maxAge.milliseconds {
+                    state = .failed
+                    reason = "\(Self.relayRefusal) still after \(Self.describe(self.configuration.maxAge)): \(result.summary)"
+                } else {
+                    state = .deferred
+                    next = due
+                    reason = "\(Self.relayRefusal): \(result.summary)"
+                }
             case .permanentFailure:
                 state = .failed
                 reason = result.summary
-                if result.stage == "RCPT" {
+                if result.refusal == .mailbox {
                     let address = try Self.validAddress(claimed.toAddress)
                     try connection.run(
                         """

@@ -36,6 +36,55 @@ package struct SMTPConfiguration: Sendable {
     }
 }
 
+extension SMTPConfiguration {
+    /// Whether `name` may be given in EHLO (RFC 5321 4.1.1.1): a domain name (letters, digits,
+    /// hyphens; labels of 1-63, at most 253 in all) or an address literal (`[192.0.2.1]`,
+    /// `[IPv6:2001:db8::1]`). Nothing else goes on the command line.
+    package static func isValidHeloName(_ name: String) -> Bool {
+        if name.hasPrefix("["), name.hasSuffix("]"), name.utf8.count <= 64 {
+            let inner = name.dropFirst().dropLast()
+            return !inner.isEmpty && inner.allSatisfy { $0.isASCII && ($0.isHexDigit || $0 == "." || $0 == ":" || $0 == "v" || $0 == "I" || $0 == "P") }
+        }
+        guard (1...253).contains(name.utf8.count) else { return false }
+        return name.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { label in
+            (1...63).contains(label.utf8.count) && label.first != "-" && label.last != "-"
+                && label.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-") }
+        }
+    }
+
+    /// Whether `name` is fully qualified: a domain with a dot that is not `localhost` (or an
+    /// address literal). Relays with `reject_non_fqdn_helo_hostname` (Postfix) refuse anything else.
+    package static func isFullyQualified(_ name: String) -> Bool {
+        if name.hasPrefix("[") { return true }
+        let lowered = name.lowercased()
+        return lowered.contains(".") && !lowered.hasSuffix(".localdomain") && lowered != "localhost.localdomain" && !lowered.hasSuffix(".local")
+    }
+
+    /// The EHLO name when none is configured: this host's fully qualified name when it has one
+    /// (`hostname -f`), otherwise the domain of the sender address, otherwise the short name.
+    package static func defaultHeloName(hostName: String, canonicalName: String?, fromAddress: String) -> String {
+        for candidate in [canonicalName ?? "", hostName] where Self.isValidHeloName(candidate) && Self.isFullyQualified(candidate) {
+            return candidate
+        }
+        let fromDomain = String(fromAddress.split(separator: "@").last ?? "")
+        if Self.isValidHeloName(fromDomain), Self.isFullyQualified(fromDomain) {
+            return fromDomain
+        }
+        return Self.isValidHeloName(hostName) ? hostName : "localhost"
+    }
+
+    /// This host's canonical name as the resolver gives it (what `hostname -f` prints), or nil.
+    package static func canonicalHostName(_ hostName: String) -> String? {
+        var hints = addrinfo()
+        hints.ai_flags = AI_CANONNAME
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var result: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(hostName, nil, &hints, &result) == 0, let first = result else { return nil }
+        defer { freeaddrinfo(result) }
+        return first.pointee.ai_canonname.map { String(cString: $0) }
+    }
+}
+
 /// An SMTP client (RFC 5321) for one delivery worker: EHLO (HELO when refused), AUTH PLAIN or
 /// LOGIN when configured, MAIL FROM, RCPT TO, DATA with dot-stuffing; a timeout on every step; the
 /// connection is kept for the next message and opened again when the server closed it.

@@ -100,6 +100,11 @@ struct NotifierSettings {
     enum Transport {
         case maildir(String)
         case smtp(SMTPConfiguration)
+
+        var heloName: String? {
+            if case .smtp(let smtp) = self { return smtp.heloName }
+            return nil
+        }
     }
 
     var common: CommonServiceSettings
@@ -118,9 +123,8 @@ struct NotifierSettings {
             self.transport = .maildir(try settings.string("mail_dir", default: (self.common.dataDirectory as NSString).appendingPathComponent("mail")))
         } else {
             let server = try settings.address("smtp_server", default: HostAndPort(host: "127.0.0.1", port: 25))
-            var smtp = SMTPConfiguration(
-                host: server.host, port: server.port, heloName: try settings.string("smtp_helo", default: ProcessInfo.processInfo.hostName)
-            )
+            // The EHLO name is settled below, once the sender address is known.
+            var smtp = SMTPConfiguration(host: server.host, port: server.port, heloName: "")
             if settings.raw("smtp_username") != nil {
                 smtp.username = try settings.string("smtp_username", default: nil)
                 smtp.password = try settings.string("smtp_password", default: nil)
@@ -145,6 +149,17 @@ struct NotifierSettings {
         let from = try settings.value("from_address", default: "rekey@localhost", expected: "an email address such as no-reply@example.com") { text in
             let parts = text.split(separator: "@", omittingEmptySubsequences: false)
             return parts.count == 2 && !parts[0].isEmpty && !parts[1].isEmpty && !text.contains(where: { $0 == " " || $0 == "<" || $0 == ">" || $0.isNewline }) ? text : nil
+        }
+        if case .smtp(var smtp) = self.transport {
+            if settings.raw("smtp_helo") != nil {
+                smtp.heloName = try settings.value("smtp_helo", default: "", expected: "a host name such as mail.example.com, or an address literal such as [192.0.2.1]") {
+                    SMTPConfiguration.isValidHeloName($0) ? $0 : nil
+                }
+            } else {
+                let host = ProcessInfo.processInfo.hostName
+                smtp.heloName = SMTPConfiguration.defaultHeloName(hostName: host, canonicalName: SMTPConfiguration.canonicalHostName(host), fromAddress: from)
+            }
+            self.transport = .smtp(smtp)
         }
         let fromName = try settings.value("from_name", default: "Rekey", expected: "a name on one line") { $0.contains(where: \.isNewline) ? nil : $0 }
         let brandName = try settings.value("brand_name", default: fromName, expected: "a name of 1 to 60 characters on one line") { text in
@@ -220,8 +235,15 @@ struct Serve: AsyncParsableCommand {
             }
             makeTransport = { try SMTPTransport(configuration: smtp) }
             description = ("smtp", "\(smtp.host):\(smtp.port)")
+            if !SMTPConfiguration.isFullyQualified(smtp.heloName) {
+                logger.warning(
+                    "the EHLO name is not fully qualified: relays that require one (Postfix's reject_non_fqdn_helo_hostname) refuse every message; set smtp_helo to this host's DNS name",
+                    metadata: ["smtp.helo": "\(smtp.heloName)"]
+                )
+            }
         }
-        logger.info("delivering mail", metadata: ["transport": "\(description.name)", "destination": "\(description.destination)"])
+        logger.info("delivering mail", metadata: ["transport": "\(description.name)", "destination": "\(description.destination)"]
+            .merging(settings.transport.heloName.map { ["smtp.helo": "\($0)"] } ?? [:]) { $1 })
         let doorbell = Doorbell()
         let runner = RPCServiceRunner(
             name: "rekey-notifier",

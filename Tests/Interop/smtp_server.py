@@ -6,6 +6,8 @@ every accepted message to FOLDER as N.eml (the bytes received after DATA, as sen
 its standard input closes. Chosen recipients can be refused:
 
   --reject ADDRESS      RCPT TO answers 550 5.1.1 (a hard bounce)
+  --refuse ADDRESS=REPLY  RCPT TO answers REPLY, such as a relay's policy refusal
+                        ("554 5.7.1 <ADDRESS>: Relay access denied")
   --defer ADDRESS:N     the first N RCPT TO for the address answer 451 4.3.0
   --require-auth U:P    AUTH PLAIN/LOGIN with these credentials before MAIL (plain text allowed)
   --stall-first         never answer the end of the first message's DATA (writes FOLDER/stalled)
@@ -24,8 +26,12 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 
 class Handler:
-    def __init__(self, folder, reject, defer, stall_first):
+    def __init__(self, folder, reject, defer, stall_first, refuse=()):
         self.folder = folder
+        self.refuse = {}
+        for item in refuse:
+            address, reply = item.split("=", 1)
+            self.refuse[address.lower()] = reply
         self.stall_first = stall_first
         self.reject = {address.lower() for address in reject}
         self.defer = {}
@@ -37,6 +43,8 @@ class Handler:
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         key = address.lower()
+        if key in self.refuse:
+            return self.refuse[key]
         if key in self.reject:
             return "550 5.1.1 <%s>: Recipient address rejected: User unknown in local recipient table" % address
         if self.defer.get(key, 0) > 0:
@@ -73,6 +81,7 @@ def main():
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--reject", action="append", default=[])
     parser.add_argument("--defer", action="append", default=[])
+    parser.add_argument("--refuse", action="append", default=[])
     parser.add_argument("--require-auth")
     parser.add_argument("--stall-first", action="store_true")
     parser.add_argument("--tls")
@@ -96,7 +105,7 @@ def main():
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(cert, key)
         options = dict(options, tls_context=context, require_starttls=args.require_tls)
-    controller = Controller(Handler(args.folder, args.reject, args.defer, args.stall_first), hostname="127.0.0.1", port=port, server_kwargs=options)
+    controller = Controller(Handler(args.folder, args.reject, args.defer, args.stall_first, args.refuse), hostname="127.0.0.1", port=port, server_kwargs=options)
     controller.start()
     print("port=%d" % port, flush=True)
     sys.stdin.read()

@@ -56,10 +56,13 @@ struct DiagnoseTests {
         return try await browser.send("POST", "/password/forgot", form: ["email": email, "csrf": Browser.csrf(in: page)], headers: ["X-Forwarded-For": address])
     }
 
-    @Test("delivered, never requested, secondary address, unknown address, disabled, rate-limited, deferred, hard bounce, token used from elsewhere")
+    @Test("delivered, never requested, secondary address, unknown address, disabled, rate-limited, deferred, hard bounce, the relay refusing us, token used from elsewhere")
     func withAWorkingRelay() async throws {
         let folder = try TemporaryFolder()
-        let smtp = try SMTPTestServer(folder: folder.path, options: ["--reject", "bounce@example.com", "--defer", "slow@example.com:1000"])
+        let smtp = try SMTPTestServer(folder: folder.path, options: [
+            "--reject", "bounce@example.com", "--defer", "slow@example.com:1000",
+            "--refuse", "policy@example.com=554 5.7.1 <policy@example.com>: Relay access denied",
+        ])
         let system = try await RekeySystem.start(
             notifier: ["--transport", "smtp", "--smtp-server", "127.0.0.1:\(smtp.port)", "--retry-schedule", "1h"],
             tokens: ["--limit-per-user", "2"],
@@ -129,6 +132,17 @@ struct DiagnoseTests {
         (codes, report) = try await test.diagnose("bounce@example.com")
         #expect(codes.contains("suppressed") && codes.contains("hard_bounce"), "\(codes)")
         #expect((test.finding(report, "suppressed")?["next_step"] as? String)?.contains("rekey suppressions remove bounce@example.com") == true)
+
+        // A 5xx about us, not the mailbox (the relay's policy): kept for a retry, nothing suppressed.
+        let pat = try await test.createUser("Pat Policy", "policy@example.com")
+        _ = try await test.call("POST", "/users/\(pat)/password-reset")
+        try await test.waitForMessage(pat, state: "deferred")
+        (codes, report) = try await test.diagnose("policy@example.com")
+        #expect(codes.first == "platform_relay_refuses" && !codes.contains("suppressed") && !codes.contains("hard_bounce"), "\(codes)")
+        #expect((test.finding(report, "platform_relay_refuses")?["summary"] as? String)?.contains("554 5.7.1") == true)
+        #expect((report["escalation"] as? String)?.contains("Relay access denied") == true, "\(report["escalation"] ?? "")")
+        let suppressions = try await test.call("GET", "/suppressions")
+        #expect(!String(describing: suppressions).contains("policy@example.com"), "\(suppressions)")
 
         // The link was used from another address than the one that asked for it.
         let uma = try await test.createUser("Uma Used", "uma@example.com")

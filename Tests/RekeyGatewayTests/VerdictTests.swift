@@ -150,6 +150,43 @@ struct VerdictTests {
         #expect(Self.codes(evidence).first == "failed")
     }
 
+    @Test("platform_relay_refuses: a 5xx about us (kept and retried, or given up) is the relay's problem, not the mailbox, and goes in the escalation")
+    func relayRefuses() {
+        var evidence = Self.evidence()
+        evidence.events = [Self.issued()]
+        var kept = Self.message(.deferred, reason: "the relay refuses our mail (its policy or our setup, not the mailbox; nothing suppressed): RCPT: 554 5.7.1 Relay access denied", reply: 554)
+        kept.attempts[0].outcome = .permanentFailure
+        kept.attempts[0].stage = "RCPT"
+        kept.attempts[0].enhancedStatus = "5.7.1"
+        kept.attempts[0].replyText = "Relay access denied"
+        kept.nextAttemptAtUnixMs = Self.now + 300_000
+        evidence.messages = [kept]
+        let findings = Verdict.findings(evidence, now: Self.now)
+        #expect(findings.map(\.code) == ["platform_relay_refuses"])
+        #expect(findings[0].summary.contains("554 5.7.1 Relay access denied") && findings[0].summary.contains("nothing was suppressed"))
+        #expect(findings[0].nextStep.contains("relay.example:587") && findings[0].nextStep.contains("next attempt"))
+        #expect(findings[0].nextStep.contains("does not relay for this host"), "\(findings[0].nextStep)")
+        for (stage, code, enhanced, text, hint) in [
+            ("AUTH", 535, "5.7.8", "Error: authentication failed", "smtp_password"), ("MAIL", 530, "5.7.0", "Must issue a STARTTLS command first", "TLS first"),
+            ("RCPT", 504, "5.5.2", "<vm>: Helo command rejected: need fully-qualified hostname", "smtp_helo"),
+            ("RCPT", 553, "5.6.7", "Must declare SMTPUTF8", "SMTPUTF8"), ("RCPT", 553, "5.1.8", "Sender address rejected: Domain not found", "from_address"),
+        ] {
+            var attempt = kept.attempts[0]
+            (attempt.stage, attempt.replyCode, attempt.enhancedStatus, attempt.replyText) = (stage, UInt32(code), enhanced, text)
+            #expect(Verdict.relayHint(attempt).contains(hint), "\(text): \(Verdict.relayHint(attempt))")
+        }
+        var gaveUp = kept
+        gaveUp.state = .failed
+        gaveUp.reason = "the relay refuses our mail (its policy or our setup, not the mailbox; nothing suppressed) still after 24h: RCPT: 554 5.7.1 Relay access denied"
+        evidence.messages = [gaveUp]
+        let failed = Verdict.findings(evidence, now: Self.now)
+        #expect(failed.map(\.code) == ["platform_relay_refuses"])
+        #expect(failed[0].nextStep.contains("rekey reset send"))
+        // A plain 4xx deferral stays `deferred`.
+        evidence.messages = [Self.message(.deferred, reply: 451)]
+        #expect(Self.codes(evidence) == ["deferred"])
+    }
+
     @Test("deferred, queued and delivered follow the last message's state; delivered to a maildir says so")
     func messageStates() {
         var evidence = Self.evidence()

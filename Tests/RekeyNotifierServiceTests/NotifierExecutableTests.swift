@@ -2,6 +2,7 @@ import Foundation
 import RekeyNotifierAPI
 import RekeyRPC
 import RekeyRPCNIO
+import RekeyNotifierService
 import RekeyTesting
 import Testing
 
@@ -286,6 +287,22 @@ struct NotifierExecutableTests {
         process.stop()
     }
 
+    @Test("the EHLO name: a domain or an address literal, nothing else; fully qualified by default, from this host or the sender's domain")
+    func heloNames() {
+        for good in ["mail.example.com", "vm", "[192.0.2.1]", "[IPv6:2001:db8::1]", "a-b.example"] {
+            #expect(SMTPConfiguration.isValidHeloName(good), "\(good)")
+        }
+        for bad in ["", "bad name", "mail.example.com\r\nRSET", "-vm", "a..b", "zoë.example", String(repeating: "a", count: 64) + ".example", "[]"] {
+            #expect(!SMTPConfiguration.isValidHeloName(bad), "\(bad)")
+        }
+        #expect(SMTPConfiguration.isFullyQualified("mail.example.com") && SMTPConfiguration.isFullyQualified("[192.0.2.1]"))
+        #expect(!SMTPConfiguration.isFullyQualified("vm") && !SMTPConfiguration.isFullyQualified("localhost") && !SMTPConfiguration.isFullyQualified("vm.localdomain"))
+        #expect(SMTPConfiguration.defaultHeloName(hostName: "vm", canonicalName: "vm.corp.example", fromAddress: "no-reply@example.com") == "vm.corp.example")
+        #expect(SMTPConfiguration.defaultHeloName(hostName: "vm", canonicalName: "vm", fromAddress: "no-reply@example.com") == "example.com",
+                "a short host name gives way to the sender's domain")
+        #expect(SMTPConfiguration.defaultHeloName(hostName: "vm", canonicalName: nil, fromAddress: "rekey@localhost") == "vm", "nothing better known")
+    }
+
     @Test("start-up refuses bad settings with a message naming the key")
     func badSettings() throws {
         let folder = try TemporaryFolder()
@@ -294,6 +311,8 @@ struct NotifierExecutableTests {
             (["--retry-schedule", "1m,soon"], "`retry_schedule`"),
             (["--from-address", "nobody"], "`from_address`"),
             (["--templates-dir", folder.path + "/missing"], "cannot read the templates folder"),
+            (["--transport", "smtp", "--smtp-helo", "mail.example.com\r\nRSET"], "`smtp_helo`"),
+            (["--transport", "smtp", "--smtp-helo", "bad name"], "`smtp_helo`"),
         ]
         for (arguments, expected) in cases {
             let (status, output) = try ServiceProcess.run(

@@ -123,6 +123,69 @@ struct OutboxStoreTests {
         #expect(message.attempts.allSatisfy { $0.outcome == .temporaryFailure && $0.server == "mx.example:25" })
     }
 
+    static func refusal(_ stage: String, _ code: Int, _ enhanced: String, _ text: String = "refused") -> DeliveryResult {
+        var result = Self.reply(.permanentFailure, stage: stage, code: code, text: text)
+        result.enhancedStatus = enhanced
+        return result
+    }
+
+    @Test("a 5xx is read by stage and enhanced status: the mailbox (suppress), the relay's policy or our setup (keep), the message (fail)")
+    func refusalSubjects() {
+        let mailbox: [DeliveryResult] = [
+            Self.refusal("RCPT", 550, "5.1.1", "<gone@example.com>: Recipient address rejected: User unknown"),
+            Self.refusal("RCPT", 550, "5.1.2", "Host or domain name not found"), Self.refusal("RCPT", 550, "5.1.10", "null MX"),
+            Self.refusal("RCPT", 550, "5.2.1", "mailbox disabled"), Self.refusal("RCPT", 552, "5.2.2", "mailbox full"),
+            Self.refusal("RCPT", 550, "", "no such user"), Self.refusal("RCPT", 553, "", "mailbox name not allowed"),
+        ]
+        let relay: [DeliveryResult] = [
+            // Postfix reports client, HELO and sender restrictions at RCPT.
+            Self.refusal("RCPT", 504, "5.5.2", "<vm>: Helo command rejected: need fully-qualified hostname"),
+            Self.refusal("RCPT", 554, "5.7.1", "<jane@example.com>: Relay access denied"), Self.refusal("RCPT", 554, "5.7.1", "Access denied"),
+            Self.refusal("RCPT", 553, "5.6.7", "Must declare SMTPUTF8"), Self.refusal("RCPT", 501, "5.1.3", "Bad recipient address syntax"),
+            Self.refusal("RCPT", 553, "5.1.8", "Sender address rejected: Domain not found"), Self.refusal("RCPT", 554, "", "go away"),
+            Self.refusal("AUTH", 535, "5.7.8", "Error: authentication failed"), Self.refusal("MAIL", 530, "5.7.0", "Must issue a STARTTLS command first"),
+            Self.refusal("EHLO", 550, "", "no"), Self.refusal("GREETING", 554, "5.7.1", "you are not welcome"),
+        ]
+        let message: [DeliveryResult] = [Self.refusal("END", 552, "5.3.4", "Message size exceeds fixed limit"), Self.refusal("END", 550, "5.7.1", "spam")]
+        for result in mailbox { #expect(result.refusal == .mailbox, "\(result.summary)") }
+        for result in relay { #expect(result.refusal == .relaySetup, "\(result.summary)") }
+        for result in message { #expect(result.refusal == .message, "\(result.summary)") }
+    }
+
+    @Test("a relay refusing us (554 5.7.1 at RCPT) suppresses nothing: the message is kept, retried on the schedule, and fails only at max_age")
+    func relayRefusal() async throws {
+        let id = try self.queuedID(try await self.enqueue(Self.reset()))
+        for (index, delay) in [60, 300, 900].enumerated() {
+            let claimed = try #require(try await self.claim())
+            #expect(claimed.failures == index, "each refusal moves the schedule on")
+            let state = try await self.run { store, c in
+                try store.finish(claimed, result: Self.refusal("RCPT", 554, "5.7.1", "<jane@example.com>: Relay access denied"), in: c)
+            }
+            #expect(state == .deferred)
+            let message = try await self.run { store, c in try store.message(id: id, in: c) }
+            #expect(message.reason == OutboxStore.relayRefusal + ": RCPT: 554 5.7.1 <jane@example.com>: Relay access denied")
+            #expect(message.nextAttemptAt == self.clock.nowMilliseconds() + Int64(delay) * 1000)
+            self.clock.advance(by: .seconds(delay))
+        }
+        let listed = try await self.run { store, c in try store.suppressions(address: "", pageSize: 10, pageToken: "", in: c) }
+        #expect(listed.suppressions.isEmpty, "a refusal about us never suppresses the recipient")
+        // Once the relay is fixed the kept message goes out.
+        let claimed = try #require(try await self.claim())
+        #expect(try await self.run { store, c in try store.finish(claimed, result: Self.reply(.accepted, stage: "END", code: 250, text: "ok"), in: c) } == .accepted)
+
+        // Still refused an hour on: failed, with the reason, still not suppressed.
+        let second = try self.queuedID(try await self.enqueue(Self.reset(to: "john@example.com")))
+        for delay in [60, 300, 900, 3600] {
+            guard let claimed = try await self.claim() else { break }
+            _ = try await self.run { store, c in try store.finish(claimed, result: Self.refusal("MAIL", 530, "5.7.0", "Must issue a STARTTLS command first"), in: c) }
+            self.clock.advance(by: .seconds(delay))
+        }
+        let failed = try await self.run { store, c in try store.message(id: second, in: c) }
+        #expect(failed.state == .failed)
+        #expect(failed.reason.hasPrefix(OutboxStore.relayRefusal + " still after 1h"), "\(failed.reason)")
+        #expect(try await self.run { store, c in try store.suppressions(address: "", pageSize: 10, pageToken: "", in: c) }.suppressions.isEmpty)
+    }
+
     @Test("a refused recipient fails at once and is suppressed; the next message to it is not queued; removal is recorded")
     func hardBounce() async throws {
         let id = try self.queuedID(try await self.enqueue(Self.reset(to: "Gone@Example.com")))

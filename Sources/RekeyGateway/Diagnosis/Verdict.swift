@@ -95,6 +95,17 @@ enum Verdict {
                     nextStep: "Ask the user to check spam/junk and other folders, and that they are signed in to \(mask(latest.toAddress)); mark the message as not spam. Subject: \"\(latest.subject)\".",
                     evidence: evidence
                 ))
+            case .deferred where attempt?.outcome == .permanentFailure, .failed where latest.reason.hasPrefix("the relay refuses"):
+                // A 5xx about us, not the mailbox: the notifier kept the message (and suppressed nothing).
+                let retry = latest.state == .deferred
+                    ? "the message is kept and retried (next attempt \(time(latest.nextAttemptAtUnixMs)))"
+                    : "the message gave up after retrying: \(latest.reason)"
+                findings.append(.init(
+                    code: "platform_relay_refuses",
+                    summary: "Platform problem: the relay refuses our mail (\(reply) at \(attempt?.stage ?? "RCPT")). That is its policy or our setup, not \(mask(latest.toAddress))'s mailbox: nothing was suppressed, and \(retry).",
+                    nextStep: "Escalate to whoever runs the relay \(attempt?.server ?? "") with the report below: \(attempt.map(Self.relayHint) ?? "the reply names what it refuses"). \(retry.hasPrefix("the message is kept") ? "Once fixed, the message goes out on its next attempt." : "Once fixed, `rekey reset send \(user.id)`.")",
+                    evidence: evidence
+                ))
             case .deferred:
                 findings.append(.init(
                     code: "deferred",
@@ -194,6 +205,27 @@ enum Verdict {
             return findings
         }
         return findings + platform
+    }
+
+    /// What a relay's refusal of us most likely asks to fix, from its stage, code and words.
+    static func relayHint(_ attempt: Rekey_Notifier_V1_Attempt) -> String {
+        let text = attempt.replyText.lowercased()
+        switch (attempt.stage, attempt.enhancedStatus) {
+        case ("AUTH", _):
+            return "it refuses the notifier's user name or password (smtp_username, smtp_password: changed or rotated on the relay?)"
+        case (_, "5.7.0") where text.contains("starttls"), (_, _) where text.contains("must issue a starttls"):
+            return "it requires TLS first (check smtp_tls and the relay's certificate)"
+        case (_, _) where text.contains("helo"):
+            return "it refuses the notifier's EHLO name: set smtp_helo to this host's fully qualified DNS name"
+        case (_, "5.6.7"), (_, _) where text.contains("smtputf8"):
+            return "it wants SMTPUTF8 declared for an address with non-ASCII characters"
+        case (_, _) where text.contains("relay access denied"):
+            return "it does not relay for this host: allow the notifier's address (Postfix: mynetworks) or give it credentials"
+        case ("MAIL", _), (_, "5.1.7"), (_, "5.1.8"):
+            return "it refuses the sender address (from_address): its domain, or the relay's sender rules"
+        default:
+            return "the reply names what it refuses (HELO name, sender, relay access, authentication, TLS, SMTPUTF8)"
+        }
     }
 
     /// The relay refusing or unreachable, or the queue not moving.
