@@ -423,6 +423,7 @@ let package = Package(
                 "RekeySQLite",
                 "RekeyTesting",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
         ),
             .testTarget(

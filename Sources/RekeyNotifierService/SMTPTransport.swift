@@ -16,8 +16,10 @@ package struct SMTPConfiguration: Sendable {
     package var commandTimeout: Duration = .seconds(60)
     /// For the reply to the end of DATA, which servers may take longer to give.
     package var dataTimeout: Duration = .seconds(180)
-    /// STARTTLS: when the server offers it (`opportunistic`), always (`required`: a server that
-    /// does not offer it is a failure), or never (`off`).
+    /// STARTTLS: when the server offers it (`opportunistic`: encrypted, the certificate checked
+    /// only when `caFile` is set, as Postfix's `may`), always with the certificate checked
+    /// (`verify`, or its older name `required`: a server that does not offer it, or whose
+    /// certificate does not check out, gets nothing), or never (`off`).
     package var tls: TLSMode = .opportunistic
     /// PEM certificates to trust instead of the system's.
     package var caFile: String?
@@ -26,7 +28,10 @@ package struct SMTPConfiguration: Sendable {
     package var tlsServerName: String?
 
     package enum TLSMode: String, Sendable, CaseIterable {
-        case opportunistic, required, off
+        case opportunistic, verify, required, off
+
+        /// STARTTLS must happen, with a certificate that checks out.
+        var isMandatory: Bool { self == .verify || self == .required }
     }
 
     package init(host: String, port: Int, heloName: String) {
@@ -109,6 +114,10 @@ package actor SMTPTransport: MailTransport {
             var tls = TLSConfiguration.makeClientConfiguration()
             if let caFile = configuration.caFile {
                 tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(caFile))
+            } else if configuration.tls == .opportunistic {
+                // Encrypt when possible: a relay's self-signed certificate (stock Debian Postfix)
+                // still gets encrypted mail. Checking it takes smtp_ca_file or smtp_tls = verify.
+                tls.certificateVerification = .none
             }
             self.tlsContext = try NIOSSLContext(configuration: tls)
         }
@@ -190,7 +199,7 @@ package actor SMTPTransport: MailTransport {
                     try await connection.startTLS(context: tlsContext, serverName: self.tlsServerName)
                 } catch {
                     var result = DeliveryResult(outcome: .temporaryFailure, stage: "STARTTLS")
-                    result.error = "cannot start TLS: \(Self.describe(error))"
+                    result.error = "cannot start TLS with \(self.tlsServerName ?? self.configuration.host): \(Self.describe(error))"
                     throw StepFailure(result: result, networkError: true)
                 }
                 // RFC 3207: forget what was said before TLS and greet again. A handshake that
@@ -200,10 +209,10 @@ package actor SMTPTransport: MailTransport {
                     capabilities = ehlo.lines.dropFirst().map { $0.uppercased() }
                 } catch var failure as StepFailure where failure.networkError {
                     failure.result.stage = "STARTTLS"
-                    failure.result.error = "cannot start TLS: " + (await connection.failureDescription() ?? failure.result.error)
+                    failure.result.error = "cannot start TLS with \(self.tlsServerName ?? self.configuration.host): " + (await connection.failureDescription() ?? failure.result.error)
                     throw failure
                 }
-            } else if self.configuration.tls == .required {
+            } else if self.configuration.tls.isMandatory {
                 var result = DeliveryResult(outcome: .temporaryFailure, stage: "STARTTLS")
                 result.error = "the server does not offer STARTTLS, and smtp_tls is required: nothing was sent in the clear"
                 throw StepFailure(result: result, networkError: false)
@@ -329,9 +338,31 @@ package actor SMTPTransport: MailTransport {
 
     static func describe(_ error: any Error) -> String {
         if let error = error as? SMTPConnectionError { return error.description }
-        if let error = error as? NIOSSLError { return "TLS: \(error)" }
+        if error is NIOSSLError || error is NIOSSLExtraError { return Self.describeTLS(error) }
         if let error = error as? IOError { return error.description }
         return "\(error)"
+    }
+}
+
+extension SMTPTransport {
+    /// A TLS failure in words for the person reading the attempt, with the setting to change;
+    /// never the TLS library's own text (it carries source paths and numbers).
+    package static func describeTLS(_ error: any Error) -> String {
+        let text = "\(error)"
+        if let extra = error as? NIOSSLExtraError, extra == .failedToValidateHostname {
+            return "the relay's certificate does not carry the expected name (the host of smtp_server, or smtp_tls_server_name): set smtp_tls_server_name to a name it carries"
+        }
+        if text.contains("CERTIFICATE_VERIFY_FAILED") {
+            return "the relay's certificate is not trusted (self-signed, from an unknown CA, expired, or for another name): set smtp_ca_file to the CA that signed it (and smtp_tls_server_name to a name it carries), or smtp_tls = opportunistic without smtp_ca_file to encrypt without checking it"
+        }
+        if text.contains("WRONG_VERSION_NUMBER") || text.contains("UNSUPPORTED_PROTOCOL") || text.contains("TLSV1_ALERT_PROTOCOL_VERSION") {
+            return "the relay offers no TLS version this notifier accepts (TLS 1.2 or newer)"
+        }
+        // The library's reason code alone (such as NO_SHARED_CIPHER), without paths.
+        let reason = text.range(of: "OPENSSL_internal:").map { found in
+            text[found.upperBound...].prefix { $0.isASCII && ($0.isUppercase || $0.isNumber || $0 == "_") }
+        }.flatMap { $0.isEmpty ? nil : $0 }
+        return "the TLS handshake with the relay failed" + (reason.map { " (\($0))" } ?? "")
     }
 }
 

@@ -133,7 +133,7 @@ struct NotifierSettings {
             smtp.connectTimeout = timeout
             smtp.commandTimeout = timeout
             smtp.dataTimeout = timeout * 3
-            smtp.tls = try settings.value("smtp_tls", default: .opportunistic, expected: "opportunistic, required or off") { SMTPConfiguration.TLSMode(rawValue: $0) }
+            smtp.tls = try settings.value("smtp_tls", default: .opportunistic, expected: "opportunistic, verify (or required) or off") { SMTPConfiguration.TLSMode(rawValue: $0) }
             if settings.raw("smtp_ca_file") != nil {
                 let file = try settings.string("smtp_ca_file", default: nil)
                 guard FileManager.default.isReadableFile(atPath: file) else {
