@@ -112,6 +112,10 @@ package actor SMTPTransport: MailTransport {
             self.tlsContext = nil
         } else {
             var tls = TLSConfiguration.makeClientConfiguration()
+            // The chain is checked by the TLS library, the name by `checkName` after the
+            // handshake: the library would also accept a certificate for the relay's IP address
+            // in place of the configured name, and refuse a name-only one for an IP relay.
+            tls.certificateVerification = .noHostnameVerification
             if let caFile = configuration.caFile {
                 tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(caFile))
             } else if configuration.tls == .opportunistic {
@@ -212,6 +216,7 @@ package actor SMTPTransport: MailTransport {
                     failure.result.error = "cannot start TLS with \(self.tlsServerName ?? self.configuration.host): " + (await connection.failureDescription() ?? failure.result.error)
                     throw failure
                 }
+                try await self.checkName(connection)
             } else if self.configuration.tls.isMandatory {
                 var result = DeliveryResult(outcome: .temporaryFailure, stage: "STARTTLS")
                 result.error = "the server does not offer STARTTLS, and smtp_tls is required: nothing was sent in the clear"
@@ -226,6 +231,47 @@ package actor SMTPTransport: MailTransport {
         }
         self.connection = connection
         return connection
+    }
+
+    /// Whether the relay's certificate is checked at all (opportunistic without a CA file is not).
+    private var checksCertificate: Bool {
+        self.configuration.tls.isMandatory || (self.configuration.tls == .opportunistic && self.configuration.caFile != nil)
+    }
+
+    /// After the handshake: the certificate must carry the expected name among its DNS names
+    /// (a `*.` wildcard stands for one label). An IP relay without smtp_tls_server_name is
+    /// checked by its chain only.
+    private func checkName(_ connection: SMTPConnection) async throws {
+        guard self.checksCertificate, let expected = self.tlsServerName else { return }
+        let names = (try? await connection.peerCertificate()).map(Self.dnsNames) ?? []
+        guard Self.certificateNames(names, match: expected) else {
+            var result = DeliveryResult(outcome: .temporaryFailure, stage: "STARTTLS")
+            let carried = names.isEmpty ? "no DNS name" : names.prefix(5).joined(separator: ", ")
+            result.error = "cannot start TLS with \(expected): the relay's certificate does not carry that name (it carries \(carried)): set smtp_tls_server_name to a name it carries"
+            throw StepFailure(result: result, networkError: true)
+        }
+    }
+
+    /// The DNS names in a certificate's subjectAltName.
+    static func dnsNames(_ certificate: NIOSSLCertificate) -> [String] {
+        certificate._subjectAlternativeNames().compactMap { name in
+            guard name.nameType == .dnsName else { return nil }
+            return name.contents.withUnsafeBufferPointer { String(decoding: $0, as: UTF8.self) }
+        }
+    }
+
+    /// Whether `names` include `expected` (ASCII case ignored, a trailing dot ignored), a
+    /// leading `*.` matching exactly one label.
+    package static func certificateNames(_ names: [String], match expected: String) -> Bool {
+        let wanted = (expected.hasSuffix(".") ? String(expected.dropLast()) : expected).lowercased()
+        return names.contains { raw in
+            let name = (raw.hasSuffix(".") ? String(raw.dropLast()) : raw).lowercased()
+            if name.hasPrefix("*.") {
+                guard let dot = wanted.firstIndex(of: ".") else { return false }
+                return wanted[..<dot].count > 0 && !wanted[..<dot].contains("*") && wanted[dot...] == name.dropFirst()
+            }
+            return name == wanted
+        }
     }
 
     /// The name to check the certificate against; nil for an IP address without a configured name.
@@ -456,6 +502,11 @@ final class SMTPConnection: Sendable {
             let handler = try NIOSSLClientHandler(context: context, serverHostname: serverName)
             try channel.pipeline.syncOperations.addHandler(handler, position: .first)
         }.get()
+    }
+
+    /// The certificate the server presented, once TLS is up.
+    func peerCertificate() async throws -> NIOSSLCertificate? {
+        try await self.channel.nioSSL_peerCertificate().get()
     }
 
     /// What closed the connection, when an error did (such as a failed TLS handshake).

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Writes a self-signed certificate for `localhost` and 127.0.0.1 (cert.pem, key.pem) into the
-folder given, for the STARTTLS tests (Debian's python3-cryptography)."""
+folder given, for the STARTTLS tests (Debian's python3-cryptography). With `--dns-only NAME`, the
+certificate carries that DNS name alone (no IP address)."""
 
 import datetime
 import ipaddress
@@ -13,6 +14,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 folder = sys.argv[1]
+dns_only = sys.argv[3] if len(sys.argv) > 3 and sys.argv[2] == "--dns-only" else None
+names = [x509.DNSName(dns_only)] if dns_only else [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
 key = ec.generate_private_key(ec.SECP256R1())
 name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
 now = datetime.datetime.now(datetime.timezone.utc)
@@ -24,7 +27,7 @@ cert = (
     .serial_number(x509.random_serial_number())
     .not_valid_before(now - datetime.timedelta(minutes=5))
     .not_valid_after(now + datetime.timedelta(days=1))
-    .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+    .add_extension(x509.SubjectAlternativeName(names), critical=False)
     .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
     .sign(key, hashes.SHA256())
 )

@@ -256,6 +256,40 @@ struct NotifierExecutableTests {
         }
         untrusting.stop()
 
+        // The name is checked against the certificate's DNS names only: its IP address entry
+        // (127.0.0.1, the relay's address) does not stand in for another configured name.
+        let elsewhere = try Self.start(
+            dataDir: folder.path + "/data5",
+            Self.smtp(secure.port) + ["--smtp-tls", "verify", "--smtp-ca-file", "\(certificates)/cert.pem", "--smtp-tls-server-name", "other.example"]
+        )
+        try await self.withNotifier(elsewhere) { notifier in
+            let queued = try await notifier.enqueue(Self.resetRequest(to: "jane@example.com"))
+            let message = try await self.waitFor(queued.messageID, in: notifier) { !$0.attempts.isEmpty && $0.attempts[0].outcome != .unspecified }
+            let error = message.attempts.first?.error ?? ""
+            #expect(error == "cannot start TLS with other.example: the relay's certificate does not carry that name (it carries localhost): set smtp_tls_server_name to a name it carries", "\(error)")
+            #expect(secure.messages().count == 2, "nothing more was delivered")
+        }
+        elsewhere.stop()
+
+        // A relay reached by IP address without a configured name: the chain alone is checked,
+        // so a certificate with DNS names only is accepted.
+        let named = folder.path + "/tls-named"
+        let makeNamed = Process()
+        makeNamed.executableURL = URL(fileURLWithPath: SMTPTestServer.python)
+        makeNamed.arguments = [SMTPTestServer.root.appendingPathComponent("Tests/Interop/make_cert.py").path, named, "--dns-only", "relay.example.test"]
+        try makeNamed.run()
+        makeNamed.waitUntilExit()
+        try #require(makeNamed.terminationStatus == 0)
+        let namedServer = try SMTPTestServer(folder: folder.path + "/named", options: ["--tls", "\(named)/cert.pem:\(named)/key.pem", "--require-tls"])
+        let chainOnly = try Self.start(dataDir: folder.path + "/data6", Self.smtp(namedServer.port) + ["--smtp-tls", "verify", "--smtp-ca-file", "\(named)/cert.pem"])
+        try await self.withNotifier(chainOnly) { notifier in
+            let queued = try await notifier.enqueue(Self.resetRequest(to: "jane@example.com"))
+            let message = try await self.waitFor(queued.messageID, in: notifier) { $0.state == .accepted }
+            #expect(message.state == .accepted, "\(message.attempts)")
+            #expect(namedServer.messages().count == 1)
+        }
+        chainOnly.stop()
+
         let requiring = try Self.start(dataDir: folder.path + "/data3", Self.smtp(plain.port) + ["--smtp-tls", "required"])
         try await self.withNotifier(requiring) { notifier in
             let queued = try await notifier.enqueue(Self.resetRequest(to: "jane@example.com"))
@@ -331,6 +365,16 @@ struct NotifierExecutableTests {
         #expect(unknown == "the TLS handshake with the relay failed (NO_SHARED_CIPHER)", "\(unknown)")
         #expect(SMTPTransport.describeTLS(LibraryError(description: "error:1000042e:SSL routines:OPENSSL_internal:TLSV1_ALERT_PROTOCOL_VERSION")).contains("TLS 1.2"))
         #expect(SMTPTransport.describeTLS(LibraryError(description: "eof")) == "the TLS handshake with the relay failed")
+    }
+
+    @Test("certificate names: exact or one-label wildcard, case and a trailing dot ignored")
+    func certificateNames() {
+        #expect(SMTPTransport.certificateNames(["relay.example.com"], match: "RELAY.example.com."))
+        #expect(SMTPTransport.certificateNames(["*.example.com"], match: "relay.example.com"))
+        #expect(!SMTPTransport.certificateNames(["*.example.com"], match: "a.relay.example.com"), "one label only")
+        #expect(!SMTPTransport.certificateNames(["*.example.com"], match: "example.com"))
+        #expect(!SMTPTransport.certificateNames(["relay.example.com"], match: "relay.example.org"))
+        #expect(!SMTPTransport.certificateNames([], match: "relay.example.com"))
     }
 
     @Test("start-up refuses bad settings with a message naming the key")
