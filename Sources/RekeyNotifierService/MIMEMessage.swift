@@ -81,14 +81,17 @@ package struct MIMEMessage: Sendable {
 
     /// `Name <address>`, the name quoted or encoded as needed.
     static func mailbox(_ mailbox: Mailbox) -> String {
-        guard !mailbox.name.isEmpty else { return "<\(mailbox.address)>" }
+        // The domain in ASCII (IDNA), as in the envelope; a non-ASCII local part stays UTF-8
+        // (it goes only to servers that took SMTPUTF8).
+        let address = IDNA.asciiDomainAddress(mailbox.address) ?? mailbox.address
+        guard !mailbox.name.isEmpty else { return "<\(address)>" }
         let name: String
         if mailbox.name.unicodeScalars.allSatisfy({ $0.isASCII }) {
             name = "\"" + mailbox.name.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
         } else {
             name = Self.encodedWords(mailbox.name)
         }
-        return "\(name) <\(mailbox.address)>"
+        return "\(name) <\(address)>"
     }
 
     /// The text as is when it is printable ASCII in words that folding can fit on a line, else

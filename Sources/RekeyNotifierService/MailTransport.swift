@@ -47,6 +47,12 @@ extension DeliveryResult {
     /// are about us). A refused RCPT without an enhanced code counts as the mailbox only for the
     /// replies RFC 5321 gives for one (550, 551, 553).
     package var refusal: Refusal {
+        // Too large (RFC 3463 5.3.4; 552 to MAIL FROM with SIZE): this message, wherever it was
+        // said; so is what the notifier refused to send itself (no reply, a 5.x.x of its own).
+        if self.enhancedStatus == "5.3.4" || (self.stage == "MAIL" && self.replyCode == 552 && self.enhancedStatus.isEmpty)
+            || (self.replyCode == 0 && self.enhancedStatus.hasPrefix("5.")) {
+            return .message
+        }
         switch self.stage {
         case "RCPT":
             let parts = self.enhancedStatus.split(separator: ".")

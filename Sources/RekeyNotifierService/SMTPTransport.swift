@@ -103,6 +103,8 @@ package actor SMTPTransport: MailTransport {
     private let group: any EventLoopGroup
     private let tlsContext: NIOSSLContext?
     private var connection: SMTPConnection?
+    /// What the server of `connection` offered in its (last) EHLO reply, upper-cased.
+    private var capabilities: [String] = []
 
     /// Throws when the TLS settings cannot be used (an unreadable CA file).
     package init(configuration: SMTPConfiguration, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) throws {
@@ -225,6 +227,7 @@ package actor SMTPTransport: MailTransport {
             if let username = self.configuration.username {
                 try await self.authenticate(connection, username: username, password: self.configuration.password ?? "", capabilities: capabilities)
             }
+            self.capabilities = capabilities
         } catch {
             await connection.close()
             throw error
@@ -299,7 +302,36 @@ package actor SMTPTransport: MailTransport {
     }
 
     private func transaction(_ connection: SMTPConnection, from: String, to: String, content: [UInt8]) async throws -> DeliveryResult {
-        _ = try await self.command(connection, "MAIL FROM:<\(from)>", stage: "MAIL", accept: 250...250)
+        // Domains in ASCII (IDNA), so only a non-ASCII local part needs SMTPUTF8.
+        guard let from = IDNA.asciiDomainAddress(from), let to = IDNA.asciiDomainAddress(to) else {
+            var result = DeliveryResult(outcome: .permanentFailure, stage: "MAIL")
+            result.enhancedStatus = "5.1.3"
+            result.error = "the address's domain cannot be written as an internationalised domain name: not sent"
+            return result
+        }
+        var parameters = ""
+        // SIZE (RFC 1870): announced, so a server that will not take it says so before DATA;
+        // over a limit it advertised, not sent at all.
+        if let size = self.capabilities.first(where: { $0 == "SIZE" || $0.hasPrefix("SIZE ") }) {
+            if let limit = Int(size.dropFirst(4).trimmingCharacters(in: .whitespaces)), limit > 0, content.count > limit {
+                var result = DeliveryResult(outcome: .permanentFailure, stage: "MAIL")
+                result.enhancedStatus = "5.3.4"
+                result.error = "the message is \(content.count) bytes, more than the \(limit) the relay takes (its SIZE): not sent"
+                return result
+            }
+            parameters += " SIZE=\(content.count)"
+        }
+        // SMTPUTF8 (RFC 6531) for an address with non-ASCII characters, when the server offers it.
+        if !(from.utf8.allSatisfy { $0 < 0x80 } && to.utf8.allSatisfy { $0 < 0x80 }) {
+            guard self.capabilities.contains("SMTPUTF8") else {
+                var result = DeliveryResult(outcome: .permanentFailure, stage: "MAIL")
+                result.enhancedStatus = "5.6.7"
+                result.error = "the address has non-ASCII characters before the @ and the relay does not offer SMTPUTF8: not sent"
+                return result
+            }
+            parameters += " SMTPUTF8"
+        }
+        _ = try await self.command(connection, "MAIL FROM:<\(from)>\(parameters)", stage: "MAIL", accept: 250...250)
         _ = try await self.command(connection, "RCPT TO:<\(to)>", stage: "RCPT", accept: 250...251)
         _ = try await self.command(connection, "DATA", stage: "DATA", accept: 354...354)
         do {

@@ -11,6 +11,8 @@ its standard input closes. Chosen recipients can be refused:
   --defer ADDRESS:N     the first N RCPT TO for the address answer 451 4.3.0
   --require-auth U:P    AUTH PLAIN/LOGIN with these credentials before MAIL (plain text allowed)
   --stall-first         never answer the end of the first message's DATA (writes FOLDER/stalled)
+  --size N              advertise SIZE N and refuse larger messages
+  --no-smtputf8         do not offer SMTPUTF8 (RFC 6531; aiosmtpd's Controller offers it by default)
   --tls CERT:KEY        offer STARTTLS with this certificate; --require-tls refuses mail without it
 """
 
@@ -82,6 +84,8 @@ def main():
     parser.add_argument("--reject", action="append", default=[])
     parser.add_argument("--defer", action="append", default=[])
     parser.add_argument("--refuse", action="append", default=[])
+    parser.add_argument("--size", type=int)
+    parser.add_argument("--no-smtputf8", action="store_true")
     parser.add_argument("--require-auth")
     parser.add_argument("--stall-first", action="store_true")
     parser.add_argument("--tls")
@@ -105,6 +109,10 @@ def main():
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(cert, key)
         options = dict(options, tls_context=context, require_starttls=args.require_tls)
+    if args.size:
+        options = dict(options, data_size_limit=args.size)
+    if args.no_smtputf8:
+        options = dict(options, enable_SMTPUTF8=False)
     controller = Controller(Handler(args.folder, args.reject, args.defer, args.stall_first, args.refuse), hostname="127.0.0.1", port=port, server_kwargs=options)
     controller.start()
     print("port=%d" % port, flush=True)

@@ -367,6 +367,58 @@ struct NotifierExecutableTests {
         #expect(SMTPTransport.describeTLS(LibraryError(description: "eof")) == "the TLS handshake with the relay failed")
     }
 
+    @Test("internationalised domains go out in ASCII (IDNA, Punycode of RFC 3492)")
+    func idna() {
+        #expect(IDNA.asciiDomain("exämple.org") == "xn--exmple-cua.org")
+        #expect(IDNA.asciiDomain("Bücher.example") == "xn--bcher-kva.example", "lower-cased first")
+        #expect(IDNA.asciiDomain("山田.jp") == "xn--rhtu98c.jp")
+        #expect(IDNA.asciiDomain("münchen-ost.de") == "xn--mnchen-ost-9db.de")
+        #expect(IDNA.asciiDomain("example.com") == "example.com")
+        #expect(IDNA.asciiDomain("ä..org") == nil && IDNA.asciiDomain(String(repeating: "ä", count: 80) + ".org") == nil)
+        #expect(IDNA.asciiDomainAddress("zoë@exämple.org") == "zoë@xn--exmple-cua.org", "the local part stays as it is")
+    }
+
+    @Test("SIZE, SMTPUTF8 and IDNA on a real server: too large is not sent; a non-ASCII local part needs SMTPUTF8; a non-ASCII domain needs nothing")
+    func envelopeExtensions() async throws {
+        let folder = try TemporaryFolder()
+        let small = try SMTPTestServer(folder: folder.path + "/small", options: ["--size", "2000"])
+        let plain = try SMTPTestServer(folder: folder.path + "/plain", options: ["--no-smtputf8"])
+        let modern = try SMTPTestServer(folder: folder.path + "/modern")
+
+        let tooSmall = try Self.start(dataDir: folder.path + "/data1", Self.smtp(small.port))
+        try await self.withNotifier(tooSmall) { notifier in
+            let queued = try await notifier.enqueue(Self.resetRequest(to: "jane@example.com"))
+            let message = try await self.waitFor(queued.messageID, in: notifier) { $0.state == .failed }
+            #expect(message.state == .failed, "\(message.attempts)")
+            #expect(message.attempts.count == 1 && message.attempts[0].error.contains("more than the 2000 the relay takes"), "\(message.attempts)")
+            #expect(small.messages().isEmpty)
+            #expect(try await notifier.listSuppressions(.init()).suppressions.isEmpty, "too large is not the mailbox's fault")
+        }
+        tooSmall.stop()
+
+        let ascii = try Self.start(dataDir: folder.path + "/data2", Self.smtp(plain.port))
+        try await self.withNotifier(ascii) { notifier in
+            let domain = try await notifier.enqueue(Self.resetRequest(to: "jane@exämple.org"))
+            let sent = try await self.waitFor(domain.messageID, in: notifier) { $0.state == .accepted || $0.state == .failed }
+            #expect(sent.state == .accepted, "\(sent.attempts)")
+            let file = try #require(plain.messages().first)
+            #expect(try String(contentsOfFile: file, encoding: .utf8).contains("<jane@xn--exmple-cua.org>"), "the To header's domain in ASCII too")
+            let local = try await notifier.enqueue(Self.resetRequest(to: "zoë@example.org"))
+            let refused = try await self.waitFor(local.messageID, in: notifier) { $0.state == .failed }
+            #expect(refused.attempts.first?.error.contains("does not offer SMTPUTF8") == true, "\(refused.attempts)")
+        }
+        ascii.stop()
+
+        let utf8 = try Self.start(dataDir: folder.path + "/data3", Self.smtp(modern.port))
+        try await self.withNotifier(utf8) { notifier in
+            let local = try await notifier.enqueue(Self.resetRequest(to: "zoë@example.org"))
+            let sent = try await self.waitFor(local.messageID, in: notifier) { $0.state == .accepted || $0.state == .failed }
+            #expect(sent.state == .accepted, "\(sent.attempts)")
+            #expect(modern.messages().count == 1)
+        }
+        utf8.stop()
+    }
+
     @Test("certificate names: exact or one-label wildcard, case and a trailing dot ignored")
     func certificateNames() {
         #expect(SMTPTransport.certificateNames(["relay.example.com"], match: "RELAY.example.com."))
