@@ -48,31 +48,44 @@ package struct DeliveryWorker: Service {
             self.logger.notice("attempts interrupted by the last stop will be retried", metadata: ["attempts": "\(interrupted)"])
         }
         let runID = try Hex.randomID(prefix: "run_")
+        let gate = RelayGate()
         try await withThrowingDiscardingTaskGroup { group in
             for index in 0..<self.concurrency {
                 let transport = try self.makeTransport()
                 group.addTask {
-                    await self.work(index: index, runID: runID, transport: transport)
+                    await self.work(index: index, runID: runID, transport: transport, gate: gate)
                 }
             }
         }
     }
 
-    private func work(index: Int, runID: String, transport: any MailTransport) async {
+    private func work(index: Int, runID: String, transport: any MailTransport, gate: RelayGate) async {
         let store = self.store
         var idleSince: ContinuousClock.Instant? = nil
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            // While the relay cannot be reached, one worker probes it now and then; the others
+            // leave the queue alone instead of failing a connect for every message.
+            let probe: Bool
+            switch gate.admit(now: .now) {
+            case .wait(let pause):
+                try? await Task.sleep(for: min(pause, self.pollInterval))
+                continue
+            case .go(let isProbe):
+                probe = isProbe
+            }
             let claimed: OutboxStore.Claimed?
             do {
                 claimed = try await self.database.withConnection {
                     try store.claimNext(worker: runID, transport: transport.name, server: transport.destination, in: $0)
                 }
             } catch {
+                if probe { gate.withdrawProbe() }
                 self.logger.error("cannot read the outbox", metadata: ["error": "\(error)"])
                 try? await Task.sleep(for: self.pollInterval)
                 continue
             }
             guard let claimed else {
+                if probe { gate.withdrawProbe() }
                 if let since = idleSince, ContinuousClock.now - since > .seconds(10) {
                     await transport.close()
                     idleSince = nil
@@ -86,6 +99,19 @@ package struct DeliveryWorker: Service {
             let started = ContinuousClock.now
             let result = await transport.deliver(from: store.configuration.fromAddress, to: claimed.toAddress, content: claimed.content)
             Timer(label: "rekey_notifier_delivery_duration_seconds").record(duration: ContinuousClock.now - started)
+            switch gate.report(unreachable: result.relayUnreachable, probe: probe, now: .now) {
+            case .wentDown(let pause):
+                Gauge(label: "rekey_notifier_relay_unreachable").record(1)
+                self.logger.warning(
+                    "the relay cannot be reached: deliveries pause, and one message probes it with growing pauses until it answers",
+                    metadata: ["destination": "\(transport.destination)", "delivery.reply": "\(result.summary)", "next_probe_in": "\(pause)"]
+                )
+            case .cameBack:
+                Gauge(label: "rekey_notifier_relay_unreachable").record(0)
+                self.logger.notice("the relay answers again: deliveries resume", metadata: ["destination": "\(transport.destination)"])
+            case .unchanged:
+                break
+            }
             do {
                 let state = try await self.database.withConnection { try store.finish(claimed, result: result, in: $0) }
                 Counter(label: "rekey_notifier_delivery_attempts_total", dimensions: [("outcome", Self.metricName(result.outcome))]).increment()
@@ -136,6 +162,92 @@ extension DeliveryWorker: CustomStringConvertible {
         case .accepted: return "accepted"
         case .failed: return "failed"
         case .suppressed: return "suppressed"
+        }
+    }
+}
+
+extension DeliveryResult {
+    /// The relay could not be reached at all (no connection, or no greeting, or 421 in place of
+    /// one): every message would fail the same way.
+    package var relayUnreachable: Bool {
+        self.outcome != .accepted && (self.stage == "CONNECT" || (self.stage == "GREETING" && (self.replyCode == 0 || self.replyCode == 421)))
+    }
+}
+
+/// The relay's reachability, shared by the workers. When it cannot be reached, workers stop
+/// taking messages; one probe (the next due message) goes out after a pause that doubles up to
+/// `maxPause`, and the first probe that reaches it lets every worker resume. A relay outage then
+/// costs a handful of failed connects, not one per queued message per retry.
+package final class RelayGate: Sendable {
+    package enum Admission: Equatable {
+        /// Take a message; `probe` when it is the one that tests an unreachable relay.
+        case go(probe: Bool)
+        /// Do not take one yet.
+        case wait(Duration)
+    }
+
+    package enum Change: Equatable {
+        case wentDown(nextProbeIn: Duration)
+        case cameBack
+        case unchanged
+    }
+
+    private struct State {
+        var down = false
+        var probing = false
+        var pause: Duration
+        var nextProbe: ContinuousClock.Instant
+    }
+
+    private let state: Mutex<State>
+    private let firstPause: Duration
+    private let maxPause: Duration
+
+    package init(firstPause: Duration = .seconds(1), maxPause: Duration = .seconds(60)) {
+        self.firstPause = firstPause
+        self.maxPause = maxPause
+        self.state = Mutex(State(pause: firstPause, nextProbe: .now))
+    }
+
+    package func admit(now: ContinuousClock.Instant) -> Admission {
+        self.state.withLock { state in
+            guard state.down else { return .go(probe: false) }
+            if state.probing || now < state.nextProbe {
+                return .wait(state.probing ? .milliseconds(100) : state.nextProbe - now)
+            }
+            state.probing = true
+            return .go(probe: true)
+        }
+    }
+
+    /// The probe found nothing to send: another worker may probe later.
+    package func withdrawProbe() {
+        self.state.withLock { $0.probing = false }
+    }
+
+    /// How an attempt ended, as far as reaching the relay goes.
+    package func report(unreachable: Bool, probe: Bool, now: ContinuousClock.Instant) -> Change {
+        self.state.withLock { state in
+            if probe { state.probing = false }
+            guard unreachable else {
+                guard state.down else { return .unchanged }
+                state.down = false
+                state.pause = self.firstPause
+                return .cameBack
+            }
+            if !state.down {
+                state.down = true
+                state.pause = self.firstPause
+                state.nextProbe = now + state.pause
+                return .wentDown(nextProbeIn: state.pause)
+            }
+            // Only a failed probe lengthens the pause (not the attempts already under way when
+            // the relay went away).
+            if probe {
+                state.pause = min(state.pause * 2, self.maxPause)
+                state.nextProbe = now + state.pause
+            }
+            return .unchanged
         }
     }
 }

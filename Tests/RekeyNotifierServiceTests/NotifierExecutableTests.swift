@@ -367,6 +367,45 @@ struct NotifierExecutableTests {
         #expect(SMTPTransport.describeTLS(LibraryError(description: "eof")) == "the TLS handshake with the relay failed")
     }
 
+    @Test("the relay down: messages wait instead of each failing a connect; when it is back, every message goes out")
+    func relayOutage() async throws {
+        let folder = try TemporaryFolder()
+        let port = try SMTPTestServer.freePort()
+        let notifier = try Self.start(dataDir: folder.path + "/data", Self.smtp(port) + ["--concurrency", "4"])
+        try await self.withNotifier(notifier) { client in
+            var ids: [String] = []
+            for index in 0..<20 {
+                ids.append(try await client.enqueue(Self.resetRequest(to: "user\(index)@example.com")).messageID)
+            }
+            func tried() async throws -> Int {
+                var count = 0
+                for id in ids {
+                    var request = Rekey_Notifier_V1_GetMessageRequest()
+                    request.messageID = id
+                    if try await client.getMessage(request).message?.attempts.isEmpty == false { count += 1 }
+                }
+                return count
+            }
+            let deadline = ContinuousClock.now + .seconds(20)
+            while try await tried() == 0, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            // Each failed connect takes a moment here: without the gate every message would be
+            // tried (and retried every 200 ms) by now; with it, the ones under way when the relay
+            // went away, and a probe now and then.
+            try await Task.sleep(for: .seconds(2))
+            let attempted = try await tried()
+            #expect(attempted >= 1 && attempted <= 4 + 3, "\(attempted) of \(ids.count) messages tried: the queue waits while the relay is down")
+            let server = try SMTPTestServer(folder: folder.path + "/mail", options: ["--port", "\(port)"])
+            for id in ids {
+                let message = try await self.waitFor(id, in: client) { $0.state == .accepted }
+                #expect(message.state == .accepted, "\(message.attempts)")
+            }
+            #expect(server.messages().count == ids.count)
+        }
+        notifier.stop()
+    }
+
     @Test("internationalised domains go out in ASCII (IDNA, Punycode of RFC 3492)")
     func idna() {
         #expect(IDNA.asciiDomain("exämple.org") == "xn--exmple-cua.org")

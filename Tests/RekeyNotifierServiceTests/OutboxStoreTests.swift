@@ -303,3 +303,42 @@ struct OutboxStoreTests {
         #expect(MailTemplates.branded("<p>x</p>", name: "X", color: "red;}", locale: "en").contains("color:#2f5fd0"), "a colour that is not #rrggbb is not written")
     }
 }
+
+/// The shared relay gate, step by step with the instants given (nothing sleeps).
+struct RelayGateTests {
+    @Test("an unreachable relay: workers wait, one probe at a time after a doubling pause, everyone resumes when a probe gets through")
+    func probes() {
+        let gate = RelayGate(firstPause: .seconds(1), maxPause: .seconds(4))
+        let t0 = ContinuousClock.now
+        #expect(gate.admit(now: t0) == .go(probe: false))
+        #expect(gate.report(unreachable: true, probe: false, now: t0) == .wentDown(nextProbeIn: .seconds(1)))
+        #expect(gate.report(unreachable: true, probe: false, now: t0) == .unchanged, "attempts under way when it went down change nothing")
+        #expect(gate.admit(now: t0 + .milliseconds(400)) == .wait(.milliseconds(600)))
+        #expect(gate.admit(now: t0 + .seconds(1)) == .go(probe: true))
+        #expect(gate.admit(now: t0 + .seconds(1)) == .wait(.milliseconds(100)), "one probe at a time")
+        #expect(gate.report(unreachable: true, probe: true, now: t0 + .seconds(1)) == .unchanged)
+        #expect(gate.admit(now: t0 + .seconds(2)) == .wait(.seconds(1)), "the pause doubled")
+        #expect(gate.admit(now: t0 + .seconds(3)) == .go(probe: true))
+        gate.withdrawProbe()
+        #expect(gate.admit(now: t0 + .seconds(3)) == .go(probe: true), "a probe with nothing to send lets another probe")
+        #expect(gate.report(unreachable: true, probe: true, now: t0 + .seconds(3)) == .unchanged)
+        #expect(gate.admit(now: t0 + .seconds(7)) == .go(probe: true), "the pause stops at maxPause")
+        #expect(gate.report(unreachable: true, probe: true, now: t0 + .seconds(7)) == .unchanged)
+        #expect(gate.admit(now: t0 + .seconds(11)) == .go(probe: true))
+        #expect(gate.report(unreachable: false, probe: true, now: t0 + .seconds(11)) == .cameBack)
+        #expect(gate.admit(now: t0 + .seconds(11)) == .go(probe: false))
+        #expect(gate.report(unreachable: true, probe: false, now: t0 + .seconds(12)) == .wentDown(nextProbeIn: .seconds(1)), "the pause starts again")
+    }
+
+    @Test("unreachable means no connection, no greeting, or 421 in place of one; a refusal or a 4xx later on is not")
+    func unreachable() {
+        func result(_ stage: String, _ code: Int, _ outcome: AttemptOutcomeValue = .temporaryFailure) -> DeliveryResult {
+            var result = DeliveryResult(outcome: outcome, stage: stage)
+            result.replyCode = code
+            return result
+        }
+        #expect(result("CONNECT", 0).relayUnreachable && result("GREETING", 0).relayUnreachable && result("GREETING", 421).relayUnreachable)
+        #expect(!result("RCPT", 451).relayUnreachable && !result("MAIL", 421).relayUnreachable && !result("END", 250, .accepted).relayUnreachable)
+        #expect(!result("GREETING", 554, .permanentFailure).relayUnreachable)
+    }
+}
