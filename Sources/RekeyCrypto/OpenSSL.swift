@@ -97,7 +97,7 @@ package enum OpenSSL {
         return key
     }
 
-    private static func lastError() -> String {
+    static func lastError() -> String {
         let code = ERR_get_error()
         guard code != 0 else { return "no OpenSSL error recorded" }
         var buffer = [CChar](repeating: 0, count: 256)

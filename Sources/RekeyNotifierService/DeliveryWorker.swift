@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import Metrics
 import RekeyCrypto
@@ -22,6 +23,8 @@ package struct DeliveryWorker: Service {
     package let pollInterval: Duration
     package let doorbell: Doorbell
     package let logger: Logger
+    /// Signs each message (DKIM) just before it goes out; nil sends them unsigned.
+    package let signer: DKIMSigner?
 
     package init(
         database: SQLiteDatabase,
@@ -30,8 +33,10 @@ package struct DeliveryWorker: Service {
         pollInterval: Duration = .seconds(1),
         doorbell: Doorbell,
         logger: Logger,
+        signer: DKIMSigner? = nil,
         makeTransport: @escaping @Sendable () throws -> any MailTransport
     ) {
+        self.signer = signer
         self.database = database
         self.store = store
         self.makeTransport = makeTransport
@@ -97,7 +102,17 @@ package struct DeliveryWorker: Service {
             }
             idleSince = nil
             let started = ContinuousClock.now
-            let result = await transport.deliver(from: store.configuration.fromAddress, to: claimed.toAddress, content: claimed.content)
+            var content = claimed.content
+            if let signer = self.signer {
+                do {
+                    content = try signer.sign(content, at: Date())
+                } catch {
+                    // Never seen with a key that loaded; an unsigned reset email still beats none.
+                    Counter(label: "rekey_notifier_dkim_failures_total").increment()
+                    self.logger.error("cannot DKIM-sign a message: it goes out unsigned", metadata: ["message.id": "\(claimed.id)", "error": "\(error)"])
+                }
+            }
+            let result = await transport.deliver(from: store.configuration.fromAddress, to: claimed.toAddress, content: content)
             Timer(label: "rekey_notifier_delivery_duration_seconds").record(duration: ContinuousClock.now - started)
             switch gate.report(unreachable: result.relayUnreachable, probe: probe, now: .now) {
             case .wentDown(let pause):

@@ -14,12 +14,18 @@ package final class SMTPTestServer: @unchecked Sendable {
 
     package init(folder: String, port: Int = 0, options: [String] = []) throws {
         self.folder = folder
+        self.port = try Self.startPeer(self.process, input: self.input, script: "smtp_server.py", arguments: [folder, "--port", "\(port)"] + options)
+    }
+
+    /// Starts one of the Python test peers in Tests/Interop and reads the `port=N` line it prints
+    /// once it accepts connections; closing `input` stops it.
+    static func startPeer(_ process: Process, input: Pipe, script: String, arguments: [String]) throws -> Int {
         let output = Pipe()
-        self.process.executableURL = URL(fileURLWithPath: Self.python)
-        self.process.arguments = [Self.root.appendingPathComponent("Tests/Interop/smtp_server.py").path, folder, "--port", "\(port)"] + options
-        self.process.standardInput = self.input
-        self.process.standardOutput = output
-        try self.process.run()
+        process.executableURL = URL(fileURLWithPath: Self.python)
+        process.arguments = [Self.root.appendingPathComponent("Tests/Interop/\(script)").path] + arguments
+        process.standardInput = input
+        process.standardOutput = output
+        try process.run()
         var data = Data()
         while !data.contains(UInt8(ascii: "\n")) {
             let chunk = output.fileHandleForReading.availableData
@@ -28,9 +34,9 @@ package final class SMTPTestServer: @unchecked Sendable {
         }
         let line = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         guard line.hasPrefix("port="), let port = Int(line.dropFirst(5)) else {
-            throw StartError(message: "the SMTP test server did not start: \(line)")
+            throw StartError(message: "\(script) did not start: \(line)")
         }
-        self.port = port
+        return port
     }
 
     package struct StartError: Error {

@@ -5,6 +5,7 @@ import Metrics
 import NIOCore
 import NIOPosix
 import RekeyClock
+import RekeyCrypto
 import RekeyNotifierAPI
 import RekeyNotifierService
 import RekeyRPCNIO
@@ -16,7 +17,7 @@ struct NotifierCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rekey-notifier",
         abstract: "Rekey's notifier: a durable outbox of email, SMTP or maildir delivery with retries, bounces, suppressions and history.",
-        subcommands: [Serve.self, Healthcheck.self],
+        subcommands: [Serve.self, Healthcheck.self, DKIMCommand.self],
         defaultSubcommand: Serve.self
     )
 }
@@ -83,6 +84,15 @@ struct NotifierOptions: ParsableArguments {
     @Option(help: "A folder of templates that replace the built-in ones (TEMPLATE.LOCALE.PART.mustache). Env: REKEY_NOTIFIER_TEMPLATES_DIR.")
     var templatesDir: String?
 
+    @Option(help: "PEM private key(s) to DKIM-sign every message with (RSA 2048+ or Ed25519), comma-separated to sign with several. Env: REKEY_NOTIFIER_DKIM_KEY. Default: none (unsigned).")
+    var dkimKey: String?
+
+    @Option(help: "The DKIM selector of each key in dkim_key, in the same order. Env: REKEY_NOTIFIER_DKIM_SELECTOR.")
+    var dkimSelector: String?
+
+    @Option(help: "The DKIM signing domain (d=). Env: REKEY_NOTIFIER_DKIM_DOMAIN. Default: the sender address's domain.")
+    var dkimDomain: String?
+
     var flags: [String: String?] {
         [
             "transport": self.transport, "mail_dir": self.mailDir, "smtp_server": self.smtpServer, "smtp_username": self.smtpUsername,
@@ -91,6 +101,7 @@ struct NotifierOptions: ParsableArguments {
             "concurrency": self.concurrency, "from_address": self.fromAddress, "from_name": self.fromName, "brand_name": self.brandName, "brand_color": self.brandColor,
             "message_id_domain": self.messageIdDomain, "retry_schedule": self.retrySchedule, "max_age": self.maxAge,
             "poll_interval": self.pollInterval, "templates_dir": self.templatesDir,
+            "dkim_key": self.dkimKey, "dkim_selector": self.dkimSelector, "dkim_domain": self.dkimDomain,
         ]
     }
 }
@@ -113,6 +124,9 @@ struct NotifierSettings {
     var concurrency: Int
     var pollInterval: Duration
     var templatesFolder: String?
+    var dkim: DKIMSigner?
+    /// Settings that work but are likely mistakes, logged at start.
+    var warnings: [String] = []
 
     init(common options: CommonServiceOptions, _ own: NotifierOptions) throws {
         let flags = options.flags.merging(own.flags) { $1 }
@@ -183,6 +197,70 @@ struct NotifierSettings {
         self.concurrency = try settings.integer("concurrency", default: 4, range: 1...64)
         self.pollInterval = try settings.duration("poll_interval", default: .seconds(1), range: .milliseconds(10) ... .seconds(60))
         self.templatesFolder = settings.raw("templates_dir") == nil ? nil : try settings.string("templates_dir", default: nil)
+        try self.readDKIM(settings, from: from)
+    }
+
+    /// `dkim_key`, `dkim_selector`, `dkim_domain`: every key loaded now, so that a bad file stops
+    /// the start instead of the first delivery.
+    private mutating func readDKIM(_ settings: Settings, from: String) throws {
+        let fromDomain = String(from.split(separator: "@").last ?? "").lowercased()
+        guard settings.raw("dkim_key") != nil else {
+            if settings.raw("dkim_selector") != nil || settings.raw("dkim_domain") != nil {
+                throw SettingsError("dkim_selector and dkim_domain need dkim_key, the private key to sign with")
+            }
+            return
+        }
+        let files = try settings.list("dkim_key", default: nil)
+        let selectors = try settings.value("dkim_selector", default: nil, expected: "one selector per key, such as rekey2026 (letters, digits, hyphens and dots)") { text in
+            let items = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+            return items.allSatisfy(Self.isDNSName) ? items : nil
+        }
+        guard !files.isEmpty, files.count == selectors.count else {
+            throw SettingsError("dkim_key names \(files.count) key(s) but dkim_selector \(selectors.count) selector(s): give one selector per key, in the same order")
+        }
+        let domain = try settings.value("dkim_domain", default: fromDomain, expected: "a domain name such as example.com") { text in
+            let ascii = IDNA.asciiDomain(text.lowercased())
+            return ascii.flatMap { Self.isDNSName($0) && $0.contains(".") ? $0 : nil }
+        }
+        var keys: [DKIMSigner.Key] = []
+        for (file, selector) in zip(files, selectors) {
+            guard let pem = FileManager.default.contents(atPath: file) else {
+                throw SettingsError("cannot read the DKIM key `\(file)` (dkim_key)")
+            }
+            let key: SigningKey
+            do {
+                key = try SigningKey(pem: Array(pem))
+            } catch {
+                throw SettingsError("the DKIM key `\(file)` is not an unencrypted PEM private key (RSA or Ed25519): \(error.detail)")
+            }
+            if case .rsa(let bits) = key.algorithm {
+                // RFC 8301: verifiers ignore signatures from keys under 1024 bits.
+                guard bits >= 1024 else {
+                    throw SettingsError("the DKIM key `\(file)` has \(bits) bits: receivers ignore RSA keys under 1024 bits; make a 2048-bit one (rekey-notifier dkim keygen)")
+                }
+                if bits < 2048 {
+                    self.warnings.append("the DKIM key `\(file)` has \(bits) bits; 2048 is the recommended size")
+                }
+            }
+            if let attributes = try? FileManager.default.attributesOfItem(atPath: file),
+               let mode = (attributes[.posixPermissions] as? NSNumber)?.intValue, mode & 0o077 != 0 {
+                self.warnings.append("the DKIM key `\(file)` can be read by other users (mode \(String(mode & 0o777, radix: 8))): chmod 600 it")
+            }
+            keys.append(DKIMSigner.Key(selector: selector, key: key))
+        }
+        if domain != fromDomain && !fromDomain.hasSuffix("." + domain) && !domain.hasSuffix("." + fromDomain) {
+            self.warnings.append("dkim_domain `\(domain)` is not aligned with the From domain `\(fromDomain)`: DMARC passes only when they share their registered domain")
+        }
+        self.dkim = DKIMSigner(domain: domain, keys: keys)
+    }
+
+    /// Letters, digits and hyphens in dot-separated labels of 1 to 63 characters.
+    static func isDNSName(_ text: String) -> Bool {
+        let labels = text.split(separator: ".", omittingEmptySubsequences: false)
+        return !text.isEmpty && text.utf8.count <= 253 && labels.allSatisfy { label in
+            (1...63).contains(label.count) && label.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }
+                && label.first != "-" && label.last != "-"
+        }
     }
 }
 
@@ -242,6 +320,17 @@ struct Serve: AsyncParsableCommand {
                 )
             }
         }
+        for warning in settings.warnings {
+            logger.warning("\(warning)")
+        }
+        if let dkim = settings.dkim {
+            logger.info("DKIM-signing every message", metadata: [
+                "dkim.domain": "\(dkim.domain)",
+                "dkim.keys": "\(dkim.keys.map { "\($0.selector) (\($0.key.algorithm))" }.joined(separator: ", "))",
+            ])
+        } else if case .smtp = settings.transport {
+            logger.notice("mail is not DKIM-signed: receivers are more likely to file it as spam; set dkim_key and dkim_selector (see rekey-notifier dkim keygen)")
+        }
         logger.info("delivering mail", metadata: ["transport": "\(description.name)", "destination": "\(description.destination)"]
             .merging(settings.transport.heloName.map { ["smtp.helo": "\($0)"] } ?? [:]) { $1 })
         let doorbell = Doorbell()
@@ -254,7 +343,7 @@ struct Serve: AsyncParsableCommand {
             backgroundServices: [
                 DeliveryWorker(
                     database: database, store: store, concurrency: settings.concurrency, pollInterval: settings.pollInterval,
-                    doorbell: doorbell, logger: logger, makeTransport: makeTransport
+                    doorbell: doorbell, logger: logger, signer: settings.dkim, makeTransport: makeTransport
                 ),
             ],
             metrics: metrics,
