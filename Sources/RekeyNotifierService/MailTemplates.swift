@@ -92,6 +92,38 @@ package struct MailTemplates: Sendable {
     }
 
     /// Renders one part, in the most specific locale that has it.
+    /// Template hygiene, for the start-up log and the domain check: every template has a text and
+    /// an HTML part in every locale, and no HTML part loads a remote image (a tracking pixel, or a
+    /// logo that spam filters and privacy-minded clients hold against the mail).
+    package func hygieneFindings() -> [DomainCheck.Finding] {
+        var findings: [DomainCheck.Finding] = []
+        let locales = Set(self.templates.keys.compactMap { $0.split(separator: ".").dropFirst().first.map(String.init) }).sorted()
+        for template in MailTemplate.allCases {
+            var variables = ["name": "Jane", "brand_name": "Rekey", "brand_color": "#2f5fd0"]
+            for key in template.requiredVariables { variables[key] = key == "link" ? "https://example.invalid/x" : "x" }
+            for locale in locales {
+                let text = self.render(template, .text, locale: locale, variables: variables)
+                let html = self.render(template, .html, locale: locale, variables: variables)
+                for (part, rendered) in [("text", text), ("HTML", html)] where rendered.locale == locale
+                    && rendered.text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+                    findings.append(DomainCheck.Finding(
+                        check: "template", status: .warning,
+                        summary: "\(template.rawValue) (\(locale)) has an empty \(part) part: mail with only one part looks like spam to filters",
+                        fix: "give \(template.rawValue).\(locale).\(part == "text" ? "text" : "html").mustache content in templates_dir"
+                    ))
+                }
+                if html.locale == locale, html.text.range(of: #"<img[^>]*\ssrc\s*=\s*["']?(https?:)?//"#, options: [.regularExpression, .caseInsensitive]) != nil {
+                    findings.append(DomainCheck.Finding(
+                        check: "template", status: .warning,
+                        summary: "\(template.rawValue) (\(locale)) loads a remote image: tracking pixels and remote images count against the mail in spam filters",
+                        fix: "remove the <img> with a remote src from \(template.rawValue).\(locale).html.mustache"
+                    ))
+                }
+            }
+        }
+        return findings
+    }
+
     package func render(_ template: MailTemplate, _ part: Part, locale: String, variables: [String: String]) -> (text: String, locale: String) {
         for candidate in Self.fallbacks(locale) {
             if let found = self.templates["\(template.rawValue).\(candidate).\(part.rawValue)"] {

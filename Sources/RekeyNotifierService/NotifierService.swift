@@ -16,12 +16,16 @@ package struct NotifierService: Rekey_Notifier_V1_Notifier.ServiceProtocol {
     private let doorbell: Doorbell
     /// What GetQueueStats reports as the transport and its destination.
     private let transport: (name: String, destination: String)
+    private let domainChecker: DomainChecker?
 
-    package init(database: SQLiteDatabase, store: OutboxStore, doorbell: Doorbell, transport: (name: String, destination: String)) {
+    package init(
+        database: SQLiteDatabase, store: OutboxStore, doorbell: Doorbell, transport: (name: String, destination: String), domainChecker: DomainChecker? = nil
+    ) {
         self.database = database
         self.store = store
         self.doorbell = doorbell
         self.transport = transport
+        self.domainChecker = domainChecker
     }
 
     private func db<R: Sendable>(_ body: @escaping @Sendable (OutboxStore, SQLiteConnection) throws -> R) async throws -> R {
@@ -151,6 +155,33 @@ package struct NotifierService: Rekey_Notifier_V1_Notifier.ServiceProtocol {
         var new = OutboxStore.NewMessage(template: MailTemplate.test.rawValue, toAddress: request.toAddress, idempotencyKey: try Hex.randomID(prefix: "test-"))
         new.requestedBy = Self.actor(request.requestedBy)
         return try await self.enqueue(new, context: context)
+    }
+
+    package func checkDomain(request: Rekey_Notifier_V1_CheckDomainRequest, context: ServerContext) async throws -> Rekey_Notifier_V1_CheckDomainResponse {
+        guard let checker = self.domainChecker else {
+            throw NotifierError.failedPrecondition("this notifier was started without a domain check")
+        }
+        let report = await checker.report(fresh: request.fresh)
+        var response = Rekey_Notifier_V1_CheckDomainResponse()
+        response.fromDomain = report.check.configuration.fromDomain
+        response.envelopeDomain = report.check.configuration.envelopeDomain
+        response.dkimDomain = report.check.configuration.dkim?.domain ?? ""
+        response.dnsServer = "\(report.check.resolver.host):\(report.check.resolver.port)"
+        response.checkedAtUnixMs = report.checkedAtUnixMs
+        response.findings = report.findings.map { finding in
+            var wire = Rekey_Notifier_V1_DomainFinding()
+            wire.check = finding.check
+            wire.status = switch finding.status {
+            case .ok: .ok
+            case .warning: .warning
+            case .problem: .problem
+            }
+            wire.summary = finding.summary
+            wire.fix = finding.fix
+            wire.evidence = finding.evidence
+            return wire
+        }
+        return response
     }
 
     // MARK: Conversions

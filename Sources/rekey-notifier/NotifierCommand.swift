@@ -93,6 +93,9 @@ struct NotifierOptions: ParsableArguments {
     @Option(help: "The DKIM signing domain (d=). Env: REKEY_NOTIFIER_DKIM_DOMAIN. Default: the sender address's domain.")
     var dkimDomain: String?
 
+    @Option(help: "The DNS server the sending-domain check asks, host or host:port. Env: REKEY_NOTIFIER_DNS_SERVER. Default: the first nameserver in /etc/resolv.conf.")
+    var dnsServer: String?
+
     var flags: [String: String?] {
         [
             "transport": self.transport, "mail_dir": self.mailDir, "smtp_server": self.smtpServer, "smtp_username": self.smtpUsername,
@@ -102,6 +105,7 @@ struct NotifierOptions: ParsableArguments {
             "message_id_domain": self.messageIdDomain, "retry_schedule": self.retrySchedule, "max_age": self.maxAge,
             "poll_interval": self.pollInterval, "templates_dir": self.templatesDir,
             "dkim_key": self.dkimKey, "dkim_selector": self.dkimSelector, "dkim_domain": self.dkimDomain,
+            "dns_server": self.dnsServer,
         ]
     }
 }
@@ -125,6 +129,7 @@ struct NotifierSettings {
     var pollInterval: Duration
     var templatesFolder: String?
     var dkim: DKIMSigner?
+    var dnsServer: HostAndPort
     /// Settings that work but are likely mistakes, logged at start.
     var warnings: [String] = []
 
@@ -197,6 +202,10 @@ struct NotifierSettings {
         self.concurrency = try settings.integer("concurrency", default: 4, range: 1...64)
         self.pollInterval = try settings.duration("poll_interval", default: .seconds(1), range: .milliseconds(10) ... .seconds(60))
         self.templatesFolder = settings.raw("templates_dir") == nil ? nil : try settings.string("templates_dir", default: nil)
+        self.dnsServer = try settings.value("dns_server", default: HostAndPort(host: DNSResolver.systemServer(), port: 53), expected: "a host or host:port such as 127.0.0.53 or [::1]:53") { text in
+            if let address = HostAndPort(parsing: text), address.port > 0 { return address }
+            return text.contains(":") && !text.contains("::") || text.isEmpty ? nil : HostAndPort(host: text, port: 53)
+        }
         try self.readDKIM(settings, from: from)
     }
 
@@ -333,12 +342,26 @@ struct Serve: AsyncParsableCommand {
         }
         logger.info("delivering mail", metadata: ["transport": "\(description.name)", "destination": "\(description.destination)"]
             .merging(settings.transport.heloName.map { ["smtp.helo": "\($0)"] } ?? [:]) { $1 })
+        let relayHost: String? = if case .smtp(let smtp) = settings.transport { smtp.host } else { nil }
+        let checker = DomainChecker(
+            check: DomainCheck(
+                resolver: DNSResolver(host: settings.dnsServer.host, port: settings.dnsServer.port),
+                configuration: .init(
+                    fromAddress: settings.outbox.fromAddress, envelopeDomain: String(settings.outbox.fromAddress.split(separator: "@").last ?? "").lowercased(),
+                    relayHost: relayHost, dkim: settings.dkim, messageIDDomain: settings.outbox.messageIDDomain
+                )
+            ),
+            templates: templates
+        )
+        for finding in templates.hygieneFindings() + [DomainCheck.messageIDFinding(settings.outbox.messageIDDomain)].compactMap({ $0 }) {
+            logger.warning("\(finding.summary)", metadata: ["fix": "\(finding.fix)"])
+        }
         let doorbell = Doorbell()
         let runner = RPCServiceRunner(
             name: "rekey-notifier",
             server: settings.common.serverConfiguration,
             credentials: settings.common.credentials,
-            services: [NotifierService(database: database, store: store, doorbell: doorbell, transport: description)],
+            services: [NotifierService(database: database, store: store, doorbell: doorbell, transport: description, domainChecker: checker)],
             healthServiceNames: [Rekey_Notifier_V1_Notifier.name],
             backgroundServices: [
                 DeliveryWorker(

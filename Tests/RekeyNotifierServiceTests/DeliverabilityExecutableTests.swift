@@ -1,6 +1,6 @@
 import Foundation
 import RekeyNotifierAPI
-import RekeyNotifierService
+@testable import RekeyNotifierService
 import RekeyTesting
 import Testing
 
@@ -92,6 +92,148 @@ struct DeliverabilityExecutableTests {
             )
             #expect(status != 0)
             #expect(output.contains(expected), "\(arguments): \(output)")
+        }
+    }
+
+    static func findings(_ response: Rekey_Notifier_V1_CheckDomainResponse, _ check: String) -> [Rekey_Notifier_V1_DomainFinding] {
+        response.findings.filter { $0.check == check }
+    }
+
+    @Test("check-domain against a DNS server with good, wrong and missing records: each finding says what to publish")
+    func checkDomain() async throws {
+        let folder = try TemporaryFolder()
+        let record = try Self.keygen("rsa", selector: "r1", file: folder.path + "/rsa.pem")
+        let otherRecord = try Self.keygen("ed25519", selector: "other", file: folder.path + "/other.pem")
+        let good: DNSTestServer.Zone = [
+            "rekey.example": [("TXT", "v=spf1 mx ip4:127.0.0.1 -all"), ("TXT", "google-site-verification=abc"), ("MX", "10 mx.rekey.example.")],
+            "mx.rekey.example": [("A", "192.0.2.25")],
+            "r1._domainkey.rekey.example": [("TXT", record)],
+            "_dmarc.rekey.example": [("TXT", "v=DMARC1; p=reject; adkim=s")],
+        ]
+        let dns = try DNSTestServer(zone: good)
+        let process = try NotifierExecutableTests.start(
+            dataDir: folder.path + "/data",
+            ["--transport", "smtp", "--smtp-server", "127.0.0.1:9", "--dns-server", dns.address, "--dkim-key", folder.path + "/rsa.pem", "--dkim-selector", "r1"]
+        )
+        try await self.base.withNotifier(process) { notifier in
+            var fresh = Rekey_Notifier_V1_CheckDomainRequest()
+            fresh.fresh = true
+            let ok = try await notifier.checkDomain(fresh)
+            #expect(ok.fromDomain == "rekey.example" && ok.envelopeDomain == "rekey.example" && ok.dkimDomain == "rekey.example")
+            #expect(ok.dnsServer == dns.address)
+            #expect(ok.findings.map(\.check) == ["spf", "dkim", "dmarc", "mx"], "\(ok.findings)")
+            #expect(ok.findings.allSatisfy { $0.status == .ok }, "\(ok.findings)")
+            #expect(Self.findings(ok, "spf").first?.summary.contains("allows the relay (127.0.0.1)") == true)
+            #expect(Self.findings(ok, "spf").first?.summary.contains("private address") == true, "loopback is not what receivers see")
+            #expect(Self.findings(ok, "dmarc").first?.summary.contains("aligned through DKIM (d=rekey.example) and SPF (rekey.example)") == true)
+
+            // Wrong records: another SPF address, someone else's DKIM key, no DMARC, no MX.
+            try dns.update([
+                "rekey.example": [("TXT", "v=spf1 ip4:192.0.2.1 ~all")],
+                "r1._domainkey.rekey.example": [("TXT", otherRecord)],
+            ])
+            let cached = try await notifier.checkDomain(.init())
+            #expect(cached.checkedAtUnixMs == ok.checkedAtUnixMs, "within a minute, the last check answers")
+            let wrong = try await notifier.checkDomain(fresh)
+            #expect(wrong.findings.filter { $0.check != "template" }.allSatisfy { $0.status == .problem }, "\(wrong.findings)")
+            let spf = try #require(Self.findings(wrong, "spf").first)
+            #expect(spf.summary.contains("does not allow the relay (127.0.0.1): SPF softfail"), "\(spf.summary)")
+            #expect(spf.fix.contains("v=spf1 ip4:192.0.2.1 ip4:127.0.0.1 ~all"), "\(spf.fix)")
+            let dkim = try #require(Self.findings(wrong, "dkim").first)
+            #expect(dkim.summary.contains("is not the key the notifier signs with") && dkim.fix.contains(record), "\(dkim)")
+            #expect(dkim.evidence == otherRecord)
+            #expect(Self.findings(wrong, "dmarc").first?.fix.contains("_dmarc.rekey.example") == true)
+            #expect(Self.findings(wrong, "mx").first?.summary.contains("neither an MX nor an address record") == true)
+
+            // Nothing published at all: the domain does not exist.
+            try dns.update([:])
+            let missing = try await notifier.checkDomain(fresh)
+            #expect(Self.findings(missing, "spf").first?.fix.contains("\"v=spf1 ip4:127.0.0.1 -all\"") == true, "\(missing.findings)")
+            #expect(Self.findings(missing, "dkim").first?.summary.contains("no DKIM record at r1._domainkey.rekey.example") == true)
+            #expect(Self.findings(missing, "mx").first?.summary.contains("does not exist in DNS") == true)
+        }
+        #expect(process.stop() == 0)
+
+        // Unsigned mail: DKIM is the problem, and DMARC passes only because SPF is aligned.
+        try dns.update(good)
+        let unsigned = try NotifierExecutableTests.start(
+            dataDir: folder.path + "/data2", ["--transport", "smtp", "--smtp-server", "127.0.0.1:9", "--dns-server", dns.address, "--message-id-domain", "mailhost"]
+        )
+        try await self.base.withNotifier(unsigned) { notifier in
+            let report = try await notifier.checkDomain(.init())
+            #expect(Self.findings(report, "dkim").first?.summary.contains("not DKIM-signed") == true)
+            #expect(Self.findings(report, "dmarc").first?.status == .ok, "\(report.findings)")
+            #expect(Self.findings(report, "template").first?.summary.contains("@mailhost, an internal host name") == true, "\(report.findings)")
+        }
+        #expect(unsigned.stop() == 0)
+        #expect(unsigned.log.contains("mail is not DKIM-signed"))
+        #expect(unsigned.log.contains("an internal host name"))
+    }
+
+    @Test("SPF evaluation: include, redirect, a, mx, CIDR, the lookup limit, and errors in words")
+    func spf() async throws {
+        var zone: DNSTestServer.Zone = [
+            "example.com": [("TXT", "v=spf1 include:_spf.provider.example a:relay.example.com/28 -all")],
+            "_spf.provider.example": [("TXT", "v=spf1 ip4:198.51.100.0/24 ip6:2001:db8::/32 ~all")],
+            "relay.example.com": [("A", "203.0.113.5")],
+            "redirected.example": [("TXT", "v=spf1 redirect=example.com")],
+            "bymx.example": [("TXT", "v=spf1 mx -all"), ("MX", "10 mail.bymx.example.")],
+            "mail.bymx.example": [("A", "192.0.2.7")],
+            "two.example": [("TXT", "v=spf1 -all"), ("TXT", "v=spf1 +all")],
+            "bad.example": [("TXT", "v=spf1 ip4:300.1.1.1 -all")],
+            "macro.example": [("TXT", "v=spf1 exists:%{i}.spf.macro.example -all")],
+        ]
+        for index in 0..<12 {
+            zone["l\(index).example"] = [("TXT", "v=spf1 include:l\(index + 1).example -all")]
+        }
+        let dns = try DNSTestServer(zone: zone)
+        let resolver = DNSResolver(host: "127.0.0.1", port: dns.port)
+        func check(_ ip: String, _ domain: String) async -> SPF.Result {
+            await SPF(resolver: resolver).check(ip: SPF.parseAddress(ip)!, domain: domain).0
+        }
+        #expect(await check("198.51.100.77", "example.com") == .pass, "through include")
+        #expect(await check("2001:db8::25", "example.com") == .pass, "ip6 in an include")
+        #expect(await check("203.0.113.14", "example.com") == .pass, "a:/28")
+        #expect(await check("203.0.113.17", "example.com") == .fail)
+        #expect(await check("198.51.100.77", "redirected.example") == .pass)
+        #expect(await check("192.0.2.7", "bymx.example") == .pass)
+        #expect(await check("192.0.2.8", "bymx.example") == .fail)
+        #expect(await check("192.0.2.8", "nothing.example") == .none)
+        #expect(await check("192.0.2.8", "two.example") == .permerror)
+        #expect(await check("192.0.2.8", "bad.example") == .permerror)
+        #expect(await check("192.0.2.8", "macro.example") == .neutral)
+        let (limited, why) = await SPF(resolver: resolver).check(ip: SPF.parseAddress("192.0.2.1")!, domain: "l0.example")
+        #expect(limited == .permerror && why.contains("more than 10 DNS lookups"), "\(why)")
+        #expect(SPF.adding("ip4:1.2.3.4", to: "v=spf1 mx -all") == "v=spf1 mx ip4:1.2.3.4 -all")
+
+        // A server that does not answer is an error in words, not a hang.
+        let silent = DNSResolver(host: "127.0.0.1", port: try SMTPTestServer.freePort(), timeout: .milliseconds(300))
+        await #expect(throws: DNSResolver.Failure.self) { try await silent.txt("example.com") }
+    }
+
+    @Test("DNS replies are data from the network: cut short, looping names, another id or random bytes are errors, never a crash")
+    func dnsReplies() throws {
+        let query = try DNSResolver.query(id: 7, name: "example.com", type: .txt)
+        #expect(throws: DNSResolver.Failure.self) { try DNSResolver.query(id: 1, name: "a..b", type: .txt) }
+        #expect(throws: DNSResolver.Failure.self) { try DNSResolver.query(id: 1, name: String(repeating: "a", count: 64) + ".com", type: .txt) }
+        var answer = query
+        answer[2] |= 0x80
+        answer[6 ... 7] = [0, 1]
+        answer.removeLast(11)  // the OPT record
+        answer[10 ... 11] = [0, 0]
+        // An answer whose name points at itself, then a TXT claiming more bytes than there are.
+        let looping = answer + [0xC0, UInt8(answer.count), 0, 16, 0, 1, 0, 0, 0, 60, 0, 4, 3, 0x61, 0x62, 0x63]
+        #expect(throws: DNSResolver.Failure.self) { try DNSResolver.parse(looping, id: 7, type: .txt) }
+        let overlong = answer + [0xC0, 12, 0, 16, 0, 1, 0, 0, 0, 60, 0, 4, 9, 0x61, 0x62, 0x63]
+        #expect(throws: DNSResolver.Failure.self) { try DNSResolver.parse(overlong, id: 7, type: .txt) }
+        let fine = answer + [0xC0, 12, 0, 16, 0, 1, 0, 0, 0, 60, 0, 4, 3, 0x61, 0x62, 0x63]
+        #expect(try DNSResolver.parse(fine, id: 7, type: .txt).lookup == .records([.txt("abc")]))
+        #expect(throws: DNSResolver.Failure.self) { try DNSResolver.parse(fine, id: 8, type: .txt) }
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<5000 {
+            var bytes = fine
+            for _ in 0..<3 { bytes[Int.random(in: 0..<bytes.count, using: &generator)] = UInt8.random(in: 0...255, using: &generator) }
+            _ = try? DNSResolver.parse(Array(bytes.prefix(Int.random(in: 0...bytes.count, using: &generator))), id: 7, type: .txt)
         }
     }
 }

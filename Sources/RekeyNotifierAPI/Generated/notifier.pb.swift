@@ -113,6 +113,39 @@ package enum Rekey_Notifier_V1_AttemptOutcome: Sendable, Hashable {
     }
 }
 
+/// The proto3 enum `rekey.notifier.v1.FindingStatus`. Open: values this contract does not know are kept as `unrecognized`.
+package enum Rekey_Notifier_V1_FindingStatus: Sendable, Hashable {
+    case unspecified  // = 0
+    case ok  // = 1
+    case warning  // = 2
+    case problem  // = 3
+    case unrecognized(Int32)
+
+    package init() {
+        self = .unspecified
+    }
+
+    package init(rawValue: Int32) {
+        switch rawValue {
+        case 0: self = .unspecified
+        case 1: self = .ok
+        case 2: self = .warning
+        case 3: self = .problem
+        default: self = .unrecognized(rawValue)
+        }
+    }
+
+    package var rawValue: Int32 {
+        switch self {
+        case .unspecified: return 0
+        case .ok: return 1
+        case .warning: return 2
+        case .problem: return 3
+        case .unrecognized(let value): return value
+        }
+    }
+}
+
 /// The proto3 message `rekey.notifier.v1.Actor`.
 package struct Rekey_Notifier_V1_Actor: Sendable, Hashable {
     package var userID: String = ""
@@ -1523,6 +1556,208 @@ extension Rekey_Notifier_V1_SendTestRequest: ProtobufMessage {
     }
 }
 
+/// The proto3 message `rekey.notifier.v1.CheckDomainRequest`.
+package struct Rekey_Notifier_V1_CheckDomainRequest: Sendable, Hashable {
+    package var fresh: Bool = false
+
+    package init() {}
+}
+
+extension Rekey_Notifier_V1_CheckDomainRequest {
+    /// Copies a protobuf-c struct (one that protobuf-c unpacked) into a Swift value.
+    package init(cValue c: UnsafePointer<Rekey__Notifier__V1__CheckDomainRequest>) {
+        self.init()
+        self.fresh = (c.pointee.fresh != 0)
+    }
+
+    /// Builds the protobuf-c struct for this value; everything it points to lives in `arena`.
+    package func makeCValue(in arena: ProtobufCArena) throws -> UnsafeMutablePointer<Rekey__Notifier__V1__CheckDomainRequest> {
+        let c = arena.allocateStruct(Rekey__Notifier__V1__CheckDomainRequest.self)
+        rekey__notifier__v1__check_domain_request__init(c)
+        c.pointee.fresh = (self.fresh ? 1 : 0)
+        return c
+    }
+}
+
+extension Rekey_Notifier_V1_CheckDomainRequest: ProtobufMessage {
+    package static let protoMessageName = "rekey.notifier.v1.CheckDomainRequest"
+
+    package init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        let unpacked: UnsafeMutablePointer<Rekey__Notifier__V1__CheckDomainRequest>? =
+            if let base = bytes.baseAddress {
+                rekey__notifier__v1__check_domain_request__unpack(nil, bytes.count, base.assumingMemoryBound(to: UInt8.self))
+            } else {
+                withUnsafePointer(to: UInt8(0)) { rekey__notifier__v1__check_domain_request__unpack(nil, 0, $0) }
+            }
+        guard let c = unpacked else {
+            throw ProtobufError.invalidEncoding(message: Self.protoMessageName)
+        }
+        defer { rekey__notifier__v1__check_domain_request__free_unpacked(c, nil) }
+        self.init(cValue: c)
+    }
+
+    package func withCMessage<R>(_ body: (UnsafePointer<ProtobufCMessage>) throws -> R) throws -> R {
+        try ProtobufCArena.withArena { arena in
+            let c = try self.makeCValue(in: arena)
+            return try body(UnsafePointer(OpaquePointer(c)))
+        }
+    }
+}
+
+/// The proto3 message `rekey.notifier.v1.DomainFinding`.
+package struct Rekey_Notifier_V1_DomainFinding: Sendable, Hashable {
+    package var check: String = ""
+    package var status: Rekey_Notifier_V1_FindingStatus = Rekey_Notifier_V1_FindingStatus()
+    package var summary: String = ""
+    package var fix: String = ""
+    package var evidence: String = ""
+
+    package init() {}
+}
+
+extension Rekey_Notifier_V1_DomainFinding {
+    /// The string fields that decoding checks for NUL characters and invalid UTF-8.
+    package static let protobufStringSchema = ProtobufStringSchema(
+        stringFields: [1, 3, 4, 5],
+        messageFields: [:]
+    )
+
+    /// Copies a protobuf-c struct (one that protobuf-c unpacked) into a Swift value.
+    package init(cValue c: UnsafePointer<Rekey__Notifier__V1__DomainFinding>) {
+        self.init()
+        self.check = ProtobufCRead.string(c.pointee.check)
+        self.status = Rekey_Notifier_V1_FindingStatus(rawValue: ProtobufCRead.enumValue(c.pointee.status))
+        self.summary = ProtobufCRead.string(c.pointee.summary)
+        self.fix = ProtobufCRead.string(c.pointee.fix)
+        self.evidence = ProtobufCRead.string(c.pointee.evidence)
+    }
+
+    /// Builds the protobuf-c struct for this value; everything it points to lives in `arena`.
+    package func makeCValue(in arena: ProtobufCArena) throws -> UnsafeMutablePointer<Rekey__Notifier__V1__DomainFinding> {
+        let c = arena.allocateStruct(Rekey__Notifier__V1__DomainFinding.self)
+        rekey__notifier__v1__domain_finding__init(c)
+        if !self.check.isEmpty {
+            c.pointee.check = try arena.makeCString(self.check, message: "rekey.notifier.v1.DomainFinding", field: "check")
+        }
+        c.pointee.status = protobufCEnum(self.status.rawValue, as: Rekey__Notifier__V1__FindingStatus.self)
+        if !self.summary.isEmpty {
+            c.pointee.summary = try arena.makeCString(self.summary, message: "rekey.notifier.v1.DomainFinding", field: "summary")
+        }
+        if !self.fix.isEmpty {
+            c.pointee.fix = try arena.makeCString(self.fix, message: "rekey.notifier.v1.DomainFinding", field: "fix")
+        }
+        if !self.evidence.isEmpty {
+            c.pointee.evidence = try arena.makeCString(self.evidence, message: "rekey.notifier.v1.DomainFinding", field: "evidence")
+        }
+        return c
+    }
+}
+
+extension Rekey_Notifier_V1_DomainFinding: ProtobufMessage {
+    package static let protoMessageName = "rekey.notifier.v1.DomainFinding"
+
+    package init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        try Self.protobufStringSchema.validate(bytes, message: Self.protoMessageName)
+        let unpacked: UnsafeMutablePointer<Rekey__Notifier__V1__DomainFinding>? =
+            if let base = bytes.baseAddress {
+                rekey__notifier__v1__domain_finding__unpack(nil, bytes.count, base.assumingMemoryBound(to: UInt8.self))
+            } else {
+                withUnsafePointer(to: UInt8(0)) { rekey__notifier__v1__domain_finding__unpack(nil, 0, $0) }
+            }
+        guard let c = unpacked else {
+            throw ProtobufError.invalidEncoding(message: Self.protoMessageName)
+        }
+        defer { rekey__notifier__v1__domain_finding__free_unpacked(c, nil) }
+        self.init(cValue: c)
+    }
+
+    package func withCMessage<R>(_ body: (UnsafePointer<ProtobufCMessage>) throws -> R) throws -> R {
+        try ProtobufCArena.withArena { arena in
+            let c = try self.makeCValue(in: arena)
+            return try body(UnsafePointer(OpaquePointer(c)))
+        }
+    }
+}
+
+/// The proto3 message `rekey.notifier.v1.CheckDomainResponse`.
+package struct Rekey_Notifier_V1_CheckDomainResponse: Sendable, Hashable {
+    package var fromDomain: String = ""
+    package var envelopeDomain: String = ""
+    package var dkimDomain: String = ""
+    package var dnsServer: String = ""
+    package var checkedAtUnixMs: Int64 = 0
+    package var findings: [Rekey_Notifier_V1_DomainFinding] = []
+
+    package init() {}
+}
+
+extension Rekey_Notifier_V1_CheckDomainResponse {
+    /// The string fields that decoding checks for NUL characters and invalid UTF-8.
+    package static let protobufStringSchema = ProtobufStringSchema(
+        stringFields: [1, 2, 3, 4],
+        messageFields: [6: { Rekey_Notifier_V1_DomainFinding.protobufStringSchema }]
+    )
+
+    /// Copies a protobuf-c struct (one that protobuf-c unpacked) into a Swift value.
+    package init(cValue c: UnsafePointer<Rekey__Notifier__V1__CheckDomainResponse>) {
+        self.init()
+        self.fromDomain = ProtobufCRead.string(c.pointee.from_domain)
+        self.envelopeDomain = ProtobufCRead.string(c.pointee.envelope_domain)
+        self.dkimDomain = ProtobufCRead.string(c.pointee.dkim_domain)
+        self.dnsServer = ProtobufCRead.string(c.pointee.dns_server)
+        self.checkedAtUnixMs = c.pointee.checked_at_unix_ms
+        self.findings = ProtobufCRead.array(c.pointee.findings, count: c.pointee.n_findings) { Rekey_Notifier_V1_DomainFinding(cValue: $0!) }
+    }
+
+    /// Builds the protobuf-c struct for this value; everything it points to lives in `arena`.
+    package func makeCValue(in arena: ProtobufCArena) throws -> UnsafeMutablePointer<Rekey__Notifier__V1__CheckDomainResponse> {
+        let c = arena.allocateStruct(Rekey__Notifier__V1__CheckDomainResponse.self)
+        rekey__notifier__v1__check_domain_response__init(c)
+        if !self.fromDomain.isEmpty {
+            c.pointee.from_domain = try arena.makeCString(self.fromDomain, message: "rekey.notifier.v1.CheckDomainResponse", field: "from_domain")
+        }
+        if !self.envelopeDomain.isEmpty {
+            c.pointee.envelope_domain = try arena.makeCString(self.envelopeDomain, message: "rekey.notifier.v1.CheckDomainResponse", field: "envelope_domain")
+        }
+        if !self.dkimDomain.isEmpty {
+            c.pointee.dkim_domain = try arena.makeCString(self.dkimDomain, message: "rekey.notifier.v1.CheckDomainResponse", field: "dkim_domain")
+        }
+        if !self.dnsServer.isEmpty {
+            c.pointee.dns_server = try arena.makeCString(self.dnsServer, message: "rekey.notifier.v1.CheckDomainResponse", field: "dns_server")
+        }
+        c.pointee.checked_at_unix_ms = self.checkedAtUnixMs
+        c.pointee.n_findings = self.findings.count
+        c.pointee.findings = try arena.makeArray(self.findings) { Optional(try $0.makeCValue(in: arena)) }
+        return c
+    }
+}
+
+extension Rekey_Notifier_V1_CheckDomainResponse: ProtobufMessage {
+    package static let protoMessageName = "rekey.notifier.v1.CheckDomainResponse"
+
+    package init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        try Self.protobufStringSchema.validate(bytes, message: Self.protoMessageName)
+        let unpacked: UnsafeMutablePointer<Rekey__Notifier__V1__CheckDomainResponse>? =
+            if let base = bytes.baseAddress {
+                rekey__notifier__v1__check_domain_response__unpack(nil, bytes.count, base.assumingMemoryBound(to: UInt8.self))
+            } else {
+                withUnsafePointer(to: UInt8(0)) { rekey__notifier__v1__check_domain_response__unpack(nil, 0, $0) }
+            }
+        guard let c = unpacked else {
+            throw ProtobufError.invalidEncoding(message: Self.protoMessageName)
+        }
+        defer { rekey__notifier__v1__check_domain_response__free_unpacked(c, nil) }
+        self.init(cValue: c)
+    }
+
+    package func withCMessage<R>(_ body: (UnsafePointer<ProtobufCMessage>) throws -> R) throws -> R {
+        try ProtobufCArena.withArena { arena in
+            let c = try self.makeCValue(in: arena)
+            return try body(UnsafePointer(OpaquePointer(c)))
+        }
+    }
+}
+
 // MARK: - rekey.notifier.v1.Notifier
 
 /// Names and descriptors of the `rekey.notifier.v1.Notifier` service.
@@ -1575,7 +1810,13 @@ package enum Rekey_Notifier_V1_Notifier {
             package static let descriptor = MethodDescriptor(service: "rekey.notifier.v1.Notifier", method: "SendTest")
         }
 
-        package static let descriptors: [MethodDescriptor] = [Enqueue.descriptor, GetMessage.descriptor, ListMessages.descriptor, ListSuppressions.descriptor, RemoveSuppression.descriptor, GetQueueStats.descriptor, SendTest.descriptor]
+        package enum CheckDomain {
+            package typealias Input = Rekey_Notifier_V1_CheckDomainRequest
+            package typealias Output = Rekey_Notifier_V1_CheckDomainResponse
+            package static let descriptor = MethodDescriptor(service: "rekey.notifier.v1.Notifier", method: "CheckDomain")
+        }
+
+        package static let descriptors: [MethodDescriptor] = [Enqueue.descriptor, GetMessage.descriptor, ListMessages.descriptor, ListSuppressions.descriptor, RemoveSuppression.descriptor, GetQueueStats.descriptor, SendTest.descriptor, CheckDomain.descriptor]
     }
 }
 
@@ -1588,6 +1829,7 @@ package protocol Rekey_Notifier_V1_Notifier_ServiceProtocol: RPCService {
     func removeSuppression(request: Rekey_Notifier_V1_Notifier.Method.RemoveSuppression.Input, context: ServerContext) async throws -> Rekey_Notifier_V1_Notifier.Method.RemoveSuppression.Output
     func getQueueStats(request: Rekey_Notifier_V1_Notifier.Method.GetQueueStats.Input, context: ServerContext) async throws -> Rekey_Notifier_V1_Notifier.Method.GetQueueStats.Output
     func sendTest(request: Rekey_Notifier_V1_Notifier.Method.SendTest.Input, context: ServerContext) async throws -> Rekey_Notifier_V1_Notifier.Method.SendTest.Output
+    func checkDomain(request: Rekey_Notifier_V1_Notifier.Method.CheckDomain.Input, context: ServerContext) async throws -> Rekey_Notifier_V1_Notifier.Method.CheckDomain.Output
 }
 
 extension Rekey_Notifier_V1_Notifier_ServiceProtocol {
@@ -1612,6 +1854,9 @@ extension Rekey_Notifier_V1_Notifier_ServiceProtocol {
         }
         router.registerHandler(forMethod: Rekey_Notifier_V1_Notifier.Method.SendTest.descriptor) { (request: Rekey_Notifier_V1_Notifier.Method.SendTest.Input, context) in
             try await self.sendTest(request: request, context: context)
+        }
+        router.registerHandler(forMethod: Rekey_Notifier_V1_Notifier.Method.CheckDomain.descriptor) { (request: Rekey_Notifier_V1_Notifier.Method.CheckDomain.Input, context) in
+            try await self.checkDomain(request: request, context: context)
         }
     }
 }
@@ -1678,5 +1923,13 @@ package struct Rekey_Notifier_V1_Notifier_Client: Sendable {
         options: CallOptions = .defaults
     ) async throws -> Rekey_Notifier_V1_Notifier.Method.SendTest.Output {
         try await self.transport.unary(request: request, method: Rekey_Notifier_V1_Notifier.Method.SendTest.descriptor, options: options)
+    }
+
+    /// Calls `rekey.notifier.v1.Notifier/CheckDomain`.
+    package func checkDomain(
+        _ request: Rekey_Notifier_V1_Notifier.Method.CheckDomain.Input,
+        options: CallOptions = .defaults
+    ) async throws -> Rekey_Notifier_V1_Notifier.Method.CheckDomain.Output {
+        try await self.transport.unary(request: request, method: Rekey_Notifier_V1_Notifier.Method.CheckDomain.descriptor, options: options)
     }
 }

@@ -907,6 +907,141 @@ void   rekey__notifier__v1__send_test_request__free_unpacked
   assert(message->base.descriptor == &rekey__notifier__v1__send_test_request__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   rekey__notifier__v1__check_domain_request__init
+                     (Rekey__Notifier__V1__CheckDomainRequest         *message)
+{
+  static const Rekey__Notifier__V1__CheckDomainRequest init_value = REKEY__NOTIFIER__V1__CHECK_DOMAIN_REQUEST__INIT;
+  *message = init_value;
+}
+size_t rekey__notifier__v1__check_domain_request__get_packed_size
+                     (const Rekey__Notifier__V1__CheckDomainRequest *message)
+{
+  assert(message->base.descriptor == &rekey__notifier__v1__check_domain_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t rekey__notifier__v1__check_domain_request__pack
+                     (const Rekey__Notifier__V1__CheckDomainRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &rekey__notifier__v1__check_domain_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t rekey__notifier__v1__check_domain_request__pack_to_buffer
+                     (const Rekey__Notifier__V1__CheckDomainRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &rekey__notifier__v1__check_domain_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Rekey__Notifier__V1__CheckDomainRequest *
+       rekey__notifier__v1__check_domain_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Rekey__Notifier__V1__CheckDomainRequest *)
+     protobuf_c_message_unpack (&rekey__notifier__v1__check_domain_request__descriptor,
+                                allocator, len, data);
+}
+void   rekey__notifier__v1__check_domain_request__free_unpacked
+                     (Rekey__Notifier__V1__CheckDomainRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &rekey__notifier__v1__check_domain_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   rekey__notifier__v1__domain_finding__init
+                     (Rekey__Notifier__V1__DomainFinding         *message)
+{
+  static const Rekey__Notifier__V1__DomainFinding init_value = REKEY__NOTIFIER__V1__DOMAIN_FINDING__INIT;
+  *message = init_value;
+}
+size_t rekey__notifier__v1__domain_finding__get_packed_size
+                     (const Rekey__Notifier__V1__DomainFinding *message)
+{
+  assert(message->base.descriptor == &rekey__notifier__v1__domain_finding__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t rekey__notifier__v1__domain_finding__pack
+                     (const Rekey__Notifier__V1__DomainFinding *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &rekey__notifier__v1__domain_finding__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t rekey__notifier__v1__domain_finding__pack_to_buffer
+                     (const Rekey__Notifier__V1__DomainFinding *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &rekey__notifier__v1__domain_finding__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Rekey__Notifier__V1__DomainFinding *
+       rekey__notifier__v1__domain_finding__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Rekey__Notifier__V1__DomainFinding *)
+     protobuf_c_message_unpack (&rekey__notifier__v1__domain_finding__descriptor,
+                                allocator, len, data);
+}
+void   rekey__notifier__v1__domain_finding__free_unpacked
+                     (Rekey__Notifier__V1__DomainFinding *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &rekey__notifier__v1__domain_finding__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   rekey__notifier__v1__check_domain_response__init
+                     (Rekey__Notifier__V1__CheckDomainResponse         *message)
+{
+  static const Rekey__Notifier__V1__CheckDomainResponse init_value = REKEY__NOTIFIER__V1__CHECK_DOMAIN_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t rekey__notifier__v1__check_domain_response__get_packed_size
+                     (const Rekey__Notifier__V1__CheckDomainResponse *message)
+{
+  assert(message->base.descriptor == &rekey__notifier__v1__check_domain_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t rekey__notifier__v1__check_domain_response__pack
+                     (const Rekey__Notifier__V1__CheckDomainResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &rekey__notifier__v1__check_domain_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t rekey__notifier__v1__check_domain_response__pack_to_buffer
+                     (const Rekey__Notifier__V1__CheckDomainResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &rekey__notifier__v1__check_domain_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Rekey__Notifier__V1__CheckDomainResponse *
+       rekey__notifier__v1__check_domain_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Rekey__Notifier__V1__CheckDomainResponse *)
+     protobuf_c_message_unpack (&rekey__notifier__v1__check_domain_response__descriptor,
+                                allocator, len, data);
+}
+void   rekey__notifier__v1__check_domain_response__free_unpacked
+                     (Rekey__Notifier__V1__CheckDomainResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &rekey__notifier__v1__check_domain_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor rekey__notifier__v1__actor__field_descriptors[2] =
 {
   {
@@ -2577,6 +2712,237 @@ const ProtobufCMessageDescriptor rekey__notifier__v1__send_test_request__descrip
   (ProtobufCMessageInit) rekey__notifier__v1__send_test_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor rekey__notifier__v1__check_domain_request__field_descriptors[1] =
+{
+  {
+    "fresh",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Notifier__V1__CheckDomainRequest, fresh),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned rekey__notifier__v1__check_domain_request__field_indices_by_name[] = {
+  0,   /* field[0] = fresh */
+};
+static const ProtobufCIntRange rekey__notifier__v1__check_domain_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor rekey__notifier__v1__check_domain_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "rekey.notifier.v1.CheckDomainRequest",
+  "CheckDomainRequest",
+  "Rekey__Notifier__V1__CheckDomainRequest",
+  "rekey.notifier.v1",
+  sizeof(Rekey__Notifier__V1__CheckDomainRequest),
+  1,
+  rekey__notifier__v1__check_domain_request__field_descriptors,
+  rekey__notifier__v1__check_domain_request__field_indices_by_name,
+  1,  rekey__notifier__v1__check_domain_request__number_ranges,
+  (ProtobufCMessageInit) rekey__notifier__v1__check_domain_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor rekey__notifier__v1__domain_finding__field_descriptors[5] =
+{
+  {
+    "check",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Notifier__V1__DomainFinding, check),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "status",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Notifier__V1__DomainFinding, status),
+    &rekey__notifier__v1__finding_status__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "summary",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Notifier__V1__DomainFinding, summary),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "fix",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Notifier__V1__DomainFinding, fix),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "evidence",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Notifier__V1__DomainFinding, evidence),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned rekey__notifier__v1__domain_finding__field_indices_by_name[] = {
+  0,   /* field[0] = check */
+  4,   /* field[4] = evidence */
+  3,   /* field[3] = fix */
+  1,   /* field[1] = status */
+  2,   /* field[2] = summary */
+};
+static const ProtobufCIntRange rekey__notifier__v1__domain_finding__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 5 }
+};
+const ProtobufCMessageDescriptor rekey__notifier__v1__domain_finding__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "rekey.notifier.v1.DomainFinding",
+  "DomainFinding",
+  "Rekey__Notifier__V1__DomainFinding",
+  "rekey.notifier.v1",
+  sizeof(Rekey__Notifier__V1__DomainFinding),
+  5,
+  rekey__notifier__v1__domain_finding__field_descriptors,
+  rekey__notifier__v1__domain_finding__field_indices_by_name,
+  1,  rekey__notifier__v1__domain_finding__number_ranges,
+  (ProtobufCMessageInit) rekey__notifier__v1__domain_finding__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor rekey__notifier__v1__check_domain_response__field_descriptors[6] =
+{
+  {
+    "from_domain",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Notifier__V1__CheckDomainResponse, from_domain),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "envelope_domain",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Notifier__V1__CheckDomainResponse, envelope_domain),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "dkim_domain",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Notifier__V1__CheckDomainResponse, dkim_domain),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "dns_server",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Notifier__V1__CheckDomainResponse, dns_server),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "checked_at_unix_ms",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Notifier__V1__CheckDomainResponse, checked_at_unix_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "findings",
+    6,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Rekey__Notifier__V1__CheckDomainResponse, n_findings),
+    offsetof(Rekey__Notifier__V1__CheckDomainResponse, findings),
+    &rekey__notifier__v1__domain_finding__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned rekey__notifier__v1__check_domain_response__field_indices_by_name[] = {
+  4,   /* field[4] = checked_at_unix_ms */
+  2,   /* field[2] = dkim_domain */
+  3,   /* field[3] = dns_server */
+  1,   /* field[1] = envelope_domain */
+  5,   /* field[5] = findings */
+  0,   /* field[0] = from_domain */
+};
+static const ProtobufCIntRange rekey__notifier__v1__check_domain_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 6 }
+};
+const ProtobufCMessageDescriptor rekey__notifier__v1__check_domain_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "rekey.notifier.v1.CheckDomainResponse",
+  "CheckDomainResponse",
+  "Rekey__Notifier__V1__CheckDomainResponse",
+  "rekey.notifier.v1",
+  sizeof(Rekey__Notifier__V1__CheckDomainResponse),
+  6,
+  rekey__notifier__v1__check_domain_response__field_descriptors,
+  rekey__notifier__v1__check_domain_response__field_indices_by_name,
+  1,  rekey__notifier__v1__check_domain_response__number_ranges,
+  (ProtobufCMessageInit) rekey__notifier__v1__check_domain_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCEnumValue rekey__notifier__v1__enqueue_status__enum_values_by_number[4] =
 {
   { "ENQUEUE_STATUS_UNSPECIFIED", "REKEY__NOTIFIER__V1__ENQUEUE_STATUS__ENQUEUE_STATUS_UNSPECIFIED", 0 },
@@ -2679,7 +3045,39 @@ const ProtobufCEnumDescriptor rekey__notifier__v1__attempt_outcome__descriptor =
   rekey__notifier__v1__attempt_outcome__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor rekey__notifier__v1__notifier__method_descriptors[7] =
+static const ProtobufCEnumValue rekey__notifier__v1__finding_status__enum_values_by_number[4] =
+{
+  { "FINDING_STATUS_UNSPECIFIED", "REKEY__NOTIFIER__V1__FINDING_STATUS__FINDING_STATUS_UNSPECIFIED", 0 },
+  { "FINDING_STATUS_OK", "REKEY__NOTIFIER__V1__FINDING_STATUS__FINDING_STATUS_OK", 1 },
+  { "FINDING_STATUS_WARNING", "REKEY__NOTIFIER__V1__FINDING_STATUS__FINDING_STATUS_WARNING", 2 },
+  { "FINDING_STATUS_PROBLEM", "REKEY__NOTIFIER__V1__FINDING_STATUS__FINDING_STATUS_PROBLEM", 3 },
+};
+static const ProtobufCIntRange rekey__notifier__v1__finding_status__value_ranges[] = {
+{0, 0},{0, 4}
+};
+static const ProtobufCEnumValueIndex rekey__notifier__v1__finding_status__enum_values_by_name[4] =
+{
+  { "FINDING_STATUS_OK", 1 },
+  { "FINDING_STATUS_PROBLEM", 3 },
+  { "FINDING_STATUS_UNSPECIFIED", 0 },
+  { "FINDING_STATUS_WARNING", 2 },
+};
+const ProtobufCEnumDescriptor rekey__notifier__v1__finding_status__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "rekey.notifier.v1.FindingStatus",
+  "FindingStatus",
+  "Rekey__Notifier__V1__FindingStatus",
+  "rekey.notifier.v1",
+  4,
+  rekey__notifier__v1__finding_status__enum_values_by_number,
+  4,
+  rekey__notifier__v1__finding_status__enum_values_by_name,
+  1,
+  rekey__notifier__v1__finding_status__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
+static const ProtobufCMethodDescriptor rekey__notifier__v1__notifier__method_descriptors[8] =
 {
   { "Enqueue", &rekey__notifier__v1__enqueue_request__descriptor, &rekey__notifier__v1__enqueue_response__descriptor },
   { "GetMessage", &rekey__notifier__v1__get_message_request__descriptor, &rekey__notifier__v1__message_response__descriptor },
@@ -2688,8 +3086,10 @@ static const ProtobufCMethodDescriptor rekey__notifier__v1__notifier__method_des
   { "RemoveSuppression", &rekey__notifier__v1__remove_suppression_request__descriptor, &rekey__notifier__v1__remove_suppression_response__descriptor },
   { "GetQueueStats", &rekey__notifier__v1__get_queue_stats_request__descriptor, &rekey__notifier__v1__queue_stats__descriptor },
   { "SendTest", &rekey__notifier__v1__send_test_request__descriptor, &rekey__notifier__v1__enqueue_response__descriptor },
+  { "CheckDomain", &rekey__notifier__v1__check_domain_request__descriptor, &rekey__notifier__v1__check_domain_response__descriptor },
 };
 const unsigned rekey__notifier__v1__notifier__method_indices_by_name[] = {
+  7,        /* CheckDomain */
   0,        /* Enqueue */
   1,        /* GetMessage */
   5,        /* GetQueueStats */
@@ -2705,7 +3105,7 @@ const ProtobufCServiceDescriptor rekey__notifier__v1__notifier__descriptor =
   "Notifier",
   "Rekey__Notifier__V1__Notifier",
   "rekey.notifier.v1",
-  7,
+  8,
   rekey__notifier__v1__notifier__method_descriptors,
   rekey__notifier__v1__notifier__method_indices_by_name
 };
@@ -2764,6 +3164,14 @@ void rekey__notifier__v1__notifier__send_test(ProtobufCService *service,
 {
   assert(service->descriptor == &rekey__notifier__v1__notifier__descriptor);
   service->invoke(service, 6, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void rekey__notifier__v1__notifier__check_domain(ProtobufCService *service,
+                                                 const Rekey__Notifier__V1__CheckDomainRequest *input,
+                                                 Rekey__Notifier__V1__CheckDomainResponse_Closure closure,
+                                                 void *closure_data)
+{
+  assert(service->descriptor == &rekey__notifier__v1__notifier__descriptor);
+  service->invoke(service, 7, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void rekey__notifier__v1__notifier__init (Rekey__Notifier__V1__Notifier_Service *service,
                                           Rekey__Notifier__V1__Notifier_ServiceDestroy destroy)

@@ -35,6 +35,9 @@ typedef struct Rekey__Notifier__V1__HourFigures Rekey__Notifier__V1__HourFigures
 typedef struct Rekey__Notifier__V1__DomainFigures Rekey__Notifier__V1__DomainFigures;
 typedef struct Rekey__Notifier__V1__QueueStats Rekey__Notifier__V1__QueueStats;
 typedef struct Rekey__Notifier__V1__SendTestRequest Rekey__Notifier__V1__SendTestRequest;
+typedef struct Rekey__Notifier__V1__CheckDomainRequest Rekey__Notifier__V1__CheckDomainRequest;
+typedef struct Rekey__Notifier__V1__DomainFinding Rekey__Notifier__V1__DomainFinding;
+typedef struct Rekey__Notifier__V1__CheckDomainResponse Rekey__Notifier__V1__CheckDomainResponse;
 
 
 /* --- enums --- */
@@ -96,6 +99,19 @@ typedef enum _Rekey__Notifier__V1__AttemptOutcome {
   REKEY__NOTIFIER__V1__ATTEMPT_OUTCOME__ATTEMPT_OUTCOME_INTERRUPTED = 4
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(REKEY__NOTIFIER__V1__ATTEMPT_OUTCOME)
 } Rekey__Notifier__V1__AttemptOutcome;
+typedef enum _Rekey__Notifier__V1__FindingStatus {
+  REKEY__NOTIFIER__V1__FINDING_STATUS__FINDING_STATUS_UNSPECIFIED = 0,
+  REKEY__NOTIFIER__V1__FINDING_STATUS__FINDING_STATUS_OK = 1,
+  /*
+   * Works, but worth a look.
+   */
+  REKEY__NOTIFIER__V1__FINDING_STATUS__FINDING_STATUS_WARNING = 2,
+  /*
+   * Receivers are likely to file the mail as spam or refuse it.
+   */
+  REKEY__NOTIFIER__V1__FINDING_STATUS__FINDING_STATUS_PROBLEM = 3
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(REKEY__NOTIFIER__V1__FINDING_STATUS)
+} Rekey__Notifier__V1__FindingStatus;
 
 /* --- messages --- */
 
@@ -478,6 +494,70 @@ struct  Rekey__Notifier__V1__SendTestRequest
     , (char *)protobuf_c_empty_string, NULL }
 
 
+struct  Rekey__Notifier__V1__CheckDomainRequest
+{
+  ProtobufCMessage base;
+  /*
+   * Look again even when a check from the last minute is at hand.
+   */
+  protobuf_c_boolean fresh;
+};
+#define REKEY__NOTIFIER__V1__CHECK_DOMAIN_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&rekey__notifier__v1__check_domain_request__descriptor) \
+    , 0 }
+
+
+struct  Rekey__Notifier__V1__DomainFinding
+{
+  ProtobufCMessage base;
+  /*
+   * spf, dkim, dmarc, mx or template.
+   */
+  char *check;
+  Rekey__Notifier__V1__FindingStatus status;
+  /*
+   * What was found, in a sentence.
+   */
+  char *summary;
+  /*
+   * What to publish or set; empty when nothing needs doing.
+   */
+  char *fix;
+  /*
+   * The record as found, when there was one.
+   */
+  char *evidence;
+};
+#define REKEY__NOTIFIER__V1__DOMAIN_FINDING__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&rekey__notifier__v1__domain_finding__descriptor) \
+    , (char *)protobuf_c_empty_string, REKEY__NOTIFIER__V1__FINDING_STATUS__FINDING_STATUS_UNSPECIFIED, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+struct  Rekey__Notifier__V1__CheckDomainResponse
+{
+  ProtobufCMessage base;
+  char *from_domain;
+  /*
+   * The MAIL FROM domain, where SPF is looked up.
+   */
+  char *envelope_domain;
+  /*
+   * The DKIM d= domain; empty when mail is not signed.
+   */
+  char *dkim_domain;
+  /*
+   * host:port of the DNS server asked.
+   */
+  char *dns_server;
+  int64_t checked_at_unix_ms;
+  size_t n_findings;
+  Rekey__Notifier__V1__DomainFinding **findings;
+};
+#define REKEY__NOTIFIER__V1__CHECK_DOMAIN_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&rekey__notifier__v1__check_domain_response__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0,NULL }
+
+
 /* Rekey__Notifier__V1__Actor methods */
 void   rekey__notifier__v1__actor__init
                      (Rekey__Notifier__V1__Actor         *message);
@@ -858,6 +938,63 @@ Rekey__Notifier__V1__SendTestRequest *
 void   rekey__notifier__v1__send_test_request__free_unpacked
                      (Rekey__Notifier__V1__SendTestRequest *message,
                       ProtobufCAllocator *allocator);
+/* Rekey__Notifier__V1__CheckDomainRequest methods */
+void   rekey__notifier__v1__check_domain_request__init
+                     (Rekey__Notifier__V1__CheckDomainRequest         *message);
+size_t rekey__notifier__v1__check_domain_request__get_packed_size
+                     (const Rekey__Notifier__V1__CheckDomainRequest   *message);
+size_t rekey__notifier__v1__check_domain_request__pack
+                     (const Rekey__Notifier__V1__CheckDomainRequest   *message,
+                      uint8_t             *out);
+size_t rekey__notifier__v1__check_domain_request__pack_to_buffer
+                     (const Rekey__Notifier__V1__CheckDomainRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Rekey__Notifier__V1__CheckDomainRequest *
+       rekey__notifier__v1__check_domain_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   rekey__notifier__v1__check_domain_request__free_unpacked
+                     (Rekey__Notifier__V1__CheckDomainRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Rekey__Notifier__V1__DomainFinding methods */
+void   rekey__notifier__v1__domain_finding__init
+                     (Rekey__Notifier__V1__DomainFinding         *message);
+size_t rekey__notifier__v1__domain_finding__get_packed_size
+                     (const Rekey__Notifier__V1__DomainFinding   *message);
+size_t rekey__notifier__v1__domain_finding__pack
+                     (const Rekey__Notifier__V1__DomainFinding   *message,
+                      uint8_t             *out);
+size_t rekey__notifier__v1__domain_finding__pack_to_buffer
+                     (const Rekey__Notifier__V1__DomainFinding   *message,
+                      ProtobufCBuffer     *buffer);
+Rekey__Notifier__V1__DomainFinding *
+       rekey__notifier__v1__domain_finding__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   rekey__notifier__v1__domain_finding__free_unpacked
+                     (Rekey__Notifier__V1__DomainFinding *message,
+                      ProtobufCAllocator *allocator);
+/* Rekey__Notifier__V1__CheckDomainResponse methods */
+void   rekey__notifier__v1__check_domain_response__init
+                     (Rekey__Notifier__V1__CheckDomainResponse         *message);
+size_t rekey__notifier__v1__check_domain_response__get_packed_size
+                     (const Rekey__Notifier__V1__CheckDomainResponse   *message);
+size_t rekey__notifier__v1__check_domain_response__pack
+                     (const Rekey__Notifier__V1__CheckDomainResponse   *message,
+                      uint8_t             *out);
+size_t rekey__notifier__v1__check_domain_response__pack_to_buffer
+                     (const Rekey__Notifier__V1__CheckDomainResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Rekey__Notifier__V1__CheckDomainResponse *
+       rekey__notifier__v1__check_domain_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   rekey__notifier__v1__check_domain_response__free_unpacked
+                     (Rekey__Notifier__V1__CheckDomainResponse *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Rekey__Notifier__V1__Actor_Closure)
@@ -920,6 +1057,15 @@ typedef void (*Rekey__Notifier__V1__QueueStats_Closure)
 typedef void (*Rekey__Notifier__V1__SendTestRequest_Closure)
                  (const Rekey__Notifier__V1__SendTestRequest *message,
                   void *closure_data);
+typedef void (*Rekey__Notifier__V1__CheckDomainRequest_Closure)
+                 (const Rekey__Notifier__V1__CheckDomainRequest *message,
+                  void *closure_data);
+typedef void (*Rekey__Notifier__V1__DomainFinding_Closure)
+                 (const Rekey__Notifier__V1__DomainFinding *message,
+                  void *closure_data);
+typedef void (*Rekey__Notifier__V1__CheckDomainResponse_Closure)
+                 (const Rekey__Notifier__V1__CheckDomainResponse *message,
+                  void *closure_data);
 
 /* --- services --- */
 
@@ -955,6 +1101,10 @@ struct Rekey__Notifier__V1__Notifier_Service
                     const Rekey__Notifier__V1__SendTestRequest *input,
                     Rekey__Notifier__V1__EnqueueResponse_Closure closure,
                     void *closure_data);
+  void (*check_domain)(Rekey__Notifier__V1__Notifier_Service *service,
+                       const Rekey__Notifier__V1__CheckDomainRequest *input,
+                       Rekey__Notifier__V1__CheckDomainResponse_Closure closure,
+                       void *closure_data);
 };
 typedef void (*Rekey__Notifier__V1__Notifier_ServiceDestroy)(Rekey__Notifier__V1__Notifier_Service *);
 void rekey__notifier__v1__notifier__init (Rekey__Notifier__V1__Notifier_Service *service,
@@ -969,7 +1119,8 @@ void rekey__notifier__v1__notifier__init (Rekey__Notifier__V1__Notifier_Service 
       function_prefix__ ## list_suppressions,\
       function_prefix__ ## remove_suppression,\
       function_prefix__ ## get_queue_stats,\
-      function_prefix__ ## send_test  }
+      function_prefix__ ## send_test,\
+      function_prefix__ ## check_domain  }
 void rekey__notifier__v1__notifier__enqueue(ProtobufCService *service,
                                             const Rekey__Notifier__V1__EnqueueRequest *input,
                                             Rekey__Notifier__V1__EnqueueResponse_Closure closure,
@@ -998,12 +1149,17 @@ void rekey__notifier__v1__notifier__send_test(ProtobufCService *service,
                                               const Rekey__Notifier__V1__SendTestRequest *input,
                                               Rekey__Notifier__V1__EnqueueResponse_Closure closure,
                                               void *closure_data);
+void rekey__notifier__v1__notifier__check_domain(ProtobufCService *service,
+                                                 const Rekey__Notifier__V1__CheckDomainRequest *input,
+                                                 Rekey__Notifier__V1__CheckDomainResponse_Closure closure,
+                                                 void *closure_data);
 
 /* --- descriptors --- */
 
 extern const ProtobufCEnumDescriptor    rekey__notifier__v1__enqueue_status__descriptor;
 extern const ProtobufCEnumDescriptor    rekey__notifier__v1__message_state__descriptor;
 extern const ProtobufCEnumDescriptor    rekey__notifier__v1__attempt_outcome__descriptor;
+extern const ProtobufCEnumDescriptor    rekey__notifier__v1__finding_status__descriptor;
 extern const ProtobufCMessageDescriptor rekey__notifier__v1__actor__descriptor;
 extern const ProtobufCMessageDescriptor rekey__notifier__v1__variable__descriptor;
 extern const ProtobufCMessageDescriptor rekey__notifier__v1__enqueue_request__descriptor;
@@ -1024,6 +1180,9 @@ extern const ProtobufCMessageDescriptor rekey__notifier__v1__hour_figures__descr
 extern const ProtobufCMessageDescriptor rekey__notifier__v1__domain_figures__descriptor;
 extern const ProtobufCMessageDescriptor rekey__notifier__v1__queue_stats__descriptor;
 extern const ProtobufCMessageDescriptor rekey__notifier__v1__send_test_request__descriptor;
+extern const ProtobufCMessageDescriptor rekey__notifier__v1__check_domain_request__descriptor;
+extern const ProtobufCMessageDescriptor rekey__notifier__v1__domain_finding__descriptor;
+extern const ProtobufCMessageDescriptor rekey__notifier__v1__check_domain_response__descriptor;
 extern const ProtobufCServiceDescriptor rekey__notifier__v1__notifier__descriptor;
 
 PROTOBUF_C__END_DECLS
