@@ -14,6 +14,47 @@ extension Admin {
         }
     }
 
+    /// `GET mail/domain-check`: what receivers will make of our mail (SPF, DKIM, DMARC, MX, the
+    /// templates), each finding with what to publish or set.
+    package struct DomainCheck: Codable, Sendable, Equatable {
+        package struct Finding: Codable, Sendable, Equatable {
+            /// `spf`, `dkim`, `dmarc`, `mx`, `template` or `link`.
+            package var check: String
+            /// `ok`, `warning` or `problem`.
+            package var status: String
+            package var summary: String
+            /// What to publish or set; empty when nothing needs doing.
+            package var fix: String
+            /// The record as found; empty when there was none.
+            package var evidence: String
+
+            package init(check: String, status: String, summary: String, fix: String = "", evidence: String = "") {
+                self.check = check
+                self.status = status
+                self.summary = summary
+                self.fix = fix
+                self.evidence = evidence
+            }
+        }
+
+        package var fromDomain: String
+        package var envelopeDomain: String
+        /// Empty when mail is not DKIM-signed.
+        package var dkimDomain: String
+        package var dnsServer: String
+        package var checkedAt: String?
+        package var findings: [Finding]
+
+        package init(fromDomain: String, envelopeDomain: String, dkimDomain: String, dnsServer: String, checkedAt: String?, findings: [Finding]) {
+            self.fromDomain = fromDomain
+            self.envelopeDomain = envelopeDomain
+            self.dkimDomain = dkimDomain
+            self.dnsServer = dnsServer
+            self.checkedAt = checkedAt
+            self.findings = findings
+        }
+    }
+
     /// `POST users/{id}/verification`: which address to verify; the primary when absent.
     package struct VerificationRequest: Codable, Sendable, Equatable {
         package var emailId: String?

@@ -70,7 +70,17 @@ package final class InProcessSystem: @unchecked Sendable {
             directory: transport("directory", DirectoryService(database: self.directoryDatabase, store: self.directoryStore, hashing: hashing), health: Rekey_Directory_V1_Directory.name),
             tokens: transport("reset-token", TokenService(database: tokensDatabase, store: TokenStore(configuration: .init(), clock: clock)), health: Rekey_Tokens_V1_Tokens.name),
             notifier: transport(
-                "notifier", NotifierService(database: outboxDatabase, store: outbox, doorbell: Doorbell(), transport: ("maildir", "in-process")),
+                "notifier",
+                NotifierService(
+                    database: outboxDatabase, store: outbox, doorbell: Doorbell(), transport: ("maildir", "in-process"),
+                    domainChecker: DomainChecker(
+                        check: DomainCheck(
+                            resolver: StaticDNS(),
+                            configuration: .init(fromAddress: "rekey@example.test", envelopeDomain: "example.test", relayHost: nil, dkim: nil, messageIDDomain: "example.test")
+                        ),
+                        templates: try MailTemplates()
+                    )
+                ),
                 health: Rekey_Notifier_V1_Notifier.name
             )
         )
@@ -139,5 +149,22 @@ private struct StoppedTransport: ClientTransport {
 
     func unary(method: MethodDescriptor, payload: [UInt8], metadata: Metadata, deadline: ContinuousClock.Instant?) async throws -> [UInt8] {
         throw RPCError(.unavailable, "\(self.name) is stopped")
+    }
+}
+
+/// DNS for the in-process system, from a table: example.test with SPF, DMARC and MX (and no
+/// DKIM key, as the in-process notifier does not sign). The real resolver is tested against a
+/// DNS server in the notifier's executable tests.
+struct StaticDNS: DNSLookup {
+    var server: String { "in-process" }
+
+    func lookup(_ name: String, _ type: DNSResolver.RecordType) async throws -> DNSResolver.Lookup {
+        switch (name.lowercased(), type) {
+        case ("example.test", .txt): .records([.txt("v=spf1 ip4:192.0.2.25 -all")])
+        case ("example.test", .mx): .records([.mx(preference: 10, exchange: "mx.example.test")])
+        case ("_dmarc.example.test", .txt): .records([.txt("v=DMARC1; p=quarantine")])
+        case ("example.test", _), ("mx.example.test", _): .records([])
+        default: .noSuchName
+        }
     }
 }

@@ -2,11 +2,27 @@ import Foundation
 import NIOCore
 import NIOPosix
 
+/// Where the domain check gets DNS records: ``DNSResolver`` asks a server; tests of the
+/// gateway in one process answer from a table.
+package protocol DNSLookup: Sendable {
+    func lookup(_ name: String, _ type: DNSResolver.RecordType) async throws -> DNSResolver.Lookup
+    /// The server asked, for reports: `host:port`.
+    var server: String { get }
+}
+
+extension DNSLookup {
+    /// The TXT records of `name` (each the concatenation of its strings); none for NXDOMAIN.
+    package func txt(_ name: String) async throws -> [String] {
+        guard case .records(let records) = try await self.lookup(name, .txt) else { return [] }
+        return records.compactMap { if case .txt(let text) = $0 { text } else { nil } }
+    }
+}
+
 /// A small stub resolver (RFC 1035) for the sending-domain check: asks one recursive server
 /// (`dns_server`) for A, AAAA, MX and TXT records, over UDP with EDNS0 and again over TCP when the
 /// answer was truncated. Every length in a reply is checked before it is read: a reply is data
 /// from the network, and a bad one is an error, never a crash.
-package struct DNSResolver: Sendable {
+package struct DNSResolver: DNSLookup {
     package enum RecordType: UInt16, Sendable {
         case a = 1
         case cname = 5
@@ -66,11 +82,7 @@ package struct DNSResolver: Sendable {
         return parsed.lookup
     }
 
-    /// The TXT records of `name` (each the concatenation of its strings); none for NXDOMAIN.
-    package func txt(_ name: String) async throws -> [String] {
-        guard case .records(let records) = try await self.lookup(name, .txt) else { return [] }
-        return records.compactMap { if case .txt(let text) = $0 { text } else { nil } }
-    }
+    package var server: String { self.host.contains(":") ? "[\(self.host)]:\(self.port)" : "\(self.host):\(self.port)" }
 
     // MARK: Wire format
 

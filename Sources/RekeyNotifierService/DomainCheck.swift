@@ -48,10 +48,10 @@ package struct DomainCheck: Sendable {
         package var fromDomain: String { String(self.fromAddress.split(separator: "@").last ?? "").lowercased() }
     }
 
-    package let resolver: DNSResolver
+    package let resolver: any DNSLookup
     package let configuration: Configuration
 
-    package init(resolver: DNSResolver, configuration: Configuration) {
+    package init(resolver: any DNSLookup, configuration: Configuration) {
         self.resolver = resolver
         self.configuration = configuration
     }
@@ -312,10 +312,10 @@ final class SPF: @unchecked Sendable {
         case pass, fail, softfail, neutral, none, permerror, temperror
     }
 
-    let resolver: DNSResolver
+    let resolver: any DNSLookup
     var lookups = 0
 
-    init(resolver: DNSResolver) {
+    init(resolver: any DNSLookup) {
         self.resolver = resolver
     }
 

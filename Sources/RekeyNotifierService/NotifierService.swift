@@ -166,7 +166,7 @@ package struct NotifierService: Rekey_Notifier_V1_Notifier.ServiceProtocol {
         response.fromDomain = report.check.configuration.fromDomain
         response.envelopeDomain = report.check.configuration.envelopeDomain
         response.dkimDomain = report.check.configuration.dkim?.domain ?? ""
-        response.dnsServer = "\(report.check.resolver.host):\(report.check.resolver.port)"
+        response.dnsServer = report.check.resolver.server
         response.checkedAtUnixMs = report.checkedAtUnixMs
         response.findings = report.findings.map { finding in
             var wire = Rekey_Notifier_V1_DomainFinding()

@@ -203,6 +203,34 @@ struct VerdictTests {
         #expect(Verdict.findings(evidence, now: Self.now)[0].summary.contains("local mail folder"))
     }
 
+    @Test("likely_spam_unauthenticated: delivered mail from a domain without DKIM, SPF for the relay or DMARC alignment; in the escalation, with the fixes")
+    func unauthenticated() {
+        var evidence = Self.evidence()
+        evidence.events = [Self.issued()]
+        evidence.messages = [Self.message(.accepted)]
+        var check = Rekey_Notifier_V1_CheckDomainResponse()
+        check.fromDomain = "example.com"
+        func finding(_ name: String, _ status: Rekey_Notifier_V1_FindingStatus, fix: String = "") -> Rekey_Notifier_V1_DomainFinding {
+            var finding = Rekey_Notifier_V1_DomainFinding()
+            finding.check = name
+            finding.status = status
+            finding.summary = "\(name) summary"
+            finding.fix = fix
+            return finding
+        }
+        check.findings = [finding("spf", .ok), finding("dkim", .ok), finding("dmarc", .ok), finding("mx", .problem)]
+        evidence.domainCheck = check
+        #expect(Self.codes(evidence) == ["delivered"], "MX alone does not make mail spam")
+        check.findings = [finding("spf", .problem, fix: "publish TXT at example.com: \"v=spf1 ip4:192.0.2.1 -all\""), finding("dkim", .problem), finding("dmarc", .warning)]
+        evidence.domainCheck = check
+        let findings = Verdict.findings(evidence, now: Self.now)
+        #expect(findings.map(\.code) == ["delivered", "likely_spam_unauthenticated"])
+        #expect(findings[1].summary.contains("(SPF, DKIM)"))
+        #expect(findings[1].evidence.first?.contains("fix: publish TXT at example.com") == true)
+        evidence.messages = [Self.message(.accepted, transport: "maildir")]
+        #expect(Self.codes(evidence) == ["delivered"], "nothing left the machine")
+    }
+
     @Test("rate_limited: when the next request is allowed, relative to now")
     func rateLimited() {
         var evidence = Self.evidence()

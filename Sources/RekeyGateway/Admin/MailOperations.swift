@@ -108,6 +108,37 @@ package struct MailOperations: Sendable {
         }
     }
 
+    /// The sending domain as receivers see it (the notifier's check, at most a minute old unless
+    /// `fresh`), with the gateway's own finding: whether the links in the mail point at a host
+    /// aligned with the From domain (a link to another domain is a phishing signal to filters).
+    package func checkDomain(_ actor: AdminActor, fresh: Bool) async throws(AdminError) -> Admin.DomainCheck {
+        try await adminCall {
+            var request = Rekey_Notifier_V1_CheckDomainRequest()
+            request.fresh = fresh
+            let report = try await self.notifier.checkDomain(request, options: actor.options)
+            var findings = report.findings.map(Admin.DomainCheck.Finding.init)
+            findings.append(Self.linkFinding(publicURL: self.flows.publicURL, fromDomain: report.fromDomain))
+            return Admin.DomainCheck(
+                fromDomain: report.fromDomain, envelopeDomain: report.envelopeDomain, dkimDomain: report.dkimDomain, dnsServer: report.dnsServer,
+                checkedAt: Admin.time(report.checkedAtUnixMs), findings: findings
+            )
+        }
+    }
+
+    static func linkFinding(publicURL: String, fromDomain: String) -> Admin.DomainCheck.Finding {
+        let host = (publicURL.split(separator: "/", omittingEmptySubsequences: true).dropFirst().first.map(String.init) ?? "")
+            .split(separator: ":").first.map { $0.lowercased() } ?? ""
+        func registered(_ name: String) -> String { name.split(separator: ".").suffix(2).joined(separator: ".") }
+        if !host.isEmpty, !fromDomain.isEmpty, registered(host) == registered(fromDomain) {
+            return .init(check: "link", status: "ok", summary: "the links in the mail go to \(host), aligned with the From domain \(fromDomain)")
+        }
+        return .init(
+            check: "link", status: "warning",
+            summary: "the links in the mail go to \(host.isEmpty ? publicURL : host), which is not under the From domain \(fromDomain): filters read a link to another domain as a phishing sign",
+            fix: "serve the gateway under \(fromDomain) (public_url), or send from an address at \(host)'s domain"
+        )
+    }
+
     /// When the next password reset for the user will be allowed, if a rate limit holds it back now.
     package func resetHeldUntil(_ actor: AdminActor, userID: String) async throws(AdminError) -> String? {
         try await adminCall {

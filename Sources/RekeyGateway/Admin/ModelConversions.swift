@@ -118,3 +118,15 @@ enum MessageNames {
         }
     }
 }
+
+extension Admin.DomainCheck.Finding {
+    init(_ finding: Rekey_Notifier_V1_DomainFinding) {
+        let status = switch finding.status {
+        case .ok: "ok"
+        case .warning: "warning"
+        case .problem: "problem"
+        default: "unknown"
+        }
+        self.init(check: finding.check, status: status, summary: finding.summary, fix: finding.fix, evidence: finding.evidence)
+    }
+}

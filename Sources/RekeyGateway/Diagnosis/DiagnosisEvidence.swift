@@ -24,6 +24,8 @@ struct DiagnosisEvidence: Sendable {
     var messages: [Rekey_Notifier_V1_Message] = []
     var suppression: Rekey_Notifier_V1_Suppression?
     var queue: Rekey_Notifier_V1_QueueStats?
+    /// The notifier's sending-domain check (SPF, DKIM, DMARC); nil when it could not be had.
+    var domainCheck: Rekey_Notifier_V1_CheckDomainResponse?
     /// Services that did not answer: "directory", "reset-token", "notifier".
     var unreachable: [String] = []
 

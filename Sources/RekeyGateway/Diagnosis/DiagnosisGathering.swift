@@ -33,6 +33,7 @@ struct DiagnosisGathering: Sendable {
         async let messages = self.messages(user, found, options)
         async let suppression = self.suppression(found.primary?.address ?? (input.contains("@") ? input : nil), options)
         async let stats = self.stats(options)
+        async let domainCheck = self.domainCheck(options)
 
         let eventsDown, tokensDown, messagesDown, suppressionDown, statsDown: Bool
         (evidence.events, eventsDown) = await events
@@ -41,6 +42,7 @@ struct DiagnosisGathering: Sendable {
         (evidence.messages, messagesDown) = await messages
         (evidence.suppression, suppressionDown) = await suppression
         (evidence.queue, statsDown) = await stats
+        evidence.domainCheck = await domainCheck
         if eventsDown || tokensDown { evidence.unreachable.append("reset-token") }
         if messagesDown || suppressionDown || statsDown { evidence.unreachable.append("notifier") }
         evidence.unreachable = Array(Set(evidence.unreachable)).sorted()
@@ -162,6 +164,12 @@ struct DiagnosisGathering: Sendable {
         } catch {
             return (nil, Self.isDown(error))
         }
+    }
+
+    /// The last domain check (the notifier keeps one for a minute); a failure here is not the
+    /// notifier being down (an older notifier does not have the call), so it only goes missing.
+    private func domainCheck(_ options: CallOptions) async -> Rekey_Notifier_V1_CheckDomainResponse? {
+        try? await self.backends.notifier.checkDomain(.init(), options: options)
     }
 
     private func stats(_ options: CallOptions) async -> (Rekey_Notifier_V1_QueueStats?, Bool) {

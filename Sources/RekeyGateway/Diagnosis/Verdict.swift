@@ -12,6 +12,7 @@ enum Verdict {
         let (events, tokens, limits, messages) = (evidence.events, evidence.tokens, evidence.limits, evidence.messages)
         let (suppression, queue, unreachable) = (evidence.suppression, evidence.queue, evidence.unreachable)
         let mask = evidence.mask
+        let domainCheck = evidence.domainCheck
         var findings: [Admin.Diagnosis.Finding] = []
         func time(_ ms: Int64) -> String { Admin.time(ms) ?? "?" }
         let input = evidence.input
@@ -95,6 +96,7 @@ enum Verdict {
                     nextStep: "Ask the user to check spam/junk and other folders, and that they are signed in to \(mask(latest.toAddress)); mark the message as not spam. Subject: \"\(latest.subject)\".",
                     evidence: evidence
                 ))
+                findings += Self.unauthenticated(domainCheck)
             case .deferred where attempt?.outcome == .permanentFailure, .failed where latest.reason.hasPrefix("the relay refuses"):
                 // A 5xx about us, not the mailbox: the notifier kept the message (and suppressed nothing).
                 let retry = latest.state == .deferred
@@ -228,6 +230,21 @@ enum Verdict {
         }
     }
 
+    /// Mail the relay took but receivers are likely to file as spam: no DKIM, SPF not allowing
+    /// the relay, no DMARC or From not aligned (the notifier's domain check).
+    static func unauthenticated(_ check: Rekey_Notifier_V1_CheckDomainResponse?) -> [Admin.Diagnosis.Finding] {
+        guard let check else { return [] }
+        let problems = check.findings.filter { $0.status == .problem && ["spf", "dkim", "dmarc"].contains($0.check) }
+        guard !problems.isEmpty else { return [] }
+        let what = problems.map(\.check).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }.map { $0.uppercased() }
+        return [.init(
+            code: "likely_spam_unauthenticated",
+            summary: "Likely in spam: the mail from \(check.fromDomain) is not properly authenticated (\(what.joined(separator: ", "))), so receivers are apt to file it as spam or drop it.",
+            nextStep: "Ask the user to look in spam/junk first. To fix it for everyone, send the fixes below to whoever runs the \(check.fromDomain) DNS (rekey mail check-domain shows them all).",
+            evidence: problems.map { "domain check \(Admin.time(check.checkedAtUnixMs) ?? ""): \($0.check) — \($0.summary)\($0.fix.isEmpty ? "" : "; fix: \($0.fix)")" }
+        )]
+    }
+
     /// The relay refusing or unreachable, or the queue not moving.
     static func platformFindings(_ queue: Rekey_Notifier_V1_QueueStats?, domain: String?, unreachable: [String], alreadyPlatform: Bool) -> [Admin.Diagnosis.Finding] {
         guard let queue, !alreadyPlatform else { return [] }
@@ -252,7 +269,7 @@ enum Verdict {
 
     static func escalation(_ report: Admin.Diagnosis) -> String {
         var lines = ["Rekey diagnosis \(report.reportId) at \(report.generatedAt) for \(report.who?.userId ?? report.input)"]
-        for finding in report.findings where finding.code.hasPrefix("platform_") {
+        for finding in report.findings where finding.code.hasPrefix("platform_") || finding.code == "likely_spam_unauthenticated" {
             lines.append(finding.summary)
             lines += finding.evidence.map { "  " + $0 }
         }

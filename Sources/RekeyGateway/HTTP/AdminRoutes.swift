@@ -127,6 +127,9 @@ enum AdminRoutes {
             .staff(.delete, "suppressions/:address", needs: .manageUsers) { _, context, actor in
                 try await mail.removeSuppression(actor, address: try P.parameter(context, "address"))
             },
+            .staff(.get, "mail/domain-check") { request, _, actor in
+                try await mail.checkDomain(actor, fresh: try P.flag(request, "fresh"))
+            },
             .staff(.post, "mail/test", needs: .manageUsers) { request, _, actor in
                 try await mail.test(actor, address: try await P.body(request, as: Admin.MailTest.self).address)
             },
