@@ -19,6 +19,8 @@ package final class RekeySystem: @unchecked Sendable {
     private let arguments: [String: [String]]
     package let gateway: ServiceProcess
     package let gatewayPort: Int
+    /// The DNS the notifier's domain check asks: example.test with SPF, DMARC and MX published.
+    package let dns: DNSTestServer
 
     package var mailDir: String { self.folder.path + "/mail/new" }
     package var base: String { "http://127.0.0.1:\(self.gatewayPort)" }
@@ -47,11 +49,16 @@ package final class RekeySystem: @unchecked Sendable {
             "REKEY_NOTIFIER_CREDENTIALS": Self.credential, "REKEY_GATEWAY_SERVICE_CREDENTIAL": Self.credential,
         ]
         let common = ["--data-dir", data]
+        self.dns = try DNSTestServer(zone: [
+            "example.test": [("TXT", "v=spf1 -all"), ("MX", "10 mx.example.test.")],
+            "_dmarc.example.test": [("TXT", "v=DMARC1; p=quarantine")],
+        ])
         self.environment = environment
         self.arguments = [
             "rekey-directory": ["serve", "--scrypt-log-n", "10"] + common + directoryArguments,
             "rekey-reset-token": ["serve"] + common + tokenArguments,
-            "rekey-notifier": ["serve", "--poll-interval", "50ms", "--mail-dir", data + "/mail"] + common + notifierArguments,
+            "rekey-notifier": ["serve", "--poll-interval", "50ms", "--mail-dir", data + "/mail", "--from-address", "no-reply@example.test", "--dns-server", self.dns.address]
+                + common + notifierArguments,
         ]
         let any = ["--listen", "127.0.0.1:0"]
         self.directory = try ServiceProcess("rekey-directory", arguments: self.arguments["rekey-directory"]! + any, environment: environment)
@@ -108,6 +115,7 @@ package final class RekeySystem: @unchecked Sendable {
         for process in [self.gateway, self.notifier, self.tokens, self.directory] {
             process.stop()
         }
+        self.dns.stop()
     }
 
     /// Waits until `condition` holds, looking every 50 ms for up to `timeout`; whether it did.

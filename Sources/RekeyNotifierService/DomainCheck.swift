@@ -57,11 +57,15 @@ package struct DomainCheck: Sendable {
     }
 
     package func run() async -> [Finding] {
-        let spf = await self.checkSPF()
+        // Side by side, so that a slow or silent DNS server costs one timeout, not one per check.
+        async let spfCheck = self.checkSPF()
+        async let dkim = self.checkDKIM()
+        async let mx = self.checkMX()
+        let spf = await spfCheck
         var findings = [spf.finding]
-        findings += await self.checkDKIM()
+        findings += await dkim
         findings.append(await self.checkDMARC(spfPassed: spf.result == .pass))
-        findings.append(await self.checkMX())
+        findings.append(await mx)
         if let messageID = Self.messageIDFinding(self.configuration.messageIDDomain) { findings.append(messageID) }
         return findings
     }

@@ -114,7 +114,42 @@ struct Suppressions: AsyncParsableCommand {
 }
 
 struct Mail: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Mail checks.", subcommands: [Test.self])
+    static let configuration = CommandConfiguration(abstract: "Mail checks.", subcommands: [Test.self, CheckDomain.self])
+
+    struct CheckDomain: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "check-domain",
+            abstract: "What receivers will make of our mail: SPF, DKIM, DMARC and MX of the sending domain, the templates and the link host, with what to publish to fix each.",
+            discussion: "Exits 1 when any finding is a problem (for a monitoring check), 0 otherwise."
+        )
+        @OptionGroup var connection: Connection
+        @Flag(help: "Look up DNS again now instead of using a check at most a minute old.") var fresh = false
+
+        func run() async throws {
+            try await RekeyCommand.run {
+                let client = try self.connection.client()
+                let report = try await client.call("GET", "/mail/domain-check" + (self.fresh ? "?fresh=true" : ""), as: Admin.DomainCheck.self)
+                if !self.connection.json { Self.print(report) }
+                if report.findings.contains(where: { $0.status == "problem" }) { throw ExitCode(1) }
+            }
+        }
+
+        static func print(_ report: Admin.DomainCheck) {
+            Swift.print("Sending domain \(report.fromDomain) (envelope \(report.envelopeDomain), DKIM \(report.dkimDomain.isEmpty ? "not signed" : "d=\(report.dkimDomain)"))")
+            Swift.print("Checked \(report.checkedAt ?? "just now") with the DNS server \(report.dnsServer)")
+            Swift.print("")
+            let marks = ["ok": "ok     ", "warning": "WARNING", "problem": "PROBLEM"]
+            for finding in report.findings {
+                Swift.print("\(marks[finding.status] ?? finding.status.uppercased())  \(finding.check.uppercased()): \(finding.summary)")
+                if !finding.evidence.isEmpty, finding.status != "ok" { Swift.print("         found: \(finding.evidence)") }
+                if !finding.fix.isEmpty { Swift.print("         fix:   \(finding.fix)") }
+            }
+            let problems = report.findings.filter { $0.status == "problem" }.count
+            let warnings = report.findings.filter { $0.status == "warning" }.count
+            Swift.print("")
+            Swift.print(problems == 0 && warnings == 0 ? "All checks pass." : "\(problems) problem\(problems == 1 ? "" : "s"), \(warnings) warning\(warnings == 1 ? "" : "s").")
+        }
+    }
 
     struct Test: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Send a test message through the same path as reset mail and wait for its fate.")

@@ -82,6 +82,11 @@ struct DiagnoseTests {
         #expect((delivered["summary"] as? String)?.contains("250 2.0.0 Ok: queued as T00001Q") == true, "\(delivered)")
         #expect((delivered["next_step"] as? String)?.contains("spam") == true)
         #expect(!String(describing: report).contains("token="), "never a token or a link")
+        // example.test publishes SPF "-all" and DMARC, and the notifier does not sign: likely spam.
+        #expect(codes.contains("likely_spam_unauthenticated"), "\(codes)")
+        let spam = try #require(test.finding(report, "likely_spam_unauthenticated"))
+        #expect((spam["summary"] as? String)?.contains("from example.test is not properly authenticated (SPF, DKIM, DMARC)") == true, "\(spam)")
+        #expect((spam["evidence"] as? [String])?.contains { $0.contains("fix: add ip4:127.0.0.1") } == true, "\(spam)")
 
         // Never requested.
         let nora = try await test.createUser("Nora Never", "nora@example.com")

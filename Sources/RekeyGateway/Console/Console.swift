@@ -31,7 +31,9 @@ struct Console: Sendable {
         console.post("/console/suppressions/remove") { request, context in try await self.removeSuppression(request, context) }
         console.get("/console/health") { request, context in
             try await self.render(request, context) { actor, layout in
-                MailHealthPage.render(try await self.operations.mail.health(actor, hours: 24), layout: layout)
+                async let domain = try? await self.operations.mail.checkDomain(actor, fresh: false)
+                let health = try await self.operations.mail.health(actor, hours: 24)
+                return MailHealthPage.render(health, domain: await domain, layout: layout)
             }
         }
         console.get("/console/audit") { request, context in try await self.render(request, context) { try await self.audit($0, request, layout: $1) } }

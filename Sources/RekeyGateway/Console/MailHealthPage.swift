@@ -4,7 +4,7 @@ import RekeyAdminModel
 /// the last 24 hours of delivery attempts as a server-drawn SVG chart (with the same figures as
 /// a table, for screen readers and for copying).
 enum MailHealthPage {
-    static func render(_ health: Admin.MailHealth, layout: ConsoleLayout) -> Console.Rendered {
+    static func render(_ health: Admin.MailHealth, domain: Admin.DomainCheck? = nil, layout: ConsoleLayout) -> Console.Rendered {
         let oldest = health.queueDepth == 0 ? "—" : Self.duration(seconds: health.oldestQueuedAgeSeconds)
         let stats = """
             <div class="stats">
@@ -33,7 +33,33 @@ enum MailHealthPage {
             </section>
             """
         let server = "<p class=\"muted\">Delivering by \(HTML.escape(health.transport)) to <span class=\"mono\">\(HTML.escape(health.server))</span>.</p>"
-        return Console.Rendered(html: layout.page("Mail health", section: .health, stats + server + chart + lastHour))
+        return Console.Rendered(html: layout.page("Mail health", section: .health, stats + server + Self.domain(domain) + chart + lastHour))
+    }
+
+    /// The sending domain as receivers see it: one row per finding, problems first, each with
+    /// its fix; the records to publish are for whoever runs the domain's DNS.
+    static func domain(_ check: Admin.DomainCheck?) -> String {
+        guard let check else {
+            return "<section class=\"panel\" aria-labelledby=\"domain\"><h2 id=\"domain\">Sending domain</h2><p class=\"muted\">The notifier did not answer the domain check.</p></section>"
+        }
+        let order = ["problem": 0, "warning": 1, "ok": 2]
+        let rows = check.findings.enumerated().sorted { (order[$0.element.status] ?? 3, $0.offset) < (order[$1.element.status] ?? 3, $1.offset) }.map { _, finding in
+            let label = finding.status == "ok" ? "OK" : finding.status == "warning" ? "Warning" : "Problem"
+            let fix = finding.fix.isEmpty ? "" : "<div class=\"fix\">Fix: <span class=\"mono\">\(HTML.escape(finding.fix))</span></div>"
+            return "<tr><td><span class=\"chip \(finding.status == "ok" ? "good" : finding.status == "warning" ? "warn" : "bad")\">\(label)</span></td>"
+                + "<td>\(HTML.escape(finding.check.uppercased()))</td><td>\(HTML.escape(finding.summary))\(fix)</td></tr>"
+        }.joined()
+        let problems = check.findings.filter { $0.status == "problem" }.count
+        let headline = problems == 0
+            ? "Receivers can authenticate mail from \(HTML.escape(check.fromDomain))."
+            : "\(problems) problem\(problems == 1 ? "" : "s") make\(problems == 1 ? "s" : "") mail from \(HTML.escape(check.fromDomain)) likely to land in spam."
+        return """
+            <section class="panel" aria-labelledby="domain"><h2 id="domain">Sending domain</h2>
+            <p>\(headline) <span class="muted">Checked \(ConsoleLayout.time(check.checkedAt)) with \(HTML.escape(check.dnsServer)); <span class="mono">rekey mail check-domain --fresh</span> checks again.</span></p>
+            <div class="table-wrap" tabindex="0"><table>
+            <thead><tr><th scope="col">Status</th><th scope="col">Check</th><th scope="col">Finding</th></tr></thead>
+            <tbody>\(rows)</tbody></table></div></section>
+            """
     }
 
     /// Stacked bars, one per hour, oldest on the left; colours come from the stylesheet's classes.

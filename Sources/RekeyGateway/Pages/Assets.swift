@@ -117,6 +117,8 @@ enum Assets {
         .chip.good { background: var(--good-wash); color: var(--good); }
         .chip.warn { background: var(--warn-wash); color: var(--warn); }
         .chip.bad { background: var(--bad-wash); color: var(--bad); }
+        .fix { margin-top: .25rem; font-size: .9em; overflow-wrap: anywhere; }
+        .fix .mono { word-break: break-all; }
         .tag { font-size: .75rem; font-weight: 600; padding: .05rem .45rem; border-radius: 4px; background: var(--wash); border: 1px solid var(--line); color: var(--muted); margin-left: .25rem; }
 
         .state { font-weight: 700; }
