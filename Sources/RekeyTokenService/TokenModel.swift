@@ -52,6 +52,44 @@ package struct TokenEventRecord: Sendable, Hashable {
     package var clientAddress: String
     package var adminID: String
     package var detail: String
+
+    /// How a link was opened (``Kind/opened``), kept in `detail` as `method=GET cookies=yes
+    /// agent=browser state=live`.
+    package struct Opening: Sendable, Hashable {
+        package static let agentClasses: Set<String> = ["browser", "scanner", "headless", "tool", "empty", ""]
+
+        package var method: String
+        package var hadCookies: Bool
+        package var agent: String
+        /// The token's state when it was opened: live, used, expired or revoked.
+        package var tokenState: String = ""
+
+        package init(method: String, hadCookies: Bool, agent: String, tokenState: String = "") {
+            self.method = method
+            self.hadCookies = hadCookies
+            self.agent = agent
+            self.tokenState = tokenState
+        }
+
+        var detail: String {
+            "method=\(self.method) cookies=\(self.hadCookies ? "yes" : "no") agent=\(self.agent) state=\(self.tokenState)"
+        }
+
+        /// From `detail`; nil for the openings recorded before these fields existed.
+        init?(detail: String) {
+            var fields: [Substring: Substring] = [:]
+            for pair in detail.split(separator: " ") {
+                guard let equals = pair.firstIndex(of: "=") else { return nil }
+                fields[pair[..<equals]] = pair[pair.index(after: equals)...]
+            }
+            guard let method = fields["method"], let cookies = fields["cookies"] else { return nil }
+            self.init(method: String(method), hadCookies: cookies == "yes", agent: String(fields["agent"] ?? ""), tokenState: String(fields["state"] ?? ""))
+        }
+    }
+
+    package var opening: Opening? {
+        self.kind == .opened ? Opening(detail: self.detail) : nil
+    }
 }
 
 /// A rate limit's state for one subject.

@@ -54,7 +54,8 @@ package struct TokenService: Rekey_Tokens_V1_Tokens.ServiceProtocol {
         let purpose = try Self.purpose(request.purpose)
         let store = self.store
         let (token, clientAddress) = (request.token, request.clientAddress)
-        guard let record = try await self.database.withConnection({ try store.peek(token, purpose: purpose, openedFrom: clientAddress, in: $0) }) else {
+        let opening = TokenEventRecord.Opening(method: request.method, hadCookies: request.hadCookies, agent: request.userAgentClass)
+        guard let record = try await self.database.withConnection({ try store.peek(token, purpose: purpose, openedFrom: clientAddress, opening: opening, in: $0) }) else {
             throw TokenError.notFound
         }
         var response = Rekey_Tokens_V1_PeekTokenResponse()
@@ -137,7 +138,14 @@ package struct TokenService: Rekey_Tokens_V1_Tokens.ServiceProtocol {
             wire.tokenID = event.tokenID
             wire.clientAddress = event.clientAddress
             wire.adminID = event.adminID
-            wire.detail = event.detail
+            if let opening = event.opening {
+                wire.method = opening.method
+                wire.hadCookies = opening.hadCookies
+                wire.userAgentClass = opening.agent
+                wire.tokenState = opening.tokenState
+            } else {
+                wire.detail = event.detail
+            }
             return wire
         }
         return response

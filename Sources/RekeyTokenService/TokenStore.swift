@@ -236,22 +236,34 @@ package struct TokenStore: Sendable {
 
     // MARK: Peek, redeem, revoke
 
-    /// The token's record if it is live and of `purpose`; nil otherwise. Spends nothing.
-    /// A live token of `purpose`, without spending it; with `openedFrom`, the opening is recorded
-    /// in the user's history (who opened the link from where, before anyone used it).
-    package func peek(_ token: String, purpose: TokenPurpose, openedFrom clientAddress: String = "", in connection: SQLiteConnection) throws -> TokenRecord? {
+    /// A live token of `purpose`, without spending it; nil otherwise. With `opening` (who opened
+    /// the link, from where, how), the opening is recorded in the user's history, whatever state
+    /// the link is in (an old link opened after a newer one was sent is worth knowing), at most
+    /// ``openingsRecorded`` times per link.
+    package func peek(_ token: String, purpose: TokenPurpose, openedFrom clientAddress: String = "", opening: TokenEventRecord.Opening? = nil, in connection: SQLiteConnection) throws -> TokenRecord? {
         let hash = try Validation.tokenHash(token)
         if !clientAddress.isEmpty {
             try Validation.clientAddress(clientAddress)
         }
+        if let opening {
+            guard ["GET", "HEAD", ""].contains(opening.method) else {
+                throw TokenError.invalidArgument("method must be GET or HEAD")
+            }
+            guard TokenEventRecord.Opening.agentClasses.contains(opening.agent) else {
+                throw TokenError.invalidArgument("user_agent_class must be browser, scanner, headless, tool or empty")
+            }
+        }
         let now = self.clock.nowMilliseconds()
-        guard let record = try self.find(hash: hash, in: connection), record.purpose == purpose, record.state(at: now) == .live else {
+        guard let record = try self.find(hash: hash, in: connection), record.purpose == purpose else {
             return nil
         }
+        let state = record.state(at: now)
         if !clientAddress.isEmpty, try self.openings(of: record, in: connection) < Self.openingsRecorded {
-            try self.record(.opened, now: now, purpose: purpose, userID: record.userID, tokenID: record.id, clientAddress: clientAddress, adminID: "", detail: "", in: connection)
+            var how = opening ?? TokenEventRecord.Opening(method: "", hadCookies: false, agent: "")
+            how.tokenState = "\(state)"
+            try self.record(.opened, now: now, purpose: purpose, userID: record.userID, tokenID: record.id, clientAddress: clientAddress, adminID: "", detail: how.detail, in: connection)
         }
-        return record
+        return state == .live ? record : nil
     }
 
     /// Spends a live token of `purpose`. Serialised by the transaction: of concurrent redeems of

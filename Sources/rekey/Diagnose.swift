@@ -52,7 +52,12 @@ enum DiagnosisText {
         if report.requests.isEmpty { out("  nothing in the window") }
         for request in report.requests {
             let by = request.by == "self" ? "the user" : "admin \(request.by)"
-            out("  \(request.at ?? "")  \(request.purpose) \(request.kind) by \(by) from \(request.clientAddress)\(request.detail.isEmpty ? "" : " (\(request.detail))")")
+            if request.kind == "opened" {
+                // Opened by whoever had the link: the user, or a scanner (the detail says which).
+                out("  \(request.at ?? "")  \(request.purpose) link opened from \(request.clientAddress): \(request.detail)")
+            } else {
+                out("  \(request.at ?? "")  \(request.purpose) \(request.kind) by \(by) from \(request.clientAddress)\(request.detail.isEmpty ? "" : " (\(request.detail))")")
+            }
         }
         out()
         out("What the mail system did")

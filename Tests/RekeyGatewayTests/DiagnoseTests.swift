@@ -168,6 +168,66 @@ struct DiagnoseTests {
         #expect((test.finding(report, "token_used_elsewhere")?["summary"] as? String)?.contains("from 203.0.113.9, not from 198.51.100.7") == true)
     }
 
+    /// The newest mail's link to `path` in the maildir, as the user would click it (without the host).
+    static func newestLink(_ system: RekeySystem, _ path: String = "/password/reset") throws -> String {
+        let files = try FileManager.default.contentsOfDirectory(atPath: system.mailDir).sorted { a, b in
+            let date = { (name: String) in (try? FileManager.default.attributesOfItem(atPath: system.mailDir + "/" + name)[.modificationDate] as? Date) ?? .distantPast }
+            return (date(a), a) < (date(b), b)
+        }
+        let text = try String(contentsOfFile: system.mailDir + "/" + (try #require(files.last)), encoding: .utf8)
+        return String(try #require(text.link(path)).dropFirst("https://sso.example.test".count))
+    }
+
+    @Test("who opened the link: a scanner's HEAD, then the user's browser that did not finish, then an older link opened after a newer one was used")
+    func linkOpenings() async throws {
+        let system = try await RekeySystem.start(gateway: ["--trusted-proxies", "127.0.0.1"])
+        defer { system.stop() }
+        let test = DiagnoseTests(system)
+        let lou = try await test.createUser("Lou Links", "lou@example.com")
+        _ = try await test.call("POST", "/users/\(lou)/password-reset")
+        try await test.waitForMessage(lou, state: "accepted")
+        let first = try Self.newestLink(system)
+
+        // Mimecast looks at it seconds after delivery: HEAD, no cookies. The link still works.
+        let scanner = Browser(base: system.base)
+        let head = try await scanner.send("HEAD", first, headers: ["User-Agent": "Mozilla/5.0 (compatible; Mimecast URL Protect)", "X-Forwarded-For": "192.0.2.50"])
+        #expect(head.status == 200 && head.body.isEmpty)
+        var (codes, report) = try await test.diagnose("lou@example.com")
+        #expect(codes.contains("opened_by_scanner") && !codes.contains("opened_not_finished"), "\(codes)")
+        let scanned = try #require(test.finding(report, "opened_by_scanner"))
+        #expect((scanned["summary"] as? String)?.contains("after delivery by a link scanner (HEAD, no cookies), not by the user") == true, "\(scanned)")
+        let requests = report["requests"] as? [[String: Any]] ?? []
+        #expect(requests.contains { $0["kind"] as? String == "opened" && ($0["detail"] as? String)?.contains("by a link scanner (HEAD, no cookies)") == true }, "\(requests)")
+        #expect(!String(describing: report).contains("token="), "never the token")
+
+        // The user's own browser, which was here before (the forgot page set its cookie).
+        let user = Browser(base: system.base)
+        _ = try await user.send("GET", "/password/forgot")
+        let firefox = ["User-Agent": "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0", "X-Forwarded-For": "198.51.100.20"]
+        let opened = try await user.send("GET", first, headers: firefox)
+        #expect(opened.status == 200)
+        (codes, report) = try await test.diagnose("lou@example.com")
+        #expect(codes.contains("opened_not_finished") && !codes.contains("opened_by_scanner"), "\(codes)")
+        #expect((test.finding(report, "opened_not_finished")?["summary"] as? String)?.contains("from a browser (GET, with this site's cookies)") == true)
+
+        // A second email; its link is used; then the user clicks the first email's link.
+        _ = try await test.call("POST", "/users/\(lou)/password-reset")
+        try await test.waitForMessage(lou, state: "accepted", count: 2)
+        let second = try Self.newestLink(system)
+        #expect(second != first)
+        let form = try await user.send("GET", second, headers: firefox)
+        let changed = try await user.send(
+            "POST", "/password/reset", form: ["token": String(second.split(separator: "=").last!), "password": "a brand new passphrase", "confirm": "a brand new passphrase", "csrf": Browser.csrf(in: form)],
+            headers: firefox
+        )
+        #expect(changed.status == 303)
+        let old = try await user.send("GET", first, headers: firefox)
+        #expect(old.status == 410)
+        (codes, report) = try await test.diagnose("lou@example.com")
+        #expect(codes.contains("superseded_link"), "\(codes)")
+        #expect((test.finding(report, "superseded_link")?["summary"] as? String)?.contains("revoked by then") == true, "\(String(describing: test.finding(report, "superseded_link")))")
+    }
+
     @Test("a reset link that expired unused")
     func expiredToken() async throws {
         let system = try await RekeySystem.start(tokens: ["--reset-lifetime", "1s"])

@@ -231,6 +231,82 @@ struct VerdictTests {
         #expect(Self.codes(evidence) == ["delivered"], "nothing left the machine")
     }
 
+    static func opened(_ token: String, at: Int64, method: String = "GET", cookies: Bool = false, agent: String, state: String = "live") -> Rekey_Tokens_V1_TokenEvent {
+        var event = Rekey_Tokens_V1_TokenEvent()
+        event.kind = .opened
+        event.purpose = .passwordReset
+        event.tokenID = token
+        event.atUnixMs = at
+        event.clientAddress = "192.0.2.1"
+        event.method = method
+        event.hadCookies = cookies
+        event.userAgentClass = agent
+        event.tokenState = state
+        return event
+    }
+
+    static func token(_ id: String, issued: Int64, state: Rekey_Tokens_V1_TokenState) -> Rekey_Tokens_V1_TokenInfo {
+        var token = Rekey_Tokens_V1_TokenInfo()
+        token.tokenID = id
+        token.purpose = .passwordReset
+        token.issuedAtUnixMs = issued
+        token.expiresAtUnixMs = issued + Self.hour
+        token.state = state
+        return token
+    }
+
+    @Test("User-Agent classes: named scanners, headless browsers, programs, nothing, and browsers")
+    func agentClasses() {
+        let cases: [(String?, String)] = [
+            ("Mozilla/5.0 (compatible; Mimecast URL Protect)", "scanner"),
+            ("Mozilla/4.0 (compatible; ms-office; MSOffice 16)", "scanner"),
+            ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) BingPreview/1.0b", "scanner"),
+            ("Proofpoint URL Defense", "scanner"),
+            ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/120.0.0.0 Safari/537.36", "headless"),
+            ("curl/8.5.0", "tool"),
+            ("python-requests/2.31.0", "tool"),
+            (nil, "empty"),
+            ("   ", "empty"),
+            ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1", "browser"),
+        ]
+        for (agent, expected) in cases {
+            #expect(Flows.LinkOpening.agentClass(agent) == expected, "\(agent ?? "nil")")
+        }
+    }
+
+    @Test("opened_by_scanner, opened_not_finished and superseded_link from the link's openings")
+    func linkOpenings() {
+        var evidence = Self.evidence()
+        evidence.events = [Self.issued()]
+        var message = Self.message(.accepted)
+        message.tokenID = "t_new"
+        message.attempts[message.attempts.count - 1].finishedAtUnixMs = Self.now - 600_000
+        message.attempts[message.attempts.count - 1].outcome = .accepted
+        evidence.messages = [message]
+        evidence.tokens = [Self.token("t_new", issued: Self.now - 601_000, state: .live)]
+        evidence.events.insert(Self.opened("t_new", at: Self.now - 597_000, method: "HEAD", agent: "scanner"), at: 0)
+        let scanned = Verdict.findings(evidence, now: Self.now)
+        #expect(scanned.map(\.code) == ["delivered", "opened_by_scanner"])
+        #expect(scanned[1].summary.contains("opened 3 s after delivery by a link scanner (HEAD, no cookies), not by the user"), "\(scanned[1].summary)")
+        // A GET from a browser without cookies counts as the user; a headless browser does not.
+        evidence.events.insert(Self.opened("t_new", at: Self.now - 500_000, agent: "headless"), at: 0)
+        #expect(Self.codes(evidence) == ["delivered", "opened_by_scanner"])
+        evidence.events.insert(Self.opened("t_new", at: Self.now - 300_000, agent: "browser"), at: 0)
+        let person = Verdict.findings(evidence, now: Self.now)
+        #expect(person.map(\.code) == ["delivered", "opened_not_finished"])
+        #expect(person[1].summary.contains("5 min after delivery from a browser (GET, no cookies)"), "\(person[1].summary)")
+        #expect(person[1].evidence.count == 3)
+
+        // An older link, revoked by then, opened after the newer was sent.
+        evidence.tokens.append(Self.token("t_old", issued: Self.now - 2 * Self.hour, state: .revoked))
+        evidence.events.insert(Self.opened("t_old", at: Self.now - 60_000, agent: "browser", state: "revoked"), at: 0)
+        let superseded = Verdict.findings(evidence, now: Self.now)
+        #expect(superseded.map(\.code).contains("superseded_link"))
+        // Opened before the newer one existed: nothing to say.
+        evidence.events[0].atUnixMs = Self.now - Self.hour - 1
+        #expect(!Self.codes(evidence).contains("superseded_link"))
+    }
+
     @Test("rate_limited: when the next request is allowed, relative to now")
     func rateLimited() {
         var evidence = Self.evidence()

@@ -50,7 +50,7 @@ struct TokenStoreTests {
         #expect(try await self.run { store, c in try store.peek(token.value, purpose: .passwordReset, in: c) } == nil)
     }
 
-    @Test("opening a link (a peek with the opener's address) is recorded in the user's history; a plain peek, or a dead link's, is not")
+    @Test("opening a link (a peek with the opener's address) is recorded in the user's history, at most 5 times per link; a plain peek is not")
     func openedEvents() async throws {
         let (token, record) = try await self.issue()
         _ = try await self.run { store, c in try store.peek(token.value, purpose: .passwordReset, in: c) }
@@ -71,6 +71,27 @@ struct TokenStoreTests {
         #expect(opened.last?.tokenID == record.id && opened.last?.clientAddress == "203.0.113.9", "the first opening")
         #expect(events.map(\.kind) == [.redeemed] + Array(repeating: .opened, count: TokenStore.openingsRecorded) + [.issued], "newest first")
     }
+    @Test("an opening keeps how it came (method, cookies, User-Agent class) and the link's state, a dead link's too; bad values are refused")
+    func openingDetails() async throws {
+        let (token, record) = try await self.issue()
+        let scanner = TokenEventRecord.Opening(method: "HEAD", hadCookies: false, agent: "scanner")
+        #expect(try await self.run { store, c in try store.peek(token.value, purpose: .passwordReset, openedFrom: "192.0.2.50", opening: scanner, in: c) } != nil)
+        _ = try await self.run { store, c in try store.redeem(token.value, purpose: .passwordReset, clientAddress: "203.0.113.9", in: c) }
+        let browser = TokenEventRecord.Opening(method: "GET", hadCookies: true, agent: "browser")
+        #expect(try await self.run { store, c in try store.peek(token.value, purpose: .passwordReset, openedFrom: "203.0.113.9", opening: browser, in: c) } == nil)
+        #expect(try await self.run { store, c in try store.peek(token.value, purpose: .emailVerification, openedFrom: "203.0.113.9", opening: browser, in: c) } == nil)
+        let opened = try await self.run { store, c in try store.events(userID: "user-1", since: 0, limit: 20, in: c) }.filter { $0.kind == .opened }
+        #expect(opened.count == 2, "the other purpose's peek records nothing")
+        #expect(opened.map(\.tokenID) == [record.id, record.id])
+        #expect(opened[0].opening == TokenEventRecord.Opening(method: "GET", hadCookies: true, agent: "browser", tokenState: "used"))
+        #expect(opened[1].opening == TokenEventRecord.Opening(method: "HEAD", hadCookies: false, agent: "scanner", tokenState: "live"))
+        for bad in [TokenEventRecord.Opening(method: "POST", hadCookies: false, agent: "browser"), TokenEventRecord.Opening(method: "GET", hadCookies: false, agent: "robot; drop table")] {
+            await #expect(throws: TokenError.self) {
+                try await self.run { store, c in try store.peek(token.value, purpose: .passwordReset, openedFrom: "203.0.113.9", opening: bad, in: c) }
+            }
+        }
+    }
+
 
     @Test("redeeming one reset link spends every other live reset link of the user in the same step; verification links and other users' links live on")
     func redeemSpendsSiblings() async throws {

@@ -248,7 +248,7 @@ struct UserPage {
             case "rate_limited":
                 events.append(Event(at: at, title: "\(what.prefix(1).uppercased() + what.dropFirst()) refused by a rate limit (requested by \(by)\(from))", detail: request.detail, tone: "warn"))
             case "opened":
-                events.append(Event(at: at, title: "Link opened\(from)", detail: "token id \(request.tokenId); opened, not yet used (a mail scanner opens links too)"))
+                events.append(Event(at: at, title: "Link opened\(from)", detail: "token id \(request.tokenId); \(request.detail)"))
             case "revoked":
                 events.append(Event(at: at, title: "Link withdrawn", detail: request.detail.isEmpty ? "token id \(request.tokenId)" : request.detail))
             default:

@@ -48,4 +48,21 @@ enum DiagnosisNames {
         default: return "in progress"
         }
     }
+
+    /// How a link was opened, in words: "3 s after delivery by a link scanner (HEAD, no cookies)".
+    static func opening(_ event: Rekey_Tokens_V1_TokenEvent, deliveredAt: Int64?) -> String {
+        let who = switch event.userAgentClass {
+        case "browser": "from a browser"
+        case "scanner": "by a link scanner"
+        case "headless": "by a headless browser"
+        case "tool": "by a program (not a browser)"
+        case "empty": "by a client that sent no User-Agent"
+        default: "by an unknown client"
+        }
+        let how = event.method.isEmpty ? "" : " (\(event.method), \(event.hadCookies ? "with this site's cookies" : "no cookies"))"
+        guard let deliveredAt, event.atUnixMs >= deliveredAt else { return who + how }
+        let seconds = (event.atUnixMs - deliveredAt) / 1000
+        let after = seconds < 120 ? "\(seconds) s" : seconds < 7200 ? "\(seconds / 60) min" : "\(seconds / 3600) h"
+        return "\(after) after delivery \(who)\(how)"
+    }
 }

@@ -17,7 +17,11 @@ enum DiagnosisReport {
         report.requests = evidence.events.map { event in
             .init(
                 at: Admin.time(event.atUnixMs), kind: DiagnosisNames.kind(event.kind), purpose: DiagnosisNames.purpose(event.purpose),
-                by: event.adminID.isEmpty ? "self" : event.adminID, clientAddress: event.clientAddress, tokenId: event.tokenID, detail: event.detail
+                by: event.adminID.isEmpty ? "self" : event.adminID, clientAddress: event.clientAddress, tokenId: event.tokenID,
+                detail: event.kind == .opened
+                    ? DiagnosisNames.opening(event, deliveredAt: Verdict.deliveredAt(token: event.tokenID, evidence.messages))
+                        + (event.tokenState.isEmpty || event.tokenState == "live" ? "" : "; the link was \(event.tokenState)")
+                    : event.detail
             )
         }
         report.tokens = evidence.tokens.map { token in

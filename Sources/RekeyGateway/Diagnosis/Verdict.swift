@@ -145,6 +145,7 @@ enum Verdict {
                 break
             }
         }
+        findings += Self.linkFindings(evidence)
 
         if let limit = limited.first {
             let next = limits.map(\.nextAllowedAtUnixMs).max() ?? 0
@@ -228,6 +229,61 @@ enum Verdict {
         default:
             return "the reply names what it refuses (HELO name, sender, relay access, authentication, TLS, SMTPUTF8)"
         }
+    }
+
+    /// Who opened the reset links: a scanner that looked at the newest one (and the user has not),
+    /// the user who opened it and did not finish, or an older link opened after a newer was sent.
+    static func linkFindings(_ evidence: DiagnosisEvidence) -> [Admin.Diagnosis.Finding] {
+        func time(_ ms: Int64) -> String { Admin.time(ms) ?? "?" }
+        let openings = evidence.events.filter { $0.kind == .opened && $0.purpose == .passwordReset }
+        guard !openings.isEmpty else { return [] }
+        var findings: [Admin.Diagnosis.Finding] = []
+        let resets = evidence.tokens.filter { $0.purpose == .passwordReset }.sorted { $0.issuedAtUnixMs > $1.issuedAtUnixMs }
+        if let newest = resets.first, newest.state == .live {
+            let opened = openings.filter { $0.tokenID == newest.tokenID }.sorted { $0.atUnixMs < $1.atUnixMs }
+            let delivered = Self.deliveredAt(token: newest.tokenID, evidence.messages)
+            let people = opened.filter { !Self.isRobot($0) }
+            if let person = people.last {
+                findings.append(.init(
+                    code: "opened_not_finished",
+                    summary: "The user opened the newest reset link at \(time(person.atUnixMs)), \(DiagnosisNames.opening(person, deliveredAt: delivered)), and did not finish: the password was not changed.",
+                    nextStep: "The email arrived. Ask them to open the link again and choose a new password before \(time(newest.expiresAtUnixMs)).",
+                    evidence: opened.map { "reset-token: \($0.tokenID) opened \(time($0.atUnixMs)) from \($0.clientAddress): \(DiagnosisNames.opening($0, deliveredAt: delivered))" }
+                ))
+            } else if let first = opened.first {
+                findings.append(.init(
+                    code: "opened_by_scanner",
+                    summary: "The newest reset link was opened \(DiagnosisNames.opening(first, deliveredAt: delivered)), not by the user, who has not opened it yet; the link still works (looking does not spend it).",
+                    nextStep: "The email did arrive. Ask the user to find it (spam/junk, other folders, the right mailbox) and open the link themselves before \(time(newest.expiresAtUnixMs)).",
+                    evidence: opened.map { "reset-token: \($0.tokenID) opened \(time($0.atUnixMs)) from \($0.clientAddress): \(DiagnosisNames.opening($0, deliveredAt: delivered))" }
+                ))
+            }
+        }
+        // An older link, no longer usable, opened once a newer one had been sent.
+        for opening in openings where !Self.isRobot(opening) && !["live", ""].contains(opening.tokenState) {
+            guard let old = resets.first(where: { $0.tokenID == opening.tokenID }),
+                  let newer = resets.first(where: { $0.issuedAtUnixMs > old.issuedAtUnixMs && $0.issuedAtUnixMs <= opening.atUnixMs })
+            else { continue }
+            findings.append(.init(
+                code: "superseded_link",
+                summary: "The user opened an older reset link (sent \(time(old.issuedAtUnixMs)), \(opening.tokenState) by then) at \(time(opening.atUnixMs)), after a newer one was sent at \(time(newer.issuedAtUnixMs)): the page said the link no longer works.",
+                nextStep: "Tell them to use the link in the newest email (sent \(time(newer.issuedAtUnixMs))) and to ignore the older ones.",
+                evidence: ["reset-token: \(old.tokenID) issued \(time(old.issuedAtUnixMs)), opened \(time(opening.atUnixMs)) from \(opening.clientAddress) while \(opening.tokenState); \(newer.tokenID) issued \(time(newer.issuedAtUnixMs))"]
+            ))
+            break
+        }
+        return findings
+    }
+
+    /// An opening that a person in a browser would not make: a HEAD, a known link scanner, a
+    /// headless browser, a tool or no User-Agent at all.
+    static func isRobot(_ event: Rekey_Tokens_V1_TokenEvent) -> Bool {
+        event.method == "HEAD" || ["scanner", "headless", "tool", "empty"].contains(event.userAgentClass)
+    }
+
+    /// When the message carrying `token` was accepted, if it was.
+    static func deliveredAt(token: String, _ messages: [Rekey_Notifier_V1_Message]) -> Int64? {
+        messages.first { $0.tokenID == token }?.attempts.last { $0.outcome == .accepted }?.finishedAtUnixMs
     }
 
     /// Mail the relay took but receivers are likely to file as spam: no DKIM, SPF not allowing

@@ -154,15 +154,55 @@ package struct Flows: Sendable {
 
     // MARK: Reset and verify
 
-    /// The token's details when it can still be used; nil when it is unknown, used, expired or revoked.
-    /// The token's info when it is live; `clientAddress` (who opened the link) goes into the
-    /// user's history as the link being opened.
-    package func peek(_ token: String, purpose: Rekey_Tokens_V1_Purpose, clientAddress: String = "", requestID: String) async throws -> Rekey_Tokens_V1_TokenInfo? {
+    /// How a reset or verification link was opened, for the user's history (never the token).
+    package struct LinkOpening: Sendable {
+        /// GET or HEAD.
+        package var method: String
+        /// Whether the request carried this site's cookies.
+        package var hadCookies: Bool
+        /// browser, scanner, headless, tool or empty (``LinkOpening/agentClass(_:)``).
+        package var agent: String
+
+        package init(method: String, hadCookies: Bool, userAgent: String?) {
+            self.method = method
+            self.hadCookies = hadCookies
+            self.agent = Self.agentClass(userAgent)
+        }
+
+        /// The User-Agent's class. Link scanners name themselves more often than not (or their
+        /// vendor); the rest of automation shows as a headless browser or a library. Anything
+        /// else starting `Mozilla/` is taken for a browser.
+        package static func agentClass(_ userAgent: String?) -> String {
+            let lower = (userAgent ?? "").trimmingCharacters(in: .whitespaces).lowercased()
+            guard !lower.isEmpty else { return "empty" }
+            let scanners = [
+                "safelinks", "safe links", "microsoft office", "ms-office", "mimecast", "proofpoint", "urldefense", "barracuda", "bingpreview",
+                "symantec", "messagelabs", "trend micro", "trendmicro", "forcepoint", "fireeye", "sophos", "ironport", "zscaler", "checkpoint",
+                "google-safety", "googleimageproxy", "yahoomailproxy", "linkscanner", "virustotal", "skypeuripreview", "slackbot",
+                "facebookexternalhit", "twitterbot", "discordbot", "telegrambot", "whatsapp",
+            ]
+            if scanners.contains(where: lower.contains) { return "scanner" }
+            if ["headlesschrome", "phantomjs", "puppeteer", "playwright", "selenium"].contains(where: lower.contains) { return "headless" }
+            if lower.hasPrefix("mozilla/") { return "browser" }
+            return "tool"
+        }
+    }
+
+    /// The token's info when it is live; nil when it is unknown, used, expired or revoked.
+    /// `clientAddress` and `opening` (who opened the link, and how) go into the user's history.
+    package func peek(
+        _ token: String, purpose: Rekey_Tokens_V1_Purpose, clientAddress: String = "", opening: LinkOpening? = nil, requestID: String
+    ) async throws -> Rekey_Tokens_V1_TokenInfo? {
         guard !token.isEmpty, token.utf8.count <= 100 else { return nil }
         var request = Rekey_Tokens_V1_PeekTokenRequest()
         request.token = token
         request.purpose = purpose
         request.clientAddress = clientAddress
+        if let opening {
+            request.method = opening.method
+            request.hadCookies = opening.hadCookies
+            request.userAgentClass = opening.agent
+        }
         do {
             return try await self.backends.tokens.peekToken(request, options: Backends.options(requestID)).info
         } catch let error as RPCError where error.code == .notFound || error.code == .invalidArgument {

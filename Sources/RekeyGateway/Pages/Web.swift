@@ -18,6 +18,10 @@ package struct Web: Sendable {
     /// sibling domain can set them.
     let csrfCookie: String
     let sessionCookie: String
+    /// Set with every form page (SameSite=Lax, so a click in a mail client carries it back): a
+    /// link opened with it comes from a browser that was here before, not a link scanner. It
+    /// holds no identifier, only `1`.
+    let seenCookie: String
     /// Signs CSRF tokens, so that a pair a client made up (cookie and field alike) is refused.
     let csrfKey: [UInt8]
     /// Forgot-password answers take at least this long, so that the time does not tell whether
@@ -33,6 +37,7 @@ package struct Web: Sendable {
         self.secureCookies = flows.publicURL.hasPrefix("https://")
         self.csrfCookie = self.secureCookies ? "__Host-rekey_csrf" : "rekey_csrf"
         self.sessionCookie = self.secureCookies ? "__Host-rekey_session" : "rekey_session"
+        self.seenCookie = self.secureCookies ? "__Host-rekey_seen" : "rekey_seen"
         self.csrfKey = OpenSSL.hmacSHA256(key: Array(secret.utf8), Array("rekey csrf v1".utf8))
         self.forgotMinimumDuration = forgotMinimumDuration
         self.background = background
@@ -49,6 +54,9 @@ package struct Web: Sendable {
         router.get("/password/reset") { request, context in try await self.resetPage(request, context) }
         router.post("/password/reset") { request, context in try await self.reset(request, context) }
         router.get("/email/verify") { request, context in try await self.verifyPage(request, context) }
+        // Link scanners often look with HEAD: recorded like a GET, and never spends the link.
+        router.head("/password/reset") { request, context in try await self.resetPage(request, context) }
+        router.head("/email/verify") { request, context in try await self.verifyPage(request, context) }
         router.post("/email/verify") { request, context in try await self.verify(request, context) }
     }
 
@@ -160,9 +168,19 @@ package struct Web: Sendable {
         return Self.html(HTML.forgotSent)
     }
 
+    /// How the request opening a link came: its method, whether it carried this site's cookies
+    /// (the browser that asked for the reset does: ``seenCookie``), the User-Agent's class.
+    func opening(_ request: Request) -> Flows.LinkOpening {
+        let ours = [self.seenCookie, self.csrfCookie, self.sessionCookie].contains { request.cookies[$0] != nil }
+        return Flows.LinkOpening(method: request.method == .head ? "HEAD" : "GET", hadCookies: ours, userAgent: request.headers[.userAgent])
+    }
+
     func resetPage(_ request: Request, _ context: GatewayContext) async throws -> Response {
         let token = request.uri.queryParameters.get("token") ?? ""
-        guard try await self.flows.peek(token, purpose: .passwordReset, clientAddress: context.clientAddress, requestID: context.requestID) != nil else {
+        let live = try await self.flows.peek(
+            token, purpose: .passwordReset, clientAddress: context.clientAddress, opening: self.opening(request), requestID: context.requestID
+        )
+        guard live != nil else {
             return Self.html(HTML.resetInvalid, status: .gone)
         }
         return self.withCSRF(request) { HTML.resetForm(csrf: $0, token: token, errors: []) }
@@ -188,7 +206,10 @@ package struct Web: Sendable {
 
     func verifyPage(_ request: Request, _ context: GatewayContext) async throws -> Response {
         let token = request.uri.queryParameters.get("token") ?? ""
-        guard try await self.flows.peek(token, purpose: .emailVerification, clientAddress: context.clientAddress, requestID: context.requestID) != nil else {
+        let live = try await self.flows.peek(
+            token, purpose: .emailVerification, clientAddress: context.clientAddress, opening: self.opening(request), requestID: context.requestID
+        )
+        guard live != nil else {
             return Self.html(HTML.verifyInvalid, status: .gone)
         }
         return self.withCSRF(request) { HTML.verifyForm(csrf: $0, token: token) }
@@ -210,6 +231,9 @@ package struct Web: Sendable {
         let (token, cookie) = self.csrfToken(request)
         var response = Self.html(render(token))
         if let cookie { response.setCookie(cookie) }
+        if request.cookies[self.seenCookie] == nil {
+            response.setCookie(Cookie(name: self.seenCookie, value: "1", maxAge: 30 * 86400, path: "/", secure: self.secureCookies, httpOnly: true, sameSite: .lax))
+        }
         return response
     }
 

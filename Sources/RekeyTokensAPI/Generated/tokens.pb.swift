@@ -316,6 +316,9 @@ package struct Rekey_Tokens_V1_PeekTokenRequest: Sendable, Hashable {
     package var token: String = ""
     package var purpose: Rekey_Tokens_V1_Purpose = Rekey_Tokens_V1_Purpose()
     package var clientAddress: String = ""
+    package var method: String = ""
+    package var hadCookies: Bool = false
+    package var userAgentClass: String = ""
 
     package init() {}
 }
@@ -323,7 +326,7 @@ package struct Rekey_Tokens_V1_PeekTokenRequest: Sendable, Hashable {
 extension Rekey_Tokens_V1_PeekTokenRequest {
     /// The string fields that decoding checks for NUL characters and invalid UTF-8.
     package static let protobufStringSchema = ProtobufStringSchema(
-        stringFields: [1, 3],
+        stringFields: [1, 3, 4, 6],
         messageFields: [:]
     )
 
@@ -333,6 +336,9 @@ extension Rekey_Tokens_V1_PeekTokenRequest {
         self.token = ProtobufCRead.string(c.pointee.token)
         self.purpose = Rekey_Tokens_V1_Purpose(rawValue: ProtobufCRead.enumValue(c.pointee.purpose))
         self.clientAddress = ProtobufCRead.string(c.pointee.client_address)
+        self.method = ProtobufCRead.string(c.pointee.method)
+        self.hadCookies = (c.pointee.had_cookies != 0)
+        self.userAgentClass = ProtobufCRead.string(c.pointee.user_agent_class)
     }
 
     /// Builds the protobuf-c struct for this value; everything it points to lives in `arena`.
@@ -345,6 +351,13 @@ extension Rekey_Tokens_V1_PeekTokenRequest {
         c.pointee.purpose = protobufCEnum(self.purpose.rawValue, as: Rekey__Tokens__V1__Purpose.self)
         if !self.clientAddress.isEmpty {
             c.pointee.client_address = try arena.makeCString(self.clientAddress, message: "rekey.tokens.v1.PeekTokenRequest", field: "client_address")
+        }
+        if !self.method.isEmpty {
+            c.pointee.method = try arena.makeCString(self.method, message: "rekey.tokens.v1.PeekTokenRequest", field: "method")
+        }
+        c.pointee.had_cookies = (self.hadCookies ? 1 : 0)
+        if !self.userAgentClass.isEmpty {
+            c.pointee.user_agent_class = try arena.makeCString(self.userAgentClass, message: "rekey.tokens.v1.PeekTokenRequest", field: "user_agent_class")
         }
         return c
     }
@@ -803,6 +816,10 @@ package struct Rekey_Tokens_V1_TokenEvent: Sendable, Hashable {
     package var clientAddress: String = ""
     package var adminID: String = ""
     package var detail: String = ""
+    package var method: String = ""
+    package var hadCookies: Bool = false
+    package var userAgentClass: String = ""
+    package var tokenState: String = ""
 
     package init() {}
 
@@ -852,7 +869,7 @@ package struct Rekey_Tokens_V1_TokenEvent: Sendable, Hashable {
 extension Rekey_Tokens_V1_TokenEvent {
     /// The string fields that decoding checks for NUL characters and invalid UTF-8.
     package static let protobufStringSchema = ProtobufStringSchema(
-        stringFields: [4, 5, 6, 7],
+        stringFields: [4, 5, 6, 7, 8, 10, 11],
         messageFields: [:]
     )
 
@@ -866,6 +883,10 @@ extension Rekey_Tokens_V1_TokenEvent {
         self.clientAddress = ProtobufCRead.string(c.pointee.client_address)
         self.adminID = ProtobufCRead.string(c.pointee.admin_id)
         self.detail = ProtobufCRead.string(c.pointee.detail)
+        self.method = ProtobufCRead.string(c.pointee.method)
+        self.hadCookies = (c.pointee.had_cookies != 0)
+        self.userAgentClass = ProtobufCRead.string(c.pointee.user_agent_class)
+        self.tokenState = ProtobufCRead.string(c.pointee.token_state)
     }
 
     /// Builds the protobuf-c struct for this value; everything it points to lives in `arena`.
@@ -886,6 +907,16 @@ extension Rekey_Tokens_V1_TokenEvent {
         }
         if !self.detail.isEmpty {
             c.pointee.detail = try arena.makeCString(self.detail, message: "rekey.tokens.v1.TokenEvent", field: "detail")
+        }
+        if !self.method.isEmpty {
+            c.pointee.method = try arena.makeCString(self.method, message: "rekey.tokens.v1.TokenEvent", field: "method")
+        }
+        c.pointee.had_cookies = (self.hadCookies ? 1 : 0)
+        if !self.userAgentClass.isEmpty {
+            c.pointee.user_agent_class = try arena.makeCString(self.userAgentClass, message: "rekey.tokens.v1.TokenEvent", field: "user_agent_class")
+        }
+        if !self.tokenState.isEmpty {
+            c.pointee.token_state = try arena.makeCString(self.tokenState, message: "rekey.tokens.v1.TokenEvent", field: "token_state")
         }
         return c
     }

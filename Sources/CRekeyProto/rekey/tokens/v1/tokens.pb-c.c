@@ -1107,7 +1107,7 @@ const ProtobufCMessageDescriptor rekey__tokens__v1__issue_token_response__descri
   (ProtobufCMessageInit) rekey__tokens__v1__issue_token_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor rekey__tokens__v1__peek_token_request__field_descriptors[3] =
+static const ProtobufCFieldDescriptor rekey__tokens__v1__peek_token_request__field_descriptors[6] =
 {
   {
     "token",
@@ -1145,16 +1145,55 @@ static const ProtobufCFieldDescriptor rekey__tokens__v1__peek_token_request__fie
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "method",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Tokens__V1__PeekTokenRequest, method),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "had_cookies",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Tokens__V1__PeekTokenRequest, had_cookies),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "user_agent_class",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Tokens__V1__PeekTokenRequest, user_agent_class),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned rekey__tokens__v1__peek_token_request__field_indices_by_name[] = {
   2,   /* field[2] = client_address */
+  4,   /* field[4] = had_cookies */
+  3,   /* field[3] = method */
   1,   /* field[1] = purpose */
   0,   /* field[0] = token */
+  5,   /* field[5] = user_agent_class */
 };
 static const ProtobufCIntRange rekey__tokens__v1__peek_token_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 3 }
+  { 0, 6 }
 };
 const ProtobufCMessageDescriptor rekey__tokens__v1__peek_token_request__descriptor =
 {
@@ -1164,7 +1203,7 @@ const ProtobufCMessageDescriptor rekey__tokens__v1__peek_token_request__descript
   "Rekey__Tokens__V1__PeekTokenRequest",
   "rekey.tokens.v1",
   sizeof(Rekey__Tokens__V1__PeekTokenRequest),
-  3,
+  6,
   rekey__tokens__v1__peek_token_request__field_descriptors,
   rekey__tokens__v1__peek_token_request__field_indices_by_name,
   1,  rekey__tokens__v1__peek_token_request__number_ranges,
@@ -1566,7 +1605,7 @@ const ProtobufCEnumDescriptor rekey__tokens__v1__token_event__kind__descriptor =
   rekey__tokens__v1__token_event__kind__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCFieldDescriptor rekey__tokens__v1__token_event__field_descriptors[7] =
+static const ProtobufCFieldDescriptor rekey__tokens__v1__token_event__field_descriptors[11] =
 {
   {
     "kind",
@@ -1652,20 +1691,72 @@ static const ProtobufCFieldDescriptor rekey__tokens__v1__token_event__field_desc
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "method",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Tokens__V1__TokenEvent, method),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "had_cookies",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Tokens__V1__TokenEvent, had_cookies),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "user_agent_class",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Tokens__V1__TokenEvent, user_agent_class),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "token_state",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Tokens__V1__TokenEvent, token_state),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned rekey__tokens__v1__token_event__field_indices_by_name[] = {
   5,   /* field[5] = admin_id */
   1,   /* field[1] = at_unix_ms */
   4,   /* field[4] = client_address */
   6,   /* field[6] = detail */
+  8,   /* field[8] = had_cookies */
   0,   /* field[0] = kind */
+  7,   /* field[7] = method */
   2,   /* field[2] = purpose */
   3,   /* field[3] = token_id */
+  10,   /* field[10] = token_state */
+  9,   /* field[9] = user_agent_class */
 };
 static const ProtobufCIntRange rekey__tokens__v1__token_event__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 7 }
+  { 0, 11 }
 };
 const ProtobufCMessageDescriptor rekey__tokens__v1__token_event__descriptor =
 {
@@ -1675,7 +1766,7 @@ const ProtobufCMessageDescriptor rekey__tokens__v1__token_event__descriptor =
   "Rekey__Tokens__V1__TokenEvent",
   "rekey.tokens.v1",
   sizeof(Rekey__Tokens__V1__TokenEvent),
-  7,
+  11,
   rekey__tokens__v1__token_event__field_descriptors,
   rekey__tokens__v1__token_event__field_indices_by_name,
   1,  rekey__tokens__v1__token_event__number_ranges,

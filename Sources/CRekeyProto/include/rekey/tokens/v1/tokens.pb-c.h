@@ -161,14 +161,30 @@ struct  Rekey__Tokens__V1__PeekTokenRequest
   char *token;
   Rekey__Tokens__V1__Purpose purpose;
   /*
-   * The address of whoever opened the link. When given, a live token's peek is recorded in the
-   * user's history as KIND_OPENED (the link was opened, not spent), from that address.
+   * The address of whoever opened the link. When given, the opening is recorded in the user's
+   * history as KIND_OPENED (the link was opened, not spent), from that address, with the fields
+   * below; an opening of a used, expired or revoked link is recorded too (token_state), though
+   * the answer is NOT_FOUND. At most 5 openings per link are kept.
    */
   char *client_address;
+  /*
+   * GET or HEAD (link scanners often send HEAD); empty when not known.
+   */
+  char *method;
+  /*
+   * Whether the request carried the site's own cookies (a browser that was here before).
+   */
+  protobuf_c_boolean had_cookies;
+  /*
+   * The User-Agent's class: browser, scanner (a known link scanner: Safe Links, Mimecast,
+   * Proofpoint, ...), headless (an automated browser), tool (curl, a library) or empty (none
+   * sent). The User-Agent itself is not kept.
+   */
+  char *user_agent_class;
 };
 #define REKEY__TOKENS__V1__PEEK_TOKEN_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&rekey__tokens__v1__peek_token_request__descriptor) \
-    , (char *)protobuf_c_empty_string, REKEY__TOKENS__V1__PURPOSE__PURPOSE_UNSPECIFIED, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, REKEY__TOKENS__V1__PURPOSE__PURPOSE_UNSPECIFIED, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string }
 
 
 struct  Rekey__Tokens__V1__PeekTokenResponse
@@ -280,10 +296,18 @@ struct  Rekey__Tokens__V1__TokenEvent
   char *client_address;
   char *admin_id;
   char *detail;
+  /*
+   * KIND_OPENED: how (PeekTokenRequest's fields) and the link's state then: live, used,
+   * expired or revoked.
+   */
+  char *method;
+  protobuf_c_boolean had_cookies;
+  char *user_agent_class;
+  char *token_state;
 };
 #define REKEY__TOKENS__V1__TOKEN_EVENT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&rekey__tokens__v1__token_event__descriptor) \
-    , REKEY__TOKENS__V1__TOKEN_EVENT__KIND__KIND_UNSPECIFIED, 0, REKEY__TOKENS__V1__PURPOSE__PURPOSE_UNSPECIFIED, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , REKEY__TOKENS__V1__TOKEN_EVENT__KIND__KIND_UNSPECIFIED, 0, REKEY__TOKENS__V1__PURPOSE__PURPOSE_UNSPECIFIED, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
 
 
 struct  Rekey__Tokens__V1__ListUserEventsRequest
