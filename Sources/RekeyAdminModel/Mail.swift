@@ -112,7 +112,8 @@ extension Admin {
         package var template: String
         /// Masked unless the caller has users.manage.
         package var to: String
-        /// `queued`, `deferred`, `accepted`, `failed` or `suppressed`.
+        /// `queued`, `deferred`, `accepted`, `failed`, `suppressed` or `bounced` (accepted, then
+        /// a bounce came back: see `reports`).
         package var state: String
         package var subject: String
         package var messageIdHeader: String
@@ -123,6 +124,8 @@ extension Admin {
         package var attempts: [Attempt]
         /// The reset or verification token whose link the message carries (never the link).
         package var tokenId: String?
+        /// Bounces and complaints received after delivery, oldest first.
+        package var reports: [Report] = []
 
         package init(
             id: String, template: String, to: String, state: String, subject: String, messageIdHeader: String, createdAt: String?,
@@ -140,6 +143,39 @@ extension Admin {
             self.reason = reason
             self.requestedBy = requestedBy
             self.attempts = attempts
+        }
+    }
+
+    /// A bounce (DSN) or complaint (ARF) about a message, received after delivery.
+    package struct Report: Codable, Sendable, Equatable {
+        package var receivedAt: String?
+        /// `dsn` or `complaint`.
+        package var kind: String
+        /// DSN: `failed`, `delayed`, `delivered`, `relayed` or `expanded`.
+        package var action: String
+        package var status: String
+        /// The remote server's words.
+        package var diagnosticCode: String
+        package var remoteMta: String
+        /// Masked like the message's recipient.
+        package var recipient: String
+        /// Complaint: `abuse`, `fraud`, `virus`, `other`, `not-spam`.
+        package var feedbackType: String
+        package var reporter: String
+
+        package init(
+            receivedAt: String?, kind: String, action: String, status: String, diagnosticCode: String, remoteMta: String, recipient: String,
+            feedbackType: String, reporter: String
+        ) {
+            self.receivedAt = receivedAt
+            self.kind = kind
+            self.action = action
+            self.status = status
+            self.diagnosticCode = diagnosticCode
+            self.remoteMta = remoteMta
+            self.recipient = recipient
+            self.feedbackType = feedbackType
+            self.reporter = reporter
         }
     }
 

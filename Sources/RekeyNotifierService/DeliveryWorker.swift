@@ -112,7 +112,7 @@ package struct DeliveryWorker: Service {
                     self.logger.error("cannot DKIM-sign a message: it goes out unsigned", metadata: ["message.id": "\(claimed.id)", "error": "\(error)"])
                 }
             }
-            let result = await transport.deliver(from: store.configuration.fromAddress, to: claimed.toAddress, content: content)
+            let result = await transport.deliver(from: store.configuration.envelopeSender(for: claimed.id), to: claimed.toAddress, content: content)
             Timer(label: "rekey_notifier_delivery_duration_seconds").record(duration: ContinuousClock.now - started)
             switch gate.report(unreachable: result.relayUnreachable, probe: probe, now: .now) {
             case .wentDown(let pause):
@@ -177,6 +177,7 @@ extension DeliveryWorker: CustomStringConvertible {
         case .accepted: return "accepted"
         case .failed: return "failed"
         case .suppressed: return "suppressed"
+        case .bounced: return "bounced"
         }
     }
 }

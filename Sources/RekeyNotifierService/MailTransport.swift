@@ -42,6 +42,18 @@ extension DeliveryResult {
         case message
     }
 
+    /// Whether a permanent enhanced status code (RFC 3463) is about the recipient's mailbox: bad
+    /// mailbox, bad domain, moved, null MX (5.1.0, 5.1.1, 5.1.2, 5.1.6, 5.1.10); disabled, full
+    /// (5.2.0–5.2.2). Used for refusals at RCPT and for bounces that come later alike.
+    package static func isAboutMailbox(_ enhancedStatus: String) -> Bool {
+        let parts = enhancedStatus.split(separator: ".")
+        guard parts.count == 3, parts[0] == "5", let subject = Int(parts[1]), let detail = Int(parts[2]) else { return false }
+        switch (subject, detail) {
+        case (1, 0), (1, 1), (1, 2), (1, 6), (1, 10), (2, 0), (2, 1), (2, 2): return true
+        default: return false
+        }
+    }
+
     /// What a permanent refusal is about, from its stage and its enhanced status code (RFC 3463:
     /// `5.1.x` addressing, `5.2.x` mailbox; `5.5.x` protocol, `5.6.x` content, `5.7.x` policy
     /// are about us). A refused RCPT without an enhanced code counts as the mailbox only for the
@@ -55,15 +67,10 @@ extension DeliveryResult {
         }
         switch self.stage {
         case "RCPT":
-            let parts = self.enhancedStatus.split(separator: ".")
-            guard parts.count == 3, let subject = Int(parts[1]), let detail = Int(parts[2]) else {
+            guard self.enhancedStatus.split(separator: ".").count == 3 else {
                 return [550, 551, 553].contains(self.replyCode) ? .mailbox : .relaySetup
             }
-            switch (subject, detail) {
-            // Bad mailbox, bad domain, moved, null MX; disabled, full.
-            case (1, 0), (1, 1), (1, 2), (1, 6), (1, 10), (2, 0), (2, 1), (2, 2): return .mailbox
-            default: return .relaySetup
-            }
+            return Self.isAboutMailbox(self.enhancedStatus) ? .mailbox : .relaySetup
         case "DATA", "END":
             return .message
         default:

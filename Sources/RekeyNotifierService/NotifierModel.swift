@@ -25,8 +25,10 @@ package enum MessageStateValue: Int64, Sendable {
     case accepted = 3
     case failed = 4
     case suppressed = 5
+    /// Accepted by the relay, then reported undeliverable by a bounce (DSN) that came later.
+    case bounced = 6
 
-    package var isFinal: Bool { self == .accepted || self == .failed || self == .suppressed }
+    package var isFinal: Bool { self != .queued && self != .deferred }
 }
 
 package enum AttemptOutcomeValue: Int64, Sendable {
@@ -80,6 +82,22 @@ package struct MessageRecord: Sendable, Hashable {
     package var reason: String
     package var requestedBy: ActorInfo
     package var attempts: [AttemptRecord]
+    /// Bounces and complaints that came after delivery, oldest first.
+    package var reports: [ReportRecord] = []
+}
+
+/// A delivery report or a complaint about a message, as received after the relay took it.
+package struct ReportRecord: Sendable, Hashable {
+    package var receivedAt: Int64
+    /// dsn or complaint.
+    package var kind: String
+    package var action: String
+    package var status: String
+    package var diagnostic: String
+    package var remoteMTA: String
+    package var recipient: String
+    package var feedbackType: String
+    package var reporter: String
 }
 
 package struct SuppressionRecord: Sendable, Hashable {

@@ -205,6 +205,19 @@ package struct NotifierService: Rekey_Notifier_V1_Notifier.ServiceProtocol {
         wire.createdAtUnixMs = message.createdAt
         wire.updatedAtUnixMs = message.updatedAt
         wire.nextAttemptAtUnixMs = message.state.isFinal ? 0 : (message.nextAttemptAt ?? 0)
+        wire.reports = message.reports.map { report in
+            var wire = Rekey_Notifier_V1_Report()
+            wire.receivedAtUnixMs = report.receivedAt
+            wire.kind = report.kind
+            wire.action = report.action
+            wire.status = report.status
+            wire.diagnosticCode = report.diagnostic
+            wire.remoteMta = report.remoteMTA
+            wire.recipient = report.recipient
+            wire.feedbackType = report.feedbackType
+            wire.reporter = report.reporter
+            return wire
+        }
         wire.reason = message.reason
         var actor = Rekey_Notifier_V1_Actor()
         actor.userID = message.requestedBy.userID

@@ -23,6 +23,15 @@ package struct OutboxStore: Sendable {
         package var retrySchedule: [Duration]
         /// A message still failing this long after it was queued fails for good.
         package var maxAge: Duration
+        /// With a bounce domain, each message goes out with its own envelope sender (VERP),
+        /// `bounces+<message id>@<bounce domain>`, so a bounce names the message it is about.
+        package var bounceDomain: String? = nil
+
+        /// MAIL FROM for the message `id`.
+        package func envelopeSender(for id: String) -> String {
+            guard let domain = self.bounceDomain else { return self.fromAddress }
+            return "\(OutboxStore.verpPrefix)\(id)@\(domain)"
+        }
 
         package init(
             fromAddress: String,
@@ -119,6 +128,22 @@ package struct OutboxStore: Sendable {
             """),
         SQLiteMigration(version: 2, name: "suppression removal reasons", sql: """
             ALTER TABLE suppression_removals ADD COLUMN removal_reason TEXT NOT NULL DEFAULT '';
+            """),
+        SQLiteMigration(version: 3, name: "reports after delivery", sql: """
+            CREATE TABLE reports (
+                id INTEGER PRIMARY KEY,
+                message_seq INTEGER NOT NULL REFERENCES messages (seq),
+                received_at INTEGER NOT NULL,
+                kind TEXT NOT NULL,
+                action TEXT NOT NULL DEFAULT '',
+                status TEXT NOT NULL DEFAULT '',
+                diagnostic TEXT NOT NULL DEFAULT '',
+                remote_mta TEXT NOT NULL DEFAULT '',
+                recipient TEXT NOT NULL DEFAULT '',
+                feedback_type TEXT NOT NULL DEFAULT '',
+                reporter TEXT NOT NULL DEFAULT ''
+            );
+            CREATE INDEX reports_by_message ON reports (message_seq, id);
             """),
     ]
 
@@ -466,6 +491,7 @@ package struct OutboxStore: Sendable {
                 replyText: row.string("reply_text") ?? "", remoteQueueID: row.string("remote_queue_id") ?? "", error: row.string("error") ?? ""
             )
         }
+        let reports = try connection.query("SELECT * FROM reports WHERE message_seq = ? ORDER BY id", .integer(seq)).map(Self.report)
         return MessageRecord(
             seq: seq, id: row.string("id") ?? "", template: row.string("template") ?? "", toAddress: row.string("to_address") ?? "",
             toName: row.string("to_name") ?? "", locale: row.string("locale") ?? "", userID: row.string("user_id") ?? "",
@@ -474,7 +500,7 @@ package struct OutboxStore: Sendable {
             createdAt: row.int("created_at") ?? 0, updatedAt: row.int("updated_at") ?? 0, nextAttemptAt: row.int("next_attempt_at"),
             reason: row.string("reason") ?? "",
             requestedBy: ActorInfo(userID: row.string("actor_id") ?? "", clientAddress: row.string("actor_address") ?? ""),
-            attempts: attempts
+            attempts: attempts, reports: reports
         )
     }
 

@@ -11,6 +11,7 @@ import RekeyNotifierService
 import RekeyRPCNIO
 import RekeySQLite
 import RekeyServiceKit
+import ServiceLifecycle
 
 @main
 struct NotifierCommand: AsyncParsableCommand {
@@ -96,6 +97,15 @@ struct NotifierOptions: ParsableArguments {
     @Option(help: "The DNS server the sending-domain check asks, host or host:port. Env: REKEY_NOTIFIER_DNS_SERVER. Default: the first nameserver in /etc/resolv.conf.")
     var dnsServer: String?
 
+    @Option(help: "Give each message its own envelope sender, bounces+<message id>@DOMAIN (VERP), so a bounce names its message. Env: REKEY_NOTIFIER_BOUNCE_DOMAIN. Default: none (MAIL FROM is from_address).")
+    var bounceDomain: String?
+
+    @Option(help: "host:port for an SMTP listener that takes bounce reports for bounce_domain. Env: REKEY_NOTIFIER_BOUNCE_LISTEN. Default: off.")
+    var bounceListen: String?
+
+    @Option(help: "A maildir the site's MTA delivers bounce reports into; read every 5 s. Env: REKEY_NOTIFIER_BOUNCE_MAILDIR. Default: off.")
+    var bounceMaildir: String?
+
     var flags: [String: String?] {
         [
             "transport": self.transport, "mail_dir": self.mailDir, "smtp_server": self.smtpServer, "smtp_username": self.smtpUsername,
@@ -105,7 +115,7 @@ struct NotifierOptions: ParsableArguments {
             "message_id_domain": self.messageIdDomain, "retry_schedule": self.retrySchedule, "max_age": self.maxAge,
             "poll_interval": self.pollInterval, "templates_dir": self.templatesDir,
             "dkim_key": self.dkimKey, "dkim_selector": self.dkimSelector, "dkim_domain": self.dkimDomain,
-            "dns_server": self.dnsServer,
+            "dns_server": self.dnsServer, "bounce_domain": self.bounceDomain, "bounce_listen": self.bounceListen, "bounce_maildir": self.bounceMaildir,
         ]
     }
 }
@@ -130,6 +140,8 @@ struct NotifierSettings {
     var templatesFolder: String?
     var dkim: DKIMSigner?
     var dnsServer: HostAndPort
+    var bounceListen: HostAndPort?
+    var bounceMaildir: String?
     /// Settings that work but are likely mistakes, logged at start.
     var warnings: [String] = []
 
@@ -199,6 +211,20 @@ struct NotifierSettings {
             fromAddress: from, fromName: fromName, brandName: brandName, brandColor: brandColor, messageIDDomain: domain, retrySchedule: schedule,
             maxAge: try settings.duration("max_age", default: .seconds(86400), range: .seconds(1) ... .seconds(30 * 86400))
         )
+        if settings.raw("bounce_domain") != nil {
+            self.outbox.bounceDomain = try settings.value("bounce_domain", default: nil, expected: "a domain name such as bounces.example.com") { text in
+                IDNA.asciiDomain(text.lowercased()).flatMap { Self.isDNSName($0) && $0.contains(".") ? $0 : nil }
+            }
+        }
+        if settings.raw("bounce_listen") != nil {
+            guard self.outbox.bounceDomain != nil else {
+                throw SettingsError("bounce_listen needs bounce_domain: the listener takes mail for bounces+<message id>@<bounce_domain>")
+            }
+            self.bounceListen = try settings.address("bounce_listen", default: HostAndPort(host: "127.0.0.1", port: 2525))
+        }
+        if settings.raw("bounce_maildir") != nil {
+            self.bounceMaildir = try settings.string("bounce_maildir", default: nil)
+        }
         self.concurrency = try settings.integer("concurrency", default: 4, range: 1...64)
         self.pollInterval = try settings.duration("poll_interval", default: .seconds(1), range: .milliseconds(10) ... .seconds(60))
         self.templatesFolder = settings.raw("templates_dir") == nil ? nil : try settings.string("templates_dir", default: nil)
@@ -347,7 +373,8 @@ struct Serve: AsyncParsableCommand {
             check: DomainCheck(
                 resolver: DNSResolver(host: settings.dnsServer.host, port: settings.dnsServer.port),
                 configuration: .init(
-                    fromAddress: settings.outbox.fromAddress, envelopeDomain: String(settings.outbox.fromAddress.split(separator: "@").last ?? "").lowercased(),
+                    fromAddress: settings.outbox.fromAddress,
+                    envelopeDomain: settings.outbox.bounceDomain ?? String(settings.outbox.fromAddress.split(separator: "@").last ?? "").lowercased(),
                     relayHost: relayHost, dkim: settings.dkim, messageIDDomain: settings.outbox.messageIDDomain
                 )
             ),
@@ -355,6 +382,20 @@ struct Serve: AsyncParsableCommand {
         )
         for finding in templates.hygieneFindings() + [DomainCheck.messageIDFinding(settings.outbox.messageIDDomain)].compactMap({ $0 }) {
             logger.warning("\(finding.summary)", metadata: ["fix": "\(finding.fix)"])
+        }
+        // Bounce reports: kept when they name no message or are no report, beside the database.
+        let intake = BounceIntake(
+            database: database, store: store, keepFolder: (settings.common.dataDirectory as NSString).appendingPathComponent("bounces/unmatched"), logger: logger
+        )
+        var bounceServices: [any Service] = []
+        if let listen = settings.bounceListen {
+            bounceServices.append(BounceListener(host: listen.host, port: listen.port, intake: intake, hostName: settings.transport.heloName ?? settings.outbox.bounceDomain ?? "localhost"))
+        }
+        if let folder = settings.bounceMaildir {
+            bounceServices.append(BounceMaildirReader(folder: folder, intake: intake))
+        }
+        if let domain = settings.outbox.bounceDomain, bounceServices.isEmpty {
+            logger.warning("bounce_domain is set but neither bounce_listen nor bounce_maildir: bounces to \(domain) are not read here")
         }
         let doorbell = Doorbell()
         let runner = RPCServiceRunner(
@@ -368,7 +409,7 @@ struct Serve: AsyncParsableCommand {
                     database: database, store: store, concurrency: settings.concurrency, pollInterval: settings.pollInterval,
                     doorbell: doorbell, logger: logger, signer: settings.dkim, makeTransport: makeTransport
                 ),
-            ],
+            ] + bounceServices,
             metrics: metrics,
             database: database,
             logger: logger

@@ -81,6 +81,13 @@ extension Admin.Message {
             requestedBy: message.requestedBy?.userID ?? "", attempts: message.attempts.map(Admin.Attempt.init),
             tokenId: message.tokenID.isEmpty ? nil : message.tokenID
         )
+        self.reports = message.reports.map { report in
+            Admin.Report(
+                receivedAt: Admin.time(report.receivedAtUnixMs), kind: report.kind, action: report.action, status: report.status,
+                diagnosticCode: report.diagnosticCode, remoteMta: report.remoteMta, recipient: mask ? Flows.mask(report.recipient) : report.recipient,
+                feedbackType: report.feedbackType, reporter: report.reporter
+            )
+        }
     }
 }
 
@@ -105,6 +112,7 @@ enum MessageNames {
         case .accepted: return "accepted"
         case .failed: return "failed"
         case .suppressed: return "suppressed"
+        case .bounced: return "bounced"
         default: return "unknown"
         }
     }

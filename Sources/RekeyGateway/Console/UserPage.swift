@@ -272,6 +272,18 @@ struct UserPage {
             if message.state == "suppressed", let at = message.createdAt {
                 events.append(Event(at: at, title: "Not sent: the address is suppressed", detail: message.reason, tone: "bad"))
             }
+            for report in message.reports {
+                guard let at = report.receivedAt else { continue }
+                if report.kind == "complaint" {
+                    events.append(Event(at: at, title: "Marked as spam by the recipient", detail: "complaint (\(report.feedbackType)) reported by \(report.reporter)", tone: "bad"))
+                } else {
+                    let words = [report.status, report.diagnosticCode].filter { !$0.isEmpty }.joined(separator: " ")
+                    events.append(Event(
+                        at: at, title: report.action == "failed" ? "Bounced after delivery (\(report.remoteMta.isEmpty ? report.reporter : report.remoteMta))" : "Delivery report: \(report.action)",
+                        detail: words, tone: report.action == "failed" ? "bad" : "warn"
+                    ))
+                }
+            }
         }
         for record in audit {
             guard let at = record.at else { continue }
@@ -330,6 +342,13 @@ struct MessageState: Codable, Sendable, Equatable {
         case "failed":
             self.label = "Bounced"
             self.detail = "Refused for good: " + (last.map(Self.reply) ?? message.reason) + ". The address is now suppressed."
+            self.tone = "bad"
+            self.final = true
+        case "bounced":
+            let report = message.reports.last { $0.kind == "dsn" && $0.action == "failed" }
+            self.label = "Bounced after delivery"
+            self.detail = "Accepted by " + (last?.server ?? "the relay") + ", then refused by " + (report.map { $0.remoteMta.isEmpty ? $0.reporter : $0.remoteMta } ?? "the recipient's server")
+                + ": " + (report.map { [$0.status, $0.diagnosticCode].filter { !$0.isEmpty }.joined(separator: " ") } ?? message.reason) + "."
             self.tone = "bad"
             self.final = true
         case "suppressed":

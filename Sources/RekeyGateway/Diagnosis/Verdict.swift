@@ -127,6 +127,18 @@ enum Verdict {
                         : "Send again with `rekey reset send \(user.id)`; if it fails the same way, escalate.",
                     evidence: evidence
                 ))
+            case .bounced:
+                let report = latest.reports.last { $0.kind == "dsn" && $0.action == "failed" }
+                let suppressedNow = latest.reason.contains("address suppressed")
+                let words = [report?.status, report?.diagnosticCode].compactMap { $0 }.filter { !$0.isEmpty }.joined(separator: " ")
+                findings.append(.init(
+                    code: "bounced_later",
+                    summary: "Bounced after delivery: \(attempt?.server ?? "the relay") accepted the email at \(time(attempt?.finishedAtUnixMs ?? latest.createdAtUnixMs)), but \(report?.remoteMta.isEmpty == false ? report!.remoteMta : "the recipient's server") refused it later (\(words.isEmpty ? latest.reason : words)), reported at \(time(report?.receivedAtUnixMs ?? latest.updatedAtUnixMs))\(suppressedNow ? "; the address is now suppressed" : "").",
+                    nextStep: suppressedNow
+                        ? "Check the address with the user; once fixed, `rekey suppressions remove \(latest.toAddress)` and `rekey reset send \(user.id)`."
+                        : "The recipient's server refused it for another reason than the mailbox (see its words): if it is about spam or policy, escalate with them; else send again.",
+                    evidence: evidence + latest.reports.map { "notifier: \($0.kind) report \(time($0.receivedAtUnixMs)) from \($0.reporter): \($0.action) \($0.status) \($0.diagnosticCode) \($0.remoteMta)" }
+                ))
             case .queued:
                 findings.append(.init(
                     code: "queued",
@@ -146,6 +158,17 @@ enum Verdict {
             }
         }
         findings += Self.linkFindings(evidence)
+        // A complaint about any message in the window: the user (or their provider) marked it as spam.
+        for message in messages {
+            guard let complaint = message.reports.last(where: { $0.kind == "complaint" && $0.feedbackType != "not-spam" }) else { continue }
+            findings.append(.init(
+                code: "complaint",
+                summary: "The email of \(time(message.createdAtUnixMs)) (\(message.subject)) was marked as spam by its recipient at \(time(complaint.receivedAtUnixMs))\(complaint.reporter.isEmpty ? "" : ", reported by \(complaint.reporter)"); the address is suppressed, so nothing more is sent to it.",
+                nextStep: "Ask the user whether they did. If it was a mistake, `rekey suppressions remove \(message.toAddress)`, ask them to mark our mail as not spam, and send again.",
+                evidence: ["notifier: complaint (\(complaint.feedbackType)) about message \(message.id) received \(time(complaint.receivedAtUnixMs))"]
+            ))
+            break
+        }
 
         if let limit = limited.first {
             let next = limits.map(\.nextAllowedAtUnixMs).max() ?? 0

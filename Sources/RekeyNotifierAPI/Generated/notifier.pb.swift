@@ -46,6 +46,7 @@ package enum Rekey_Notifier_V1_MessageState: Sendable, Hashable {
     case accepted  // = 3
     case failed  // = 4
     case suppressed  // = 5
+    case bounced  // = 6
     case unrecognized(Int32)
 
     package init() {
@@ -60,6 +61,7 @@ package enum Rekey_Notifier_V1_MessageState: Sendable, Hashable {
         case 3: self = .accepted
         case 4: self = .failed
         case 5: self = .suppressed
+        case 6: self = .bounced
         default: self = .unrecognized(rawValue)
         }
     }
@@ -72,6 +74,7 @@ package enum Rekey_Notifier_V1_MessageState: Sendable, Hashable {
         case .accepted: return 3
         case .failed: return 4
         case .suppressed: return 5
+        case .bounced: return 6
         case .unrecognized(let value): return value
         }
     }
@@ -535,6 +538,101 @@ extension Rekey_Notifier_V1_Attempt: ProtobufMessage {
     }
 }
 
+/// The proto3 message `rekey.notifier.v1.Report`.
+package struct Rekey_Notifier_V1_Report: Sendable, Hashable {
+    package var receivedAtUnixMs: Int64 = 0
+    package var kind: String = ""
+    package var action: String = ""
+    package var status: String = ""
+    package var diagnosticCode: String = ""
+    package var remoteMta: String = ""
+    package var recipient: String = ""
+    package var feedbackType: String = ""
+    package var reporter: String = ""
+
+    package init() {}
+}
+
+extension Rekey_Notifier_V1_Report {
+    /// The string fields that decoding checks for NUL characters and invalid UTF-8.
+    package static let protobufStringSchema = ProtobufStringSchema(
+        stringFields: [2, 3, 4, 5, 6, 7, 8, 9],
+        messageFields: [:]
+    )
+
+    /// Copies a protobuf-c struct (one that protobuf-c unpacked) into a Swift value.
+    package init(cValue c: UnsafePointer<Rekey__Notifier__V1__Report>) {
+        self.init()
+        self.receivedAtUnixMs = c.pointee.received_at_unix_ms
+        self.kind = ProtobufCRead.string(c.pointee.kind)
+        self.action = ProtobufCRead.string(c.pointee.action)
+        self.status = ProtobufCRead.string(c.pointee.status)
+        self.diagnosticCode = ProtobufCRead.string(c.pointee.diagnostic_code)
+        self.remoteMta = ProtobufCRead.string(c.pointee.remote_mta)
+        self.recipient = ProtobufCRead.string(c.pointee.recipient)
+        self.feedbackType = ProtobufCRead.string(c.pointee.feedback_type)
+        self.reporter = ProtobufCRead.string(c.pointee.reporter)
+    }
+
+    /// Builds the protobuf-c struct for this value; everything it points to lives in `arena`.
+    package func makeCValue(in arena: ProtobufCArena) throws -> UnsafeMutablePointer<Rekey__Notifier__V1__Report> {
+        let c = arena.allocateStruct(Rekey__Notifier__V1__Report.self)
+        rekey__notifier__v1__report__init(c)
+        c.pointee.received_at_unix_ms = self.receivedAtUnixMs
+        if !self.kind.isEmpty {
+            c.pointee.kind = try arena.makeCString(self.kind, message: "rekey.notifier.v1.Report", field: "kind")
+        }
+        if !self.action.isEmpty {
+            c.pointee.action = try arena.makeCString(self.action, message: "rekey.notifier.v1.Report", field: "action")
+        }
+        if !self.status.isEmpty {
+            c.pointee.status = try arena.makeCString(self.status, message: "rekey.notifier.v1.Report", field: "status")
+        }
+        if !self.diagnosticCode.isEmpty {
+            c.pointee.diagnostic_code = try arena.makeCString(self.diagnosticCode, message: "rekey.notifier.v1.Report", field: "diagnostic_code")
+        }
+        if !self.remoteMta.isEmpty {
+            c.pointee.remote_mta = try arena.makeCString(self.remoteMta, message: "rekey.notifier.v1.Report", field: "remote_mta")
+        }
+        if !self.recipient.isEmpty {
+            c.pointee.recipient = try arena.makeCString(self.recipient, message: "rekey.notifier.v1.Report", field: "recipient")
+        }
+        if !self.feedbackType.isEmpty {
+            c.pointee.feedback_type = try arena.makeCString(self.feedbackType, message: "rekey.notifier.v1.Report", field: "feedback_type")
+        }
+        if !self.reporter.isEmpty {
+            c.pointee.reporter = try arena.makeCString(self.reporter, message: "rekey.notifier.v1.Report", field: "reporter")
+        }
+        return c
+    }
+}
+
+extension Rekey_Notifier_V1_Report: ProtobufMessage {
+    package static let protoMessageName = "rekey.notifier.v1.Report"
+
+    package init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        try Self.protobufStringSchema.validate(bytes, message: Self.protoMessageName)
+        let unpacked: UnsafeMutablePointer<Rekey__Notifier__V1__Report>? =
+            if let base = bytes.baseAddress {
+                rekey__notifier__v1__report__unpack(nil, bytes.count, base.assumingMemoryBound(to: UInt8.self))
+            } else {
+                withUnsafePointer(to: UInt8(0)) { rekey__notifier__v1__report__unpack(nil, 0, $0) }
+            }
+        guard let c = unpacked else {
+            throw ProtobufError.invalidEncoding(message: Self.protoMessageName)
+        }
+        defer { rekey__notifier__v1__report__free_unpacked(c, nil) }
+        self.init(cValue: c)
+    }
+
+    package func withCMessage<R>(_ body: (UnsafePointer<ProtobufCMessage>) throws -> R) throws -> R {
+        try ProtobufCArena.withArena { arena in
+            let c = try self.makeCValue(in: arena)
+            return try body(UnsafePointer(OpaquePointer(c)))
+        }
+    }
+}
+
 /// The proto3 message `rekey.notifier.v1.Message`.
 package struct Rekey_Notifier_V1_Message: Sendable, Hashable {
     package var id: String = ""
@@ -553,6 +651,7 @@ package struct Rekey_Notifier_V1_Message: Sendable, Hashable {
     package var reason: String = ""
     package var requestedBy: Rekey_Notifier_V1_Actor? = nil
     package var attempts: [Rekey_Notifier_V1_Attempt] = []
+    package var reports: [Rekey_Notifier_V1_Report] = []
 
     package init() {}
 }
@@ -561,7 +660,7 @@ extension Rekey_Notifier_V1_Message {
     /// The string fields that decoding checks for NUL characters and invalid UTF-8.
     package static let protobufStringSchema = ProtobufStringSchema(
         stringFields: [1, 2, 3, 4, 5, 6, 7, 9, 10, 14],
-        messageFields: [15: { Rekey_Notifier_V1_Actor.protobufStringSchema }, 16: { Rekey_Notifier_V1_Attempt.protobufStringSchema }]
+        messageFields: [15: { Rekey_Notifier_V1_Actor.protobufStringSchema }, 16: { Rekey_Notifier_V1_Attempt.protobufStringSchema }, 17: { Rekey_Notifier_V1_Report.protobufStringSchema }]
     )
 
     /// Copies a protobuf-c struct (one that protobuf-c unpacked) into a Swift value.
@@ -583,6 +682,7 @@ extension Rekey_Notifier_V1_Message {
         self.reason = ProtobufCRead.string(c.pointee.reason)
         self.requestedBy = c.pointee.requested_by.map { Rekey_Notifier_V1_Actor(cValue: $0) }
         self.attempts = ProtobufCRead.array(c.pointee.attempts, count: c.pointee.n_attempts) { Rekey_Notifier_V1_Attempt(cValue: $0!) }
+        self.reports = ProtobufCRead.array(c.pointee.reports, count: c.pointee.n_reports) { Rekey_Notifier_V1_Report(cValue: $0!) }
     }
 
     /// Builds the protobuf-c struct for this value; everything it points to lives in `arena`.
@@ -628,6 +728,8 @@ extension Rekey_Notifier_V1_Message {
         }
         c.pointee.n_attempts = self.attempts.count
         c.pointee.attempts = try arena.makeArray(self.attempts) { Optional(try $0.makeCValue(in: arena)) }
+        c.pointee.n_reports = self.reports.count
+        c.pointee.reports = try arena.makeArray(self.reports) { Optional(try $0.makeCValue(in: arena)) }
         return c
     }
 }

@@ -232,6 +232,51 @@ void   rekey__notifier__v1__attempt__free_unpacked
   assert(message->base.descriptor == &rekey__notifier__v1__attempt__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   rekey__notifier__v1__report__init
+                     (Rekey__Notifier__V1__Report         *message)
+{
+  static const Rekey__Notifier__V1__Report init_value = REKEY__NOTIFIER__V1__REPORT__INIT;
+  *message = init_value;
+}
+size_t rekey__notifier__v1__report__get_packed_size
+                     (const Rekey__Notifier__V1__Report *message)
+{
+  assert(message->base.descriptor == &rekey__notifier__v1__report__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t rekey__notifier__v1__report__pack
+                     (const Rekey__Notifier__V1__Report *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &rekey__notifier__v1__report__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t rekey__notifier__v1__report__pack_to_buffer
+                     (const Rekey__Notifier__V1__Report *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &rekey__notifier__v1__report__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Rekey__Notifier__V1__Report *
+       rekey__notifier__v1__report__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Rekey__Notifier__V1__Report *)
+     protobuf_c_message_unpack (&rekey__notifier__v1__report__descriptor,
+                                allocator, len, data);
+}
+void   rekey__notifier__v1__report__free_unpacked
+                     (Rekey__Notifier__V1__Report *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &rekey__notifier__v1__report__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   rekey__notifier__v1__message__init
                      (Rekey__Notifier__V1__Message         *message)
 {
@@ -1531,7 +1576,149 @@ const ProtobufCMessageDescriptor rekey__notifier__v1__attempt__descriptor =
   (ProtobufCMessageInit) rekey__notifier__v1__attempt__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor rekey__notifier__v1__message__field_descriptors[16] =
+static const ProtobufCFieldDescriptor rekey__notifier__v1__report__field_descriptors[9] =
+{
+  {
+    "received_at_unix_ms",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Notifier__V1__Report, received_at_unix_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "kind",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Notifier__V1__Report, kind),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "action",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Notifier__V1__Report, action),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "status",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Notifier__V1__Report, status),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "diagnostic_code",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Notifier__V1__Report, diagnostic_code),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "remote_mta",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Notifier__V1__Report, remote_mta),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "recipient",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Notifier__V1__Report, recipient),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "feedback_type",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Notifier__V1__Report, feedback_type),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "reporter",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Rekey__Notifier__V1__Report, reporter),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned rekey__notifier__v1__report__field_indices_by_name[] = {
+  2,   /* field[2] = action */
+  4,   /* field[4] = diagnostic_code */
+  7,   /* field[7] = feedback_type */
+  1,   /* field[1] = kind */
+  0,   /* field[0] = received_at_unix_ms */
+  6,   /* field[6] = recipient */
+  5,   /* field[5] = remote_mta */
+  8,   /* field[8] = reporter */
+  3,   /* field[3] = status */
+};
+static const ProtobufCIntRange rekey__notifier__v1__report__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 9 }
+};
+const ProtobufCMessageDescriptor rekey__notifier__v1__report__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "rekey.notifier.v1.Report",
+  "Report",
+  "Rekey__Notifier__V1__Report",
+  "rekey.notifier.v1",
+  sizeof(Rekey__Notifier__V1__Report),
+  9,
+  rekey__notifier__v1__report__field_descriptors,
+  rekey__notifier__v1__report__field_indices_by_name,
+  1,  rekey__notifier__v1__report__number_ranges,
+  (ProtobufCMessageInit) rekey__notifier__v1__report__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor rekey__notifier__v1__message__field_descriptors[17] =
 {
   {
     "id",
@@ -1725,6 +1912,18 @@ static const ProtobufCFieldDescriptor rekey__notifier__v1__message__field_descri
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "reports",
+    17,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Rekey__Notifier__V1__Message, n_reports),
+    offsetof(Rekey__Notifier__V1__Message, reports),
+    &rekey__notifier__v1__report__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned rekey__notifier__v1__message__field_indices_by_name[] = {
   15,   /* field[15] = attempts */
@@ -1734,6 +1933,7 @@ static const unsigned rekey__notifier__v1__message__field_indices_by_name[] = {
   8,   /* field[8] = message_id_header */
   12,   /* field[12] = next_attempt_at_unix_ms */
   13,   /* field[13] = reason */
+  16,   /* field[16] = reports */
   14,   /* field[14] = requested_by */
   7,   /* field[7] = state */
   9,   /* field[9] = subject */
@@ -1747,7 +1947,7 @@ static const unsigned rekey__notifier__v1__message__field_indices_by_name[] = {
 static const ProtobufCIntRange rekey__notifier__v1__message__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 16 }
+  { 0, 17 }
 };
 const ProtobufCMessageDescriptor rekey__notifier__v1__message__descriptor =
 {
@@ -1757,7 +1957,7 @@ const ProtobufCMessageDescriptor rekey__notifier__v1__message__descriptor =
   "Rekey__Notifier__V1__Message",
   "rekey.notifier.v1",
   sizeof(Rekey__Notifier__V1__Message),
-  16,
+  17,
   rekey__notifier__v1__message__field_descriptors,
   rekey__notifier__v1__message__field_indices_by_name,
   1,  rekey__notifier__v1__message__number_ranges,
@@ -2975,7 +3175,7 @@ const ProtobufCEnumDescriptor rekey__notifier__v1__enqueue_status__descriptor =
   rekey__notifier__v1__enqueue_status__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCEnumValue rekey__notifier__v1__message_state__enum_values_by_number[6] =
+static const ProtobufCEnumValue rekey__notifier__v1__message_state__enum_values_by_number[7] =
 {
   { "MESSAGE_STATE_UNSPECIFIED", "REKEY__NOTIFIER__V1__MESSAGE_STATE__MESSAGE_STATE_UNSPECIFIED", 0 },
   { "MESSAGE_STATE_QUEUED", "REKEY__NOTIFIER__V1__MESSAGE_STATE__MESSAGE_STATE_QUEUED", 1 },
@@ -2983,13 +3183,15 @@ static const ProtobufCEnumValue rekey__notifier__v1__message_state__enum_values_
   { "MESSAGE_STATE_ACCEPTED", "REKEY__NOTIFIER__V1__MESSAGE_STATE__MESSAGE_STATE_ACCEPTED", 3 },
   { "MESSAGE_STATE_FAILED", "REKEY__NOTIFIER__V1__MESSAGE_STATE__MESSAGE_STATE_FAILED", 4 },
   { "MESSAGE_STATE_SUPPRESSED", "REKEY__NOTIFIER__V1__MESSAGE_STATE__MESSAGE_STATE_SUPPRESSED", 5 },
+  { "MESSAGE_STATE_BOUNCED", "REKEY__NOTIFIER__V1__MESSAGE_STATE__MESSAGE_STATE_BOUNCED", 6 },
 };
 static const ProtobufCIntRange rekey__notifier__v1__message_state__value_ranges[] = {
-{0, 0},{0, 6}
+{0, 0},{0, 7}
 };
-static const ProtobufCEnumValueIndex rekey__notifier__v1__message_state__enum_values_by_name[6] =
+static const ProtobufCEnumValueIndex rekey__notifier__v1__message_state__enum_values_by_name[7] =
 {
   { "MESSAGE_STATE_ACCEPTED", 3 },
+  { "MESSAGE_STATE_BOUNCED", 6 },
   { "MESSAGE_STATE_DEFERRED", 2 },
   { "MESSAGE_STATE_FAILED", 4 },
   { "MESSAGE_STATE_QUEUED", 1 },
@@ -3003,9 +3205,9 @@ const ProtobufCEnumDescriptor rekey__notifier__v1__message_state__descriptor =
   "MessageState",
   "Rekey__Notifier__V1__MessageState",
   "rekey.notifier.v1",
-  6,
+  7,
   rekey__notifier__v1__message_state__enum_values_by_number,
-  6,
+  7,
   rekey__notifier__v1__message_state__enum_values_by_name,
   1,
   rekey__notifier__v1__message_state__value_ranges,

@@ -20,6 +20,7 @@ typedef struct Rekey__Notifier__V1__Variable Rekey__Notifier__V1__Variable;
 typedef struct Rekey__Notifier__V1__EnqueueRequest Rekey__Notifier__V1__EnqueueRequest;
 typedef struct Rekey__Notifier__V1__EnqueueResponse Rekey__Notifier__V1__EnqueueResponse;
 typedef struct Rekey__Notifier__V1__Attempt Rekey__Notifier__V1__Attempt;
+typedef struct Rekey__Notifier__V1__Report Rekey__Notifier__V1__Report;
 typedef struct Rekey__Notifier__V1__Message Rekey__Notifier__V1__Message;
 typedef struct Rekey__Notifier__V1__GetMessageRequest Rekey__Notifier__V1__GetMessageRequest;
 typedef struct Rekey__Notifier__V1__MessageResponse Rekey__Notifier__V1__MessageResponse;
@@ -79,7 +80,12 @@ typedef enum _Rekey__Notifier__V1__MessageState {
   /*
    * Never sent: the address was on the suppression list.
    */
-  REKEY__NOTIFIER__V1__MESSAGE_STATE__MESSAGE_STATE_SUPPRESSED = 5
+  REKEY__NOTIFIER__V1__MESSAGE_STATE__MESSAGE_STATE_SUPPRESSED = 5,
+  /*
+   * Accepted by the relay, then reported undeliverable by a bounce (DSN) that came later;
+   * reports say what the remote server said.
+   */
+  REKEY__NOTIFIER__V1__MESSAGE_STATE__MESSAGE_STATE_BOUNCED = 6
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(REKEY__NOTIFIER__V1__MESSAGE_STATE)
 } Rekey__Notifier__V1__MessageState;
 typedef enum _Rekey__Notifier__V1__AttemptOutcome {
@@ -232,6 +238,49 @@ struct  Rekey__Notifier__V1__Attempt
     , 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, REKEY__NOTIFIER__V1__ATTEMPT_OUTCOME__ATTEMPT_OUTCOME_UNSPECIFIED, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
 
 
+/*
+ * A report about a message after the relay took it: a bounce (DSN, RFC 3464) or a complaint
+ * (ARF, RFC 5965: the recipient marked it as spam).
+ */
+struct  Rekey__Notifier__V1__Report
+{
+  ProtobufCMessage base;
+  int64_t received_at_unix_ms;
+  /*
+   * dsn or complaint.
+   */
+  char *kind;
+  /*
+   * DSN: failed, delayed, delivered, relayed or expanded.
+   */
+  char *action;
+  /*
+   * DSN: the enhanced status code (5.1.1).
+   */
+  char *status;
+  /*
+   * DSN: the remote server's words (smtp; 550 5.1.1 ... User unknown).
+   */
+  char *diagnostic_code;
+  char *remote_mta;
+  /*
+   * The recipient the report is about.
+   */
+  char *recipient;
+  /*
+   * Complaint: abuse, fraud, virus, other, not-spam.
+   */
+  char *feedback_type;
+  /*
+   * Who sent the report (its Reporting-MTA or User-Agent).
+   */
+  char *reporter;
+};
+#define REKEY__NOTIFIER__V1__REPORT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&rekey__notifier__v1__report__descriptor) \
+    , 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
 struct  Rekey__Notifier__V1__Message
 {
   ProtobufCMessage base;
@@ -261,10 +310,15 @@ struct  Rekey__Notifier__V1__Message
    */
   size_t n_attempts;
   Rekey__Notifier__V1__Attempt **attempts;
+  /*
+   * Bounces and complaints received after delivery, oldest first.
+   */
+  size_t n_reports;
+  Rekey__Notifier__V1__Report **reports;
 };
 #define REKEY__NOTIFIER__V1__MESSAGE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&rekey__notifier__v1__message__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, REKEY__NOTIFIER__V1__MESSAGE_STATE__MESSAGE_STATE_UNSPECIFIED, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, (char *)protobuf_c_empty_string, NULL, 0,NULL }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, REKEY__NOTIFIER__V1__MESSAGE_STATE__MESSAGE_STATE_UNSPECIFIED, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, (char *)protobuf_c_empty_string, NULL, 0,NULL, 0,NULL }
 
 
 struct  Rekey__Notifier__V1__GetMessageRequest
@@ -653,6 +707,25 @@ Rekey__Notifier__V1__Attempt *
 void   rekey__notifier__v1__attempt__free_unpacked
                      (Rekey__Notifier__V1__Attempt *message,
                       ProtobufCAllocator *allocator);
+/* Rekey__Notifier__V1__Report methods */
+void   rekey__notifier__v1__report__init
+                     (Rekey__Notifier__V1__Report         *message);
+size_t rekey__notifier__v1__report__get_packed_size
+                     (const Rekey__Notifier__V1__Report   *message);
+size_t rekey__notifier__v1__report__pack
+                     (const Rekey__Notifier__V1__Report   *message,
+                      uint8_t             *out);
+size_t rekey__notifier__v1__report__pack_to_buffer
+                     (const Rekey__Notifier__V1__Report   *message,
+                      ProtobufCBuffer     *buffer);
+Rekey__Notifier__V1__Report *
+       rekey__notifier__v1__report__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   rekey__notifier__v1__report__free_unpacked
+                     (Rekey__Notifier__V1__Report *message,
+                      ProtobufCAllocator *allocator);
 /* Rekey__Notifier__V1__Message methods */
 void   rekey__notifier__v1__message__init
                      (Rekey__Notifier__V1__Message         *message);
@@ -1012,6 +1085,9 @@ typedef void (*Rekey__Notifier__V1__EnqueueResponse_Closure)
 typedef void (*Rekey__Notifier__V1__Attempt_Closure)
                  (const Rekey__Notifier__V1__Attempt *message,
                   void *closure_data);
+typedef void (*Rekey__Notifier__V1__Report_Closure)
+                 (const Rekey__Notifier__V1__Report *message,
+                  void *closure_data);
 typedef void (*Rekey__Notifier__V1__Message_Closure)
                  (const Rekey__Notifier__V1__Message *message,
                   void *closure_data);
@@ -1165,6 +1241,7 @@ extern const ProtobufCMessageDescriptor rekey__notifier__v1__variable__descripto
 extern const ProtobufCMessageDescriptor rekey__notifier__v1__enqueue_request__descriptor;
 extern const ProtobufCMessageDescriptor rekey__notifier__v1__enqueue_response__descriptor;
 extern const ProtobufCMessageDescriptor rekey__notifier__v1__attempt__descriptor;
+extern const ProtobufCMessageDescriptor rekey__notifier__v1__report__descriptor;
 extern const ProtobufCMessageDescriptor rekey__notifier__v1__message__descriptor;
 extern const ProtobufCMessageDescriptor rekey__notifier__v1__get_message_request__descriptor;
 extern const ProtobufCMessageDescriptor rekey__notifier__v1__message_response__descriptor;
