@@ -103,7 +103,7 @@ struct NotifierOptions: ParsableArguments {
     @Option(help: "host:port for an SMTP listener that takes bounce reports for bounce_domain. Env: REKEY_NOTIFIER_BOUNCE_LISTEN. Default: off.")
     var bounceListen: String?
 
-    @Option(help: "A maildir the site's MTA delivers bounce reports into; read every 5 s. Env: REKEY_NOTIFIER_BOUNCE_MAILDIR. Default: off.")
+    @Option(help: "A maildir the site's MTA delivers bounce reports into; read every 5 poll intervals (5 s). Env: REKEY_NOTIFIER_BOUNCE_MAILDIR. Default: off.")
     var bounceMaildir: String?
 
     var flags: [String: String?] {
@@ -392,7 +392,7 @@ struct Serve: AsyncParsableCommand {
             bounceServices.append(BounceListener(host: listen.host, port: listen.port, intake: intake, hostName: settings.transport.heloName ?? settings.outbox.bounceDomain ?? "localhost"))
         }
         if let folder = settings.bounceMaildir {
-            bounceServices.append(BounceMaildirReader(folder: folder, intake: intake))
+            bounceServices.append(BounceMaildirReader(folder: folder, intake: intake, interval: max(settings.pollInterval * 5, .milliseconds(250))))
         }
         if let domain = settings.outbox.bounceDomain, bounceServices.isEmpty {
             logger.warning("bounce_domain is set but neither bounce_listen nor bounce_maildir: bounces to \(domain) are not read here")

@@ -2,7 +2,8 @@
 """A real SMTP server for the notifier's tests (aiosmtpd, from Debian's python3-aiosmtpd).
 
 Listens on 127.0.0.1 (PORT, or a free port), prints "port=N" once it accepts connections, writes
-every accepted message to FOLDER as N.eml (the bytes received after DATA, as sent), and stops when
+every accepted message to FOLDER as N.eml (the bytes received after DATA, as sent) with its
+envelope in N.envelope (MAIL FROM, then the recipients, a line each), and stops when
 its standard input closes. Chosen recipients can be refused:
 
   --reject ADDRESS      RCPT TO answers 550 5.1.1 (a hard bounce)
@@ -67,6 +68,9 @@ class Handler:
         path = os.path.join(self.folder, "%d.eml" % number)
         with open(path + ".tmp", "wb") as handle:
             handle.write(envelope.original_content or envelope.content)
+        # The envelope beside it (N.envelope: MAIL FROM, then each RCPT TO, one per line).
+        with open(os.path.join(self.folder, "%d.envelope" % number), "w") as handle:
+            handle.write("\n".join([envelope.mail_from or ""] + list(envelope.rcpt_tos)) + "\n")
         os.rename(path + ".tmp", path)
         return "250 2.0.0 Ok: queued as %s" % queue_id
 

@@ -228,6 +228,37 @@ struct DiagnoseTests {
         #expect((test.finding(report, "superseded_link")?["summary"] as? String)?.contains("revoked by then") == true, "\(String(describing: test.finding(report, "superseded_link")))")
     }
 
+    @Test("a bounce that comes later, through a real Postfix: the next hop refuses the recipient after Postfix took the message; Postfix's own DSN reaches the notifier's bounce listener; bounced_later with the remote reply, the address suppressed")
+    func bouncedLater() async throws {
+        let sinkFolder = try TemporaryFolder()
+        let sink = try SMTPTestServer(folder: sinkFolder.path, options: ["--reject", "gone@example.com"])
+        let bouncePort = try SMTPTestServer.freePort()
+        let postfix = try PostfixRelay(nextHop: "[127.0.0.1]:\(sink.port)", transports: ["bounces.rekey.example": "[127.0.0.1]:\(bouncePort)"])
+        let system = try await RekeySystem.start(notifier: [
+            "--transport", "smtp", "--smtp-server", "127.0.0.1:\(postfix.port)", "--smtp-tls", "off",
+            "--bounce-domain", "bounces.rekey.example", "--bounce-listen", "127.0.0.1:\(bouncePort)",
+        ])
+        defer { system.stop() }
+        let test = DiagnoseTests(system)
+        let gus = try await test.createUser("Gus Gone", "gone@example.com")
+        _ = try await test.call("POST", "/users/\(gus)/password-reset")
+        let deadline = ContinuousClock.now + .seconds(30)
+        var state = ""
+        while ContinuousClock.now < deadline {
+            state = (try await test.call("GET", "/users/\(gus)/messages")["messages"] as? [[String: Any]])?.first?["state"] as? String ?? ""
+            if state == "bounced" { break }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        #expect(state == "bounced", "Postfix's log:\n\(postfix.log)")
+        let (codes, report) = try await test.diagnose("gone@example.com")
+        #expect(codes.contains("bounced_later") && codes.contains("suppressed"), "\(codes)")
+        let finding = try #require(test.finding(report, "bounced_later"))
+        #expect((finding["summary"] as? String)?.contains("5.1.1") == true, "\(finding)")
+        #expect((finding["summary"] as? String)?.contains("the address is now suppressed") == true, "\(finding)")
+        #expect((finding["evidence"] as? [String])?.contains { $0.contains("dsn report") && $0.contains("relay.rekey.test") } == true, "\(finding)")
+        #expect(sink.messages().isEmpty, "the next hop took nothing")
+    }
+
     @Test("a reset link that expired unused")
     func expiredToken() async throws {
         let system = try await RekeySystem.start(tokens: ["--reset-lifetime", "1s"])

@@ -236,4 +236,88 @@ struct DeliverabilityExecutableTests {
             _ = try? DNSResolver.parse(Array(bytes.prefix(Int.random(in: 0...bytes.count, using: &generator))), id: 7, type: .txt)
         }
     }
+
+    /// Sends `raw` over SMTP to the bounce listener, as a remote MTA would; the reply's code.
+    static func sendBounce(port: Int, to recipient: String, _ raw: [UInt8], folder: String) throws -> (Int32, String) {
+        let file = folder + "/outgoing-\(UUID().uuidString).eml"
+        try Data(raw).write(to: URL(fileURLWithPath: file))
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: SMTPTestServer.python)
+        process.arguments = [SMTPTestServer.root.appendingPathComponent("Tests/Interop/send_mail.py").path, "127.0.0.1", "\(port)", "", recipient, file]
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        return (process.terminationStatus, text)
+    }
+
+    @Test("bounces that come later: VERP envelope sender; a DSN to the bounce listener and an ARF complaint in the bounce maildir are matched, recorded and suppress; strangers are refused or kept")
+    func bouncesLater() async throws {
+        let folder = try TemporaryFolder()
+        let smtp = try SMTPTestServer(folder: folder.path + "/smtp")
+        let box = folder.path + "/bouncebox"
+        let process = try NotifierExecutableTests.start(
+            dataDir: folder.path + "/data",
+            NotifierExecutableTests.smtp(smtp.port) + ["--bounce-domain", "bounces.rekey.example", "--bounce-listen", "127.0.0.1:0", "--bounce-maildir", box]
+        )
+        var listening: Substring? = nil
+        let ready = ContinuousClock.now + .seconds(10)
+        while listening == nil, ContinuousClock.now < ready {
+            listening = process.log.split(separator: "\n").first { $0.contains("bounce listener ready") }
+            if listening == nil { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        let line = try #require(listening)
+        let port = try #require(Int(line.split(separator: ":").last?.prefix { $0.isNumber } ?? ""))
+        try await self.base.withNotifier(process) { notifier in
+            let queued = try await notifier.enqueue(NotifierExecutableTests.resetRequest(to: "jane@example.com"))
+            let sent = try await self.base.waitFor(queued.messageID, in: notifier) { $0.state == .accepted }
+            #expect(sent.state == .accepted)
+            let envelope = try String(contentsOfFile: smtp.folder + "/1.envelope", encoding: .utf8)
+            #expect(envelope.hasPrefix("bounces+\(queued.messageID)@bounces.rekey.example\n"), "\(envelope)")
+
+            // The recipient's server refuses it later; the relay's DSN comes to the listener.
+            let dsn = BounceCorpus.fill(BounceCorpus.postfix.replacingOccurrences(of: "m_0123", with: queued.messageID), messageID: "not-needed@elsewhere")
+            let (status, reply) = try Self.sendBounce(port: port, to: "bounces+\(queued.messageID)@bounces.rekey.example", dsn, folder: folder.path)
+            #expect(status == 0 && reply.hasPrefix("250"), "\(reply)")
+            var request = Rekey_Notifier_V1_GetMessageRequest()
+            request.messageID = queued.messageID
+            let bounced = try #require(try await notifier.getMessage(request).message)
+            #expect(bounced.state == .bounced, "\(bounced)")
+            #expect(bounced.reports.first?.status == "5.1.1" && bounced.reports.first?.remoteMta == "mx.example.com")
+            #expect(bounced.reports.first?.diagnosticCode.contains("User unknown") == true)
+            var suppressed = Rekey_Notifier_V1_ListSuppressionsRequest()
+            suppressed.address = "jane@example.com"
+            #expect(try await notifier.listSuppressions(suppressed).suppressions.first?.reason.hasPrefix("bounced after delivery: 5.1.1") == true)
+
+            // Not one of our bounce addresses: refused at RCPT.
+            let (refused, words) = try Self.sendBounce(port: port, to: "postmaster@bounces.rekey.example", dsn, folder: folder.path)
+            #expect(refused == 1 && words.hasPrefix("550"), "\(words)")
+            // No report at all: taken, and kept for a person.
+            let (plain, _) = try Self.sendBounce(
+                port: port, to: "bounces+\(queued.messageID)@bounces.rekey.example", BounceCorpus.fill(BounceCorpus.yahooPlain, messageID: ""), folder: folder.path
+            )
+            #expect(plain == 0)
+            let kept = try FileManager.default.contentsOfDirectory(atPath: folder.path + "/data/bounces/unmatched")
+            #expect(kept.count == 1 && kept[0].contains("unparsed"), "\(kept)")
+
+            // A complaint delivered by the site's MTA into the bounce maildir.
+            let second = try await notifier.enqueue(NotifierExecutableTests.resetRequest(to: "kim@yahoo.com"))
+            let delivered = try await self.base.waitFor(second.messageID, in: notifier) { $0.state == .accepted }
+            let complaint = BounceCorpus.fill(BounceCorpus.yahooComplaint, messageID: delivered.messageIDHeader)
+            try Data(complaint).write(to: URL(fileURLWithPath: box + "/tmp/1.eml"))
+            try FileManager.default.moveItem(atPath: box + "/tmp/1.eml", toPath: box + "/new/1.eml")
+            suppressed.address = "kim@yahoo.com"
+            let deadline = ContinuousClock.now + .seconds(10)
+            var reason = ""
+            while ContinuousClock.now < deadline {
+                reason = try await notifier.listSuppressions(suppressed).suppressions.first?.reason ?? ""
+                if !reason.isEmpty { break }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            #expect(reason.hasPrefix("complaint: the recipient marked it as spam"), "\(reason)")
+            #expect(try FileManager.default.contentsOfDirectory(atPath: box + "/cur").count == 1, "taken in, then moved to cur/")
+        }
+        #expect(process.stop() == 0)
+    }
 }

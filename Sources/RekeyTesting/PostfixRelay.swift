@@ -1,0 +1,117 @@
+import Foundation
+
+/// A throw-away Postfix (Debian's `postfix`, 3.7) of its own on loopback: configuration, queue
+/// and log in a temporary folder, started with `postfix -c`, stopped and removed with the
+/// object. It relays for 127.0.0.0/8 to `nextHop`; mail for the domains in `transports` goes to
+/// the given host:port instead (`transport_maps`), which is where the DSNs it writes itself go.
+/// Starting Postfix's master needs root; `sudo -n` is used when the tests run as another user.
+package final class PostfixRelay: @unchecked Sendable {
+    // @unchecked: used only by the test that owns it.
+    package let folder: TemporaryFolder
+    package let port: Int
+    package var config: String { self.folder.path + "/conf" }
+    package var logFile: String { self.folder.path + "/maillog" }
+
+    package init(nextHop: String, transports: [String: String] = [:], extraSettings: [String] = []) throws {
+        self.folder = try TemporaryFolder()
+        self.port = try SMTPTestServer.freePort()
+        let path = self.folder.path
+        for sub in ["conf", "queue", "data"] {
+            try FileManager.default.createDirectory(atPath: "\(path)/\(sub)", withIntermediateDirectories: true)
+        }
+        // Postfix keeps its data directory as its mail owner.
+        if getuid() == 0 {
+            try FileManager.default.setAttributes([.ownerAccountName: "postfix"], ofItemAtPath: "\(path)/data")
+        } else {
+            let chown = Process()
+            chown.executableURL = URL(fileURLWithPath: "/usr/bin/sudo")
+            chown.arguments = ["-n", "chown", "postfix", "\(path)/data"]
+            try chown.run()
+            chown.waitUntilExit()
+        }
+        let transportMap = transports.map { "\($0.key)=smtp:\($0.value)" }.sorted().joined(separator: ", ")
+        let main = [
+            "compatibility_level = 3.6",
+            "queue_directory = \(path)/queue", "data_directory = \(path)/data", "meta_directory = /etc/postfix",
+            "mail_owner = postfix", "setgid_group = postdrop",
+            "inet_interfaces = 127.0.0.1", "inet_protocols = ipv4",
+            "myhostname = relay.rekey.test", "mydomain = rekey.test", "mydestination =",
+            "mynetworks = 127.0.0.0/8", "smtpd_relay_restrictions = permit_mynetworks, reject",
+            "relayhost = \(nextHop)",
+            transportMap.isEmpty ? "" : "transport_maps = inline:{\(transportMap)}",
+            "maillog_file = \(path)/maillog", "maillog_file_prefixes = \(path)",
+            "smtp_dns_support_level = disabled", "smtp_tls_security_level = none", "smtpd_tls_security_level = none",
+            "alias_maps =", "alias_database =", "local_recipient_maps =",
+            "maximal_queue_lifetime = 1h", "bounce_queue_lifetime = 1h",
+            "queue_run_delay = 1s", "minimal_backoff_time = 1s", "maximal_backoff_time = 2s",
+        ] + extraSettings
+        try (main.joined(separator: "\n") + "\n").write(toFile: "\(path)/conf/main.cf", atomically: true, encoding: .utf8)
+        // Every service unchrooted (a chroot would need its own copies of system files).
+        let services = [
+            "127.0.0.1:\(self.port) inet n - n - - smtpd",
+            "pickup unix n - n 60 1 pickup", "cleanup unix n - n - 0 cleanup", "qmgr unix n - n 300 1 qmgr",
+            "tlsmgr unix - - n 1000? 1 tlsmgr", "rewrite unix - - n - - trivial-rewrite", "bounce unix - - n - 0 bounce",
+            "defer unix - - n - 0 bounce", "trace unix - - n - 0 bounce", "verify unix - - n - 1 verify",
+            "flush unix n - n 1000? 0 flush", "proxymap unix - - n - - proxymap", "smtp unix - - n - - smtp",
+            "relay unix - - n - - smtp", "showq unix n - n - - showq", "error unix - - n - - error", "retry unix - - n - - error",
+            "discard unix - - n - - discard", "anvil unix - - n - 1 anvil", "scache unix - - n - 1 scache",
+            "postlog unix-dgram n - n - 1 postlogd",
+        ]
+        try (services.joined(separator: "\n") + "\n").write(toFile: "\(path)/conf/master.cf", atomically: true, encoding: .utf8)
+        let (status, output) = try Self.postfix(["-c", self.config, "start"])
+        guard status == 0 else {
+            throw SMTPTestServer.StartError(message: "Postfix did not start (\(status)): \(output)\n\(self.log)")
+        }
+        // Wait for its smtpd to listen.
+        let deadline = Date().addingTimeInterval(15)
+        while Date() < deadline {
+            if Self.accepts(port: self.port) { return }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        throw SMTPTestServer.StartError(message: "Postfix does not listen on \(self.port):\n\(self.log)")
+    }
+
+    package var log: String {
+        (try? String(contentsOfFile: self.logFile, encoding: .utf8)) ?? ""
+    }
+
+    package func stop() {
+        _ = try? Self.postfix(["-c", self.config, "stop"])
+    }
+
+    deinit {
+        self.stop()
+    }
+
+    /// Runs `postfix` (through `sudo -n` unless this is root): exit status and output.
+    static func postfix(_ arguments: [String]) throws -> (Int32, String) {
+        let process = Process()
+        if getuid() == 0 {
+            process.executableURL = URL(fileURLWithPath: "/usr/sbin/postfix")
+            process.arguments = arguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/sudo")
+            process.arguments = ["-n", "/usr/sbin/postfix"] + arguments
+        }
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        return (process.terminationStatus, text)
+    }
+
+    static func accepts(port: Int) -> Bool {
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard descriptor >= 0 else { return false }
+        defer { close(descriptor) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
+    }
+}
