@@ -75,14 +75,7 @@ extension OutboxStore {
                 }
             }
             if let suppress {
-                let address = try Self.validAddress(message.toAddress)
-                try connection.run(
-                    """
-                    INSERT INTO suppressions (normalized, address, reason, created_at, message_id) VALUES (?, ?, ?, ?, ?)
-                    ON CONFLICT (normalized) DO UPDATE SET reason = excluded.reason, created_at = excluded.created_at, message_id = excluded.message_id
-                    """,
-                    .text(address.normalized), .text(address.address), .text(String(suppress.prefix(500))), .integer(now), .text(message.id)
-                )
+                try Self.suppress(message.toAddress, reason: String(suppress.prefix(500)), messageID: message.id, now: now, in: connection)
             }
             return .recorded(messageID: message.id, state: state, suppressed: suppress != nil)
         }

@@ -424,14 +424,7 @@ package struct OutboxStore: Sendable {
                 state = .failed
                 reason = result.summary
                 if result.refusal == .mailbox {
-                    let address = try Self.validAddress(claimed.toAddress)
-                    try connection.run(
-                        """
-                        INSERT INTO suppressions (normalized, address, reason, created_at, message_id) VALUES (?, ?, ?, ?, ?)
-                        ON CONFLICT (normalized) DO UPDATE SET reason = excluded.reason, created_at = excluded.created_at, message_id = excluded.message_id
-                        """,
-                        .text(address.normalized), .text(address.address), .text(result.summary), .integer(now), .text(claimed.id)
-                    )
+                    try Self.suppress(claimed.toAddress, reason: result.summary, messageID: claimed.id, now: now, in: connection)
                     reason = "hard bounce, address suppressed: \(result.summary)"
                 }
             case .temporaryFailure, .interrupted:
@@ -456,6 +449,18 @@ package struct OutboxStore: Sendable {
             )
             return state
         }
+    }
+
+    /// Puts `address` on the suppression list (or renews its entry) because of `messageID`.
+    static func suppress(_ address: String, reason: String, messageID: String, now: Int64, in connection: SQLiteConnection) throws {
+        let address = try Self.validAddress(address)
+        try connection.run(
+            """
+            INSERT INTO suppressions (normalized, address, reason, created_at, message_id) VALUES (?, ?, ?, ?, ?)
+            ON CONFLICT (normalized) DO UPDATE SET reason = excluded.reason, created_at = excluded.created_at, message_id = excluded.message_id
+            """,
+            .text(address.normalized), .text(address.address), .text(reason), .integer(now), .text(messageID)
+        )
     }
 
     /// When the earliest queued or deferred message is due; nil when there is none.
