@@ -160,3 +160,11 @@ package final class TemporaryFolder: Sendable {
         try? FileManager.default.removeItem(atPath: self.path)
     }
 }
+
+/// Runs blocking work (starting a process, waiting for a child) on a thread of its own, so that it
+/// never holds one of the few threads of Swift's concurrency pool.
+package func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread { continuation.resume(with: Result { try body() }) }.start()
+    }
+}

@@ -231,9 +231,12 @@ struct DiagnoseTests {
     @Test("a bounce that comes later, through a real Postfix: the next hop refuses the recipient after Postfix took the message; Postfix's own DSN reaches the notifier's bounce listener; bounced_later with the remote reply, the address suppressed")
     func bouncedLater() async throws {
         let sinkFolder = try TemporaryFolder()
-        let sink = try SMTPTestServer(folder: sinkFolder.path, options: ["--reject", "gone@example.com"])
-        let bouncePort = try SMTPTestServer.freePort()
-        let postfix = try PostfixRelay(nextHop: "[127.0.0.1]:\(sink.port)", transports: ["bounces.rekey.example": "[127.0.0.1]:\(bouncePort)"])
+        // Starting Postfix blocks for a while: off the concurrency pool, which the in-process tests share.
+        let (sink, bouncePort, postfix) = try await offPool {
+            let sink = try SMTPTestServer(folder: sinkFolder.path, options: ["--reject", "gone@example.com"])
+            let bouncePort = try SMTPTestServer.freePort()
+            return (sink, bouncePort, try PostfixRelay(nextHop: "[127.0.0.1]:\(sink.port)", transports: ["bounces.rekey.example": "[127.0.0.1]:\(bouncePort)"]))
+        }
         let system = try await RekeySystem.start(notifier: [
             "--transport", "smtp", "--smtp-server", "127.0.0.1:\(postfix.port)", "--smtp-tls", "off",
             "--bounce-domain", "bounces.rekey.example", "--bounce-listen", "127.0.0.1:\(bouncePort)",

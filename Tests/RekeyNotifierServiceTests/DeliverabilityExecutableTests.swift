@@ -24,8 +24,8 @@ struct DeliverabilityExecutableTests {
     @Test("every message is DKIM-signed with RSA and Ed25519; python3-dkim verifies both through DNS, and neither survives a changed header")
     func dkimSigned() async throws {
         let folder = try TemporaryFolder()
-        let rsaRecord = try Self.keygen("rsa", selector: "r2026", file: folder.path + "/rsa.pem")
-        let edRecord = try Self.keygen("ed25519", selector: "e2026", file: folder.path + "/ed.pem")
+        let rsaRecord = try await offPool { try Self.keygen("rsa", selector: "r2026", file: folder.path + "/rsa.pem") }
+        let edRecord = try await offPool { try Self.keygen("ed25519", selector: "e2026", file: folder.path + "/ed.pem") }
         #expect(rsaRecord.hasPrefix("v=DKIM1; k=rsa; p=") && edRecord.hasPrefix("v=DKIM1; k=ed25519; p="))
         let (again, refusal) = try ServiceProcess.run("rekey-notifier", ["dkim", "keygen", "--out", folder.path + "/rsa.pem"])
         #expect(again != 0 && refusal.contains("File exists"), "an existing key is never overwritten: \(refusal)")
@@ -52,7 +52,7 @@ struct DeliverabilityExecutableTests {
         #expect(process.log.contains("DKIM-signing every message"), "\(process.log)")
 
         let file = try #require(server.messages().first)
-        let results = try DKIMVerification.verify(file, dns: dns)
+        let results = try await offPool { try DKIMVerification.verify(file, dns: dns) }
         #expect(results.map(\.a) == ["rsa-sha256", "ed25519-sha256"])
         #expect(results.map(\.d) == ["rekey.example", "rekey.example"])
         #expect(results.allSatisfy { $0.ok }, "\(results)")
@@ -63,12 +63,12 @@ struct DeliverabilityExecutableTests {
         try original.replacingOccurrences(of: "Subject: Reset your password", with: "Subject: Reset your password now")
             .write(toFile: tampered, atomically: true, encoding: .utf8)
         #expect(original.contains("Subject: Reset your password"))
-        let broken = try DKIMVerification.verify(tampered, dns: dns)
+        let broken = try await offPool { try DKIMVerification.verify(tampered, dns: dns) }
         #expect(broken.count == 2 && broken.allSatisfy { !$0.ok }, "\(broken)")
 
         // So does a published key that is not ours.
         try dns.update(["r2026._domainkey.rekey.example": [("TXT", edRecord)], "e2026._domainkey.rekey.example": [("TXT", rsaRecord)]])
-        #expect(try DKIMVerification.verify(file, dns: dns).allSatisfy { !$0.ok })
+        #expect(try await offPool { try DKIMVerification.verify(file, dns: dns) }.allSatisfy { !$0.ok })
     }
 
     @Test("DKIM settings that cannot work stop the start with a message naming the key")
@@ -102,8 +102,8 @@ struct DeliverabilityExecutableTests {
     @Test("check-domain against a DNS server with good, wrong and missing records: each finding says what to publish")
     func checkDomain() async throws {
         let folder = try TemporaryFolder()
-        let record = try Self.keygen("rsa", selector: "r1", file: folder.path + "/rsa.pem")
-        let otherRecord = try Self.keygen("ed25519", selector: "other", file: folder.path + "/other.pem")
+        let record = try await offPool { try Self.keygen("rsa", selector: "r1", file: folder.path + "/rsa.pem") }
+        let otherRecord = try await offPool { try Self.keygen("ed25519", selector: "other", file: folder.path + "/other.pem") }
         let good: DNSTestServer.Zone = [
             "rekey.example": [("TXT", "v=spf1 mx ip4:127.0.0.1 -all"), ("TXT", "google-site-verification=abc"), ("MX", "10 mx.rekey.example.")],
             "mx.rekey.example": [("A", "192.0.2.25")],
@@ -237,6 +237,10 @@ struct DeliverabilityExecutableTests {
         }
     }
 
+    static func sendBounceOffPool(port: Int, to recipient: String, _ raw: [UInt8], folder: String) async throws -> (Int32, String) {
+        try await offPool { try Self.sendBounce(port: port, to: recipient, raw, folder: folder) }
+    }
+
     /// Sends `raw` over SMTP to the bounce listener, as a remote MTA would; the reply's code.
     static func sendBounce(port: Int, to recipient: String, _ raw: [UInt8], folder: String) throws -> (Int32, String) {
         let file = folder + "/outgoing-\(UUID().uuidString).eml"
@@ -278,7 +282,7 @@ struct DeliverabilityExecutableTests {
 
             // The recipient's server refuses it later; the relay's DSN comes to the listener.
             let dsn = BounceCorpus.fill(BounceCorpus.postfix.replacingOccurrences(of: "m_0123", with: queued.messageID), messageID: "not-needed@elsewhere")
-            let (status, reply) = try Self.sendBounce(port: port, to: "bounces+\(queued.messageID)@bounces.rekey.example", dsn, folder: folder.path)
+            let (status, reply) = try await Self.sendBounceOffPool(port: port, to: "bounces+\(queued.messageID)@bounces.rekey.example", dsn, folder: folder.path)
             #expect(status == 0 && reply.hasPrefix("250"), "\(reply)")
             var request = Rekey_Notifier_V1_GetMessageRequest()
             request.messageID = queued.messageID
@@ -291,10 +295,10 @@ struct DeliverabilityExecutableTests {
             #expect(try await notifier.listSuppressions(suppressed).suppressions.first?.reason.hasPrefix("bounced after delivery: 5.1.1") == true)
 
             // Not one of our bounce addresses: refused at RCPT.
-            let (refused, words) = try Self.sendBounce(port: port, to: "postmaster@bounces.rekey.example", dsn, folder: folder.path)
+            let (refused, words) = try await Self.sendBounceOffPool(port: port, to: "postmaster@bounces.rekey.example", dsn, folder: folder.path)
             #expect(refused == 1 && words.hasPrefix("550"), "\(words)")
             // No report at all: taken, and kept for a person.
-            let (plain, _) = try Self.sendBounce(
+            let (plain, _) = try await Self.sendBounceOffPool(
                 port: port, to: "bounces+\(queued.messageID)@bounces.rekey.example", BounceCorpus.fill(BounceCorpus.yahooPlain, messageID: ""), folder: folder.path
             )
             #expect(plain == 0)
