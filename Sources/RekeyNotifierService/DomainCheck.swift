@@ -498,7 +498,8 @@ package actor DomainChecker {
     }
 
     package let check: DomainCheck
-    let templateFindings: [DomainCheck.Finding]
+    /// The templates' hygiene, found once at start (templates do not change while it runs).
+    package nonisolated let templateFindings: [DomainCheck.Finding]
     private var cached: (report: Report, at: ContinuousClock.Instant)?
     private var running: Task<Report, Never>?
 

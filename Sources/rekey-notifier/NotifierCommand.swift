@@ -380,7 +380,7 @@ struct Serve: AsyncParsableCommand {
             ),
             templates: templates
         )
-        for finding in templates.hygieneFindings() + [DomainCheck.messageIDFinding(settings.outbox.messageIDDomain)].compactMap({ $0 }) {
+        for finding in checker.templateFindings + [DomainCheck.messageIDFinding(settings.outbox.messageIDDomain)].compactMap({ $0 }) {
             logger.warning("\(finding.summary)", metadata: ["fix": "\(finding.fix)"])
         }
         // Bounce reports: kept when they name no message or are no report, beside the database.
