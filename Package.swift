@@ -213,6 +213,7 @@ let package = Package(
             name: "rekey-notifier",
             dependencies: [
                 "RekeyClock",
+                "RekeyInput",
                 "RekeyNotifierAPI",
                 "RekeyNotifierService",
                 "RekeyServiceKit",
@@ -389,6 +390,7 @@ let package = Package(
             name: "RekeyDirectoryServiceTests",
             dependencies: [
                 "RekeyClock",
+                "RekeyInput",
                 "RekeyCrypto",
                 "RekeyDirectoryService",
                 "RekeyDirectoryAPI",
@@ -416,6 +418,7 @@ let package = Package(
             name: "RekeyNotifierServiceTests",
             dependencies: [
                 "RekeyClock",
+                "RekeyInput",
                 "RekeyNotifierService",
                 "RekeyNotifierAPI",
                 "RekeyRPC",

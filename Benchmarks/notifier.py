@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The notifier benchmark (`make bench-notifier`): Enqueue through the RPC (each answer after the
 commit, synchronous=FULL) at 1, 16 and 64 callers; then messages delivered per second to Postfix's
-`smtp-sink` on loopback (connection reuse, 4 and 16 connections)."""
+`smtp-sink` on loopback (connection reuse, 4 and 16 connections), unsigned and DKIM-signed with a
+2048-bit RSA and an Ed25519 key, each against the unsigned run of the same window."""
 
 import argparse
 import os
@@ -65,28 +66,44 @@ def main():
     if not os.path.exists(sink):
         print("smtp-sink not found (Debian package postfix); skipping the delivery benchmark")
         return
+    keys = tempfile.mkdtemp(prefix="rekey-bench-dkim-")
+    signing = [("unsigned", [])]
+    for algorithm, selector in (("rsa", "r1"), ("ed25519", "e1")):
+        key = os.path.join(keys, algorithm + ".pem")
+        subprocess.run([args.notifier, "dkim", "keygen", "--algorithm", algorithm, "--out", key, "--selector", selector, "--domain", "rekey.example"],
+                       check=True, capture_output=True)
+        signing.append(({"rsa": "rsa-sha256 2048", "ed25519": "ed25519-sha256"}[algorithm], ["--dkim-key", key, "--dkim-selector", selector]))
     print("Delivery to smtp-sink on loopback (%d messages queued by 32 callers, timed until the queue is empty):" % args.messages)
-    print("  %12s %12s" % ("connections", "messages/s"))
+    print("  %12s %16s %12s %12s" % ("connections", "DKIM", "messages/s", "vs unsigned"))
     for connections in (4, 16):
-        data = tempfile.mkdtemp(prefix="rekey-bench-notifier-")
-        smtp_port = free_port()
-        as_root = ["-u", "nobody"] if os.getuid() == 0 else []
-        sink_process = subprocess.Popen([sink] + as_root + ["127.0.0.1:%d" % smtp_port, "256"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(0.3)
-        if sink_process.poll() is not None:
-            sys.exit("smtp-sink did not start")
-        process, port = start_notifier(args.notifier, data, ["--transport", "smtp", "--smtp-server", "127.0.0.1:%d" % smtp_port, "--concurrency", str(connections)])
-        try:
-            out = subprocess.run([args.rekey, "notifier-drain", port, CREDENTIAL, str(args.messages)], check=True, capture_output=True, text=True).stdout.split()
-            count, seconds = int(out[0]), float(out[1])
-            print("  %12d %12.0f" % (connections, count / seconds))
-        finally:
-            process.terminate()
-            process.wait()
-            sink_process.terminate()
-            sink_process.wait()
-            shutil.rmtree(data)
+        unsigned = None
+        for name, extra in signing:
+            rate = deliver(args, sink, connections, extra)
+            unsigned = unsigned or rate
+            print("  %12d %16s %12.0f %11.2fx" % (connections, name, rate, rate / unsigned))
+    shutil.rmtree(keys)
 
+
+def deliver(args, sink, connections, extra):
+    """Messages/s delivered to a fresh smtp-sink by a fresh notifier with `connections` workers."""
+    data = tempfile.mkdtemp(prefix="rekey-bench-notifier-")
+    smtp_port = free_port()
+    as_root = ["-u", "nobody"] if os.getuid() == 0 else []
+    sink_process = subprocess.Popen([sink] + as_root + ["127.0.0.1:%d" % smtp_port, "256"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.3)
+    if sink_process.poll() is not None:
+        sys.exit("smtp-sink did not start")
+    process, port = start_notifier(args.notifier, data, ["--transport", "smtp", "--smtp-server", "127.0.0.1:%d" % smtp_port, "--concurrency", str(connections)] + extra)
+    try:
+        out = subprocess.run([args.rekey, "notifier-drain", port, CREDENTIAL, str(args.messages)], check=True, capture_output=True, text=True).stdout.split()
+        count, seconds = int(out[0]), float(out[1])
+        return count / seconds
+    finally:
+        process.terminate()
+        process.wait()
+        sink_process.terminate()
+        sink_process.wait()
+        shutil.rmtree(data)
 
 if __name__ == "__main__":
     main()

@@ -13,7 +13,7 @@ packages=(
   python3-aiosmtpd                        # the real SMTP server the notifier tests deliver to
   python3-cryptography                    # a throw-away certificate for the STARTTLS tests
   python3-dkim python3-dnslib             # an independent DKIM verifier, and the DNS server it asks on loopback
-  postfix                                 # a throw-away relay of its own (tests), smtp-sink (make bench-notifier)
+  postfix sasl2-bin                       # a throw-away relay of its own with SASL users (tests), smtp-sink (make bench-notifier)
   chromium chromium-driver python3-selenium   # the real-browser test of the reset flow
   docker-compose python3-yaml             # `docker-compose config -q` validates compose.yaml (no engine needed)
   python3-venv                            # the test venv below (axe-core for the console's accessibility check)

@@ -1,3 +1,5 @@
+import RekeyInput
+
 /// Input rules of the directory. Limits: names 1-200 characters, locales BCP 47 up to 35,
 /// email addresses up to 254 (local part up to 64), organization domains up to 253.
 enum DirectoryValidation {
@@ -54,11 +56,31 @@ enum DirectoryValidation {
             scalar.value > 0x7F || (scalar.properties.isAlphabetic || ("0"..."9").contains(scalar) || "!#$%&'*+/=?^_`{|}~.-".unicodeScalars.contains(scalar))
         }
         guard !local.isEmpty, local.utf8.count <= 64, localAllowed, !local.hasPrefix("."), !local.hasSuffix("."), !local.contains(".."),
-              Self.isHostname(String(domain)), domain.contains(".")
+              Self.isHostname(String(domain), encodedLengths: false), domain.contains(".")
         else {
             throw DirectoryError.invalidArgument("\(field) `\(address)` is not an email address")
         }
+        if let reason = Self.undeliverable(domain: String(domain)) {
+            throw DirectoryError.invalidArgument("\(field) `\(address)` can never receive mail: \(reason)")
+        }
         return (address, address.lowercased())
+    }
+
+    /// Why no mail can ever reach a well-formed domain, or nil. Said when the address is given,
+    /// rather than found out when a reset email fails.
+    static func undeliverable(domain: String) -> String? {
+        let lowered = domain.lowercased()
+        let top = lowered.split(separator: ".").last ?? ""
+        if !top.isEmpty, top.utf8.allSatisfy({ (0x30...0x39).contains($0) }) {
+            return "no domain ends in a number (an IP address is not a mail domain)"
+        }
+        if top == "invalid" || top == "localhost" {
+            return "`.\(top)` names never exist on the internet (RFC 6761)"
+        }
+        if IDNA.asciiDomain(lowered) == nil {
+            return "its domain is too long once written in DNS's ASCII form (IDNA allows 63 characters a label, 253 in all)"
+        }
+        return nil
     }
 
     /// Characters a person cannot see or that change how text is laid out: controls, format
@@ -75,11 +97,14 @@ enum DirectoryValidation {
         }
     }
 
-    /// A DNS name: labels of letters, digits and hyphens (any script), not starting or ending with a hyphen.
-    static func isHostname(_ value: String) -> Bool {
+    /// A DNS name: labels of letters, digits and hyphens (any script), not starting or ending
+    /// with a hyphen, each at most 63 characters in DNS's ASCII form (IDNA for a non-ASCII label,
+    /// unless `encodedLengths` is false: then the caller checks, to say why).
+    static func isHostname(_ value: String, encodedLengths: Bool = true) -> Bool {
         guard !value.isEmpty, value.utf8.count <= 253 else { return false }
         return value.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { label in
-            !label.isEmpty && label.utf8.count <= 63 && !label.hasPrefix("-") && !label.hasSuffix("-")
+            !label.isEmpty && !label.hasPrefix("-") && !label.hasSuffix("-")
+                && (label.utf8.allSatisfy { $0 < 0x80 } ? label.utf8.count <= 63 : !encodedLengths || IDNA.asciiDomain(String(label)) != nil)
                 && label.unicodeScalars.allSatisfy { $0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "-" }
         }
     }

@@ -1,5 +1,6 @@
 import Foundation
 import RekeyCrypto
+import RekeyInput
 
 /// Builds RFC 5322 messages: `multipart/alternative` with a text and an HTML part, both UTF-8 and
 /// quoted-printable, headers folded and non-ASCII words encoded per RFC 2047. Lines end in CRLF.

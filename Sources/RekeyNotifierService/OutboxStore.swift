@@ -408,17 +408,20 @@ package struct OutboxStore: Sendable {
             switch result.outcome {
             case .accepted:
                 state = .accepted
-            case .permanentFailure where result.refusal == .relaySetup:
-                // Every recipient would get this answer: keep the message and retry it on the
-                // schedule, as for a temporary failure, until the relay is fixed or max_age.
+            case .permanentFailure where result.refusal == .relaySetup, .temporaryFailure, .interrupted:
+                // Kept and retried on the schedule until max_age: a temporary failure, or a
+                // refusal every recipient would get (the relay's policy or our setup), which lasts
+                // until the relay is fixed.
+                let relay = result.outcome == .permanentFailure
                 let due = now + self.retryDelay(afterFailures: claimed.failures + 1).milliseconds
                 if due - claimed.createdAt > self.configuration.maxAge.milliseconds {
                     state = .failed
-                    reason = "\(Self.relayRefusal) still after \(Self.describe(self.configuration.maxAge)): \(result.summary)"
+                    let still = Self.describe(self.configuration.maxAge)
+                    reason = relay ? "\(Self.relayRefusal) still after \(still): \(result.summary)" : "still failing after \(still): \(result.summary)"
                 } else {
                     state = .deferred
                     next = due
-                    reason = "\(Self.relayRefusal): \(result.summary)"
+                    reason = relay ? "\(Self.relayRefusal): \(result.summary)" : result.summary
                 }
             case .permanentFailure:
                 state = .failed
@@ -426,16 +429,6 @@ package struct OutboxStore: Sendable {
                 if result.refusal == .mailbox {
                     try Self.suppress(claimed.toAddress, reason: result.summary, messageID: claimed.id, now: now, in: connection)
                     reason = "hard bounce, address suppressed: \(result.summary)"
-                }
-            case .temporaryFailure, .interrupted:
-                let due = now + self.retryDelay(afterFailures: claimed.failures + 1).milliseconds
-                if due - claimed.createdAt > self.configuration.maxAge.milliseconds {
-                    state = .failed
-                    reason = "still failing after \(Self.describe(self.configuration.maxAge)): \(result.summary)"
-                } else {
-                    state = .deferred
-                    next = due
-                    reason = result.summary
                 }
             }
             try connection.run(

@@ -2,6 +2,7 @@ import Foundation
 import NIOCore
 import NIOPosix
 import NIOSSL
+import RekeyInput
 
 /// Where and how to reach the SMTP server (a relay or the recipients' server).
 package struct SMTPConfiguration: Sendable {
@@ -105,6 +106,15 @@ package actor SMTPTransport: MailTransport {
     private var connection: SMTPConnection?
     /// What the server of `connection` offered in its (last) EHLO reply, upper-cased.
     private var capabilities: [String] = []
+    /// Transactions `connection` has had refused. Relays count a session's errors and slow down
+    /// or hang up past a limit (Postfix: every reply delayed 1 s after 10 errors without mail
+    /// delivered, 421 after 20), so a session is ended before it gets there.
+    private var refusals = 0
+
+    /// Refused transactions after which the session is ended and the next message opens a fresh
+    /// one: well below Postfix's `smtpd_soft_error_limit` (10). Mail accepted in between does
+    /// not reset the count, as relays differ on whether it resets theirs.
+    static let refusalsPerSession = 5
 
     /// Throws when the TLS settings cannot be used (an unreadable CA file).
     package init(configuration: SMTPConfiguration, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) throws {
@@ -149,8 +159,13 @@ package actor SMTPTransport: MailTransport {
                         reused = false
                         continue
                     }
-                } else if let connection = self.connection, failure.result.stage != "END" {
-                    _ = try? await self.command(connection, "RSET", stage: "RSET", accept: 250...250)
+                } else if let connection = self.connection {
+                    self.refusals += 1
+                    if self.refusals >= Self.refusalsPerSession {
+                        await self.close()
+                    } else if failure.result.stage != "END" {
+                        _ = try? await self.command(connection, "RSET", stage: "RSET", accept: 250...250)
+                    }
                 }
                 return failure.result
             } catch {
@@ -170,6 +185,7 @@ package actor SMTPTransport: MailTransport {
     }
 
     private func dropConnection() async {
+        self.refusals = 0
         if let connection = self.connection {
             self.connection = nil
             await connection.close()

@@ -13,10 +13,13 @@ package final class DNSTestServer: @unchecked Sendable {
     private let process = Process()
     private let input = Pipe()
 
-    package init(zone: Zone) throws {
+    /// With `udpLimit`, UDP replies longer than that come back truncated (TC set), for TCP.
+    package init(zone: Zone, udpLimit: Int? = nil) throws {
         self.zoneFile = NSTemporaryDirectory() + "rekey-dns-\(UUID().uuidString).json"
         try Self.write(zone, to: self.zoneFile)
-        self.port = try SMTPTestServer.startPeer(self.process, input: self.input, script: "dns_server.py", arguments: [self.zoneFile])
+        self.port = try SMTPTestServer.startPeer(
+            self.process, input: self.input, script: "dns_server.py", arguments: [self.zoneFile] + (udpLimit.map { ["--udp-limit", "\($0)"] } ?? [])
+        )
     }
 
     /// Replaces every record; the next query sees the new ones.

@@ -4,7 +4,10 @@ import Foundation
 /// and log in a temporary folder, started with `postfix -c`, stopped and removed with the
 /// object. It relays for 127.0.0.0/8 to `nextHop`; mail for the domains in `transports` goes to
 /// the given host:port instead (`transport_maps`), which is where the DSNs it writes itself go.
-/// Starting Postfix's master needs root; `sudo -n` is used when the tests run as another user.
+/// `files` are written into its configuration folder first (maps for `extraSettings` to name as
+/// `regexp:$config_directory/…`), and `saslUsers` become Cyrus SASL users (sasldb, PLAIN and
+/// LOGIN) for `smtpd_sasl_auth_enable`. Starting Postfix's master needs root; `sudo -n` is used
+/// when the tests run as another user.
 package final class PostfixRelay: @unchecked Sendable {
     // @unchecked: used only by the test that owns it.
     package let folder: TemporaryFolder
@@ -12,22 +15,33 @@ package final class PostfixRelay: @unchecked Sendable {
     package var config: String { self.folder.path + "/conf" }
     package var logFile: String { self.folder.path + "/maillog" }
 
-    package init(nextHop: String, transports: [String: String] = [:], extraSettings: [String] = []) throws {
+    package init(
+        nextHop: String, transports: [String: String] = [:], extraSettings: [String] = [], files: [String: String] = [:],
+        saslUsers: [String: String] = [:]
+    ) throws {
         self.folder = try TemporaryFolder()
         self.port = try SMTPTestServer.freePort()
         let path = self.folder.path
         for sub in ["conf", "queue", "data"] {
             try FileManager.default.createDirectory(atPath: "\(path)/\(sub)", withIntermediateDirectories: true)
         }
+        for (name, text) in files {
+            try text.write(toFile: "\(path)/conf/\(name)", atomically: true, encoding: .utf8)
+        }
         // Postfix keeps its data directory as its mail owner.
-        if getuid() == 0 {
-            try FileManager.default.setAttributes([.ownerAccountName: "postfix"], ofItemAtPath: "\(path)/data")
-        } else {
-            let chown = Process()
-            chown.executableURL = URL(fileURLWithPath: "/usr/bin/sudo")
-            chown.arguments = ["-n", "chown", "postfix", "\(path)/data"]
-            try chown.run()
-            chown.waitUntilExit()
+        try Self.asRoot("/bin/chown", ["postfix", "\(path)/data"])
+        if !saslUsers.isEmpty {
+            // Debian's Postfix reads Cyrus's smtpd.conf from $config_directory/sasl (not from
+            // cyrus_sasl_config_path); smtpd, running as postfix, must read the sasldb, which
+            // lives outside the configuration folder (Postfix wants that one owned by root).
+            try FileManager.default.createDirectory(atPath: "\(path)/conf/sasl", withIntermediateDirectories: true)
+            let database = "\(path)/data/sasldb2"
+            try "pwcheck_method: auxprop\nauxprop_plugin: sasldb\nmech_list: PLAIN LOGIN\nsasldb_path: \(database)\n"
+                .write(toFile: "\(path)/conf/sasl/smtpd.conf", atomically: true, encoding: .utf8)
+            for (user, password) in saslUsers.sorted(by: { $0.key < $1.key }) {
+                try Self.asRoot("/usr/sbin/saslpasswd2", ["-p", "-c", "-f", database, "-u", Self.saslRealm, user], input: password)
+            }
+            try Self.asRoot("/bin/chown", ["postfix", database])
         }
         let transportMap = transports.map { "\($0.key)=smtp:\($0.value)" }.sorted().joined(separator: ", ")
         let main = [
@@ -44,7 +58,10 @@ package final class PostfixRelay: @unchecked Sendable {
             "alias_maps =", "alias_database =", "local_recipient_maps =",
             "maximal_queue_lifetime = 1h", "bounce_queue_lifetime = 1h",
             "queue_run_delay = 1s", "minimal_backoff_time = 1s", "maximal_backoff_time = 2s",
-        ] + extraSettings
+        ] + (saslUsers.isEmpty ? [] : [
+            "smtpd_sasl_auth_enable = yes", "smtpd_sasl_type = cyrus", "smtpd_sasl_local_domain = \(Self.saslRealm)",
+            "smtpd_sasl_security_options = noanonymous",
+        ]) + extraSettings
         try (main.joined(separator: "\n") + "\n").write(toFile: "\(path)/conf/main.cf", atomically: true, encoding: .utf8)
         // Every service unchrooted (a chroot would need its own copies of system files).
         let services = [
@@ -83,20 +100,41 @@ package final class PostfixRelay: @unchecked Sendable {
         self.stop()
     }
 
+    /// The realm of the SASL users (`smtpd_sasl_local_domain`): clients log in with the bare name.
+    static let saslRealm = "rekey.test"
+
     /// Runs `postfix` (through `sudo -n` unless this is root): exit status and output.
     static func postfix(_ arguments: [String]) throws -> (Int32, String) {
+        try Self.run("/usr/sbin/postfix", arguments)
+    }
+
+    /// Runs a program as root (through `sudo -n` unless this is root), failing unless it succeeds.
+    static func asRoot(_ program: String, _ arguments: [String], input: String? = nil) throws {
+        let (status, output) = try Self.run(program, arguments, input: input)
+        guard status == 0 else {
+            throw SMTPTestServer.StartError(message: "\(program) \(arguments.joined(separator: " ")) failed (\(status)): \(output)")
+        }
+    }
+
+    static func run(_ program: String, _ arguments: [String], input: String? = nil) throws -> (Int32, String) {
         let process = Process()
         if getuid() == 0 {
-            process.executableURL = URL(fileURLWithPath: "/usr/sbin/postfix")
+            process.executableURL = URL(fileURLWithPath: program)
             process.arguments = arguments
         } else {
             process.executableURL = URL(fileURLWithPath: "/usr/bin/sudo")
-            process.arguments = ["-n", "/usr/sbin/postfix"] + arguments
+            process.arguments = ["-n", program] + arguments
         }
         let output = Pipe()
         process.standardOutput = output
         process.standardError = output
+        let stdin = Pipe()
+        process.standardInput = stdin
         try process.run()
+        if let input {
+            stdin.fileHandleForWriting.write(Data(input.utf8))
+        }
+        try? stdin.fileHandleForWriting.close()
         let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
         return (process.terminationStatus, text)

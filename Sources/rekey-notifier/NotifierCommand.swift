@@ -6,6 +6,7 @@ import NIOCore
 import NIOPosix
 import RekeyClock
 import RekeyCrypto
+import RekeyInput
 import RekeyNotifierAPI
 import RekeyNotifierService
 import RekeyRPCNIO

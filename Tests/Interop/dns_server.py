@@ -10,7 +10,9 @@ server runs:
 
 A name with no entry answers NXDOMAIN; a name with entries but none of the asked type answers
 NOERROR with no records. A TXT value longer than 255 bytes is sent as several strings, as real
-zones do. Prints "port=N" once it answers, and stops when its standard input closes.
+zones do. With `--udp-limit N`, a UDP reply longer than N bytes is cut short with the TC bit
+set (as a server ignoring EDNS0 would), so the client must ask again over TCP. Prints "port=N"
+once it answers, and stops when its standard input closes.
 """
 
 import argparse
@@ -19,7 +21,7 @@ import socket
 import sys
 
 from dnslib import MX, QTYPE, RCODE, RR, TXT, A, CNAME
-from dnslib.server import BaseResolver, DNSServer
+from dnslib.server import BaseResolver, DNSHandler, DNSServer
 
 
 class ZoneResolver(BaseResolver):
@@ -75,10 +77,15 @@ def free_port():
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("zone")
+    parser.add_argument("--udp-limit", type=int, default=0)
     arguments = parser.parse_args()
     port = free_port()
     resolver = ZoneResolver(arguments.zone)
-    servers = [DNSServer(resolver, address="127.0.0.1", port=port, tcp=tcp, logger=Quiet()) for tcp in (False, True)]
+    # dnslib truncates a UDP reply over the handler's udplen (0: never).
+    handler = type("LimitedHandler", (DNSHandler,), {"udplen": arguments.udp_limit})
+    servers = [
+        DNSServer(resolver, address="127.0.0.1", port=port, tcp=tcp, logger=Quiet(), handler=handler) for tcp in (False, True)
+    ]
     for server in servers:
         server.start_thread()
     print("port=%d" % port, flush=True)

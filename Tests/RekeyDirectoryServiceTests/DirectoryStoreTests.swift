@@ -2,6 +2,7 @@ import Foundation
 import RekeyClock
 import RekeyCrypto
 import RekeyDirectoryService
+import RekeyInput
 import RekeySQLite
 import RekeyTesting
 import Testing
@@ -367,6 +368,11 @@ struct DirectoryStoreTests {
         ("Ann", "customer", "not-an-email", "", "is not an email address"),
         ("Ann", "customer", "a@b", "", "is not an email address"),
         ("Ann", "customer", "a b@example.com", "", "is not an email address"),
+        ("Ann", "customer", "ann@" + String(repeating: "a", count: 64) + ".com", "", "is not an email address"),
+        ("Ann", "customer", "ann@192.0.2.1", "", "can never receive mail: no domain ends in a number"),
+        ("Ann", "customer", "ann@mail.example.INVALID", "", "can never receive mail: `.invalid` names never exist"),
+        // 25 CJK characters: 75 bytes, 81 characters in Punycode (DNS allows 63).
+        ("Ann", "customer", "ann@山田太郎花子東京大阪京都北海道沖縄九州四国本州名古.jp", "", "can never receive mail: its domain is too long once written in DNS's ASCII form"),
         ("Ann", "customer", "a\u{2028}b@example.com", "", "invisible or formatting character (U+2028)"),
         ("Ann", "customer", "ann\u{200B}@example.com", "", "invisible or formatting character (U+200B)"),
         ("Ann", "customer", "ann@exa\u{202E}mple.com", "", "invisible or formatting character (U+202E)"),
@@ -398,6 +404,14 @@ struct DirectoryStoreTests {
         #expect(none.isEmpty)
         let own = try await self.run { store, c in try store.lookAlikeWarnings(for: "paypal@example.com", excludingUser: paypal.id, in: c) }
         #expect(own.allSatisfy { !$0.contains(paypal.id) }, "a user's own address is no warning")
+    }
+
+    @Test("a non-ASCII domain label is measured as DNS sees it: 35 Cyrillic letters (70 bytes) are 51 characters in Punycode, and fine")
+    func idnaLengths() async throws {
+        let label = "абвгдежзийклмнопрстуфхцчшщъыьэюяабв"
+        #expect(label.utf8.count == 70 && IDNA.asciiDomain(label)?.utf8.count == 51)
+        let user = try await self.create("Ivan", "ivan@\(label).example")
+        #expect(user.emails.first?.address == "ivan@\(label).example")
     }
 
     @Test("an address typed in two Unicode forms is one address")

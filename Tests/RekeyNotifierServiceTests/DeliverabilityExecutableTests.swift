@@ -211,6 +211,41 @@ struct DeliverabilityExecutableTests {
         await #expect(throws: DNSResolver.Failure.self) { try await silent.txt("example.com") }
     }
 
+    @Test("a reply too long for UDP comes back truncated, and the resolver asks again over TCP")
+    func dnsOverTCP() async throws {
+        // A 2048-bit DKIM key and a long SPF record: about 1,100 bytes, over the 512 the server sends by UDP.
+        let long = "v=spf1 " + (1...60).map { "ip4:192.0.2.\($0)" }.joined(separator: " ") + " -all"
+        let dns = try await offPool { try DNSTestServer(zone: ["big.example": [("TXT", long)], "small.example": [("TXT", "v=spf1 -all")]], udpLimit: 512) }
+        let resolver = DNSResolver(host: "127.0.0.1", port: dns.port)
+        #expect(try await resolver.txt("big.example") == [long])
+        #expect(try await resolver.txt("small.example") == ["v=spf1 -all"])
+        // What UDP alone gives for it: the TC bit and no answer.
+        let query = try DNSResolver.query(id: 9, name: "big.example", type: .txt)
+        let reply = try await offPool { try Self.udpExchange(query, port: dns.port) }
+        let parsed = try DNSResolver.parse(reply, id: 9, type: .txt)
+        #expect(parsed.truncated)
+    }
+
+    /// One UDP query and its reply, with plain sockets (what the resolver's first try sees).
+    static func udpExchange(_ query: [UInt8], port: Int) throws -> [UInt8] {
+        let descriptor = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        defer { close(descriptor) }
+        var timeout = timeval(tv_sec: 3, tv_usec: 0)
+        setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let sent = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(descriptor, query, query.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        try #require(sent == query.count)
+        var buffer = [UInt8](repeating: 0, count: 65_535)
+        let count = recv(descriptor, &buffer, buffer.count, 0)
+        try #require(count > 0)
+        return Array(buffer.prefix(count))
+    }
+
     @Test("DNS replies are data from the network: cut short, looping names, another id or random bytes are errors, never a crash")
     func dnsReplies() throws {
         let query = try DNSResolver.query(id: 7, name: "example.com", type: .txt)

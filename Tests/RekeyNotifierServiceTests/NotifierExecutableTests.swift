@@ -1,9 +1,10 @@
 import Foundation
+import NIOSSL
+import RekeyInput
 import RekeyNotifierAPI
+import RekeyNotifierService
 import RekeyRPC
 import RekeyRPCNIO
-import NIOSSL
-import RekeyNotifierService
 import RekeyTesting
 import Testing
 

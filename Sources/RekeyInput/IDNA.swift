@@ -1,12 +1,17 @@
 import Foundation
 
-/// Internationalised domain names for the envelope (RFC 5890/5891, RFC 3492): each label with
-/// non-ASCII characters becomes `xn--` and its Punycode, after NFC and lower-casing, so that an
-/// address such as `jane@exämple.org` travels as `jane@xn--exmple-cua.org` to any server.
+/// Internationalised domain names (RFC 5890/5891, RFC 3492): each label with non-ASCII characters
+/// becomes `xn--` and its Punycode, after NFC and lower-casing, so that an address such as
+/// `jane@exämple.org` travels as `jane@xn--exmple-cua.org` to any server. The notifier writes the
+/// envelope with it; the directory refuses an address whose domain cannot be written so.
 package enum IDNA {
-    /// The ASCII form of `domain`; nil when a label cannot be encoded (empty, too long).
+    /// The ASCII form of `domain`; nil when a label is empty or too long (63 a label, 253 in all).
     package static func asciiDomain(_ domain: String) -> String? {
-        guard !domain.utf8.allSatisfy({ $0 < 0x80 }) else { return domain }
+        if domain.utf8.allSatisfy({ $0 < 0x80 }) {
+            // Already ASCII: only the lengths to check.
+            let labels = domain.utf8.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false)
+            return domain.utf8.count <= 253 && labels.allSatisfy({ (1...63).contains($0.count) }) ? domain : nil
+        }
         let labels = domain.precomposedStringWithCanonicalMapping.lowercased().split(separator: ".", omittingEmptySubsequences: false)
         var out: [String] = []
         for label in labels {
