@@ -21,6 +21,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
     ],
     targets: [
         // MARK: C libraries
@@ -64,6 +67,7 @@ let package = Package(
         .target(
             name: "RekeyRPCNIO",
             dependencies: [
+                "RekeyInput",
                 "RekeyRPC",
                 "RekeyProtobuf",
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -71,6 +75,17 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+            ]
+        ),
+        .target(
+            name: "RekeyPKI",
+            dependencies: [
+                "RekeyInput",
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
             ]
         ),
         .target(
@@ -272,6 +287,7 @@ let package = Package(
             dependencies: [
                 "RekeyAdminModel",
                 "RekeyInput",
+                "RekeyPKI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -296,7 +312,7 @@ let package = Package(
             name: "RekeyGatewayTesting",
             dependencies: [
                 "RekeyClock", "RekeyCrypto", "RekeyDirectoryAPI", "RekeyDirectoryService", "RekeyGateway", "RekeyNotifierAPI",
-                "RekeyNotifierService", "RekeyRPC", "RekeySQLite", "RekeyTesting", "RekeyTokenService", "RekeyTokensAPI",
+                "RekeyNotifierService", "RekeyRPC", "RekeyRPCNIO", "RekeySQLite", "RekeyTesting", "RekeyTokenService", "RekeyTokensAPI",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -355,6 +371,7 @@ let package = Package(
         .testTarget(
             name: "RekeyRPCNIOTests",
             dependencies: [
+                "RekeyPKI",
                 "RekeyRPC",
                 "RekeyRPCNIO",
                 "RekeyTesting",

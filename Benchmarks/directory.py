@@ -111,7 +111,7 @@ def main():
 
     service = subprocess.Popen(
         [args.directory, "serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--data-dir", data],
-        env=dict(os.environ, REKEY_DIRECTORY_CREDENTIALS=CREDENTIAL),
+        env=dict(os.environ, REKEY_DIRECTORY_CREDENTIALS=CREDENTIAL, REKEY_DIRECTORY_TLS="off"),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:

@@ -27,7 +27,7 @@ def free_port():
 def start_notifier(notifier, data, extra):
     process = subprocess.Popen(
         [notifier, "serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--data-dir", data, "--from-address", "bench@rekey.example"] + extra,
-        env=dict(os.environ, REKEY_NOTIFIER_CREDENTIALS=CREDENTIAL),
+        env=dict(os.environ, REKEY_NOTIFIER_CREDENTIALS=CREDENTIAL, REKEY_NOTIFIER_TLS="off"),
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
     for line in process.stderr:

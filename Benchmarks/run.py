@@ -92,7 +92,7 @@ def tokens_benchmark(args):
         for callers in (1, 16, 64):
             server_cmd = [args.reset_token, "serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--data-dir", data,
                           "--limit-per-user", "100000"]
-            env = dict(os.environ, REKEY_RESET_TOKEN_CREDENTIALS=credential)
+            env = dict(os.environ, REKEY_RESET_TOKEN_CREDENTIALS=credential, REKEY_RESET_TOKEN_TLS="off")
             server = subprocess.Popen(server_cmd, stderr=subprocess.PIPE, text=True, env=env)
             try:
                 port = None

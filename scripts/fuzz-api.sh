@@ -40,7 +40,8 @@ trap stop EXIT
 
 credential=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
 export REKEY_DIRECTORY_CREDENTIALS=$credential REKEY_RESET_TOKEN_CREDENTIALS=$credential \
-  REKEY_NOTIFIER_CREDENTIALS=$credential REKEY_GATEWAY_SERVICE_CREDENTIAL=$credential
+  REKEY_NOTIFIER_CREDENTIALS=$credential REKEY_GATEWAY_SERVICE_CREDENTIAL=$credential \
+  REKEY_DIRECTORY_TLS=off REKEY_RESET_TOKEN_TLS=off REKEY_NOTIFIER_TLS=off REKEY_GATEWAY_TLS=off
 key=$("$bin/rekey-directory" bootstrap-admin --data-dir "$work" --email owner@example.com --name "Olive Owner" \
   | sed -n 's/^API key (shown once, keep it safe): //p')
 free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }

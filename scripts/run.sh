@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `make run`: builds Rekey in release mode and starts the whole system on this machine — the
 # directory, reset-token and notifier services and the gateway — with an embedded default: SQLite
-# files in ./data, email written as files to ./mail (a maildir), a generated service credential,
-# a demo organization, an owner and a few staff and customers. Ctrl-C stops everything; running it
+# files in ./data, email written as files to ./mail (a maildir), mutual TLS between the processes
+# with a CA and certificates made on the first run (`rekey certs`, in ./data/certs), a demo
+# organization, an owner and a few staff and customers. Ctrl-C stops everything; running it
 # again reuses the data (delete ./data and ./mail to start afresh).
 set -euo pipefail
 
@@ -24,12 +25,24 @@ echo "Building (release)…"
 
 mkdir -p "$data" "$mail" "$logs"
 chmod 700 "$data"
-if [ ! -s "$data/service-credential" ]; then
-  (umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$data/service-credential")
+# Mutual TLS between the processes: a deployment CA and a certificate per process, made once;
+# certificates are valid for 30 days and issued again when less than a week is left.
+certs="$data/certs"
+if [ ! -s "$certs/ca.pem" ]; then
+  "$bin/rekey" certs init --out "$certs" >/dev/null
 fi
-credential=$(cat "$data/service-credential")
-export REKEY_DIRECTORY_CREDENTIALS=$credential REKEY_RESET_TOKEN_CREDENTIALS=$credential \
-  REKEY_NOTIFIER_CREDENTIALS=$credential REKEY_GATEWAY_SERVICE_CREDENTIAL=$credential
+for workload in gateway directory reset-token notifier; do
+  "$bin/rekey" certs issue "$workload" --ca "$certs" --out "$certs" --renew-within 7 >/dev/null
+done
+for pair in DIRECTORY:directory RESET_TOKEN:reset-token NOTIFIER:notifier GATEWAY:gateway; do
+  service=${pair%%:*} workload=${pair#*:}
+  export "REKEY_${service}_TLS_CA=$certs/ca.pem" "REKEY_${service}_TLS_CERT=$certs/$workload.pem" "REKEY_${service}_TLS_KEY=$certs/$workload-key.pem"
+done
+# The secret the gateway signs its forms' CSRF tokens with.
+if [ ! -s "$data/form-secret" ]; then
+  (umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$data/form-secret")
+fi
+export REKEY_GATEWAY_FORM_SECRET=$(cat "$data/form-secret")
 
 first_run=no
 if [ ! -s "$data/admin-api-key" ]; then
@@ -92,6 +105,7 @@ Rekey is running.
   Admin console:  http://127.0.0.1:$port/console   (staff only: sign in there)
   Mail folder:    $mail/new   (every email, one file each; open the newest to follow a reset link)
   Logs:           $logs/
+  Mutual TLS:     every RPC between the processes; CA and certificates in $certs
   Metrics:        http://127.0.0.1:9100/metrics (gateway), :9101 directory, :9102 reset-token, :9103 notifier
   Owner:          owner@example.com; admin API key in $data/admin-api-key$( [ "$first_run" = yes ] && echo ": $REKEY_API_KEY" )
 

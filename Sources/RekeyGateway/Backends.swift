@@ -27,12 +27,18 @@ package struct Backends: Sendable {
         }
     }
 
-    /// Over TCP, presenting `credential` to each service.
-    package init(directory: Endpoint, tokens: Endpoint, notifier: Endpoint, credential: String, logger: Logger) {
-        func client(_ endpoint: Endpoint) -> RPCClient {
-            RPCClient(configuration: .init(host: endpoint.host, port: endpoint.port, credential: credential, caller: "gateway"), logger: logger)
+    /// Over TCP: with mutual TLS (`tls`, each service's certificate checked to name it), or in
+    /// plaintext presenting `credential` to each service.
+    package init(directory: Endpoint, tokens: Endpoint, notifier: Endpoint, credential: String?, tls: RPCTLS? = nil, logger: Logger) {
+        func client(_ endpoint: Endpoint, _ workload: String) -> RPCClient {
+            RPCClient(
+                configuration: .init(
+                    host: endpoint.host, port: endpoint.port, credential: tls == nil ? credential : nil, caller: "gateway", tls: tls, serverIdentity: workload
+                ),
+                logger: logger
+            )
         }
-        let clients = [client(directory), client(tokens), client(notifier)]
+        let clients = [client(directory, "directory"), client(tokens, "reset-token"), client(notifier, "notifier")]
         self.init(
             transports: [
                 NamedTransport(name: "rekey-directory (\(directory.host):\(directory.port))", label: "directory", base: clients[0]),

@@ -1,4 +1,5 @@
 import Foundation
+import RekeyRPCNIO
 import RekeyTesting
 
 #if canImport(FoundationNetworking)
@@ -21,6 +22,12 @@ package final class RekeySystem: @unchecked Sendable {
     package let gatewayPort: Int
     /// The DNS the notifier's domain check asks: example.test with SPF, DMARC and MX published.
     package let dns: DNSTestServer
+    /// Whether the processes talk mutual TLS (the default), with certificates from `rekey certs`
+    /// in ``certificates``; else plaintext with ``credential``.
+    package let tls: Bool
+    package var certificates: String { self.folder.path + "/certs" }
+    /// The processes and the workloads their certificates name.
+    package static let workloads = [("DIRECTORY", "directory"), ("RESET_TOKEN", "reset-token"), ("NOTIFIER", "notifier"), ("GATEWAY", "gateway")]
 
     package var mailDir: String { self.folder.path + "/mail/new" }
     package var base: String { "http://127.0.0.1:\(self.gatewayPort)" }
@@ -31,9 +38,11 @@ package final class RekeySystem: @unchecked Sendable {
         directory directoryArguments: [String] = [], notifier notifierArguments: [String] = [], tokens tokenArguments: [String] = [],
         gateway gatewayArguments: [String] = [],
         gatewayListen: String = "127.0.0.1:0",
-        publicURL: String = "https://sso.example.test"
+        publicURL: String = "https://sso.example.test",
+        tls: Bool = true
     ) throws {
         self.folder = try TemporaryFolder()
+        self.tls = tls
         let data = self.folder.path
         let bootstrap = Process()
         bootstrap.executableURL = ServiceProcess.productsDirectory.appendingPathComponent("rekey-directory")
@@ -44,10 +53,23 @@ package final class RekeySystem: @unchecked Sendable {
         let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         bootstrap.waitUntilExit()
         self.apiKey = text.split(separator: " ").last.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) } ?? ""
-        let environment = [
-            "REKEY_DIRECTORY_CREDENTIALS": Self.credential, "REKEY_RESET_TOKEN_CREDENTIALS": Self.credential,
-            "REKEY_NOTIFIER_CREDENTIALS": Self.credential, "REKEY_GATEWAY_SERVICE_CREDENTIAL": Self.credential,
-        ]
+        var environment: [String: String] = [:]
+        if tls {
+            // As `make run` does: a CA and a certificate per process, and no shared credential.
+            try Self.makeCertificates(in: data + "/certs")
+            for (service, workload) in Self.workloads {
+                environment["REKEY_\(service)_TLS"] = "required"
+                environment["REKEY_\(service)_TLS_CA"] = data + "/certs/ca.pem"
+                environment["REKEY_\(service)_TLS_CERT"] = data + "/certs/\(workload).pem"
+                environment["REKEY_\(service)_TLS_KEY"] = data + "/certs/\(workload)-key.pem"
+            }
+            environment["REKEY_GATEWAY_FORM_SECRET"] = Self.credential
+        } else {
+            environment = [
+                "REKEY_DIRECTORY_CREDENTIALS": Self.credential, "REKEY_RESET_TOKEN_CREDENTIALS": Self.credential,
+                "REKEY_NOTIFIER_CREDENTIALS": Self.credential, "REKEY_GATEWAY_SERVICE_CREDENTIAL": Self.credential,
+            ]
+        }
         let common = ["--data-dir", data]
         self.dns = try DNSTestServer(zone: [
             "example.test": [("TXT", "v=spf1 -all"), ("MX", "10 mx.example.test.")],
@@ -83,13 +105,35 @@ package final class RekeySystem: @unchecked Sendable {
     /// (the in-process tests running beside it would wait for it).
     package static func start(
         directory: [String] = [], notifier: [String] = [], tokens: [String] = [], gateway: [String] = [],
-        gatewayListen: String = "127.0.0.1:0", publicURL: String = "https://sso.example.test"
+        gatewayListen: String = "127.0.0.1:0", publicURL: String = "https://sso.example.test", tls: Bool = true
     ) async throws -> RekeySystem {
         try await offPool {
             try RekeySystem(
-                directory: directory, notifier: notifier, tokens: tokens, gateway: gateway, gatewayListen: gatewayListen, publicURL: publicURL
+                directory: directory, notifier: notifier, tokens: tokens, gateway: gateway, gatewayListen: gatewayListen, publicURL: publicURL, tls: tls
             )
         }
+    }
+
+    /// `rekey certs init` and `rekey certs issue` for every process, into `folder`.
+    package static func makeCertificates(in folder: String, days: Int = 30) throws {
+        let commands = [["certs", "init", "--out", folder]]
+            + Self.workloads.map { ["certs", "issue", $0.1, "--ca", folder, "--out", folder, "--days", "\(days)", "--dns", "localhost", "--ip", "127.0.0.1"] }
+        for arguments in commands {
+            let (status, output) = try ServiceProcess.run("rekey", arguments)
+            guard status == 0 else {
+                throw ServiceProcessError(message: "rekey \(arguments.joined(separator: " ")) failed: \(output)")
+            }
+        }
+    }
+
+    /// What a test calling a service directly presents: the gateway's certificate (or nothing
+    /// with plaintext; use ``credential`` then).
+    package func gatewayTLS() throws -> RPCTLS? {
+        guard self.tls else { return nil }
+        return try RPCTLS(
+            files: .init(ca: self.certificates + "/ca.pem", certificate: self.certificates + "/gateway.pem", key: self.certificates + "/gateway-key.pem"),
+            trustDomain: "rekey"
+        )
     }
 
     /// Creates a custom staff role with `rekey-directory create-role`, as ops would (on the
@@ -112,7 +156,16 @@ package final class RekeySystem: @unchecked Sendable {
     }
 
     package func stop() {
-        for process in [self.gateway, self.notifier, self.tokens, self.directory] {
+        let processes = [self.gateway, self.notifier, self.tokens, self.directory]
+        for process in processes where process.hasExited {
+            // It ended before the test was done with it (a crash): its last words help.
+            FileHandle.standardError.write(Data("a process of the system ended early; its log:\n\(process.log.suffix(30000))\n".utf8))
+        }
+        // All at once: each takes a second or two to drain, and this blocks its thread meanwhile.
+        for process in processes {
+            process.terminate()
+        }
+        for process in processes {
             process.stop()
         }
         self.dns.stop()

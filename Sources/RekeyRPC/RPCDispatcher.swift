@@ -7,13 +7,18 @@ package struct IncomingCall: Sendable {
     package var payload: [UInt8]
     package var deadline: ContinuousClock.Instant?
     package var peer: String
+    /// The caller's workload from its verified certificate; nil on a plaintext connection.
+    package var peerIdentity: String?
 
-    package init(method: String, metadata: Metadata, payload: [UInt8], deadline: ContinuousClock.Instant?, peer: String) {
+    package init(
+        method: String, metadata: Metadata, payload: [UInt8], deadline: ContinuousClock.Instant?, peer: String, peerIdentity: String? = nil
+    ) {
         self.method = method
         self.metadata = metadata
         self.payload = payload
         self.deadline = deadline
         self.peer = peer
+        self.peerIdentity = peerIdentity
     }
 }
 
@@ -66,7 +71,8 @@ package struct RPCDispatcher: Sendable {
 
     /// The context a call will see; transports use it to log and to enforce the deadline.
     package func makeContext(for call: IncomingCall) -> ServerContext {
-        let descriptor = self.router.route(call.method)?.descriptor ?? Self.descriptor(parsing: call.method)
+        let known = self.router.route(call.method)?.descriptor
+        let descriptor = known ?? Self.descriptor(parsing: call.method)
         let requestID: String
         if let given = call.metadata[MetadataKey.requestID], RequestID.isAcceptable(given) {
             requestID = given
@@ -80,6 +86,8 @@ package struct RPCDispatcher: Sendable {
             caller: call.metadata[MetadataKey.caller] ?? "",
             deadline: call.deadline,
             peer: call.peer,
+            peerIdentity: call.peerIdentity,
+            methodIsKnown: known != nil,
             logger: self.logger
         )
     }

@@ -19,6 +19,12 @@ package struct ServerContext: Sendable {
     package var deadline: ContinuousClock.Instant?
     /// The caller's address, for logs.
     package var peer: String
+    /// The caller's workload, from the verified certificate it presented (mutual TLS); nil on a
+    /// plaintext connection.
+    package var peerIdentity: String?
+    /// Whether this server serves `method`; metrics name unknown methods `unknown`, so that
+    /// made-up names cannot grow them without bound.
+    package var methodIsKnown: Bool
     /// The server's logger, without the call's metadata; see ``logger``.
     package var baseLogger: Logger
 
@@ -27,7 +33,7 @@ package struct ServerContext: Sendable {
     /// Built when asked for, so that calls that log nothing pay nothing for it.
     package var logger: Logger {
         var logger = self.baseLogger
-        logger[metadataKey: "rpc.method"] = .string(self.method.fullyQualifiedMethod)
+        logger[metadataKey: "rpc.method"] = .string(self.methodIsKnown ? self.method.fullyQualifiedMethod : "unknown")
         logger[metadataKey: "request.id"] = .string(self.requestID)
         return logger
     }
@@ -39,6 +45,8 @@ package struct ServerContext: Sendable {
         caller: String,
         deadline: ContinuousClock.Instant?,
         peer: String,
+        peerIdentity: String? = nil,
+        methodIsKnown: Bool = true,
         logger: Logger
     ) {
         self.method = method
@@ -47,7 +55,14 @@ package struct ServerContext: Sendable {
         self.caller = caller
         self.deadline = deadline
         self.peer = peer
+        self.peerIdentity = peerIdentity
+        self.methodIsKnown = methodIsKnown
         self.baseLogger = logger
+    }
+
+    /// The method's name for metrics: `unknown` for a method this server does not serve.
+    package var methodLabel: String {
+        self.methodIsKnown ? self.method.fullyQualifiedMethod : "unknown"
     }
 
     /// The time left before the deadline, or `nil` without one.

@@ -2,6 +2,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import NIOSSL
 import RekeyRPC
 import Synchronization
 
@@ -26,6 +27,11 @@ package final class RPCClient: ClientTransport {
         /// The first wait after a failed connection attempt; doubled each time up to `maxBackoff`.
         package var initialBackoff: Duration
         package var maxBackoff: Duration
+        /// Mutual TLS: our certificate, and the CA the server's must chain to; nil is plaintext.
+        package var tls: RPCTLS?
+        /// With TLS, the workload the server's certificate must name (`directory`, …): a server
+        /// with another certificate from the same CA is refused. Nil accepts any workload.
+        package var serverIdentity: String?
 
         package init(
             host: String,
@@ -35,7 +41,9 @@ package final class RPCClient: ClientTransport {
             maxFrameSize: Int = 1 << 20,
             connectTimeout: Duration = .seconds(5),
             initialBackoff: Duration = .milliseconds(100),
-            maxBackoff: Duration = .seconds(5)
+            maxBackoff: Duration = .seconds(5),
+            tls: RPCTLS? = nil,
+            serverIdentity: String? = nil
         ) {
             self.host = host
             self.port = port
@@ -45,6 +53,8 @@ package final class RPCClient: ClientTransport {
             self.connectTimeout = connectTimeout
             self.initialBackoff = initialBackoff
             self.maxBackoff = maxBackoff
+            self.tls = tls
+            self.serverIdentity = serverIdentity
         }
     }
 
@@ -193,6 +203,13 @@ package final class RPCClient: ClientTransport {
             .connectTimeout(configuration.connectTimeout.timeAmount)
             .channelInitializer { [target] channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let tls = configuration.tls {
+                        let identity = PeerIdentityHandler(
+                            trustDomain: tls.trustDomain, expected: configuration.serverIdentity, eventLoop: channel.eventLoop,
+                            handshakeTimeout: configuration.connectTimeout, onFailure: { _ in }
+                        )
+                        try channel.pipeline.syncOperations.addHandlers(try NIOSSLClientHandler(context: tls.clientContext, serverHostname: nil), identity)
+                    }
                     try channel.pipeline.syncOperations.addHandlers(
                         ByteToMessageHandler(FrameDecoder(maxFrameSize: configuration.maxFrameSize)),
                         ClientConnectionHandler(target: target, maxFrameSize: configuration.maxFrameSize, logger: logger)
@@ -200,6 +217,16 @@ package final class RPCClient: ClientTransport {
                 }
             }
             .connect(host: configuration.host, port: configuration.port)
+            .flatMap { channel in
+                // With TLS, the connection is ready once the server proved who it is.
+                guard configuration.tls != nil, let identity = try? channel.pipeline.syncOperations.handler(type: PeerIdentityHandler.self) else {
+                    return channel.eventLoop.makeSucceededFuture(channel)
+                }
+                return identity.verified.futureResult.map { _ in channel }.flatMapErrorThrowing { error in
+                    channel.close(promise: nil)
+                    throw error
+                }
+            }
             .whenComplete { result in
                 self.connectionAttemptFinished(result, failures: failures, promise: promise)
             }

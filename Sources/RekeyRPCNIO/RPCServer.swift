@@ -3,6 +3,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import NIOSSL
 import RekeyRPC
 import ServiceLifecycle
 
@@ -32,8 +33,12 @@ package final class RPCServer: Service {
         /// Connections open at once; one more is closed as soon as it is accepted.
         package var maxConnections: Int
         /// Once a frame's first byte arrives, the whole frame must follow within this, or the
-        /// connection is closed.
+        /// connection is closed. The TLS handshake must finish within it too.
         package var frameTimeout: Duration
+        /// Mutual TLS; nil serves plaintext.
+        package var tls: RPCTLS?
+        /// Failed TLS handshakes are logged once per peer address in this interval.
+        package var handshakeLogInterval: Duration = .seconds(10)
 
         package init(
             host: String = "127.0.0.1",
@@ -43,7 +48,8 @@ package final class RPCServer: Service {
             idleTimeout: Duration = .seconds(300),
             drainTimeout: Duration = .seconds(10),
             maxConnections: Int = 4096,
-            frameTimeout: Duration = .seconds(10)
+            frameTimeout: Duration = .seconds(10),
+            tls: RPCTLS? = nil
         ) {
             self.host = host
             self.port = port
@@ -53,6 +59,7 @@ package final class RPCServer: Service {
             self.drainTimeout = drainTimeout
             self.maxConnections = maxConnections
             self.frameTimeout = frameTimeout
+            self.tls = tls
         }
 
         package static let defaults = Configuration()
@@ -69,6 +76,8 @@ package final class RPCServer: Service {
     private let connectionsRefused = Counter(label: "rekey_rpc_server_connections_refused_total")
     /// One log line per interval about refused connections, with the count.
     private let refusalLog = RefusalLogLimiter(interval: .seconds(10), capacity: 1)
+    /// One log line per peer address and interval about failed TLS handshakes.
+    private let handshakeRefusals: RefusalLogLimiter
 
     private struct State {
         var serverChannel: (any Channel)?
@@ -99,6 +108,7 @@ package final class RPCServer: Service {
             logger: logger
         )
         self.bound = eventLoopGroup.any().makePromise(of: SocketAddress.self)
+        self.handshakeRefusals = RefusalLogLimiter(interval: configuration.handshakeLogInterval)
     }
 
     deinit {
@@ -198,11 +208,27 @@ package final class RPCServer: Service {
             gauge.decrement()
         }
         let idle = self.configuration.idleTimeout.timeAmount
+        var identity: PeerIdentityHandler?
+        if let tls = self.configuration.tls {
+            let peer = channel.remoteAddress?.description ?? "unknown"
+            let handler = PeerIdentityHandler(
+                trustDomain: tls.trustDomain, expected: nil, eventLoop: channel.eventLoop, handshakeTimeout: self.configuration.frameTimeout
+            ) { [logger = self.logger, limiter = self.handshakeRefusals] why in
+                Counter(label: "rekey_rpc_server_tls_handshake_failures_total").increment()
+                let (log, suppressed) = limiter.admit(peer: peer)
+                guard log else { return }
+                var metadata: Logger.Metadata = ["rpc.peer": "\(peer)", "reason": "\(why)"]
+                if suppressed > 0 { metadata["rpc.refusals_not_logged"] = "\(suppressed)" }
+                logger.warning("refused a connection: the TLS handshake failed", metadata: metadata)
+            }
+            try channel.pipeline.syncOperations.addHandlers(NIOSSLServerHandler(context: tls.serverContext), handler)
+            identity = handler
+        }
         try channel.pipeline.syncOperations.addHandlers(
             IdleStateHandler(allTimeout: idle),
             FrameDeadlineHandler(timeout: self.configuration.frameTimeout.timeAmount, logger: self.logger),
             ByteToMessageHandler(FrameDecoder(maxFrameSize: self.configuration.maxFrameSize)),
-            ServerConnectionHandler(dispatcher: self.dispatcher, configuration: self.configuration, logger: self.logger)
+            ServerConnectionHandler(dispatcher: self.dispatcher, configuration: self.configuration, identity: identity, logger: self.logger)
         )
     }
 

@@ -34,6 +34,8 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     private var executor: EventLoopTaskExecutor?
     private var context: ChannelHandlerContext?
     private var peer = "unknown"
+    /// With mutual TLS: the peer's workload, known once the handshake is done (before any frame).
+    private let identity: PeerIdentityHandler?
 
     private var calls: [UInt64: Call] = [:]
     /// Calls decoded while `maxConcurrentCalls` were running; bounded by what one read delivers.
@@ -43,9 +45,10 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     private var stallTimer: Scheduled<Void>?
     private var flushPending = false
 
-    init(dispatcher: RPCDispatcher, configuration: RPCServer.Configuration, logger: Logger) {
+    init(dispatcher: RPCDispatcher, configuration: RPCServer.Configuration, identity: PeerIdentityHandler? = nil, logger: Logger) {
         self.dispatcher = dispatcher
         self.configuration = configuration
+        self.identity = identity
         self.logger = logger
     }
 
@@ -100,7 +103,8 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
             metadata: metadata,
             payload: request.payload,
             deadline: deadline,
-            peer: self.peer
+            peer: self.peer,
+            peerIdentity: self.identity?.workload
         )
         if self.calls.count < self.configuration.maxConcurrentCallsPerConnection {
             self.start(callID: request.callID, call: call)

@@ -39,6 +39,8 @@ package struct CommonServiceOptions: ParsableArguments {
     @Option(help: "text or json. Env: REKEY_<SERVICE>_LOG_FORMAT. Default: text.")
     package var logFormat: String?
 
+    @OptionGroup package var tls: TLSOptions
+
     package init() {}
 
     package var flags: [String: String?] {
@@ -47,7 +49,31 @@ package struct CommonServiceOptions: ParsableArguments {
             "max_frame_bytes": self.maxFrameBytes, "drain_timeout": self.drainTimeout,
             "max_connections": self.maxConnections, "frame_timeout": self.frameTimeout,
             "log_level": self.logLevel, "log_format": self.logFormat,
-        ]
+        ].merging(self.tls.flags) { $1 }
+    }
+}
+
+/// Mutual TLS on the RPC connections, for serving and for calling (see ``TLSSettings``).
+package struct TLSOptions: ParsableArguments {
+    @Option(help: "Mutual TLS on RPC connections: required or off. Env: REKEY_<SERVICE>_TLS. Default: required; off (plaintext, with service credentials) logs a warning.")
+    package var tls: String?
+
+    @Option(help: "PEM file of the deployment CA that peers' certificates must chain to. Env: REKEY_<SERVICE>_TLS_CA.")
+    package var tlsCa: String?
+
+    @Option(help: "PEM file of this process's certificate (naming spiffe://<trust domain>/<workload>). Env: REKEY_<SERVICE>_TLS_CERT.")
+    package var tlsCert: String?
+
+    @Option(help: "PEM file of this process's private key. Env: REKEY_<SERVICE>_TLS_KEY.")
+    package var tlsKey: String?
+
+    @Option(help: "The SPIFFE trust domain of the certificates. Env: REKEY_<SERVICE>_TLS_TRUST_DOMAIN. Default: rekey.")
+    package var tlsTrustDomain: String?
+
+    package init() {}
+
+    package var flags: [String: String?] {
+        ["tls": self.tls, "tls_ca": self.tlsCa, "tls_cert": self.tlsCert, "tls_key": self.tlsKey, "tls_trust_domain": self.tlsTrustDomain]
     }
 }
 
@@ -57,7 +83,10 @@ package struct CommonServiceSettings: Sendable {
     /// Where Prometheus metrics are served; nil when `metrics_listen` is `off`.
     package var metricsListen: HostAndPort?
     package var dataDirectory: String
+    /// Service credentials accepted when `tls = off`; empty with TLS.
     package var credentials: [String]
+    /// Mutual TLS; nil when `tls = off` (or for a command that does not serve).
+    package var tls: RPCTLS?
     package var maxFrameBytes: Int
     package var drainTimeout: Duration
     package var maxConnections: Int
@@ -65,12 +94,15 @@ package struct CommonServiceSettings: Sendable {
     package var logLevel: Logger.Level
     package var logFormat: LogFormat
 
-    /// Reads the common keys from `settings`; `requireCredentials` is false for offline commands.
-    package init(_ settings: Settings, defaultPort: Int, requireCredentials: Bool = true) throws {
+    /// Reads the common keys from `settings`. `serving` is false for offline commands, which
+    /// need neither TLS nor credentials; `workload` is the name this service's certificate must carry.
+    package init(_ settings: Settings, workload: String, defaultPort: Int, serving: Bool = true) throws {
         self.listen = try settings.address("listen", default: HostAndPort(host: "127.0.0.1", port: defaultPort))
         self.metricsListen = try settings.optionalAddress("metrics_listen", default: HostAndPort(host: "127.0.0.1", port: defaultPort + 2000))
         self.dataDirectory = try settings.string("data_dir", default: "./data")
-        self.credentials = requireCredentials ? try settings.list("credentials", default: nil) : []
+        self.tls = serving ? try TLSSettings.load(settings, workload: workload) : nil
+        // With TLS the certificate says who calls; the shared credential is only for tls = off.
+        self.credentials = serving && self.tls == nil ? try settings.list("credentials", default: nil) : []
         if let short = self.credentials.first(where: { $0.utf8.count < 16 }) {
             throw SettingsError("a service credential must have at least 16 characters (one has \(short.utf8.count))")
         }
@@ -91,7 +123,8 @@ package struct CommonServiceSettings: Sendable {
             maxFrameSize: self.maxFrameBytes,
             drainTimeout: self.drainTimeout,
             maxConnections: self.maxConnections,
-            frameTimeout: self.frameTimeout
+            frameTimeout: self.frameTimeout,
+            tls: self.tls
         )
     }
 

@@ -1,3 +1,4 @@
+import Foundation
 import ArgumentParser
 import Logging
 import NIOCore
@@ -13,7 +14,10 @@ import ServiceLifecycle
 package struct RPCServiceRunner {
     package var name: String
     package var server: RPCServer.Configuration
+    /// Accepted service credentials, used when the server has no TLS (`tls = off`).
     package var credentials: [String]
+    /// Who may call what, by the workload in the caller's certificate, when the server has TLS.
+    package var callers: CallerPolicy
     package var services: [any RPCService]
     /// Fully qualified service names reported SERVING by the health service.
     package var healthServiceNames: [String]
@@ -30,6 +34,7 @@ package struct RPCServiceRunner {
         name: String,
         server: RPCServer.Configuration,
         credentials: [String],
+        callers: CallerPolicy,
         services: [any RPCService],
         healthServiceNames: [String],
         backgroundServices: [any Service] = [],
@@ -40,6 +45,7 @@ package struct RPCServiceRunner {
         self.name = name
         self.server = server
         self.credentials = credentials
+        self.callers = callers
         self.services = services
         self.healthServiceNames = healthServiceNames
         self.backgroundServices = backgroundServices
@@ -57,7 +63,7 @@ package struct RPCServiceRunner {
             interceptors: [
                 LoggingInterceptor(),
                 MetricsInterceptor(),
-                ServiceCredentialInterceptor(accepted: self.credentials),
+                self.server.tls == nil ? ServiceCredentialInterceptor(accepted: self.credentials) as any ServerInterceptor : CallerPolicyInterceptor(policy: self.callers),
                 StorageErrorInterceptor(service: self.name),
             ],
             health: health,
@@ -65,6 +71,7 @@ package struct RPCServiceRunner {
         )
         var others: [any Service] = self.backgroundServices
         if let metrics = self.metrics { others.append(metrics) }
+        if let tls = self.server.tls { others.append(TLSReloader(tls: tls, logger: self.logger)) }
         if let database { others.append(StorageWatch(database: database, logger: self.logger)) }
         let group = ServiceGroup(
             configuration: .init(
@@ -74,6 +81,7 @@ package struct RPCServiceRunner {
             )
         )
         self.logger.info("starting \(self.name)", metadata: ["rpc.listen": "\(self.server.host):\(self.server.port)"])
+        TLSSettings.logStart(self.server.tls, logger: self.logger)
         // Every other listener first: "rpc server listening" then means the whole service is up.
         try await self.metrics?.bind()
         try await group.run()
@@ -81,20 +89,37 @@ package struct RPCServiceRunner {
 }
 
 /// `healthcheck`: asks a server's health method and answers with the exit status (0: SERVING).
+/// With mutual TLS it presents the service's own certificate (the same settings as `serve`) and
+/// fails when that certificate has expired.
 package enum HealthCheckCommand {
     /// Parses `address` (host:port) and checks it: the body of every executable's `healthcheck`.
-    package static func run(addressText: String) async throws -> Never {
+    /// `flags` and `config` are the service's own settings, for its TLS files.
+    package static func run(addressText: String, service: String, workload: String, flags: [String: String?], config: String?) async throws -> Never {
         guard let address = HostAndPort(parsing: addressText) else {
             throw ValidationError("--address must be host:port, got \(addressText)")
         }
-        throw ExitCode(await Self.run(address: address, service: ""))
+        let tls: RPCTLS?
+        do {
+            let settings = try Settings(service: service, flags: flags, knownKeys: Set(flags.keys), configFile: config)
+            tls = try TLSSettings.load(settings, workload: workload)
+        } catch let error as SettingsError {
+            throw ValidationError(error.message)
+        }
+        if let tls, tls.notValidAfter < Date() {
+            print("\(address): this service's TLS certificate (\(tls.files.certificate)) has expired")
+            throw ExitCode(1)
+        }
+        throw ExitCode(await Self.run(address: address, service: "", tls: tls))
     }
 
     /// Returns the process exit status to use.
-    package static func run(address: HostAndPort, service: String, timeout: Duration = .seconds(3)) async -> Int32 {
+    package static func run(address: HostAndPort, service: String, tls: RPCTLS? = nil, timeout: Duration = .seconds(3)) async -> Int32 {
         var logger = Logger(label: "rekey.healthcheck")
         logger.logLevel = .critical
-        let client = RPCClient(configuration: .init(host: address.host, port: address.port, caller: "healthcheck"), logger: logger)
+        let client = RPCClient(
+            configuration: .init(host: address.host, port: address.port, caller: "healthcheck", tls: tls, serverIdentity: tls?.workload),
+            logger: logger
+        )
         var request = Rekey_Health_V1_HealthCheckRequest()
         request.service = service
         do {

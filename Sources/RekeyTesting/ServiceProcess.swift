@@ -24,7 +24,8 @@ package final class ServiceProcess: @unchecked Sendable {
     /// Starts `executable` (a product of this package) and waits until it logs `readyLine` with a
     /// port matching `portPattern` (by default, the RPC server's). Its metrics listen on a free
     /// port (`REKEY_<SERVICE>_METRICS_LISTEN=127.0.0.1:0`) unless `environment` or a flag says
-    /// otherwise, so that tests running side by side never fight over the default ports.
+    /// otherwise, so that tests running side by side never fight over the default ports. RPC is
+    /// plaintext (`REKEY_<SERVICE>_TLS=off`) unless `environment` sets up mutual TLS.
     package init(
         _ executable: String,
         arguments: [String],
@@ -41,6 +42,8 @@ package final class ServiceProcess: @unchecked Sendable {
         var merged = ProcessInfo.processInfo.environment
         let service = URL(fileURLWithPath: executable).lastPathComponent.replacingOccurrences(of: "rekey-", with: "").uppercased().replacingOccurrences(of: "-", with: "_")
         merged["REKEY_\(service)_METRICS_LISTEN"] = "127.0.0.1:0"
+        // Plaintext RPC with a credential unless the test sets up certificates (RekeySystem does).
+        merged["REKEY_\(service)_TLS"] = "off"
         merged.merge(environment) { $1 }
         self.process.environment = merged
         self.process.standardError = self.errors
@@ -81,9 +84,21 @@ package final class ServiceProcess: @unchecked Sendable {
         throw ServiceProcessError(message: "no metrics server in the log:\n\(self.log)")
     }
 
+    /// Whether the process has ended (on its own, or stopped).
+    package var hasExited: Bool {
+        !self.process.isRunning
+    }
+
     /// Everything the process has logged so far.
     package var log: String {
         self.lock.withLock { self.logText }
+    }
+
+    /// Sends SIGTERM without waiting (``stop()`` waits): to stop several processes at once.
+    package func terminate() {
+        if self.process.isRunning {
+            self.process.terminate()
+        }
     }
 
     /// Sends SIGTERM and waits for the process to exit; returns its exit status.
@@ -121,8 +136,9 @@ package final class ServiceProcess: @unchecked Sendable {
 
 extension ServiceProcess {
     /// Runs `executable` (a product of this package, or a path) to completion: its exit status
-    /// and everything it wrote to stdout and stderr. The environment is `environment` alone
-    /// unless `inheritingEnvironment`, so that no REKEY_* setting of the test run leaks in.
+    /// and everything it wrote to stdout and stderr. The environment is `environment` alone (and
+    /// `REKEY_<SERVICE>_TLS=off` unless it says otherwise) unless `inheritingEnvironment`, so that
+    /// no REKEY_* setting of the test run leaks in.
     package static func run(
         _ executable: String, _ arguments: [String], environment: [String: String] = [:], inheritingEnvironment: Bool = false
     ) throws -> (status: Int32, output: String) {
@@ -130,6 +146,9 @@ extension ServiceProcess {
         process.executableURL = executable.contains("/")
             ? URL(fileURLWithPath: executable) : Self.productsDirectory.appendingPathComponent(executable)
         process.arguments = arguments
+        // Plaintext RPC unless `environment` sets up mutual TLS, as for ``init``.
+        let service = URL(fileURLWithPath: executable).lastPathComponent.replacingOccurrences(of: "rekey-", with: "").uppercased().replacingOccurrences(of: "-", with: "_")
+        let environment = ["REKEY_\(service)_TLS": "off"].merging(environment) { $1 }
         process.environment = inheritingEnvironment ? ProcessInfo.processInfo.environment.merging(environment) { $1 } : environment
         let output = Pipe()
         process.standardOutput = output
@@ -144,6 +163,10 @@ extension ServiceProcess {
 package struct ServiceProcessError: Error, CustomStringConvertible {
     package var message: String
     package var description: String { self.message }
+
+    package init(message: String) {
+        self.message = message
+    }
 }
 
 /// A fresh, empty folder that is removed when the test is done with it.

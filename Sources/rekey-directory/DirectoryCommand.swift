@@ -73,7 +73,7 @@ struct DirectorySettings {
     init(common options: CommonServiceOptions, _ own: DirectoryOptions, requireCredentials: Bool = true) throws {
         let flags = options.flags.merging(own.flags) { $1 }
         let settings = try Settings(service: "DIRECTORY", flags: flags, knownKeys: Set(flags.keys), configFile: options.config)
-        self.common = try CommonServiceSettings(settings, defaultPort: 7101, requireCredentials: requireCredentials)
+        self.common = try CommonServiceSettings(settings, workload: "directory", defaultPort: 7101, serving: requireCredentials)
         self.scrypt = PasswordHasher.Parameters(logN: try settings.integer("scrypt_log_n", default: 17, range: 4...22), r: 8, p: 1)
         self.hashingThreads = try settings.integer(
             "hashing_threads", default: ProcessInfo.processInfo.activeProcessorCount, range: 1...256
@@ -152,6 +152,7 @@ struct Serve: AsyncParsableCommand {
             name: "rekey-directory",
             server: settings.common.serverConfiguration,
             credentials: settings.common.credentials,
+            callers: DirectoryService.callers,
             services: [DirectoryService(database: database, store: store, hashing: hashing)],
             healthServiceNames: [Rekey_Directory_V1_Directory.name],
             metrics: metrics,
@@ -294,7 +295,13 @@ struct Healthcheck: AsyncParsableCommand {
     @Option(help: "host:port of the service.")
     var address: String = "127.0.0.1:7101"
 
+    /// The service's own settings: with mutual TLS, its certificate is presented.
+    @OptionGroup var options: CommonServiceOptions
+    @OptionGroup var own: DirectoryOptions
+
     func run() async throws {
-        try await HealthCheckCommand.run(addressText: self.address)
+        try await HealthCheckCommand.run(
+            addressText: self.address, service: "DIRECTORY", workload: "directory", flags: self.options.flags.merging(self.own.flags) { $1 }, config: self.options.config
+        )
     }
 }

@@ -5,6 +5,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import RekeyGateway
+import RekeyRPCNIO
 import RekeyServiceKit
 import ServiceLifecycle
 
@@ -40,8 +41,11 @@ struct GatewayOptions: ParsableArguments {
     @Option(help: "host:port of rekey-notifier. Env: REKEY_GATEWAY_NOTIFIER. Default: 127.0.0.1:7103.")
     var notifier: String?
 
-    @Option(help: "The service credential the gateway presents to the services. Env: REKEY_GATEWAY_SERVICE_CREDENTIAL. Required.")
+    @Option(help: "With tls = off: the service credential the gateway presents to the services. Env: REKEY_GATEWAY_SERVICE_CREDENTIAL.")
     var serviceCredential: String?
+
+    @Option(help: "The secret form (CSRF) tokens are signed with, 16+ characters, the same on every gateway. Env: REKEY_GATEWAY_FORM_SECRET. Default: service_credential; required with mutual TLS.")
+    var formSecret: String?
 
     @Option(help: "IP addresses of proxies whose X-Forwarded-For is believed, comma-separated. Env: REKEY_GATEWAY_TRUSTED_PROXIES. Default: none.")
     var trustedProxies: String?
@@ -67,12 +71,16 @@ struct GatewayOptions: ParsableArguments {
     @Option(help: "text or json. Env: REKEY_GATEWAY_LOG_FORMAT. Default: text.")
     var logFormat: String?
 
+    /// Mutual TLS to the services: the gateway's certificate, and the CA theirs chain to.
+    @OptionGroup var tls: TLSOptions
+
     var flags: [String: String?] {
         [
             "listen": self.listen, "metrics_listen": self.metricsListen, "public_url": self.publicUrl, "directory": self.directory, "reset_token": self.resetToken,
             "notifier": self.notifier, "service_credential": self.serviceCredential, "trusted_proxies": self.trustedProxies, "forgot_min_duration": self.forgotMinDuration, "header_timeout": self.headerTimeout,
             "brand_name": self.brandName, "brand_logo_url": self.brandLogoUrl, "brand_color": self.brandColor, "log_level": self.logLevel, "log_format": self.logFormat,
-        ]
+            "form_secret": self.formSecret,
+        ].merging(self.tls.flags) { $1 }
     }
 }
 
@@ -83,7 +91,11 @@ struct GatewaySettings {
     var directory: HostAndPort
     var resetToken: HostAndPort
     var notifier: HostAndPort
-    var credential: String
+    /// Mutual TLS to the services; nil with `tls = off`.
+    var tls: RPCTLS?
+    /// Presented to the services with `tls = off`.
+    var credential: String?
+    var formSecret: String
     var trustedProxies: Set<String>
     var forgotMinDuration: Duration
     var headerTimeout: Duration
@@ -103,10 +115,22 @@ struct GatewaySettings {
         self.directory = try settings.address("directory", default: HostAndPort(host: "127.0.0.1", port: 7101))
         self.resetToken = try settings.address("reset_token", default: HostAndPort(host: "127.0.0.1", port: 7102))
         self.notifier = try settings.address("notifier", default: HostAndPort(host: "127.0.0.1", port: 7103))
-        self.credential = try settings.string("service_credential", default: nil)
-        guard self.credential.utf8.count >= 16 else {
-            throw SettingsError("`service_credential` must have at least 16 characters")
+        self.tls = try TLSSettings.load(settings, workload: "gateway")
+        // With TLS the gateway's certificate says who it is; the shared credential is for tls = off.
+        if self.tls == nil || settings.raw("service_credential") != nil {
+            let credential = try settings.string("service_credential", default: nil)
+            guard credential.utf8.count >= 16 else {
+                throw SettingsError("`service_credential` must have at least 16 characters")
+            }
+            self.credential = credential
         }
+        guard let formSecret = settings.raw("form_secret")?.value ?? self.credential else {
+            throw SettingsError("missing setting `form_secret` (16+ characters, the same on every gateway): it signs the forms' CSRF tokens")
+        }
+        guard formSecret.utf8.count >= 16 else {
+            throw SettingsError("`form_secret` must have at least 16 characters")
+        }
+        self.formSecret = formSecret
         self.trustedProxies = settings.raw("trusted_proxies") == nil ? [] : Set(try settings.list("trusted_proxies", default: []))
         self.forgotMinDuration = try settings.duration("forgot_min_duration", default: .milliseconds(400), range: .zero ... .seconds(5))
         self.headerTimeout = try settings.duration("header_timeout", default: .seconds(10), range: .milliseconds(100) ... .seconds(600))
@@ -142,14 +166,16 @@ struct Serve: AsyncParsableCommand {
             tokens: .init(host: settings.resetToken.host, port: settings.resetToken.port),
             notifier: .init(host: settings.notifier.host, port: settings.notifier.port),
             credential: settings.credential,
+            tls: settings.tls,
             logger: logger
         )
+        TLSSettings.logStart(settings.tls, logger: logger)
         let flows = Flows(backends: backends, publicURL: settings.publicURL, logger: logger)
         let publicURL = settings.publicURL
         let background = BackgroundQueue(logger: logger)
         let app = Application(
             router: Gateway.router(
-                flows: flows, logger: logger, secret: settings.credential, background: background, trustedProxies: settings.trustedProxies,
+                flows: flows, logger: logger, secret: settings.formSecret, background: background, trustedProxies: settings.trustedProxies,
                 forgotMinimumDuration: settings.forgotMinDuration, brand: settings.brand
             ),
             server: Gateway.httpServer(headerTimeout: settings.headerTimeout, logger: logger),
@@ -166,7 +192,8 @@ struct Serve: AsyncParsableCommand {
         let group = ServiceGroup(
             configuration: .init(
                 // The background queue last: on shutdown it finishes the flows already accepted.
-                services: [.init(service: app), .init(service: background)] + (metrics.map { [.init(service: $0)] } ?? []),
+                services: [.init(service: app), .init(service: background)] + (metrics.map { [.init(service: $0)] } ?? [])
+                    + (settings.tls.map { [.init(service: TLSReloader(tls: $0, logger: logger))] } ?? []),
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger
             )

@@ -149,7 +149,7 @@ struct NotifierSettings {
     init(common options: CommonServiceOptions, _ own: NotifierOptions) throws {
         let flags = options.flags.merging(own.flags) { $1 }
         let settings = try Settings(service: "NOTIFIER", flags: flags, knownKeys: Set(flags.keys), configFile: options.config)
-        self.common = try CommonServiceSettings(settings, defaultPort: 7103)
+        self.common = try CommonServiceSettings(settings, workload: "notifier", defaultPort: 7103)
         let kind = try settings.value("transport", default: "maildir", expected: "smtp or maildir") { ["smtp", "maildir"].contains($0) ? $0 : nil }
         if kind == "maildir" {
             self.transport = .maildir(try settings.string("mail_dir", default: (self.common.dataDirectory as NSString).appendingPathComponent("mail")))
@@ -403,6 +403,7 @@ struct Serve: AsyncParsableCommand {
             name: "rekey-notifier",
             server: settings.common.serverConfiguration,
             credentials: settings.common.credentials,
+            callers: NotifierService.callers,
             services: [NotifierService(database: database, store: store, doorbell: doorbell, transport: description, domainChecker: checker)],
             healthServiceNames: [Rekey_Notifier_V1_Notifier.name],
             backgroundServices: [
@@ -425,7 +426,13 @@ struct Healthcheck: AsyncParsableCommand {
     @Option(help: "host:port of the service.")
     var address: String = "127.0.0.1:7103"
 
+    /// The service's own settings: with mutual TLS, its certificate is presented.
+    @OptionGroup var options: CommonServiceOptions
+    @OptionGroup var own: NotifierOptions
+
     func run() async throws {
-        try await HealthCheckCommand.run(addressText: self.address)
+        try await HealthCheckCommand.run(
+            addressText: self.address, service: "NOTIFIER", workload: "notifier", flags: self.options.flags.merging(self.own.flags) { $1 }, config: self.options.config
+        )
     }
 }

@@ -67,7 +67,7 @@ struct ResolvedSettings {
     init(common options: CommonServiceOptions, _ own: ResetTokenOptions) throws {
         let flags = options.flags.merging(own.flags) { $1 }
         let settings = try Settings(service: "RESET_TOKEN", flags: flags, knownKeys: Set(flags.keys), configFile: options.config)
-        self.common = try CommonServiceSettings(settings, defaultPort: 7102)
+        self.common = try CommonServiceSettings(settings, workload: "reset-token", defaultPort: 7102)
         let window = try settings.duration("limit_window", default: .seconds(3600), range: .seconds(1) ... .seconds(86400 * 7))
         let lifetimes = Duration.seconds(1) ... Duration.seconds(86400 * 30)
         self.service = TokenServiceConfiguration(
@@ -117,6 +117,7 @@ struct Serve: AsyncParsableCommand {
             name: "rekey-reset-token",
             server: settings.common.serverConfiguration,
             credentials: settings.common.credentials,
+            callers: TokenService.callers,
             services: [TokenService(database: database, store: store)],
             healthServiceNames: [Rekey_Tokens_V1_Tokens.name],
             backgroundServices: [RetentionPurger(database: database, store: store, logger: logger)],
@@ -134,7 +135,13 @@ struct Healthcheck: AsyncParsableCommand {
     @Option(help: "host:port of the service.")
     var address: String = "127.0.0.1:7102"
 
+    /// The service's own settings: with mutual TLS, its certificate is presented.
+    @OptionGroup var options: CommonServiceOptions
+    @OptionGroup var own: ResetTokenOptions
+
     func run() async throws {
-        try await HealthCheckCommand.run(addressText: self.address)
+        try await HealthCheckCommand.run(
+            addressText: self.address, service: "RESET_TOKEN", workload: "reset-token", flags: self.options.flags.merging(self.own.flags) { $1 }, config: self.options.config
+        )
     }
 }

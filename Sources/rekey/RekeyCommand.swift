@@ -10,7 +10,7 @@ struct RekeyCommand: AsyncParsableCommand {
             Point it at the gateway with --url or REKEY_URL and give an admin API key with REKEY_API_KEY.
             A user is named by id (u_…) or by any of their email addresses.
             """,
-        subcommands: [Login.self, Users.self, Orgs.self, Reset.self, Verify.self, Messages.self, Message.self, Suppressions.self, Diagnose.self, Mail.self]
+        subcommands: [Login.self, Users.self, Orgs.self, Reset.self, Verify.self, Messages.self, Message.self, Suppressions.self, Diagnose.self, Mail.self, Certs.self]
     )
 
     /// Runs a command's body, turning API failures into a message and exit status 1.

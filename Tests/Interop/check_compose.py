@@ -97,11 +97,11 @@ def check_dockerfile(root, bin_dir, service, executable, prefix, has_data):
 def main():
     root, bin_dir = sys.argv[1], sys.argv[2]
     os.chdir(root)
-    env = dict(os.environ, REKEY_SERVICE_CREDENTIAL="compose-check-credential-0123456789")
+    env = dict(os.environ, REKEY_FORM_SECRET="compose-check-form-secret-0123456789")
     missing = subprocess.run(["docker-compose", "-f", "compose.yaml", "config", "-q"], capture_output=True, text=True,
-                             env={k: v for k, v in os.environ.items() if k != "REKEY_SERVICE_CREDENTIAL"})
-    if missing.returncode == 0 or "REKEY_SERVICE_CREDENTIAL" not in missing.stderr:
-        problem("without REKEY_SERVICE_CREDENTIAL, `docker-compose config` should refuse and name it")
+                             env={k: v for k, v in os.environ.items() if k != "REKEY_FORM_SECRET"})
+    if missing.returncode == 0 or "REKEY_FORM_SECRET" not in missing.stderr:
+        problem("without REKEY_FORM_SECRET, `docker-compose config` should refuse and name it")
     valid = subprocess.run(["docker-compose", "-f", "compose.yaml", "config", "-q"], capture_output=True, text=True, env=env)
     if valid.returncode != 0:
         problem("docker-compose config -q: " + valid.stderr.strip())
@@ -130,6 +130,21 @@ def main():
         environment = service.get("environment", {})
         for variable in environment:
             check_variable(bin_dir, executable, prefix, variable, "compose.yaml service %s" % name)
+        # Mutual TLS: the process's own certificate from the mounted folder.
+        workload = name
+        wanted = {"TLS_CA": "/etc/rekey/certs/ca.pem", "TLS_CERT": "/etc/rekey/certs/%s.pem" % workload,
+                  "TLS_KEY": "/etc/rekey/certs/%s-key.pem" % workload}
+        for key, path in wanted.items():
+            if environment.get(prefix + key) != path:
+                problem("%s: %s%s is %r, wanted %s" % (name, prefix, key, environment.get(prefix + key), path))
+        def mount(volume):  # (target, read-only) from the long or the short syntax
+            if isinstance(volume, dict):
+                return volume.get("target"), bool(volume.get("read_only"))
+            parts = str(volume).split(":")
+            return (parts[1] if len(parts) > 1 else parts[0]), parts[-1] == "ro"
+        mounts = [mount(volume) for volume in service.get("volumes", []) if mount(volume)[0] == "/etc/rekey/certs"]
+        if not mounts or not mounts[0][1]:
+            problem("%s: the certificates are not mounted read-only at /etc/rekey/certs" % name)
         address = environment.get(prefix + "LISTEN", "")
         listen[name] = port_of(address) if address else None
         exposed = {str(port) for port in service.get("expose", [])}

@@ -26,33 +26,43 @@ struct DeploymentTests {
     }
 
     @Test("each example config in services/ is accepted by its executable, and its values are used", arguments: [
-        ("rekey-directory", "directory", "REKEY_DIRECTORY_CREDENTIALS", "scrypt cost"),
-        ("rekey-reset-token", "reset-token", "REKEY_RESET_TOKEN_CREDENTIALS", "\"db.schema_version\""),
-        ("rekey-notifier", "notifier", "REKEY_NOTIFIER_CREDENTIALS", "relay.internal:587"),
-        ("rekey-gateway", "gateway", "REKEY_GATEWAY_SERVICE_CREDENTIAL", "https://sso.example.com"),
+        ("rekey-directory", "directory", "scrypt cost"),
+        ("rekey-reset-token", "reset-token", "\"db.schema_version\""),
+        ("rekey-notifier", "notifier", "relay.internal:587"),
+        ("rekey-gateway", "gateway", "https://sso.example.com"),
     ])
-    func exampleConfig(executable: String, folder: String, credentialVariable: String, logged: String) throws {
+    func exampleConfig(executable: String, folder: String, logged: String) async throws {
         let data = try TemporaryFolder()
+        let certificates = try TemporaryFolder()
+        // Blocking work (processes to run and wait for) goes off the concurrency pool.
+        try await offPool { try RekeySystem.makeCertificates(in: certificates.path) }
         let config = SMTPTestServer.root.appendingPathComponent("services/\(folder)/\(folder).conf").path
-        // Only what cannot work on a test machine is overridden: the addresses and the folder.
+        // Only what cannot work on a test machine is overridden: the addresses, the folder and
+        // where the certificates are.
         var arguments = ["serve", "--config", config, "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"]
+            + ["--tls-ca", certificates.path + "/ca.pem", "--tls-cert", certificates.path + "/\(folder).pem", "--tls-key", certificates.path + "/\(folder)-key.pem"]
         if executable != "rekey-gateway" { arguments += ["--data-dir", data.path] }
         if executable == "rekey-directory" { arguments += ["--scrypt-log-n", "10"] }
         let gateway = executable == "rekey-gateway"
-        // Secrets come from the environment, as the example says.
-        var environment = [credentialVariable: Self.credential]
+        // Secrets come from the environment, as the example says; TLS is on, as in the file.
+        let service = folder.uppercased().replacingOccurrences(of: "-", with: "_")
+        var environment = ["REKEY_\(service)_TLS": "required"]
         if executable == "rekey-notifier" { environment["REKEY_NOTIFIER_SMTP_PASSWORD"] = "relay-password" }
-        let process = try ServiceProcess(
-            executable, arguments: arguments, environment: environment,
-            portPattern: gateway ? #"http\.port[=":]+\d+"# : #"rpc\.port[=":]+\d+"#,
-            readyLine: gateway ? "http server listening" : "rpc server listening"
-        )
+        if gateway { environment["REKEY_GATEWAY_FORM_SECRET"] = Self.credential }
+        let process = try await offPool { [arguments, environment] in
+            try ServiceProcess(
+                executable, arguments: arguments, environment: environment,
+                portPattern: gateway ? #"http\.port[=":]+\d+"# : #"rpc\.port[=":]+\d+"#,
+                readyLine: gateway ? "http server listening" : "rpc server listening"
+            )
+        }
         defer { process.stop() }
+        #expect(process.log.contains("mutual TLS on RPC connections"), "\(process.log)")
         #expect(process.log.contains(logged), "\(process.log)")
         #expect(process.log.hasPrefix("{"), "the example asks for JSON logs")
     }
 
-    @Test("services on 127.0.0.2-4 and the gateway on 127.0.0.5, configured by a file; health checks; the notifier restarted and upgraded under traffic: only clean 503s, no accepted message lost")
+    @Test("services on 127.0.0.2-4 and the gateway on 127.0.0.5 with mutual TLS, configured by a file; health checks; the notifier restarted and upgraded under traffic: only clean 503s, no accepted message lost")
     func independentServices() async throws {
         let directoryData = try TemporaryFolder()
         let tokensData = try TemporaryFolder()
@@ -61,18 +71,30 @@ struct DeploymentTests {
         #expect(bootstrap.status == 0, "\(bootstrap.output)")
         let apiKey = try #require(bootstrap.output.split(separator: " ").last?.trimmingCharacters(in: .whitespacesAndNewlines))
 
+        // Mutual TLS between them, as `make run` sets it up: a CA and a certificate per process.
+        let certificates = try TemporaryFolder()
+        try await offPool { try RekeySystem.makeCertificates(in: certificates.path) }
+        func tls(_ service: String, _ workload: String) -> [String: String] {
+            [
+                "REKEY_\(service)_TLS": "required", "REKEY_\(service)_TLS_CA": certificates.path + "/ca.pem",
+                "REKEY_\(service)_TLS_CERT": certificates.path + "/\(workload).pem", "REKEY_\(service)_TLS_KEY": certificates.path + "/\(workload)-key.pem",
+            ]
+        }
+        let directoryEnvironment = tls("DIRECTORY", "directory").merging(["REKEY_DIRECTORY_METRICS_LISTEN": "127.0.0.2:0"]) { $1 }
         let directory = try ServiceProcess(
             "rekey-directory", arguments: ["serve", "--listen", "127.0.0.2:0", "--data-dir", directoryData.path, "--scrypt-log-n", "10"],
-            environment: ["REKEY_DIRECTORY_CREDENTIALS": Self.credential, "REKEY_DIRECTORY_METRICS_LISTEN": "127.0.0.2:0"]
+            environment: directoryEnvironment
         )
         defer { directory.stop() }
+        #expect(directory.log.contains("mutual TLS on RPC connections"), "\(directory.log)")
+        let tokensEnvironment = tls("RESET_TOKEN", "reset-token").merging(["REKEY_RESET_TOKEN_METRICS_LISTEN": "127.0.0.3:0"]) { $1 }
         let tokens = try ServiceProcess(
             "rekey-reset-token",
             arguments: ["serve", "--listen", "127.0.0.3:0", "--data-dir", tokensData.path, "--limit-per-admin", "100000", "--limit-per-user", "100000"],
-            environment: ["REKEY_RESET_TOKEN_CREDENTIALS": Self.credential, "REKEY_RESET_TOKEN_METRICS_LISTEN": "127.0.0.3:0"]
+            environment: tokensEnvironment
         )
         defer { tokens.stop() }
-        let notifierEnvironment = ["REKEY_NOTIFIER_CREDENTIALS": Self.credential, "REKEY_NOTIFIER_METRICS_LISTEN": "127.0.0.4:0"]
+        let notifierEnvironment = tls("NOTIFIER", "notifier").merging(["REKEY_NOTIFIER_METRICS_LISTEN": "127.0.0.4:0"]) { $1 }
         var notifier = try ServiceProcess(
             "rekey-notifier", arguments: ["serve", "--listen", "127.0.0.4:0", "--data-dir", notifierData.path, "--poll-interval", "50ms"],
             environment: notifierEnvironment
@@ -91,19 +113,26 @@ struct DeploymentTests {
         directory = 127.0.0.2:\(directory.port)
         reset_token = 127.0.0.3:\(tokens.port)
         notifier = 127.0.0.4:\(notifierPort)
-        service_credential = \(Self.credential)
+        tls_ca = \(certificates.path)/ca.pem
+        tls_cert = \(certificates.path)/gateway.pem
+        tls_key = \(certificates.path)/gateway-key.pem
+        form_secret = \(Self.credential)
 
         """.write(toFile: config, atomically: true, encoding: .utf8)
         let gateway = try ServiceProcess(
-            "rekey-gateway", arguments: ["serve", "--config", config], portPattern: #"http\.port[=":]+\d+"#, readyLine: "http server listening"
+            "rekey-gateway", arguments: ["serve", "--config", config], environment: ["REKEY_GATEWAY_TLS": "required"],
+            portPattern: #"http\.port[=":]+\d+"#, readyLine: "http server listening"
         )
         defer { gateway.stop() }
         let base = "http://127.0.0.5:\(gateway.port)"
 
         // Health checks, as a container runtime would run them.
-        #expect(try ServiceProcess.run("rekey-directory", ["healthcheck", "--address", "127.0.0.2:\(directory.port)"]).status == 0)
-        #expect(try ServiceProcess.run("rekey-reset-token", ["healthcheck", "--address", "127.0.0.3:\(tokens.port)"]).status == 0)
-        #expect(try ServiceProcess.run("rekey-notifier", ["healthcheck", "--address", "127.0.0.4:\(notifierPort)"]).status == 0)
+        // (over mutual TLS, with each service's own certificate).
+        #expect(try ServiceProcess.run("rekey-directory", ["healthcheck", "--address", "127.0.0.2:\(directory.port)"], environment: directoryEnvironment).status == 0)
+        #expect(try ServiceProcess.run("rekey-reset-token", ["healthcheck", "--address", "127.0.0.3:\(tokens.port)"], environment: tokensEnvironment).status == 0)
+        #expect(try ServiceProcess.run("rekey-notifier", ["healthcheck", "--address", "127.0.0.4:\(notifierPort)"], environment: notifierEnvironment).status == 0)
+        let plain = try ServiceProcess.run("rekey-directory", ["healthcheck", "--address", "127.0.0.2:\(directory.port)", "--tls", "off"])
+        #expect(plain.status == 1, "a plaintext health check is refused: \(plain.output)")
         #expect(try ServiceProcess.run("rekey-gateway", ["healthcheck", "--url", base]).status == 0)
         #expect(try ServiceProcess.run("rekey-gateway", ["healthcheck", "--url", base, "--ready"]).status == 0)
 
@@ -150,7 +179,7 @@ struct DeploymentTests {
         let page = try await browser.send("POST", "/password/forgot", form: ["email": "jane@example.com", "csrf": csrf])
         #expect(page.status == 503)
         #expect(page.body.contains("try again"), "\(page.body)")
-        #expect(try ServiceProcess.run("rekey-notifier", ["healthcheck", "--address", "127.0.0.4:\(notifierPort)"]).status == 1)
+        #expect(try ServiceProcess.run("rekey-notifier", ["healthcheck", "--address", "127.0.0.4:\(notifierPort)"], environment: notifierEnvironment).status == 1)
         #expect(try ServiceProcess.run("rekey-gateway", ["healthcheck", "--url", base, "--ready"]).status == 1)
         #expect(try ServiceProcess.run("rekey-gateway", ["healthcheck", "--url", base]).status == 0, "the gateway itself is alive")
         notifier = try ServiceProcess("rekey-notifier", arguments: notifierArguments, environment: notifierEnvironment)

@@ -267,7 +267,9 @@ struct GatewayResilienceTests {
             let started = ContinuousClock.now
             let page = try await browser.send("POST", "/password/forgot", form: ["email": "tess@example.com", "csrf": csrf])
             #expect(page.status == 503, "\(name): \(page.status)")
-            #expect(ContinuousClock.now - started < .seconds(5), "\(name): the page answers quickly")
+            // Not after the 10 s call deadline: a refused connection is known at once (the margin
+            // is for a loaded test machine).
+            #expect(ContinuousClock.now - started < .seconds(9), "\(name): the page answers without waiting for the deadline")
             #expect(try await api.send("GET", "/readyz").status == 503)
             let cli = try await RekeyCLI.run(["reset", "send", id], system: system)
             #expect(cli.status == 1)

@@ -51,6 +51,12 @@ struct ObservabilityTests {
         return traffic
     }
 
+    /// A line of a PEM private key's base64 body.
+    static func keyLine(_ path: String) throws -> String {
+        let lines = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").filter { !$0.hasPrefix("-----") }
+        return String(try #require(lines.first))
+    }
+
     func scrape(_ port: Int) async throws -> String {
         let (data, response) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(port)/metrics")!)
         #expect((response as? HTTPURLResponse)?.statusCode == 200)
@@ -123,7 +129,8 @@ struct ObservabilityTests {
 
             let secrets = [
                 ("the reset token", traffic.token), ("a wrong password", traffic.wrongPassword), ("the new password", traffic.newPassword),
-                ("the API key", system.apiKey), ("the service credential", RekeySystem.credential),
+                ("the API key", system.apiKey), ("the form secret", RekeySystem.credential),
+                ("the gateway's private key", try Self.keyLine(system.certificates + "/gateway-key.pem")),
             ]
             for (what, secret) in secrets {
                 #expect(!process.log.contains(secret), "\(name) logged \(what)")

@@ -25,7 +25,9 @@ struct RPCBoundsTests {
     func integerFields() async throws {
         let system = try await RekeySystem.start()
         defer { system.stop() }
-        try await withRPCClient(port: system.directory.port, credential: RekeySystem.credential) { client in
+        // As the gateway would call: with its certificate.
+        let tls = try system.gatewayTLS()
+        try await withRPCClient(port: system.directory.port, credential: nil, configure: { $0.tls = tls; $0.serverIdentity = "directory" }) { client in
             let directory = Rekey_Directory_V1_Directory.Client(wrapping: client)
             for value in Self.absurd {
                 var search = Rekey_Directory_V1_SearchUsersRequest()
@@ -51,7 +53,7 @@ struct RPCBoundsTests {
             let health = try await Rekey_Health_V1_Health.Client(wrapping: client).check(.init())
             #expect(health.status == .serving)
         }
-        try await withRPCClient(port: system.tokens.port, credential: RekeySystem.credential) { client in
+        try await withRPCClient(port: system.tokens.port, credential: nil, configure: { $0.tls = tls; $0.serverIdentity = "reset-token" }) { client in
             let tokens = Rekey_Tokens_V1_Tokens.Client(wrapping: client)
             for value in Self.absurd {
                 var list = Rekey_Tokens_V1_ListUserTokensRequest()
@@ -74,7 +76,7 @@ struct RPCBoundsTests {
             let health = try await Rekey_Health_V1_Health.Client(wrapping: client).check(.init())
             #expect(health.status == .serving)
         }
-        try await withRPCClient(port: system.notifier.port, credential: RekeySystem.credential) { client in
+        try await withRPCClient(port: system.notifier.port, credential: nil, configure: { $0.tls = tls; $0.serverIdentity = "notifier" }) { client in
             let notifier = Rekey_Notifier_V1_Notifier.Client(wrapping: client)
             for value in Self.absurd {
                 var messages = Rekey_Notifier_V1_ListMessagesRequest()

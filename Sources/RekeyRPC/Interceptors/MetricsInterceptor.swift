@@ -4,7 +4,8 @@ import Synchronization
 /// Records calls by method and status, their latency, and the calls in flight (swift-metrics).
 ///
 /// Metrics: `rekey_rpc_server_requests_total{method,code}`,
-/// `rekey_rpc_server_request_duration_seconds{method}`, `rekey_rpc_server_requests_in_flight`.
+/// `rekey_rpc_server_request_duration_seconds{method}`, `rekey_rpc_server_requests_in_flight`;
+/// a method the server does not serve is `unknown` (names from the network are not labels).
 package final class MetricsInterceptor: ServerInterceptor {
     private struct Key: Hashable {
         var method: String
@@ -30,7 +31,7 @@ package final class MetricsInterceptor: ServerInterceptor {
         let start = ContinuousClock.now
         self.inFlight.increment()
         defer { self.inFlight.decrement() }
-        let method = context.method.fullyQualifiedMethod
+        let method = context.methodLabel
         do {
             let response = try await next(request, context)
             self.record(method: method, code: .ok, since: start)

@@ -1,0 +1,133 @@
+import Foundation
+import Logging
+import Metrics
+import RekeyInput
+import RekeyRPCNIO
+import ServiceLifecycle
+
+/// The mutual-TLS settings every executable reads: `tls` (`required`, the default, or `off`),
+/// `tls_ca`, `tls_cert`, `tls_key` and `tls_trust_domain` (default `rekey`).
+///
+/// Required by default: a service without certificates refuses to start and says how to make
+/// them, or to set `tls = off` (plaintext, with the shared service credential, and a warning).
+package enum TLSSettings {
+    package static let defaultTrustDomain = "rekey"
+
+    /// The certificates, loaded and checked; nil for `tls = off`. `workload` is the name this
+    /// process's certificate must carry.
+    package static func load(_ settings: Settings, workload: String) throws -> RPCTLS? {
+        let mode = try settings.value("tls", default: "required", expected: "required or off") { ["required", "off"].contains($0) ? $0 : nil }
+        guard mode == "required" else { return nil }
+        guard let ca = settings.raw("tls_ca")?.value, let certificate = settings.raw("tls_cert")?.value, let key = settings.raw("tls_key")?.value else {
+            throw SettingsError(
+                "RPC connections need mutual TLS: set tls_ca, tls_cert and tls_key (make them with `rekey certs init --out DIR` and `rekey certs issue \(workload) --ca DIR --out DIR`), or set tls = off to run in plaintext with a service credential"
+            )
+        }
+        let trustDomain = try settings.value("tls_trust_domain", default: Self.defaultTrustDomain, expected: "1-255 of a-z, 0-9, '.', '-' and '_', such as rekey or example.org") {
+            SPIFFEID.validTrustDomain($0) ? $0 : nil
+        }
+        let tls: RPCTLS
+        do {
+            tls = try RPCTLS(files: .init(ca: ca, certificate: certificate, key: key), trustDomain: trustDomain)
+        } catch let failure as RPCTLS.Failure {
+            throw SettingsError(failure.description)
+        }
+        guard tls.workload == workload else {
+            throw SettingsError(
+                "tls_cert \(certificate) names the workload `\(tls.workload)`, but this is the \(workload): issue its own with `rekey certs issue \(workload)`"
+            )
+        }
+        return tls
+    }
+
+    /// Logs what the process runs with: a warning for plaintext, the certificate for TLS.
+    package static func logStart(_ tls: RPCTLS?, logger: Logger) {
+        guard let tls else {
+            logger.warning("tls = off: RPC connections are plaintext and callers are trusted by a shared credential; use mutual TLS (tls_ca, tls_cert, tls_key) when services run on separate hosts")
+            return
+        }
+        logger.info(
+            "mutual TLS on RPC connections",
+            metadata: [
+                "tls.identity": "\(SPIFFEID.make(trustDomain: tls.trustDomain, workload: tls.workload))",
+                "tls.not_valid_after": "\(ISO8601DateFormatter().string(from: tls.notValidAfter))",
+            ]
+        )
+    }
+}
+
+/// Reloads the certificate, key and CA files when they change (checked every `interval`) and on
+/// SIGHUP, without touching connections already open; keeps
+/// `rekey_tls_certificate_expiry_seconds` current and warns, at most once an hour, when the
+/// certificate ends within 7 days.
+package struct TLSReloader: Service {
+    let tls: RPCTLS
+    let interval: Duration
+    let logger: Logger
+
+    package init(tls: RPCTLS, interval: Duration = .seconds(10), logger: Logger) {
+        self.tls = tls
+        self.interval = interval
+        self.logger = logger
+    }
+
+    package func run() async throws {
+        let hangups = SignalStream.hangups()
+        let gauge = Gauge(label: "rekey_tls_certificate_expiry_seconds")
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            let (ticks, continuation) = AsyncStream.makeStream(of: String.self, bufferingPolicy: .bufferingNewest(1))
+            group.addTask {
+                for await _ in hangups { continuation.yield("SIGHUP") }
+            }
+            group.addTask {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: self.interval)
+                    continuation.yield("timer")
+                }
+            }
+            group.addTask {
+                var lastWarning: ContinuousClock.Instant?
+                gauge.record(self.tls.notValidAfter.timeIntervalSinceNow)
+                for await reason in ticks.cancelOnGracefulShutdown() {
+                    do {
+                        if try self.tls.reloadIfChanged() || reason == "SIGHUP" {
+                            self.logger.notice(
+                                "TLS files read again: new connections use them",
+                                metadata: ["tls.reason": "\(reason)", "tls.not_valid_after": "\(ISO8601DateFormatter().string(from: self.tls.notValidAfter))"]
+                            )
+                        }
+                    } catch {
+                        self.logger.error("cannot use the changed TLS files; the ones loaded before stay in use", metadata: ["error": "\(error)"])
+                    }
+                    let left = self.tls.notValidAfter.timeIntervalSinceNow
+                    gauge.record(left)
+                    if left < 7 * 86_400, lastWarning.map({ ContinuousClock.now - $0 > .seconds(3600) }) ?? true {
+                        lastWarning = .now
+                        self.logger.warning(
+                            left <= 0 ? "this process's TLS certificate has expired: peers refuse it" : "this process's TLS certificate expires within 7 days: issue a new one",
+                            metadata: ["tls.seconds_left": "\(Int(left))", "tls.cert": "\(self.tls.files.certificate)"]
+                        )
+                    }
+                }
+            }
+            // The first task to end is the ticks loop (graceful shutdown); stop the rest.
+            try await group.next()
+            continuation.finish()
+            group.cancelAll()
+        }
+    }
+}
+
+/// SIGHUP as an async sequence (the default action, ending the process, is turned off).
+enum SignalStream {
+    static func hangups() -> AsyncStream<Void> {
+        signal(SIGHUP, SIG_IGN)
+        // Touched only here and in onTermination, which runs once.
+        nonisolated(unsafe) let source = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
+        return AsyncStream { continuation in
+            source.setEventHandler { continuation.yield() }
+            continuation.onTermination = { _ in source.cancel() }
+            source.resume()
+        }
+    }
+}
