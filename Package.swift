@@ -320,6 +320,7 @@ let package = Package(
         .executableTarget(
             name: "RekeyBenchmark",
             dependencies: [
+                "RekeyPKI",
                 "RekeyRPC",
                 "RekeyTokensAPI",
                 "RekeyDirectoryAPI",
@@ -449,6 +450,7 @@ let package = Package(
             .testTarget(
             name: "RekeyGatewayTests",
             dependencies: [
+                "RekeyPKI",
                 "RekeyAdminModel",
                 "RekeyClock",
                 "RekeyDirectoryAPI",

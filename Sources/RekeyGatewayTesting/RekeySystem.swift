@@ -155,20 +155,39 @@ package final class RekeySystem: @unchecked Sendable {
         try ServiceProcess(executable, arguments: self.arguments[executable]! + ["--listen", "127.0.0.1:\(port)"], environment: self.environment)
     }
 
-    package func stop() {
+    /// Stops every process and returns once all have exited (their logs complete).
+    package func stopAndWait() async throws {
         let processes = [self.gateway, self.notifier, self.tokens, self.directory]
-        for process in processes where process.hasExited {
-            // It ended before the test was done with it (a crash): its last words help.
-            FileHandle.standardError.write(Data("a process of the system ended early; its log:\n\(process.log.suffix(30000))\n".utf8))
-        }
-        // All at once: each takes a second or two to drain, and this blocks its thread meanwhile.
         for process in processes {
             process.terminate()
         }
-        for process in processes {
-            process.stop()
+        try await offPool {
+            for process in processes {
+                process.stop()
+            }
         }
-        self.dns.stop()
+    }
+
+    /// Stops every process without waiting for them to exit (see ``stopAndWait()``).
+    package func stop() {
+        let processes = [self.gateway, self.notifier, self.tokens, self.directory]
+        for process in processes where process.endedBadly {
+            // It failed before the test was done with it (a crash): its last words help.
+            FileHandle.standardError.write(Data("a process of the system ended badly; the end of its log:\n\(process.log.suffix(8000))\n".utf8))
+        }
+        // All at once, and waited for on a thread of its own: each takes a second or two to drain,
+        // and a test's `defer { system.stop() }` runs on one of the two threads of Swift's
+        // concurrency pool, which the in-process tests beside it need. The thread keeps the
+        // system (and its folders) alive until every process has exited.
+        for process in processes {
+            process.terminate()
+        }
+        Thread {
+            for process in processes {
+                process.stop()
+            }
+            self.dns.stop()
+        }.start()
     }
 
     /// Waits until `condition` holds, looking every 50 ms for up to `timeout`; whether it did.

@@ -71,12 +71,12 @@ package final class RPCTLS: Sendable {
     package var notValidAfter: Date { self.loaded.withLockedValue(\.notValidAfter) }
 
     /// Loads the files again if any changed since the last load (modification time, size or
-    /// inode, so an atomic rename counts). Returns whether it did. On an error the contexts in
-    /// use stay as they were.
+    /// inode, so an atomic rename counts), or always with `force`. Returns whether it did. On an
+    /// error the contexts in use stay as they were.
     @discardableResult
-    package func reloadIfChanged() throws -> Bool {
+    package func reloadIfChanged(force: Bool = false) throws -> Bool {
         let stamp = try Self.stamp(self.files)
-        guard stamp != self.loaded.withLockedValue(\.stamp) else { return false }
+        guard force || stamp != self.loaded.withLockedValue(\.stamp) else { return false }
         let fresh = try Self.load(self.files, trustDomain: self.trustDomain)
         self.loaded.withLockedValue { $0 = fresh }
         return true

@@ -85,12 +85,13 @@ package struct TLSReloader: Service {
                     continuation.yield("timer")
                 }
             }
+            // The expiry is looked at once at start, then at every tick.
+            continuation.yield("start")
             group.addTask {
                 var lastWarning: ContinuousClock.Instant?
-                gauge.record(self.tls.notValidAfter.timeIntervalSinceNow)
                 for await reason in ticks.cancelOnGracefulShutdown() {
                     do {
-                        if try self.tls.reloadIfChanged() || reason == "SIGHUP" {
+                        if try self.tls.reloadIfChanged(force: reason == "SIGHUP") {
                             self.logger.notice(
                                 "TLS files read again: new connections use them",
                                 metadata: ["tls.reason": "\(reason)", "tls.not_valid_after": "\(ISO8601DateFormatter().string(from: self.tls.notValidAfter))"]

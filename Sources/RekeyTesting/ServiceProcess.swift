@@ -61,6 +61,8 @@ package final class ServiceProcess: @unchecked Sendable {
                 return
             }
             if !self.process.isRunning {
+                // Its last words may still be in the pipe.
+                Thread.sleep(forTimeInterval: 0.2)
                 break
             }
             Thread.sleep(forTimeInterval: 0.02)
@@ -84,9 +86,20 @@ package final class ServiceProcess: @unchecked Sendable {
         throw ServiceProcessError(message: "no metrics server in the log:\n\(self.log)")
     }
 
+    /// The process id, for signals.
+    package var processIdentifier: Int32 {
+        self.process.processIdentifier
+    }
+
     /// Whether the process has ended (on its own, or stopped).
     package var hasExited: Bool {
         !self.process.isRunning
+    }
+
+    /// Whether it ended badly: killed by a signal (a crash, `kill -9`) or with a failure status.
+    /// A process stopped with SIGTERM drains and exits 0.
+    package var endedBadly: Bool {
+        !self.process.isRunning && (self.process.terminationReason == .uncaughtSignal || self.process.terminationStatus != 0)
     }
 
     /// Everything the process has logged so far.

@@ -35,9 +35,16 @@ def problem(text):
     print("problem: " + text)
 
 
+HELP = {}
+
+
 def help_text(bin_dir, executable, subcommand):
-    result = subprocess.run([os.path.join(bin_dir, executable), subcommand, "--help"], capture_output=True, text=True)
-    return result.stdout + result.stderr
+    # Once per executable and subcommand: each variable is checked against the same text.
+    key = (executable, subcommand)
+    if key not in HELP:
+        result = subprocess.run([os.path.join(bin_dir, executable), subcommand, "--help"], capture_output=True, text=True)
+        HELP[key] = result.stdout + result.stderr
+    return HELP[key]
 
 
 def check_variable(bin_dir, executable, prefix, name, where):

@@ -12,8 +12,9 @@ struct DirectoryExecutableTests {
     /// A small scrypt cost for tests; production uses 17.
     static let scrypt = ["--scrypt-log-n", "10"]
 
-    static func run(_ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, output: String) {
-        try ServiceProcess.run("rekey-directory", arguments, environment: environment)
+    /// Runs the executable to completion, off the concurrency pool (it waits for the process).
+    static func run(_ arguments: [String], environment: [String: String] = [:]) async throws -> (status: Int32, output: String) {
+        try await offPool { try ServiceProcess.run("rekey-directory", arguments, environment: environment) }
     }
 
     static func start(dataDir: String) throws -> ServiceProcess {
@@ -33,11 +34,11 @@ struct DirectoryExecutableTests {
     @Test("bootstrap-admin makes the first owner and an API key that the running service accepts")
     func bootstrapAndAuthenticate() async throws {
         let folder = try TemporaryFolder()
-        let bootstrap = try Self.run(["bootstrap-admin", "--data-dir", folder.path, "--email", "owner@example.com", "--name", "Olive Owner"])
+        let bootstrap = try await Self.run(["bootstrap-admin", "--data-dir", folder.path, "--email", "owner@example.com", "--name", "Olive Owner"])
         #expect(bootstrap.status == 0, "\(bootstrap.output)")
         let key = try #require(bootstrap.output.split(separator: " ").last.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) })
         #expect(key.hasPrefix("rk_"))
-        let again = try Self.run(["bootstrap-admin", "--data-dir", folder.path, "--email", "x@example.com", "--name", "X"])
+        let again = try await Self.run(["bootstrap-admin", "--data-dir", folder.path, "--email", "x@example.com", "--name", "X"])
         #expect(again.status != 0)
         #expect(again.output.contains("an owner exists already"))
 
@@ -136,14 +137,14 @@ struct DirectoryExecutableTests {
         let folder = try TemporaryFolder()
         let bad = folder.path + "/bad.csv"
         try "name,email,role,organization\nAnn,ann@example.com,customer,\nBob,bob@,customer,\n".write(toFile: bad, atomically: true, encoding: .utf8)
-        let refused = try Self.run(["import", bad, "--data-dir", folder.path])
+        let refused = try await Self.run(["import", bad, "--data-dir", folder.path])
         #expect(refused.status == 1)
         #expect(refused.output.contains("line 3: email `bob@` is not an email address"), "\(refused.output)")
         #expect(refused.output.contains("Nothing was written: 1 of 2 rows refused"), "\(refused.output)")
-        let partial = try Self.run(["import", bad, "--partial", "--data-dir", folder.path])
+        let partial = try await Self.run(["import", bad, "--partial", "--data-dir", folder.path])
         #expect(partial.status == 0, "\(partial.output)")
         #expect(partial.output.contains("Created 1 users; 1 rows refused"), "\(partial.output)")
-        let missing = try Self.run(["import", folder.path + "/missing.csv", "--data-dir", folder.path])
+        let missing = try await Self.run(["import", folder.path + "/missing.csv", "--data-dir", folder.path])
         #expect(missing.status != 0)
         #expect(missing.output.contains("cannot read"))
 
@@ -183,7 +184,7 @@ struct DirectoryExecutableTests {
     }
 
     @Test("start-up refuses bad settings with a message naming the key")
-    func badSettings() throws {
+    func badSettings() async throws {
         let folder = try TemporaryFolder()
         let cases: [([String], [String: String], String)] = [
             ([], [:], "missing setting `credentials`"),
@@ -191,7 +192,7 @@ struct DirectoryExecutableTests {
             ([], ["REKEY_DIRECTORY_CREDENTIALS": Self.credential, "REKEY_DIRECTORY_SESSION_LIFETIME": "soon"], "REKEY_DIRECTORY_SESSION_LIFETIME"),
         ]
         for (arguments, environment, expected) in cases {
-            let result = try Self.run(["serve", "--data-dir", folder.path] + arguments, environment: environment)
+            let result = try await Self.run(["serve", "--data-dir", folder.path] + arguments, environment: environment)
             #expect(result.status != 0)
             #expect(result.output.contains(expected), "\(result.output)")
         }

@@ -15,12 +15,15 @@ struct DeploymentTests {
     static let credential = "deployment-test-credential-0123456789"
 
     @Test("compose.yaml is valid for docker-compose, and every service, port and variable it and the Dockerfiles name exists in the code")
-    func compose() throws {
-        let (status, text) = try ServiceProcess.run(
-            SMTPTestServer.python,
-            [SMTPTestServer.root.appendingPathComponent("Tests/Interop/check_compose.py").path, SMTPTestServer.root.path, ServiceProcess.productsDirectory.path],
-            inheritingEnvironment: true
-        )
+    func compose() async throws {
+        // Many processes to run: off the concurrency pool, which the in-process tests need.
+        let (status, text) = try await offPool {
+            try ServiceProcess.run(
+                SMTPTestServer.python,
+                [SMTPTestServer.root.appendingPathComponent("Tests/Interop/check_compose.py").path, SMTPTestServer.root.path, ServiceProcess.productsDirectory.path],
+                inheritingEnvironment: true
+            )
+        }
         #expect(status == 0, "\(text)")
         #expect(text.contains("0 problems"), "\(text)")
     }
@@ -67,7 +70,7 @@ struct DeploymentTests {
         let directoryData = try TemporaryFolder()
         let tokensData = try TemporaryFolder()
         let notifierData = try TemporaryFolder()
-        let bootstrap = try ServiceProcess.run("rekey-directory", ["bootstrap-admin", "--data-dir", directoryData.path, "--email", "owner@example.com", "--name", "Olive Owner"])
+        let bootstrap = try await Self.run("rekey-directory", ["bootstrap-admin", "--data-dir", directoryData.path, "--email", "owner@example.com", "--name", "Olive Owner"])
         #expect(bootstrap.status == 0, "\(bootstrap.output)")
         let apiKey = try #require(bootstrap.output.split(separator: " ").last?.trimmingCharacters(in: .whitespacesAndNewlines))
 
@@ -81,24 +84,24 @@ struct DeploymentTests {
             ]
         }
         let directoryEnvironment = tls("DIRECTORY", "directory").merging(["REKEY_DIRECTORY_METRICS_LISTEN": "127.0.0.2:0"]) { $1 }
-        let directory = try ServiceProcess(
+        let directory = try await offPool { try ServiceProcess(
             "rekey-directory", arguments: ["serve", "--listen", "127.0.0.2:0", "--data-dir", directoryData.path, "--scrypt-log-n", "10"],
             environment: directoryEnvironment
-        )
+        ) }
         defer { directory.stop() }
         #expect(directory.log.contains("mutual TLS on RPC connections"), "\(directory.log)")
         let tokensEnvironment = tls("RESET_TOKEN", "reset-token").merging(["REKEY_RESET_TOKEN_METRICS_LISTEN": "127.0.0.3:0"]) { $1 }
-        let tokens = try ServiceProcess(
+        let tokens = try await offPool { try ServiceProcess(
             "rekey-reset-token",
             arguments: ["serve", "--listen", "127.0.0.3:0", "--data-dir", tokensData.path, "--limit-per-admin", "100000", "--limit-per-user", "100000"],
             environment: tokensEnvironment
-        )
+        ) }
         defer { tokens.stop() }
         let notifierEnvironment = tls("NOTIFIER", "notifier").merging(["REKEY_NOTIFIER_METRICS_LISTEN": "127.0.0.4:0"]) { $1 }
-        var notifier = try ServiceProcess(
+        var notifier = try await offPool { try ServiceProcess(
             "rekey-notifier", arguments: ["serve", "--listen", "127.0.0.4:0", "--data-dir", notifierData.path, "--poll-interval", "50ms"],
             environment: notifierEnvironment
-        )
+        ) }
         let notifierPort = notifier.port
         let notifierArguments = ["serve", "--listen", "127.0.0.4:\(notifierPort)", "--data-dir", notifierData.path, "--poll-interval", "50ms"]
         defer { notifier.stop() }
@@ -119,22 +122,22 @@ struct DeploymentTests {
         form_secret = \(Self.credential)
 
         """.write(toFile: config, atomically: true, encoding: .utf8)
-        let gateway = try ServiceProcess(
+        let gateway = try await offPool { try ServiceProcess(
             "rekey-gateway", arguments: ["serve", "--config", config], environment: ["REKEY_GATEWAY_TLS": "required"],
             portPattern: #"http\.port[=":]+\d+"#, readyLine: "http server listening"
-        )
+        ) }
         defer { gateway.stop() }
         let base = "http://127.0.0.5:\(gateway.port)"
 
         // Health checks, as a container runtime would run them.
         // (over mutual TLS, with each service's own certificate).
-        #expect(try ServiceProcess.run("rekey-directory", ["healthcheck", "--address", "127.0.0.2:\(directory.port)"], environment: directoryEnvironment).status == 0)
-        #expect(try ServiceProcess.run("rekey-reset-token", ["healthcheck", "--address", "127.0.0.3:\(tokens.port)"], environment: tokensEnvironment).status == 0)
-        #expect(try ServiceProcess.run("rekey-notifier", ["healthcheck", "--address", "127.0.0.4:\(notifierPort)"], environment: notifierEnvironment).status == 0)
-        let plain = try ServiceProcess.run("rekey-directory", ["healthcheck", "--address", "127.0.0.2:\(directory.port)", "--tls", "off"])
+        #expect(try await Self.run("rekey-directory", ["healthcheck", "--address", "127.0.0.2:\(directory.port)"], environment: directoryEnvironment).status == 0)
+        #expect(try await Self.run("rekey-reset-token", ["healthcheck", "--address", "127.0.0.3:\(tokens.port)"], environment: tokensEnvironment).status == 0)
+        #expect(try await Self.run("rekey-notifier", ["healthcheck", "--address", "127.0.0.4:\(notifierPort)"], environment: notifierEnvironment).status == 0)
+        let plain = try await Self.run("rekey-directory", ["healthcheck", "--address", "127.0.0.2:\(directory.port)", "--tls", "off"])
         #expect(plain.status == 1, "a plaintext health check is refused: \(plain.output)")
-        #expect(try ServiceProcess.run("rekey-gateway", ["healthcheck", "--url", base]).status == 0)
-        #expect(try ServiceProcess.run("rekey-gateway", ["healthcheck", "--url", base, "--ready"]).status == 0)
+        #expect(try await Self.run("rekey-gateway", ["healthcheck", "--url", base]).status == 0)
+        #expect(try await Self.run("rekey-gateway", ["healthcheck", "--url", base, "--ready"]).status == 0)
 
         // The forgot-password flow across the four addresses.
         let api = Browser(base: base)
@@ -172,17 +175,17 @@ struct DeploymentTests {
         // Restart: while it is down, every answer is a clean 503 that names the service.
         let flowing = running.acceptedCount
         #expect(await RekeySystem.eventually { running.acceptedCount >= flowing + 3 }, "traffic is going through before the restart")
-        notifier.stop()
+        _ = try await offPool { [notifier] in notifier.stop() }
         let gap = try await api.send("POST", "/api/admin/v1/users/\(userID)/password-reset", headers: auth)
         #expect(gap.status == 503)
         #expect(gap.body.contains("notifier"), "\(gap.body)")
         let page = try await browser.send("POST", "/password/forgot", form: ["email": "jane@example.com", "csrf": csrf])
         #expect(page.status == 503)
         #expect(page.body.contains("try again"), "\(page.body)")
-        #expect(try ServiceProcess.run("rekey-notifier", ["healthcheck", "--address", "127.0.0.4:\(notifierPort)"], environment: notifierEnvironment).status == 1)
-        #expect(try ServiceProcess.run("rekey-gateway", ["healthcheck", "--url", base, "--ready"]).status == 1)
-        #expect(try ServiceProcess.run("rekey-gateway", ["healthcheck", "--url", base]).status == 0, "the gateway itself is alive")
-        notifier = try ServiceProcess("rekey-notifier", arguments: notifierArguments, environment: notifierEnvironment)
+        #expect(try await Self.run("rekey-notifier", ["healthcheck", "--address", "127.0.0.4:\(notifierPort)"], environment: notifierEnvironment).status == 1)
+        #expect(try await Self.run("rekey-gateway", ["healthcheck", "--url", base, "--ready"]).status == 1)
+        #expect(try await Self.run("rekey-gateway", ["healthcheck", "--url", base]).status == 0, "the gateway itself is alive")
+        notifier = try await offPool { try ServiceProcess("rekey-notifier", arguments: notifierArguments, environment: notifierEnvironment) }
         try await Self.waitUntilAnswered(api, userID: userID, auth: auth)
 
         // Upgrade: stop, start another build (a copy of the executable stands in) on the same data.
@@ -191,9 +194,9 @@ struct DeploymentTests {
         try FileManager.default.copyItem(atPath: ServiceProcess.productsDirectory.appendingPathComponent("rekey-notifier").path, toPath: upgraded)
         let flowingAgain = running.acceptedCount
         #expect(await RekeySystem.eventually { running.acceptedCount >= flowingAgain + 3 }, "traffic is going through before the upgrade")
-        notifier.stop()
+        _ = try await offPool { [notifier] in notifier.stop() }
         #expect(try await api.send("POST", "/api/admin/v1/users/\(userID)/password-reset", headers: auth).status == 503)
-        notifier = try ServiceProcess(upgraded, arguments: notifierArguments, environment: notifierEnvironment)
+        notifier = try await offPool { try ServiceProcess(upgraded, arguments: notifierArguments, environment: notifierEnvironment) }
         #expect(notifier.log.contains("db.schema_version"))
         try await Self.waitUntilAnswered(api, userID: userID, auth: auth)
         // Traffic after the upgrade too; however loaded the machine, until enough went through.
@@ -225,6 +228,11 @@ struct DeploymentTests {
         #expect(undelivered.isEmpty, "accepted but not delivered: \(undelivered)")
         let files = try FileManager.default.contentsOfDirectory(atPath: mailDir)
         #expect(files.count >= accepted.count + 1)
+    }
+
+    /// `ServiceProcess.run` off the concurrency pool (it waits for the process).
+    static func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) async throws -> (status: Int32, output: String) {
+        try await offPool { try ServiceProcess.run(executable, arguments, environment: environment) }
     }
 
     /// Waits until a reset send through the gateway succeeds again (the notifier is back).

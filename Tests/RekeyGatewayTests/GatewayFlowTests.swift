@@ -263,7 +263,7 @@ struct GatewayResilienceTests {
         for (name, keyPath) in [("rekey-directory", \RekeySystem.directory), ("rekey-reset-token", \RekeySystem.tokens), ("rekey-notifier", \RekeySystem.notifier)] {
             let process = system[keyPath: keyPath]
             let port = process.port
-            process.stop()
+            _ = try await offPool { process.stop() }
             let started = ContinuousClock.now
             let page = try await browser.send("POST", "/password/forgot", form: ["email": "tess@example.com", "csrf": csrf])
             #expect(page.status == 503, "\(name): \(page.status)")
@@ -275,7 +275,7 @@ struct GatewayResilienceTests {
             #expect(cli.status == 1)
             #expect(cli.output.contains(name == "rekey-directory" ? "rekey-directory" : name), "\(name): \(cli.output)")
 
-            let restarted = try system.restart(name, port: port)
+            let restarted = try await offPool { try system.restart(name, port: port) }
             switch name {
             case "rekey-directory": system.directory = restarted
             case "rekey-reset-token": system.tokens = restarted

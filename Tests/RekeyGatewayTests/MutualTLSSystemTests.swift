@@ -1,6 +1,7 @@
 import Foundation
 import RekeyDirectoryAPI
 import RekeyGatewayTesting
+import RekeyPKI
 import RekeyRPC
 import RekeyRPCNIO
 import RekeyTesting
@@ -57,5 +58,45 @@ struct MutualTLSSystemTests {
         // And the gateway, whose certificate it is, goes on working.
         let browser = Browser(base: system.base)
         #expect(try await browser.send("GET", "/readyz").status == 200)
+    }
+
+    @Test("a certificate ending within 7 days is warned about at start and shows in the expiry gauge; SIGHUP reads the files again; an expired certificate fails the healthcheck")
+    func certificateLifecycle() async throws {
+        let certificates = try TemporaryFolder()
+        let data = try TemporaryFolder()
+        try await offPool { try RekeySystem.makeCertificates(in: certificates.path, days: 3) }
+        @Sendable func environment(certificate: String = "directory") -> [String: String] {
+            [
+                "REKEY_DIRECTORY_TLS": "required", "REKEY_DIRECTORY_TLS_CA": certificates.path + "/ca.pem",
+                "REKEY_DIRECTORY_TLS_CERT": certificates.path + "/\(certificate).pem", "REKEY_DIRECTORY_TLS_KEY": certificates.path + "/\(certificate)-key.pem",
+            ]
+        }
+        let directory = try await offPool {
+            try ServiceProcess("rekey-directory", arguments: ["serve", "--listen", "127.0.0.1:0", "--data-dir", data.path, "--scrypt-log-n", "10"], environment: environment())
+        }
+        defer { directory.stop() }
+        #expect(await RekeySystem.eventually { directory.log.contains("expires within 7 days: issue a new one") }, "\(directory.log)")
+        let (data2, _) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(try directory.metricsPort())/metrics")!)
+        let gauge = String(decoding: data2, as: UTF8.self).split(separator: "\n").first { $0.hasPrefix("rekey_tls_certificate_expiry_seconds ") }
+        let seconds = gauge.flatMap { Double($0.split(separator: " ").last ?? "") }
+        #expect(seconds.map { (2 * 86_400...3 * 86_400).contains($0) } == true, "\(String(describing: gauge))")
+
+        // SIGHUP: read again at once (here the same files), logged with the reason.
+        kill(directory.processIdentifier, SIGHUP)
+        #expect(await RekeySystem.eventually { directory.log.contains("TLS files read again") && directory.log.contains("tls.reason=SIGHUP") }, "\(directory.log)")
+        let healthy = try await offPool { try ServiceProcess.run("rekey-directory", ["healthcheck", "--address", "127.0.0.1:\(directory.port)"], environment: environment()) }
+        #expect(healthy.status == 0, "\(healthy.output)")
+
+        // An expired certificate: the health check says so instead of vouching for the service.
+        let ca = try String(contentsOfFile: certificates.path + "/ca.pem", encoding: .utf8)
+        let caKey = try String(contentsOfFile: certificates.path + "/ca-key.pem", encoding: .utf8)
+        let expired = try DeploymentPKI.issue(workload: "directory", caCertificatePEM: ca, caKeyPEM: caKey, validity: 86_400, now: Date().addingTimeInterval(-3 * 86_400))
+        try expired.certificatePEM.write(toFile: certificates.path + "/expired.pem", atomically: true, encoding: .utf8)
+        try expired.keyPEM.write(toFile: certificates.path + "/expired-key.pem", atomically: true, encoding: .utf8)
+        let stale = try await offPool {
+            try ServiceProcess.run("rekey-directory", ["healthcheck", "--address", "127.0.0.1:\(directory.port)"], environment: environment(certificate: "expired"))
+        }
+        #expect(stale.status == 1)
+        #expect(stale.output.contains("TLS certificate (\(certificates.path)/expired.pem) has expired"), "\(stale.output)")
     }
 }

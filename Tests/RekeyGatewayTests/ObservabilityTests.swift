@@ -111,7 +111,7 @@ struct ObservabilityTests {
         let system = try await RekeySystem.start(directory: verbose, notifier: verbose, tokens: verbose + ["--limit-per-user", "1"], gateway: verbose)
         let traffic = try await self.run(system)
         let processes = ["rekey-directory": system.directory, "rekey-reset-token": system.tokens, "rekey-notifier": system.notifier, "rekey-gateway": system.gateway]
-        system.stop()
+        try await system.stopAndWait()
 
         for (name, process) in processes {
             let lines = process.log.split(separator: "\n")

@@ -72,9 +72,9 @@ struct DeliverabilityExecutableTests {
     }
 
     @Test("DKIM settings that cannot work stop the start with a message naming the key")
-    func badDKIMSettings() throws {
+    func badDKIMSettings() async throws {
         let folder = try TemporaryFolder()
-        _ = try Self.keygen("ed25519", selector: "e1", file: folder.path + "/ed.pem")
+        _ = try await offPool { try Self.keygen("ed25519", selector: "e1", file: folder.path + "/ed.pem") }
         try "not a key".write(toFile: folder.path + "/junk.pem", atomically: true, encoding: .utf8)
         let cases: [([String], String)] = [
             (["--dkim-selector", "e1"], "need dkim_key"),
@@ -86,10 +86,10 @@ struct DeliverabilityExecutableTests {
             (["--dkim-key", folder.path + "/ed.pem", "--dkim-selector", "e1", "--dkim-domain", "a..b"], "`dkim_domain`"),
         ]
         for (arguments, expected) in cases {
-            let (status, output) = try ServiceProcess.run(
+            let (status, output) = try await offPool { try ServiceProcess.run(
                 "rekey-notifier", ["serve", "--data-dir", folder.path] + arguments,
                 environment: ["REKEY_NOTIFIER_CREDENTIALS": NotifierExecutableTests.credential]
-            )
+            ) }
             #expect(status != 0)
             #expect(output.contains(expected), "\(arguments): \(output)")
         }

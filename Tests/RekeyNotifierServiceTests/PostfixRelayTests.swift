@@ -24,7 +24,10 @@ struct PostfixRelayTests {
     /// Starts a notifier relaying through `relay`, off the concurrency pool (starting blocks).
     static func start(_ name: String, in folder: TemporaryFolder, relay: PostfixRelay, _ extra: [String] = []) async throws -> ServiceProcess {
         // TLS off by default: each test turns on what it exercises.
-        let arguments = NotifierExecutableTests.smtp(relay.port, retry: "1h") + (extra.contains("--smtp-tls") ? [] : ["--smtp-tls", "off"]) + extra
+        // A generous timeout: Postfix starting an smtpd with TLS and SASL on a loaded machine can
+        // take seconds to greet, and a first attempt lost to that would be retried only in an hour.
+        let arguments = ["--transport", "smtp", "--smtp-server", "127.0.0.1:\(relay.port)", "--retry-schedule", "1h", "--smtp-timeout", "60s"]
+            + (extra.contains("--smtp-tls") ? [] : ["--smtp-tls", "off"]) + extra
         return try await offPool { try NotifierExecutableTests.start(dataDir: folder.path + "/" + name, arguments) }
     }
 

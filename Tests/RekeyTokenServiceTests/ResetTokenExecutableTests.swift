@@ -226,7 +226,7 @@ struct ResetTokenExecutableTests {
     }
 
     @Test("start-up refuses bad settings with a message naming the key")
-    func badSettings() throws {
+    func badSettings() async throws {
         let folder = try TemporaryFolder()
         let cases: [([String], [String: String], String)] = [
             (["--listen", "nowhere"], ["REKEY_RESET_TOKEN_CREDENTIALS": Self.credential], "`listen` (from flag --listen)"),
@@ -238,24 +238,24 @@ struct ResetTokenExecutableTests {
             (["--metrics-listen", "everywhere"], ["REKEY_RESET_TOKEN_CREDENTIALS": Self.credential], "`metrics_listen` (from flag --metrics-listen)"),
         ]
         for (arguments, environment, expected) in cases {
-            let (status, output) = try ServiceProcess.run("rekey-reset-token", ["serve", "--data-dir", folder.path] + arguments, environment: environment)
+            let (status, output) = try await offPool { try ServiceProcess.run("rekey-reset-token", ["serve", "--data-dir", folder.path] + arguments, environment: environment) }
             #expect(status != 0)
             #expect(output.contains(expected), "for \(arguments) \(environment): \(output)")
         }
     }
 
     @Test("a metrics port that is taken stops the start-up with a message naming metrics_listen, before it announces that it listens")
-    func metricsPortTaken() throws {
+    func metricsPortTaken() async throws {
         let folder = try TemporaryFolder()
         let first = try ServiceProcess(
             "rekey-reset-token", arguments: ["serve", "--listen", "127.0.0.1:0", "--data-dir", folder.path],
             environment: ["REKEY_RESET_TOKEN_CREDENTIALS": Self.credential]
         )
         defer { first.stop() }
-        let (status, output) = try ServiceProcess.run(
+        let (status, output) = try await offPool { try ServiceProcess.run(
             "rekey-reset-token", ["serve", "--listen", "127.0.0.1:0", "--data-dir", folder.path + "/second", "--metrics-listen", "127.0.0.1:\(first.port)"],
             environment: ["REKEY_RESET_TOKEN_CREDENTIALS": Self.credential]
-        )
+        ) }
         #expect(status != 0)
         #expect(output.contains("cannot listen for metrics on 127.0.0.1:\(first.port) (metrics_listen)"), "\(output)")
         #expect(!output.contains("rpc server listening"), "it never announced that it listens: \(output)")
