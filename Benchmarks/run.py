@@ -1,14 +1,25 @@
 #!/usr/bin/env python3
-"""Runs Rekey's RPC benchmark next to a plain-C ping-pong of the same frame size (`make bench`).
+"""Runs Rekey's RPC benchmark next to plain-C and bare-SwiftNIO echoes (`make bench`).
 
 For each scenario, each implementation gets a fresh server process and a client process; the
 figures are calls per second, p50 and p99 latency, and CPU microseconds per call (server and
-client together), plus the ratio of Rekey's calls/s to C's in the same run.
+client together), plus the ratio to the epoll C echo of the same run (the baseline). Rows:
+
+  C epoll      one-thread epoll server and client, frames of Rekey's request size: the limit
+  C blocking   thread per connection, blocking reads (the first baseline, for comparison)
+  NIO bare     SwiftNIO with a frame decoder and one handler decoding the EchoRequest with
+               protobuf-c: no envelope, router or interceptors
+  Rekey        the real RPC server and client (envelope, router, interceptors), one multiplexed
+               connection for all callers
+  Rekey mTLS   the same over mutual TLS 1.3 (P-256 certificates), long-lived connection
+
+Then the cost of a new connection with one call, plaintext and with a full mTLS handshake.
 """
 
 import argparse
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -55,6 +66,7 @@ def main():
     parser.add_argument("--c", required=True, help="the pingpong executable")
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--reset-token", help="the rekey-reset-token executable (release build), for the token benchmark")
+    parser.add_argument("--handshakes", type=int, default=300, help="new connections for the handshake rows")
     args = parser.parse_args()
 
     size = subprocess.run([args.rekey, "frame-size"], check=True, capture_output=True, text=True).stdout.strip()
@@ -64,17 +76,44 @@ def main():
         ("64 concurrent callers", 64, False),
     ]
     print("Request frame: %s bytes of envelope (~100-byte message inside); %g s per run." % (size, args.seconds))
-    print("C: one connection per caller, blocking echo. Rekey: all callers share one multiplexed connection.")
+    print("C and NIO bare: one connection per caller. Rekey: all callers share one multiplexed connection.")
     print()
-    header = "%-46s %-6s %10s %9s %9s %10s %7s" % ("scenario", "impl", "calls/s", "p50 µs", "p99 µs", "CPU µs/call", "ratio")
+    certificates = tempfile.mkdtemp(prefix="rekey-bench-certs-")
+    subprocess.run([args.rekey, "make-certs", certificates], check=True)
+    implementations = [
+        ("C epoll", [args.c, "epoll-server"], [args.c, "epoll-client", "PORT", size, "CALLERS", "SECONDS"]),
+        ("C blocking", [args.c, "server"], [args.c, "client", "PORT", size, "CALLERS", "SECONDS"]),
+        ("NIO bare", [args.rekey, "nio-server"], [args.rekey, "nio-client", "PORT", "CALLERS", "SECONDS"]),
+        ("Rekey", [args.rekey, "server"], [args.rekey, "client", "PORT", "CALLERS", "SECONDS"]),
+        ("Rekey mTLS", [args.rekey, "server", "--tls", certificates], [args.rekey, "client", "PORT", "CALLERS", "SECONDS", "--tls", certificates]),
+    ]
+    header = "%-46s %-11s %10s %9s %9s %11s %8s" % ("scenario", "impl", "calls/s", "p50 µs", "p99 µs", "CPU µs/call", "vs epoll")
     print(header)
     print("-" * len(header))
+    summary = []
     for name, callers, pin in scenarios:
-        c = run([args.c, "server"], [args.c, "client", "PORT", size, str(callers), str(args.seconds)], pin)
-        rekey = run([args.rekey, "server"], [args.rekey, "client", "PORT", str(callers), str(args.seconds)], pin)
-        for impl, figures, ratio in (("C", c, ""), ("Rekey", rekey, "%.2f" % (rekey["rate"] / c["rate"]))):
-            print("%-46s %-6s %10.0f %9.1f %9.1f %10.1f %7s" % (
-                name if impl == "C" else "", impl, figures["rate"], figures["p50"], figures["p99"], figures["cpu"], ratio))
+        results = {}
+        for impl, server_cmd, client_cmd in implementations:
+            client = [str(callers) if arg == "CALLERS" else str(args.seconds) if arg == "SECONDS" else arg for arg in client_cmd]
+            results[impl] = run(server_cmd, client, pin)
+        for impl, _, _ in implementations:
+            figures = results[impl]
+            print("%-46s %-11s %10.0f %9.1f %9.1f %11.1f %8.2f" % (
+                name if impl == "C epoll" else "", impl, figures["rate"], figures["p50"], figures["p99"], figures["cpu"],
+                figures["rate"] / results["C epoll"]["rate"]))
+        summary.append((name, results["Rekey"]["rate"] / results["NIO bare"]["rate"], results["Rekey mTLS"]["rate"] / results["Rekey"]["rate"]))
+    print()
+    for name, versus_nio, tls in summary:
+        print("%-46s Rekey / NIO bare %.2f   Rekey mTLS / Rekey %.2f" % (name, versus_nio, tls))
+    print()
+    print("A new connection and one call, one after the other (%d of each), unpinned:" % args.handshakes)
+    header = "%-24s %10s %11s %11s" % ("", "per second", "p50 µs", "p99 µs")
+    print(header)
+    print("-" * len(header))
+    for label, extra in (("plaintext connect", []), ("mTLS full handshake", ["--tls", certificates])):
+        figures = run([args.rekey, "server"] + extra, [args.rekey, "handshakes", "PORT", str(args.handshakes)] + extra, False)
+        print("%-24s %10.0f %11.1f %11.1f" % (label, figures["rate"], figures["p50"], figures["p99"]))
+    shutil.rmtree(certificates)
     if args.reset_token:
         print()
         tokens_benchmark(args)

@@ -2,8 +2,10 @@
 // stubs, the real interceptors and the real NIO transport. Benchmarks/run.py drives it next to
 // the C ping-pong baseline.
 //
-//   RekeyBenchmark server                       prints its port, serves until stdin closes
-//   RekeyBenchmark client PORT CALLERS SECONDS  prints "calls seconds p50_us p99_us"
+//   RekeyBenchmark server [--tls DIR]          prints its port, serves until stdin closes
+//   RekeyBenchmark client PORT CALLERS SECONDS [--tls DIR]
+//                                               prints "calls seconds p50_us p99_us"
+//   (nio-server, nio-client, make-certs, handshakes: BareAndTLS.swift)
 //   RekeyBenchmark frame-size                   prints the size of one request frame's body
 //   RekeyBenchmark tokens PORT CREDENTIAL CALLERS SECONDS
 //                                               issue + redeem pairs against rekey-reset-token;
@@ -64,13 +66,17 @@ func measure(callers: Int, seconds: Double, _ operation: @escaping @Sendable (In
     print("\(latencies.count) \(seconds) \(p50) \(p99)")
 }
 
-func runServer() async throws {
+func runServer(tls: RPCTLS? = nil) async throws {
     var logger = Logger(label: "rekey.bench.server")
     logger.logLevel = .warning
+    var configuration = RPCServer.Configuration.defaults
+    configuration.tls = tls
+    // As a service runs: with TLS, the caller's certificate decides; without, the credential.
+    let authorization: any ServerInterceptor = tls == nil ? ServiceCredentialInterceptor(accepted: [credential]) : CallerPolicyInterceptor(policy: benchmarkPolicy)
     let server = RPCServer(
-        configuration: .defaults,
+        configuration: configuration,
         services: [EchoService()],
-        interceptors: [ServiceCredentialInterceptor(accepted: [credential]), LoggingInterceptor(), MetricsInterceptor()],
+        interceptors: [authorization, LoggingInterceptor(), MetricsInterceptor()],
         health: HealthService(),
         logger: logger
     )
@@ -85,11 +91,13 @@ func runServer() async throws {
     try await running.value
 }
 
-func runClient(port: Int, callers: Int, seconds: Double) async throws {
+func runClient(port: Int, callers: Int, seconds: Double, tls: RPCTLS? = nil) async throws {
     var logger = Logger(label: "rekey.bench.client")
     logger.logLevel = .warning
     let client = RPCClient(
-        configuration: .init(host: "127.0.0.1", port: port, credential: credential, caller: "bench"),
+        configuration: .init(
+            host: "127.0.0.1", port: port, credential: tls == nil ? credential : nil, caller: "bench", tls: tls, serverIdentity: tls == nil ? nil : "directory"
+        ),
         logger: logger
     )
     let echo = Rekey_Testing_V1_Echo.Client(wrapping: client)
@@ -152,13 +160,30 @@ func number<T: LosslessStringConvertible>(_ text: String, _ name: String) -> T {
     return value
 }
 
-let arguments = CommandLine.arguments
+var arguments = CommandLine.arguments
+/// `--tls DIR` at the end of the arguments: the certificates made by `make-certs`.
+var tlsFolder: String?
+if arguments.count >= 3, arguments[arguments.count - 2] == "--tls" {
+    tlsFolder = arguments.last
+    arguments.removeLast(2)
+}
 do {
     switch arguments.dropFirst().first {
-    case "server":
-        try await runServer()
+    case "server" where arguments.count == 2:
+        try await runServer(tls: try tlsFolder.map { try benchmarkTLS($0, "directory") })
     case "client" where arguments.count == 5:
-        try await runClient(port: number(arguments[2], "PORT"), callers: number(arguments[3], "CALLERS"), seconds: number(arguments[4], "SECONDS"))
+        try await runClient(
+            port: number(arguments[2], "PORT"), callers: number(arguments[3], "CALLERS"), seconds: number(arguments[4], "SECONDS"),
+            tls: try tlsFolder.map { try benchmarkTLS($0, "gateway") }
+        )
+    case "nio-server" where arguments.count == 2:
+        try await runBareServer()
+    case "nio-client" where arguments.count == 5:
+        try await runBareClient(port: number(arguments[2], "PORT"), callers: number(arguments[3], "CALLERS"), seconds: number(arguments[4], "SECONDS"))
+    case "make-certs" where arguments.count == 3:
+        try makeCertificates(in: arguments[2])
+    case "handshakes" where arguments.count == 4:
+        try await runHandshakes(port: number(arguments[2], "PORT"), count: number(arguments[3], "COUNT"), tls: try tlsFolder.map { try benchmarkTLS($0, "gateway") })
     case "tokens" where arguments.count == 6:
         try await runTokens(
             port: number(arguments[2], "PORT"), credential: arguments[3], callers: number(arguments[4], "CALLERS"), seconds: number(arguments[5], "SECONDS")
@@ -176,7 +201,7 @@ do {
     case "frame-size":
         print(try frameSize())
     default:
-        print("usage: RekeyBenchmark server | client PORT CALLERS SECONDS | frame-size | tokens PORT CREDENTIAL CALLERS SECONDS")
+        print("usage: RekeyBenchmark server [--tls DIR] | client PORT CALLERS SECONDS [--tls DIR] | nio-server | nio-client PORT CALLERS SECONDS | make-certs DIR | handshakes PORT COUNT [--tls DIR] | frame-size | tokens PORT CREDENTIAL CALLERS SECONDS")
         exit(2)
     }
 } catch {
