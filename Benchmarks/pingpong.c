@@ -90,17 +90,24 @@ static void *serve(void *arg) {
     return NULL;
 }
 
-static int run_server(void) {
+/* A listening socket on a free loopback port, whose number goes to standard output; -1 on failure. */
+static int listen_on_loopback(void) {
     int listener = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in address = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t length = sizeof address;
     if (bind(listener, (struct sockaddr *)&address, sizeof address) < 0 || listen(listener, 128) < 0) {
         perror("listen");
-        return 1;
+        return -1;
     }
     getsockname(listener, (struct sockaddr *)&address, &length);
     printf("%d\n", ntohs(address.sin_port));
     fflush(stdout);
+    return listener;
+}
+
+static int run_server(void) {
+    int listener = listen_on_loopback();
+    if (listener < 0) return 1;
     for (;;) {
         int fd = accept(listener, NULL, NULL);
         if (fd < 0) continue;
@@ -228,16 +235,8 @@ static void close_connection(int epoll, struct connection *c) {
 }
 
 static int run_epoll_server(void) {
-    int listener = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in address = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t length = sizeof address;
-    if (bind(listener, (struct sockaddr *)&address, sizeof address) < 0 || listen(listener, 128) < 0) {
-        perror("listen");
-        return 1;
-    }
-    getsockname(listener, (struct sockaddr *)&address, &length);
-    printf("%d\n", ntohs(address.sin_port));
-    fflush(stdout);
+    int listener = listen_on_loopback();
+    if (listener < 0) return 1;
     set_nonblocking(listener);
     int epoll = epoll_create1(0);
     struct epoll_event event = {.events = EPOLLIN, .data.ptr = NULL};
