@@ -11,7 +11,7 @@ import Foundation
 package final class PostfixRelay: @unchecked Sendable {
     // @unchecked: used only by the test that owns it.
     package let folder: TemporaryFolder
-    package let port: Int
+    package private(set) var port: Int
     package var config: String { self.folder.path + "/conf" }
     package var logFile: String { self.folder.path + "/maillog" }
 
@@ -63,7 +63,30 @@ package final class PostfixRelay: @unchecked Sendable {
             "smtpd_sasl_security_options = noanonymous",
         ]) + extraSettings
         try (main.joined(separator: "\n") + "\n").write(toFile: "\(path)/conf/main.cf", atomically: true, encoding: .utf8)
-        // Every service unchrooted (a chroot would need its own copies of system files).
+        // The port was free when picked, but another process may take it before Postfix binds
+        // it: then pick another, a few times.
+        for attempt in 1...3 {
+            try self.writeMasterConfig()
+            let (status, output) = try Self.postfix(["-c", self.config, "start"])
+            if status == 0 { break }
+            let log = self.log
+            guard attempt < 3, log.contains("Address already in use") else {
+                throw SMTPTestServer.StartError(message: "Postfix did not start (\(status)): \(output)\n\(log)")
+            }
+            self.port = try SMTPTestServer.freePort()
+        }
+        // Wait for its smtpd to listen.
+        let deadline = Date().addingTimeInterval(15)
+        while Date() < deadline {
+            if Self.accepts(port: self.port) { return }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        throw SMTPTestServer.StartError(message: "Postfix does not listen on \(self.port):\n\(self.log)")
+    }
+
+    /// master.cf: smtpd on `port`, every service unchrooted (a chroot would need its own copies of
+    /// system files).
+    private func writeMasterConfig() throws {
         let services = [
             "127.0.0.1:\(self.port) inet n - n - - smtpd",
             "pickup unix n - n 60 1 pickup", "cleanup unix n - n - 0 cleanup", "qmgr unix n - n 300 1 qmgr",
@@ -74,18 +97,7 @@ package final class PostfixRelay: @unchecked Sendable {
             "discard unix - - n - - discard", "anvil unix - - n - 1 anvil", "scache unix - - n - 1 scache",
             "postlog unix-dgram n - n - 1 postlogd",
         ]
-        try (services.joined(separator: "\n") + "\n").write(toFile: "\(path)/conf/master.cf", atomically: true, encoding: .utf8)
-        let (status, output) = try Self.postfix(["-c", self.config, "start"])
-        guard status == 0 else {
-            throw SMTPTestServer.StartError(message: "Postfix did not start (\(status)): \(output)\n\(self.log)")
-        }
-        // Wait for its smtpd to listen.
-        let deadline = Date().addingTimeInterval(15)
-        while Date() < deadline {
-            if Self.accepts(port: self.port) { return }
-            Thread.sleep(forTimeInterval: 0.1)
-        }
-        throw SMTPTestServer.StartError(message: "Postfix does not listen on \(self.port):\n\(self.log)")
+        try (services.joined(separator: "\n") + "\n").write(toFile: "\(self.config)/master.cf", atomically: true, encoding: .utf8)
     }
 
     package var log: String {
