@@ -79,8 +79,15 @@ package enum RequestID {
 
     package static func make() -> String {
         let value = Self.prefix | (Self.counter.wrappingAdd(1, ordering: .relaxed).newValue & 0xFFFF_FFFF)
-        let hex = String(value, radix: 16)
-        return String(repeating: "0", count: 16 - hex.count) + hex
+        // Sixteen hex digits written in place: one allocation per call instead of three.
+        return String(unsafeUninitializedCapacity: 16) { buffer in
+            let digits: StaticString = "0123456789abcdef"
+            for index in 0..<16 {
+                let nibble = Int(truncatingIfNeeded: value >> UInt64(60 - 4 * index)) & 0xF
+                buffer[index] = digits.utf8Start[nibble]
+            }
+            return 16
+        }
     }
 
     /// Whether a request id received from outside is safe to log and pass on.

@@ -29,9 +29,6 @@ final class FrameDeadlineHandler: ChannelInboundHandler, RemovableChannelHandler
         let bytes = Self.unwrapInboundIn(data).readableBytesView
         var index = bytes.startIndex
         while index < bytes.endIndex {
-            if self.timer == nil {
-                self.arm(context: context)
-            }
             if self.prefixBytes < FrameDecoder.prefixLength {
                 self.prefix = self.prefix << 8 | UInt32(bytes[index])
                 self.prefixBytes += 1
@@ -47,6 +44,11 @@ final class FrameDeadlineHandler: ChannelInboundHandler, RemovableChannelHandler
             if self.prefixBytes == FrameDecoder.prefixLength, self.remaining == 0 {
                 self.frameFinished()
             }
+        }
+        // The clock runs only for a frame this read left unfinished: frames that arrive whole (the
+        // usual case) cost no timer.
+        if self.prefixBytes > 0, self.timer == nil {
+            self.arm(context: context)
         }
         context.fireChannelRead(data)
     }

@@ -61,7 +61,8 @@ package final class RPCClient: ClientTransport {
     private enum State {
         case idle(failures: Int)
         case connecting(EventLoopFuture<any Channel>, failures: Int)
-        case ready(any Channel)
+        /// The connection, and an executor on its event loop for the calls made on it.
+        case ready(any Channel, EventLoopTaskExecutor)
         case backingOff(until: ContinuousClock.Instant, failures: Int, reason: String)
         case closed
     }
@@ -101,7 +102,7 @@ package final class RPCClient: ClientTransport {
         metadata: Metadata,
         deadline: ContinuousClock.Instant?
     ) async throws -> [UInt8] {
-        let channel = try await self.channel(deadline: deadline)
+        let (channel, executor) = try await self.channel(deadline: deadline)
         var request = Rekey_Rpc_V1_Request()
         let callID = self.nextCallID.wrappingAdd(1, ordering: .relaxed).oldValue
         request.callID = callID
@@ -112,7 +113,21 @@ package final class RPCClient: ClientTransport {
             request.metadata.append(.init(key: entry.key, value: entry.value))
         }
         let pending = PendingCall()
-        return try await withTaskCancellationHandler {
+        // The caller waits on the connection's event loop: the answer is read there and the caller
+        // resumed there, and its next call is written there, without a thread switch per call.
+        return try await withTaskExecutorPreference(executor) {
+            try await self.send(request, callID: callID, deadline: deadline, pending: pending, on: channel)
+        }
+    }
+
+    private func send(
+        _ request: Rekey_Rpc_V1_Request,
+        callID: UInt64,
+        deadline: ContinuousClock.Instant?,
+        pending: PendingCall,
+        on channel: any Channel
+    ) async throws -> [UInt8] {
+        try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
                 pending.attach(continuation)
                 let call = OutboundCall(callID: callID, request: request, deadline: deadline, pending: pending)
@@ -131,7 +146,7 @@ package final class RPCClient: ClientTransport {
     package func close() async {
         let channel: (any Channel)? = self.state.withLockedValue { state in
             defer { state = .closed }
-            if case .ready(let channel) = state { return channel }
+            if case .ready(let channel, _) = state { return channel }
             return nil
         }
         try? await channel?.close()
@@ -140,17 +155,17 @@ package final class RPCClient: ClientTransport {
     // MARK: Connection management
 
     private enum Next {
-        case use(any Channel)
+        case use(any Channel, EventLoopTaskExecutor)
         case wait(EventLoopFuture<any Channel>)
         case connect(failures: Int)
         case fail(RPCError)
     }
 
-    private func channel(deadline: ContinuousClock.Instant?) async throws -> any Channel {
+    private func channel(deadline: ContinuousClock.Instant?) async throws -> (any Channel, EventLoopTaskExecutor) {
         let next: Next = self.state.withLockedValue { state in
             switch state {
-            case .ready(let channel):
-                return .use(channel)
+            case .ready(let channel, let executor):
+                return .use(channel, executor)
             case .connecting(let future, _):
                 return .wait(future)
             case .idle(let failures):
@@ -165,14 +180,16 @@ package final class RPCClient: ClientTransport {
             }
         }
         switch next {
-        case .use(let channel):
-            return channel
+        case .use(let channel, let executor):
+            return (channel, executor)
         case .fail(let error):
             throw error
         case .wait(let future):
-            return try await self.await(future, deadline: deadline)
+            let channel = try await self.await(future, deadline: deadline)
+            return (channel, EventLoopTaskExecutor(eventLoop: channel.eventLoop))
         case .connect(let failures):
-            return try await self.await(self.connect(failures: failures), deadline: deadline)
+            let channel = try await self.await(self.connect(failures: failures), deadline: deadline)
+            return (channel, EventLoopTaskExecutor(eventLoop: channel.eventLoop))
         }
     }
 
@@ -183,7 +200,7 @@ package final class RPCClient: ClientTransport {
             switch state {
             case .connecting(let existing, _):
                 return existing
-            case .ready(let channel):
+            case .ready(let channel, _):
                 return channel.eventLoop.makeSucceededFuture(channel)
             case .closed:
                 return promise.futureResult.eventLoop.makeFailedFuture(RPCError(.unavailable, "the client for \(self.target) is closed"))
@@ -242,7 +259,7 @@ package final class RPCClient: ClientTransport {
         case .success(let channel):
             let keep = self.state.withLockedValue { state -> Bool in
                 guard case .closed = state else {
-                    state = .ready(channel)
+                    state = .ready(channel, EventLoopTaskExecutor(eventLoop: channel.eventLoop))
                     return true
                 }
                 return false
@@ -255,7 +272,7 @@ package final class RPCClient: ClientTransport {
             self.logger.debug("connected")
             channel.closeFuture.whenComplete { _ in
                 self.state.withLockedValue { state in
-                    if case .ready(let current) = state, current === channel {
+                    if case .ready(let current, _) = state, current === channel {
                         state = .idle(failures: 0)
                     }
                 }

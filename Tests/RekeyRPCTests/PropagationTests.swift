@@ -57,6 +57,18 @@ struct PropagationTests {
         #expect(sent.metadata[MetadataKey.requestID] == "req-1")
     }
 
+    @Test("a request id made here is sixteen lowercase hex digits, new each time, and acceptable to the next hop")
+    func madeRequestIDs() {
+        let ids = (0..<1000).map { _ in RequestID.make() }
+        #expect(Set(ids).count == ids.count)
+        for id in ids {
+            #expect(id.utf8.count == 16 && id.utf8.allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }, "\(id)")
+            #expect(RequestID.isAcceptable(id))
+        }
+        // All share the process's random high half; the low half counts.
+        #expect(Set(ids.map { UInt64($0, radix: 16)! >> 32 }).count == 1)
+    }
+
     @Test("a handler's outgoing call gets no more time than its own caller left")
     func deadlineIsInherited() async {
         let callerDeadline = ContinuousClock.now + .seconds(2)

@@ -28,21 +28,28 @@ package struct ServiceCredentialInterceptor: ServerInterceptor {
         if self.exemptServices.contains(context.method.service) {
             return try await next(request, context)
         }
-        let headers = context.metadata.filter { $0.key == MetadataKey.authorization }
-        guard let header = headers.first?.value else {
+        var header: String?
+        for entry in context.metadata where entry.key == MetadataKey.authorization {
+            guard header == nil else {
+                self.warn("refused a call with more than one authorization entry", context)
+                throw RPCError(.unauthenticated, "send exactly one authorization entry")
+            }
+            header = entry.value
+        }
+        guard var header else {
             self.warn("refused a call without a service credential", context)
             throw RPCError(.unauthenticated, "a service credential is required")
         }
-        guard headers.count == 1 else {
-            self.warn("refused a call with more than one authorization entry", context)
-            throw RPCError(.unauthenticated, "send exactly one authorization entry")
-        }
-        let prefix = "Bearer "
-        let presented = header.hasPrefix(prefix) ? Array(header.utf8.dropFirst(prefix.utf8.count)) : []
-        // Compare against every accepted credential, without stopping early, in constant time.
-        var matched = false
-        for credential in self.accepted where Self.constantTimeEquals(presented, credential) {
-            matched = true
+        let matched = header.withUTF8 { bytes in
+            let prefix: StaticString = "Bearer "
+            let hasPrefix = bytes.starts(with: UnsafeBufferPointer(start: prefix.utf8Start, count: prefix.utf8CodeUnitCount))
+            let presented = hasPrefix ? UnsafeBufferPointer(rebasing: bytes[prefix.utf8CodeUnitCount...]) : UnsafeBufferPointer(start: nil, count: 0)
+            // Compare against every accepted credential, without stopping early, in constant time.
+            var matched = false
+            for credential in self.accepted where Self.constantTimeEquals(presented, credential) {
+                matched = true
+            }
+            return matched
         }
         guard matched else {
             self.warn("refused a call with a wrong service credential", context)
@@ -61,9 +68,13 @@ package struct ServiceCredentialInterceptor: ServerInterceptor {
 
     /// Compares two byte strings in time that depends only on their lengths.
     package static func constantTimeEquals(_ lhs: [UInt8], _ rhs: [UInt8]) -> Bool {
+        lhs.withUnsafeBufferPointer { Self.constantTimeEquals($0, rhs) }
+    }
+
+    private static func constantTimeEquals(_ lhs: UnsafeBufferPointer<UInt8>, _ rhs: [UInt8]) -> Bool {
         guard lhs.count == rhs.count else { return false }
         var difference: UInt8 = 0
-        for index in lhs.indices {
+        for index in 0..<lhs.count {
             difference |= lhs[index] ^ rhs[index]
         }
         return difference == 0
