@@ -24,6 +24,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
         .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
         .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
     ],
     targets: [
         // MARK: C libraries
@@ -99,6 +100,17 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
+        /// PostgreSQL, the option for deployments that outgrow one machine: connection strings,
+        /// each service's own schema and its forward-only migrations (postgres-nio).
+        .target(
+            name: "RekeyPostgres",
+            dependencies: [
+                "RekeyRPC",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
 
         /// What every service executable shares: settings, logging, the server runner, healthcheck.
         .target(
@@ -141,6 +153,8 @@ let package = Package(
                 "RekeyRPC",
                 "RekeyCrypto",
                 "RekeySQLite",
+                "RekeyPostgres",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -153,6 +167,7 @@ let package = Package(
                 "RekeyTokenService",
                 "RekeyServiceKit",
                 "RekeySQLite",
+                "RekeyPostgres",
                 "RekeyRPCNIO",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -301,6 +316,7 @@ let package = Package(
                 "RekeyRPC",
                 "RekeyRPCNIO",
                 "CRekeyProto",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -420,6 +436,15 @@ let package = Package(
             ]
         ),
         .testTarget(
+            name: "RekeyPostgresTests",
+            dependencies: [
+                "RekeyPostgres",
+                "RekeyTesting",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+            ]
+        ),
+        .testTarget(
             name: "RekeyTokenServiceTests",
             dependencies: [
                 "RekeyClock",
@@ -428,8 +453,11 @@ let package = Package(
                 "RekeyRPC",
                 "RekeyRPCNIO",
                 "RekeySQLite",
+                "RekeyPostgres",
                 "RekeyTesting",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
             .testTarget(

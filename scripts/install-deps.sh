@@ -14,6 +14,7 @@ packages=(
   python3-cryptography                    # a throw-away certificate for the STARTTLS tests
   python3-dkim python3-dnslib             # an independent DKIM verifier, and the DNS server it asks on loopback
   postfix sasl2-bin                       # a throw-away relay of its own with SASL users (tests), smtp-sink (make bench-notifier)
+  postgresql                              # the PostgreSQL backend's tests start a throw-away cluster of their own
   chromium chromium-driver python3-selenium   # the real-browser test of the reset flow
   docker-compose python3-yaml             # `docker-compose config -q` validates compose.yaml (no engine needed)
   python3-venv                            # the test venv below (axe-core for the console's accessibility check)
@@ -33,8 +34,13 @@ if [ ${#missing[@]} -gt 0 ]; then
     sudo="sudo"
   fi
   export DEBIAN_FRONTEND=noninteractive
+  # Only PostgreSQL's programs are wanted: no system cluster that would start and hold port 5432.
+  if [[ " ${missing[*]} " == *" postgresql "* ]] && [ ! -e /etc/postgresql-common/createcluster.conf ]; then
+    $sudo mkdir -p /etc/postgresql-common
+    echo "create_main_cluster = false" | $sudo tee /etc/postgresql-common/createcluster.conf > /dev/null
+  fi
   $sudo apt-get update -qq
-  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  $sudo apt-get install -y -qq --no-install-recommends -o Dpkg::Options::=--force-confold "${missing[@]}"
 fi
 
 # The browser tests' Python: Debian's (with its Selenium) plus axe-core from PyPI, which the

@@ -51,7 +51,7 @@ package final class InProcessSystem: @unchecked Sendable {
         self.directoryDatabase = try SQLiteDatabase(path: ":memory:", migrations: DirectoryStore.migrations)
         self.directoryStore = DirectoryStore(clock: clock)
         let hashing = HashingPool(hasher: PasswordHasher(parameters: .init(logN: 8, r: 8, p: 1)), threads: 1)
-        let tokensDatabase = try SQLiteDatabase(path: ":memory:", migrations: TokenStore.migrations)
+        let tokensDatabase = try SQLiteDatabase(path: ":memory:", migrations: SQLiteTokenRepository.migrations)
         let outboxDatabase = try SQLiteDatabase(path: ":memory:", migrations: OutboxStore.migrations)
         self.outboxDatabase = outboxDatabase
         let outbox = OutboxStore(
@@ -68,7 +68,7 @@ package final class InProcessSystem: @unchecked Sendable {
         }
         self.backends = Backends(
             directory: transport("directory", DirectoryService(database: self.directoryDatabase, store: self.directoryStore, hashing: hashing), health: Rekey_Directory_V1_Directory.name),
-            tokens: transport("reset-token", TokenService(database: tokensDatabase, store: TokenStore(configuration: .init(), clock: clock)), health: Rekey_Tokens_V1_Tokens.name),
+            tokens: transport("reset-token", TokenService(store: TokenStore(configuration: .init(), clock: clock, repository: SQLiteTokenRepository(database: tokensDatabase))), health: Rekey_Tokens_V1_Tokens.name),
             notifier: transport(
                 "notifier",
                 NotifierService(

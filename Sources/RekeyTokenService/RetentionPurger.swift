@@ -1,17 +1,14 @@
 import RekeyClock
 import Logging
-import RekeySQLite
 import ServiceLifecycle
 
 /// Deletes tokens and history older than the retention, once at start and then every
 /// `purgeInterval`, until the service shuts down.
 package struct RetentionPurger: Service, CustomStringConvertible {
-    private let database: SQLiteDatabase
     private let store: TokenStore
     private let logger: Logger
 
-    package init(database: SQLiteDatabase, store: TokenStore, logger: Logger) {
-        self.database = database
+    package init(store: TokenStore, logger: Logger) {
         self.store = store
         self.logger = logger
     }
@@ -21,9 +18,8 @@ package struct RetentionPurger: Service, CustomStringConvertible {
 
     package func run() async throws {
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
-            let store = self.store
             do {
-                let (tokens, events) = try await self.database.withConnection { try store.purge(in: $0) }
+                let (tokens, events) = try await self.store.purge()
                 if tokens + events > 0 {
                     self.logger.info("purged old history", metadata: ["purge.tokens": "\(tokens)", "purge.events": "\(events)"])
                 }

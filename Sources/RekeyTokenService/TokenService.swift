@@ -4,20 +4,17 @@ import RekeyClock
 import RekeyCrypto
 import Metrics
 import RekeyRPC
-import RekeySQLite
 import RekeyTokensAPI
 
-/// The `rekey.tokens.v1.Tokens` RPC service: checks and converts messages, and runs the
-/// ``TokenStore``'s work on the database's thread pool.
+/// The `rekey.tokens.v1.Tokens` RPC service: checks and converts messages; the ``TokenStore``
+/// applies the rules and its repository stores (SQLite or PostgreSQL).
 ///
 /// Metrics: `rekey_tokens_issued_total{purpose}`, `rekey_tokens_redeemed_total{purpose}`,
 /// `rekey_tokens_redeem_failed_total{purpose}`, `rekey_tokens_rate_limited_total{scope}`.
 package struct TokenService: Rekey_Tokens_V1_Tokens.ServiceProtocol {
-    private let database: SQLiteDatabase
     private let store: TokenStore
 
-    package init(database: SQLiteDatabase, store: TokenStore) {
-        self.database = database
+    package init(store: TokenStore) {
         self.store = store
     }
 
@@ -30,11 +27,10 @@ package struct TokenService: Rekey_Tokens_V1_Tokens.ServiceProtocol {
         issue.requestedByAdminID = request.requestedByAdminID
         issue.clientAddress = request.clientAddress
         issue.lifetime = request.lifetimeSeconds == 0 ? nil : .seconds(Int64(request.lifetimeSeconds))
-        let store = self.store
         let token: SecretToken
         let record: TokenRecord
         do {
-            (token, record) = try await self.database.withConnection { [issue] in try store.issue(issue, in: $0) }
+            (token, record) = try await self.store.issue(issue)
         } catch TokenError.rateLimited(let state, let now) {
             Counter(label: "rekey_tokens_rate_limited_total", dimensions: [("scope", state.scope.rawValue)]).increment()
             throw TokenError.rateLimited(state, now: now)
@@ -52,10 +48,8 @@ package struct TokenService: Rekey_Tokens_V1_Tokens.ServiceProtocol {
         context: ServerContext
     ) async throws -> Rekey_Tokens_V1_PeekTokenResponse {
         let purpose = try Self.purpose(request.purpose)
-        let store = self.store
-        let (token, clientAddress) = (request.token, request.clientAddress)
         let opening = TokenEventRecord.Opening(method: request.method, hadCookies: request.hadCookies, agent: request.userAgentClass)
-        guard let record = try await self.database.withConnection({ try store.peek(token, purpose: purpose, openedFrom: clientAddress, opening: opening, in: $0) }) else {
+        guard let record = try await self.store.peek(request.token, purpose: purpose, openedFrom: request.clientAddress, opening: opening) else {
             throw TokenError.notFound
         }
         var response = Rekey_Tokens_V1_PeekTokenResponse()
@@ -68,12 +62,9 @@ package struct TokenService: Rekey_Tokens_V1_Tokens.ServiceProtocol {
         context: ServerContext
     ) async throws -> Rekey_Tokens_V1_RedeemTokenResponse {
         let purpose = try Self.purpose(request.purpose)
-        let store = self.store
         let record: TokenRecord
         do {
-            record = try await self.database.withConnection {
-                try store.redeem(request.token, purpose: purpose, clientAddress: request.clientAddress, in: $0)
-            }
+            record = try await self.store.redeem(request.token, purpose: purpose, clientAddress: request.clientAddress)
         } catch {
             Counter(label: "rekey_tokens_redeem_failed_total", dimensions: [("purpose", Self.metricName(purpose))]).increment()
             throw error
@@ -89,10 +80,7 @@ package struct TokenService: Rekey_Tokens_V1_Tokens.ServiceProtocol {
         context: ServerContext
     ) async throws -> Rekey_Tokens_V1_RevokeUserTokensResponse {
         let purpose = request.purpose == .unspecified ? nil : try Self.purpose(request.purpose)
-        let store = self.store
-        let count = try await self.database.withConnection {
-            try store.revoke(userID: request.userID, purpose: purpose, reason: request.reason, in: $0)
-        }
+        let count = try await self.store.revoke(userID: request.userID, purpose: purpose, reason: request.reason)
         var response = Rekey_Tokens_V1_RevokeUserTokensResponse()
         response.revoked = UInt32(count)
         return response
@@ -102,11 +90,8 @@ package struct TokenService: Rekey_Tokens_V1_Tokens.ServiceProtocol {
         request: Rekey_Tokens_V1_ListUserTokensRequest,
         context: ServerContext
     ) async throws -> Rekey_Tokens_V1_ListUserTokensResponse {
-        let store = self.store
         let pageSize = try Bounded.pageSize(request.pageSize, default: 20, max: 100)
-        let (records, next) = try await self.database.withConnection {
-            try store.listTokens(userID: request.userID, pageSize: pageSize, cursor: request.pageToken, in: $0)
-        }
+        let (records, next) = try await self.store.listTokens(userID: request.userID, pageSize: pageSize, cursor: request.pageToken)
         var response = Rekey_Tokens_V1_ListUserTokensResponse()
         response.tokens = records.map(self.info)
         response.nextPageToken = next
@@ -117,11 +102,8 @@ package struct TokenService: Rekey_Tokens_V1_Tokens.ServiceProtocol {
         request: Rekey_Tokens_V1_ListUserEventsRequest,
         context: ServerContext
     ) async throws -> Rekey_Tokens_V1_ListUserEventsResponse {
-        let store = self.store
         let limit = try Bounded.pageSize(request.limit, "limit", default: 100, max: 500)
-        let events = try await self.database.withConnection {
-            try store.events(userID: request.userID, since: request.sinceUnixMs, limit: limit, in: $0)
-        }
+        let events = try await self.store.events(userID: request.userID, since: request.sinceUnixMs, limit: limit)
         var response = Rekey_Tokens_V1_ListUserEventsResponse()
         response.events = events.map { event in
             var wire = Rekey_Tokens_V1_TokenEvent()
@@ -156,12 +138,9 @@ package struct TokenService: Rekey_Tokens_V1_Tokens.ServiceProtocol {
         context: ServerContext
     ) async throws -> Rekey_Tokens_V1_GetRateLimitStatusResponse {
         let purpose = request.purpose == .unspecified ? nil : try Self.purpose(request.purpose)
-        let store = self.store
-        let states = try await self.database.withConnection {
-            try store.rateLimitStatus(
-                userID: request.userID, purpose: purpose, clientAddress: request.clientAddress, adminID: request.adminID, in: $0
-            )
-        }
+        let states = try await self.store.rateLimitStatus(
+            userID: request.userID, purpose: purpose, clientAddress: request.clientAddress, adminID: request.adminID
+        )
         var response = Rekey_Tokens_V1_GetRateLimitStatusResponse()
         response.limits = states.map { state in
             var limit = Rekey_Tokens_V1_RateLimit()

@@ -1,55 +1,20 @@
 import RekeyClock
 import RekeyCrypto
 import RekeyRPC
-import RekeySQLite
 
-/// The token service's storage and rules. Every method is synchronous and runs inside one SQLite
-/// transaction; ``TokenService`` calls it on the database's thread pool.
+/// The token service's rules: what is valid, the limits and their arithmetic, lifetimes, what
+/// counts as a failed redeem and how the history words it. Storage is the ``TokenRepository``'s
+/// (SQLite or PostgreSQL); every rule here runs the same on both.
 package struct TokenStore: Sendable {
     package let configuration: TokenServiceConfiguration
     package let clock: any WallClock
+    package let repository: any TokenRepository
 
-    package init(configuration: TokenServiceConfiguration, clock: any WallClock) {
+    package init(configuration: TokenServiceConfiguration, clock: any WallClock, repository: any TokenRepository) {
         self.configuration = configuration
         self.clock = clock
+        self.repository = repository
     }
-
-    package static let migrations = [
-        SQLiteMigration(version: 1, name: "tokens and events", sql: """
-            CREATE TABLE tokens (
-                id TEXT PRIMARY KEY,
-                hash BLOB NOT NULL UNIQUE,
-                purpose INTEGER NOT NULL,
-                user_id TEXT NOT NULL,
-                email_identity_id TEXT NOT NULL DEFAULT '',
-                requested_by_admin_id TEXT NOT NULL DEFAULT '',
-                client_address TEXT NOT NULL DEFAULT '',
-                issued_at INTEGER NOT NULL,
-                expires_at INTEGER NOT NULL,
-                used_at INTEGER,
-                used_from TEXT,
-                revoked_at INTEGER,
-                revoke_reason TEXT
-            );
-            CREATE INDEX tokens_by_user ON tokens (user_id, issued_at);
-            CREATE INDEX tokens_by_address ON tokens (client_address, issued_at) WHERE client_address != '';
-            CREATE INDEX tokens_by_admin ON tokens (requested_by_admin_id, issued_at) WHERE requested_by_admin_id != '';
-            CREATE INDEX tokens_by_expiry ON tokens (expires_at);
-            CREATE TABLE events (
-                id INTEGER PRIMARY KEY,
-                at INTEGER NOT NULL,
-                kind TEXT NOT NULL,
-                purpose INTEGER,
-                user_id TEXT NOT NULL DEFAULT '',
-                token_id TEXT NOT NULL DEFAULT '',
-                client_address TEXT NOT NULL DEFAULT '',
-                admin_id TEXT NOT NULL DEFAULT '',
-                detail TEXT NOT NULL DEFAULT ''
-            );
-            CREATE INDEX events_by_user ON events (user_id, at);
-            CREATE INDEX events_by_time ON events (at);
-            """),
-    ]
 
     // MARK: Issue
 
@@ -68,13 +33,8 @@ package struct TokenStore: Sendable {
         }
     }
 
-    private enum IssueOutcome {
-        case issued(SecretToken, TokenRecord)
-        case refused(RateLimitState, now: Int64)
-    }
-
     /// Makes a token, or records a refusal and throws ``TokenError/rateLimited(_:now:)``.
-    package func issue(_ request: IssueRequest, in connection: SQLiteConnection) throws -> (token: SecretToken, record: TokenRecord) {
+    package func issue(_ request: IssueRequest) async throws -> (token: SecretToken, record: TokenRecord) {
         try Validation.identifier(request.userID, field: "user_id")
         switch request.purpose {
         case .emailVerification:
@@ -93,48 +53,40 @@ package struct TokenStore: Sendable {
             throw TokenError.invalidArgument("lifetime_seconds must be from 1 to \(self.configuration.maxLifetime.milliseconds / 1000) (0 for the default)")
         }
 
-        let outcome: IssueOutcome = try connection.transaction { connection in
-            let now = self.clock.nowMilliseconds()
-            for state in try self.limits(for: request, now: now, in: connection) where state.nextAllowedAt != nil {
-                try self.record(
-                    .rateLimited, now: now, purpose: request.purpose, userID: request.userID, tokenID: "",
-                    clientAddress: request.clientAddress, adminID: request.requestedByAdminID,
-                    detail: "\(state.scope.rawValue) limit: \(state.used) of \(state.limit) per \(state.window)",
-                    in: connection
-                )
-                return .refused(state, now: now)
+        let now = self.clock.nowMilliseconds()
+        let token = try SecretToken.generate()
+        let record = TokenRecord(
+            id: try Hex.randomID(prefix: ""),
+            purpose: request.purpose,
+            userID: request.userID,
+            emailIdentityID: request.emailIdentityID,
+            requestedByAdminID: request.requestedByAdminID,
+            clientAddress: request.clientAddress,
+            issuedAt: now,
+            expiresAt: now + lifetime.milliseconds
+        )
+        let limits = self.limits(for: request, now: now)
+        let decision = try await self.repository.issue(NewToken(record: record, digest: token.digest), limits: limits) { recent in
+            for (index, times) in recent.enumerated() {
+                let state = self.limitState(limits[index], times: times)
+                guard state.nextAllowedAt == nil else {
+                    let event = NewTokenEvent(
+                        kind: .rateLimited, at: now, purpose: request.purpose, userID: request.userID,
+                        clientAddress: request.clientAddress, adminID: request.requestedByAdminID,
+                        detail: "\(state.scope.rawValue) limit: \(state.used) of \(state.limit) per \(state.window)"
+                    )
+                    return .refuse(index: index, state: state, event: event)
+                }
             }
-            let token = try SecretToken.generate()
-            let record = TokenRecord(
-                id: try Hex.randomID(prefix: ""),
-                purpose: request.purpose,
-                userID: request.userID,
-                emailIdentityID: request.emailIdentityID,
-                requestedByAdminID: request.requestedByAdminID,
-                clientAddress: request.clientAddress,
-                issuedAt: now,
-                expiresAt: now + lifetime.milliseconds
-            )
-            try connection.run(
-                """
-                INSERT INTO tokens (id, hash, purpose, user_id, email_identity_id, requested_by_admin_id, client_address, issued_at, expires_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """,
-                .text(record.id), .blob(token.digest), .integer(record.purpose.rawValue), .text(record.userID),
-                .text(record.emailIdentityID), .text(record.requestedByAdminID), .text(record.clientAddress),
-                .integer(record.issuedAt), .integer(record.expiresAt)
-            )
-            try self.record(
-                .issued, now: now, purpose: record.purpose, userID: record.userID, tokenID: record.id,
-                clientAddress: record.clientAddress, adminID: record.requestedByAdminID,
-                detail: "expires in \(lifetime)", in: connection
-            )
-            return .issued(token, record)
+            return .issue(event: NewTokenEvent(
+                kind: .issued, at: now, purpose: record.purpose, userID: record.userID, tokenID: record.id,
+                clientAddress: record.clientAddress, adminID: record.requestedByAdminID, detail: "expires in \(lifetime)"
+            ))
         }
-        switch outcome {
-        case .issued(let token, let record):
+        switch decision {
+        case .issue:
             return (token, record)
-        case .refused(let state, let now):
+        case .refuse(_, let state, _):
             throw TokenError.rateLimited(state, now: now)
         }
     }
@@ -148,88 +100,66 @@ package struct TokenStore: Sendable {
 
     /// The limits that apply to an issue request: per user and purpose always; per admin for
     /// admin sends, per client address for the user's own requests.
-    private func limits(for request: IssueRequest, now: Int64, in connection: SQLiteConnection) throws -> [RateLimitState] {
-        var limits = [try self.limitState(.user, subject: request.userID, purpose: request.purpose, now: now, in: connection)]
+    private func limits(for request: IssueRequest, now: Int64) -> [LimitQuery] {
+        var limits = [self.limitQuery(.user, subject: request.userID, purpose: request.purpose, now: now)]
         if !request.requestedByAdminID.isEmpty {
-            limits.append(try self.limitState(.admin, subject: request.requestedByAdminID, purpose: nil, now: now, in: connection))
+            limits.append(self.limitQuery(.admin, subject: request.requestedByAdminID, purpose: nil, now: now))
         } else if !request.clientAddress.isEmpty {
-            limits.append(try self.limitState(.clientAddress, subject: request.clientAddress, purpose: nil, now: now, in: connection))
+            limits.append(self.limitQuery(.clientAddress, subject: request.clientAddress, purpose: nil, now: now))
         }
         return limits
     }
 
-    private func limitState(
-        _ scope: RateLimitState.Scope,
-        subject: String,
-        purpose: TokenPurpose?,
-        now: Int64,
-        in connection: SQLiteConnection
-    ) throws -> RateLimitState {
-        let limit: TokenServiceConfiguration.Limit
+    private func limit(_ scope: RateLimitState.Scope) -> TokenServiceConfiguration.Limit {
         switch scope {
-        case .user: limit = self.configuration.perUser
-        case .clientAddress: limit = self.configuration.perClientAddress
-        case .admin: limit = self.configuration.perAdmin
+        case .user: self.configuration.perUser
+        case .clientAddress: self.configuration.perClientAddress
+        case .admin: self.configuration.perAdmin
         }
-        var bindings: [SQLiteValue] = [.text(subject)]
-        if scope == .user {
-            bindings.append(.integer((purpose ?? .passwordReset).rawValue))
-        }
-        let since = now - limit.window.milliseconds
-        // The newest `limit` tokens issued in the window: the check reads at most `limit` rows,
-        // however long the history. When there are that many, the next one is allowed once the
-        // oldest of them leaves the window.
-        let times = try connection.query(
-            Self.limitQuery(scope),
-            bindings + [.integer(since), .integer(Int64(limit.limit))]
-        ).compactMap { $0.int("issued_at") }
+    }
+
+    /// The newest `limit` tokens issued in the window: the check reads at most `limit` rows,
+    /// however long the history.
+    private func limitQuery(_ scope: RateLimitState.Scope, subject: String, purpose: TokenPurpose?, now: Int64) -> LimitQuery {
+        let limit = self.limit(scope)
+        return LimitQuery(scope: scope, subject: subject, purpose: scope == .user ? (purpose ?? .passwordReset) : nil, since: now - limit.window.milliseconds, limit: limit.limit)
+    }
+
+    /// When there are `limit` issues in the window, the next one is allowed once the oldest of
+    /// them leaves the window.
+    private func limitState(_ query: LimitQuery, times: [Int64]) -> RateLimitState {
+        let limit = self.limit(query.scope)
         var next: Int64?
         if times.count >= limit.limit, let oldest = times.last {
             next = oldest + limit.window.milliseconds
         }
-        return RateLimitState(scope: scope, limit: limit.limit, used: times.count, window: limit.window, nextAllowedAt: next)
-    }
-
-    /// The query behind a limit check: the newest tokens issued in the window for the subject
-    /// (then the purpose, for `.user`), the window's start and the limit bound in that order.
-    /// Each reads one index (`TokenStoreTests` checks the plans); the `!= ''` lets SQLite use the
-    /// partial indexes, which it cannot tell from a bound value.
-    package static func limitQuery(_ scope: RateLimitState.Scope) -> String {
-        let condition: String
-        switch scope {
-        case .user: condition = "user_id = ? AND purpose = ?"
-        case .clientAddress: condition = "client_address = ? AND client_address != '' AND requested_by_admin_id = ''"
-        case .admin: condition = "requested_by_admin_id = ? AND requested_by_admin_id != ''"
-        }
-        return "SELECT issued_at FROM tokens WHERE \(condition) AND issued_at > ? ORDER BY issued_at DESC LIMIT ?"
+        return RateLimitState(scope: query.scope, limit: limit.limit, used: times.count, window: limit.window, nextAllowedAt: next)
     }
 
     /// The state of each limit named: any of user (with purpose), client address, admin.
-    package func rateLimitStatus(
-        userID: String,
-        purpose: TokenPurpose?,
-        clientAddress: String,
-        adminID: String,
-        in connection: SQLiteConnection
-    ) throws -> [RateLimitState] {
+    package func rateLimitStatus(userID: String, purpose: TokenPurpose?, clientAddress: String, adminID: String) async throws -> [RateLimitState] {
         guard !userID.isEmpty || !clientAddress.isEmpty || !adminID.isEmpty else {
             throw TokenError.invalidArgument("give at least one of user_id, client_address and admin_id")
         }
         let now = self.clock.nowMilliseconds()
-        var states: [RateLimitState] = []
+        var queries: [LimitQuery] = []
         if !userID.isEmpty {
             try Validation.identifier(userID, field: "user_id")
             for purpose in purpose.map({ [$0] }) ?? TokenPurpose.allCases {
-                states.append(try self.limitState(.user, subject: userID, purpose: purpose, now: now, in: connection))
+                queries.append(self.limitQuery(.user, subject: userID, purpose: purpose, now: now))
             }
         }
         if !clientAddress.isEmpty {
             try Validation.clientAddress(clientAddress)
-            states.append(try self.limitState(.clientAddress, subject: clientAddress, purpose: nil, now: now, in: connection))
+            queries.append(self.limitQuery(.clientAddress, subject: clientAddress, purpose: nil, now: now))
         }
         if !adminID.isEmpty {
             try Validation.identifier(adminID, field: "admin_id")
-            states.append(try self.limitState(.admin, subject: adminID, purpose: nil, now: now, in: connection))
+            queries.append(self.limitQuery(.admin, subject: adminID, purpose: nil, now: now))
+        }
+        var states: [RateLimitState] = []
+        for query in queries {
+            states.append(self.limitState(query, times: try await self.repository.recentIssues(query)))
         }
         return states
     }
@@ -240,7 +170,7 @@ package struct TokenStore: Sendable {
     /// the link, from where, how), the opening is recorded in the user's history, whatever state
     /// the link is in (an old link opened after a newer one was sent is worth knowing), at most
     /// ``openingsRecorded`` times per link.
-    package func peek(_ token: String, purpose: TokenPurpose, openedFrom clientAddress: String = "", opening: TokenEventRecord.Opening? = nil, in connection: SQLiteConnection) throws -> TokenRecord? {
+    package func peek(_ token: String, purpose: TokenPurpose, openedFrom clientAddress: String = "", opening: TokenEventRecord.Opening? = nil) async throws -> TokenRecord? {
         let hash = try Validation.tokenHash(token)
         if !clientAddress.isEmpty {
             try Validation.clientAddress(clientAddress)
@@ -254,28 +184,29 @@ package struct TokenStore: Sendable {
             }
         }
         let now = self.clock.nowMilliseconds()
-        guard let record = try self.find(hash: hash, in: connection), record.purpose == purpose else {
+        guard let record = try await self.repository.find(digest: hash), record.purpose == purpose else {
             return nil
         }
         let state = record.state(at: now)
-        if !clientAddress.isEmpty, try self.openings(of: record, in: connection) < Self.openingsRecorded {
+        if !clientAddress.isEmpty, try await self.repository.openings(userID: record.userID, tokenID: record.id) < Self.openingsRecorded {
             var how = opening ?? TokenEventRecord.Opening(method: "", hadCookies: false, agent: "")
             how.tokenState = "\(state)"
-            try self.record(.opened, now: now, purpose: purpose, userID: record.userID, tokenID: record.id, clientAddress: clientAddress, adminID: "", detail: how.detail, in: connection)
+            try await self.repository.record(NewTokenEvent(
+                kind: .opened, at: now, purpose: purpose, userID: record.userID, tokenID: record.id, clientAddress: clientAddress, detail: how.detail
+            ))
         }
         return state == .live ? record : nil
     }
 
-    /// Spends a live token of `purpose`. Serialised by the transaction: of concurrent redeems of
-    /// one token exactly one succeeds. Every failure is recorded with its reason.
-    package func redeem(_ token: String, purpose: TokenPurpose, clientAddress: String, in connection: SQLiteConnection) throws -> TokenRecord {
+    /// Spends a live token of `purpose`. Of concurrent redeems of one token exactly one succeeds,
+    /// on either backend and across replicas. Every failure is recorded with its reason.
+    package func redeem(_ token: String, purpose: TokenPurpose, clientAddress: String) async throws -> TokenRecord {
         let hash = try Validation.tokenHash(token)
         try Validation.clientAddress(clientAddress)
-        let redeemed: TokenRecord? = try connection.transaction { connection in
-            let now = self.clock.nowMilliseconds()
-            guard var record = try self.find(hash: hash, in: connection) else {
-                try self.record(.redeemFailed, now: now, purpose: purpose, userID: "", tokenID: "", clientAddress: clientAddress, adminID: "", detail: "unknown token", in: connection)
-                return nil
+        let now = self.clock.nowMilliseconds()
+        let redeemed = try await self.repository.redeem(digest: hash, usedFrom: clientAddress, now: now) { found in
+            guard let record = found else {
+                return .refuse(event: NewTokenEvent(kind: .redeemFailed, at: now, purpose: purpose, userID: "", clientAddress: clientAddress, detail: "unknown token"))
             }
             let failure: String?
             switch record.state(at: now) {
@@ -291,80 +222,53 @@ package struct TokenStore: Sendable {
                 failure = nil
             }
             if let failure {
-                try self.record(.redeemFailed, now: now, purpose: purpose, userID: record.userID, tokenID: record.id, clientAddress: clientAddress, adminID: "", detail: failure, in: connection)
-                return nil
+                return .refuse(event: NewTokenEvent(
+                    kind: .redeemFailed, at: now, purpose: purpose, userID: record.userID, tokenID: record.id, clientAddress: clientAddress, detail: failure
+                ))
             }
-            try connection.run(
-                "UPDATE tokens SET used_at = ?, used_from = ? WHERE id = ? AND used_at IS NULL AND revoked_at IS NULL",
-                .integer(now), .text(clientAddress), .text(record.id)
-            )
-            record.usedAt = now
-            try self.record(.redeemed, now: now, purpose: purpose, userID: record.userID, tokenID: record.id, clientAddress: clientAddress, adminID: "", detail: "", in: connection)
-            if purpose == .passwordReset {
-                // One reset per burst of links: the user's other reset links die in the same step,
-                // so two links used at once can never both change the password.
-                let others = try connection.run(
-                    """
-                    UPDATE tokens SET revoked_at = ?, revoke_reason = 'superseded: another reset link was used'
-                    WHERE user_id = ? AND purpose = ? AND id != ? AND used_at IS NULL AND revoked_at IS NULL AND expires_at > ?
-                    """,
-                    .integer(now), .text(record.userID), .integer(purpose.rawValue), .text(record.id), .integer(now)
+            let spent = NewTokenEvent(kind: .redeemed, at: now, purpose: purpose, userID: record.userID, tokenID: record.id, clientAddress: clientAddress)
+            guard purpose == .passwordReset else { return .spend(event: spent, supersede: nil) }
+            // One reset per burst of links: the user's other reset links die in the same step, so
+            // two links used at once can never both change the password.
+            return .spend(event: spent, supersede: .init(reason: "superseded: another reset link was used") { others in
+                NewTokenEvent(
+                    kind: .revoked, at: now, purpose: purpose, userID: record.userID,
+                    detail: "\(others) other reset link(s): superseded when one was used"
                 )
-                if others > 0 {
-                    try self.record(
-                        .revoked, now: now, purpose: purpose, userID: record.userID, tokenID: "", clientAddress: "", adminID: "",
-                        detail: "\(others) other reset link(s): superseded when one was used", in: connection
-                    )
-                }
-            }
-            return record
+            })
         }
         guard let redeemed else { throw TokenError.notFound }
         return redeemed
     }
 
     /// Revokes the user's live tokens of `purpose` (every purpose when nil); returns how many.
-    package func revoke(userID: String, purpose: TokenPurpose?, reason: String, in connection: SQLiteConnection) throws -> Int {
+    package func revoke(userID: String, purpose: TokenPurpose?, reason: String) async throws -> Int {
         try Validation.identifier(userID, field: "user_id")
         guard reason.utf8.count <= 200 else {
             throw TokenError.invalidArgument("reason is longer than 200 bytes")
         }
-        return try connection.transaction { connection in
-            let now = self.clock.nowMilliseconds()
-            var sql = "UPDATE tokens SET revoked_at = ?, revoke_reason = ? WHERE user_id = ? AND used_at IS NULL AND revoked_at IS NULL AND expires_at > ?"
-            var bindings: [SQLiteValue] = [.integer(now), .text(reason), .text(userID), .integer(now)]
-            if let purpose {
-                sql += " AND purpose = ?"
-                bindings.append(.integer(purpose.rawValue))
-            }
-            let count = try connection.run(sql, bindings)
-            if count > 0 {
-                try self.record(.revoked, now: now, purpose: purpose, userID: userID, tokenID: "", clientAddress: "", adminID: "", detail: "\(count) live token(s): \(reason)", in: connection)
-            }
-            return count
+        let now = self.clock.nowMilliseconds()
+        return try await self.repository.revoke(userID: userID, purpose: purpose, reason: reason, now: now) { count in
+            NewTokenEvent(kind: .revoked, at: now, purpose: purpose, userID: userID, detail: "\(count) live token(s): \(reason)")
         }
     }
 
     // MARK: History
 
     /// A page of the user's tokens, newest first, and the cursor of the next page.
-    package func listTokens(userID: String, pageSize: Int, cursor: String, in connection: SQLiteConnection) throws -> (tokens: [TokenRecord], next: String) {
+    package func listTokens(userID: String, pageSize: Int, cursor: String) async throws -> (tokens: [TokenRecord], next: String) {
         try Validation.identifier(userID, field: "user_id")
         guard (1...100).contains(pageSize) else {
             throw TokenError.invalidArgument("page_size must be from 1 to 100 (0 for 20)")
         }
-        var sql = "SELECT * FROM tokens WHERE user_id = ?"
-        var bindings: [SQLiteValue] = [.text(userID)]
+        var position: PageCursor?
         if !cursor.isEmpty {
-            guard let position = PageCursor(cursor) else {
+            guard let decoded = PageCursor(cursor) else {
                 throw TokenError.invalidArgument("page_token is not one this service gave out")
             }
-            sql += " AND (issued_at < ? OR (issued_at = ? AND id < ?))"
-            bindings += [.integer(position.issuedAt), .integer(position.issuedAt), .text(position.id)]
+            position = decoded
         }
-        sql += " ORDER BY issued_at DESC, id DESC LIMIT ?"
-        bindings.append(.integer(Int64(pageSize + 1)))
-        var records = try connection.query(sql, bindings).map(Self.record(from:))
+        var records = try await self.repository.tokens(userID: userID, after: position, limit: pageSize + 1)
         var next = ""
         if records.count > pageSize {
             records.removeLast()
@@ -374,95 +278,30 @@ package struct TokenStore: Sendable {
     }
 
     /// The user's history, newest first.
-    package func events(userID: String, since: Int64, limit: Int, in connection: SQLiteConnection) throws -> [TokenEventRecord] {
+    package func events(userID: String, since: Int64, limit: Int) async throws -> [TokenEventRecord] {
         try Validation.identifier(userID, field: "user_id")
         guard (1...500).contains(limit) else {
             throw TokenError.invalidArgument("limit must be from 1 to 500 (0 for 100)")
         }
-        return try connection.query(
-            "SELECT * FROM events WHERE user_id = ? AND at >= ? ORDER BY at DESC, id DESC LIMIT ?",
-            .text(userID), .integer(since), .integer(Int64(limit))
-        ).map { row in
-            TokenEventRecord(
-                kind: TokenEventRecord.Kind(rawValue: row.string("kind") ?? "") ?? .issued,
-                at: row.int("at") ?? 0,
-                purpose: row.int("purpose").flatMap(TokenPurpose.init(rawValue:)),
-                tokenID: row.string("token_id") ?? "",
-                clientAddress: row.string("client_address") ?? "",
-                adminID: row.string("admin_id") ?? "",
-                detail: row.string("detail") ?? ""
-            )
-        }
+        return try await self.repository.events(userID: userID, since: since, limit: limit)
     }
 
     /// Deletes tokens that expired, and history recorded, more than the retention ago.
-    package func purge(in connection: SQLiteConnection) throws -> (tokens: Int, events: Int) {
-        try connection.transaction { connection in
-            let cutoff = self.clock.nowMilliseconds() - self.configuration.retention.milliseconds
-            let tokens = try connection.run("DELETE FROM tokens WHERE expires_at < ?", .integer(cutoff))
-            let events = try connection.run("DELETE FROM events WHERE at < ?", .integer(cutoff))
-            return (tokens, events)
-        }
-    }
-
-    // MARK: Helpers
-
-    private func find(hash: [UInt8], in connection: SQLiteConnection) throws -> TokenRecord? {
-        try connection.queryFirst("SELECT * FROM tokens WHERE hash = ?", .blob(hash)).map(Self.record(from:))
-    }
-
-    private static func record(from row: SQLiteRow) -> TokenRecord {
-        TokenRecord(
-            id: row.string("id") ?? "",
-            purpose: row.int("purpose").flatMap(TokenPurpose.init(rawValue:)) ?? .passwordReset,
-            userID: row.string("user_id") ?? "",
-            emailIdentityID: row.string("email_identity_id") ?? "",
-            requestedByAdminID: row.string("requested_by_admin_id") ?? "",
-            clientAddress: row.string("client_address") ?? "",
-            issuedAt: row.int("issued_at") ?? 0,
-            expiresAt: row.int("expires_at") ?? 0,
-            usedAt: row.int("used_at"),
-            revokedAt: row.int("revoked_at"),
-            revokeReason: row.string("revoke_reason")
-        )
+    package func purge() async throws -> (tokens: Int, events: Int) {
+        try await self.repository.purge(before: self.clock.nowMilliseconds() - self.configuration.retention.milliseconds)
     }
 
     /// How many openings of one link go into the history: enough to show a scanner and then the
     /// user, while reloading a page again and again adds nothing.
     package static let openingsRecorded = 5
-
-    private func openings(of record: TokenRecord, in connection: SQLiteConnection) throws -> Int64 {
-        try connection.query(
-            "SELECT COUNT(*) AS n FROM events WHERE user_id = ? AND token_id = ? AND kind = ?",
-            .text(record.userID), .text(record.id), .text(TokenEventRecord.Kind.opened.rawValue)
-        ).first?.int("n") ?? 0
-    }
-
-    private func record(
-        _ kind: TokenEventRecord.Kind,
-        now: Int64,
-        purpose: TokenPurpose?,
-        userID: String,
-        tokenID: String,
-        clientAddress: String,
-        adminID: String,
-        detail: String,
-        in connection: SQLiteConnection
-    ) throws {
-        try connection.run(
-            "INSERT INTO events (at, kind, purpose, user_id, token_id, client_address, admin_id, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            .integer(now), .text(kind.rawValue), purpose.map { .integer($0.rawValue) } ?? .null, .text(userID),
-            .text(tokenID), .text(clientAddress), .text(adminID), .text(detail)
-        )
-    }
 }
 
 /// A position in a user's token list: issue time and id of the last token on the page.
-struct PageCursor {
-    var issuedAt: Int64
-    var id: String
+package struct PageCursor: Sendable {
+    package var issuedAt: Int64
+    package var id: String
 
-    init(issuedAt: Int64, id: String) {
+    package init(issuedAt: Int64, id: String) {
         self.issuedAt = issuedAt
         self.id = id
     }

@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import RekeyClock
+import RekeyPostgres
 import RekeyRPCNIO
 import RekeySQLite
 import RekeyServiceKit
@@ -49,12 +50,19 @@ struct ResetTokenOptions: ParsableArguments {
     @Option(help: "How often old history is purged. Env: REKEY_RESET_TOKEN_PURGE_INTERVAL. Default: 1h.")
     var purgeInterval: String?
 
+    @Option(help: "postgres://user:password@host:5432/database?sslmode=… to keep tokens in PostgreSQL (schema rekey_tokens; any number of replicas) instead of SQLite in the data folder (one process). Env: REKEY_RESET_TOKEN_DATABASE. Default: SQLite.")
+    var database: String?
+
+    @Option(help: "PostgreSQL connections this replica may open. Env: REKEY_RESET_TOKEN_DATABASE_POOL_SIZE. Default: 10.")
+    var databasePoolSize: String?
+
     var flags: [String: String?] {
         [
             "reset_lifetime": self.resetLifetime, "verification_lifetime": self.verificationLifetime,
             "max_lifetime": self.maxLifetime, "limit_per_user": self.limitPerUser,
             "limit_per_address": self.limitPerAddress, "limit_per_admin": self.limitPerAdmin,
             "limit_window": self.limitWindow, "retention": self.retention, "purge_interval": self.purgeInterval,
+            "database": self.database, "database_pool_size": self.databasePoolSize,
         ]
     }
 }
@@ -63,6 +71,8 @@ struct ResetTokenOptions: ParsableArguments {
 struct ResolvedSettings {
     var common: CommonServiceSettings
     var service: TokenServiceConfiguration
+    /// PostgreSQL and this replica's pool size; nil for SQLite in the data folder.
+    var postgres: (url: PostgresURL, poolSize: Int)?
 
     init(common options: CommonServiceOptions, _ own: ResetTokenOptions) throws {
         let flags = options.flags.merging(own.flags) { $1 }
@@ -83,6 +93,15 @@ struct ResolvedSettings {
         if let problem = self.service.problem() {
             throw SettingsError("the settings do not work together: \(problem)")
         }
+        // The value is never repeated in an error: it holds the database password.
+        if let (text, origin) = settings.raw("database"), !text.isEmpty {
+            do {
+                let url = try PostgresURL(text)
+                self.postgres = (url, try settings.integer("database_pool_size", default: 10, range: 1...500))
+            } catch let error as PostgresURLError {
+                throw SettingsError("invalid `database` (from \(origin)): \(error)")
+            }
+        }
     }
 }
 
@@ -94,10 +113,12 @@ struct Serve: AsyncParsableCommand {
 
     func run() async throws {
         let settings: ResolvedSettings
-        let path: String
+        var path = ""
         do {
             settings = try ResolvedSettings(common: self.options, self.own)
-            path = try settings.common.databasePath("tokens.sqlite")
+            if settings.postgres == nil {
+                path = try settings.common.databasePath("tokens.sqlite")
+            }
         } catch let error as SettingsError {
             throw ValidationError(error.message)
         }
@@ -106,21 +127,34 @@ struct Serve: AsyncParsableCommand {
         let logger = Logger(label: "rekey.reset-token")
         let metrics = settings.common.bootstrapObservability(logger: logger)
 
-        // NORMAL durability: in WAL mode a commit survives a crash of the process; on power loss the
-        // last tokens may be lost, which costs a user one more request, never a wrong answer.
-        let database = try SQLiteDatabase(path: path, migrations: TokenStore.migrations, durability: .normal)
-        let store = TokenStore(configuration: settings.service, clock: SystemWallClock())
-        let schemaVersion = try await database.schemaVersion()
-        logger.info("database ready", metadata: ["db.path": "\(path)", "db.schema_version": "\(schemaVersion)"])
+        let repository: any TokenRepository
+        var database: SQLiteDatabase?
+        if let (url, poolSize) = settings.postgres {
+            let postgres = try PostgresServiceDatabase(url: url, schema: PostgresTokenRepository.schema, maximumConnections: poolSize, logger: logger)
+            let schemaVersion = try await postgres.open(PostgresTokenRepository.migrations)
+            logger.info("database ready", metadata: [
+                "db.url": "\(url)", "db.schema": "\(PostgresTokenRepository.schema)", "db.schema_version": "\(schemaVersion)", "db.pool_size": "\(poolSize)",
+            ])
+            repository = PostgresTokenRepository(database: postgres)
+        } else {
+            // NORMAL durability: in WAL mode a commit survives a crash of the process; on power loss
+            // the last tokens may be lost, which costs a user one more request, never a wrong answer.
+            let sqlite = try SQLiteDatabase(path: path, migrations: SQLiteTokenRepository.migrations, durability: .normal)
+            let schemaVersion = try await sqlite.schemaVersion()
+            logger.info("database ready", metadata: ["db.path": "\(path)", "db.schema_version": "\(schemaVersion)"])
+            repository = SQLiteTokenRepository(database: sqlite)
+            database = sqlite
+        }
+        let store = TokenStore(configuration: settings.service, clock: SystemWallClock(), repository: repository)
 
         let runner = RPCServiceRunner(
             name: "rekey-reset-token",
             server: settings.common.serverConfiguration,
             credentials: settings.common.credentials,
             callers: TokenService.callers,
-            services: [TokenService(database: database, store: store)],
+            services: [TokenService(store: store)],
             healthServiceNames: [Rekey_Tokens_V1_Tokens.name],
-            backgroundServices: [RetentionPurger(database: database, store: store, logger: logger)],
+            backgroundServices: [RetentionPurger(store: store, logger: logger)],
             metrics: metrics,
             database: database,
             logger: logger

@@ -15,8 +15,8 @@ struct TokenServiceClockTests {
     func expiryOverRPC() async throws {
         let folder = try TemporaryFolder()
         let clock = ManualClock()
-        let database = try SQLiteDatabase(path: folder.path + "/tokens.sqlite", migrations: TokenStore.migrations)
-        let service = TokenService(database: database, store: TokenStore(configuration: .defaults, clock: clock))
+        let database = try SQLiteDatabase(path: folder.path + "/tokens.sqlite", migrations: SQLiteTokenRepository.migrations)
+        let service = TokenService(store: TokenStore(configuration: .defaults, clock: clock, repository: SQLiteTokenRepository(database: database)))
         try await withRPCServer(services: [service]) { _, port in
             try await withRPCClient(port: port) { client in
                 let tokens = Rekey_Tokens_V1_Tokens.Client(wrapping: client)

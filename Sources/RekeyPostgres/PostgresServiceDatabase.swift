@@ -1,0 +1,232 @@
+import Logging
+import PostgresNIO
+import RekeyRPC
+
+/// One step of a service's schema on PostgreSQL; versions count up from 1 and are never edited
+/// once released, as with SQLite.
+package struct PostgresMigration: Sendable {
+    package var version: Int
+    package var name: String
+    /// Run in order, in one transaction with the version bump. Unqualified names land in the
+    /// service's schema (the `search_path` is set to it).
+    package var statements: [String]
+
+    package init(version: Int, name: String, statements: [String]) {
+        self.version = version
+        self.name = name
+        self.statements = statements
+    }
+}
+
+/// A service's storage on PostgreSQL: postgres-nio's connection pool, every connection's
+/// `search_path` set to the service's own schema, and the migrations applied at open.
+///
+/// Several replicas may open the same database at once: the migrations run under an advisory lock,
+/// so exactly one applies them and the others find them done. A database whose schema is newer
+/// than this program knows is refused, as with SQLite.
+package final class PostgresServiceDatabase: Sendable {
+    package let url: PostgresURL
+    /// `rekey_tokens`, `rekey_directory`, `rekey_notifier`: each service keeps to its own.
+    package let schema: String
+    package let client: PostgresClient
+    private let runner: Task<Void, Never>
+    private let logger: Logger
+    private let outageLog = RefusalLogLimiter()
+
+    /// Starts the pool (no connection is made yet); ``migrate(_:)`` makes the first.
+    ///
+    /// - Parameter maximumConnections: the pool's size for this replica.
+    package init(url: PostgresURL, schema: String, maximumConnections: Int = 10, logger: Logger) throws {
+        precondition(schema.utf8.allSatisfy { (0x61...0x7A).contains($0) || $0 == UInt8(ascii: "_") }, "schema names are lower-case letters and _")
+        self.url = url
+        self.schema = schema
+        self.logger = logger
+        var configuration = try url.clientConfiguration()
+        configuration.options.maximumConnections = maximumConnections
+        configuration.options.connectTimeout = .seconds(5)
+        // Every connection reads and writes the service's schema and nothing else by default.
+        configuration.options.additionalStartupParameters = [("search_path", schema), ("application_name", "rekey")]
+        let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+        self.client = client
+        self.runner = Task { await client.run() }
+    }
+
+    deinit {
+        self.runner.cancel()
+    }
+
+    /// Stops the pool; calls after this fail.
+    package func close() {
+        self.runner.cancel()
+    }
+
+    /// Creates the schema if needed and applies the migrations not yet applied; returns the
+    /// schema's version. Throws when the schema is newer than `migrations` know.
+    @discardableResult
+    package func migrate(_ migrations: [PostgresMigration]) async throws -> Int {
+        let known = migrations.map(\.version).max() ?? 0
+        do {
+            return try await self.applyMigrations(migrations, known: known)
+        } catch {
+            throw Self.cause(error)
+        }
+    }
+
+    private func applyMigrations(_ migrations: [PostgresMigration], known: Int) async throws -> Int {
+        let schema = self.schema
+        return try await self.client.withTransaction(logger: self.logger) { connection in
+            // One replica at a time; the lock is released at commit.
+            try await connection.query("SELECT pg_advisory_xact_lock(hashtext(\(schema)))", logger: self.logger)
+            try await connection.query(PostgresQuery(unsafeSQL: "CREATE SCHEMA IF NOT EXISTS \(schema)"), logger: self.logger)
+            try await connection.query(
+                PostgresQuery(unsafeSQL: """
+                    CREATE TABLE IF NOT EXISTS \(schema).schema_migrations (
+                        version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())
+                    """),
+                logger: self.logger
+            )
+            var current = 0
+            for try await version in try await connection.query(
+                PostgresQuery(unsafeSQL: "SELECT COALESCE(MAX(version), 0) FROM \(schema).schema_migrations"), logger: self.logger
+            ).decode(Int.self) {
+                current = version
+            }
+            guard current <= known else {
+                throw PostgresSchemaError(
+                    message: "the schema \(schema) at \(self.url) has version \(current), newer than this program knows (\(known)); run the newer version or restore a backup"
+                )
+            }
+            for migration in migrations.sorted(by: { $0.version < $1.version }) where migration.version > current {
+                for statement in migration.statements {
+                    try await connection.query(PostgresQuery(unsafeSQL: statement), logger: self.logger)
+                }
+                var binds = PostgresBindings()
+                binds.append(migration.version)
+                binds.append(migration.name)
+                try await connection.query(
+                    PostgresQuery(unsafeSQL: "INSERT INTO \(schema).schema_migrations (version, name) VALUES ($1, $2)", binds: binds), logger: self.logger
+                )
+                current = migration.version
+            }
+            return current
+        }
+    }
+
+    /// Runs `body` in a transaction on a pooled connection: committed when it returns, rolled back
+    /// when it throws.
+    ///
+    /// Errors come unwrapped (the statement's own error, not postgres-nio's transaction wrapper);
+    /// a lost or refused connection comes as ``PostgresUnavailableError`` (UNAVAILABLE to callers,
+    /// who may try another replica).
+    package func transaction<R: Sendable>(_ body: (PostgresConnection) async throws -> R) async throws -> R {
+        do {
+            return try await self.client.withTransaction(logger: self.logger) { connection in
+                try await body(connection)
+            }
+        } catch {
+            throw self.classify(error)
+        }
+    }
+
+    /// Runs `body` on a pooled connection, outside any transaction (each statement commits).
+    package func withConnection<R: Sendable>(_ body: (PostgresConnection) async throws -> R) async throws -> R {
+        do {
+            return try await self.client.withConnection { connection in
+                try await body(connection)
+            }
+        } catch {
+            throw self.classify(error)
+        }
+    }
+
+    private func classify(_ error: any Error) -> any Error {
+        let cause = Self.cause(error)
+        guard let psql = cause as? PSQLError else { return cause }
+        switch psql.code {
+        case .connectionError, .serverClosedConnection, .clientClosedConnection, .uncleanShutdown, .poolClosed:
+            let unavailable = PostgresUnavailableError(reason: Self.describe(psql))
+            // An outage fails every call: one line per interval, with the count left out.
+            let (log, suppressed) = self.outageLog.admit(peer: "database")
+            if log {
+                self.logger.warning("the database is unavailable", metadata: [
+                    "db.url": "\(self.url)", "error": "\(unavailable.reason)", "db.failures_not_logged": "\(suppressed)",
+                ])
+            }
+            return unavailable
+        default:
+            return cause
+        }
+    }
+
+    /// ``migrate(_:)`` with a bound on how long the database may take to answer at all, and
+    /// errors in words for the start-up log: "cannot open the database at URL: password
+    /// authentication failed for user … (SQLSTATE 28P01)". The URL is shown without its password.
+    @discardableResult
+    package func open(_ migrations: [PostgresMigration], within limit: Duration = .seconds(30)) async throws -> Int {
+        do {
+            // One connection of its own first: a refused connection or a wrong password is an
+            // error now, where the pool would keep trying in the background.
+            let connection = try await PostgresConnection.connect(configuration: try self.url.connectionConfiguration(), id: 0, logger: self.logger)
+            try await connection.close()
+            return try await withThrowingTaskGroup(of: Int?.self) { group in
+                group.addTask { try await self.migrate(migrations) }
+                group.addTask {
+                    try await Task.sleep(for: limit)
+                    return nil
+                }
+                defer { group.cancelAll() }
+                // The first child to finish: the version, or nil when the time ran out.
+                guard let version = try await group.next() ?? nil else {
+                    throw PostgresSchemaError(message: "no answer within \(limit)")
+                }
+                return version
+            }
+        } catch let error as PostgresSchemaError where error.message.hasPrefix("the schema") {
+            throw error
+        } catch {
+            throw PostgresSchemaError(message: "cannot open the database at \(self.url): \(Self.describe(error))")
+        }
+    }
+
+    /// What went wrong, in words: the server's own message and SQLSTATE when it sent one, the
+    /// connection's failure otherwise. postgres-nio hides both from `description` on purpose.
+    package static func describe(_ error: any Error) -> String {
+        guard let error = Self.cause(error) as? PSQLError else { return "\(Self.cause(error))" }
+        if let message = error.serverInfo?[.message] {
+            return "\(message) (SQLSTATE \(error.serverInfo?[.sqlState] ?? "?"))"
+        }
+        if let underlying = error.underlying {
+            return "\(error.code): \(underlying)"
+        }
+        return "\(error.code)"
+    }
+
+    /// The error inside postgres-nio's transaction wrapper: what the transaction's body, its
+    /// BEGIN or its COMMIT threw.
+    package static func cause(_ error: any Error) -> any Error {
+        guard let wrapper = error as? PostgresTransactionError else { return error }
+        return wrapper.closureError ?? wrapper.beginError ?? wrapper.commitError ?? wrapper.rollbackError ?? error
+    }
+
+    /// Whether `error` is PostgreSQL refusing a transaction it could not serialise (SQLSTATE
+    /// 40001) or a deadlock (40P01): the caller should run the transaction again.
+    package static func isRetryable(_ error: any Error) -> Bool {
+        guard let error = Self.cause(error) as? PSQLError, let state = error.serverInfo?[.sqlState] else { return false }
+        return state == "40001" || state == "40P01"
+    }
+}
+
+/// The database cannot be reached now (refused, lost or closed connection): the call may succeed
+/// later or on another replica.
+package struct PostgresUnavailableError: Error, CustomStringConvertible, RPCErrorConvertible {
+    package var reason: String
+    package var description: String { "the database is unavailable: \(self.reason)" }
+    /// What callers see: no detail of the database.
+    package var rpcError: RPCError { RPCError(.unavailable, "the service's database is unavailable; try again") }
+}
+
+/// The database holds a schema this program cannot use.
+package struct PostgresSchemaError: Error, CustomStringConvertible {
+    package var message: String
+    package var description: String { self.message }
+}

@@ -1,0 +1,95 @@
+import Logging
+import PostgresNIO
+import RekeyPostgres
+import RekeyTesting
+import Testing
+
+/// The migrations of a service's schema on a real PostgreSQL (the tests' throw-away cluster).
+@Suite("PostgreSQL schemas and migrations")
+struct MigrationTests {
+    static let logger = Logger(label: "rekey.test.postgres")
+
+    static let migrations = [
+        PostgresMigration(version: 1, name: "things", statements: ["CREATE TABLE things (id BIGINT PRIMARY KEY, name TEXT NOT NULL)"]),
+        PostgresMigration(version: 2, name: "things' colour", statements: ["ALTER TABLE things ADD COLUMN colour TEXT NOT NULL DEFAULT ''"]),
+    ]
+
+    static func open(_ url: String, schema: String = "rekey_things") throws -> PostgresServiceDatabase {
+        try PostgresServiceDatabase(url: try PostgresURL(url), schema: schema, maximumConnections: 4, logger: Self.logger)
+    }
+
+    @Test("eight replicas starting at once apply each migration exactly once, in the service's own schema")
+    func concurrentStarts() async throws {
+        let url = try await PostgresCluster.shared().makeDatabase()
+        let versions = try await withThrowingTaskGroup(of: Int.self) { group in
+            for _ in 0..<8 {
+                group.addTask {
+                    let database = try Self.open(url)
+                    defer { database.close() }
+                    return try await database.open(Self.migrations)
+                }
+            }
+            return try await group.reduce(into: [Int]()) { $0.append($1) }
+        }
+        #expect(versions == Array(repeating: 2, count: 8))
+        let database = try Self.open(url)
+        defer { database.close() }
+        let applied = try await database.withConnection { connection in
+            var rows: [String] = []
+            for try await (version, name) in try await connection.query("SELECT version, name FROM schema_migrations ORDER BY version", logger: Self.logger).decode((Int, String).self) {
+                rows.append("\(version) \(name)")
+            }
+            return rows
+        }
+        #expect(applied == ["1 things", "2 things' colour"])
+        // The tables are in the schema, not in public: another service's schema never sees them.
+        let schemas = try await database.withConnection { connection in
+            var rows: [String] = []
+            for try await schema in try await connection.query("SELECT table_schema FROM information_schema.tables WHERE table_name = 'things'", logger: Self.logger).decode(String.self) {
+                rows.append(schema)
+            }
+            return rows
+        }
+        #expect(schemas == ["rekey_things"])
+    }
+
+    @Test("a schema newer than the program knows is refused, naming both versions")
+    func newerSchemaRefused() async throws {
+        let url = try await PostgresCluster.shared().makeDatabase()
+        let newer = try Self.open(url)
+        try await newer.open(Self.migrations)
+        newer.close()
+        let older = try Self.open(url)
+        defer { older.close() }
+        await #expect {
+            try await older.open(Array(Self.migrations.prefix(1)))
+        } throws: { error in
+            "\(error)".contains("has version 2, newer than this program knows (1)")
+        }
+    }
+
+    @Test("a failing migration leaves the schema as it was")
+    func failedMigrationRollsBack() async throws {
+        let url = try await PostgresCluster.shared().makeDatabase()
+        let database = try Self.open(url)
+        defer { database.close() }
+        try await database.open(Array(Self.migrations.prefix(1)))
+        let broken = Self.migrations.prefix(1) + [
+            PostgresMigration(version: 2, name: "broken", statements: ["ALTER TABLE things ADD COLUMN size BIGINT", "ALTER TABLE no_such_table ADD COLUMN x TEXT"]),
+        ]
+        await #expect {
+            try await database.open(Array(broken))
+        } throws: { error in
+            "\(error)".contains("relation \"no_such_table\" does not exist (SQLSTATE 42P01)")
+        }
+        #expect(try await database.open(Array(Self.migrations.prefix(1))) == 1)
+        let columns = try await database.withConnection { connection in
+            var names: [String] = []
+            for try await name in try await connection.query("SELECT column_name FROM information_schema.columns WHERE table_name = 'things' ORDER BY column_name", logger: Self.logger).decode(String.self) {
+                names.append(name)
+            }
+            return names
+        }
+        #expect(columns == ["id", "name"], "the first statement of the failed step was undone too")
+    }
+}

@@ -1,0 +1,137 @@
+import Foundation
+import RekeyRPC
+import RekeyRPCNIO
+import RekeyTesting
+import RekeyTokensAPI
+import Testing
+
+/// Two real `rekey-reset-token` processes sharing one PostgreSQL database, as replicas behind a
+/// gateway run: what one spends or counts, the other sees.
+@Suite("rekey-reset-token replicas on PostgreSQL")
+struct PostgresReplicaTests {
+    static let credential = ResetTokenExecutableTests.credential
+
+    static func startReplicas(_ count: Int, database: String, folder: TemporaryFolder) async throws -> [ServiceProcess] {
+        var replicas: [ServiceProcess] = []
+        for index in 0..<count {
+            replicas.append(try await offPool {
+                try ServiceProcess(
+                    "rekey-reset-token",
+                    arguments: ["serve", "--listen", "127.0.0.1:0", "--data-dir", folder.path + "/replica-\(index)"],
+                    environment: ["REKEY_RESET_TOKEN_CREDENTIALS": Self.credential, "REKEY_RESET_TOKEN_DATABASE": database]
+                )
+            })
+        }
+        return replicas
+    }
+
+    @Test("of 200 redeems of one token spread over two replicas exactly one succeeds; the per-user limit and the history are shared")
+    func sharedState() async throws {
+        let cluster = try await PostgresCluster.shared()
+        let database = try await cluster.makeDatabase()
+        let folder = try TemporaryFolder()
+        let replicas = try await Self.startReplicas(2, database: database, folder: folder)
+        defer { for replica in replicas { _ = replica.stop() } }
+        for replica in replicas {
+            #expect(replica.log.contains("db.schema=rekey_tokens"), "\(replica.log)")
+            #expect(!replica.log.contains(cluster.password), "the password is never logged")
+        }
+        try await withRPCClient(port: replicas[0].port, credential: Self.credential) { first in
+            try await withRPCClient(port: replicas[1].port, credential: Self.credential) { second in
+                let clients = [Rekey_Tokens_V1_Tokens.Client(wrapping: first), Rekey_Tokens_V1_Tokens.Client(wrapping: second)]
+
+                // One token, 200 redeems at once, alternating replicas.
+                let issued = try await clients[0].issueToken(ResetTokenExecutableTests.issueRequest(user: "user-race"))
+                var redeem = Rekey_Tokens_V1_RedeemTokenRequest()
+                redeem.token = issued.token
+                redeem.purpose = .passwordReset
+                redeem.clientAddress = "192.0.2.7"
+                let outcomes = try await withThrowingTaskGroup(of: RPCError.Code.self) { group in
+                    for index in 0..<200 {
+                        group.addTask { [redeem] in
+                            do {
+                                _ = try await clients[index % 2].redeemToken(redeem)
+                                return .ok
+                            } catch let error as RPCError {
+                                return error.code
+                            }
+                        }
+                    }
+                    return try await group.reduce(into: [RPCError.Code]()) { $0.append($1) }
+                }
+                #expect(outcomes.filter { $0 == .ok }.count == 1)
+                #expect(outcomes.filter { $0 == .notFound }.count == 199, "\(Set(outcomes.map { "\($0)" }))")
+
+                // Five reset tokens an hour per user: five issued at once over both replicas with
+                // five more, and exactly five of the ten get through.
+                let issues = try await withThrowingTaskGroup(of: Bool.self) { group in
+                    for index in 0..<10 {
+                        group.addTask {
+                            do {
+                                _ = try await clients[index % 2].issueToken(ResetTokenExecutableTests.issueRequest(user: "user-limit", address: "198.51.100.\(index)"))
+                                return true
+                            } catch let error as RPCError where error.code == .resourceExhausted {
+                                return false
+                            }
+                        }
+                    }
+                    return try await group.reduce(into: [Bool]()) { $0.append($1) }
+                }
+                #expect(issues.filter { $0 }.count == 5)
+
+                // The history written by both replicas, read from either.
+                var history = Rekey_Tokens_V1_ListUserEventsRequest()
+                history.userID = "user-race"
+                history.limit = 500
+                let events = try await clients[1].listUserEvents(history).events
+                #expect(events.filter { $0.kind == .redeemed }.count == 1)
+                #expect(events.filter { $0.kind == .redeemFailed }.count == 199)
+                #expect(events.filter { $0.kind == .issued }.count == 1)
+            }
+        }
+    }
+
+    @Test("a database URL that cannot be used stops the start-up with a message that never shows the password")
+    func badDatabaseURL() async throws {
+        let folder = try TemporaryFolder()
+        let cases: [(String, String)] = [
+            ("mysql://rekey:s3cret-pw@db/rekey", "must start with postgres://"),
+            ("postgres://rekey:s3cret-pw@db:99999/rekey", "port that is not a number from 1 to 65535"),
+            ("postgres://rekey:s3cret-pw@db/rekey?sslmode=sometimes", "sslmode=sometimes"),
+            ("postgres://rekey:s3cret-pw@db/rekey?ssl=true", "the parameter ssl"),
+            ("postgres://rekey:s3cret-pw@db", "names no database"),
+        ]
+        for (url, expected) in cases {
+            let (status, output) = try await offPool {
+                try ServiceProcess.run(
+                    "rekey-reset-token", ["serve", "--data-dir", folder.path],
+                    environment: ["REKEY_RESET_TOKEN_CREDENTIALS": Self.credential, "REKEY_RESET_TOKEN_DATABASE": url]
+                )
+            }
+            #expect(status != 0)
+            #expect(output.contains(expected) && output.contains("REKEY_RESET_TOKEN_DATABASE"), "for \(url): \(output)")
+            #expect(!output.contains("s3cret-pw"), "for \(url): \(output)")
+        }
+    }
+
+    @Test("a wrong password, or a database nobody listens for, stops the start-up at once saying so")
+    func unreachableDatabase() async throws {
+        let cluster = try await PostgresCluster.shared()
+        let folder = try TemporaryFolder()
+        let cases = [
+            ("postgres://\(cluster.user):not-the-password@127.0.0.1:\(cluster.port)/postgres?sslmode=disable", "password authentication failed for user \"rekey\" (SQLSTATE 28P01)"),
+            ("postgres://\(cluster.user):not-the-password@127.0.0.1:1/postgres?sslmode=disable", "Connection refused"),
+        ]
+        for (url, expected) in cases {
+            let (status, output) = try await offPool {
+                try ServiceProcess.run(
+                    "rekey-reset-token", ["serve", "--listen", "127.0.0.1:0", "--data-dir", folder.path],
+                    environment: ["REKEY_RESET_TOKEN_CREDENTIALS": Self.credential, "REKEY_RESET_TOKEN_DATABASE": url]
+                )
+            }
+            #expect(status != 0)
+            #expect(!output.contains("not-the-password"), "\(output)")
+            #expect(output.contains("cannot open the database at postgres://rekey:***@127.0.0.1:") && output.contains(expected), "\(output)")
+        }
+    }
+}
