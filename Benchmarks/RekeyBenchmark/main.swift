@@ -7,8 +7,9 @@
 //                                               prints "calls seconds p50_us p99_us"
 //   (nio-server, nio-client, make-certs, handshakes: BareAndTLS.swift)
 //   RekeyBenchmark frame-size                   prints the size of one request frame's body
-//   RekeyBenchmark tokens PORT CREDENTIAL CALLERS SECONDS
-//                                               issue + redeem pairs against rekey-reset-token;
+//   RekeyBenchmark tokens PORT[,PORT…] CREDENTIAL CALLERS SECONDS
+//                                               issue + redeem pairs against rekey-reset-token
+//                                               (several ports: replicas, spread as the gateway does);
 //                                               prints "pairs seconds p50_us p99_us" (per pair)
 //   RekeyBenchmark directory-store DB QUERIES   search/find latency in-process (DirectoryBenchmark.swift)
 //   RekeyBenchmark directory-rpc PORT CREDENTIAL DB QUERIES
@@ -109,12 +110,16 @@ func runClient(port: Int, callers: Int, seconds: Double, tls: RPCTLS? = nil) asy
     await client.close()
 }
 
-/// Issue + redeem pairs, each for a user of its own so that rate limits do not interfere.
-func runTokens(port: Int, credential: String, callers: Int, seconds: Double) async throws {
+/// Issue + redeem pairs, each for a user of its own so that rate limits do not interfere. With
+/// several ports (replicas), calls are spread over them as the gateway does (``ReplicaSet``).
+func runTokens(ports: [Int], credential: String, callers: Int, seconds: Double) async throws {
     var logger = Logger(label: "rekey.bench.tokens")
     logger.logLevel = .warning
-    let client = RPCClient(configuration: .init(host: "127.0.0.1", port: port, credential: credential, caller: "bench"), logger: logger)
-    let tokens = Rekey_Tokens_V1_Tokens.Client(wrapping: client)
+    let clients = ports.map { RPCClient(configuration: .init(host: "127.0.0.1", port: $0, credential: credential, caller: "bench"), logger: logger) }
+    let replicas = ReplicaSet(
+        zip(ports, clients).map { ReplicaSet.Replica(name: "127.0.0.1:\($0)", transport: $1) }, isSafeToRepeat: { _ in false }, logger: logger
+    )
+    let tokens = Rekey_Tokens_V1_Tokens.Client(wrapping: replicas)
     try await measure(callers: callers, seconds: seconds) { caller, index in
         var issue = Rekey_Tokens_V1_IssueTokenRequest()
         issue.purpose = .passwordReset
@@ -125,7 +130,7 @@ func runTokens(port: Int, credential: String, callers: Int, seconds: Double) asy
         redeem.token = issued.token
         _ = try await tokens.redeemToken(redeem)
     }
-    await client.close()
+    for client in clients { await client.close() }
 }
 
 func frameSize() throws -> Int {
@@ -186,7 +191,8 @@ do {
         try await runHandshakes(port: number(arguments[2], "PORT"), count: number(arguments[3], "COUNT"), tls: try tlsFolder.map { try benchmarkTLS($0, "gateway") })
     case "tokens" where arguments.count == 6:
         try await runTokens(
-            port: number(arguments[2], "PORT"), credential: arguments[3], callers: number(arguments[4], "CALLERS"), seconds: number(arguments[5], "SECONDS")
+            ports: arguments[2].split(separator: ",").map { number(String($0), "PORT") }, credential: arguments[3],
+            callers: number(arguments[4], "CALLERS"), seconds: number(arguments[5], "SECONDS")
         )
     case "directory-store" where arguments.count == 4:
         try await runDirectoryStore(path: arguments[2], count: number(arguments[3], "QUERIES"))

@@ -28,28 +28,57 @@ package struct Backends: Sendable {
     }
 
     /// Over TCP: with mutual TLS (`tls`, each service's certificate checked to name it), or in
-    /// plaintext presenting `credential` to each service.
-    package init(directory: Endpoint, tokens: Endpoint, notifier: Endpoint, credential: String?, tls: RPCTLS? = nil, logger: Logger) {
-        func client(_ endpoint: Endpoint, _ workload: String) -> RPCClient {
-            RPCClient(
-                configuration: .init(
-                    host: endpoint.host, port: endpoint.port, credential: tls == nil ? credential : nil, caller: "gateway", tls: tls, serverIdentity: workload
-                ),
-                logger: logger
+    /// plaintext presenting `credential` to each service. Each service may have several replicas:
+    /// calls are spread over them and move on from one that fails (``ReplicaSet``).
+    package init(
+        directory: [Endpoint], tokens: [Endpoint], notifier: [Endpoint], credential: String?, tls: RPCTLS? = nil, logger: Logger
+    ) {
+        var clients: [RPCClient] = []
+        func replicas(_ endpoints: [Endpoint], _ workload: String, label: String, safe: Set<String>) -> NamedTransport {
+            var serviceLogger = logger
+            serviceLogger[metadataKey: "rpc.service"] = "rekey-\(label)"
+            let set = ReplicaSet(
+                endpoints.map { endpoint in
+                    let client = RPCClient(
+                        configuration: .init(
+                            host: endpoint.host, port: endpoint.port, credential: tls == nil ? credential : nil, caller: "gateway", tls: tls, serverIdentity: workload
+                        ),
+                        logger: logger
+                    )
+                    clients.append(client)
+                    return ReplicaSet.Replica(name: "\(endpoint.host):\(endpoint.port)", transport: client)
+                },
+                isSafeToRepeat: { safe.contains($0.method) },
+                logger: serviceLogger
             )
+            return NamedTransport(name: "rekey-\(label) (\(set.names.joined(separator: ", ")))", label: label, base: set)
         }
-        let clients = [client(directory, "directory"), client(tokens, "reset-token"), client(notifier, "notifier")]
+        let transports = [
+            replicas(directory, "directory", label: "directory", safe: Self.safeToRepeat.directory),
+            replicas(tokens, "reset-token", label: "reset-token", safe: Self.safeToRepeat.tokens),
+            replicas(notifier, "notifier", label: "notifier", safe: Self.safeToRepeat.notifier),
+        ]
+        let all = clients
         self.init(
-            transports: [
-                NamedTransport(name: "rekey-directory (\(directory.host):\(directory.port))", label: "directory", base: clients[0]),
-                NamedTransport(name: "rekey-reset-token (\(tokens.host):\(tokens.port))", label: "reset-token", base: clients[1]),
-                NamedTransport(name: "rekey-notifier (\(notifier.host):\(notifier.port))", label: "notifier", base: clients[2]),
-            ],
+            transports: transports,
             close: {
-                for client in clients { await client.close() }
+                for client in all { await client.close() }
             }
         )
     }
+
+    /// The methods a replica set may send to a second replica after the first failed mid-call:
+    /// reads, and writes carrying their own idempotency (Enqueue's required key). Health is
+    /// always safe. Writes such as IssueToken, RedeemToken or SetPassword move only when no
+    /// server started them.
+    package static let safeToRepeat = (
+        directory: Set([
+            "GetUser", "FindUserByEmail", "SearchUsers", "ListUsers", "GetOrganization", "ListOrganizations", "ListRoles",
+            "CheckPermission", "CheckPasswordPolicy", "ListAuditRecords", "Check",
+        ]),
+        tokens: Set(["PeekToken", "ListUserTokens", "ListUserEvents", "GetRateLimitStatus", "Check"]),
+        notifier: Set(["Enqueue", "GetMessage", "ListMessages", "ListSuppressions", "GetQueueStats", "CheckDomain", "Check"])
+    )
 
     /// Over any transports, such as ``InProcessTransport``s.
     package init(directory: any ClientTransport, tokens: any ClientTransport, notifier: any ClientTransport) {

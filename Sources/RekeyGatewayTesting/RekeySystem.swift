@@ -14,7 +14,14 @@ package final class RekeySystem: @unchecked Sendable {
     package let folder: TemporaryFolder
     package let apiKey: String
     package var directory: ServiceProcess
-    package var tokens: ServiceProcess
+    /// Every replica of rekey-reset-token; more than one only with a shared database
+    /// (`REKEY_RESET_TOKEN_DATABASE` in `extraEnvironment`).
+    package var tokenReplicas: [ServiceProcess]
+    /// The first (usually the only) replica of rekey-reset-token.
+    package var tokens: ServiceProcess {
+        get { self.tokenReplicas[0] }
+        set { self.tokenReplicas[0] = newValue }
+    }
     package var notifier: ServiceProcess
     private let environment: [String: String]
     private let arguments: [String: [String]]
@@ -39,7 +46,9 @@ package final class RekeySystem: @unchecked Sendable {
         gateway gatewayArguments: [String] = [],
         gatewayListen: String = "127.0.0.1:0",
         publicURL: String = "https://sso.example.test",
-        tls: Bool = true
+        tls: Bool = true,
+        tokenReplicas: Int = 1,
+        extraEnvironment: [String: String] = [:]
     ) throws {
         self.folder = try TemporaryFolder()
         self.tls = tls
@@ -75,6 +84,7 @@ package final class RekeySystem: @unchecked Sendable {
             "example.test": [("TXT", "v=spf1 -all"), ("MX", "10 mx.example.test.")],
             "_dmarc.example.test": [("TXT", "v=DMARC1; p=quarantine")],
         ])
+        environment.merge(extraEnvironment) { $1 }
         self.environment = environment
         self.arguments = [
             "rekey-directory": ["serve", "--scrypt-log-n", "10"] + common + directoryArguments,
@@ -84,13 +94,16 @@ package final class RekeySystem: @unchecked Sendable {
         ]
         let any = ["--listen", "127.0.0.1:0"]
         self.directory = try ServiceProcess("rekey-directory", arguments: self.arguments["rekey-directory"]! + any, environment: environment)
-        self.tokens = try ServiceProcess("rekey-reset-token", arguments: self.arguments["rekey-reset-token"]! + any, environment: environment)
+        let tokenArguments = self.arguments["rekey-reset-token"]! + any
+        self.tokenReplicas = try (0..<max(1, tokenReplicas)).map { _ in
+            try ServiceProcess("rekey-reset-token", arguments: tokenArguments, environment: environment)
+        }
         self.notifier = try ServiceProcess("rekey-notifier", arguments: self.arguments["rekey-notifier"]! + any, environment: environment)
         self.gateway = try ServiceProcess(
             "rekey-gateway",
             arguments: [
                 "serve", "--listen", gatewayListen, "--public-url", publicURL,
-                "--directory", "127.0.0.1:\(self.directory.port)", "--reset-token", "127.0.0.1:\(self.tokens.port)",
+                "--directory", "127.0.0.1:\(self.directory.port)", "--reset-token", self.tokenReplicas.map { "127.0.0.1:\($0.port)" }.joined(separator: ","),
                 "--notifier", "127.0.0.1:\(self.notifier.port)",
             ] + gatewayArguments,
             environment: environment,
@@ -105,11 +118,13 @@ package final class RekeySystem: @unchecked Sendable {
     /// (the in-process tests running beside it would wait for it).
     package static func start(
         directory: [String] = [], notifier: [String] = [], tokens: [String] = [], gateway: [String] = [],
-        gatewayListen: String = "127.0.0.1:0", publicURL: String = "https://sso.example.test", tls: Bool = true
+        gatewayListen: String = "127.0.0.1:0", publicURL: String = "https://sso.example.test", tls: Bool = true,
+        tokenReplicas: Int = 1, extraEnvironment: [String: String] = [:]
     ) async throws -> RekeySystem {
         try await offPool {
             try RekeySystem(
-                directory: directory, notifier: notifier, tokens: tokens, gateway: gateway, gatewayListen: gatewayListen, publicURL: publicURL, tls: tls
+                directory: directory, notifier: notifier, tokens: tokens, gateway: gateway, gatewayListen: gatewayListen, publicURL: publicURL, tls: tls,
+                tokenReplicas: tokenReplicas, extraEnvironment: extraEnvironment
             )
         }
     }
@@ -157,7 +172,7 @@ package final class RekeySystem: @unchecked Sendable {
 
     /// Stops every process and returns once all have exited (their logs complete).
     package func stopAndWait() async throws {
-        let processes = [self.gateway, self.notifier, self.tokens, self.directory]
+        let processes = [self.gateway, self.notifier] + self.tokenReplicas + [self.directory]
         for process in processes {
             process.terminate()
         }
@@ -170,7 +185,7 @@ package final class RekeySystem: @unchecked Sendable {
 
     /// Stops every process without waiting for them to exit (see ``stopAndWait()``).
     package func stop() {
-        let processes = [self.gateway, self.notifier, self.tokens, self.directory]
+        let processes = [self.gateway, self.notifier] + self.tokenReplicas + [self.directory]
         for process in processes where process.endedBadly {
             // It failed before the test was done with it (a crash): its last words help.
             FileHandle.standardError.write(Data("a process of the system ended badly; the end of its log:\n\(process.log.suffix(8000))\n".utf8))

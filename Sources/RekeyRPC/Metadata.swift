@@ -66,6 +66,9 @@ package enum MetadataKey {
     package static let authorization = "authorization"
     /// On RESOURCE_EXHAUSTED or UNAVAILABLE: seconds until a retry can succeed.
     package static let retryAfterSeconds = "retry-after-seconds"
+    /// On UNAVAILABLE: `1` when the server did not start the call (it is draining), so the
+    /// caller may send it to another replica whatever the method.
+    package static let notStarted = "not-started"
     /// Why a PERMISSION_DENIED was given, as a stable code (`outranked`, `owner_only`, …).
     package static let refusal = "refusal"
 }

@@ -50,12 +50,17 @@ package struct RPCError: Error, Hashable, Sendable, CustomStringConvertible {
     /// Which service the call went to, as "rekey-directory (host:port)", when the caller's
     /// transport names it (the gateway's do); never sent on the wire.
     package var service: String?
+    /// No server started this call: it never left this process (no connection, or the write
+    /// failed), or the server refused it before running it (draining; the `not-started` trailer).
+    /// Sending it to another replica cannot run it twice. Never sent on the wire as such.
+    package var notStarted: Bool
 
-    package init(_ code: Code, _ message: String, trailers: Metadata = [:]) {
+    package init(_ code: Code, _ message: String, trailers: Metadata = [:], notStarted: Bool = false) {
         self.code = code
         self.message = message
         self.trailers = trailers
         self.service = nil
+        self.notStarted = notStarted
     }
 
     package var description: String {

@@ -79,6 +79,10 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
     }
 
     private var waiting: [UInt64: Waiting] = [:]
+    /// The server said it is shutting down (a not-started refusal): nothing more is sent on this
+    /// connection but health checks, and it closes once the calls already sent have their answers.
+    private var goingAway = false
+    private static let healthCheck = Rekey_Health_V1_Health.Method.Check.descriptor.fullyQualifiedMethod
     private let target: String
     private let maxFrameSize: Int
     private let logger: Logger
@@ -91,6 +95,12 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         var call = Self.unwrapOutboundIn(data)
+        // Health checks still go: a draining server answers them, with NOT_SERVING.
+        guard !self.goingAway || call.request.method == Self.healthCheck else {
+            call.pending.complete(.failure(RPCError(.unavailable, "\(self.target) is shutting down", notStarted: true)))
+            promise?.succeed()
+            return
+        }
         if let deadline = call.deadline {
             let remaining = deadline - .now
             guard remaining > .zero else {
@@ -127,7 +137,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
         let written = context.eventLoop.makePromise(of: Void.self)
         written.futureResult.whenComplete { result in
             if case .failure(let error) = result {
-                loopBound.value.fail(callID: callID, RPCError(.unavailable, "could not send to \(loopBound.value.target): \(error)"))
+                loopBound.value.fail(callID: callID, RPCError(.unavailable, "could not send to \(loopBound.value.target): \(error)", notStarted: true))
             }
             promise?.completeWith(result)
         }
@@ -165,7 +175,21 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
             for entry in response.trailers {
                 trailers.add(entry.key, entry.value)
             }
-            call.pending.complete(.failure(RPCError(RPCError.Code(rawValue: status.code.rawValue), status.message, trailers: trailers)))
+            let code = RPCError.Code(rawValue: status.code.rawValue)
+            let notStarted = code == .unavailable && trailers[MetadataKey.notStarted] == "1"
+            call.pending.complete(.failure(RPCError(code, status.message, trailers: trailers, notStarted: notStarted)))
+            if notStarted {
+                self.goingAway = true
+            }
+        }
+        self.closeIfGoneAway(context: context)
+    }
+
+    /// Closes a connection whose server is shutting down once nothing waits on it; the client
+    /// then connects anew for the next call.
+    private func closeIfGoneAway(context: ChannelHandlerContext) {
+        if self.goingAway, self.waiting.isEmpty {
+            context.close(promise: nil)
         }
     }
 

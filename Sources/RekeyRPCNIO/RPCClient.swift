@@ -133,7 +133,7 @@ package final class RPCClient: ClientTransport {
                 let call = OutboundCall(callID: callID, request: request, deadline: deadline, pending: pending)
                 channel.writeAndFlush(call).whenFailure { [target] error in
                     // Reaches here only when the channel closed before our handler saw the call.
-                    pending.complete(.failure(RPCError(.unavailable, "could not send to \(target): \(error)")))
+                    pending.complete(.failure(RPCError(.unavailable, "could not send to \(target): \(error)", notStarted: true)))
                 }
             }
         } onCancel: {
@@ -172,11 +172,11 @@ package final class RPCClient: ClientTransport {
                 return .connect(failures: failures)
             case .backingOff(let until, let failures, let reason):
                 if ContinuousClock.now < until {
-                    return .fail(RPCError(.unavailable, "\(self.target) is unavailable: \(reason)"))
+                    return .fail(RPCError(.unavailable, "\(self.target) is unavailable: \(reason)", notStarted: true))
                 }
                 return .connect(failures: failures)
             case .closed:
-                return .fail(RPCError(.unavailable, "the client for \(self.target) is closed"))
+                return .fail(RPCError(.unavailable, "the client for \(self.target) is closed", notStarted: true))
             }
         }
         switch next {
@@ -203,7 +203,7 @@ package final class RPCClient: ClientTransport {
             case .ready(let channel, _):
                 return channel.eventLoop.makeSucceededFuture(channel)
             case .closed:
-                return promise.futureResult.eventLoop.makeFailedFuture(RPCError(.unavailable, "the client for \(self.target) is closed"))
+                return promise.futureResult.eventLoop.makeFailedFuture(RPCError(.unavailable, "the client for \(self.target) is closed", notStarted: true))
             case .idle, .backingOff:
                 state = .connecting(promise.futureResult, failures: failures)
                 return promise.futureResult
@@ -266,7 +266,7 @@ package final class RPCClient: ClientTransport {
             }
             guard keep else {
                 channel.close(promise: nil)
-                promise.fail(RPCError(.unavailable, "the client for \(self.target) is closed"))
+                promise.fail(RPCError(.unavailable, "the client for \(self.target) is closed", notStarted: true))
                 return
             }
             self.logger.debug("connected")
@@ -286,7 +286,7 @@ package final class RPCClient: ClientTransport {
                 state = .backingOff(until: .now + backoff, failures: failures + 1, reason: reason)
             }
             self.logger.warning("connection attempt failed", metadata: ["error": "\(error)", "rpc.retry_in_ms": "\(backoff.microseconds / 1000)"])
-            promise.fail(RPCError(.unavailable, "\(self.target) is unavailable: \(reason)"))
+            promise.fail(RPCError(.unavailable, "\(self.target) is unavailable: \(reason)", notStarted: true))
         }
     }
 
@@ -325,7 +325,7 @@ package final class RPCClient: ClientTransport {
         } catch let error as RPCError {
             throw error
         } catch {
-            throw RPCError(.unavailable, "cannot connect: \(error)")
+            throw RPCError(.unavailable, "cannot connect: \(error)", notStarted: true)
         }
     }
 }

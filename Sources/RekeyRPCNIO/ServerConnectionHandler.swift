@@ -41,6 +41,8 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     /// Calls decoded while `maxConcurrentCalls` were running; bounded by what one read delivers.
     private var queued: [QueuedCall] = []
     private var draining = false
+    /// Closes a drained connection after a quiet moment; see ``closeIfDrained(context:)``.
+    private var drainedClose: Scheduled<Void>?
     private var readPending = false
     private var stallTimer: Scheduled<Void>?
     private var flushPending = false
@@ -89,7 +91,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
                 self.closeIfDrained(context: context)
                 return
             }
-            self.respond(callID: request.callID, outcome: .failure(RPCError(.unavailable, "the server is shutting down")))
+            self.respond(callID: request.callID, outcome: .failure(RPCError(.unavailable, "the server is shutting down", trailers: [MetadataKey.notStarted: "1"])))
             return
         }
         var metadata = Metadata()
@@ -145,6 +147,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        self.drainedClose?.cancel()
         for call in self.calls.values {
             call.task?.cancel()
             call.timer?.cancel()
@@ -233,7 +236,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
         while self.calls.count < self.configuration.maxConcurrentCallsPerConnection, !self.queued.isEmpty {
             let next = self.queued.removeFirst()
             if self.draining {
-                self.respond(callID: next.callID, outcome: .failure(RPCError(.unavailable, "the server is shutting down")))
+                self.respond(callID: next.callID, outcome: .failure(RPCError(.unavailable, "the server is shutting down", trailers: [MetadataKey.notStarted: "1"])))
             } else {
                 self.start(callID: next.callID, call: next.call)
             }
@@ -311,13 +314,22 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
         return response
     }()
 
+    /// Once drained, the connection closes after a short quiet moment rather than at once: a
+    /// request the peer sent before it read our "shutting down" would otherwise meet a closed
+    /// socket and be lost without an answer, where now it gets the same not-started refusal. A
+    /// Rekey client stops sending and closes its side as soon as it reads one; the server's drain
+    /// timeout bounds any other.
     private func closeIfDrained(context: ChannelHandlerContext) {
-        if self.draining, self.calls.isEmpty, self.queued.isEmpty {
-            // Answers written but not yet flushed must leave before the connection closes.
-            context.flush()
+        guard self.draining, self.calls.isEmpty, self.queued.isEmpty else { return }
+        // Answers written but not yet flushed must leave before the connection closes.
+        context.flush()
+        self.drainedClose?.cancel()
+        self.drainedClose = context.eventLoop.scheduleTask(in: Self.drainedQuietTime) {
             context.close(promise: nil)
         }
     }
+
+    static let drainedQuietTime = TimeAmount.milliseconds(200)
 
     private func closeStalled() {
         guard let context = self.context, !context.channel.isWritable else { return }

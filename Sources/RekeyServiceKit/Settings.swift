@@ -143,6 +143,17 @@ package struct Settings: Sendable {
         try self.value(key, default: defaultValue, expected: "host:port, such as 127.0.0.1:7102") { HostAndPort(parsing: $0) }
     }
 
+    /// One or more `host:port`, comma-separated (the replicas of a service), each at most once.
+    package func addresses(_ key: String, default defaultValue: HostAndPort) throws -> [HostAndPort] {
+        try self.value(key, default: [defaultValue], expected: "host:port, or several separated by commas, such as 10.0.0.11:7102,10.0.0.12:7102") { text in
+            let items = text.split(separator: ",", omittingEmptySubsequences: false).map { HostAndPort(parsing: $0.trimmingCharacters(in: .whitespaces)) }
+            guard !items.isEmpty, items.count <= 64, items.allSatisfy({ $0 != nil }) else { return nil }
+            let addresses = items.compactMap { $0 }
+            guard Set(addresses.map { "\($0.host):\($0.port)" }).count == addresses.count else { return nil }
+            return addresses
+        }
+    }
+
     /// host:port, or `off` for nil (a listener the operator turned off).
     package func optionalAddress(_ key: String, default defaultValue: HostAndPort) throws -> HostAndPort? {
         if self.raw(key)?.value == "off" { return nil }

@@ -32,13 +32,13 @@ struct GatewayOptions: ParsableArguments {
     @Option(help: "The address users reach the gateway at; links in mail are built from it. Env: REKEY_GATEWAY_PUBLIC_URL. Default: http://LISTEN.")
     var publicUrl: String?
 
-    @Option(help: "host:port of rekey-directory. Env: REKEY_GATEWAY_DIRECTORY. Default: 127.0.0.1:7101.")
+    @Option(help: "host:port of rekey-directory; several, comma-separated, for replicas. Env: REKEY_GATEWAY_DIRECTORY. Default: 127.0.0.1:7101.")
     var directory: String?
 
-    @Option(help: "host:port of rekey-reset-token. Env: REKEY_GATEWAY_RESET_TOKEN. Default: 127.0.0.1:7102.")
+    @Option(help: "host:port of rekey-reset-token; several, comma-separated, for replicas. Env: REKEY_GATEWAY_RESET_TOKEN. Default: 127.0.0.1:7102.")
     var resetToken: String?
 
-    @Option(help: "host:port of rekey-notifier. Env: REKEY_GATEWAY_NOTIFIER. Default: 127.0.0.1:7103.")
+    @Option(help: "host:port of rekey-notifier; several, comma-separated, for replicas. Env: REKEY_GATEWAY_NOTIFIER. Default: 127.0.0.1:7103.")
     var notifier: String?
 
     @Option(help: "With tls = off: the service credential the gateway presents to the services. Env: REKEY_GATEWAY_SERVICE_CREDENTIAL.")
@@ -88,9 +88,10 @@ struct GatewaySettings {
     var listen: HostAndPort
     var metricsListen: HostAndPort?
     var publicURL: String
-    var directory: HostAndPort
-    var resetToken: HostAndPort
-    var notifier: HostAndPort
+    /// Each service's replicas (one or more).
+    var directory: [HostAndPort]
+    var resetToken: [HostAndPort]
+    var notifier: [HostAndPort]
     /// Mutual TLS to the services; nil with `tls = off`.
     var tls: RPCTLS?
     /// Presented to the services with `tls = off`.
@@ -112,9 +113,9 @@ struct GatewaySettings {
             guard let url = URL(string: text), url.scheme == "http" || url.scheme == "https", url.host != nil, url.query == nil else { return nil }
             return text
         }
-        self.directory = try settings.address("directory", default: HostAndPort(host: "127.0.0.1", port: 7101))
-        self.resetToken = try settings.address("reset_token", default: HostAndPort(host: "127.0.0.1", port: 7102))
-        self.notifier = try settings.address("notifier", default: HostAndPort(host: "127.0.0.1", port: 7103))
+        self.directory = try settings.addresses("directory", default: HostAndPort(host: "127.0.0.1", port: 7101))
+        self.resetToken = try settings.addresses("reset_token", default: HostAndPort(host: "127.0.0.1", port: 7102))
+        self.notifier = try settings.addresses("notifier", default: HostAndPort(host: "127.0.0.1", port: 7103))
         self.tls = try TLSSettings.load(settings, workload: "gateway")
         // With TLS the gateway's certificate says who it is; the shared credential is for tls = off.
         if self.tls == nil || settings.raw("service_credential") != nil {
@@ -162,9 +163,9 @@ struct Serve: AsyncParsableCommand {
         NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
         let logger = Logger(label: "rekey.gateway")
         let backends = Backends(
-            directory: .init(host: settings.directory.host, port: settings.directory.port),
-            tokens: .init(host: settings.resetToken.host, port: settings.resetToken.port),
-            notifier: .init(host: settings.notifier.host, port: settings.notifier.port),
+            directory: settings.directory.map { .init(host: $0.host, port: $0.port) },
+            tokens: settings.resetToken.map { .init(host: $0.host, port: $0.port) },
+            notifier: settings.notifier.map { .init(host: $0.host, port: $0.port) },
             credential: settings.credential,
             tls: settings.tls,
             logger: logger

@@ -1,4 +1,6 @@
 import Foundation
+import Logging
+import Synchronization
 import RekeyRPC
 import RekeyRPCNIO
 import RekeyTesting
@@ -91,6 +93,76 @@ struct PostgresReplicaTests {
         }
     }
 
+    @Test("a replica stopped under traffic: no read fails and no issue fails, the calls move to the other replica")
+    func replicaStoppedUnderTraffic() async throws {
+        let database = try await PostgresCluster.shared().makeDatabase()
+        let folder = try TemporaryFolder()
+        let replicas = try await Self.startReplicas(2, database: database, folder: folder)
+        defer { for replica in replicas { _ = replica.stop() } }
+        let clients = replicas.map { replica in
+            RPCClient(configuration: .init(host: "127.0.0.1", port: replica.port, credential: Self.credential, caller: "tests"), logger: Logger(label: "rekey.test.client"))
+        }
+        let set = ReplicaSet(
+            zip(replicas, clients).map { ReplicaSet.Replica(name: "127.0.0.1:\($0.port)", transport: $1) },
+            isSafeToRepeat: { ["PeekToken", "GetRateLimitStatus", "ListUserEvents"].contains($0.method) },
+            logger: Logger(label: "rekey.test.replicas")
+        )
+        let tokens = Rekey_Tokens_V1_Tokens.Client(wrapping: set)
+        let issued = try await tokens.issueToken(ResetTokenExecutableTests.issueRequest(user: "user-traffic"))
+        var peek = Rekey_Tokens_V1_PeekTokenRequest()
+        peek.token = issued.token
+        peek.purpose = .passwordReset
+        var status = Rekey_Tokens_V1_GetRateLimitStatusRequest()
+        status.userID = "user-traffic"
+
+        let traffic = Traffic()
+        let counts = try await withThrowingTaskGroup(of: Int.self) { group in
+            // Eight callers reading as fast as they can.
+            for _ in 0..<8 {
+                group.addTask { [peek, status] in
+                    var calls = 0
+                    while !traffic.stop.load(ordering: .relaxed) {
+                        do {
+                            _ = try await tokens.peekToken(peek)
+                            _ = try await tokens.getRateLimitStatus(status)
+                        } catch {
+                            traffic.failures.withLock { $0.append("read: \(error)") }
+                        }
+                        calls += 2
+                        traffic.calls.add(2, ordering: .relaxed)
+                    }
+                    return calls
+                }
+            }
+            // One caller issuing tokens, one after the other.
+            group.addTask {
+                var calls = 0
+                while !traffic.stop.load(ordering: .relaxed) {
+                    do {
+                        _ = try await tokens.issueToken(ResetTokenExecutableTests.issueRequest(user: "user-\(calls)", address: ""))
+                    } catch {
+                        traffic.failures.withLock { $0.append("issue: \(error)") }
+                    }
+                    calls += 1
+                    traffic.calls.add(1, ordering: .relaxed)
+                }
+                return calls
+            }
+            // Counted in calls, not in time, so that a busy machine changes only how long it takes.
+            try await traffic.waitFor(calls: 200)
+            // SIGTERM: the replica drains, refuses new calls (not started), closes, and exits.
+            let status = try await offPool { replicas[0].stop() }
+            #expect(status == 0)
+            try await traffic.waitFor(calls: traffic.calls.load(ordering: .relaxed) + 400)
+            traffic.stop.store(true, ordering: .relaxed)
+            return try await group.reduce(into: [Int]()) { $0.append($1) }
+        }
+        for client in clients { await client.close() }
+        #expect(traffic.failures.withLock { $0 }.isEmpty, "\(traffic.failures.withLock { $0.prefix(5) })")
+        #expect(counts.allSatisfy { $0 > 0 }, "every caller made calls: \(counts)")
+        #expect(replicas[1].log.contains("rpc server listening"))
+    }
+
     @Test("a database URL that cannot be used stops the start-up with a message that never shows the password")
     func badDatabaseURL() async throws {
         let folder = try TemporaryFolder()
@@ -132,6 +204,19 @@ struct PostgresReplicaTests {
             #expect(status != 0)
             #expect(!output.contains("not-the-password"), "\(output)")
             #expect(output.contains("cannot open the database at postgres://rekey:***@127.0.0.1:") && output.contains(expected), "\(output)")
+        }
+    }
+}
+
+/// What the traffic of a test shares: when to stop, and what failed.
+final class Traffic: Sendable {
+    let stop = Atomic<Bool>(false)
+    let calls = Atomic<Int>(0)
+    let failures = Mutex<[String]>([])
+
+    func waitFor(calls: Int) async throws {
+        while self.calls.load(ordering: .relaxed) < calls {
+            try await Task.sleep(for: .milliseconds(10))
         }
     }
 }
