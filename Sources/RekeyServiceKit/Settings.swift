@@ -145,7 +145,7 @@ package struct Settings: Sendable {
 
     /// One or more `host:port`, comma-separated (the replicas of a service), each at most once.
     package func addresses(_ key: String, default defaultValue: HostAndPort) throws -> [HostAndPort] {
-        try self.value(key, default: [defaultValue], expected: "host:port, or several separated by commas, such as 10.0.0.11:7102,10.0.0.12:7102") { text in
+        try self.value(key, default: [defaultValue], expected: "host:port, or several separated by commas, each once, such as 10.0.0.11:7102,10.0.0.12:7102") { text in
             let items = text.split(separator: ",", omittingEmptySubsequences: false).map { HostAndPort(parsing: $0.trimmingCharacters(in: .whitespaces)) }
             guard !items.isEmpty, items.count <= 64, items.allSatisfy({ $0 != nil }) else { return nil }
             let addresses = items.compactMap { $0 }

@@ -9,9 +9,9 @@ import RekeyPostgres
 /// - an issue takes a transaction-scoped advisory lock per limited subject (user and purpose,
 ///   admin or client address), in a fixed order, before it counts: two replicas issuing for one
 ///   user at once count one after the other, so the limit holds across replicas;
-/// - a redeem locks the user (advisory) and then the token's row (`FOR UPDATE`), and spends it
-///   with an `UPDATE … WHERE used_at IS NULL AND revoked_at IS NULL`: of any number of concurrent
-///   redeems of the user's links exactly one spends, and superseding the others cannot deadlock.
+/// - a redeem locks the user (advisory) before it reads the token, and spends it with an
+///   `UPDATE … WHERE used_at IS NULL AND revoked_at IS NULL`: of any number of concurrent redeems
+///   of the user's links exactly one spends, and superseding the others cannot deadlock.
 package struct PostgresTokenRepository: TokenRepository {
     package static let schema = "rekey_tokens"
 
@@ -69,28 +69,41 @@ package struct PostgresTokenRepository: TokenRepository {
     // MARK: Issue
 
     package func issue(_ token: NewToken, limits: [LimitQuery], decide: @escaping @Sendable ([[Int64]]) -> IssueDecision) async throws -> IssueDecision {
+        // Five round trips: BEGIN, the locks, the counts, the insert, COMMIT.
         try await self.database.transaction { connection in
-            // Lock every limited subject, in one order for everyone, before counting.
-            for key in Set(limits.map(Self.lockKey)).sorted() {
-                try await connection.query("SELECT pg_advisory_xact_lock(hashtextextended(\(key), 0))", logger: self.logger)
-            }
-            var recent: [[Int64]] = []
-            for limit in limits {
-                recent.append(try await Self.recentIssues(limit, connection: connection, logger: self.logger))
-            }
+            // Every limited subject locked, in one order for everyone (the function scan keeps
+            // the array's order), before counting.
+            let keys = Set(limits.map(Self.lockKey)).sorted()
+            try await connection.query("SELECT pg_advisory_xact_lock(hashtextextended(k, 0))::text FROM unnest(\(keys)::text[]) AS k", logger: self.logger)
+            let recent = try await Self.recentIssues(limits, connection: connection, logger: self.logger)
             let decision = decide(recent)
             switch decision {
             case .issue(let event):
                 let record = token.record
+                var binds = PostgresBindings()
+                try Self.appendEvent(event, to: &binds)
+                binds.append(record.id)
+                binds.append(ByteBuffer(bytes: token.digest))
+                binds.append(record.purpose.rawValue)
+                binds.append(record.userID)
+                binds.append(record.emailIdentityID)
+                binds.append(record.requestedByAdminID)
+                binds.append(record.clientAddress)
+                binds.append(record.issuedAt)
+                binds.append(record.expiresAt)
                 try await connection.query(
-                    """
-                    INSERT INTO tokens (id, hash, purpose, user_id, email_identity_id, requested_by_admin_id, client_address, issued_at, expires_at)
-                    VALUES (\(record.id), \(ByteBuffer(bytes: token.digest)), \(record.purpose.rawValue), \(record.userID), \(record.emailIdentityID),
-                            \(record.requestedByAdminID), \(record.clientAddress), \(record.issuedAt), \(record.expiresAt))
-                    """,
+                    PostgresQuery(
+                        unsafeSQL: """
+                            WITH token AS (
+                                INSERT INTO tokens (id, hash, purpose, user_id, email_identity_id, requested_by_admin_id, client_address, issued_at, expires_at)
+                                VALUES ($9, $10, $11, $12, $13, $14, $15, $16, $17)
+                            )
+                            \(Self.insertEvent)
+                            """,
+                        binds: binds
+                    ),
                     logger: self.logger
                 )
-                try await Self.record(event, connection: connection, logger: self.logger)
             case .refuse(_, _, let event):
                 try await Self.record(event, connection: connection, logger: self.logger)
             }
@@ -104,43 +117,38 @@ package struct PostgresTokenRepository: TokenRepository {
 
     package func recentIssues(_ query: LimitQuery) async throws -> [Int64] {
         try await self.database.withConnection { connection in
-            try await Self.recentIssues(query, connection: connection, logger: self.logger)
+            try await Self.recentIssues([query], connection: connection, logger: self.logger)[0]
         }
     }
 
-    private static func recentIssues(_ query: LimitQuery, connection: PostgresConnection, logger: Logger) async throws -> [Int64] {
-        let rows: PostgresRowSequence
-        switch query.scope {
-        case .user:
-            rows = try await connection.query(
-                """
-                SELECT issued_at FROM tokens WHERE user_id = \(query.subject) AND purpose = \((query.purpose ?? .passwordReset).rawValue)
-                AND issued_at > \(query.since) ORDER BY issued_at DESC LIMIT \(query.limit)
-                """,
-                logger: logger
-            )
-        case .clientAddress:
-            rows = try await connection.query(
-                """
-                SELECT issued_at FROM tokens WHERE client_address = \(query.subject) AND client_address <> '' AND requested_by_admin_id = ''
-                AND issued_at > \(query.since) ORDER BY issued_at DESC LIMIT \(query.limit)
-                """,
-                logger: logger
-            )
-        case .admin:
-            rows = try await connection.query(
-                """
-                SELECT issued_at FROM tokens WHERE requested_by_admin_id = \(query.subject) AND requested_by_admin_id <> ''
-                AND issued_at > \(query.since) ORDER BY issued_at DESC LIMIT \(query.limit)
-                """,
-                logger: logger
-            )
+    /// The newest issue times of each limit, in one statement (one index range each).
+    private static func recentIssues(_ queries: [LimitQuery], connection: PostgresConnection, logger: Logger) async throws -> [[Int64]] {
+        var binds = PostgresBindings()
+        var parts: [String] = []
+        for (index, query) in queries.enumerated() {
+            let base = binds.count
+            binds.append(query.subject)
+            binds.append(query.since)
+            binds.append(Int64(query.limit))
+            let condition: String
+            switch query.scope {
+            case .user:
+                binds.append((query.purpose ?? .passwordReset).rawValue)
+                condition = "user_id = $\(base + 1) AND purpose = $\(base + 4)"
+            case .clientAddress:
+                condition = "client_address = $\(base + 1) AND client_address <> '' AND requested_by_admin_id = ''"
+            case .admin:
+                condition = "requested_by_admin_id = $\(base + 1) AND requested_by_admin_id <> ''"
+            }
+            parts.append("(SELECT \(index)::bigint AS i, issued_at FROM tokens WHERE \(condition) AND issued_at > $\(base + 2) ORDER BY issued_at DESC LIMIT $\(base + 3))")
         }
-        var times: [Int64] = []
-        for try await time in rows.decode(Int64.self) {
-            times.append(time)
+        var times = Array(repeating: [Int64](), count: queries.count)
+        let rows = try await connection.query(PostgresQuery(unsafeSQL: parts.joined(separator: " UNION ALL "), binds: binds), logger: logger)
+        for try await (index, time) in rows.decode((Int64, Int64).self) {
+            times[Int(index)].append(time)
         }
-        return times
+        // UNION ALL keeps no order across its parts; within a part, newest first.
+        return times.map { $0.sorted(by: >) }
     }
 
     // MARK: Read
@@ -176,17 +184,20 @@ package struct PostgresTokenRepository: TokenRepository {
 
     package func redeem(digest: [UInt8], usedFrom clientAddress: String, now: Int64, decide: @escaping @Sendable (TokenRecord?) -> RedeemDecision) async throws -> TokenRecord? {
         let hash = ByteBuffer(bytes: digest)
+        // Six round trips in the usual case: BEGIN, the lock, the read, the spend with its event,
+        // the superseding, COMMIT.
         return try await self.database.transaction { connection -> TokenRecord? in
-            // The user first (every redeem of the user's links queues here), then the row.
-            var userID: String?
-            for try await user in try await connection.query("SELECT user_id FROM tokens WHERE hash = \(hash)", logger: self.logger).decode(String.self) {
-                userID = user
+            // The user first: every redeem of the user's links queues here.
+            var locked = false
+            for try await _ in try await connection.query(
+                "SELECT pg_advisory_xact_lock(hashtextextended('rekey_tokens:redeem:' || user_id, 0))::text FROM tokens WHERE hash = \(hash)",
+                logger: self.logger
+            ) {
+                locked = true
             }
-            if let userID {
-                try await connection.query("SELECT pg_advisory_xact_lock(hashtextextended(\("rekey_tokens:redeem:" + userID), 0))", logger: self.logger)
-            }
-            let found = userID == nil ? nil : try await Self.records(
-                connection.query(PostgresQuery(unsafeSQL: "SELECT \(Self.columns) FROM tokens WHERE hash = $1 FOR UPDATE", binds: try Self.binds(hash)), logger: self.logger)
+            // Then the row, read after the lock (a statement of its own sees what committed before).
+            let found = !locked ? nil : try await Self.records(
+                connection.query(PostgresQuery(unsafeSQL: "SELECT \(Self.columns) FROM tokens WHERE hash = $1", binds: try Self.binds(hash)), logger: self.logger)
             ).first
             switch decide(found) {
             case .refuse(let event):
@@ -194,19 +205,30 @@ package struct PostgresTokenRepository: TokenRepository {
                 return nil
             case .spend(let event, let supersede):
                 guard var record = found else { preconditionFailure("a redeem decided to spend a token that does not exist") }
+                var binds = PostgresBindings()
+                try Self.appendEvent(event, to: &binds)
+                binds.append(now)
+                binds.append(clientAddress)
+                binds.append(record.id)
                 var spent = 0
                 for try await _ in try await connection.query(
-                    """
-                    UPDATE tokens SET used_at = \(now), used_from = \(clientAddress)
-                    WHERE id = \(record.id) AND used_at IS NULL AND revoked_at IS NULL RETURNING id
-                    """,
+                    PostgresQuery(
+                        unsafeSQL: """
+                            WITH spent AS (
+                                UPDATE tokens SET used_at = $9, used_from = $10
+                                WHERE id = $11 AND used_at IS NULL AND revoked_at IS NULL RETURNING id
+                            )
+                            INSERT INTO events (at, kind, purpose, user_id, token_id, client_address, admin_id, detail)
+                            SELECT $1, $2, $3, $4, $5, $6, $7, $8 FROM spent RETURNING 1
+                            """,
+                        binds: binds
+                    ),
                     logger: self.logger
                 ) {
                     spent += 1
                 }
                 guard spent == 1 else { return nil }
                 record.usedAt = now
-                try await Self.record(event, connection: connection, logger: self.logger)
                 if let supersede {
                     var others = 0
                     for try await _ in try await connection.query(
@@ -320,15 +342,27 @@ package struct PostgresTokenRepository: TokenRepository {
 
     // MARK: Helpers
 
+    /// Inserts one event; `$1`…`$8` are the event's, in ``appendEvent(_:to:)``'s order.
+    private static let insertEvent = """
+        INSERT INTO events (at, kind, purpose, user_id, token_id, client_address, admin_id, detail)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+        """
+
+    private static func appendEvent(_ event: NewTokenEvent, to binds: inout PostgresBindings) throws {
+        binds.append(event.at)
+        binds.append(event.kind.rawValue)
+        binds.append(event.purpose?.rawValue)
+        binds.append(event.userID)
+        binds.append(event.tokenID)
+        binds.append(event.clientAddress)
+        binds.append(event.adminID)
+        binds.append(event.detail)
+    }
+
     private static func record(_ event: NewTokenEvent, connection: PostgresConnection, logger: Logger) async throws {
-        try await connection.query(
-            """
-            INSERT INTO events (at, kind, purpose, user_id, token_id, client_address, admin_id, detail)
-            VALUES (\(event.at), \(event.kind.rawValue), \(event.purpose?.rawValue), \(event.userID), \(event.tokenID),
-                    \(event.clientAddress), \(event.adminID), \(event.detail))
-            """,
-            logger: logger
-        )
+        var binds = PostgresBindings()
+        try Self.appendEvent(event, to: &binds)
+        try await connection.query(PostgresQuery(unsafeSQL: Self.insertEvent, binds: binds), logger: logger)
     }
 
     private static func records(_ rows: PostgresRowSequence) async throws -> [TokenRecord] {
