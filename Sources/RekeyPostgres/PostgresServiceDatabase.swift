@@ -1,6 +1,9 @@
 import Logging
+import Metrics
 import PostgresNIO
 import RekeyRPC
+import ServiceLifecycle
+import Synchronization
 
 /// One step of a service's schema on PostgreSQL; versions count up from 1 and are never edited
 /// once released, as with SQLite.
@@ -32,6 +35,7 @@ package final class PostgresServiceDatabase: Sendable {
     private let runner: Task<Void, Never>
     private let logger: Logger
     private let outageLog = RefusalLogLimiter()
+    private let outage = Mutex<String?>(nil)
 
     /// Starts the pool (no connection is made yet); ``migrate(_:)`` makes the first.
     ///
@@ -112,6 +116,75 @@ package final class PostgresServiceDatabase: Sendable {
         }
     }
 
+    /// Whether the database answers: `SELECT 1` on a pooled connection within `limit`; if that
+    /// does not answer in time, a connection of its own (within twice the limit), which tells a
+    /// database that is only busy (it connects) from one that is gone or refuses us (it does not,
+    /// and says why). Not refused during a known outage: it is how the outage is found to be over.
+    package enum Ping: Sendable, Equatable {
+        case answered
+        /// Nothing came back in time: busy, or cut off.
+        case unanswered(String)
+        /// The server or the network said no (refused, reset, login refused).
+        case failed(String)
+    }
+
+    package func ping(within limit: Duration) async -> Ping {
+        let pooled = await Self.within(limit) {
+            _ = try await self.client.withConnection { connection in
+                try await connection.query("SELECT 1", logger: self.logger)
+            }
+        }
+        if pooled == true { return .answered }
+        do {
+            let answered = try await Self.throwingWithin(limit * 2) {
+                let connection = try await PostgresConnection.connect(configuration: try self.url.connectionConfiguration(), id: 0, logger: self.logger)
+                try await connection.close()
+            }
+            return answered == nil ? .unanswered("no answer within \(limit * 3)") : .answered
+        } catch {
+            return .failed(Self.describe(error))
+        }
+    }
+
+    /// True when `body` finished within `limit`, false when it threw, nil when time ran out.
+    private static func within(_ limit: Duration, _ body: @escaping @Sendable () async throws -> Void) async -> Bool? {
+        do {
+            return try await Self.throwingWithin(limit, body) == nil ? nil : true
+        } catch {
+            return false
+        }
+    }
+
+    /// `()` when `body` finished within `limit`, nil when time ran out; what it threw otherwise.
+    private static func throwingWithin(_ limit: Duration, _ body: @escaping @Sendable () async throws -> Void) async throws -> Void? {
+        try await withThrowingTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                try await body()
+                return true
+            }
+            group.addTask {
+                try await Task.sleep(for: limit)
+                return false
+            }
+            defer { group.cancelAll() }
+            return try await group.next() == true ? () : nil
+        }
+    }
+
+    /// What ``PostgresHealthWatch`` last found: while the database refuses us, calls fail at once
+    /// with ``PostgresUnavailableError`` instead of waiting for a connection the pool cannot make.
+    /// (A database that only does not answer in time is not refused: calls wait for it up to
+    /// their deadline, as they would for a slow one.)
+    package func noteOutage(_ reason: String?) {
+        self.outage.withLock { $0 = reason }
+    }
+
+    private func refuseDuringOutage() throws {
+        if let reason = self.outage.withLock({ $0 }) {
+            throw PostgresUnavailableError(reason: reason)
+        }
+    }
+
     /// Runs `body` in a transaction on a pooled connection: committed when it returns, rolled back
     /// when it throws.
     ///
@@ -119,6 +192,7 @@ package final class PostgresServiceDatabase: Sendable {
     /// a lost or refused connection comes as ``PostgresUnavailableError`` (UNAVAILABLE to callers,
     /// who may try another replica).
     package func transaction<R: Sendable>(_ body: (PostgresConnection) async throws -> R) async throws -> R {
+        try self.refuseDuringOutage()
         do {
             return try await self.client.withTransaction(logger: self.logger) { connection in
                 try await body(connection)
@@ -130,6 +204,7 @@ package final class PostgresServiceDatabase: Sendable {
 
     /// Runs `body` on a pooled connection, outside any transaction (each statement commits).
     package func withConnection<R: Sendable>(_ body: (PostgresConnection) async throws -> R) async throws -> R {
+        try self.refuseDuringOutage()
         do {
             return try await self.client.withConnection { connection in
                 try await body(connection)
@@ -229,4 +304,64 @@ package struct PostgresUnavailableError: Error, CustomStringConvertible, RPCErro
 package struct PostgresSchemaError: Error, CustomStringConvertible {
     package var message: String
     package var description: String { self.message }
+}
+
+/// Probes the database every `interval` (``PostgresServiceDatabase/ping(within:)``) for the health
+/// service: after two failed probes in a row a replica answers NOT_SERVING, so that a load
+/// balancer or the gateway's `/readyz` sees it, and when the database refuses us (rather than
+/// only not answering in time) its calls fail at once with UNAVAILABLE; it serves again after the
+/// first probe that passes. A database that is only slow still accepts a new connection, and is
+/// no outage.
+///
+/// Metric: `rekey_database_unreachable` (1 while the probe fails, else 0).
+package final class PostgresHealthWatch: Service, Sendable {
+    private let database: PostgresServiceDatabase
+    private let interval: Duration
+    private let logger: Logger
+    private let state = Mutex<String?>(nil)
+
+    package init(database: PostgresServiceDatabase, interval: Duration = .seconds(2), logger: Logger) {
+        self.database = database
+        self.interval = interval
+        self.logger = logger
+    }
+
+    /// What is wrong with the database, or nil while it answers.
+    package var problem: String? { self.state.withLock { $0 } }
+
+    package func run() async throws {
+        let gauge = Gauge(label: "rekey_database_unreachable")
+        gauge.record(0)
+        try? await cancelWhenGracefulShutdown {
+            var failures = 0
+            while !Task.isCancelled {
+                let ping = await self.database.ping(within: self.interval)
+                failures = ping == .answered ? 0 : failures + 1
+                // Two failed probes in a row before it counts: one can be a hiccup.
+                var problem: String?
+                var refused: String?
+                switch ping {
+                case .answered: break
+                case .unanswered(let reason): problem = failures >= 2 ? reason : nil
+                case .failed(let reason):
+                    problem = failures >= 2 ? reason : nil
+                    refused = problem
+                }
+                self.database.noteOutage(refused)
+                gauge.record(problem == nil ? 0 : 1)
+                let previous = self.state.withLock { state in
+                    defer { state = problem }
+                    return state
+                }
+                if let problem, previous == nil {
+                    self.logger.error("the database does not answer; answering NOT_SERVING until it does", metadata: [
+                        "db.url": "\(self.database.url)", "error": "\(problem)",
+                    ])
+                } else if problem == nil, previous != nil {
+                    self.logger.notice("the database answers again; serving")
+                }
+                try await Task.sleep(for: self.interval)
+            }
+        }
+    }
 }

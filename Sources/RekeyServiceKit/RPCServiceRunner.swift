@@ -28,6 +28,9 @@ package struct RPCServiceRunner {
     /// The service's database: a full disk makes health NOT_SERVING and calls RESOURCE_EXHAUSTED
     /// until writes work again (``StorageWatch``).
     package var database: SQLiteDatabase?
+    /// Another reason to answer NOT_SERVING, checked at each health check (a database server
+    /// that does not answer).
+    package var healthProblem: @Sendable () -> String?
     package var logger: Logger
 
     package init(
@@ -40,6 +43,7 @@ package struct RPCServiceRunner {
         backgroundServices: [any Service] = [],
         metrics: MetricsServer? = nil,
         database: SQLiteDatabase? = nil,
+        healthProblem: @escaping @Sendable () -> String? = { nil },
         logger: Logger
     ) {
         self.name = name
@@ -51,12 +55,14 @@ package struct RPCServiceRunner {
         self.backgroundServices = backgroundServices
         self.metrics = metrics
         self.database = database
+        self.healthProblem = healthProblem
         self.logger = logger
     }
 
     package func run() async throws {
         let database = self.database
-        let health = HealthService(services: self.healthServiceNames, problem: { database?.storageProblem })
+        let healthProblem = self.healthProblem
+        let health = HealthService(services: self.healthServiceNames, problem: { database?.storageProblem ?? healthProblem() })
         let server = RPCServer(
             configuration: self.server,
             services: self.services,

@@ -67,7 +67,7 @@ package final class PostgresCluster: Sendable {
         let server = ([String](asUser) + [
             "\(bin)/postgres", "-D", data, "-c", "listen_addresses=127.0.0.1", "-c", "port=\(self.port)",
             "-c", "unix_socket_directories=\(self.folder)", "-c", "fsync=off", "-c", "synchronous_commit=off",
-            "-c", "full_page_writes=off", "-c", "max_connections=200", "-c", "shared_buffers=64MB",
+            "-c", "full_page_writes=off", "-c", "max_connections=500", "-c", "shared_buffers=64MB",
         ]).map { "'\($0)'" }.joined(separator: " ")
         // (A background job of a non-interactive shell ignores SIGINT, so the server is stopped
         // with pg_ctl rather than a signal from here.)
@@ -104,19 +104,31 @@ package final class PostgresCluster: Sendable {
     /// A new, empty database of its own for one test; its connection string.
     package func makeDatabase() async throws -> String {
         let name = "t_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
-        let logger = Logger(label: "rekey.test.postgres")
-        let connection = try await PostgresConnection.connect(
-            configuration: .init(host: "127.0.0.1", port: self.port, username: self.user, password: self.password, database: "postgres", tls: .disable),
-            id: 1, logger: logger
-        )
-        do {
-            try await connection.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(name)"), logger: logger)
-        } catch {
-            try? await connection.close()
-            throw error
-        }
-        try await connection.close()
+        // From template0, which nobody connects to, so that tests creating databases at once do
+        // not get in each other's way.
+        try await self.execute("CREATE DATABASE \(name) TEMPLATE template0")
         return self.url(database: name)
+    }
+
+    /// Runs `sql` as the cluster's superuser (roles, grants, terminating sessions).
+    /// Errors come with the server's message (postgres-nio hides it from `description`).
+    package func execute(_ sql: String, database: String = "postgres") async throws {
+        let logger = Logger(label: "rekey.test.postgres")
+        do {
+            let connection = try await PostgresConnection.connect(
+                configuration: .init(host: "127.0.0.1", port: self.port, username: self.user, password: self.password, database: database, tls: .disable),
+                id: 1, logger: logger
+            )
+            do {
+                try await connection.query(PostgresQuery(unsafeSQL: sql), logger: logger)
+            } catch {
+                try? await connection.close()
+                throw error
+            }
+            try await connection.close()
+        } catch {
+            throw SMTPTestServer.StartError(message: "`\(sql)` on the test cluster failed: \(String(reflecting: error))")
+        }
     }
 
     private static func check(_ program: String, _ arguments: [String]) throws {
@@ -128,9 +140,23 @@ package final class PostgresCluster: Sendable {
 
     /// A loopback port nobody listens on now.
     private static func freePort() throws -> Int {
+        let reservation = try PortReservation()
+        defer { reservation.release() }
+        return reservation.port
+    }
+}
+
+/// A loopback port held by a socket that is bound but not listening: connections to it are
+/// refused, and no other process can take it until ``release()``. For tests of a peer that is
+/// down, then comes back on the same port.
+package final class PortReservation: @unchecked Sendable {
+    // @unchecked: used by the one test that owns it.
+    package let port: Int
+    private var descriptor: Int32
+
+    package init() throws {
         let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard descriptor >= 0 else { throw SMTPTestServer.StartError(message: "socket() failed") }
-        defer { close(descriptor) }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = 0
@@ -139,7 +165,23 @@ package final class PostgresCluster: Sendable {
         let bound = withUnsafeMutablePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, length) == 0 && getsockname(descriptor, $0, &length) == 0 }
         }
-        guard bound else { throw SMTPTestServer.StartError(message: "cannot bind a loopback port") }
-        return Int(UInt16(bigEndian: address.sin_port))
+        guard bound else {
+            close(descriptor)
+            throw SMTPTestServer.StartError(message: "cannot bind a loopback port")
+        }
+        self.descriptor = descriptor
+        self.port = Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    /// Lets the port go, for a server about to listen on it.
+    package func release() {
+        if self.descriptor >= 0 {
+            close(self.descriptor)
+            self.descriptor = -1
+        }
+    }
+
+    deinit {
+        self.release()
     }
 }

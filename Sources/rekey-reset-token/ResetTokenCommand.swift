@@ -16,7 +16,7 @@ struct ResetTokenCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rekey-reset-token",
         abstract: "Rekey's reset-token service: single-use reset and verification tokens, rate limits and their history.",
-        subcommands: [Serve.self, Healthcheck.self],
+        subcommands: [Serve.self, Healthcheck.self, MigrateTo.self],
         defaultSubcommand: Serve.self
     )
 }
@@ -129,6 +129,7 @@ struct Serve: AsyncParsableCommand {
 
         let repository: any TokenRepository
         var database: SQLiteDatabase?
+        var watch: PostgresHealthWatch?
         if let (url, poolSize) = settings.postgres {
             let postgres = try PostgresServiceDatabase(url: url, schema: PostgresTokenRepository.schema, maximumConnections: poolSize, logger: logger)
             let schemaVersion = try await postgres.open(PostgresTokenRepository.migrations)
@@ -136,6 +137,7 @@ struct Serve: AsyncParsableCommand {
                 "db.url": "\(url)", "db.schema": "\(PostgresTokenRepository.schema)", "db.schema_version": "\(schemaVersion)", "db.pool_size": "\(poolSize)",
             ])
             repository = PostgresTokenRepository(database: postgres)
+            watch = PostgresHealthWatch(database: postgres, logger: logger)
         } else {
             // NORMAL durability: in WAL mode a commit survives a crash of the process; on power loss
             // the last tokens may be lost, which costs a user one more request, never a wrong answer.
@@ -154,9 +156,10 @@ struct Serve: AsyncParsableCommand {
             callers: TokenService.callers,
             services: [TokenService(store: store)],
             healthServiceNames: [Rekey_Tokens_V1_Tokens.name],
-            backgroundServices: [RetentionPurger(store: store, logger: logger)],
+            backgroundServices: [RetentionPurger(store: store, logger: logger)] + (watch.map { [$0] } ?? []),
             metrics: metrics,
             database: database,
+            healthProblem: { [watch] in watch?.problem },
             logger: logger
         )
         try await runner.run()
@@ -177,5 +180,48 @@ struct Healthcheck: AsyncParsableCommand {
         try await HealthCheckCommand.run(
             addressText: self.address, service: "RESET_TOKEN", workload: "reset-token", flags: self.options.flags.merging(self.own.flags) { $1 }, config: self.options.config
         )
+    }
+}
+
+struct MigrateTo: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "migrate-to",
+        abstract: "Copy the SQLite store of the data folder into PostgreSQL (offline: stop the service first).",
+        discussion: """
+            Copies every token and every history line into the schema rekey_tokens of an empty \
+            database, in one transaction, and compares the counts before committing. Then point \
+            the service at the database with `database = postgres://…` and start it.
+            """
+    )
+
+    @Argument(help: "postgres://user:password@host:5432/database?sslmode=…")
+    var url: String
+
+    @Option(help: "The data folder holding tokens.sqlite. Env: REKEY_RESET_TOKEN_DATA_DIR. Default: ./data.")
+    var dataDir: String?
+
+    func run() async throws {
+        let target: PostgresURL
+        do {
+            target = try PostgresURL(self.url)
+        } catch {
+            throw ValidationError("\(error)")
+        }
+        let folder = self.dataDir ?? ProcessInfo.processInfo.environment["REKEY_RESET_TOKEN_DATA_DIR"] ?? "./data"
+        let path = (folder as NSString).appendingPathComponent("tokens.sqlite")
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw ValidationError("there is no \(path) to copy (data_dir is \(folder))")
+        }
+        var logger = Logger(label: "rekey.reset-token.migrate-to")
+        logger.logLevel = .warning
+        let database = try PostgresServiceDatabase(url: target, schema: PostgresTokenRepository.schema, maximumConnections: 2, logger: logger)
+        defer { database.close() }
+        do {
+            try await database.open(PostgresTokenRepository.migrations)
+            let copied = try await TokenStoreCopy.copy(from: path, to: database, logger: logger)
+            print("copied \(copied.tokens) tokens and \(copied.events) history lines from \(path) to \(target) (schema \(PostgresTokenRepository.schema)); the counts match")
+        } catch let refusal as TokenStoreCopy.Refusal {
+            throw ValidationError(refusal.description)
+        }
     }
 }

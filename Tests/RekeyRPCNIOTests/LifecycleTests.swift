@@ -75,8 +75,10 @@ struct LifecycleTests {
 
     @Test("a peer that is down fails calls at once with UNAVAILABLE, and the client reconnects when it is back")
     func reconnect() async throws {
-        // Find a free port, then leave it closed.
-        let port = try await withRPCServer(services: []) { _, port in port }
+        // A port held but not listening: connections are refused, and no other test's server
+        // can take it meanwhile.
+        let reservation = try PortReservation()
+        let port = reservation.port
         try await withRPCClient(port: port, configure: {
             $0.initialBackoff = .milliseconds(20)
             $0.maxBackoff = .milliseconds(50)
@@ -90,6 +92,7 @@ struct LifecycleTests {
 
             var configuration = RPCServer.Configuration.defaults
             configuration.port = port
+            reservation.release()
             try await withRPCServer(services: [], configuration: configuration) { _, _ in
                 var answer: Rekey_Health_V1_HealthCheckResponse?
                 for _ in 0..<200 where answer == nil {

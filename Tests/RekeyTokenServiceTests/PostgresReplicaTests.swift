@@ -163,6 +163,105 @@ struct PostgresReplicaTests {
         #expect(replicas[1].log.contains("rpc server listening"))
     }
 
+    @Test("PostgreSQL lost while the service runs: health turns NOT_SERVING and calls UNAVAILABLE at once; both recover by themselves")
+    func databaseLostAndBack() async throws {
+        let cluster = try await PostgresCluster.shared()
+        let url = try await cluster.makeDatabase()
+        let database = String(url.split(separator: "/").last!.split(separator: "?").first!)
+        // A role of the service's own, which the test can lock out and let back in.
+        let role = "r_" + database.dropFirst(2).prefix(20)
+        try await cluster.execute("CREATE ROLE \(role) LOGIN PASSWORD 'role-password'")
+        try await cluster.execute("GRANT CREATE, CONNECT ON DATABASE \(database) TO \(role)")
+        let folder = try TemporaryFolder()
+        let environment = [
+            "REKEY_RESET_TOKEN_CREDENTIALS": Self.credential,
+            "REKEY_RESET_TOKEN_DATABASE": "postgres://\(role):role-password@127.0.0.1:\(cluster.port)/\(database)?sslmode=disable",
+        ]
+        let replica = try await offPool {
+            try ServiceProcess("rekey-reset-token", arguments: ["serve", "--listen", "127.0.0.1:0", "--data-dir", folder.path], environment: environment)
+        }
+        defer { _ = replica.stop() }
+        func healthy() async throws -> Bool {
+            try await offPool {
+                try ServiceProcess.run("rekey-reset-token", ["healthcheck", "--address", "127.0.0.1:\(replica.port)", "--data-dir", folder.path], environment: environment).status == 0
+            }
+        }
+        try await withRPCClient(port: replica.port, credential: Self.credential) { client in
+            let tokens = Rekey_Tokens_V1_Tokens.Client(wrapping: client)
+            _ = try await tokens.issueToken(ResetTokenExecutableTests.issueRequest(user: "user-before"))
+            #expect(try await healthy())
+
+            // Locked out, every session ended: the pool cannot connect again.
+            try await cluster.execute("ALTER ROLE \(role) NOLOGIN")
+            try await cluster.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '\(role)'")
+            #expect(await RekeyTestWait.until { try await !healthy() }, "health turned NOT_SERVING")
+            let refused = await #expect(throws: RPCError.self) {
+                try await tokens.issueToken(ResetTokenExecutableTests.issueRequest(user: "user-during"))
+            }
+            #expect(refused?.code == .unavailable && refused?.message == "the service's database is unavailable; try again")
+            #expect(replica.log.contains("the database does not answer; answering NOT_SERVING until it does"))
+
+            // Let back in: health and calls come back without a restart.
+            try await cluster.execute("ALTER ROLE \(role) LOGIN")
+            #expect(await RekeyTestWait.until { try await healthy() }, "health turned SERVING again")
+            _ = try await tokens.issueToken(ResetTokenExecutableTests.issueRequest(user: "user-after"))
+            #expect(replica.log.contains("the database answers again; serving"))
+            #expect(!replica.log.contains("role-password"))
+        }
+    }
+
+    @Test("migrate-to copies a SQLite store into PostgreSQL: links keep working, the history is whole, and a second copy is refused")
+    func migrateTo() async throws {
+        let folder = try TemporaryFolder()
+        let environment = ["REKEY_RESET_TOKEN_CREDENTIALS": Self.credential]
+        // A store with a used link, a live link and their history, written by the SQLite service.
+        let sqlite = try await offPool {
+            try ServiceProcess("rekey-reset-token", arguments: ["serve", "--listen", "127.0.0.1:0", "--data-dir", folder.path], environment: environment)
+        }
+        var redeem = Rekey_Tokens_V1_RedeemTokenRequest()
+        redeem.purpose = .passwordReset
+        let (used, live, history) = try await withRPCClient(port: sqlite.port, credential: Self.credential) { client in
+            let tokens = Rekey_Tokens_V1_Tokens.Client(wrapping: client)
+            let used = try await tokens.issueToken(ResetTokenExecutableTests.issueRequest(user: "user-a")).token
+            let live = try await tokens.issueToken(ResetTokenExecutableTests.issueRequest(user: "user-b")).token
+            redeem.token = used
+            _ = try await tokens.redeemToken(redeem)
+            var events = Rekey_Tokens_V1_ListUserEventsRequest()
+            events.userID = "user-a"
+            return (used, live, try await tokens.listUserEvents(events).events)
+        }
+        #expect(try await offPool { sqlite.stop() } == 0)
+
+        let cluster = try await PostgresCluster.shared()
+        let url = try await cluster.makeDatabase()
+        let copy = try await offPool { try ServiceProcess.run("rekey-reset-token", ["migrate-to", url, "--data-dir", folder.path]) }
+        #expect(copy.status == 0, "\(copy.output)")
+        #expect(copy.output.contains("copied 2 tokens and 3 history lines"), "\(copy.output)")
+        #expect(!copy.output.contains(cluster.password))
+        let again = try await offPool { try ServiceProcess.run("rekey-reset-token", ["migrate-to", url, "--data-dir", folder.path]) }
+        #expect(again.status != 0 && again.output.contains("the target already holds 5 tokens and events"), "\(again.output)")
+        let nothing = try await offPool { try ServiceProcess.run("rekey-reset-token", ["migrate-to", url, "--data-dir", folder.path + "/nowhere"]) }
+        #expect(nothing.status != 0 && nothing.output.contains("there is no \(folder.path)/nowhere/tokens.sqlite to copy"), "\(nothing.output)")
+
+        let replicas = try await Self.startReplicas(1, database: url, folder: folder)
+        defer { for replica in replicas { _ = replica.stop() } }
+        try await withRPCClient(port: replicas[0].port, credential: Self.credential) { client in
+            let tokens = Rekey_Tokens_V1_Tokens.Client(wrapping: client)
+            redeem.token = used
+            let spent = await #expect(throws: RPCError.self) { try await tokens.redeemToken(redeem) }
+            #expect(spent?.code == .notFound, "a used link stays used")
+            redeem.token = live
+            #expect(try await tokens.redeemToken(redeem).info?.state == .used, "a live link works on PostgreSQL")
+            var events = Rekey_Tokens_V1_ListUserEventsRequest()
+            events.userID = "user-a"
+            let copied = try await tokens.listUserEvents(events).events
+            // Newest first: the refused redeem just now, then what was copied, unchanged.
+            #expect(copied.first?.kind == .redeemFailed)
+            #expect(Array(copied.dropFirst()) == history, "the history came along: \(copied.map(\.kind))")
+            _ = try await tokens.issueToken(ResetTokenExecutableTests.issueRequest(user: "user-c"))
+        }
+    }
+
     @Test("a database URL that cannot be used stops the start-up with a message that never shows the password")
     func badDatabaseURL() async throws {
         let folder = try TemporaryFolder()
@@ -218,5 +317,18 @@ final class Traffic: Sendable {
         while self.calls.load(ordering: .relaxed) < calls {
             try await Task.sleep(for: .milliseconds(10))
         }
+    }
+}
+
+/// Waiting on a condition instead of sleeping for a fixed time.
+enum RekeyTestWait {
+    /// Whether `condition` came true within `timeout`, looking every 100 ms.
+    static func until(timeout: Duration = .seconds(20), _ condition: () async throws -> Bool) async -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if (try? await condition()) == true { return true }
+            try? await Task.sleep(for: .milliseconds(100))
+        }
+        return false
     }
 }

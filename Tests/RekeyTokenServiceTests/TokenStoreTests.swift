@@ -34,7 +34,7 @@ final class StoreFixture: Sendable {
             self.store = TokenStore(configuration: configuration, clock: self.clock, repository: SQLiteTokenRepository(database: database))
         case .postgres:
             let url = try await PostgresCluster.shared().makeDatabase()
-            let database = try PostgresServiceDatabase(url: try PostgresURL(url), schema: PostgresTokenRepository.schema, maximumConnections: 20, logger: .init(label: "rekey.test"))
+            let database = try PostgresServiceDatabase(url: try PostgresURL(url), schema: PostgresTokenRepository.schema, maximumConnections: 8, logger: .init(label: "rekey.test"))
             try await database.migrate(PostgresTokenRepository.migrations)
             (self.folder, self.sqlite, self.postgres) = (nil, nil, database)
             self.store = TokenStore(configuration: configuration, clock: self.clock, repository: PostgresTokenRepository(database: database))
