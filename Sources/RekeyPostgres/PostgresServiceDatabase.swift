@@ -116,10 +116,7 @@ package final class PostgresServiceDatabase: Sendable {
         }
     }
 
-    /// Whether the database answers: `SELECT 1` on a pooled connection within `limit`; if that
-    /// does not answer in time, a connection of its own (within twice the limit), which tells a
-    /// database that is only busy (it connects) from one that is gone or refuses us (it does not,
-    /// and says why). Not refused during a known outage: it is how the outage is found to be over.
+    /// What ``ping(within:)`` found.
     package enum Ping: Sendable, Equatable {
         case answered
         /// Nothing came back in time: busy, or cut off.
@@ -128,6 +125,10 @@ package final class PostgresServiceDatabase: Sendable {
         case failed(String)
     }
 
+    /// Whether the database answers: `SELECT 1` on a pooled connection within `limit`; if that
+    /// does not answer in time, a connection of its own (within twice the limit), which tells a
+    /// database that is only busy (it connects) from one that is gone or refuses us (it does not,
+    /// and says why). Not refused during a known outage: it is how the outage is found to be over.
     package func ping(within limit: Duration) async -> Ping {
         let pooled = await Self.within(limit) {
             _ = try await self.client.withConnection { connection in
