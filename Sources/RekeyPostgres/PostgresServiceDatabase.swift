@@ -137,10 +137,7 @@ package final class PostgresServiceDatabase: Sendable {
         }
         if pooled == true { return .answered }
         do {
-            let answered = try await Self.throwingWithin(limit * 2) {
-                let connection = try await PostgresConnection.connect(configuration: try self.url.connectionConfiguration(), id: 0, logger: self.logger)
-                try await connection.close()
-            }
+            let answered = try await Self.throwingWithin(limit * 2) { try await self.connectOnce() }
             return answered == nil ? .unanswered("no answer within \(limit * 3)") : .answered
         } catch {
             return .failed(Self.describe(error))
@@ -156,19 +153,17 @@ package final class PostgresServiceDatabase: Sendable {
         }
     }
 
-    /// `()` when `body` finished within `limit`, nil when time ran out; what it threw otherwise.
-    private static func throwingWithin(_ limit: Duration, _ body: @escaping @Sendable () async throws -> Void) async throws -> Void? {
-        try await withThrowingTaskGroup(of: Bool.self) { group in
-            group.addTask {
-                try await body()
-                return true
-            }
+    /// What `body` returned when it finished within `limit`, nil when time ran out; what it threw
+    /// otherwise.
+    private static func throwingWithin<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T? {
+        try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask { try await body() }
             group.addTask {
                 try await Task.sleep(for: limit)
-                return false
+                return nil
             }
             defer { group.cancelAll() }
-            return try await group.next() == true ? () : nil
+            return try await group.next() ?? nil
         }
     }
 
@@ -239,29 +234,28 @@ package final class PostgresServiceDatabase: Sendable {
     /// authentication failed for user … (SQLSTATE 28P01)". The URL is shown without its password.
     @discardableResult
     package func open(_ migrations: [PostgresMigration], within limit: Duration = .seconds(30)) async throws -> Int {
+        let version: Int?
         do {
             // One connection of its own first: a refused connection or a wrong password is an
             // error now, where the pool would keep trying in the background.
-            let connection = try await PostgresConnection.connect(configuration: try self.url.connectionConfiguration(), id: 0, logger: self.logger)
-            try await connection.close()
-            return try await withThrowingTaskGroup(of: Int?.self) { group in
-                group.addTask { try await self.migrate(migrations) }
-                group.addTask {
-                    try await Task.sleep(for: limit)
-                    return nil
-                }
-                defer { group.cancelAll() }
-                // The first child to finish: the version, or nil when the time ran out.
-                guard let version = try await group.next() ?? nil else {
-                    throw PostgresSchemaError(message: "no answer within \(limit)")
-                }
-                return version
-            }
-        } catch let error as PostgresSchemaError where error.message.hasPrefix("the schema") {
-            throw error
+            try await self.connectOnce()
+            version = try await Self.throwingWithin(limit) { try await self.migrate(migrations) }
+        } catch let error as PostgresSchemaError {
+            throw error  // a schema newer than this program knows: its own message
         } catch {
             throw PostgresSchemaError(message: "cannot open the database at \(self.url): \(Self.describe(error))")
         }
+        guard let version else {
+            throw PostgresSchemaError(message: "cannot open the database at \(self.url): no answer within \(limit)")
+        }
+        return version
+    }
+
+    /// Opens and closes one connection outside the pool: fails with the server's reason when it
+    /// refuses us.
+    private func connectOnce() async throws {
+        let connection = try await PostgresConnection.connect(configuration: try self.url.connectionConfiguration(), id: 0, logger: self.logger)
+        try await connection.close()
     }
 
     /// What went wrong, in words: the server's own message and SQLSTATE when it sent one, the

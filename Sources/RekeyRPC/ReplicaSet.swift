@@ -84,7 +84,8 @@ package final class ReplicaSet: ClientTransport {
         let start = self.next.wrappingAdd(1, ordering: .relaxed).oldValue
         let now = ContinuousClock.now
         let down = self.downUntil.withLock { $0 }
-        let rotated = (0..<count).map { (start % count + $0) % count }.map { $0 < 0 ? $0 + count : $0 }
+        let first = (start % count + count) % count  // `start` wraps to negative after Int.max calls
+        let rotated = (0..<count).map { (first + $0) % count }
         let available = rotated.filter { down[$0].map { $0 <= now } ?? true }
         let waiting = rotated.filter { down[$0].map { $0 > now } ?? false }
         return available + waiting

@@ -280,7 +280,11 @@ struct DiagnoseTests {
 
     @Test("the relay down with a growing queue, then a service unreachable: platform problems to escalate")
     func platformProblems() async throws {
-        let deadPort = try SMTPTestServer.freePort()
+        // Held, not listening, for the whole test: connections are refused and no other test
+        // can take the port.
+        let dead = try PortReservation()
+        let deadPort = dead.port
+        defer { dead.release() }
         let system = try await RekeySystem.start(notifier: ["--transport", "smtp", "--smtp-server", "127.0.0.1:\(deadPort)", "--retry-schedule", "100ms", "--smtp-timeout", "1s"])
         defer { system.stop() }
         let test = DiagnoseTests(system)

@@ -163,7 +163,9 @@ struct NotifierExecutableTests {
     @Test("while the server is down, attempts are retried; once it is up the message is delivered")
     func serverDown() async throws {
         let folder = try TemporaryFolder()
-        let port = try SMTPTestServer.freePort()
+        // Held, not listening: connections are refused and no other test can take the port.
+        let reservation = try PortReservation()
+        let port = reservation.port
         let process = try Self.start(dataDir: folder.path + "/data", Self.smtp(port))
         try await self.withNotifier(process) { notifier in
             let queued = try await notifier.enqueue(Self.resetRequest(to: "jane@example.com"))
@@ -174,6 +176,7 @@ struct NotifierExecutableTests {
             let finished = deferred.attempts.filter { $0.outcome != .unspecified }
             #expect(finished.count >= 2)
             #expect(finished.allSatisfy { $0.stage == "CONNECT" && $0.outcome == .temporaryFailure && !$0.error.isEmpty }, "\(finished)")
+            reservation.release()
             let server = try SMTPTestServer(folder: folder.path + "/smtp", port: port)
             let message = try await self.waitFor(queued.messageID, in: notifier) { $0.state == .accepted }
             #expect(message.state == .accepted)
@@ -372,7 +375,9 @@ struct NotifierExecutableTests {
     @Test("the relay down: messages wait instead of each failing a connect; when it is back, every message goes out")
     func relayOutage() async throws {
         let folder = try TemporaryFolder()
-        let port = try SMTPTestServer.freePort()
+        // Held, not listening: connections are refused and no other test can take the port.
+        let reservation = try PortReservation()
+        let port = reservation.port
         let notifier = try Self.start(dataDir: folder.path + "/data", Self.smtp(port) + ["--concurrency", "4"])
         try await self.withNotifier(notifier) { client in
             var ids: [String] = []
@@ -398,6 +403,7 @@ struct NotifierExecutableTests {
             try await Task.sleep(for: .seconds(2))
             let attempted = try await tried()
             #expect(attempted >= 1 && attempted <= 4 + 3, "\(attempted) of \(ids.count) messages tried: the queue waits while the relay is down")
+            reservation.release()
             let server = try SMTPTestServer(folder: folder.path + "/mail", options: ["--port", "\(port)"])
             for id in ids {
                 let message = try await self.waitFor(id, in: client) { $0.state == .accepted }
