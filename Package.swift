@@ -232,6 +232,8 @@ let package = Package(
                 "RekeyRPC",
                 "RekeyCrypto",
                 "RekeySQLite",
+                "RekeyPostgres",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Mustache", package: "swift-mustache"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -250,6 +252,7 @@ let package = Package(
                 "RekeyNotifierService",
                 "RekeyServiceKit",
                 "RekeySQLite",
+                "RekeyPostgres",
                 "RekeyRPCNIO",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -472,9 +475,11 @@ let package = Package(
                 "RekeyRPC",
                 "RekeyRPCNIO",
                 "RekeySQLite",
+                "RekeyPostgres",
                 "RekeyTesting",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
             ]
         ),
             .testTarget(

@@ -52,10 +52,11 @@ package final class InProcessSystem: @unchecked Sendable {
         self.directoryStore = DirectoryStore(clock: clock)
         let hashing = HashingPool(hasher: PasswordHasher(parameters: .init(logN: 8, r: 8, p: 1)), threads: 1)
         let tokensDatabase = try SQLiteDatabase(path: ":memory:", migrations: SQLiteTokenRepository.migrations)
-        let outboxDatabase = try SQLiteDatabase(path: ":memory:", migrations: OutboxStore.migrations)
+        let outboxDatabase = try SQLiteDatabase(path: ":memory:", migrations: SQLiteOutboxRepository.migrations)
         self.outboxDatabase = outboxDatabase
         let outbox = OutboxStore(
-            configuration: .init(fromAddress: "rekey@example.test", messageIDDomain: "example.test"), templates: try MailTemplates(), clock: clock
+            configuration: .init(fromAddress: "rekey@example.test", messageIDDomain: "example.test"), templates: try MailTemplates(), clock: clock,
+            repository: SQLiteOutboxRepository(database: outboxDatabase)
         )
         func transport(_ name: String, _ service: any RPCService, health: String) -> any ClientTransport {
             guard !stopped.contains(name) else { return StoppedTransport(name: name) }
@@ -72,7 +73,7 @@ package final class InProcessSystem: @unchecked Sendable {
             notifier: transport(
                 "notifier",
                 NotifierService(
-                    database: outboxDatabase, store: outbox, doorbell: Doorbell(), transport: ("maildir", "in-process"),
+                    store: outbox, doorbell: Doorbell(), transport: ("maildir", "in-process"),
                     domainChecker: DomainChecker(
                         check: DomainCheck(
                             resolver: StaticDNS(),

@@ -4,7 +4,6 @@ import Metrics
 import NIOCore
 import NIOPosix
 import RekeyCrypto
-import RekeySQLite
 import ServiceLifecycle
 
 /// Takes bounce reports in, from the bounce listener or the bounce maildir: parses them, records
@@ -12,14 +11,12 @@ import ServiceLifecycle
 /// to read, counted in `rekey_notifier_bounce_reports_total{kind, outcome}` (outcome: matched,
 /// unmatched, unparsed).
 package struct BounceIntake: Sendable {
-    package let database: SQLiteDatabase
     package let store: OutboxStore
     /// Where reports that name no message, or are no report at all, are kept.
     package let keepFolder: String
     package let logger: Logger
 
-    package init(database: SQLiteDatabase, store: OutboxStore, keepFolder: String, logger: Logger) {
-        self.database = database
+    package init(store: OutboxStore, keepFolder: String, logger: Logger) {
         self.store = store
         self.keepFolder = keepFolder
         self.logger = logger
@@ -34,8 +31,7 @@ package struct BounceIntake: Sendable {
             self.logger.notice("a message to the bounce address is no DSN or ARF report: kept for a person to read", metadata: ["folder": "\(self.keepFolder)"])
             return
         }
-        let store = self.store
-        let outcome = try await self.database.withConnection { try store.recordReport(report, envelopeRecipients: envelopeRecipients, in: $0) }
+        let outcome = try await self.store.recordReport(report, envelopeRecipients: envelopeRecipients)
         switch outcome {
         case .unmatched:
             try self.keep(raw, why: "unmatched")

@@ -2,7 +2,6 @@ import Foundation
 import Logging
 import Metrics
 import RekeyCrypto
-import RekeySQLite
 import ServiceLifecycle
 import Synchronization
 
@@ -11,11 +10,15 @@ import Synchronization
 /// happened. Nothing is marked sent before the server accepted it, so a crash at any moment means
 /// the message is sent again after the restart (at-least-once; the Message-ID stays the same).
 ///
+/// A worker holds the message it sends under a lease, renewed every third of `lease` while the
+/// relay talks. With replicas on one database, the messages of a replica that dies are taken over
+/// by the others once their leases run out; those are the only messages that may go out twice,
+/// and each is counted in `rekey_notifier_lease_takeovers_total`.
+///
 /// Metrics: `rekey_notifier_delivery_attempts_total{outcome}`,
 /// `rekey_notifier_messages_finished_total{state}` (accepted, failed, suppressed),
-/// `rekey_notifier_delivery_duration_seconds`.
+/// `rekey_notifier_delivery_duration_seconds`, `rekey_notifier_lease_takeovers_total`.
 package struct DeliveryWorker: Service {
-    package let database: SQLiteDatabase
     package let store: OutboxStore
     package let makeTransport: @Sendable () throws -> any MailTransport
     package let concurrency: Int
@@ -25,19 +28,21 @@ package struct DeliveryWorker: Service {
     package let logger: Logger
     /// Signs each message (DKIM) just before it goes out; nil sends them unsigned.
     package let signer: DKIMSigner?
+    /// How long a claim holds without renewal.
+    package let lease: Duration
 
     package init(
-        database: SQLiteDatabase,
         store: OutboxStore,
         concurrency: Int,
         pollInterval: Duration = .seconds(1),
+        lease: Duration = .seconds(60),
         doorbell: Doorbell,
         logger: Logger,
         signer: DKIMSigner? = nil,
         makeTransport: @escaping @Sendable () throws -> any MailTransport
     ) {
         self.signer = signer
-        self.database = database
+        self.lease = lease
         self.store = store
         self.makeTransport = makeTransport
         self.concurrency = concurrency
@@ -47,8 +52,7 @@ package struct DeliveryWorker: Service {
     }
 
     package func run() async throws {
-        let store = self.store
-        let interrupted = try await self.database.withConnection { try store.recoverInterruptedAttempts(in: $0) }
+        let interrupted = try await self.store.recoverInterruptedAttempts()
         if interrupted > 0 {
             self.logger.notice("attempts interrupted by the last stop will be retried", metadata: ["attempts": "\(interrupted)"])
         }
@@ -80,9 +84,9 @@ package struct DeliveryWorker: Service {
             }
             let claimed: OutboxStore.Claimed?
             do {
-                claimed = try await self.database.withConnection {
-                    try store.claimNext(worker: runID, transport: transport.name, server: transport.destination, in: $0)
-                }
+                claimed = try await store.claimNext(
+                    holder: "\(runID)/\(index)", transport: transport.name, server: transport.destination, lease: self.lease
+                )
             } catch {
                 if probe { gate.withdrawProbe() }
                 self.logger.error("cannot read the outbox", metadata: ["error": "\(error)"])
@@ -101,6 +105,13 @@ package struct DeliveryWorker: Service {
                 continue
             }
             idleSince = nil
+            if claimed.tookOver {
+                Counter(label: "rekey_notifier_lease_takeovers_total").increment()
+                self.logger.warning(
+                    "took over a message whose worker stopped renewing its claim: it may have been sent already (same Message-ID)",
+                    metadata: ["message.id": "\(claimed.id)"]
+                )
+            }
             let started = ContinuousClock.now
             var content = claimed.content
             if let signer = self.signer {
@@ -112,7 +123,11 @@ package struct DeliveryWorker: Service {
                     self.logger.error("cannot DKIM-sign a message: it goes out unsigned", metadata: ["message.id": "\(claimed.id)", "error": "\(error)"])
                 }
             }
-            let result = await transport.deliver(from: store.configuration.envelopeSender(for: claimed.id), to: claimed.toAddress, content: content)
+            let sender = store.configuration.envelopeSender(for: claimed.id)
+            let signed = content
+            let result = await self.holding(claimed) {
+                await transport.deliver(from: sender, to: claimed.toAddress, content: signed)
+            }
             Timer(label: "rekey_notifier_delivery_duration_seconds").record(duration: ContinuousClock.now - started)
             switch gate.report(unreachable: result.relayUnreachable, probe: probe, now: .now) {
             case .wentDown(let pause):
@@ -128,7 +143,13 @@ package struct DeliveryWorker: Service {
                 break
             }
             do {
-                let state = try await self.database.withConnection { try store.finish(claimed, result: result, in: $0) }
+                guard let state = try await store.finish(claimed, result: result) else {
+                    self.logger.warning(
+                        "the claim on a message ran out during its attempt and another worker took it: attempt recorded, message left to it",
+                        metadata: ["message.id": "\(claimed.id)", "delivery.outcome": "\(result.outcome)"]
+                    )
+                    continue
+                }
                 Counter(label: "rekey_notifier_delivery_attempts_total", dimensions: [("outcome", Self.metricName(result.outcome))]).increment()
                 if result.outcome == .permanentFailure, result.refusal == .relaySetup {
                     // Not the recipient: the relay refuses us. Alert on this one.
@@ -154,6 +175,37 @@ package struct DeliveryWorker: Service {
             }
         }
         await transport.close()
+    }
+
+    /// Runs `body` (an attempt) while renewing the claim on `claimed` every third of the lease.
+    private func holding<R: Sendable>(_ claimed: OutboxStore.Claimed, _ body: @escaping @Sendable () async -> R) async -> R {
+        let store = self.store
+        let lease = self.lease
+        let logger = self.logger
+        return await withTaskGroup(of: R?.self) { group in
+            group.addTask { await body() }
+            group.addTask {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: lease / 3)
+                    guard !Task.isCancelled else { break }
+                    do {
+                        if try await !store.renewLease(claimed, lease: lease) {
+                            logger.warning("lost the claim on a message during its attempt", metadata: ["message.id": "\(claimed.id)"])
+                            break
+                        }
+                    } catch {
+                        logger.error("cannot renew the claim on a message", metadata: ["message.id": "\(claimed.id)", "error": "\(error)"])
+                    }
+                }
+                return nil
+            }
+            var result: R? = nil
+            while result == nil, let next = await group.next() {
+                result = next
+            }
+            group.cancelAll()
+            return result!
+        }
     }
 }
 

@@ -4,14 +4,12 @@ import Metrics
 import RekeyNotifierAPI
 import RekeyCrypto
 import RekeyRPC
-import RekeySQLite
 
-/// The `rekey.notifier.v1.Notifier` RPC service: converts messages and runs the
-/// ``OutboxStore``'s work on the database's thread; rings the ``Doorbell`` when mail is queued.
+/// The `rekey.notifier.v1.Notifier` RPC service: converts messages and calls the
+/// ``OutboxStore``; rings the ``Doorbell`` when mail is queued.
 ///
 /// Metric: `rekey_notifier_enqueued_total{status}` (queued, duplicate, suppressed).
 package struct NotifierService: Rekey_Notifier_V1_Notifier.ServiceProtocol {
-    private let database: SQLiteDatabase
     private let store: OutboxStore
     private let doorbell: Doorbell
     /// What GetQueueStats reports as the transport and its destination.
@@ -19,18 +17,12 @@ package struct NotifierService: Rekey_Notifier_V1_Notifier.ServiceProtocol {
     private let domainChecker: DomainChecker?
 
     package init(
-        database: SQLiteDatabase, store: OutboxStore, doorbell: Doorbell, transport: (name: String, destination: String), domainChecker: DomainChecker? = nil
+        store: OutboxStore, doorbell: Doorbell, transport: (name: String, destination: String), domainChecker: DomainChecker? = nil
     ) {
-        self.database = database
         self.store = store
         self.doorbell = doorbell
         self.transport = transport
         self.domainChecker = domainChecker
-    }
-
-    private func db<R: Sendable>(_ body: @escaping @Sendable (OutboxStore, SQLiteConnection) throws -> R) async throws -> R {
-        let store = self.store
-        return try await self.database.withConnection { try body(store, $0) }
     }
 
     package func enqueue(request: Rekey_Notifier_V1_EnqueueRequest, context: ServerContext) async throws -> Rekey_Notifier_V1_EnqueueResponse {
@@ -50,7 +42,7 @@ package struct NotifierService: Rekey_Notifier_V1_Notifier.ServiceProtocol {
 
     private func enqueue(_ new: OutboxStore.NewMessage, context: ServerContext) async throws -> Rekey_Notifier_V1_EnqueueResponse {
         let prepared = try self.store.prepare(new)
-        let outcome = try await self.db { store, c in try store.commit(prepared, in: c) }
+        let outcome = try await self.store.commit(prepared)
         var response = Rekey_Notifier_V1_EnqueueResponse()
         defer {
             let status = response.status == .queued ? "queued" : response.status == .suppressed ? "suppressed" : "duplicate"
@@ -78,17 +70,15 @@ package struct NotifierService: Rekey_Notifier_V1_Notifier.ServiceProtocol {
 
     package func getMessage(request: Rekey_Notifier_V1_GetMessageRequest, context: ServerContext) async throws -> Rekey_Notifier_V1_MessageResponse {
         var response = Rekey_Notifier_V1_MessageResponse()
-        response.message = Self.wire(try await self.db { store, c in try store.message(id: request.messageID, in: c) })
+        response.message = Self.wire(try await self.store.message(id: request.messageID))
         return response
     }
 
     package func listMessages(request: Rekey_Notifier_V1_ListMessagesRequest, context: ServerContext) async throws -> Rekey_Notifier_V1_ListMessagesResponse {
         let pageSize = try Bounded.pageSize(request.pageSize, default: 20, max: 100)
-        let (messages, next) = try await self.db { store, c in
-            try store.messages(
-                toAddress: request.toAddress, userID: request.userID, since: request.sinceUnixMs, pageSize: pageSize, pageToken: request.pageToken, in: c
-            )
-        }
+        let (messages, next) = try await self.store.messages(
+            toAddress: request.toAddress, userID: request.userID, since: request.sinceUnixMs, pageSize: pageSize, pageToken: request.pageToken
+        )
         var response = Rekey_Notifier_V1_ListMessagesResponse()
         response.messages = messages.map(Self.wire)
         response.nextPageToken = next
@@ -97,9 +87,7 @@ package struct NotifierService: Rekey_Notifier_V1_Notifier.ServiceProtocol {
 
     package func listSuppressions(request: Rekey_Notifier_V1_ListSuppressionsRequest, context: ServerContext) async throws -> Rekey_Notifier_V1_ListSuppressionsResponse {
         let pageSize = try Bounded.pageSize(request.pageSize, default: 50, max: 500)
-        let (suppressions, next) = try await self.db { store, c in
-            try store.suppressions(address: request.address, pageSize: pageSize, pageToken: request.pageToken, in: c)
-        }
+        let (suppressions, next) = try await self.store.suppressions(address: request.address, pageSize: pageSize, pageToken: request.pageToken)
         var response = Rekey_Notifier_V1_ListSuppressionsResponse()
         response.suppressions = suppressions.map(Self.wire)
         response.nextPageToken = next
@@ -108,7 +96,7 @@ package struct NotifierService: Rekey_Notifier_V1_Notifier.ServiceProtocol {
 
     package func removeSuppression(request: Rekey_Notifier_V1_RemoveSuppressionRequest, context: ServerContext) async throws -> Rekey_Notifier_V1_RemoveSuppressionResponse {
         let actor = Self.actor(request.actor)
-        let removed = try await self.db { store, c in try store.removeSuppression(address: request.address, why: request.reason, actor: actor, in: c) }
+        let removed = try await self.store.removeSuppression(address: request.address, why: request.reason, actor: actor)
         context.logger.notice("suppression removed", metadata: ["actor.user_id": "\(actor.userID)"])
         var response = Rekey_Notifier_V1_RemoveSuppressionResponse()
         response.removed = Self.wire(removed)
@@ -119,7 +107,7 @@ package struct NotifierService: Rekey_Notifier_V1_Notifier.ServiceProtocol {
         let windowMs = try Bounded.integer(request.windowMs, "window_ms", in: 0...(30 * 86_400_000))
         let window = Duration.milliseconds(windowMs == 0 ? 3_600_000 : windowMs)
         let hours = try Bounded.integer(request.hours, "hours", in: 0...168)
-        let stats = try await self.db { store, c in try store.stats(window: window, hours: hours, in: c) }
+        let stats = try await self.store.stats(window: window, hours: hours)
         var response = Rekey_Notifier_V1_QueueStats()
         response.depth = UInt32(stats.depth)
         response.oldestQueuedAgeMs = stats.oldestQueuedAge

@@ -1,5 +1,3 @@
-import RekeySQLite
-
 /// Bounces (DSNs) and complaints (ARF) that arrive after the relay took a message.
 extension OutboxStore {
     /// The local part's prefix of VERP envelope senders: `bounces+m_…@bounce.example.com`.
@@ -29,56 +27,51 @@ extension OutboxStore {
     /// suppresses the address when the status is about the mailbox (as a refusal at RCPT would);
     /// a complaint suppresses the address. Other actions (delayed, delivered, relayed) are
     /// recorded only.
-    package func recordReport(_ report: BounceReport, envelopeRecipients: [String] = [], in connection: SQLiteConnection) throws -> ReportOutcome {
-        try connection.transaction { connection in
-            var seq: Int64? = nil
-            for address in envelopeRecipients + report.addressedTo {
-                if let id = self.verpMessageID(address), let found = try connection.queryFirst("SELECT seq FROM messages WHERE id = ?", .text(id))?.int("seq") {
-                    seq = found
-                    break
-                }
-            }
-            if seq == nil, let messageID = report.originalMessageID, !messageID.isEmpty {
-                seq = try connection.queryFirst("SELECT seq FROM messages WHERE message_id_header = ?", .text(messageID))?.int("seq")
-            }
-            guard let seq else { return .unmatched }
-            let message = try self.message(seq: seq, in: connection)
-            let now = self.clock.nowMilliseconds()
-            var state = message.state
-            var suppress: String? = nil
-            switch report.kind {
-            case .dsn:
-                let ours = report.recipients.first { $0.finalRecipient.lowercased() == message.toAddress.lowercased() } ?? report.recipients[0]
-                try self.insertReport(
-                    seq: seq, now: now, kind: "dsn", action: ours.action, status: ours.status, diagnostic: ours.diagnosticCode,
-                    remoteMTA: ours.remoteMTA, recipient: ours.finalRecipient, feedbackType: "", reporter: report.reporter, in: connection
-                )
-                if ours.action == "failed" {
-                    state = .bounced
-                    let words = Self.remoteWords(ours)
-                    if DeliveryResult.isAboutMailbox(ours.status) {
-                        suppress = "bounced after delivery: \(words)"
-                    }
-                    try connection.run(
-                        "UPDATE messages SET state = ?, reason = ?, updated_at = ?, content = NULL WHERE seq = ?",
-                        .integer(MessageStateValue.bounced.rawValue),
-                        .text("bounced after delivery\(suppress == nil ? "" : ", address suppressed"): \(words)"), .integer(now), .integer(seq)
-                    )
-                }
-            case .complaint:
-                try self.insertReport(
-                    seq: seq, now: now, kind: "complaint", action: "", status: "", diagnostic: "", remoteMTA: "",
-                    recipient: report.complainant, feedbackType: report.feedbackType, reporter: report.reporter, in: connection
-                )
-                if report.feedbackType != "not-spam" {
-                    suppress = "complaint: the recipient marked it as \(report.feedbackType == "abuse" ? "spam" : report.feedbackType)\(report.reporter.isEmpty ? "" : " (\(report.reporter))")"
-                }
-            }
-            if let suppress {
-                try Self.suppress(message.toAddress, reason: String(suppress.prefix(500)), messageID: message.id, now: now, in: connection)
-            }
-            return .recorded(messageID: message.id, state: state, suppressed: suppress != nil)
+    package func recordReport(_ report: BounceReport, envelopeRecipients: [String] = []) async throws -> ReportOutcome {
+        let now = self.clock.nowMilliseconds()
+        let ids = (envelopeRecipients + report.addressedTo).compactMap(self.verpMessageID)
+        guard let (message, effect) = try await self.repository.recordReport(
+            messageIDs: ids, messageIDHeader: report.originalMessageID, decide: { message in Self.effect(of: report, on: message, at: now) }
+        ) else {
+            return .unmatched
         }
+        return .recorded(messageID: message.id, state: effect.newState?.state ?? message.state, suppressed: effect.suppress != nil)
+    }
+
+    /// What `report` does to `message`: always a line on its timeline; maybe a new state, and an
+    /// address for the suppression list.
+    static func effect(of report: BounceReport, on message: MessageRecord, at now: Int64) -> ReportEffect {
+        var suppress: String? = nil
+        var effect: ReportEffect
+        switch report.kind {
+        case .dsn:
+            let ours = report.recipients.first { $0.finalRecipient.lowercased() == message.toAddress.lowercased() } ?? report.recipients[0]
+            effect = ReportEffect(report: Self.reportRecord(
+                at: now, kind: "dsn", action: ours.action, status: ours.status, diagnostic: ours.diagnosticCode,
+                remoteMTA: ours.remoteMTA, recipient: ours.finalRecipient, feedbackType: "", reporter: report.reporter
+            ))
+            if ours.action == "failed" {
+                let words = Self.remoteWords(ours)
+                if DeliveryResult.isAboutMailbox(ours.status) {
+                    suppress = "bounced after delivery: \(words)"
+                }
+                effect.newState = (.bounced, "bounced after delivery\(suppress == nil ? "" : ", address suppressed"): \(words)")
+            }
+        case .complaint:
+            effect = ReportEffect(report: Self.reportRecord(
+                at: now, kind: "complaint", action: "", status: "", diagnostic: "", remoteMTA: "",
+                recipient: report.complainant, feedbackType: report.feedbackType, reporter: report.reporter
+            ))
+            if report.feedbackType != "not-spam" {
+                suppress = "complaint: the recipient marked it as \(report.feedbackType == "abuse" ? "spam" : report.feedbackType)\(report.reporter.isEmpty ? "" : " (\(report.reporter))")"
+            }
+        }
+        if let suppress, let address = try? OutboxStore.validAddress(message.toAddress) {
+            effect.suppress = Suppression(
+                address: address.address, normalized: address.normalized, reason: String(suppress.prefix(500)), messageID: message.id, at: now
+            )
+        }
+        return effect
     }
 
     /// `5.1.1 (smtp; 550 5.1.1 <jane@example.com>: User unknown) from mx.example.com`.
@@ -89,29 +82,17 @@ extension OutboxStore {
         return String(words.prefix(400))
     }
 
-    private func insertReport(
-        seq: Int64, now: Int64, kind: String, action: String, status: String, diagnostic: String, remoteMTA: String, recipient: String,
-        feedbackType: String, reporter: String, in connection: SQLiteConnection
-    ) throws {
-        // Reports come from the internet: every field is bounded before it is kept.
+    /// Reports come from the internet: every field is bounded before it is kept.
+    private static func reportRecord(
+        at now: Int64, kind: String, action: String, status: String, diagnostic: String, remoteMTA: String, recipient: String,
+        feedbackType: String, reporter: String
+    ) -> ReportRecord {
         func bounded(_ text: String, _ limit: Int = 200) -> String {
             String(text.unicodeScalars.filter { $0.value >= 0x20 && $0.value != 0x7F }.prefix(limit).map(Character.init))
         }
-        try connection.run(
-            """
-            INSERT INTO reports (message_seq, received_at, kind, action, status, diagnostic, remote_mta, recipient, feedback_type, reporter)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-            """,
-            .integer(seq), .integer(now), .text(kind), .text(bounded(action, 20)), .text(bounded(status, 20)), .text(bounded(diagnostic, 500)),
-            .text(bounded(remoteMTA)), .text(bounded(recipient, 254)), .text(bounded(feedbackType, 40)), .text(bounded(reporter))
-        )
-    }
-
-    static func report(_ row: SQLiteRow) -> ReportRecord {
-        ReportRecord(
-            receivedAt: row.int("received_at") ?? 0, kind: row.string("kind") ?? "", action: row.string("action") ?? "",
-            status: row.string("status") ?? "", diagnostic: row.string("diagnostic") ?? "", remoteMTA: row.string("remote_mta") ?? "",
-            recipient: row.string("recipient") ?? "", feedbackType: row.string("feedback_type") ?? "", reporter: row.string("reporter") ?? ""
+        return ReportRecord(
+            receivedAt: now, kind: kind, action: bounded(action, 20), status: bounded(status, 20), diagnostic: bounded(diagnostic, 500),
+            remoteMTA: bounded(remoteMTA), recipient: bounded(recipient, 254), feedbackType: bounded(feedbackType, 40), reporter: bounded(reporter)
         )
     }
 }

@@ -251,6 +251,27 @@ package final class PostgresServiceDatabase: Sendable {
         return version
     }
 
+    /// Listens on `channel` on a connection of its own (outside the pool, which it would hold
+    /// forever): calls `started` once the server listens, then `notified` for each notification,
+    /// until the task is cancelled (returns) or the connection fails (throws, described by
+    /// ``describe(_:)``).
+    package func listen(on channel: String, started: @Sendable () -> Void = {}, notified: @escaping @Sendable () -> Void) async throws {
+        let connection = try await PostgresConnection.connect(configuration: try self.url.connectionConfiguration(), id: 1, logger: self.logger)
+        do {
+            try await connection.listen(on: channel) { notifications in
+                started()
+                for try await _ in notifications {
+                    notified()
+                }
+            }
+        } catch {
+            try? await connection.close()
+            if Task.isCancelled { return }
+            throw error
+        }
+        try? await connection.close()
+    }
+
     /// Opens and closes one connection outside the pool: fails with the server's reason when it
     /// refuses us.
     private func connectOnce() async throws {

@@ -86,8 +86,10 @@ package final class PostgresCluster: Sendable {
         watcher.standardOutput = FileHandle.nullDevice
         watcher.standardError = FileHandle.nullDevice
         try watcher.run()
-        let deadline = Date().addingTimeInterval(30)
-        while !PostfixRelay.accepts(port: self.port) {
+        // Ready when it takes sessions: the port accepts connections earlier, while the server
+        // still answers "the database system is starting up".
+        let deadline = Date().addingTimeInterval(60)
+        while !PostfixRelay.accepts(port: self.port) || (try? ServiceProcess.run("\(bin)/pg_isready", ["-q", "-h", "127.0.0.1", "-p", "\(self.port)"]))?.status != 0 {
             guard Date() < deadline, watcher.isRunning else {
                 let log = (try? String(contentsOfFile: self.folder + "/server.log", encoding: .utf8)) ?? ""
                 throw SMTPTestServer.StartError(message: "PostgreSQL did not start on port \(self.port): \(log)")

@@ -14,13 +14,6 @@ package enum TokenStoreCopy {
         package var events: Int
     }
 
-    package struct Refusal: Error, CustomStringConvertible {
-        package var description: String
-    }
-
-    /// Rows per INSERT: 13 columns × 500 stays far below PostgreSQL's 65,535 parameters.
-    static let batch = 500
-
     package static func copy(from sqlitePath: String, to target: PostgresServiceDatabase, logger: Logger) async throws -> Outcome {
         let source = try SQLiteDatabase(path: sqlitePath, migrations: SQLiteTokenRepository.migrations)
         // Read everything under the write lock: one consistent moment of the store.
@@ -32,7 +25,7 @@ package enum TokenStoreCopy {
                 }
             }
         } catch let error as SQLiteError where error.code & 0xFF == 5 {  // SQLITE_BUSY
-            throw Refusal(description: "\(sqlitePath) is in use: stop rekey-reset-token before copying its store")
+            throw StoreCopyRefusal("\(sqlitePath) is in use: stop rekey-reset-token before copying its store")
         }
         try await target.migrate(PostgresTokenRepository.migrations)
         return try await target.transaction { connection in
@@ -41,9 +34,9 @@ package enum TokenStoreCopy {
                 existing = Int(count)
             }
             guard existing == 0 else {
-                throw Refusal(description: "the target already holds \(existing) tokens and events; copy only into an empty schema \(PostgresTokenRepository.schema)")
+                throw StoreCopyRefusal("the target already holds \(existing) tokens and events; copy only into an empty schema \(PostgresTokenRepository.schema)")
             }
-            try await Self.insert(
+            try await PostgresBatchInsert.insert(
                 tokens,
                 "INSERT INTO tokens (id, hash, purpose, user_id, email_identity_id, requested_by_admin_id, client_address, issued_at, expires_at, used_at, used_from, revoked_at, revoke_reason) VALUES",
                 columns: 13, connection: connection, logger: logger
@@ -62,7 +55,7 @@ package enum TokenStoreCopy {
                 binds.append(row.int("revoked_at"))
                 binds.append(row.string("revoke_reason"))
             }
-            try await Self.insert(
+            try await PostgresBatchInsert.insert(
                 events,
                 "INSERT INTO events (id, at, kind, purpose, user_id, token_id, client_address, admin_id, detail) OVERRIDING SYSTEM VALUE VALUES",
                 columns: 9, connection: connection, logger: logger
@@ -88,31 +81,9 @@ package enum TokenStoreCopy {
                 copied = Outcome(tokens: Int(tokenCount), events: Int(eventCount))
             }
             guard copied == Outcome(tokens: tokens.count, events: events.count) else {
-                throw Refusal(description: "the counts differ after the copy (\(copied.tokens) tokens and \(copied.events) events, expected \(tokens.count) and \(events.count)); nothing was kept")
+                throw StoreCopyRefusal("the counts differ after the copy (\(copied.tokens) tokens and \(copied.events) events, expected \(tokens.count) and \(events.count)); nothing was kept")
             }
             return copied
-        }
-    }
-
-    /// `rows` in INSERTs of ``batch`` rows each: `prefix` is the statement up to VALUES, and
-    /// `bind` appends one row's `columns` values.
-    private static func insert(
-        _ rows: [SQLiteRow],
-        _ prefix: String,
-        columns: Int,
-        connection: PostgresConnection,
-        logger: Logger,
-        bind: (SQLiteRow, inout PostgresBindings) -> Void
-    ) async throws {
-        for start in stride(from: 0, to: rows.count, by: Self.batch) {
-            var binds = PostgresBindings()
-            var values: [String] = []
-            for row in rows[start..<min(start + Self.batch, rows.count)] {
-                let base = binds.count
-                values.append("(" + (1...columns).map { "$\(base + $0)" }.joined(separator: ", ") + ")")
-                bind(row, &binds)
-            }
-            try await connection.query(PostgresQuery(unsafeSQL: prefix + " " + values.joined(separator: ", "), binds: binds), logger: logger)
         }
     }
 }

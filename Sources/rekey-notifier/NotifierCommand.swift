@@ -9,6 +9,7 @@ import RekeyCrypto
 import RekeyInput
 import RekeyNotifierAPI
 import RekeyNotifierService
+import RekeyPostgres
 import RekeyRPCNIO
 import RekeySQLite
 import RekeyServiceKit
@@ -19,7 +20,7 @@ struct NotifierCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rekey-notifier",
         abstract: "Rekey's notifier: a durable outbox of email, SMTP or maildir delivery with retries, bounces, suppressions and history.",
-        subcommands: [Serve.self, Healthcheck.self, DKIMCommand.self],
+        subcommands: [Serve.self, Healthcheck.self, DKIMCommand.self, MigrateTo.self],
         defaultSubcommand: Serve.self
     )
 }
@@ -86,6 +87,15 @@ struct NotifierOptions: ParsableArguments {
     @Option(help: "A folder of templates that replace the built-in ones (TEMPLATE.LOCALE.PART.mustache). Env: REKEY_NOTIFIER_TEMPLATES_DIR.")
     var templatesDir: String?
 
+    @Option(help: "postgres://user:password@host:5432/database?sslmode=… to keep the outbox in PostgreSQL (schema rekey_notifier; any number of replicas) instead of SQLite in the data folder (one process). Env: REKEY_NOTIFIER_DATABASE. Default: SQLite.")
+    var database: String?
+
+    @Option(help: "PostgreSQL connections this replica may open (at least concurrency + 2). Env: REKEY_NOTIFIER_DATABASE_POOL_SIZE. Default: 10.")
+    var databasePoolSize: String?
+
+    @Option(help: "How long a worker holds a message it sends without renewing its claim (renewed every third of it); a replica that dies hands its messages on after this. Env: REKEY_NOTIFIER_CLAIM_LEASE. Default: 60s.")
+    var claimLease: String?
+
     @Option(help: "PEM private key(s) to DKIM-sign every message with (RSA 2048+ or Ed25519), comma-separated to sign with several. Env: REKEY_NOTIFIER_DKIM_KEY. Default: none (unsigned).")
     var dkimKey: String?
 
@@ -117,6 +127,7 @@ struct NotifierOptions: ParsableArguments {
             "poll_interval": self.pollInterval, "templates_dir": self.templatesDir,
             "dkim_key": self.dkimKey, "dkim_selector": self.dkimSelector, "dkim_domain": self.dkimDomain,
             "dns_server": self.dnsServer, "bounce_domain": self.bounceDomain, "bounce_listen": self.bounceListen, "bounce_maildir": self.bounceMaildir,
+            "database": self.database, "database_pool_size": self.databasePoolSize, "claim_lease": self.claimLease,
         ]
     }
 }
@@ -138,6 +149,9 @@ struct NotifierSettings {
     var outbox: OutboxStore.Configuration
     var concurrency: Int
     var pollInterval: Duration
+    var claimLease: Duration
+    /// PostgreSQL and this replica's pool size; nil for SQLite in the data folder.
+    var postgres: (url: PostgresURL, poolSize: Int)?
     var templatesFolder: String?
     var dkim: DKIMSigner?
     var dnsServer: HostAndPort
@@ -228,6 +242,20 @@ struct NotifierSettings {
         }
         self.concurrency = try settings.integer("concurrency", default: 4, range: 1...64)
         self.pollInterval = try settings.duration("poll_interval", default: .seconds(1), range: .milliseconds(10) ... .seconds(60))
+        self.claimLease = try settings.duration("claim_lease", default: .seconds(60), range: .seconds(3) ... .seconds(3600))
+        // The value is never repeated in an error: it holds the database password.
+        if let (text, origin) = settings.raw("database"), !text.isEmpty {
+            do {
+                let url = try PostgresURL(text)
+                let poolSize = try settings.integer("database_pool_size", default: 10, range: 1...500)
+                guard poolSize >= self.concurrency + 2 else {
+                    throw SettingsError("database_pool_size (\(poolSize)) must be at least concurrency + 2 (\(self.concurrency + 2)): each worker holds a connection while it records an attempt, and calls need some too")
+                }
+                self.postgres = (url, poolSize)
+            } catch let error as PostgresURLError {
+                throw SettingsError("invalid `database` (from \(origin)): \(error)")
+            }
+        }
         self.templatesFolder = settings.raw("templates_dir") == nil ? nil : try settings.string("templates_dir", default: nil)
         self.dnsServer = try settings.value("dns_server", default: HostAndPort(host: DNSResolver.systemServer(), port: 53), expected: "a host or host:port such as 127.0.0.53 or [::1]:53") { text in
             if let address = HostAndPort(parsing: text), address.port > 0 { return address }
@@ -308,11 +336,13 @@ struct Serve: AsyncParsableCommand {
 
     func run() async throws {
         let settings: NotifierSettings
-        let path: String
+        var path = ""
         let templates: MailTemplates
         do {
             settings = try NotifierSettings(common: self.options, self.own)
-            path = try settings.common.databasePath("notifier.sqlite")
+            if settings.postgres == nil {
+                path = try settings.common.databasePath("notifier.sqlite")
+            }
             templates = try MailTemplates(overrideFolder: settings.templatesFolder)
         } catch let error as SettingsError {
             throw ValidationError(error.message)
@@ -322,15 +352,34 @@ struct Serve: AsyncParsableCommand {
         settings.common.logFormat.bootstrap(level: settings.common.logLevel)
         NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
         let logger = Logger(label: "rekey.notifier")
+        let doorbell = Doorbell()
 
-        // FULL durability: an accepted message must survive a power loss, not only a crash.
-        let database = try SQLiteDatabase(path: path, migrations: OutboxStore.migrations, durability: .full)
-        let store = OutboxStore(configuration: settings.outbox, templates: templates, clock: SystemWallClock())
-        let schemaVersion = try await database.schemaVersion()
-        logger.info("database ready", metadata: ["db.path": "\(path)", "db.schema_version": "\(schemaVersion)"])
+        let repository: any OutboxRepository
+        var database: SQLiteDatabase?
+        var databaseServices: [any Service] = []
+        var watch: PostgresHealthWatch?
+        if let (url, poolSize) = settings.postgres {
+            let postgres = try PostgresServiceDatabase(url: url, schema: PostgresOutboxRepository.schema, maximumConnections: poolSize, logger: logger)
+            let schemaVersion = try await postgres.open(PostgresOutboxRepository.migrations)
+            logger.info("database ready", metadata: [
+                "db.url": "\(url)", "db.schema": "\(PostgresOutboxRepository.schema)", "db.schema_version": "\(schemaVersion)", "db.pool_size": "\(poolSize)",
+            ])
+            repository = PostgresOutboxRepository(database: postgres)
+            let healthWatch = PostgresHealthWatch(database: postgres, logger: logger)
+            watch = healthWatch
+            databaseServices = [healthWatch, PostgresOutboxListener(database: postgres, doorbell: doorbell, logger: logger)]
+        } else {
+            // FULL durability: an accepted message must survive a power loss, not only a crash.
+            let sqlite = try SQLiteDatabase(path: path, migrations: SQLiteOutboxRepository.migrations, durability: .full)
+            let schemaVersion = try await sqlite.schemaVersion()
+            logger.info("database ready", metadata: ["db.path": "\(path)", "db.schema_version": "\(schemaVersion)"])
+            repository = SQLiteOutboxRepository(database: sqlite)
+            database = sqlite
+        }
+        let store = OutboxStore(configuration: settings.outbox, templates: templates, clock: SystemWallClock(), repository: repository)
         // Read at each scrape, so the figures are never staler than the scrape.
         let metrics = settings.common.bootstrapObservability(logger: logger) {
-            guard let queue = try? await database.withConnection({ try store.queue(in: $0) }) else { return }
+            guard let queue = try? await store.queue() else { return }
             Gauge(label: "rekey_notifier_queue_depth").record(queue.depth)
             Gauge(label: "rekey_notifier_oldest_queued_age_seconds").record(Double(queue.oldestAge) / 1000)
         }
@@ -386,7 +435,7 @@ struct Serve: AsyncParsableCommand {
         }
         // Bounce reports: kept when they name no message or are no report, beside the database.
         let intake = BounceIntake(
-            database: database, store: store, keepFolder: (settings.common.dataDirectory as NSString).appendingPathComponent("bounces/unmatched"), logger: logger
+            store: store, keepFolder: (settings.common.dataDirectory as NSString).appendingPathComponent("bounces/unmatched"), logger: logger
         )
         var bounceServices: [any Service] = []
         if let listen = settings.bounceListen {
@@ -398,22 +447,22 @@ struct Serve: AsyncParsableCommand {
         if let domain = settings.outbox.bounceDomain, bounceServices.isEmpty {
             logger.warning("bounce_domain is set but neither bounce_listen nor bounce_maildir: bounces to \(domain) are not read here")
         }
-        let doorbell = Doorbell()
         let runner = RPCServiceRunner(
             name: "rekey-notifier",
             server: settings.common.serverConfiguration,
             credentials: settings.common.credentials,
             callers: NotifierService.callers,
-            services: [NotifierService(database: database, store: store, doorbell: doorbell, transport: description, domainChecker: checker)],
+            services: [NotifierService(store: store, doorbell: doorbell, transport: description, domainChecker: checker)],
             healthServiceNames: [Rekey_Notifier_V1_Notifier.name],
             backgroundServices: [
                 DeliveryWorker(
-                    database: database, store: store, concurrency: settings.concurrency, pollInterval: settings.pollInterval,
+                    store: store, concurrency: settings.concurrency, pollInterval: settings.pollInterval, lease: settings.claimLease,
                     doorbell: doorbell, logger: logger, signer: settings.dkim, makeTransport: makeTransport
                 ),
-            ] + bounceServices,
+            ] + bounceServices + databaseServices,
             metrics: metrics,
             database: database,
+            healthProblem: { [watch] in watch?.problem },
             logger: logger
         )
         try await runner.run()
@@ -434,5 +483,41 @@ struct Healthcheck: AsyncParsableCommand {
         try await HealthCheckCommand.run(
             addressText: self.address, service: "NOTIFIER", workload: "notifier", flags: self.options.flags.merging(self.own.flags) { $1 }, config: self.options.config
         )
+    }
+}
+
+struct MigrateTo: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "migrate-to",
+        abstract: "Copy the SQLite outbox of the data folder into PostgreSQL (offline: stop the service first).",
+        discussion: """
+            Copies every message with its attempts and reports, the suppression list and its \
+            removals into the schema rekey_notifier of an empty database, in one transaction, and \
+            compares the counts before committing. Messages still waiting go out from PostgreSQL \
+            once the service runs there: point it at the database with `database = postgres://…` \
+            and start it.
+            """
+    )
+
+    @Argument(help: "postgres://user:password@host:5432/database?sslmode=…")
+    var url: String
+
+    @Option(help: "The data folder holding notifier.sqlite. Env: REKEY_NOTIFIER_DATA_DIR. Default: ./data.")
+    var dataDir: String?
+
+    func run() async throws {
+        do {
+            let migration = try StoreMigration(url: self.url, dataDir: self.dataDir, environmentKey: "REKEY_NOTIFIER_DATA_DIR", file: "notifier.sqlite")
+            let copied = try await migration.run(
+                schema: PostgresOutboxRepository.schema, migrations: PostgresOutboxRepository.migrations, label: "rekey.notifier.migrate-to"
+            ) { database, logger in
+                try await OutboxStoreCopy.copy(from: migration.source, to: database, now: SystemWallClock().nowMilliseconds(), logger: logger)
+            }
+            print(
+                "copied \(copied.messages) messages (\(copied.attempts) attempts) and \(copied.suppressions) suppressions from \(migration.source) to \(migration.target) (schema \(PostgresOutboxRepository.schema)); the counts match"
+            )
+        } catch let refusal as StoreCopyRefusal {
+            throw ValidationError(refusal.description)
+        }
     }
 }

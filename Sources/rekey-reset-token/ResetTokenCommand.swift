@@ -201,26 +201,15 @@ struct MigrateTo: AsyncParsableCommand {
     var dataDir: String?
 
     func run() async throws {
-        let target: PostgresURL
         do {
-            target = try PostgresURL(self.url)
-        } catch {
-            throw ValidationError("\(error)")
-        }
-        let folder = self.dataDir ?? ProcessInfo.processInfo.environment["REKEY_RESET_TOKEN_DATA_DIR"] ?? "./data"
-        let path = (folder as NSString).appendingPathComponent("tokens.sqlite")
-        guard FileManager.default.fileExists(atPath: path) else {
-            throw ValidationError("there is no \(path) to copy (data_dir is \(folder))")
-        }
-        var logger = Logger(label: "rekey.reset-token.migrate-to")
-        logger.logLevel = .warning
-        let database = try PostgresServiceDatabase(url: target, schema: PostgresTokenRepository.schema, maximumConnections: 2, logger: logger)
-        defer { database.close() }
-        do {
-            try await database.open(PostgresTokenRepository.migrations)
-            let copied = try await TokenStoreCopy.copy(from: path, to: database, logger: logger)
-            print("copied \(copied.tokens) tokens and \(copied.events) history lines from \(path) to \(target) (schema \(PostgresTokenRepository.schema)); the counts match")
-        } catch let refusal as TokenStoreCopy.Refusal {
+            let migration = try StoreMigration(url: self.url, dataDir: self.dataDir, environmentKey: "REKEY_RESET_TOKEN_DATA_DIR", file: "tokens.sqlite")
+            let copied = try await migration.run(
+                schema: PostgresTokenRepository.schema, migrations: PostgresTokenRepository.migrations, label: "rekey.reset-token.migrate-to"
+            ) { database, logger in
+                try await TokenStoreCopy.copy(from: migration.source, to: database, logger: logger)
+            }
+            print("copied \(copied.tokens) tokens and \(copied.events) history lines from \(migration.source) to \(migration.target) (schema \(PostgresTokenRepository.schema)); the counts match")
+        } catch let refusal as StoreCopyRefusal {
             throw ValidationError(refusal.description)
         }
     }

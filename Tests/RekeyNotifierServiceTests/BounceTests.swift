@@ -73,52 +73,52 @@ struct BounceTests {
     }
 
     /// A store with VERP, and one message sent and accepted.
-    static func accepted(to address: String = "jane@example.com") async throws -> (OutboxStoreTests, OutboxStore, MessageRecord) {
-        let base = try OutboxStoreTests()
-        var configuration = base.store.configuration
-        configuration.bounceDomain = "bounces.rekey.example"
-        let store = OutboxStore(configuration: configuration, templates: try MailTemplates(), clock: base.clock)
-        let id = try base.queuedID(try await base.database.withConnection { try store.enqueue(OutboxStoreTests.reset(to: address), in: $0) })
-        let claimed = try #require(try await base.database.withConnection { try store.claimNext(worker: "w", transport: "smtp", server: "relay:25", in: $0) })
-        _ = try await base.database.withConnection { try store.finish(claimed, result: OutboxStoreTests.reply(.accepted, stage: "END", code: 250, text: "2.0.0 Ok"), in: $0) }
-        let message = try await base.database.withConnection { try store.message(id: id, in: $0) }
-        #expect(store.configuration.envelopeSender(for: id) == "bounces+\(id)@bounces.rekey.example")
-        return (base, store, message)
+    static func accepted(to address: String = "jane@example.com", _ backend: Backend) async throws -> (OutboxFixture, MessageRecord) {
+        let f = try await OutboxFixture(backend, bounceDomain: "bounces.rekey.example")
+        let id = try f.queuedID(try await f.enqueue(OutboxStoreTests.reset(to: address)))
+        let claimed = try #require(try await f.claim())
+        try await f.store.finish(claimed, result: OutboxStoreTests.reply(.accepted, stage: "END", code: 250, text: "2.0.0 Ok"))
+        let message = try await f.store.message(id: id)
+        #expect(f.store.configuration.envelopeSender(for: id) == "bounces+\(id)@bounces.rekey.example")
+        return (f, message)
     }
 
-    @Test("a DSN that names the message (VERP or Message-ID): bounced, on the timeline, the address suppressed for a mailbox status only")
-    func recorded() async throws {
-        let (base, store, message) = try await Self.accepted()
+    @Test("a DSN that names the message (VERP or Message-ID): bounced, on the timeline, the address suppressed for a mailbox status only", arguments: Backend.allCases)
+    func recorded(backend: Backend) async throws {
+        let (f, message) = try await Self.accepted(backend)
+        let store = f.store
         let report = try #require(Self.parsed("postfix", messageID: "nothing-of-ours") { $0.replacingOccurrences(of: "m_0123", with: message.id) })
-        let outcome = try await base.database.withConnection { try store.recordReport(report, in: $0) }
+        let outcome = try await store.recordReport(report)
         #expect(outcome == .recorded(messageID: message.id, state: .bounced, suppressed: true))
-        let after = try await base.database.withConnection { try store.message(id: message.id, in: $0) }
+        let after = try await store.message(id: message.id)
         #expect(after.state == .bounced)
         #expect(after.reason.hasPrefix("bounced after delivery, address suppressed: 5.1.1 (smtp; 550 5.1.1"), "\(after.reason)")
         #expect(after.reports.map(\.action) == ["failed"] && after.reports[0].remoteMTA == "mx.example.com")
-        let suppressions = try await base.database.withConnection { try store.suppressions(address: "jane@example.com", pageSize: 10, pageToken: "", in: $0) }.suppressions
+        let suppressions = try await store.suppressions(address: "jane@example.com", pageSize: 10, pageToken: "").suppressions
         #expect(suppressions.first?.reason.contains("bounced after delivery") == true)
 
         // By Message-ID alone (Exchange sends no VERP), and a policy refusal suppresses nothing.
-        let (base2, store2, other) = try await Self.accepted(to: "pat@contoso.com")
+        let (f2, other) = try await Self.accepted(to: "pat@contoso.com", backend)
+        let store2 = f2.store
         let found = try #require(Self.parsed("outlook", messageID: other.messageIDHeader) { $0.replacingOccurrences(of: "Status: 5.1.10", with: "Status: 5.7.1") })
-        #expect(try await base2.database.withConnection { try store2.recordReport(found, in: $0) } == .recorded(messageID: other.id, state: .bounced, suppressed: false))
+        #expect(try await store2.recordReport(found) == .recorded(messageID: other.id, state: .bounced, suppressed: false))
 
         // A delayed report is kept on the timeline and changes nothing; a stranger's is unmatched.
         let delayed = try #require(Self.parsed("yahooDelayed", messageID: other.messageIDHeader))
-        #expect(try await base2.database.withConnection { try store2.recordReport(delayed, in: $0) } == .recorded(messageID: other.id, state: .bounced, suppressed: false))
+        #expect(try await store2.recordReport(delayed) == .recorded(messageID: other.id, state: .bounced, suppressed: false))
         let stranger = try #require(Self.parsed("gmail", messageID: "not-ours@elsewhere"))
-        #expect(try await base2.database.withConnection { try store2.recordReport(stranger, in: $0) } == .unmatched)
+        #expect(try await store2.recordReport(stranger) == .unmatched)
     }
 
-    @Test("a complaint suppresses the address and stays on the message's timeline; the message stays delivered")
-    func complaint() async throws {
-        let (base, store, message) = try await Self.accepted(to: "kim@yahoo.com")
+    @Test("a complaint suppresses the address and stays on the message's timeline; the message stays delivered", arguments: Backend.allCases)
+    func complaint(backend: Backend) async throws {
+        let (f, message) = try await Self.accepted(to: "kim@yahoo.com", backend)
+        let store = f.store
         let report = try #require(Self.parsed("yahooComplaint", messageID: message.messageIDHeader))
-        #expect(try await base.database.withConnection { try store.recordReport(report, in: $0) } == .recorded(messageID: message.id, state: .accepted, suppressed: true))
-        let after = try await base.database.withConnection { try store.message(id: message.id, in: $0) }
+        #expect(try await store.recordReport(report) == .recorded(messageID: message.id, state: .accepted, suppressed: true))
+        let after = try await store.message(id: message.id)
         #expect(after.state == .accepted && after.reports.map(\.kind) == ["complaint"] && after.reports[0].feedbackType == "abuse")
-        let suppressions = try await base.database.withConnection { try store.suppressions(address: "kim@yahoo.com", pageSize: 10, pageToken: "", in: $0) }.suppressions
+        let suppressions = try await store.suppressions(address: "kim@yahoo.com", pageSize: 10, pageToken: "").suppressions
         #expect(suppressions.first?.reason == "complaint: the recipient marked it as spam (Yahoo!-Mail-Feedback/2.0)")
     }
 }

@@ -1,42 +1,57 @@
 import Foundation
 import RekeyClock
 import RekeyNotifierService
+import RekeyPostgres
+import PostgresNIO
 import RekeySQLite
 import RekeyTesting
 import Testing
 
-/// The outbox's rules on a fresh database each, with a clock the test moves.
-struct OutboxStoreTests {
-    let folder: TemporaryFolder
-    let database: SQLiteDatabase
+enum Backend: String, CaseIterable, Sendable, CustomTestStringConvertible {
+    case sqlite, postgres
+    var testDescription: String { self.rawValue }
+}
+
+/// A fresh outbox on `backend`: a new SQLite file, or a new database on the test cluster, with the
+/// migrations applied and a clock that only moves when told to.
+final class OutboxFixture: Sendable {
     let clock = ManualClock()
     let store: OutboxStore
+    private let folder: TemporaryFolder?
+    private let sqlite: SQLiteDatabase?
+    private let postgres: PostgresServiceDatabase?
 
-    init() throws {
-        self.folder = try TemporaryFolder()
-        self.database = try SQLiteDatabase(path: self.folder.path + "/notifier.sqlite", migrations: OutboxStore.migrations)
+    init(_ backend: Backend, maxAge: Duration = .seconds(3600), bounceDomain: String? = nil) async throws {
+        let repository: any OutboxRepository
+        switch backend {
+        case .sqlite:
+            let folder = try TemporaryFolder()
+            let database = try SQLiteDatabase(path: folder.path + "/notifier.sqlite", migrations: SQLiteOutboxRepository.migrations)
+            (self.folder, self.sqlite, self.postgres) = (folder, database, nil)
+            repository = SQLiteOutboxRepository(database: database)
+        case .postgres:
+            let url = try await PostgresCluster.shared().makeDatabase()
+            let database = try PostgresServiceDatabase(url: try PostgresURL(url), schema: PostgresOutboxRepository.schema, maximumConnections: 12, logger: .init(label: "rekey.test"))
+            try await database.migrate(PostgresOutboxRepository.migrations)
+            (self.folder, self.sqlite, self.postgres) = (nil, nil, database)
+            repository = PostgresOutboxRepository(database: database)
+        }
+        var configuration = OutboxStore.Configuration(fromAddress: "no-reply@rekey.example", messageIDDomain: "rekey.example", maxAge: maxAge)
+        configuration.bounceDomain = bounceDomain
         self.store = OutboxStore(
-            configuration: .init(fromAddress: "no-reply@rekey.example", messageIDDomain: "rekey.example", maxAge: .seconds(3600)),
+            configuration: configuration,
             templates: try MailTemplates(),
-            clock: self.clock
+            clock: self.clock,
+            repository: repository
         )
     }
 
-    func run<R: Sendable>(_ body: @escaping @Sendable (OutboxStore, SQLiteConnection) throws -> R) async throws -> R {
-        let store = self.store
-        return try await self.database.withConnection { try body(store, $0) }
-    }
-
-    static func reset(to address: String = "jane@example.com", key: String = UUID().uuidString) -> OutboxStore.NewMessage {
-        var new = OutboxStore.NewMessage(template: "password_reset", toAddress: address, idempotencyKey: key)
-        new.toName = "Jane Doe"
-        new.variables = ["link": "https://rekey.example/password/reset?token=abc_DEF-123", "expires_in": "30 minutes"]
-        new.userID = "u_1"
-        return new
+    deinit {
+        self.postgres?.close()
     }
 
     func enqueue(_ new: OutboxStore.NewMessage) async throws -> OutboxStore.EnqueueOutcome {
-        try await self.run { store, c in try store.enqueue(new, in: c) }
+        try await self.store.enqueue(new)
     }
 
     func queuedID(_ outcome: OutboxStore.EnqueueOutcome) throws -> String {
@@ -47,8 +62,41 @@ struct OutboxStoreTests {
         return message.id
     }
 
-    func claim() async throws -> OutboxStore.Claimed? {
-        try await self.run { store, c in try store.claimNext(worker: "run_test", transport: "smtp", server: "mx.example:25", in: c) }
+    func claim(_ holder: String = "run_test/0", lease: Duration = .seconds(60)) async throws -> OutboxStore.Claimed? {
+        try await self.store.claimNext(holder: holder, transport: "smtp", server: "mx.example:25", lease: lease)
+    }
+
+    /// One text column of every row `sql` selects, read straight from the database.
+    func column(_ sql: String) async throws -> [String?] {
+        if let sqlite {
+            return try await sqlite.withConnection { c in
+                try c.query(sql).map { row -> String? in
+                    switch row.values.first {
+                    case .text(let text): text
+                    case .integer(let value): "\(value)"
+                    default: nil
+                    }
+                }
+            }
+        }
+        return try await self.postgres!.withConnection { c in
+            var values: [String?] = []
+            for try await value in try await c.query(PostgresQuery(unsafeSQL: sql), logger: .init(label: "rekey.test")).decode(String?.self) {
+                values.append(value)
+            }
+            return values
+        }
+    }
+}
+
+/// The outbox's rules, each test on a fresh database of each backend.
+struct OutboxStoreTests {
+    static func reset(to address: String = "jane@example.com", key: String = UUID().uuidString) -> OutboxStore.NewMessage {
+        var new = OutboxStore.NewMessage(template: "password_reset", toAddress: address, idempotencyKey: key)
+        new.toName = "Jane Doe"
+        new.variables = ["link": "https://rekey.example/password/reset?token=abc_DEF-123", "expires_in": "30 minutes"]
+        new.userID = "u_1"
+        return new
     }
 
     static func reply(_ outcome: AttemptOutcomeValue, stage: String, code: Int, text: String) -> DeliveryResult {
@@ -58,18 +106,18 @@ struct OutboxStoreTests {
         return result
     }
 
-    @Test("the same idempotency key answers with the first message instead of queueing another; the key reused for another recipient is refused")
-    func idempotency() async throws {
-        let first = try self.queuedID(try await self.enqueue(Self.reset(key: "k1")))
-        guard case .duplicate(let again) = try await self.enqueue(Self.reset(to: "JANE@example.com", key: "k1")) else {
+    @Test("the same idempotency key answers with the first message instead of queueing another; the key reused for another recipient is refused", arguments: Backend.allCases)
+    func idempotency(backend: Backend) async throws {
+        let f = try await OutboxFixture(backend)
+        let first = try f.queuedID(try await f.enqueue(Self.reset(key: "k1")))
+        guard case .duplicate(let again) = try await f.enqueue(Self.reset(to: "JANE@example.com", key: "k1")) else {
             Issue.record("expected a duplicate")
             return
         }
         #expect(again.id == first)
         #expect(again.toAddress == "jane@example.com")
-        await #expect(throws: NotifierError.self) { try await self.enqueue(Self.reset(to: "other@example.com", key: "k1")) }
-        let count = try await self.run { _, c in try c.queryFirst("SELECT count(*) AS n FROM messages")?.int("n") }
-        #expect(count == 1)
+        await #expect(throws: NotifierError.self) { try await f.enqueue(Self.reset(to: "other@example.com", key: "k1")) }
+        #expect(try await f.column("SELECT CAST(count(*) AS TEXT) FROM messages") == ["1"])
     }
 
     @Test("bad input is refused with a message that says what is wrong", arguments: [
@@ -77,6 +125,7 @@ struct OutboxStoreTests {
         ("link", "must be an http or https URL"), ("missing", "needs the variable `expires_in`"), ("key", "idempotency_key is required"),
     ])
     func badInput(_ field: String, _ expected: String) async throws {
+        let f = try await OutboxFixture(.sqlite)
         var new = Self.reset()
         switch field {
         case "template": new.template = "newsletter"
@@ -88,36 +137,33 @@ struct OutboxStoreTests {
         default: new.idempotencyKey = ""
         }
         await #expect {
-            try await self.enqueue(new)
+            try await f.enqueue(new)
         } throws: { error in
             guard case .invalidArgument(let message) = error as? NotifierError else { return false }
             return message.contains(expected)
         }
     }
 
-    @Test("temporary failures are retried on the schedule, then fail once the message is too old")
-    func retries() async throws {
-        let id = try self.queuedID(try await self.enqueue(Self.reset()))
+    @Test("temporary failures are retried on the schedule, then fail once the message is too old", arguments: Backend.allCases)
+    func retries(backend: Backend) async throws {
+        let f = try await OutboxFixture(backend)
+        let id = try f.queuedID(try await f.enqueue(Self.reset()))
         for (index, delay) in [60, 300, 900, 3600].prefix(3).enumerated() {
-            let claimed = try #require(try await self.claim())
+            let claimed = try #require(try await f.claim())
             #expect(claimed.failures == index)
-            #expect(try await self.claim() == nil, "a claimed message is not handed out twice")
-            let state = try await self.run { store, c in
-                try store.finish(claimed, result: Self.reply(.temporaryFailure, stage: "RCPT", code: 451, text: "try again later"), in: c)
-            }
+            #expect(try await f.claim() == nil, "a claimed message is not handed out twice")
+            let state = try await f.store.finish(claimed, result: Self.reply(.temporaryFailure, stage: "RCPT", code: 451, text: "try again later"))
             #expect(state == .deferred)
-            #expect(try await self.claim() == nil, "not due yet")
-            let message = try await self.run { store, c in try store.message(id: id, in: c) }
-            #expect(message.nextAttemptAt == self.clock.nowMilliseconds() + Int64(delay) * 1000)
-            self.clock.advance(by: .seconds(delay))
+            #expect(try await f.claim() == nil, "not due yet")
+            let message = try await f.store.message(id: id)
+            #expect(message.nextAttemptAt == f.clock.nowMilliseconds() + Int64(delay) * 1000)
+            f.clock.advance(by: .seconds(delay))
         }
         // 60 + 300 + 900 s have passed; one more failure would retry after 3600 s, beyond the hour.
-        let claimed = try #require(try await self.claim())
-        let state = try await self.run { store, c in
-            try store.finish(claimed, result: Self.reply(.temporaryFailure, stage: "CONNECT", code: 0, text: ""), in: c)
-        }
+        let claimed = try #require(try await f.claim())
+        let state = try await f.store.finish(claimed, result: Self.reply(.temporaryFailure, stage: "CONNECT", code: 0, text: ""))
         #expect(state == .failed)
-        let message = try await self.run { store, c in try store.message(id: id, in: c) }
+        let message = try await f.store.message(id: id)
         #expect(message.reason.hasPrefix("still failing after 1h"))
         #expect(message.attempts.count == 4)
         #expect(message.attempts.allSatisfy { $0.outcome == .temporaryFailure && $0.server == "mx.example:25" })
@@ -152,134 +198,198 @@ struct OutboxStoreTests {
         for result in message { #expect(result.refusal == .message, "\(result.summary)") }
     }
 
-    @Test("a relay refusing us (554 5.7.1 at RCPT) suppresses nothing: the message is kept, retried on the schedule, and fails only at max_age")
-    func relayRefusal() async throws {
-        let id = try self.queuedID(try await self.enqueue(Self.reset()))
+    @Test("a relay refusing us (554 5.7.1 at RCPT) suppresses nothing: the message is kept, retried on the schedule, and fails only at max_age", arguments: Backend.allCases)
+    func relayRefusal(backend: Backend) async throws {
+        let f = try await OutboxFixture(backend)
+        let id = try f.queuedID(try await f.enqueue(Self.reset()))
         for (index, delay) in [60, 300, 900].enumerated() {
-            let claimed = try #require(try await self.claim())
+            let claimed = try #require(try await f.claim())
             #expect(claimed.failures == index, "each refusal moves the schedule on")
-            let state = try await self.run { store, c in
-                try store.finish(claimed, result: Self.refusal("RCPT", 554, "5.7.1", "<jane@example.com>: Relay access denied"), in: c)
-            }
+            let state = try await f.store.finish(claimed, result: Self.refusal("RCPT", 554, "5.7.1", "<jane@example.com>: Relay access denied"))
             #expect(state == .deferred)
-            let message = try await self.run { store, c in try store.message(id: id, in: c) }
+            let message = try await f.store.message(id: id)
             #expect(message.reason == OutboxStore.relayRefusal + ": RCPT: 554 5.7.1 <jane@example.com>: Relay access denied")
-            #expect(message.nextAttemptAt == self.clock.nowMilliseconds() + Int64(delay) * 1000)
-            self.clock.advance(by: .seconds(delay))
+            #expect(message.nextAttemptAt == f.clock.nowMilliseconds() + Int64(delay) * 1000)
+            f.clock.advance(by: .seconds(delay))
         }
-        let listed = try await self.run { store, c in try store.suppressions(address: "", pageSize: 10, pageToken: "", in: c) }
+        let listed = try await f.store.suppressions(address: "", pageSize: 10, pageToken: "")
         #expect(listed.suppressions.isEmpty, "a refusal about us never suppresses the recipient")
         // Once the relay is fixed the kept message goes out.
-        let claimed = try #require(try await self.claim())
-        #expect(try await self.run { store, c in try store.finish(claimed, result: Self.reply(.accepted, stage: "END", code: 250, text: "ok"), in: c) } == .accepted)
+        let claimed = try #require(try await f.claim())
+        #expect(try await f.store.finish(claimed, result: Self.reply(.accepted, stage: "END", code: 250, text: "ok")) == .accepted)
 
         // Still refused an hour on: failed, with the reason, still not suppressed.
-        let second = try self.queuedID(try await self.enqueue(Self.reset(to: "john@example.com")))
+        let second = try f.queuedID(try await f.enqueue(Self.reset(to: "john@example.com")))
         for delay in [60, 300, 900, 3600] {
-            guard let claimed = try await self.claim() else { break }
-            _ = try await self.run { store, c in try store.finish(claimed, result: Self.refusal("MAIL", 530, "5.7.0", "Must issue a STARTTLS command first"), in: c) }
-            self.clock.advance(by: .seconds(delay))
+            guard let claimed = try await f.claim() else { break }
+            _ = try await f.store.finish(claimed, result: Self.refusal("MAIL", 530, "5.7.0", "Must issue a STARTTLS command first"))
+            f.clock.advance(by: .seconds(delay))
         }
-        let failed = try await self.run { store, c in try store.message(id: second, in: c) }
+        let failed = try await f.store.message(id: second)
         #expect(failed.state == .failed)
         #expect(failed.reason.hasPrefix(OutboxStore.relayRefusal + " still after 1h"), "\(failed.reason)")
-        #expect(try await self.run { store, c in try store.suppressions(address: "", pageSize: 10, pageToken: "", in: c) }.suppressions.isEmpty)
+        #expect(try await f.store.suppressions(address: "", pageSize: 10, pageToken: "").suppressions.isEmpty)
     }
 
-    @Test("a refused recipient fails at once and is suppressed; the next message to it is not queued; removal is recorded")
-    func hardBounce() async throws {
-        let id = try self.queuedID(try await self.enqueue(Self.reset(to: "Gone@Example.com")))
-        let claimed = try #require(try await self.claim())
-        try await self.run { store, c in
-            try store.finish(claimed, result: Self.reply(.permanentFailure, stage: "RCPT", code: 550, text: "5.1.1 user unknown"), in: c)
-        }
-        let message = try await self.run { store, c in try store.message(id: id, in: c) }
+    @Test("a refused recipient fails at once and is suppressed; the next message to it is not queued; removal is recorded", arguments: Backend.allCases)
+    func hardBounce(backend: Backend) async throws {
+        let f = try await OutboxFixture(backend)
+        let id = try f.queuedID(try await f.enqueue(Self.reset(to: "Gone@Example.com")))
+        let claimed = try #require(try await f.claim())
+        try await f.store.finish(claimed, result: Self.reply(.permanentFailure, stage: "RCPT", code: 550, text: "5.1.1 user unknown"))
+        let message = try await f.store.message(id: id)
         #expect(message.state == .failed)
         #expect(message.reason.contains("hard bounce"))
-        guard case .suppressed(let second, let reason) = try await self.enqueue(Self.reset(to: "gone@example.COM")) else {
+        guard case .suppressed(let second, let reason) = try await f.enqueue(Self.reset(to: "gone@example.COM")) else {
             Issue.record("expected suppressed")
             return
         }
         #expect(reason == "RCPT: 550 5.1.1 user unknown")
         #expect(second.state == .suppressed)
-        #expect(try await self.claim() == nil)
+        #expect(try await f.claim() == nil)
 
-        let listed = try await self.run { store, c in try store.suppressions(address: "", pageSize: 10, pageToken: "", in: c) }
+        let listed = try await f.store.suppressions(address: "", pageSize: 10, pageToken: "")
         #expect(listed.suppressions.map(\.address) == ["Gone@Example.com"])
         #expect(listed.suppressions.first?.messageID == id)
         await #expect(throws: NotifierError.self, "a reason over 200 characters") {
-            try await self.run { store, c in
-                try store.removeSuppression(address: "GONE@example.com", why: String(repeating: "x", count: 201), actor: ActorInfo(userID: "u_admin"), in: c)
-            }
+            try await f.store.removeSuppression(address: "GONE@example.com", why: String(repeating: "x", count: 201), actor: ActorInfo(userID: "u_admin"))
         }
-        _ = try await self.run { store, c in
-            try store.removeSuppression(address: "GONE@example.com", why: "mailbox fixed (ticket 4711)", actor: ActorInfo(userID: "u_admin"), in: c)
-        }
-        let removals = try await self.run { _, c in
-            try c.query("SELECT actor_id, removal_reason FROM suppression_removals").map { "\($0.string("actor_id") ?? ""): \($0.string("removal_reason") ?? "")" }
-        }
-        #expect(removals == ["u_admin: mailbox fixed (ticket 4711)"])
-        _ = try self.queuedID(try await self.enqueue(Self.reset(to: "gone@example.com")))
+        _ = try await f.store.removeSuppression(address: "GONE@example.com", why: "mailbox fixed (ticket 4711)", actor: ActorInfo(userID: "u_admin"))
+        #expect(try await f.column("SELECT actor_id || ': ' || removal_reason FROM suppression_removals") == ["u_admin: mailbox fixed (ticket 4711)"])
+        _ = try f.queuedID(try await f.enqueue(Self.reset(to: "gone@example.com")))
         await #expect(throws: NotifierError.self) {
-            try await self.run { store, c in try store.removeSuppression(address: "gone@example.com", actor: ActorInfo(), in: c) }
+            try await f.store.removeSuppression(address: "gone@example.com", actor: ActorInfo())
         }
     }
 
-    @Test("an attempt left open by a crash is recorded as interrupted and the message is due again")
+    @Test("SQLite: an attempt left open by a crash is recorded as interrupted at the next start and the message is due again")
     func interrupted() async throws {
-        let id = try self.queuedID(try await self.enqueue(Self.reset()))
-        _ = try #require(try await self.claim())
-        #expect(try await self.run { store, c in try store.recoverInterruptedAttempts(in: c) } == 1)
-        let again = try #require(try await self.claim())
+        let f = try await OutboxFixture(.sqlite)
+        let id = try f.queuedID(try await f.enqueue(Self.reset()))
+        _ = try #require(try await f.claim())
+        #expect(try await f.store.recoverInterruptedAttempts() == 1)
+        let again = try #require(try await f.claim())
         #expect(again.id == id)
         #expect(!again.content.isEmpty)
-        try await self.run { store, c in
-            try store.finish(again, result: Self.reply(.accepted, stage: "END", code: 250, text: "ok"), in: c)
-        }
-        let message = try await self.run { store, c in try store.message(id: id, in: c) }
+        try await f.store.finish(again, result: Self.reply(.accepted, stage: "END", code: 250, text: "ok"))
+        let message = try await f.store.message(id: id)
         #expect(message.state == .accepted)
         #expect(message.attempts.map(\.outcome) == [.interrupted, .accepted])
-        let content = try await self.run { _, c in try c.queryFirst("SELECT content FROM messages WHERE id = ?", .text(id))?.blob("content") }
-        #expect(content == nil, "the body, with its reset link, is dropped once the message is final")
+        let content = try await f.column("SELECT CASE WHEN content IS NULL THEN 'dropped' ELSE 'kept' END FROM messages WHERE id = '\(id)'")
+        #expect(content == ["dropped"], "the body, with its reset link, is dropped once the message is final")
     }
 
-    @Test("history by address or user, newest first, in pages; queue statistics")
-    func historyAndStats() async throws {
+    @Test("a claim is a lease: renewed it holds; run out, another worker takes the message, the first attempt is recorded as interrupted and its end no longer moves the message", arguments: Backend.allCases)
+    func leases(backend: Backend) async throws {
+        let f = try await OutboxFixture(backend)
+        let id = try f.queuedID(try await f.enqueue(Self.reset()))
+        #expect(try await f.store.recoverInterruptedAttempts() == 0, "nothing open yet")
+        let first = try #require(try await f.claim("replica-a/0", lease: .seconds(30)))
+        #expect(!first.tookOver)
+        f.clock.advance(by: .seconds(20))
+        #expect(try await f.store.renewLease(first, lease: .seconds(30)))
+        f.clock.advance(by: .seconds(20))
+        #expect(try await f.claim("replica-b/0") == nil, "renewed, the claim still holds 40 s after it was made")
+        f.clock.advance(by: .seconds(11))
+        let second = try #require(try await f.claim("replica-b/0"))
+        #expect(second.id == id && second.tookOver && !second.content.isEmpty)
+        #expect(second.failures == 0, "an interrupted attempt does not move the schedule on")
+        let taken = try await f.store.message(id: id)
+        #expect(taken.attempts.map(\.outcome) == [.interrupted, nil])
+        #expect(taken.attempts.first?.error == OutboxStore.leaseExpired)
+        #expect(try await f.store.renewLease(first, lease: .seconds(30)) == false, "the first holder learns it lost the claim")
+        // The first attempt still ends (late): what really happened is recorded, but the message
+        // is the new holder's.
+        #expect(try await f.store.finish(first, result: Self.reply(.temporaryFailure, stage: "RCPT", code: 451, text: "later")) == nil)
+        #expect(try await f.store.message(id: id).state == .queued)
+        #expect(try await f.store.finish(second, result: Self.reply(.accepted, stage: "END", code: 250, text: "ok")) == .accepted)
+        let message = try await f.store.message(id: id)
+        #expect(message.state == .accepted)
+        #expect(message.attempts.map(\.outcome) == [.temporaryFailure, .accepted])
+    }
+
+    @Test("eight workers claiming at once take each of 40 messages exactly once", arguments: Backend.allCases)
+    func concurrentClaims(backend: Backend) async throws {
+        let f = try await OutboxFixture(backend)
+        for index in 0..<40 {
+            _ = try f.queuedID(try await f.enqueue(Self.reset(to: "u\(index)@example.com")))
+        }
+        let claimed = try await withThrowingTaskGroup(of: [String].self) { group in
+            for worker in 0..<8 {
+                group.addTask {
+                    var ids: [String] = []
+                    while let claimed = try await f.claim("run/\(worker)") {
+                        ids.append(claimed.id)
+                        try await f.store.finish(claimed, result: Self.reply(.accepted, stage: "END", code: 250, text: "ok"))
+                    }
+                    return ids
+                }
+            }
+            return try await group.reduce(into: []) { $0 += $1 }
+        }
+        #expect(claimed.count == 40)
+        #expect(Set(claimed).count == 40)
+        #expect(try await f.store.queue().depth == 0)
+    }
+
+    @Test("one idempotency key enqueued ten times at once: one message, every caller answered with it", arguments: Backend.allCases)
+    func concurrentIdempotency(backend: Backend) async throws {
+        let f = try await OutboxFixture(backend)
+        let outcomes = try await withThrowingTaskGroup(of: OutboxStore.EnqueueOutcome.self) { group in
+            for _ in 0..<10 {
+                group.addTask { try await f.enqueue(Self.reset(key: "same-key")) }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        let ids = outcomes.map { outcome -> String in
+            switch outcome {
+            case .queued(let message), .duplicate(let message), .suppressed(let message, _): message.id
+            }
+        }
+        #expect(Set(ids).count == 1)
+        #expect(outcomes.filter { if case .queued = $0 { true } else { false } }.count == 1)
+        #expect(try await f.column("SELECT CAST(count(*) AS TEXT) FROM messages") == ["1"])
+    }
+
+    @Test("history by address or user, newest first, in pages; queue statistics", arguments: Backend.allCases)
+    func historyAndStats(backend: Backend) async throws {
+        let f = try await OutboxFixture(backend)
         var ids: [String] = []
         for _ in 0..<3 {
-            ids.append(try self.queuedID(try await self.enqueue(Self.reset())))
-            self.clock.advance(by: .seconds(1))
+            ids.append(try f.queuedID(try await f.enqueue(Self.reset())))
+            f.clock.advance(by: .seconds(1))
         }
-        let first = try await self.run { store, c in try store.messages(toAddress: "JANE@example.com", userID: "", since: 0, pageSize: 2, pageToken: "", in: c) }
+        let first = try await f.store.messages(toAddress: "JANE@example.com", userID: "", since: 0, pageSize: 2, pageToken: "")
         #expect(first.messages.map(\.id) == [ids[2], ids[1]])
-        let rest = try await self.run { store, c in try store.messages(toAddress: "", userID: "u_1", since: 0, pageSize: 2, pageToken: first.next, in: c) }
+        let rest = try await f.store.messages(toAddress: "", userID: "u_1", since: 0, pageSize: 2, pageToken: first.next)
         #expect(rest.messages.map(\.id) == [ids[0]])
         #expect(rest.next.isEmpty)
 
-        let claimed = try #require(try await self.claim())
-        try await self.run { store, c in try store.finish(claimed, result: Self.reply(.accepted, stage: "END", code: 250, text: "ok"), in: c) }
-        let stats = try await self.run { store, c in try store.stats(window: .seconds(3600), in: c) }
+        let claimed = try #require(try await f.claim())
+        try await f.store.finish(claimed, result: Self.reply(.accepted, stage: "END", code: 250, text: "ok"))
+        let stats = try await f.store.stats(window: .seconds(3600))
         #expect(stats.depth == 2)
         #expect(stats.oldestQueuedAge == 2000)
         #expect(stats.recent[.accepted] == 1)
         #expect(stats.byDomain.first?.domain == "example.com")
     }
 
-    @Test("attempts per hour for the last N hours, oldest first, the running hour last; each attempt counted in its hour by outcome")
-    func hourly() async throws {
+    @Test("attempts per hour for the last N hours, oldest first, the running hour last; each attempt counted in its hour by outcome", arguments: Backend.allCases)
+    func hourly(backend: Backend) async throws {
+        let f = try await OutboxFixture(backend)
         // The clock starts at 1,800,000,000,000 ms: 08:00:00 UTC, on the hour.
         var ids: [String] = []
         for _ in 0..<3 {
-            ids.append(try self.queuedID(try await self.enqueue(Self.reset(to: "u\(ids.count)@example.com"))))
+            ids.append(try f.queuedID(try await f.enqueue(Self.reset(to: "u\(ids.count)@example.com"))))
         }
-        let first = try #require(try await self.claim())
-        try await self.run { store, c in try store.finish(first, result: Self.reply(.accepted, stage: "END", code: 250, text: "ok"), in: c) }
-        self.clock.advance(by: .seconds(2 * 3600 + 60))
-        let second = try #require(try await self.claim())
-        try await self.run { store, c in try store.finish(second, result: Self.reply(.temporaryFailure, stage: "RCPT", code: 451, text: "later"), in: c) }
-        let third = try #require(try await self.claim())
-        try await self.run { store, c in try store.finish(third, result: Self.reply(.permanentFailure, stage: "RCPT", code: 550, text: "no"), in: c) }
-        let stats = try await self.run { store, c in try store.stats(window: .seconds(3600), hours: 24, in: c) }
+        let first = try #require(try await f.claim())
+        try await f.store.finish(first, result: Self.reply(.accepted, stage: "END", code: 250, text: "ok"))
+        f.clock.advance(by: .seconds(2 * 3600 + 60))
+        let second = try #require(try await f.claim())
+        try await f.store.finish(second, result: Self.reply(.temporaryFailure, stage: "RCPT", code: 451, text: "later"))
+        let third = try #require(try await f.claim())
+        try await f.store.finish(third, result: Self.reply(.permanentFailure, stage: "RCPT", code: 550, text: "no"))
+        let stats = try await f.store.stats(window: .seconds(3600), hours: 24)
         #expect(stats.hourly.count == 24)
         let last = try #require(stats.hourly.last)
         let runningHour: Int64 = 1_800_000_000_000 + 2 * 3_600_000
@@ -287,7 +397,7 @@ struct OutboxStoreTests {
         #expect(last.accepted == 0 && last.temporary == 1 && last.permanent == 1)
         #expect(stats.hourly[21].accepted == 1, "two hours before")
         #expect(stats.hourly.dropLast().dropLast(3).allSatisfy { $0.accepted + $0.temporary + $0.permanent == 0 })
-        #expect(try await self.run { store, c in try store.stats(window: .seconds(3600), in: c) }.hourly.isEmpty, "none unless asked")
+        #expect(try await f.store.stats(window: .seconds(3600)).hourly.isEmpty, "none unless asked")
     }
 
     @Test("the HTML part is a branded document: the product name in its colour, the button in the accent colour")
