@@ -4,7 +4,7 @@ SWIFT ?= swift
 PYTHON ?= /usr/bin/python3
 BENCH_SECONDS ?= 3
 
-.PHONY: all deps build test proto proto-check bench bench-directory bench-notifier bench-diagnose bench-forgot bench-console run clean help fuzz fuzz-api bench-import bench-postgres
+.PHONY: all deps build test proto proto-check bench bench-directory bench-notifier bench-diagnose bench-forgot bench-console run clean help fuzz fuzz-api bench-import bench-postgres bench-notifier-postgres
 
 all: build
 
@@ -21,6 +21,7 @@ help:
 	@echo "make bench-console    the admin console at 1,000,000 users: filter keystroke, user page with 1,000 messages, pages/s (after bench-directory)"
 	@echo "make bench-import     100,000 users through the admin API's staged import, against the offline import"
 	@echo "make bench-postgres   rekey-reset-token on PostgreSQL with one and two replicas, beside SQLite"
+	@echo "make bench-notifier-postgres   rekey-notifier on PostgreSQL with one and three replicas, beside SQLite"
 	@echo "make fuzz-api    schemathesis against a running gateway from its OpenAPI document (FUZZ_API_EXAMPLES, FUZZ_API_SECONDS)"
 	@echo "make fuzz        libFuzzer + AddressSanitizer on each parser, FUZZ_SECONDS (60) each; crashes saved in Fuzz/Regressions"
 
@@ -62,6 +63,12 @@ bench-postgres: deps
 	$(SWIFT) build -c release --product rekey-reset-token
 	$(PYTHON) Benchmarks/tokens_postgres.py --rekey .build/release/RekeyBenchmark \
 	  --reset-token .build/release/rekey-reset-token --seconds $(BENCH_SECONDS)
+
+bench-notifier-postgres: deps
+	$(SWIFT) build -c release --product RekeyBenchmark
+	$(SWIFT) build -c release --product rekey-notifier
+	$(PYTHON) Benchmarks/notifier_postgres.py --rekey .build/release/RekeyBenchmark \
+	  --notifier .build/release/rekey-notifier --seconds $(BENCH_SECONDS)
 
 bench-import: deps
 	$(SWIFT) build -c release --product rekey-directory

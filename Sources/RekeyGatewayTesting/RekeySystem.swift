@@ -22,10 +22,20 @@ package final class RekeySystem: @unchecked Sendable {
         get { self.tokenReplicas[0] }
         set { self.tokenReplicas[0] = newValue }
     }
-    package var notifier: ServiceProcess
+    /// Every replica of rekey-notifier; more than one only with a shared database
+    /// (`REKEY_NOTIFIER_DATABASE` in `extraEnvironment`).
+    package var notifierReplicas: [ServiceProcess]
+    /// The first (usually the only) replica of rekey-notifier.
+    package var notifier: ServiceProcess {
+        get { self.notifierReplicas[0] }
+        set { self.notifierReplicas[0] = newValue }
+    }
     private let environment: [String: String]
     private let arguments: [String: [String]]
-    package let gateway: ServiceProcess
+    /// Every gateway, each over every replica of each service.
+    package let gateways: [ServiceProcess]
+    /// The first (usually the only) gateway.
+    package var gateway: ServiceProcess { self.gateways[0] }
     package let gatewayPort: Int
     /// The DNS the notifier's domain check asks: example.test with SPF, DMARC and MX published.
     package let dns: DNSTestServer
@@ -48,6 +58,8 @@ package final class RekeySystem: @unchecked Sendable {
         publicURL: String = "https://sso.example.test",
         tls: Bool = true,
         tokenReplicas: Int = 1,
+        notifierReplicas: Int = 1,
+        gateways: Int = 1,
         extraEnvironment: [String: String] = [:]
     ) throws {
         self.folder = try TemporaryFolder()
@@ -98,19 +110,24 @@ package final class RekeySystem: @unchecked Sendable {
         self.tokenReplicas = try (0..<max(1, tokenReplicas)).map { _ in
             try ServiceProcess("rekey-reset-token", arguments: tokenArguments, environment: environment)
         }
-        self.notifier = try ServiceProcess("rekey-notifier", arguments: self.arguments["rekey-notifier"]! + any, environment: environment)
-        self.gateway = try ServiceProcess(
-            "rekey-gateway",
-            arguments: [
-                "serve", "--listen", gatewayListen, "--public-url", publicURL,
-                "--directory", "127.0.0.1:\(self.directory.port)", "--reset-token", self.tokenReplicas.map { "127.0.0.1:\($0.port)" }.joined(separator: ","),
-                "--notifier", "127.0.0.1:\(self.notifier.port)",
-            ] + gatewayArguments,
-            environment: environment,
-            portPattern: #"http\.port[=":]+\d+"#,
-            readyLine: "http server listening"
-        )
-        self.gatewayPort = self.gateway.port
+        let notifierArguments = self.arguments["rekey-notifier"]! + any
+        self.notifierReplicas = try (0..<max(1, notifierReplicas)).map { _ in
+            try ServiceProcess("rekey-notifier", arguments: notifierArguments, environment: environment)
+        }
+        let backends = [
+            "--directory", "127.0.0.1:\(self.directory.port)", "--reset-token", self.tokenReplicas.map { "127.0.0.1:\($0.port)" }.joined(separator: ","),
+            "--notifier", self.notifierReplicas.map { "127.0.0.1:\($0.port)" }.joined(separator: ","),
+        ]
+        self.gateways = try (0..<max(1, gateways)).map { index in
+            try ServiceProcess(
+                "rekey-gateway",
+                arguments: ["serve", "--listen", index == 0 ? gatewayListen : "127.0.0.1:0", "--public-url", publicURL] + backends + gatewayArguments,
+                environment: environment,
+                portPattern: #"http\.port[=":]+\d+"#,
+                readyLine: "http server listening"
+            )
+        }
+        self.gatewayPort = self.gateways[0].port
     }
 
     /// Starts the system on a thread of its own: starting processes and waiting for them to say
@@ -119,12 +136,12 @@ package final class RekeySystem: @unchecked Sendable {
     package static func start(
         directory: [String] = [], notifier: [String] = [], tokens: [String] = [], gateway: [String] = [],
         gatewayListen: String = "127.0.0.1:0", publicURL: String = "https://sso.example.test", tls: Bool = true,
-        tokenReplicas: Int = 1, extraEnvironment: [String: String] = [:]
+        tokenReplicas: Int = 1, notifierReplicas: Int = 1, gateways: Int = 1, extraEnvironment: [String: String] = [:]
     ) async throws -> RekeySystem {
         try await offPool {
             try RekeySystem(
                 directory: directory, notifier: notifier, tokens: tokens, gateway: gateway, gatewayListen: gatewayListen, publicURL: publicURL, tls: tls,
-                tokenReplicas: tokenReplicas, extraEnvironment: extraEnvironment
+                tokenReplicas: tokenReplicas, notifierReplicas: notifierReplicas, gateways: gateways, extraEnvironment: extraEnvironment
             )
         }
     }
@@ -172,7 +189,7 @@ package final class RekeySystem: @unchecked Sendable {
 
     /// Stops every process and returns once all have exited (their logs complete).
     package func stopAndWait() async throws {
-        let processes = [self.gateway, self.notifier] + self.tokenReplicas + [self.directory]
+        let processes = self.gateways + self.notifierReplicas + self.tokenReplicas + [self.directory]
         for process in processes {
             process.terminate()
         }
@@ -185,7 +202,7 @@ package final class RekeySystem: @unchecked Sendable {
 
     /// Stops every process without waiting for them to exit (see ``stopAndWait()``).
     package func stop() {
-        let processes = [self.gateway, self.notifier] + self.tokenReplicas + [self.directory]
+        let processes = self.gateways + self.notifierReplicas + self.tokenReplicas + [self.directory]
         for process in processes where process.endedBadly {
             // It failed before the test was done with it (a crash): its last words help.
             FileHandle.standardError.write(Data("a process of the system ended badly; the end of its log:\n\(process.log.suffix(8000))\n".utf8))

@@ -92,3 +92,31 @@ package struct ParsedMail: Decodable {
     }
 }
 
+/// How many times each message arrived at an ``SMTPTestServer``, by the value of one header
+/// (`Message-ID`, `X-Rekey-Message`). Each file is read once: tests ask often while thousands
+/// arrive.
+package final class MailArrivals: @unchecked Sendable {
+    // @unchecked: used by one test's task at a time.
+    private let server: SMTPTestServer
+    private let header: String
+    private var seen: Set<String> = []
+    private var tally: [String: Int] = [:]
+
+    package init(_ server: SMTPTestServer, header: String) {
+        self.server = server
+        self.header = header.lowercased() + ":"
+    }
+
+    /// The values seen so far (angle brackets removed), each with how often it arrived.
+    package func counts() -> [String: Int] {
+        for path in self.server.messages() where !self.seen.contains(path) {
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8),
+                  let line = text.split(separator: "\r\n").first(where: { $0.lowercased().hasPrefix(self.header) })
+            else { continue }
+            self.seen.insert(path)
+            let value = line.dropFirst(self.header.count).trimmingCharacters(in: .whitespaces).trimmingCharacters(in: CharacterSet(charactersIn: "<>"))
+            self.tally[value, default: 0] += 1
+        }
+        return self.tally
+    }
+}

@@ -124,12 +124,21 @@ package final class ServiceProcess: @unchecked Sendable {
         return self.process.terminationStatus
     }
 
-    /// Kills the process with SIGKILL, as a crash or `kill -9` would, and waits for it.
+    /// Kills the process with SIGKILL, as a crash or `kill -9` would, and waits for it. Blocks
+    /// (Foundation's wait spins): from async code, call it through ``offPool(_:)``.
     package func kill9() {
         if self.process.isRunning {
             kill(self.process.processIdentifier, SIGKILL)
         }
         self.process.waitUntilExit()
+    }
+
+    /// Kills the process with SIGKILL and leaves the wait to a thread of its own: for `defer` in
+    /// async tests, which must not block one of the few threads of Swift's concurrency pool.
+    package func killInBackground() {
+        guard self.process.isRunning else { return }
+        kill(self.process.processIdentifier, SIGKILL)
+        Thread { self.process.waitUntilExit() }.start()
     }
 
     deinit {

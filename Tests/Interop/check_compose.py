@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
-"""Checks compose.yaml and services/<name>/ against the code (DeploymentTests runs it).
+"""Checks compose.yaml (alone, and with compose.postgres.yaml) and services/<name>/ against the
+code (DeploymentTests runs it).
 
 No Docker engine runs here, so: Debian's `docker-compose config -q` validates the file, and this
 script checks what the file and the Dockerfiles name against the real executables — every
 REKEY_* variable is a setting the executable knows (its `serve --help` lists the flag), every
 port is the one the settings make it listen on, health checks call real subcommands, the gateway
-points at services that exist, only the gateway publishes a port, and each service folder has its
-Dockerfile (multi-stage, slim runtime with only the runtime libraries, non-root, volume, health
+points at services that exist (every replica), only the gateway publishes a port, the PostgreSQL
+variant points each replica at the database service, and each service folder has its Dockerfile (multi-stage, slim runtime with only the runtime libraries, non-root, volume, health
 check), example config and README. Prints one line per problem; exits 1 if there is any.
 
 usage: check_compose.py ROOT BIN_DIR"""
@@ -18,12 +19,17 @@ import sys
 
 import yaml
 
-SERVICES = {  # compose service -> (executable, environment prefix, has data)
-    "directory": ("rekey-directory", "REKEY_DIRECTORY_", True),
-    "reset-token": ("rekey-reset-token", "REKEY_RESET_TOKEN_", True),
-    "notifier": ("rekey-notifier", "REKEY_NOTIFIER_", True),
-    "gateway": ("rekey-gateway", "REKEY_GATEWAY_", False),
+SERVICES = {  # compose service -> (executable, environment prefix, has data, workload)
+    "directory": ("rekey-directory", "REKEY_DIRECTORY_", True, "directory"),
+    "reset-token": ("rekey-reset-token", "REKEY_RESET_TOKEN_", True, "reset-token"),
+    "notifier": ("rekey-notifier", "REKEY_NOTIFIER_", True, "notifier"),
+    "gateway": ("rekey-gateway", "REKEY_GATEWAY_", False, "gateway"),
 }
+# compose.postgres.yaml: second replicas (their data is in PostgreSQL), and the database.
+POSTGRES_SERVICES = dict(SERVICES, **{
+    "reset-token-2": ("rekey-reset-token", "REKEY_RESET_TOKEN_", False, "reset-token"),
+    "notifier-2": ("rekey-notifier", "REKEY_NOTIFIER_", False, "notifier"),
+})
 RUNTIME_PACKAGES = {"libprotobuf-c1", "libssl3", "libsqlite3-0"}
 ALLOWED_EXTRA_RUNTIME = {"ca-certificates", "tzdata"}
 
@@ -101,44 +107,85 @@ def check_dockerfile(root, bin_dir, service, executable, prefix, has_data):
             problem("%s: listens on %s but EXPOSEs %s" % (where, address, sorted(exposed)))
 
 
+def compose(files, env, *arguments):
+    command = ["docker-compose"] + [part for name in files for part in ("-f", name)] + ["config"] + list(arguments)
+    return subprocess.run(command, capture_output=True, text=True, env=env)
+
+
 def main():
     root, bin_dir = sys.argv[1], sys.argv[2]
     os.chdir(root)
-    env = dict(os.environ, REKEY_FORM_SECRET="compose-check-form-secret-0123456789")
-    missing = subprocess.run(["docker-compose", "-f", "compose.yaml", "config", "-q"], capture_output=True, text=True,
-                             env={k: v for k, v in os.environ.items() if k != "REKEY_FORM_SECRET"})
-    if missing.returncode == 0 or "REKEY_FORM_SECRET" not in missing.stderr:
-        problem("without REKEY_FORM_SECRET, `docker-compose config` should refuse and name it")
-    valid = subprocess.run(["docker-compose", "-f", "compose.yaml", "config", "-q"], capture_output=True, text=True, env=env)
+    env = dict(os.environ, REKEY_FORM_SECRET="compose-check-form-secret-0123456789", REKEY_POSTGRES_PASSWORD="compose-check-database-password")
+    for variable, files in (("REKEY_FORM_SECRET", ["compose.yaml"]), ("REKEY_POSTGRES_PASSWORD", ["compose.yaml", "compose.postgres.yaml"])):
+        missing = compose(files, {k: v for k, v in env.items() if k != variable}, "-q")
+        if missing.returncode == 0 or variable not in missing.stderr:
+            problem("without %s, `docker-compose %s config` should refuse and name it" % (variable, " ".join(files)))
+    checked = check(root, bin_dir, ["compose.yaml"], env, SERVICES, {"mail"},
+                    {"DIRECTORY": ["directory"], "RESET_TOKEN": ["reset-token"], "NOTIFIER": ["notifier"]})
+    postgres = check(root, bin_dir, ["compose.yaml", "compose.postgres.yaml"], env, POSTGRES_SERVICES, {"mail", "postgres"},
+                     {"DIRECTORY": ["directory"], "RESET_TOKEN": ["reset-token", "reset-token-2"], "NOTIFIER": ["notifier", "notifier-2"]},
+                     dockerfiles=False)
+    if postgres:
+        check_database(postgres, env["REKEY_POSTGRES_PASSWORD"])
+    print("compose.yaml: %d services checked; with compose.postgres.yaml: %d; %d problems" % (len(checked or {}), len(postgres or {}), len(problems)))
+    sys.exit(1 if problems else 0)
+
+
+def check_database(services, password):
+    """The PostgreSQL variant: every replica of the reset-token service and of the notifier at the
+    database service, which stays internal and is checked for health."""
+    database = services["postgres"]
+    if database.get("ports"):
+        problem("postgres publishes %s; only the gateway may" % database.get("ports"))
+    if "backend" not in database.get("networks", {}):
+        problem("postgres is not on the backend network")
+    if (database.get("healthcheck", {}).get("test") or [None, None])[1] != "pg_isready":
+        problem("postgres has no pg_isready health check")
+    if not any(str(volume).split(":")[1:2] == ["/var/lib/postgresql/data"] or (isinstance(volume, dict) and volume.get("target") == "/var/lib/postgresql/data")
+               for volume in database.get("volumes", [])):
+        problem("postgres keeps its data in no volume")
+    port = next(iter(str(p) for p in database.get("expose", [])), "")
+    for name in ("reset-token", "reset-token-2", "notifier", "notifier-2"):
+        prefix = POSTGRES_SERVICES[name][1]
+        url = services.get(name, {}).get("environment", {}).get(prefix + "DATABASE", "")
+        if not re.match(r"postgres://rekey:%s@postgres:%s/rekey\?sslmode=\w+$" % (re.escape(password), port), url):
+            problem("%s: %sDATABASE is %r, not the postgres service" % (name, prefix, url))
+        if services.get(name, {}).get("depends_on", {}).get("postgres", {}).get("condition") != "service_healthy":
+            problem("%s does not wait for postgres to be healthy" % name)
+
+
+def check(root, bin_dir, files, env, expected, extra, backends, dockerfiles=True):
+    """Checks the configuration `files` make: the services `expected` and `extra`, the gateway
+    pointed at `backends` (its variable -> the services listed in it), and with `dockerfiles`
+    each service's Dockerfile. Returns the services."""
+    valid = compose(files, env, "-q")
     if valid.returncode != 0:
-        problem("docker-compose config -q: " + valid.stderr.strip())
-        return
-    config = yaml.safe_load(subprocess.run(["docker-compose", "-f", "compose.yaml", "config"], capture_output=True, text=True,
-                                           env=env, check=True).stdout)
+        problem("docker-compose %s config -q: %s" % (" ".join(files), valid.stderr.strip()))
+        return None
+    config = yaml.safe_load(compose(files, env).stdout)
     services = config["services"]
-    if set(services) != set(SERVICES) | {"mail"}:
-        problem("services are %s, wanted the four and a mail catcher" % sorted(services))
+    if set(services) != set(expected) | extra:
+        problem("%s: services are %s, wanted %s" % (" + ".join(files), sorted(services), sorted(set(expected) | extra)))
     networks = config.get("networks", {})
     if not networks.get("backend", {}).get("internal"):
         problem("the backend network is not internal")
 
     listen = {}
-    for name, (executable, prefix, has_data) in SERVICES.items():
+    for name, (executable, prefix, has_data, workload) in expected.items():
         service = services.get(name)
         if service is None:
             continue
-        for path in ["services/%s/Dockerfile" % name, "services/%s/README.md" % name, "services/%s/%s.conf" % (name, name)]:
+        for path in ["services/%s/Dockerfile" % workload, "services/%s/README.md" % workload, "services/%s/%s.conf" % (workload, workload)]:
             if not os.path.isfile(path):
                 problem("%s is missing" % path)
-        if service.get("build", {}).get("dockerfile") != "services/%s/Dockerfile" % name:
+        if service.get("build", {}).get("dockerfile") != "services/%s/Dockerfile" % workload:
             problem("%s: builds from %s" % (name, service.get("build")))
-        if os.path.isfile("services/%s/Dockerfile" % name):
+        if dockerfiles and os.path.isfile("services/%s/Dockerfile" % workload):
             check_dockerfile(root, bin_dir, name, executable, prefix, has_data)
         environment = service.get("environment", {})
         for variable in environment:
-            check_variable(bin_dir, executable, prefix, variable, "compose.yaml service %s" % name)
+            check_variable(bin_dir, executable, prefix, variable, "%s service %s" % (" + ".join(files), name))
         # Mutual TLS: the process's own certificate from the mounted folder.
-        workload = name
         wanted = {"TLS_CA": "/etc/rekey/certs/ca.pem", "TLS_CERT": "/etc/rekey/certs/%s.pem" % workload,
                   "TLS_KEY": "/etc/rekey/certs/%s-key.pem" % workload}
         for key, path in wanted.items():
@@ -187,19 +234,20 @@ def main():
     if targets != {listen.get("gateway")}:
         problem("the gateway publishes %s, it listens on %s" % (sorted(targets), listen.get("gateway")))
     environment = gateway.get("environment", {})
-    for key, target in (("DIRECTORY", "directory"), ("RESET_TOKEN", "reset-token"), ("NOTIFIER", "notifier")):
+    for key, targets in backends.items():
         value = environment.get("REKEY_GATEWAY_" + key, "")
-        if value != "%s:%s" % (target, listen.get(target)):
-            problem("the gateway's REKEY_GATEWAY_%s is %r, the %s service listens at %s:%s" % (key, value, target, target, listen.get(target)))
-        condition = gateway.get("depends_on", {}).get(target, {}).get("condition")
-        if condition != "service_healthy":
-            problem("the gateway does not wait for %s to be healthy (%s)" % (target, condition))
-    smtp = services.get("notifier", {}).get("environment", {}).get("REKEY_NOTIFIER_SMTP_SERVER", "")
-    if smtp.split(":")[0] != "mail" or smtp.split(":")[-1] not in {str(p) for p in services.get("mail", {}).get("expose", [])}:
-        problem("the notifier relays to %r, not to the mail catcher's exposed port" % smtp)
-
-    print("compose.yaml: %d services checked, %d problems" % (len(services), len(problems)))
-    sys.exit(1 if problems else 0)
+        wanted = ",".join("%s:%s" % (target, listen.get(target)) for target in targets)
+        if value != wanted:
+            problem("the gateway's REKEY_GATEWAY_%s is %r, wanted %s (where the services listen)" % (key, value, wanted))
+        for target in targets:
+            condition = gateway.get("depends_on", {}).get(target, {}).get("condition")
+            if condition != "service_healthy":
+                problem("the gateway does not wait for %s to be healthy (%s)" % (target, condition))
+    for name in (name for name in services if expected.get(name, ("",))[0] == "rekey-notifier"):
+        smtp = services[name].get("environment", {}).get("REKEY_NOTIFIER_SMTP_SERVER", "")
+        if smtp.split(":")[0] != "mail" or smtp.split(":")[-1] not in {str(p) for p in services.get("mail", {}).get("expose", [])}:
+            problem("%s relays to %r, not to the mail catcher's exposed port" % (name, smtp))
+    return services
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import FoundationNetworking
 struct DeploymentTests {
     static let credential = "deployment-test-credential-0123456789"
 
-    @Test("compose.yaml is valid for docker-compose, and every service, port and variable it and the Dockerfiles name exists in the code")
+    @Test("compose.yaml, alone and with compose.postgres.yaml, is valid for docker-compose, and every service, port and variable they and the Dockerfiles name exists in the code")
     func compose() async throws {
         // Many processes to run: off the concurrency pool, which the in-process tests need.
         let (status, text) = try await offPool {

@@ -80,4 +80,85 @@ struct ReplicaSystemTests {
         }
         return counts
     }
+
+    /// Admin sends shared by several senders: the next send's number, the answers, the ids of
+    /// the messages queued.
+    final class Sends: Sendable {
+        let next = Atomic<Int>(0)
+        let statuses = Mutex<[Int: Int]>([:])
+        let accepted = Mutex<[String]>([])
+    }
+
+    @Test("on PostgreSQL, two gateways over two reset-token and three notifier replicas: 2,000 admin sends, one notifier killed with kill -9 and another stopped and started mid-run; every accepted send is delivered, twice only what was taken over")
+    func wholeSystemOnPostgres() async throws {
+        let database = try await PostgresCluster.shared().makeDatabase()
+        let folder = try TemporaryFolder()
+        let smtp = try SMTPTestServer(folder: folder.path + "/smtp")
+        let arrived = MailArrivals(smtp, header: "X-Rekey-Message")
+        let system = try await RekeySystem.start(
+            notifier: ["--transport", "smtp", "--smtp-server", "127.0.0.1:\(smtp.port)", "--smtp-timeout", "5s", "--retry-schedule", "200ms", "--claim-lease", "3s"],
+            // Limits that 2,000 sends by one admin to one user pass, counted over a short window
+            // (each issue reads the issue times within the window).
+            tokens: ["--limit-per-user", "100000", "--limit-per-admin", "1000000", "--limit-window", "1s"],
+            tokenReplicas: 2, notifierReplicas: 3, gateways: 2,
+            // Both services' schemas in one database, as one PostgreSQL server would hold them.
+            extraEnvironment: ["REKEY_RESET_TOKEN_DATABASE": database, "REKEY_NOTIFIER_DATABASE": database]
+        )
+        defer { system.stop() }
+        let auth = ["Authorization": "Bearer \(system.apiKey)", "Content-Type": "application/json"]
+        let created = try await Browser(base: system.base).send(
+            "POST", "/api/admin/v1/users", headers: auth, body: Data(#"{"name": "Jane Doe", "email": "jane@example.com", "role": "customer"}"#.utf8)
+        )
+        #expect(created.status == 200, "\(created.body)")
+        let userID = try #require((try JSONSerialization.jsonObject(with: Data(created.body.utf8)) as? [String: Any])?["id"] as? String)
+
+        // 2,000 sends from 8 senders over both gateways; the ids of the messages they queued.
+        let sends = Sends()
+        let gateways = system.gateways.map { "http://127.0.0.1:\($0.port)" }
+        let senders = (0..<8).map { lane in
+            Task {
+                let sender = Browser(base: gateways[lane % gateways.count])
+                while sends.next.add(1, ordering: .relaxed).oldValue < 2000 {
+                    let page = try? await sender.send("POST", "/api/admin/v1/users/\(userID)/password-reset", headers: auth)
+                    sends.statuses.withLock { $0[page?.status ?? 0, default: 0] += 1 }
+                    if page?.status == 200, let id = (try? JSONSerialization.jsonObject(with: Data(page!.body.utf8)) as? [String: Any])?["message_id"] as? String {
+                        sends.accepted.withLock { $0.append(id) }
+                    }
+                }
+            }
+        }
+        // Mid-run, counted in deliveries: one notifier killed, another stopped and started again.
+        try await Self.waitUntil("300 deliveries") { arrived.counts().count >= 300 }
+        // (The killed one leaves the system's list: it ended badly on purpose.)
+        let killed = system.notifierReplicas.removeFirst()
+        try await offPool { killed.kill9() }
+        let stopped = system.notifierReplicas[0]
+        #expect(try await offPool { stopped.stop() } == 0)
+        system.notifierReplicas[0] = try await offPool { try system.restart("rekey-notifier", port: stopped.port) }
+        for sender in senders { await sender.value }
+
+        let ids = Set(sends.accepted.withLock { $0 })
+        let answers = sends.statuses.withLock { $0 }
+        #expect(answers[200] == 2000, "every send answered 200: \(answers)")
+        #expect(ids.count == answers[200] ?? 0)
+        try await Self.waitUntil("every accepted send delivered") { ids.isSubset(of: arrived.counts().keys) }
+        let arrivals = arrived.counts()
+        #expect(Set(arrivals.keys) == ids, "nothing else arrived")
+        let duplicates = arrivals.values.reduce(0) { $0 + $1 - 1 }
+        let takeovers = ([stopped] + system.notifierReplicas).map { $0.log.components(separatedBy: "took over a message whose worker stopped renewing its claim").count - 1 }.reduce(0, +)
+        #expect(duplicates <= takeovers && takeovers <= 4, "duplicates \(duplicates), takeovers \(takeovers)")
+        print("whole system on PostgreSQL: \(ids.count) sends delivered, \(takeovers) taken over from the killed notifier, \(duplicates) delivered twice")
+    }
+
+    /// Waits until `done` says so; 180 s bound for a loaded machine, not a timing the test relies on.
+    static func waitUntil(_ what: String, _ done: () throws -> Bool) async throws {
+        let deadline = ContinuousClock.now + .seconds(180)
+        while try !done() {
+            guard ContinuousClock.now < deadline else {
+                Issue.record("gave up waiting: \(what)")
+                throw CancellationError()
+            }
+            try await Task.sleep(for: .milliseconds(500))
+        }
+    }
 }

@@ -55,31 +55,6 @@ struct NotifierReplicaTests {
         }
     }
 
-    /// How many times each Message-ID arrived at the SMTP server. Each file is read once: the
-    /// tests ask often while hundreds arrive.
-    final class Arrivals: @unchecked Sendable {
-        // @unchecked: used by one test's task at a time.
-        private let server: SMTPTestServer
-        private var seen: Set<String> = []
-        private var tally: [String: Int] = [:]
-
-        init(_ server: SMTPTestServer) {
-            self.server = server
-        }
-
-        func counts() -> [String: Int] {
-            for path in self.server.messages() where !self.seen.contains(path) {
-                guard let text = try? String(contentsOfFile: path, encoding: .utf8),
-                      let line = text.split(separator: "\r\n").first(where: { $0.lowercased().hasPrefix("message-id:") })
-                else { continue }
-                self.seen.insert(path)
-                let id = line.dropFirst("message-id:".count).trimmingCharacters(in: .whitespaces).trimmingCharacters(in: CharacterSet(charactersIn: "<>"))
-                self.tally[id, default: 0] += 1
-            }
-            return self.tally
-        }
-    }
-
     /// Waits until `done` says so; 120 s bound for a loaded machine, not a timing the test relies on.
     static func waitUntil(_ what: String, _ done: () throws -> Bool) async throws {
         let deadline = ContinuousClock.now + .seconds(120)
@@ -98,12 +73,12 @@ struct NotifierReplicaTests {
         let url = try await cluster.makeDatabase()
         let folder = try TemporaryFolder()
         let server = try SMTPTestServer(folder: folder.path + "/smtp")
-        let arrived = Arrivals(server)
+        let arrived = MailArrivals(server, header: "Message-ID")
         var replicas: [ServiceProcess] = []
         for index in 0..<3 {
             replicas.append(try await Self.start("replica-\(index)", database: url, smtp: server.port, folder: folder))
         }
-        defer { for replica in replicas { replica.kill9() } }
+        defer { for replica in replicas { replica.killInBackground() } }
         for replica in replicas {
             #expect(replica.log.contains("db.schema=rekey_notifier"), "\(replica.log)")
             #expect(!replica.log.contains(cluster.password), "the password is never logged")
@@ -113,10 +88,9 @@ struct NotifierReplicaTests {
         #expect(Set(first).count == 600)
         // Mid-run: some delivered, most not.
         try await Self.waitUntil("the first 100 deliveries") { arrived.counts().count >= 100 }
-        replicas[0].kill9()
-        let stopped = replicas[1]
-        stopped.stop()
-        #expect(!stopped.endedBadly, "SIGTERM drains and exits 0")
+        let (killed, stopped) = (replicas[0], replicas[1])
+        try await offPool { killed.kill9() }
+        #expect(try await offPool { stopped.stop() } == 0, "SIGTERM drains and exits 0")
         replicas[1] = try await Self.start("replica-1b", database: url, smtp: server.port, folder: folder)
         let second = try await Self.enqueue(150, prefix: "second", over: Array(replicas[1...]))
 
@@ -125,7 +99,7 @@ struct NotifierReplicaTests {
         let arrivals = arrived.counts()
         #expect(Set(arrivals.keys) == expected, "nothing else arrived")
         let duplicates = arrivals.values.reduce(0) { $0 + $1 - 1 }
-        let takeovers = replicas[1...].map { $0.log.components(separatedBy: "took over a message whose worker stopped renewing its claim").count - 1 }.reduce(0, +)
+        let takeovers = ([stopped] + replicas[1...]).map { $0.log.components(separatedBy: "took over a message whose worker stopped renewing its claim").count - 1 }.reduce(0, +)
         #expect(duplicates <= takeovers, "a message goes out twice only when it was taken over (duplicates \(duplicates), takeovers \(takeovers))")
         #expect(takeovers <= 4, "only what the killed replica's four workers held is taken over")
         print("killed replica: \(takeovers) messages taken over, \(duplicates) delivered twice, of \(expected.count)")
@@ -169,7 +143,7 @@ struct NotifierReplicaTests {
                 environment: ["REKEY_NOTIFIER_CREDENTIALS": Self.credential, "REKEY_NOTIFIER_DATABASE": url]
             )
         }
-        defer { deliverer.kill9() }
+        defer { deliverer.killInBackground() }
         try await Self.waitUntil("the deliverer listening") { deliverer.log.contains("listening for new messages on the database") }
 
         // The other replica is this test: the same store code on the same database.
@@ -185,7 +159,7 @@ struct NotifierReplicaTests {
             Issue.record("not queued")
             return
         }
-        try await Self.waitUntil("the delivery") { Arrivals(server).counts()[message.messageIDHeader] == 1 }
+        try await Self.waitUntil("the delivery") { MailArrivals(server, header: "Message-ID").counts()[message.messageIDHeader] == 1 }
         let port = try await offPool { try deliverer.metricsPort() }
         let (data, _) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(port)/metrics")!)
         let received = String(decoding: data, as: UTF8.self).split(separator: "\n")
@@ -233,7 +207,7 @@ struct NotifierReplicaTests {
         #expect(nothing.status != 0 && nothing.output.contains("there is no \(folder.path)/nowhere/notifier.sqlite to copy"), "\(nothing.output)")
 
         let replica = try await Self.start("postgres", database: url, smtp: server.port, folder: folder)
-        defer { replica.kill9() }
+        defer { replica.killInBackground() }
         try await withRPCClient(port: replica.port, credential: Self.credential) { client in
             let notifier = Rekey_Notifier_V1_Notifier.Client(wrapping: client)
             var request = Rekey_Notifier_V1_GetMessageRequest()
@@ -248,7 +222,7 @@ struct NotifierReplicaTests {
             #expect(deferred.state == .deferred && deferred.attempts.map(\.replyCode) == [451], "the schedule came along")
             let fresh = try await notifier.enqueue(NotifierExecutableTests.resetRequest(to: "new@example.com"))
             #expect(fresh.status == .queued)
-            try await Self.waitUntil("the new message delivered from PostgreSQL") { Arrivals(server).counts()[fresh.messageIDHeader] == 1 }
+            try await Self.waitUntil("the new message delivered from PostgreSQL") { MailArrivals(server, header: "Message-ID").counts()[fresh.messageIDHeader] == 1 }
         }
     }
 
