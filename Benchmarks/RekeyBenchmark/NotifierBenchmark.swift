@@ -54,7 +54,11 @@ func runNotifierDrain(port: Int, credential: String, count: Int) async throws {
         }
         try await group.waitForAll()
     }
-    while try await notifier.getQueueStats(.init()).depth > 0 {
+    // Only the depth matters: the smallest window keeps the statistics part of the answer
+    // (attempts grouped by domain over the window) from costing more than the polling measures.
+    var stats = Rekey_Notifier_V1_GetQueueStatsRequest()
+    stats.windowMs = 1
+    while try await notifier.getQueueStats(stats).depth > 0 {
         try await Task.sleep(for: .milliseconds(20))
     }
     let elapsed = ContinuousClock.now - start
