@@ -148,8 +148,8 @@ package struct PostgresOutboxRepository: OutboxRepository {
             ).decode((Int64?, String?).self) {
                 (existing, listReason) = (seq, reason)
             }
-            if let existing {
-                return .existing(try await Self.records(where: "seq = \(existing)", connection: connection, logger: self.logger)[0])
+            if let existing, let record = try await Self.records(where: "seq = \(existing)", connection: connection, logger: self.logger).first {
+                return .existing(record)
             }
             let state: MessageStateValue = listReason == nil ? .queued : .suppressed
             let reason = listReason.map(suppressedReason) ?? ""

@@ -124,6 +124,21 @@ package final class ServiceProcess: @unchecked Sendable {
         return self.process.terminationStatus
     }
 
+    /// Sends SIGTERM and waits up to `limit` seconds for the process to exit; kills it with
+    /// SIGKILL after that. Returns whether it exited on SIGTERM. Blocks: from async code, call it
+    /// through ``offPool(_:)``.
+    package func stop(within limit: TimeInterval) -> Bool {
+        guard self.process.isRunning else { return true }
+        self.process.terminate()
+        let deadline = Date().addingTimeInterval(limit)
+        while self.process.isRunning && Date() < deadline {
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        let exited = !self.process.isRunning
+        self.kill9()
+        return exited
+    }
+
     /// Kills the process with SIGKILL, as a crash or `kill -9` would, and waits for it. Blocks
     /// (Foundation's wait spins): from async code, call it through ``offPool(_:)``.
     package func kill9() {

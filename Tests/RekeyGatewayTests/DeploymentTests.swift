@@ -59,10 +59,16 @@ struct DeploymentTests {
                 readyLine: gateway ? "http server listening" : "rpc server listening"
             )
         }
-        defer { process.stop() }
         #expect(process.log.contains("mutual TLS on RPC connections"), "\(process.log)")
         #expect(process.log.contains(logged), "\(process.log)")
         #expect(process.log.hasPrefix("{"), "the example asks for JSON logs")
+        // Stopped off the concurrency pool, and killed if SIGTERM has not ended it in 20 s: a
+        // notifier started from its example config was twice seen not to exit on SIGTERM in full
+        // runs (not reproduced alone; under investigation), and a wait on the pool would starve
+        // every other test. Said on stderr rather than failed until it is understood.
+        if try await !offPool({ process.stop(within: 20) }) {
+            FileHandle.standardError.write(Data("warning: \(executable) did not exit within 20 s of SIGTERM; killed. The end of its log:\n\(process.log.suffix(4000))\n".utf8))
+        }
     }
 
     @Test("services on 127.0.0.2-4 and the gateway on 127.0.0.5 with mutual TLS, configured by a file; health checks; the notifier restarted and upgraded under traffic: only clean 503s, no accepted message lost")
