@@ -4,7 +4,7 @@ SWIFT ?= swift
 PYTHON ?= /usr/bin/python3
 BENCH_SECONDS ?= 3
 
-.PHONY: all deps build test proto proto-check bench bench-directory bench-notifier bench-diagnose bench-forgot bench-console run clean help fuzz fuzz-api bench-import bench-postgres bench-notifier-postgres
+.PHONY: all deps build test proto proto-check bench bench-directory bench-notifier bench-diagnose bench-forgot bench-console run clean help fuzz fuzz-api bench-import bench-postgres bench-notifier-postgres check-images
 
 all: build
 
@@ -22,6 +22,7 @@ help:
 	@echo "make bench-import     100,000 users through the admin API's staged import, against the offline import"
 	@echo "make bench-postgres   rekey-reset-token on PostgreSQL with one and two replicas, beside SQLite"
 	@echo "make bench-notifier-postgres   rekey-notifier on PostgreSQL with one and three replicas, beside SQLite"
+	@echo "make check-images  build each Dockerfile's runtime stage with debootstrap + chroot (no Docker engine) and run the forgot flow in it (root)"
 	@echo "make fuzz-api    schemathesis against a running gateway from its OpenAPI document (FUZZ_API_EXAMPLES, FUZZ_API_SECONDS)"
 	@echo "make fuzz        libFuzzer + AddressSanitizer on each parser, FUZZ_SECONDS (60) each; crashes saved in Fuzz/Regressions"
 
@@ -51,6 +52,15 @@ bench: deps
 	cc -O2 -pthread -o Benchmarks/pingpong Benchmarks/pingpong.c
 	$(PYTHON) Benchmarks/run.py --rekey .build/release/RekeyBenchmark --c Benchmarks/pingpong \
 	  --reset-token .build/release/rekey-reset-token --seconds $(BENCH_SECONDS)
+
+# No Docker engine runs here: the runtime stages are reproduced with debootstrap and chroot.
+check-images: deps
+	@command -v debootstrap >/dev/null || (sudo_cmd=$$([ "$$(id -u)" -ne 0 ] && echo sudo); DEBIAN_FRONTEND=noninteractive $$sudo_cmd apt-get install -y -q debootstrap)
+	for product in rekey-directory rekey-reset-token rekey-notifier rekey-gateway; do \
+	  $(SWIFT) build -c release --static-swift-stdlib --product $$product || exit 1; \
+	done
+	$(SWIFT) build -c release --product rekey
+	$(PYTHON) scripts/check-images.py --bin .build/release --work .build-images
 
 fuzz: deps
 	bash scripts/fuzz.sh

@@ -55,7 +55,7 @@ final class BareEchoHandler: ChannelInboundHandler {
 func runBareServer() async throws {
     let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
         .serverChannelOption(.backlog, value: 256)
-        .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+        .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
         .childChannelInitializer { channel in
             channel.eventLoop.makeCompletedFuture {
                 try channel.pipeline.syncOperations.addHandlers(ByteToMessageHandler(FrameDecoder(maxFrameSize: 1 << 20)), BareEchoHandler())
@@ -89,7 +89,7 @@ func runBareClient(port: Int, callers: Int, seconds: Double) async throws {
     var connections: [(any Channel, NIOLoopBound<BareClientHandler>)] = []
     for _ in 0..<callers {
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandlers(ByteToMessageHandler(FrameDecoder(maxFrameSize: 1 << 20)), BareClientHandler())

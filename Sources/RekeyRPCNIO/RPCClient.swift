@@ -216,7 +216,7 @@ package final class RPCClient: ClientTransport {
         let configuration = self.configuration
         let logger = self.logger
         ClientBootstrap(group: self.group)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .connectTimeout(configuration.connectTimeout.timeAmount)
             .channelInitializer { [target] channel in
                 channel.eventLoop.makeCompletedFuture {

@@ -87,6 +87,10 @@ package final class RPCTLS: Sendable {
             guard let attributes = try? FileManager.default.attributesOfItem(atPath: path) else {
                 throw Failure("cannot read \(path)")
             }
+            // Said before the parsers run: they would call an unreadable key "not a PEM key".
+            guard FileManager.default.isReadableFile(atPath: path) else {
+                throw Failure("cannot read \(path): permission denied to this process (uid \(getuid())); give that user read access")
+            }
             return FileStamp(
                 modified: attributes[.modificationDate] as? Date ?? .distantPast,
                 size: (attributes[.size] as? NSNumber)?.intValue ?? 0,

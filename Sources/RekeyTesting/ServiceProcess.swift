@@ -25,20 +25,20 @@ package final class ServiceProcess: @unchecked Sendable {
     /// port matching `portPattern` (by default, the RPC server's). Its metrics listen on a free
     /// port (`REKEY_<SERVICE>_METRICS_LISTEN=127.0.0.1:0`) unless `environment` or a flag says
     /// otherwise, so that tests running side by side never fight over the default ports. RPC is
-    /// plaintext (`REKEY_<SERVICE>_TLS=off`) unless `environment` sets up mutual TLS.
+    /// plaintext (`REKEY_<SERVICE>_TLS=off`) unless `environment` sets up mutual TLS. With
+    /// `runAs`, it runs as that unprivileged uid, as the container images run it.
     package init(
         _ executable: String,
         arguments: [String],
         environment: [String: String] = [:],
         portPattern: String = #"rpc\.port[=":]+\d+"#,
-        readyLine: String = "rpc server listening"
+        readyLine: String = "rpc server listening",
+        runAs user: UInt32? = nil
     ) throws {
         self.portPattern = portPattern
         self.readyLine = readyLine
         // A path (such as a copy standing in for another build) or a product of this package.
-        self.process.executableURL = executable.contains("/")
-            ? URL(fileURLWithPath: executable) : Self.productsDirectory.appendingPathComponent(executable)
-        self.process.arguments = arguments
+        Self.configure(self.process, executable, arguments, runAs: user)
         var merged = ProcessInfo.processInfo.environment
         let service = URL(fileURLWithPath: executable).lastPathComponent.replacingOccurrences(of: "rekey-", with: "").uppercased().replacingOccurrences(of: "-", with: "_")
         merged["REKEY_\(service)_METRICS_LISTEN"] = "127.0.0.1:0"
@@ -177,12 +177,11 @@ extension ServiceProcess {
     /// `REKEY_<SERVICE>_TLS=off` unless it says otherwise) unless `inheritingEnvironment`, so that
     /// no REKEY_* setting of the test run leaks in.
     package static func run(
-        _ executable: String, _ arguments: [String], environment: [String: String] = [:], inheritingEnvironment: Bool = false
+        _ executable: String, _ arguments: [String], environment: [String: String] = [:], inheritingEnvironment: Bool = false,
+        runAs user: UInt32? = nil
     ) throws -> (status: Int32, output: String) {
         let process = Process()
-        process.executableURL = executable.contains("/")
-            ? URL(fileURLWithPath: executable) : Self.productsDirectory.appendingPathComponent(executable)
-        process.arguments = arguments
+        Self.configure(process, executable, arguments, runAs: user)
         // Plaintext RPC unless `environment` sets up mutual TLS, as for ``init``.
         let service = URL(fileURLWithPath: executable).lastPathComponent.replacingOccurrences(of: "rekey-", with: "").uppercased().replacingOccurrences(of: "-", with: "_")
         let environment = ["REKEY_\(service)_TLS": "off"].merging(environment) { $1 }
@@ -194,6 +193,21 @@ extension ServiceProcess {
         let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
         return (process.terminationStatus, text)
+    }
+}
+
+extension ServiceProcess {
+    /// `executable` (a path, or a product of this package) with `arguments`; as the unprivileged
+    /// `user` (uid and gid), through util-linux's `setpriv`, when given and this process is root.
+    fileprivate static func configure(_ process: Process, _ executable: String, _ arguments: [String], runAs user: UInt32?) {
+        let path = executable.contains("/") ? executable : Self.productsDirectory.appendingPathComponent(executable).path
+        if let user, geteuid() == 0 {
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+            process.arguments = ["--reuid=\(user)", "--regid=\(user)", "--clear-groups", "--", path] + arguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: path)
+            process.arguments = arguments
+        }
     }
 }
 

@@ -71,6 +71,52 @@ struct DeploymentTests {
         }
     }
 
+    /// The images run every process as uid 10001. The RPC client and server once set TCP_NODELAY
+    /// at the socket level, which is SO_DEBUG there: root may set it, anyone else is refused, so
+    /// every call between unprivileged processes failed ("setsockopt: Permission denied").
+    /// Found by `make check-images`; this keeps it found in `make test`.
+    @Test("a service serves, and its health check calls it, as an unprivileged user, as the images run them")
+    func unprivilegedUser() async throws {
+        let user: UInt32 = 10001
+        let data = try TemporaryFolder()
+        let certificates = try TemporaryFolder()
+        try await offPool { try RekeySystem.makeCertificates(in: certificates.path) }
+        if geteuid() == 0 {
+            for folder in [data.path, certificates.path] {
+                for name in ["."] + (try FileManager.default.contentsOfDirectory(atPath: folder)) {
+                    #expect(chown(folder + "/" + name, user, user) == 0)
+                }
+            }
+        }
+        let environment = [
+            "REKEY_RESET_TOKEN_TLS": "required", "REKEY_RESET_TOKEN_TLS_CA": certificates.path + "/ca.pem",
+            "REKEY_RESET_TOKEN_TLS_CERT": certificates.path + "/reset-token.pem", "REKEY_RESET_TOKEN_TLS_KEY": certificates.path + "/reset-token-key.pem",
+        ]
+        let tokens = try await offPool {
+            try ServiceProcess(
+                "rekey-reset-token", arguments: ["serve", "--listen", "127.0.0.1:0", "--data-dir", data.path], environment: environment, runAs: user
+            )
+        }
+        let check = try await offPool {
+            try ServiceProcess.run("rekey-reset-token", ["healthcheck", "--address", "127.0.0.1:\(tokens.port)"], environment: environment, runAs: user)
+        }
+        #expect(check.status == 0, "\(check.output)\n--- the service's log ---\n\(tokens.log)")
+        #expect(try await offPool { tokens.stop(within: 20) })
+
+        // A key file the user cannot read is named as such (it was once called "not a PEM key").
+        if geteuid() == 0 {
+            #expect(chown(certificates.path + "/reset-token-key.pem", 0, 0) == 0)
+            #expect(chmod(certificates.path + "/reset-token-key.pem", 0o600) == 0)
+            let refused = try await offPool {
+                try ServiceProcess.run(
+                    "rekey-reset-token", ["serve", "--listen", "127.0.0.1:0", "--data-dir", data.path], environment: environment, runAs: user
+                )
+            }
+            #expect(refused.status != 0)
+            #expect(refused.output.contains("reset-token-key.pem: permission denied to this process (uid 10001)"), "\(refused.output)")
+        }
+    }
+
     @Test("services on 127.0.0.2-4 and the gateway on 127.0.0.5 with mutual TLS, configured by a file; health checks; the notifier restarted and upgraded under traffic: only clean 503s, no accepted message lost")
     func independentServices() async throws {
         let directoryData = try TemporaryFolder()
