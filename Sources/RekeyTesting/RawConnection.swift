@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import NIOCore
 import NIOPosix
 import RekeyProtobuf
@@ -67,11 +70,17 @@ package struct RawConnection {
 }
 
 extension NIOAsyncChannelInboundStream<ByteBuffer> {
-    /// Reads until the peer closes; returns the frames that came before.
+    /// Reads until the peer closes; returns the frames that came before. A reset counts as
+    /// closing: a peer that closes with bytes of ours still unread makes its kernel send RST
+    /// rather than FIN (a server hanging up on a client in mid-frame, whose bytes were in flight).
     package func collectUntilClosed() async throws -> [ByteBuffer] {
         var frames: [ByteBuffer] = []
-        for try await frame in self {
-            frames.append(frame)
+        do {
+            for try await frame in self {
+                frames.append(frame)
+            }
+        } catch let error as IOError where error.errnoCode == ECONNRESET {
+            return frames
         }
         return frames
     }
