@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Metrics
+import NIOConcurrencyHelpers
 import RekeyInput
 import RekeyRPCNIO
 import ServiceLifecycle
@@ -119,16 +120,47 @@ package struct TLSReloader: Service {
     }
 }
 
-/// SIGHUP as an async sequence (the default action, ending the process, is turned off).
-enum SignalStream {
-    static func hangups() -> AsyncStream<Void> {
+/// SIGHUP as async sequences, one per caller, all fed by one signal source made once for the
+/// process (the default action, ending the process, is turned off).
+///
+/// Once: on Linux, Dispatch catches a signal with a handler of its own, installed when its first
+/// source for that signal registers. A second `signal(SIGHUP, SIG_IGN)` after that (a second
+/// source made the same way) replaced the handler, and SIGHUP was then lost in whichever thread
+/// the kernel gave it to: with two listeners (TLS files and the gateway's config), a reload on
+/// SIGHUP happened only now and then.
+package enum SignalStream {
+    private struct Listeners {
+        var next: UInt64 = 0
+        var continuations: [UInt64: AsyncStream<Void>.Continuation] = [:]
+    }
+
+    private static let listeners = NIOLockedValueBox(Listeners())
+
+    // Made on first use (a static's initializer runs once, whichever thread asks first); never
+    // cancelled, so its handler stays installed for the life of the process.
+    nonisolated(unsafe) private static let source: any DispatchSourceSignal = {
         signal(SIGHUP, SIG_IGN)
-        // Touched only here and in onTermination, which runs once.
-        nonisolated(unsafe) let source = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
-        return AsyncStream { continuation in
-            source.setEventHandler { continuation.yield() }
-            continuation.onTermination = { _ in source.cancel() }
-            source.resume()
+        let source = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
+        source.setEventHandler {
+            for continuation in SignalStream.listeners.withLockedValue({ Array($0.continuations.values) }) {
+                continuation.yield()
+            }
         }
+        source.resume()
+        return source
+    }()
+
+    package static func hangups() -> AsyncStream<Void> {
+        let (stream, continuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        let id = Self.listeners.withLockedValue { listeners in
+            defer { listeners.next += 1 }
+            listeners.continuations[listeners.next] = continuation
+            return listeners.next
+        }
+        continuation.onTermination = { _ in
+            _ = Self.listeners.withLockedValue { $0.continuations.removeValue(forKey: id) }
+        }
+        _ = Self.source
+        return stream
     }
 }

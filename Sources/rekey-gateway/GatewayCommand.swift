@@ -194,7 +194,8 @@ struct Serve: AsyncParsableCommand {
             configuration: .init(
                 // The background queue last: on shutdown it finishes the flows already accepted.
                 services: [.init(service: app), .init(service: background)] + (metrics.map { [.init(service: $0)] } ?? [])
-                    + (settings.tls.map { [.init(service: TLSReloader(tls: $0, logger: logger))] } ?? []),
+                    + (settings.tls.map { [.init(service: TLSReloader(tls: $0, logger: logger))] } ?? [])
+                    + (self.options.config.map { [.init(service: ConfigReloader(options: self.options, file: $0, backends: backends, logger: logger))] } ?? []),
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger
             )
@@ -203,6 +204,101 @@ struct Serve: AsyncParsableCommand {
         try await metrics?.bind()
         try await group.run()
         await backends.close()
+    }
+}
+
+/// Reads the config file again on SIGHUP and when it changes (checked every `interval`): the
+/// services' replica lists (`directory`, `reset_token`, `notifier`) take effect at once, without a
+/// restart; any other setting that changed is named in the log as waiting for a restart. A file
+/// that no longer parses, or a list that is not valid, changes nothing and is logged. A flag or an
+/// environment variable still outranks the file, as at start.
+struct ConfigReloader: Service {
+    let options: GatewayOptions
+    let file: String
+    let backends: Backends
+    var interval: Duration = .seconds(10)
+    let logger: Logger
+
+    func run() async throws {
+        let hangups = SignalStream.hangups()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            let (ticks, continuation) = AsyncStream.makeStream(of: String.self, bufferingPolicy: .bufferingNewest(1))
+            group.addTask {
+                for await _ in hangups { continuation.yield("SIGHUP") }
+            }
+            group.addTask {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: self.interval)
+                    continuation.yield("timer")
+                }
+            }
+            group.addTask {
+                var stamp = Self.stamp(self.file)
+                var values = Self.values(self.options)
+                for await reason in ticks.cancelOnGracefulShutdown() {
+                    let now = Self.stamp(self.file)
+                    guard reason == "SIGHUP" || now != stamp else { continue }
+                    stamp = now
+                    let settings: GatewaySettings
+                    do {
+                        settings = try GatewaySettings(self.options)
+                    } catch {
+                        self.logger.error(
+                            "cannot use the changed config file; the settings loaded before stay in use",
+                            metadata: ["config.file": "\(self.file)", "config.reason": "\(reason)", "error": "\(error)"]
+                        )
+                        continue
+                    }
+                    let changes = self.backends.updateReplicas(
+                        directory: settings.directory.map { .init(host: $0.host, port: $0.port) },
+                        tokens: settings.resetToken.map { .init(host: $0.host, port: $0.port) },
+                        notifier: settings.notifier.map { .init(host: $0.host, port: $0.port) }
+                    )
+                    for change in changes {
+                        self.logger.notice("replicas changed: new calls go to the new list", metadata: [
+                            "rpc.service": "rekey-\(change.service)", "rpc.replicas": "\(change.replicas.joined(separator: ","))",
+                            "rpc.added": "\(change.added.joined(separator: ","))", "rpc.removed": "\(change.removed.joined(separator: ","))",
+                            "config.reason": "\(reason)",
+                        ])
+                    }
+                    let fresh = Self.values(self.options)
+                    let waiting = fresh.keys.filter { !Self.applied.contains($0) && fresh[$0] != values[$0] }.sorted()
+                    if !waiting.isEmpty {
+                        self.logger.warning(
+                            "settings changed in the config file take effect at the next restart",
+                            metadata: ["config.settings": "\(waiting.joined(separator: ","))", "config.file": "\(self.file)"]
+                        )
+                    }
+                    values = fresh
+                    if changes.isEmpty && waiting.isEmpty {
+                        self.logger.info("config file read again: nothing changed", metadata: ["config.reason": "\(reason)"])
+                    }
+                }
+            }
+            // The first task to end is the ticks loop (graceful shutdown); stop the rest.
+            try await group.next()
+            continuation.finish()
+            group.cancelAll()
+        }
+    }
+
+    /// Settings applied while running: the replica lists here, the TLS files by ``TLSReloader``.
+    static let applied: Set<String> = ["directory", "reset_token", "notifier", "tls_ca", "tls_cert", "tls_key"]
+
+    /// Every setting's value as resolved now (flag, environment, file), by key; empty when the
+    /// file cannot be read.
+    static func values(_ options: GatewayOptions) -> [String: String] {
+        guard let settings = try? Settings(service: "GATEWAY", flags: options.flags, knownKeys: Set(options.flags.keys), configFile: options.config) else {
+            return [:]
+        }
+        return Dictionary(uniqueKeysWithValues: options.flags.keys.compactMap { key in settings.raw(key).map { (key, $0.value) } })
+    }
+
+    /// What tells a changed file: its modification time, size and inode (a file replaced by a
+    /// rename, as editors and config management do, has a new inode).
+    static func stamp(_ file: String) -> [String] {
+        guard let attributes = try? FileManager.default.attributesOfItem(atPath: file) else { return [] }
+        return ["\(attributes[.modificationDate] ?? "")", "\(attributes[.size] ?? "")", "\(attributes[.systemFileNumber] ?? "")"]
     }
 }
 

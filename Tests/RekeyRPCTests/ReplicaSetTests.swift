@@ -126,4 +126,24 @@ struct ReplicaSetTests {
         #expect(flaky.calls.load(ordering: .relaxed) > before)
         #expect(answers.filter { $0 == "flaky" }.count >= 4, "round-robin again: \(answers)")
     }
+
+    @Test("members replaced while it runs: the new list takes the calls, a kept member keeps what is known of its health, a removed one gets none")
+    func replaced() async throws {
+        let down = FakeReplica("down", .unreachable)
+        let kept = FakeReplica("kept")
+        let removed = FakeReplica("removed")
+        let set = Self.set([down, kept, removed])
+        for _ in 0..<6 { _ = try await Self.call(set, Self.write) }
+        #expect(down.calls.load(ordering: .relaxed) == 1)
+
+        let added = FakeReplica("added")
+        set.replace(with: [down, kept, added].map { ReplicaSet.Replica(name: $0.name, transport: $0) })
+        #expect(set.names == ["down", "kept", "added"])
+        let removedBefore = removed.calls.load(ordering: .relaxed)
+        var answers: [String] = []
+        for _ in 0..<20 { answers.append(try await Self.call(set, Self.write)) }
+        #expect(removed.calls.load(ordering: .relaxed) == removedBefore, "a removed replica takes no call")
+        #expect(down.calls.load(ordering: .relaxed) == 1, "still believed down: its wait carried over")
+        #expect(Set(answers) == ["kept", "added"], "the two listed and up take every call: \(answers)")
+    }
 }
