@@ -4,7 +4,7 @@ SWIFT ?= swift
 PYTHON ?= /usr/bin/python3
 BENCH_SECONDS ?= 3
 
-.PHONY: all deps build test proto proto-check bench bench-directory bench-notifier bench-diagnose bench-forgot bench-console run clean help fuzz fuzz-api bench-import bench-postgres bench-notifier-postgres check-images
+.PHONY: all deps build test proto proto-check bench bench-directory bench-notifier bench-diagnose bench-forgot bench-console run clean help fuzz fuzz-api bench-import bench-postgres bench-notifier-postgres bench-forgot-postgres check-images
 
 all: build
 
@@ -22,6 +22,7 @@ help:
 	@echo "make bench-import     100,000 users through the admin API's staged import, against the offline import"
 	@echo "make bench-postgres   rekey-reset-token on PostgreSQL with one and two replicas, beside SQLite"
 	@echo "make bench-notifier-postgres   rekey-notifier on PostgreSQL with one and three replicas, beside SQLite"
+	@echo "make bench-forgot-postgres     the forgot-password chain with reset-token and notifier on PostgreSQL, one and two replicas, beside SQLite"
 	@echo "make check-images  build each Dockerfile's runtime stage with debootstrap + chroot (no Docker engine) and run the forgot flow in it (root)"
 	@echo "make fuzz-api    schemathesis against a running gateway from its OpenAPI document (FUZZ_API_EXAMPLES, FUZZ_API_SECONDS)"
 	@echo "make fuzz        libFuzzer + AddressSanitizer on each parser, FUZZ_SECONDS (60) each; crashes saved in Fuzz/Regressions"
@@ -79,6 +80,14 @@ bench-notifier-postgres: deps
 	$(SWIFT) build -c release --product rekey-notifier
 	$(PYTHON) Benchmarks/notifier_postgres.py --rekey .build/release/RekeyBenchmark \
 	  --notifier .build/release/rekey-notifier --seconds $(BENCH_SECONDS)
+
+bench-forgot-postgres: deps
+	@command -v wrk >/dev/null || (sudo_cmd=$$([ "$$(id -u)" -ne 0 ] && echo sudo); DEBIAN_FRONTEND=noninteractive $$sudo_cmd apt-get install -y -q wrk)
+	$(SWIFT) build -c release --product rekey-directory
+	$(SWIFT) build -c release --product rekey-reset-token
+	$(SWIFT) build -c release --product rekey-notifier
+	$(SWIFT) build -c release --product rekey-gateway
+	$(PYTHON) Benchmarks/forgot_postgres.py --bin .build/release
 
 bench-import: deps
 	$(SWIFT) build -c release --product rekey-directory
