@@ -53,6 +53,7 @@ def main():
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--users", type=int, default=20_000)
+    parser.add_argument("--floor", default="0ms", help="the gateway's forgot_min_duration")
     args = parser.parse_args()
     data = tempfile.mkdtemp(prefix="rekey-bench-forgot-")
     env = {"REKEY_DIRECTORY_CREDENTIALS": CREDENTIAL, "REKEY_RESET_TOKEN_CREDENTIALS": CREDENTIAL,
@@ -80,7 +81,7 @@ def main():
         metrics_port = free_port()
         gateway, gport = start([args.bin + "/rekey-gateway", "serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:%d" % metrics_port, "--directory", "127.0.0.1:" + ports[0],
                                 "--reset-token", "127.0.0.1:" + ports[1], "--notifier", "127.0.0.1:" + ports[2],
-                                "--forgot-min-duration", "0ms", "--trusted-proxies", "127.0.0.1"], env, r"http\.port=(\d+)")
+                                "--forgot-min-duration", args.floor, "--trusted-proxies", "127.0.0.1"], env, r"http\.port=(\d+)")
         processes.append((gateway, gport))
         base = "http://127.0.0.1:" + gport
         with urllib.request.urlopen(base + "/password/forgot") as response:

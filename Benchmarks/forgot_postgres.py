@@ -102,7 +102,7 @@ def run_row(args, directory_template, cluster, replicas, gateways):
             kinds["gateway"].append(start(
                 [args.bin + "/rekey-gateway", "serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:%d" % metrics_ports[-1],
                  "--directory", lists["directory"],
-                 "--reset-token", lists["reset-token"], "--notifier", lists["notifier"], "--forgot-min-duration", "0ms", "--trusted-proxies", "127.0.0.1"],
+                 "--reset-token", lists["reset-token"], "--notifier", lists["notifier"], "--forgot-min-duration", args.floor, "--trusted-proxies", "127.0.0.1"],
                 PLAINTEXT, r"http\.port=(\d+)"))
 
         scripts = []
@@ -167,6 +167,7 @@ def main():
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--users", type=int, default=20_000)
+    parser.add_argument("--floor", default="0ms", help="the gateway's forgot_min_duration")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (make bench-forgot-postgres installs it)")
