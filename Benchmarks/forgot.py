@@ -12,6 +12,7 @@ through a trusted proxy), with the default rate limits. The gateway's 400 ms flo
 import argparse
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -112,6 +113,7 @@ def main():
         for process, _ in processes:
             process.terminate()
             process.wait()
+        shutil.rmtree(data, ignore_errors=True)
 
 
 if __name__ == "__main__":
