@@ -18,7 +18,7 @@ import sys
 import tempfile
 import urllib.request
 
-from forgot_postgres import gateway_counts
+from forgot_postgres import WRK_SCRIPT, gateway_counts
 from processes import start
 from tokens_postgres import free_port
 
@@ -26,19 +26,6 @@ CREDENTIAL = "benchmark-credential-0123456789abcdef"
 NAMES = ["rekey-directory", "rekey-reset-token", "rekey-notifier", "rekey-gateway"]
 
 
-# Each request: a random customer's address from a random client address.
-WRK_SCRIPT = """
-math.randomseed(os.time())
-request = function()
-  local body = "email=customer" .. math.random(0, %(users)d - 1) .. "%%40example.com&csrf=%(csrf)s"
-  local headers = {
-    ["Content-Type"] = "application/x-www-form-urlencoded",
-    ["Cookie"] = "%(cookie)s",
-    ["X-Forwarded-For"] = "10." .. math.random(0, 255) .. "." .. math.random(0, 255) .. "." .. math.random(1, 254),
-  }
-  return wrk.format("POST", nil, headers, body)
-end
-"""
 
 
 def cpu_seconds(pid):
@@ -91,7 +78,7 @@ def main():
         csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
         script = os.path.join(data, "post.lua")
         with open(script, "w") as handle:
-            handle.write(WRK_SCRIPT % {"users": args.users, "csrf": csrf, "cookie": cookie})
+            handle.write(WRK_SCRIPT % {"users": args.users, "csrf": csrf, "cookie": cookie, "seed": 0})
         before = {name: cpu_seconds(process.pid) for name, (process, _) in zip(NAMES, processes)}
         flows_before, overflow_before = gateway_counts(metrics_port)
         result = subprocess.run(["wrk", "-t2", "-c%d" % args.connections, "-d%ds" % args.seconds, "--latency", "-s", script,

@@ -37,6 +37,7 @@ PLAINTEXT = {
     "REKEY_DIRECTORY_TLS": "off", "REKEY_RESET_TOKEN_TLS": "off", "REKEY_NOTIFIER_TLS": "off", "REKEY_GATEWAY_TLS": "off",
 }
 
+# Each request: a random customer's address from a random client address.
 WRK_SCRIPT = """
 math.randomseed(os.time() + %(seed)d)
 request = function()

@@ -73,8 +73,43 @@ package struct TLSReloader: Service {
     }
 
     package func run() async throws {
-        let hangups = SignalStream.hangups()
         let gauge = Gauge(label: "rekey_tls_certificate_expiry_seconds")
+        // The expiry is looked at once at start, then at every tick.
+        try await ReloadTicks.run(every: self.interval, first: "start") { ticks in
+            var lastWarning: ContinuousClock.Instant?
+            for await reason in ticks {
+                do {
+                    if try self.tls.reloadIfChanged(force: reason == "SIGHUP") {
+                        self.logger.notice(
+                            "TLS files read again: new connections use them",
+                            metadata: ["tls.reason": "\(reason)", "tls.not_valid_after": "\(ISO8601DateFormatter().string(from: self.tls.notValidAfter))"]
+                        )
+                    }
+                } catch {
+                    self.logger.error("cannot use the changed TLS files; the ones loaded before stay in use", metadata: ["error": "\(error)"])
+                }
+                let left = self.tls.notValidAfter.timeIntervalSinceNow
+                gauge.record(left)
+                if left < 7 * 86_400, lastWarning.map({ ContinuousClock.now - $0 > .seconds(3600) }) ?? true {
+                    lastWarning = .now
+                    self.logger.warning(
+                        left <= 0 ? "this process's TLS certificate has expired: peers refuse it" : "this process's TLS certificate expires within 7 days: issue a new one",
+                        metadata: ["tls.seconds_left": "\(Int(left))", "tls.cert": "\(self.tls.files.certificate)"]
+                    )
+                }
+            }
+        }
+    }
+}
+
+/// When a service reads its files again: "SIGHUP" on every SIGHUP, "timer" every `interval`, and
+/// optionally `first` at once. `body` reads the reasons until graceful shutdown ends the sequence.
+package enum ReloadTicks {
+    package static func run(
+        every interval: Duration, first: String? = nil,
+        _ body: @escaping @Sendable (AsyncCancelOnGracefulShutdownSequence<AsyncStream<String>>) async -> Void
+    ) async throws {
+        let hangups = SignalStream.hangups()
         try await withThrowingTaskGroup(of: Void.self) { group in
             let (ticks, continuation) = AsyncStream.makeStream(of: String.self, bufferingPolicy: .bufferingNewest(1))
             group.addTask {
@@ -82,37 +117,13 @@ package struct TLSReloader: Service {
             }
             group.addTask {
                 while !Task.isCancelled {
-                    try? await Task.sleep(for: self.interval)
+                    try? await Task.sleep(for: interval)
                     continuation.yield("timer")
                 }
             }
-            // The expiry is looked at once at start, then at every tick.
-            continuation.yield("start")
-            group.addTask {
-                var lastWarning: ContinuousClock.Instant?
-                for await reason in ticks.cancelOnGracefulShutdown() {
-                    do {
-                        if try self.tls.reloadIfChanged(force: reason == "SIGHUP") {
-                            self.logger.notice(
-                                "TLS files read again: new connections use them",
-                                metadata: ["tls.reason": "\(reason)", "tls.not_valid_after": "\(ISO8601DateFormatter().string(from: self.tls.notValidAfter))"]
-                            )
-                        }
-                    } catch {
-                        self.logger.error("cannot use the changed TLS files; the ones loaded before stay in use", metadata: ["error": "\(error)"])
-                    }
-                    let left = self.tls.notValidAfter.timeIntervalSinceNow
-                    gauge.record(left)
-                    if left < 7 * 86_400, lastWarning.map({ ContinuousClock.now - $0 > .seconds(3600) }) ?? true {
-                        lastWarning = .now
-                        self.logger.warning(
-                            left <= 0 ? "this process's TLS certificate has expired: peers refuse it" : "this process's TLS certificate expires within 7 days: issue a new one",
-                            metadata: ["tls.seconds_left": "\(Int(left))", "tls.cert": "\(self.tls.files.certificate)"]
-                        )
-                    }
-                }
-            }
-            // The first task to end is the ticks loop (graceful shutdown); stop the rest.
+            if let first { continuation.yield(first) }
+            group.addTask { await body(ticks.cancelOnGracefulShutdown()) }
+            // The first task to end is the body (graceful shutdown); stop the rest.
             try await group.next()
             continuation.finish()
             group.cancelAll()

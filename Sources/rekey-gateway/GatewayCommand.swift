@@ -220,65 +220,48 @@ struct ConfigReloader: Service {
     let logger: Logger
 
     func run() async throws {
-        let hangups = SignalStream.hangups()
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            let (ticks, continuation) = AsyncStream.makeStream(of: String.self, bufferingPolicy: .bufferingNewest(1))
-            group.addTask {
-                for await _ in hangups { continuation.yield("SIGHUP") }
-            }
-            group.addTask {
-                while !Task.isCancelled {
-                    try? await Task.sleep(for: self.interval)
-                    continuation.yield("timer")
-                }
-            }
-            group.addTask {
-                var stamp = Self.stamp(self.file)
-                var values = Self.values(self.options)
-                for await reason in ticks.cancelOnGracefulShutdown() {
-                    let now = Self.stamp(self.file)
-                    guard reason == "SIGHUP" || now != stamp else { continue }
-                    stamp = now
-                    let settings: GatewaySettings
-                    do {
-                        settings = try GatewaySettings(self.options)
-                    } catch {
-                        self.logger.error(
-                            "cannot use the changed config file; the settings loaded before stay in use",
-                            metadata: ["config.file": "\(self.file)", "config.reason": "\(reason)", "error": "\(error)"]
-                        )
-                        continue
-                    }
-                    let changes = self.backends.updateReplicas(
-                        directory: settings.directory.map { .init(host: $0.host, port: $0.port) },
-                        tokens: settings.resetToken.map { .init(host: $0.host, port: $0.port) },
-                        notifier: settings.notifier.map { .init(host: $0.host, port: $0.port) }
+        try await ReloadTicks.run(every: self.interval) { ticks in
+            var stamp = Self.stamp(self.file)
+            var values = Self.values(self.options)
+            for await reason in ticks {
+                let now = Self.stamp(self.file)
+                guard reason == "SIGHUP" || now != stamp else { continue }
+                stamp = now
+                let settings: GatewaySettings
+                do {
+                    settings = try GatewaySettings(self.options)
+                } catch {
+                    self.logger.error(
+                        "cannot use the changed config file; the settings loaded before stay in use",
+                        metadata: ["config.file": "\(self.file)", "config.reason": "\(reason)", "error": "\(error)"]
                     )
-                    for change in changes {
-                        self.logger.notice("replicas changed: new calls go to the new list", metadata: [
-                            "rpc.service": "rekey-\(change.service)", "rpc.replicas": "\(change.replicas.joined(separator: ","))",
-                            "rpc.added": "\(change.added.joined(separator: ","))", "rpc.removed": "\(change.removed.joined(separator: ","))",
-                            "config.reason": "\(reason)",
-                        ])
-                    }
-                    let fresh = Self.values(self.options)
-                    let waiting = fresh.keys.filter { !Self.applied.contains($0) && fresh[$0] != values[$0] }.sorted()
-                    if !waiting.isEmpty {
-                        self.logger.warning(
-                            "settings changed in the config file take effect at the next restart",
-                            metadata: ["config.settings": "\(waiting.joined(separator: ","))", "config.file": "\(self.file)"]
-                        )
-                    }
-                    values = fresh
-                    if changes.isEmpty && waiting.isEmpty {
-                        self.logger.info("config file read again: nothing changed", metadata: ["config.reason": "\(reason)"])
-                    }
+                    continue
+                }
+                let changes = self.backends.updateReplicas(
+                    directory: settings.directory.map { .init(host: $0.host, port: $0.port) },
+                    tokens: settings.resetToken.map { .init(host: $0.host, port: $0.port) },
+                    notifier: settings.notifier.map { .init(host: $0.host, port: $0.port) }
+                )
+                for change in changes {
+                    self.logger.notice("replicas changed: new calls go to the new list", metadata: [
+                        "rpc.service": "rekey-\(change.service)", "rpc.replicas": "\(change.replicas.joined(separator: ","))",
+                        "rpc.added": "\(change.added.joined(separator: ","))", "rpc.removed": "\(change.removed.joined(separator: ","))",
+                        "config.reason": "\(reason)",
+                    ])
+                }
+                let fresh = Self.values(self.options)
+                let waiting = fresh.keys.filter { !Self.applied.contains($0) && fresh[$0] != values[$0] }.sorted()
+                if !waiting.isEmpty {
+                    self.logger.warning(
+                        "settings changed in the config file take effect at the next restart",
+                        metadata: ["config.settings": "\(waiting.joined(separator: ","))", "config.file": "\(self.file)"]
+                    )
+                }
+                values = fresh
+                if changes.isEmpty && waiting.isEmpty {
+                    self.logger.info("config file read again: nothing changed", metadata: ["config.reason": "\(reason)"])
                 }
             }
-            // The first task to end is the ticks loop (graceful shutdown); stop the rest.
-            try await group.next()
-            continuation.finish()
-            group.cancelAll()
         }
     }
 
