@@ -18,7 +18,7 @@ import sys
 import tempfile
 import urllib.request
 
-from forgot_postgres import WRK_SCRIPT, gateway_counts
+from forgot_postgres import WRK_SCRIPT, chain_arguments, gateway_counts
 from processes import start
 from tokens_postgres import free_port
 
@@ -37,11 +37,7 @@ def cpu_seconds(pid):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bin", default=".build/release")
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--users", type=int, default=20_000)
-    parser.add_argument("--floor", default="0ms", help="the gateway's forgot_min_duration")
+    chain_arguments(parser)
     args = parser.parse_args()
     data = tempfile.mkdtemp(prefix="rekey-bench-forgot-")
     env = {"REKEY_DIRECTORY_CREDENTIALS": CREDENTIAL, "REKEY_RESET_TOKEN_CREDENTIALS": CREDENTIAL,

@@ -162,13 +162,18 @@ def run_row(args, directory_template, cluster, replicas, gateways):
     return {"flows": finished / elapsed, "rate": rate, "p50": p50, "p99": p99, "failed": failed, "overflow": overflow, "total": total, "cpu": per_flow}
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def chain_arguments(parser):
+    """The options both forgot-password benchmarks take."""
     parser.add_argument("--bin", default=".build/release")
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--users", type=int, default=20_000)
     parser.add_argument("--floor", default="0ms", help="the gateway's forgot_min_duration")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    chain_arguments(parser)
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (make bench-forgot-postgres installs it)")
