@@ -140,10 +140,10 @@ package struct MIMEMessage: Sendable {
     /// first version, a small array per byte, took a quarter of the notifier's CPU under load).
     static func quotedPrintable(_ text: String) -> String {
         let hex: (UInt8) -> UInt8 = { $0 < 10 ? UInt8(ascii: "0") + $0 : UInt8(ascii: "A") + $0 - 10 }
-        var source = Array(text.utf8)
+        let source = Array(text.utf8)
         var output: [UInt8] = []
         output.reserveCapacity(source.count + source.count / 8 + 16)
-        source.withUnsafeMutableBufferPointer { bytes in
+        source.withUnsafeBufferPointer { bytes in
             func encodeLine(_ start: Int, _ end: Int) {
                 var length = 0
                 for index in start..<end {
