@@ -28,6 +28,7 @@ package final class PostfixRelay: @unchecked Sendable {
         for (name, text) in files {
             try text.write(toFile: "\(path)/conf/\(name)", atomically: true, encoding: .utf8)
         }
+        Self.deepenLogQueue()
         // Postfix keeps its data directory as its mail owner.
         try Self.asRoot("/bin/chown", ["postfix", "\(path)/data"])
         if !saslUsers.isEmpty {
@@ -99,6 +100,23 @@ package final class PostfixRelay: @unchecked Sendable {
         ]
         try (services.joined(separator: "\n") + "\n").write(toFile: "\(self.config)/master.cf", atomically: true, encoding: .utf8)
     }
+
+    /// Every Postfix process sends its log lines to postlogd over a unix datagram socket, and
+    /// blocks when the socket's queue is full. Linux's default queue is 10 datagrams
+    /// (`net.unix.max_dgram_qlen`; systemd raises it to 512 on every booted system, but a container
+    /// has no systemd): while postlogd is being restarted, ten lines from busy smtpd processes fill
+    /// it, and the master, blocked writing its own line, never restarts postlogd. One clean-clone run
+    /// hung that way for good. This sets the queue to systemd's 512 when it is smaller, as root;
+    /// where that is not allowed, Postfix runs with what there is.
+    private static func deepenLogQueue() {
+        let path = "/proc/sys/net/unix/max_dgram_qlen"
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8), let length = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)),
+            length < Self.logQueueLength
+        else { return }
+        _ = try? Self.run("/bin/sh", ["-c", "echo \(Self.logQueueLength) > \(path)"])
+    }
+
+    static let logQueueLength = 512
 
     package var log: String {
         (try? String(contentsOfFile: self.logFile, encoding: .utf8)) ?? ""
