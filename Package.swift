@@ -106,6 +106,8 @@ let package = Package(
             name: "RekeyPostgres",
             dependencies: [
                 "RekeyRPC",
+                "RekeySQLite",
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
@@ -193,6 +195,7 @@ let package = Package(
                 "RekeyRPC",
                 "RekeyCrypto",
                 "RekeySQLite",
+                "RekeyPostgres",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -436,6 +439,7 @@ let package = Package(
                 "RekeyRPC",
                 "RekeyRPCNIO",
                 "RekeySQLite",
+                "RekeyPostgres",
                 "RekeyTesting",
                 .product(name: "Logging", package: "swift-log"),
             ]

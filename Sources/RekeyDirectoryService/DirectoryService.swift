@@ -7,23 +7,23 @@ import RekeyRPC
 import RekeySQLite
 
 /// The `rekey.directory.v1.Directory` RPC service: converts messages, runs the store's work on the
-/// database thread and password hashing on the ``HashingPool``.
+/// database (``DirectoryDatabase``) and password hashing on the ``HashingPool``.
 ///
 /// Metric: `rekey_directory_sign_ins_total{result}` (see `verifyPassword`).
 package struct DirectoryService: Rekey_Directory_V1_Directory.ServiceProtocol {
-    private let database: SQLiteDatabase
+    private let database: DirectoryDatabase
     private let store: DirectoryStore
     private let hashing: HashingPool
     private let policy: PasswordPolicy
 
-    package init(database: SQLiteDatabase, store: DirectoryStore, hashing: HashingPool, policy: PasswordPolicy = PasswordPolicy()) {
+    package init(database: DirectoryDatabase, store: DirectoryStore, hashing: HashingPool, policy: PasswordPolicy = PasswordPolicy()) {
         self.database = database
         self.store = store
         self.hashing = hashing
         self.policy = policy
     }
 
-    private func db<R: Sendable>(_ body: @escaping @Sendable (DirectoryStore, SQLiteConnection) throws -> R) async throws -> R {
+    private func db<R: Sendable>(_ body: @escaping @Sendable (DirectoryStore, any SQLConnection) throws -> R) async throws -> R {
         let store = self.store
         return try await self.database.withConnection { try body(store, $0) }
     }
@@ -32,7 +32,7 @@ package struct DirectoryService: Rekey_Directory_V1_Directory.ServiceProtocol {
     /// `refused.<action>` after the action's own transaction has rolled back, then returned.
     private func db<R: Sendable>(
         auditing actor: ActorInfo, _ action: String, target: String,
-        _ body: @escaping @Sendable (DirectoryStore, SQLiteConnection) throws -> R
+        _ body: @escaping @Sendable (DirectoryStore, any SQLConnection) throws -> R
     ) async throws -> R {
         do {
             return try await self.db(body)

@@ -3,7 +3,7 @@ import RekeySQLite
 
 /// API keys: made for a user, shown once, stored as a hash, revoked or expired.
 extension DirectoryStore {
-    package func createAPIKey(_ userID: String, name: String, lifetime: Duration?, actor: ActorInfo, in connection: SQLiteConnection) throws -> (key: String, record: APIKeyRecord) {
+    package func createAPIKey(_ userID: String, name: String, lifetime: Duration?, actor: ActorInfo, in connection: any SQLConnection) throws -> (key: String, record: APIKeyRecord) {
         let name = try DirectoryValidation.name(name, field: "name")
         let lifetime = lifetime ?? self.configuration.apiKeyLifetime
         return try connection.transaction { connection in
@@ -26,7 +26,7 @@ extension DirectoryStore {
         }
     }
 
-    package func revokeAPIKey(_ keyID: String, actor: ActorInfo, in connection: SQLiteConnection) throws -> APIKeyRecord {
+    package func revokeAPIKey(_ keyID: String, actor: ActorInfo, in connection: any SQLConnection) throws -> APIKeyRecord {
         try DirectoryValidation.id(keyID, prefix: "k_", field: "key_id")
         return try connection.transaction { connection in
             guard let row = try connection.queryFirst("SELECT * FROM api_keys WHERE id = ?", .text(keyID)) else {
@@ -46,7 +46,7 @@ extension DirectoryStore {
 
     /// The user and key for a presented API key; nil when it is unknown, revoked, expired, or its
     /// user is disabled.
-    package func authenticateAPIKey(_ key: String, in connection: SQLiteConnection) throws -> (user: UserRecord, key: APIKeyRecord, permissions: [String])? {
+    package func authenticateAPIKey(_ key: String, in connection: any SQLConnection) throws -> (user: UserRecord, key: APIKeyRecord, permissions: [String])? {
         guard key.hasPrefix("rk_"), key.utf8.count == 46 else { return nil }
         let now = self.clock.nowMilliseconds()
         guard let row = try connection.queryFirst("SELECT * FROM api_keys WHERE hash = ?", .blob(SecretToken.digest(of: key))) else { return nil }

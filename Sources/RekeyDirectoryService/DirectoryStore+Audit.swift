@@ -5,7 +5,7 @@ import RekeySQLite
 extension DirectoryStore {
     /// Audit records, newest first, optionally of one target and of one actor.
     package func auditRecords(
-        target: String, actor: String = "", pageSize: Int, pageToken: String, in connection: SQLiteConnection
+        target: String, actor: String = "", pageSize: Int, pageToken: String, in connection: any SQLConnection
     ) throws -> (records: [AuditRecord], next: String) {
         guard (1...500).contains(pageSize) else {
             throw DirectoryError.invalidArgument("page_size must be from 1 to 500 (0 for 50)")

@@ -39,7 +39,7 @@ package enum Refusal: String, Sendable, Hashable {
 extension DirectoryStore {
     /// The acting user, or nil for the system itself (bootstrap, imports run by ops, the flows a
     /// user runs on their own account are made with their own id).
-    func actingUser(_ actor: ActorInfo, in connection: SQLiteConnection) throws -> UserRecord? {
+    func actingUser(_ actor: ActorInfo, in connection: any SQLConnection) throws -> UserRecord? {
         guard !actor.userID.isEmpty else { return nil }
         guard let row = try connection.queryFirst(Self.userSelect + " WHERE u.id = ?", .text(actor.userID)) else {
             throw DirectoryError.refused(.actorInactive, message: "the acting user does not exist")
@@ -53,7 +53,7 @@ extension DirectoryStore {
 
     /// Refuses unless `actor` may manage `target`: the system, the user themselves, or someone of
     /// a strictly higher rank.
-    func authorize(_ actor: ActorInfo, toManage target: UserRecord, in connection: SQLiteConnection) throws {
+    func authorize(_ actor: ActorInfo, toManage target: UserRecord, in connection: any SQLConnection) throws {
         guard let acting = try self.actingUser(actor, in: connection), acting.id != target.id else { return }
         guard RoleRank.of(acting) > RoleRank.of(target) else {
             throw DirectoryError.refused(.outranked, message: "\(target.name)'s role (\(target.role)) is not below yours (\(acting.role)); ask someone who outranks them")
@@ -61,7 +61,7 @@ extension DirectoryStore {
     }
 
     /// Refuses unless the acting user's role carries `permission` (the system always may).
-    func authorize(_ actor: ActorInfo, holding permission: String, in connection: SQLiteConnection) throws {
+    func authorize(_ actor: ActorInfo, holding permission: String, in connection: any SQLConnection) throws {
         guard let acting = try self.actingUser(actor, in: connection) else { return }
         guard try self.role(named: acting.role, in: connection).permissions.contains(permission) else {
             throw DirectoryError.refused(.missingPermission, message: "this needs the permission \(permission)")
@@ -71,7 +71,7 @@ extension DirectoryStore {
     /// Refuses a role grant above what the actor may give: an owner gives any role; anyone else
     /// only roles strictly below their own (so only an owner grants admin or owner). Lowering
     /// one's own role is allowed.
-    func authorize(_ actor: ActorInfo, toGrant role: RoleRecord, to target: UserRecord?, in connection: SQLiteConnection) throws {
+    func authorize(_ actor: ActorInfo, toGrant role: RoleRecord, to target: UserRecord?, in connection: any SQLConnection) throws {
         try Self.checkGrant(role, by: try self.actingUser(actor, in: connection), to: target)
     }
 
@@ -90,7 +90,7 @@ extension DirectoryStore {
 extension DirectoryStore {
     /// Warnings for an admin who just added `address`: other users whose address looks the same
     /// to a person (same look-alike skeleton, different address). Empty when none does.
-    package func lookAlikeWarnings(for address: String, excludingUser userID: String, in connection: SQLiteConnection) throws -> [String] {
+    package func lookAlikeWarnings(for address: String, excludingUser userID: String, in connection: any SQLConnection) throws -> [String] {
         let normalized = (try? DirectoryValidation.email(address).normalized) ?? address.lowercased()
         let rows = try connection.query(
             "SELECT e.address, e.normalized, u.id, u.name FROM emails e JOIN users u ON u.id = e.user_id WHERE e.skeleton = ? AND e.user_id != ? LIMIT 5",
@@ -103,7 +103,7 @@ extension DirectoryStore {
     }
 
     /// Gives addresses stored before skeletons existed theirs; returns how many (run at start).
-    package func fillLookAlikeSkeletons(in connection: SQLiteConnection) throws -> Int {
+    package func fillLookAlikeSkeletons(in connection: any SQLConnection) throws -> Int {
         var filled = 0
         while true {
             let rows = try connection.query("SELECT id, normalized FROM emails WHERE skeleton IS NULL LIMIT 1000")

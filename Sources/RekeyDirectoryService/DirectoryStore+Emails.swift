@@ -3,7 +3,7 @@ import RekeySQLite
 
 /// A user's email identities: adding, removing, choosing the primary one, verifying.
 extension DirectoryStore {
-    package func addEmail(_ userID: String, address: String, verified: Bool, actor: ActorInfo, in connection: SQLiteConnection) throws -> UserRecord {
+    package func addEmail(_ userID: String, address: String, verified: Bool, actor: ActorInfo, in connection: any SQLConnection) throws -> UserRecord {
         let email = try DirectoryValidation.email(address, field: "address")
         return try connection.transaction { connection in
             let user = try self.user(userID, in: connection)
@@ -29,7 +29,7 @@ extension DirectoryStore {
         }
     }
 
-    package func removeEmail(_ userID: String, emailID: String, actor: ActorInfo, in connection: SQLiteConnection) throws -> UserRecord {
+    package func removeEmail(_ userID: String, emailID: String, actor: ActorInfo, in connection: any SQLConnection) throws -> UserRecord {
         try connection.transaction { connection in
             let (user, email) = try self.email(emailID, of: userID, in: connection)
             try self.authorize(actor, toManage: user, in: connection)
@@ -46,7 +46,7 @@ extension DirectoryStore {
         }
     }
 
-    package func setPrimaryEmail(_ userID: String, emailID: String, actor: ActorInfo, in connection: SQLiteConnection) throws -> UserRecord {
+    package func setPrimaryEmail(_ userID: String, emailID: String, actor: ActorInfo, in connection: any SQLConnection) throws -> UserRecord {
         try connection.transaction { connection in
             let (user, email) = try self.email(emailID, of: userID, in: connection)
             try self.authorize(actor, toManage: user, in: connection)
@@ -62,7 +62,7 @@ extension DirectoryStore {
         }
     }
 
-    package func markEmailVerified(_ userID: String, emailID: String, actor: ActorInfo, in connection: SQLiteConnection) throws -> UserRecord {
+    package func markEmailVerified(_ userID: String, emailID: String, actor: ActorInfo, in connection: any SQLConnection) throws -> UserRecord {
         try connection.transaction { connection in
             let (user, email) = try self.email(emailID, of: userID, in: connection)
             if !actor.userID.isEmpty, actor.userID != user.id {

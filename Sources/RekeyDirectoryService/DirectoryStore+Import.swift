@@ -38,7 +38,7 @@ extension DirectoryStore {
         partial: Bool,
         maxRows: Int = 100_000,
         actor: ActorInfo,
-        in connection: SQLiteConnection
+        in connection: any SQLConnection
     ) throws -> ImportReport {
         var records = CSVReader.records(csv)[...]
         guard let header = records.popFirst() else {
@@ -142,7 +142,7 @@ extension DirectoryStore {
         staff: Bool,
         organizationID: String?,
         now: Int64,
-        in connection: SQLiteConnection
+        in connection: any SQLConnection
     ) throws -> (id: String, prefixes: [PrefixRow]) {
         let id = try Self.makeID("u_")
         guard let seq = try connection.queryFirst(
@@ -162,7 +162,7 @@ extension DirectoryStore {
     }
 
     /// The id of the organization with this id, or with this name in any case.
-    private func organizationID(named nameOrID: String, in connection: SQLiteConnection) throws -> String? {
+    private func organizationID(named nameOrID: String, in connection: any SQLConnection) throws -> String? {
         try connection.queryFirst(
             "SELECT id FROM organizations WHERE id = ? OR name_key = ?", .text(nameOrID), .text(nameOrID.lowercased())
         )?.string("id")

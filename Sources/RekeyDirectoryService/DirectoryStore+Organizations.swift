@@ -3,7 +3,7 @@ import RekeySQLite
 
 /// Organizations and their email domains.
 extension DirectoryStore {
-    package func createOrganization(name: String, domains: [String], actor: ActorInfo, in connection: SQLiteConnection) throws -> OrganizationRecord {
+    package func createOrganization(name: String, domains: [String], actor: ActorInfo, in connection: any SQLConnection) throws -> OrganizationRecord {
         let name = try DirectoryValidation.name(name, field: "name")
         let domains = try Self.validDomains(domains)
         return try connection.transaction { connection in
@@ -20,7 +20,7 @@ extension DirectoryStore {
         }
     }
 
-    package func organization(_ id: String, in connection: SQLiteConnection) throws -> OrganizationRecord {
+    package func organization(_ id: String, in connection: any SQLConnection) throws -> OrganizationRecord {
         try DirectoryValidation.id(id, prefix: "o_", field: "organization_id")
         guard let row = try connection.queryFirst("SELECT * FROM organizations WHERE id = ?", .text(id)) else {
             throw DirectoryError.notFound("no organization has the id \(id)")
@@ -28,12 +28,15 @@ extension DirectoryStore {
         return Self.organizationRecord(row)
     }
 
-    package func organizations(in connection: SQLiteConnection) throws -> [OrganizationRecord] {
-        try connection.query("SELECT * FROM organizations ORDER BY name COLLATE NOCASE").map(Self.organizationRecord)
+    package func organizations(in connection: any SQLConnection) throws -> [OrganizationRecord] {
+        // SQLite's NOCASE folds ASCII letters only; lower() on PostgreSQL folds more, and the name breaks ties.
+        try connection.query(
+            connection.dialect == .sqlite ? "SELECT * FROM organizations ORDER BY name COLLATE NOCASE" : "SELECT * FROM organizations ORDER BY lower(name), name"
+        ).map(Self.organizationRecord)
     }
 
     /// Renames an organization and/or replaces its domains (nil leaves that part alone).
-    package func updateOrganization(_ id: String, name: String?, domains: [String]?, actor: ActorInfo, in connection: SQLiteConnection) throws -> OrganizationRecord {
+    package func updateOrganization(_ id: String, name: String?, domains: [String]?, actor: ActorInfo, in connection: any SQLConnection) throws -> OrganizationRecord {
         let name = try name.map { try DirectoryValidation.name($0, field: "name") }
         let domains = try domains.map(Self.validDomains)
         return try connection.transaction { connection in
@@ -58,7 +61,7 @@ extension DirectoryStore {
     }
 
     /// Deletes an organization nobody belongs to any more.
-    package func deleteOrganization(_ id: String, actor: ActorInfo, in connection: SQLiteConnection) throws {
+    package func deleteOrganization(_ id: String, actor: ActorInfo, in connection: any SQLConnection) throws {
         try connection.transaction { connection in
             let organization = try self.organization(id, in: connection)
             let members = try connection.queryFirst("SELECT count(*) AS n FROM users WHERE organization_id = ?", .text(id))?.int("n") ?? 0

@@ -5,7 +5,7 @@ import RekeySQLite
 extension DirectoryStore {
     /// The stored password hash of the user with address `email`, for verification. Nil when no
     /// active user with a password has that address.
-    package func passwordCandidate(email: String, in connection: SQLiteConnection) throws -> (user: UserRecord, hash: String)? {
+    package func passwordCandidate(email: String, in connection: any SQLConnection) throws -> (user: UserRecord, hash: String)? {
         guard let (user, _) = try? self.findUser(byEmail: email, in: connection),
               user.state == .active, let hash = user.passwordHash
         else { return nil }
@@ -22,7 +22,7 @@ extension DirectoryStore {
     /// password is checked, atomically (the database runs one piece of work at a time), so that
     /// no burst gets more passwords checked than the limits allow. Throws
     /// ``DirectoryError/signInLimited(retryAfter:)`` without counting when either limit is reached.
-    package func reserveSignIn(clientAddress: String, email: String, in connection: SQLiteConnection) throws -> SignInReservation {
+    package func reserveSignIn(clientAddress: String, email: String, in connection: any SQLConnection) throws -> SignInReservation {
         let throttle = self.configuration.throttle
         let now = self.clock.nowMilliseconds()
         let since = now - throttle.window.milliseconds
@@ -57,7 +57,7 @@ extension DirectoryStore {
     }
 
     /// Gives back a successful sign-in's reservation and forgets attempts older than the window.
-    package func releaseSignIn(_ reservation: SignInReservation, in connection: SQLiteConnection) throws {
+    package func releaseSignIn(_ reservation: SignInReservation, in connection: any SQLConnection) throws {
         try connection.transaction { connection in
             if let row = reservation.addressRow {
                 try connection.run("DELETE FROM sign_in_failures WHERE id = ?", .integer(row))
@@ -67,7 +67,7 @@ extension DirectoryStore {
     }
 
     /// Forgets attempts older than the window (run after a refused sign-in, off the hot path).
-    package func forgetOldSignIns(in connection: SQLiteConnection) throws {
+    package func forgetOldSignIns(in connection: any SQLConnection) throws {
         let before = self.clock.nowMilliseconds() - self.configuration.signInWindow.milliseconds
         try connection.transaction { connection in
             try connection.run("DELETE FROM sign_in_failures WHERE at <= ?", .integer(before))
@@ -76,7 +76,7 @@ extension DirectoryStore {
     }
 
     /// Stores a new password hash (computed by the caller, off this thread) and revokes sessions.
-    package func storePasswordHash(_ userID: String, hash: String, actor: ActorInfo, revokeSessions: Bool, in connection: SQLiteConnection) throws -> Int64 {
+    package func storePasswordHash(_ userID: String, hash: String, actor: ActorInfo, revokeSessions: Bool, in connection: any SQLConnection) throws -> Int64 {
         try connection.transaction { connection in
             try self.authorize(actor, toManage: try self.user(userID, in: connection), in: connection)
             let now = self.clock.nowMilliseconds()
@@ -93,7 +93,7 @@ extension DirectoryStore {
     }
 
     /// Replaces a hash with a stronger one after a successful sign-in, if it did not change since.
-    package func upgradePasswordHash(_ userID: String, from old: String, to new: String, in connection: SQLiteConnection) throws {
+    package func upgradePasswordHash(_ userID: String, from old: String, to new: String, in connection: any SQLConnection) throws {
         try connection.run("UPDATE users SET password_hash = ? WHERE id = ? AND password_hash = ?", .text(new), .text(userID), .text(old))
     }
 }

@@ -3,7 +3,7 @@ import RekeySQLite
 
 /// Roles and the permissions they carry.
 extension DirectoryStore {
-    package func createRole(name: String, permissions: [String], staff: Bool, actor: ActorInfo, in connection: SQLiteConnection) throws -> RoleRecord {
+    package func createRole(name: String, permissions: [String], staff: Bool, actor: ActorInfo, in connection: any SQLConnection) throws -> RoleRecord {
         try DirectoryValidation.roleName(name)
         let known = Set(Permissions.all.map(\.name))
         for permission in permissions where !known.contains(permission) {
@@ -22,13 +22,13 @@ extension DirectoryStore {
         }
     }
 
-    package func roles(in connection: SQLiteConnection) throws -> [RoleRecord] {
+    package func roles(in connection: any SQLConnection) throws -> [RoleRecord] {
         try connection.query("SELECT name FROM roles ORDER BY builtin DESC, name").compactMap { $0.string("name") }.map {
             try self.role(named: $0, in: connection)
         }
     }
 
-    package func role(named name: String, in connection: SQLiteConnection) throws -> RoleRecord {
+    package func role(named name: String, in connection: any SQLConnection) throws -> RoleRecord {
         guard !name.isEmpty else {
             throw DirectoryError.invalidArgument("role is required")
         }
@@ -41,7 +41,7 @@ extension DirectoryStore {
     }
 
     /// Whether the user holds `permission`; never for disabled users.
-    package func hasPermission(_ userID: String, _ permission: String, in connection: SQLiteConnection) throws -> Bool {
+    package func hasPermission(_ userID: String, _ permission: String, in connection: any SQLConnection) throws -> Bool {
         guard Permissions.all.contains(where: { $0.name == permission }) else {
             throw DirectoryError.invalidArgument("unknown permission `\(permission.prefix(80))`")
         }
@@ -51,7 +51,7 @@ extension DirectoryStore {
     }
 
     /// Whether any user has the owner role (for bootstrapping the first one).
-    package func hasOwner(in connection: SQLiteConnection) throws -> Bool {
+    package func hasOwner(in connection: any SQLConnection) throws -> Bool {
         try connection.queryFirst("SELECT 1 AS x FROM users WHERE role = 'owner' LIMIT 1") != nil
     }
 }

@@ -13,11 +13,22 @@ import RekeySQLite
 /// letter) read just one page of an index however many users match. Several words starting with
 /// a short one read that word's entries in rank order and keep the users the other words match.
 /// Longer first words, and sparse several-word queries, match far fewer users: they go through the
-/// FTS5 table `user_search` and are ranked in memory. Pages continue from the last result shown (keyset), so they stay stable while users are
+/// full-text table `user_search` (FTS5 on SQLite, a `tsvector` under a GIN index on PostgreSQL)
+/// and are ranked in memory. Pages continue from the last result shown (keyset), so they stay stable while users are
 /// added.
 extension DirectoryStore {
     /// The longest query word `search_prefixes` answers alone.
     static let indexedPrefixLength = 3
+
+    /// The column that ties a `user_search` row to its user: FTS5's rowid on SQLite.
+    static func searchRowID(_ connection: any SQLConnection) -> String {
+        connection.dialect == .sqlite ? "rowid" : "seq"
+    }
+
+    /// SQLite is told to read the staff-only index; PostgreSQL's planner picks it from `staff = 1`.
+    static func staffIndex(_ staffOnly: Bool, _ connection: any SQLConnection) -> String {
+        staffOnly && connection.dialect == .sqlite ? " INDEXED BY search_prefixes_staff" : ""
+    }
 
     /// The words of a text as search compares them.
     static func searchWords(_ text: String) -> [String] {
@@ -74,7 +85,7 @@ extension DirectoryStore {
         return Self.prefixEntries(name: name, emails: emails).map { PrefixRow(prefix: $0.key, tier: $0.value, nameKey: nameKey, seq: seq, staff: staff) }
     }
 
-    func insert(_ rows: [PrefixRow], in connection: SQLiteConnection) throws {
+    func insert(_ rows: [PrefixRow], in connection: any SQLConnection) throws {
         for row in rows {
             try connection.run(
                 "INSERT INTO search_prefixes (prefix, tier, name_key, seq, staff) VALUES (?, ?, ?, ?, ?)",
@@ -84,21 +95,30 @@ extension DirectoryStore {
     }
 
     /// Adds a user to both search indexes.
-    func insertSearchEntries(seq: Int64, name: String, emails: [String], staff: Bool, in connection: SQLiteConnection) throws {
+    func insertSearchEntries(seq: Int64, name: String, emails: [String], staff: Bool, in connection: any SQLConnection) throws {
         try self.insertFullTextEntry(seq: seq, name: name, emails: emails, in: connection)
         try self.insert(Self.prefixRows(seq: seq, name: name, emails: emails, staff: staff), in: connection)
     }
 
-    func insertFullTextEntry(seq: Int64, name: String, emails: [String], in connection: SQLiteConnection) throws {
-        try connection.run("INSERT INTO user_search (rowid, name, emails) VALUES (?, ?, ?)", .integer(seq), .text(name), .text(emails.joined(separator: " ")))
+    func insertFullTextEntry(seq: Int64, name: String, emails: [String], in connection: any SQLConnection) throws {
+        switch connection.dialect {
+        case .sqlite:
+            try connection.run("INSERT INTO user_search (rowid, name, emails) VALUES (?, ?, ?)", .integer(seq), .text(name), .text(emails.joined(separator: " ")))
+        case .postgres:
+            let words = Self.searchWords(([name] + emails).joined(separator: " ")).joined(separator: " ")
+            try connection.run(
+                "INSERT INTO user_search (seq, name, emails, words) VALUES (?, ?, ?, to_tsvector('simple', ?))",
+                .integer(seq), .text(name), .text(emails.joined(separator: " ")), .text(words)
+            )
+        }
     }
 
     /// Refreshes a user's search entries after their name, role or addresses changed.
-    func reindex(_ userID: String, in connection: SQLiteConnection) throws {
+    func reindex(_ userID: String, in connection: any SQLConnection) throws {
         guard let row = try connection.queryFirst(
             "SELECT u.seq, u.name, r.staff FROM users u JOIN roles r ON r.name = u.role WHERE u.id = ?", .text(userID)
         ), let seq = row.int("seq") else { return }
-        if let old = try connection.queryFirst("SELECT name, emails FROM user_search WHERE rowid = ?", .integer(seq)) {
+        if let old = try connection.queryFirst("SELECT name, emails FROM user_search WHERE \(Self.searchRowID(connection)) = ?", .integer(seq)) {
             let oldName = old.string("name") ?? ""
             let oldEmails = (old.string("emails") ?? "").split(separator: " ").map(String.init)
             let oldKey = Self.searchKey(oldName)
@@ -108,7 +128,7 @@ extension DirectoryStore {
                     .text(prefix), .integer(Int64(tier)), .text(oldKey), .integer(seq)
                 )
             }
-            try connection.run("DELETE FROM user_search WHERE rowid = ?", .integer(seq))
+            try connection.run("DELETE FROM user_search WHERE \(Self.searchRowID(connection)) = ?", .integer(seq))
         }
         let emails = try connection.query("SELECT address FROM emails WHERE user_id = ?", .text(userID)).compactMap { $0.string("address") }
         try self.insertSearchEntries(seq: seq, name: row.string("name") ?? "", emails: emails, staff: row.int("staff") == 1, in: connection)
@@ -116,7 +136,7 @@ extension DirectoryStore {
 
     /// Fills `search_prefixes` for users stored before it existed (schema version 3). Runs at
     /// start-up; does nothing when there is nothing to do.
-    package func rebuildSearchPrefixesIfNeeded(in connection: SQLiteConnection) throws -> Int {
+    package func rebuildSearchPrefixesIfNeeded(in connection: any SQLConnection) throws -> Int {
         try connection.transaction { connection in
             guard try connection.queryFirst("SELECT value FROM directory_meta WHERE key = 'search_prefixes_pending'") != nil else { return 0 }
             try connection.run("DELETE FROM search_prefixes")
@@ -160,14 +180,14 @@ extension DirectoryStore {
     /// by primary key each: the same user has the same name key). Words longer than that are then
     /// checked in full. Nil when more than ``prefixScanLimit`` entries would have to be read.
     private func scanPrefixIndex(
-        words: [String], staffOnly: Bool, after cursor: SearchCursor, limit: Int, in connection: SQLiteConnection
+        words: [String], staffOnly: Bool, after cursor: SearchCursor, limit: Int, in connection: any SQLConnection
     ) throws -> [SearchCursor]? {
         let others = words.dropFirst().map { String($0.prefix(Self.indexedPrefixLength)) }
         let exists = others.map { _ in
             " AND EXISTS (SELECT 1 FROM search_prefixes q WHERE q.prefix = ? AND q.tier IN (0, 1, 2) AND q.name_key = p.name_key AND q.seq = p.seq)"
         }.joined()
         let driver = """
-            SELECT tier, name_key, seq FROM search_prefixes\(staffOnly ? " INDEXED BY search_prefixes_staff" : "")
+            SELECT tier, name_key, seq FROM search_prefixes\(Self.staffIndex(staffOnly, connection))
             WHERE prefix = ?\(staffOnly ? " AND staff = 1" : "") AND (tier, name_key, seq) > (?, ?, ?)
             ORDER BY tier, name_key, seq
             """
@@ -180,7 +200,9 @@ extension DirectoryStore {
         var matches: [SearchCursor] = []
         for row in rows {
             if needsCheck {
-                guard let text = try connection.queryFirst("SELECT name, emails FROM user_search WHERE rowid = ?", .integer(row.int("seq") ?? 0)) else { continue }
+                guard let text = try connection.queryFirst(
+                    "SELECT name, emails FROM user_search WHERE \(Self.searchRowID(connection)) = ?", .integer(row.int("seq") ?? 0)
+                ) else { continue }
                 let userWords = Self.searchWords((text.string("name") ?? "") + " " + (text.string("emails") ?? ""))
                 guard words.dropFirst().allSatisfy({ word in userWords.contains { $0.hasPrefix(word) } }) else { continue }
             }
@@ -193,17 +215,37 @@ extension DirectoryStore {
 
     /// Any query, through FTS5: every match is ranked in memory.
     private func fullTextSearch(
-        words: [String], staffOnly: Bool, after cursor: SearchCursor, limit: Int, in connection: SQLiteConnection
+        words: [String], staffOnly: Bool, after cursor: SearchCursor, limit: Int, in connection: any SQLConnection
     ) throws -> [SearchCursor] {
-        let match = words.map { "\"\($0)\"*" }.joined(separator: " AND ")
-        let rows = try connection.query(
-            """
-            SELECT s.rowid AS seq, s.name AS name FROM user_search s
-            JOIN users u ON u.seq = s.rowid JOIN roles r ON r.name = u.role
-            WHERE user_search MATCH ?\(staffOnly ? " AND r.staff = 1" : "")
-            """,
-            .text(match)
-        )
+        let rows: [SQLiteRow]
+        switch connection.dialect {
+        case .sqlite:
+            let match = words.map { "\"\($0)\"*" }.joined(separator: " AND ")
+            rows = try connection.query(
+                """
+                SELECT s.rowid AS seq, s.name AS name FROM user_search s
+                JOIN users u ON u.seq = s.rowid JOIN roles r ON r.name = u.role
+                WHERE user_search MATCH ?\(staffOnly ? " AND r.staff = 1" : "")
+                """,
+                .text(match)
+            )
+        case .postgres:
+            // Each word as a quoted prefix term ('word':*); words are letters and digits only.
+            let match = words.map { "'\($0)':*" }.joined(separator: " & ")
+            rows = try connection.query(
+                """
+                SELECT s.seq AS seq, s.name AS name, s.emails AS emails FROM user_search s
+                JOIN users u ON u.seq = s.seq JOIN roles r ON r.name = u.role
+                WHERE s.words @@ to_tsquery('simple', ?)\(staffOnly ? " AND r.staff = 1" : "")
+                """,
+                .text(match)
+            ).filter { row in
+                // PostgreSQL's parser may split a word where Rekey does not: keep exactly the
+                // users every query word is the start of a word of.
+                let userWords = Self.searchWords((row.string("name") ?? "") + " " + (row.string("emails") ?? ""))
+                return words.allSatisfy { word in userWords.contains { $0.hasPrefix(word) } }
+            }
+        }
         var page = rows.compactMap { row -> SearchCursor? in
             let name = row.string("name") ?? ""
             let entry = SearchCursor(
@@ -221,7 +263,7 @@ extension DirectoryStore {
         staffOnly: Bool,
         pageSize: Int,
         pageToken: String,
-        in connection: SQLiteConnection
+        in connection: any SQLConnection
     ) throws -> (users: [UserRecord], next: String) {
         guard query.count <= 200 else {
             throw DirectoryError.invalidArgument("query is longer than 200 characters")
@@ -245,7 +287,7 @@ extension DirectoryStore {
         if words.count <= 1, (words.first?.count ?? 0) <= Self.indexedPrefixLength {
             let rows = try connection.query(
                 """
-                SELECT tier, name_key, seq FROM search_prefixes\(staffOnly ? " INDEXED BY search_prefixes_staff" : "")
+                SELECT tier, name_key, seq FROM search_prefixes\(Self.staffIndex(staffOnly, connection))
                 WHERE prefix = ?\(staffOnly ? " AND staff = 1" : "") AND (tier, name_key, seq) > (?, ?, ?)
                 ORDER BY tier, name_key, seq LIMIT ?
                 """,

@@ -3,7 +3,7 @@ import RekeySQLite
 
 /// Sign-on sessions of the web pages.
 extension DirectoryStore {
-    package func createSession(_ userID: String, in connection: SQLiteConnection) throws -> (token: String, id: String, expiresAt: Int64) {
+    package func createSession(_ userID: String, in connection: any SQLConnection) throws -> (token: String, id: String, expiresAt: Int64) {
         try connection.transaction { connection in
             let user = try self.user(userID, in: connection)
             guard user.state == .active else {
@@ -24,7 +24,7 @@ extension DirectoryStore {
     /// The session's user and their role's permissions; nil when the session is unknown,
     /// revoked, past its lifetime, unused for longer than the idle timeout, or its user disabled.
     /// Each use moves the idle deadline (written at most once a minute).
-    package func validateSession(_ token: String, in connection: SQLiteConnection) throws -> (user: UserRecord, id: String, expiresAt: Int64, permissions: [String])? {
+    package func validateSession(_ token: String, in connection: any SQLConnection) throws -> (user: UserRecord, id: String, expiresAt: Int64, permissions: [String])? {
         guard token.utf8.count == 43, Base64URL.decode(token)?.count == 32 else { return nil }
         let now = self.clock.nowMilliseconds()
         guard let row = try connection.queryFirst("SELECT * FROM sessions WHERE hash = ?", .blob(SecretToken.digest(of: token))),
@@ -41,7 +41,7 @@ extension DirectoryStore {
         return (user, id, expiresAt, try self.role(named: user.role, in: connection).permissions)
     }
 
-    package func revokeSessions(_ userID: String, actor: ActorInfo, in connection: SQLiteConnection) throws -> Int {
+    package func revokeSessions(_ userID: String, actor: ActorInfo, in connection: any SQLConnection) throws -> Int {
         try connection.transaction { connection in
             try self.authorize(actor, toManage: try self.user(userID, in: connection), in: connection)
             let count = try connection.run(

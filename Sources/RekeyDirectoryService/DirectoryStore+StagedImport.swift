@@ -19,7 +19,7 @@ extension DirectoryStore {
     }
 
     /// Starts a stage, or finds the one `key` names.
-    package func beginImport(key: String, partial: Bool, actor: ActorInfo, in connection: SQLiteConnection) throws -> ImportStage {
+    package func beginImport(key: String, partial: Bool, actor: ActorInfo, in connection: any SQLConnection) throws -> ImportStage {
         if !key.isEmpty {
             guard key.utf8.count <= 128, key.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
                 throw DirectoryError.invalidArgument("import_key must be 1-128 printable ASCII characters without spaces")
@@ -56,7 +56,7 @@ extension DirectoryStore {
     }
 
     /// Adds the next chunk; the bytes staged so far. The last chunk sent again is ignored.
-    package func appendImport(id: String, sequence: Int, csv: [UInt8], in connection: SQLiteConnection) throws -> Int {
+    package func appendImport(id: String, sequence: Int, csv: [UInt8], in connection: any SQLConnection) throws -> Int {
         try DirectoryValidation.id(id, prefix: "i_", field: "import_id")
         guard csv.count <= Self.maxImportChunk else {
             throw DirectoryError.invalidArgument("a chunk may have at most \(Self.maxImportChunk) bytes")
@@ -80,7 +80,7 @@ extension DirectoryStore {
 
     /// Imports the staged file in one transaction and keeps the outcome (encoded by `encode`) for
     /// retries; a stage that finished already answers its kept outcome.
-    package func commitImport(id: String, encode: (ImportReport) -> [UInt8], in connection: SQLiteConnection) throws -> [UInt8] {
+    package func commitImport(id: String, encode: (ImportReport) -> [UInt8], in connection: any SQLConnection) throws -> [UInt8] {
         try DirectoryValidation.id(id, prefix: "i_", field: "import_id")
         return try connection.transaction { connection in
             guard let row = try connection.queryFirst("SELECT * FROM imports WHERE id = ?", .text(id)) else {
@@ -103,7 +103,7 @@ extension DirectoryStore {
         }
     }
 
-    private func stage(_ id: String, in connection: SQLiteConnection) throws -> (id: String, bytes: Int) {
+    private func stage(_ id: String, in connection: any SQLConnection) throws -> (id: String, bytes: Int) {
         guard let row = try connection.queryFirst("SELECT state, bytes FROM imports WHERE id = ?", .text(id)) else {
             throw DirectoryError.notFound("no import stage has the id \(id) (stages expire after an hour)")
         }

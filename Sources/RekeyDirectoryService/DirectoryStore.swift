@@ -69,7 +69,7 @@ package struct DirectoryStore: Sendable {
         }
     }
 
-    package func createUser(_ new: NewUser, actor: ActorInfo, in connection: SQLiteConnection) throws -> UserRecord {
+    package func createUser(_ new: NewUser, actor: ActorInfo, in connection: any SQLConnection) throws -> UserRecord {
         let name = try DirectoryValidation.name(new.name, field: "name")
         let locale = try DirectoryValidation.locale(new.locale)
         let email = try DirectoryValidation.email(new.email)
@@ -100,7 +100,7 @@ package struct DirectoryStore: Sendable {
         }
     }
 
-    package func user(_ id: String, in connection: SQLiteConnection) throws -> UserRecord {
+    package func user(_ id: String, in connection: any SQLConnection) throws -> UserRecord {
         try DirectoryValidation.id(id, prefix: "u_", field: "user_id")
         guard let row = try connection.queryFirst(Self.userSelect + " WHERE u.id = ?", .text(id)) else {
             throw DirectoryError.notFound("no user has the id \(id)")
@@ -118,7 +118,7 @@ package struct DirectoryStore: Sendable {
         package init() {}
     }
 
-    package func updateUser(_ id: String, changes: UserChanges, actor: ActorInfo, in connection: SQLiteConnection) throws -> UserRecord {
+    package func updateUser(_ id: String, changes: UserChanges, actor: ActorInfo, in connection: any SQLConnection) throws -> UserRecord {
         let name = try changes.name.map { try DirectoryValidation.name($0, field: "name") }
         let locale = try changes.locale.map { try DirectoryValidation.locale($0) }
         if let organizationID = changes.organizationID, !organizationID.isEmpty {
@@ -161,7 +161,7 @@ package struct DirectoryStore: Sendable {
     }
 
     /// Enables or disables a user; disabling revokes their sessions. The last active owner stays.
-    package func setState(_ id: String, _ state: UserStateValue, actor: ActorInfo, in connection: SQLiteConnection) throws -> UserRecord {
+    package func setState(_ id: String, _ state: UserStateValue, actor: ActorInfo, in connection: any SQLConnection) throws -> UserRecord {
         try connection.transaction { connection in
             let user = try self.user(id, in: connection)
             try self.authorize(actor, toManage: user, in: connection)
@@ -182,7 +182,7 @@ package struct DirectoryStore: Sendable {
     }
 
     /// The user one of whose addresses is `email` (any case), and the identity it matched.
-    package func findUser(byEmail email: String, in connection: SQLiteConnection) throws -> (user: UserRecord, matched: EmailRecord)? {
+    package func findUser(byEmail email: String, in connection: any SQLConnection) throws -> (user: UserRecord, matched: EmailRecord)? {
         let normalized = try DirectoryValidation.email(email).normalized
         guard let row = try connection.queryFirst("SELECT id, user_id FROM emails WHERE normalized = ?", .text(normalized)),
               let userID = row.string("user_id"), let emailID = row.string("id")
@@ -213,7 +213,7 @@ package struct DirectoryStore: Sendable {
     /// when more match).
     package func listUsers(
         filter: ListFilter, pageSize: Int, pageToken: String, countTotal: Bool = false, countLimit: Int = Self.countLimit,
-        in connection: SQLiteConnection
+        in connection: any SQLConnection
     ) throws -> (users: [UserRecord], next: String, total: (count: Int, capped: Bool)?) {
         guard (1...500).contains(pageSize) else {
             throw DirectoryError.invalidArgument("page_size must be from 1 to 500 (0 for 50)")
@@ -260,7 +260,7 @@ package struct DirectoryStore: Sendable {
         var total: (count: Int, capped: Bool)?
         if countTotal {
             let counted = try connection.query(
-                "SELECT count(*) AS n FROM (SELECT 1 FROM users u WHERE 1 = 1" + conditions + " LIMIT ?)",
+                "SELECT count(*) AS n FROM (SELECT 1 FROM users u WHERE 1 = 1" + conditions + " LIMIT ?) AS matching",
                 filters + [.integer(Int64(countLimit + 1))]
             ).first?.int("n") ?? 0
             total = (min(Int(counted), countLimit), counted > countLimit)
@@ -276,7 +276,7 @@ package struct DirectoryStore: Sendable {
         FROM users u JOIN roles r ON r.name = u.role
         """
 
-    func userRecord(_ row: SQLiteRow, in connection: SQLiteConnection) throws -> UserRecord {
+    func userRecord(_ row: SQLiteRow, in connection: any SQLConnection) throws -> UserRecord {
         let id = row.string("id") ?? ""
         let emails = try connection.query(
             "SELECT id, address, is_primary, verified FROM emails WHERE user_id = ? ORDER BY is_primary DESC, created_at, id", .text(id)
@@ -320,7 +320,7 @@ package struct DirectoryStore: Sendable {
         )
     }
 
-    func email(_ emailID: String, of userID: String, in connection: SQLiteConnection) throws -> (UserRecord, EmailRecord) {
+    func email(_ emailID: String, of userID: String, in connection: any SQLConnection) throws -> (UserRecord, EmailRecord) {
         try DirectoryValidation.id(emailID, prefix: "e_", field: "email_id")
         let user = try self.user(userID, in: connection)
         guard let email = user.emails.first(where: { $0.id == emailID }) else {
@@ -329,13 +329,13 @@ package struct DirectoryStore: Sendable {
         return (user, email)
     }
 
-    func ensureEmailIsFree(_ normalized: String, field: String, in connection: SQLiteConnection) throws {
+    func ensureEmailIsFree(_ normalized: String, field: String, in connection: any SQLConnection) throws {
         if try connection.queryFirst("SELECT id FROM emails WHERE normalized = ?", .text(normalized)) != nil {
             throw DirectoryError.alreadyExists("the email address \(normalized) belongs to another user (\(field))")
         }
     }
 
-    func ensureAnotherActiveOwner(than userID: String, in connection: SQLiteConnection, doing action: String) throws {
+    func ensureAnotherActiveOwner(than userID: String, in connection: any SQLConnection, doing action: String) throws {
         let others = try connection.queryFirst(
             "SELECT count(*) AS n FROM users WHERE role = 'owner' AND state = ? AND id != ?",
             .integer(UserStateValue.active.rawValue), .text(userID)
@@ -345,12 +345,12 @@ package struct DirectoryStore: Sendable {
         }
     }
 
-    func touch(_ userID: String, in connection: SQLiteConnection) throws {
+    func touch(_ userID: String, in connection: any SQLConnection) throws {
         try connection.run("UPDATE users SET updated_at = ? WHERE id = ?", .integer(self.clock.nowMilliseconds()), .text(userID))
         try self.reindex(userID, in: connection)
     }
 
-    func audit(_ actor: ActorInfo, _ action: String, target: String, detail: String, in connection: SQLiteConnection) throws {
+    func audit(_ actor: ActorInfo, _ action: String, target: String, detail: String, in connection: any SQLConnection) throws {
         try connection.run(
             "INSERT INTO audit (at, actor_id, actor_address, action, target, detail) VALUES (?, ?, ?, ?, ?, ?)",
             .integer(self.clock.nowMilliseconds()), .text(actor.userID), .text(actor.clientAddress), .text(action), .text(target), .text(detail)

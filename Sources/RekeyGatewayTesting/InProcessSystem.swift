@@ -68,7 +68,7 @@ package final class InProcessSystem: @unchecked Sendable {
             return CountingTransport(log: log, base: InProcessTransport(dispatcher: dispatcher, credential: Self.credential, caller: "gateway"))
         }
         self.backends = Backends(
-            directory: transport("directory", DirectoryService(database: self.directoryDatabase, store: self.directoryStore, hashing: hashing), health: Rekey_Directory_V1_Directory.name),
+            directory: transport("directory", DirectoryService(database: .sqlite(self.directoryDatabase), store: self.directoryStore, hashing: hashing), health: Rekey_Directory_V1_Directory.name),
             tokens: transport("reset-token", TokenService(store: TokenStore(configuration: .init(), clock: clock, repository: SQLiteTokenRepository(database: tokensDatabase))), health: Rekey_Tokens_V1_Tokens.name),
             notifier: transport(
                 "notifier",

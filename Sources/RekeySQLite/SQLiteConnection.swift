@@ -35,6 +35,11 @@ package struct SQLiteRow: Sendable {
     package let columns: [String]
     package let values: [SQLiteValue]
 
+    package init(columns: [String], values: [SQLiteValue]) {
+        self.columns = columns
+        self.values = values
+    }
+
     package subscript(_ column: String) -> SQLiteValue {
         guard let index = self.columns.firstIndex(of: column) else {
             preconditionFailure("no column \(column) in the result (\(self.columns))")

@@ -7,6 +7,7 @@ import RekeyClock
 import RekeyCrypto
 import RekeyDirectoryAPI
 import RekeyDirectoryService
+import RekeyPostgres
 import RekeyRPCNIO
 import RekeySQLite
 import RekeyServiceKit
@@ -53,12 +54,19 @@ struct DirectoryOptions: ParsableArguments {
     @Option(help: "The first wait past those; it doubles with each failure, up to the window. Env: REKEY_DIRECTORY_SIGN_IN_ACCOUNT_DELAY. Default: 1s.")
     var signInAccountDelay: String?
 
+    @Option(help: "postgres://user:password@host:5432/database?sslmode=… to keep the directory in PostgreSQL (schema rekey_directory; any number of replicas) instead of SQLite in the data folder (one process). Env: REKEY_DIRECTORY_DATABASE. Default: SQLite.")
+    var database: String?
+
+    @Option(help: "PostgreSQL connections this replica may open (each running one piece of work at a time). Env: REKEY_DIRECTORY_DATABASE_POOL_SIZE. Default: 10.")
+    var databasePoolSize: String?
+
     var flags: [String: String?] {
         [
             "scrypt_log_n": self.scryptLogN, "hashing_threads": self.hashingThreads, "hashing_share": self.hashingShare,
             "session_lifetime": self.sessionLifetime, "session_idle_timeout": self.sessionIdleTimeout, "api_key_lifetime": self.apiKeyLifetime,
             "sign_in_limit": self.signInLimit, "sign_in_window": self.signInWindow,
             "sign_in_account_free": self.signInAccountFree, "sign_in_account_delay": self.signInAccountDelay,
+            "database": self.database, "database_pool_size": self.databasePoolSize,
         ]
     }
 }
@@ -69,6 +77,8 @@ struct DirectorySettings {
     var hashingThreads: Int
     var hashingShare: Int
     var store: DirectoryStore.Configuration
+    /// PostgreSQL and this replica's pool size; nil for SQLite in the data folder.
+    var postgres: (url: PostgresURL, poolSize: Int)?
 
     init(common options: CommonServiceOptions, _ own: DirectoryOptions, requireCredentials: Bool = true) throws {
         let flags = options.flags.merging(own.flags) { $1 }
@@ -88,27 +98,57 @@ struct DirectorySettings {
             signInAccountFreeAttempts: try settings.integer("sign_in_account_free", default: 5, range: 1...1000),
             signInAccountDelay: try settings.duration("sign_in_account_delay", default: .seconds(1), range: .milliseconds(10) ... .seconds(86400))
         )
+        // The value is never repeated in an error: it holds the database password.
+        if let (text, origin) = settings.raw("database"), !text.isEmpty {
+            do {
+                let url = try PostgresURL(text)
+                self.postgres = (url, try settings.integer("database_pool_size", default: 10, range: 1...500))
+            } catch let error as PostgresURLError {
+                throw SettingsError("invalid `database` (from \(origin)): \(error)")
+            }
+        }
     }
 
     /// The settings and database for a command that works on the database without serving it
     /// (no service credential needed); bad settings become a usage error.
-    static func offline(common options: CommonServiceOptions, _ own: DirectoryOptions) throws -> (DirectorySettings, SQLiteDatabase) {
+    static func offline(common options: CommonServiceOptions, _ own: DirectoryOptions) async throws -> (DirectorySettings, DirectoryDatabase) {
+        let settings: DirectorySettings
         do {
-            let settings = try DirectorySettings(common: options, own, requireCredentials: false)
-            return (settings, try settings.openDatabase())
+            settings = try DirectorySettings(common: options, own, requireCredentials: false)
         } catch let error as SettingsError {
             throw ValidationError(error.message)
         }
+        var logger = Logger(label: "rekey.directory")
+        logger.logLevel = .warning
+        return (settings, try await settings.openDatabase(logger: logger).database)
     }
 
-    func openDatabase() throws -> SQLiteDatabase {
-        try SQLiteDatabase(
-            path: try self.common.databasePath("directory.sqlite"), migrations: DirectoryStore.migrations, cacheKibibytes: 64 * 1024
-        )
+    /// The database, its schema brought up to date; with PostgreSQL, the watch that tells health
+    /// when it stops answering.
+    func openDatabase(logger: Logger) async throws -> (database: DirectoryDatabase, watch: PostgresHealthWatch?) {
+        if let (url, poolSize) = self.postgres {
+            let postgres = try PostgresServiceDatabase(url: url, schema: DirectoryStore.postgresSchema, maximumConnections: poolSize, logger: logger)
+            let schemaVersion = try await postgres.open(DirectoryStore.postgresMigrations)
+            logger.info("database ready", metadata: [
+                "db.url": "\(url)", "db.schema": "\(DirectoryStore.postgresSchema)", "db.schema_version": "\(schemaVersion)", "db.pool_size": "\(poolSize)",
+            ])
+            let database = PostgresSQLDatabase(database: postgres, threads: poolSize, logger: logger)
+            return (.postgres(database), PostgresHealthWatch(database: postgres, logger: logger))
+        }
+        let path: String
+        do {
+            path = try self.common.databasePath("directory.sqlite")
+        } catch let error as SettingsError {
+            throw ValidationError(error.message)
+        }
+        let sqlite = try SQLiteDatabase(path: path, migrations: DirectoryStore.migrations, cacheKibibytes: 64 * 1024)
+        let schemaVersion = try await sqlite.schemaVersion()
+        logger.info("database ready", metadata: ["db.path": "\(path)", "db.schema_version": "\(schemaVersion)"])
+        return (.sqlite(sqlite), nil)
     }
 
     /// The store, after bringing the database's search index up to date.
-    func openStore(_ database: SQLiteDatabase) async throws -> DirectoryStore {
+    func openStore(_ database: DirectoryDatabase) async throws -> DirectoryStore {
         let store = DirectoryStore(configuration: self.store, clock: SystemWallClock())
         let rebuilt = try await database.withConnection { try store.rebuildSearchPrefixesIfNeeded(in: $0) }
         let skeletons = try await database.withConnection { try store.fillLookAlikeSkeletons(in: $0) }
@@ -130,10 +170,8 @@ struct Serve: AsyncParsableCommand {
 
     func run() async throws {
         let settings: DirectorySettings
-        let database: SQLiteDatabase
         do {
             settings = try DirectorySettings(common: self.options, self.own)
-            database = try settings.openDatabase()
         } catch let error as SettingsError {
             throw ValidationError(error.message)
         }
@@ -144,9 +182,8 @@ struct Serve: AsyncParsableCommand {
         if settings.scrypt != .production {
             logger.warning("scrypt cost is not the production default", metadata: ["scrypt.log_n": "\(settings.scrypt.logN)"])
         }
+        let (database, watch) = try await settings.openDatabase(logger: logger)
         let store = try await settings.openStore(database)
-        let schemaVersion = try await database.schemaVersion()
-        logger.info("database ready", metadata: ["db.schema_version": "\(schemaVersion)"])
         let hashing = HashingPool(hasher: PasswordHasher(parameters: settings.scrypt), threads: settings.hashingThreads, sharePerClient: settings.hashingShare)
         let runner = RPCServiceRunner(
             name: "rekey-directory",
@@ -155,8 +192,10 @@ struct Serve: AsyncParsableCommand {
             callers: DirectoryService.callers,
             services: [DirectoryService(database: database, store: store, hashing: hashing)],
             healthServiceNames: [Rekey_Directory_V1_Directory.name],
+            backgroundServices: watch.map { [$0] } ?? [],
             metrics: metrics,
-            database: database,
+            database: database.sqlite,
+            healthProblem: { [watch] in watch?.problem },
             logger: logger
         )
         try await runner.run()
@@ -179,7 +218,7 @@ struct BootstrapAdmin: AsyncParsableCommand {
     var name: String
 
     func run() async throws {
-        let (settings, database) = try DirectorySettings.offline(common: self.options, self.own)
+        let (settings, database) = try await DirectorySettings.offline(common: self.options, self.own)
         let store = try await settings.openStore(database)
         let (email, name) = (self.email, self.name)
         do {
@@ -222,7 +261,7 @@ struct CreateRole: AsyncParsableCommand {
     var staff = false
 
     func run() async throws {
-        let (settings, database) = try DirectorySettings.offline(common: self.options, self.own)
+        let (settings, database) = try await DirectorySettings.offline(common: self.options, self.own)
         let store = try await settings.openStore(database)
         let (name, permissions, staff) = (self.name, self.permissions, self.staff)
         do {
@@ -259,7 +298,7 @@ struct Import: AsyncParsableCommand {
     var maxRows = 1_000_000
 
     func run() async throws {
-        let (settings, database) = try DirectorySettings.offline(common: self.options, self.own)
+        let (settings, database) = try await DirectorySettings.offline(common: self.options, self.own)
         guard let data = FileManager.default.contents(atPath: self.file) else {
             throw ValidationError("cannot read \(self.file)")
         }

@@ -33,33 +33,15 @@ struct CSVReaderTests {
     }
 }
 
-/// A fresh directory database for one test, and the store to run on it.
-struct DirectoryFixture {
-    let folder: TemporaryFolder
-    let database: SQLiteDatabase
-    let store: DirectoryStore
-
-    init(_ store: DirectoryStore = DirectoryStore(clock: ManualClock())) throws {
-        self.folder = try TemporaryFolder()
-        self.database = try SQLiteDatabase(path: self.folder.path + "/directory.sqlite", migrations: DirectoryStore.migrations)
-        self.store = store
-    }
-
-    func run<R: Sendable>(_ body: @escaping @Sendable (DirectoryStore, SQLiteConnection) throws -> R) async throws -> R {
-        let store = self.store
-        return try await self.database.withConnection { try body(store, $0) }
-    }
-}
-
 @Suite("Importing users")
 struct ImportTests {
     let directory: DirectoryFixture
 
-    init() throws {
-        self.directory = try DirectoryFixture()
+    init(_ backend: Backend = .sqlite) async throws {
+        self.directory = try await DirectoryFixture(backend)
     }
 
-    func run<R: Sendable>(_ body: @escaping @Sendable (DirectoryStore, SQLiteConnection) throws -> R) async throws -> R {
+    func run<R: Sendable>(_ body: @escaping @Sendable (DirectoryStore, any SQLConnection) throws -> R) async throws -> R {
         try await self.directory.run(body)
     }
 
@@ -71,50 +53,53 @@ struct ImportTests {
         try await self.run { _, c in try c.queryFirst("SELECT count(*) AS n FROM users")?.int("n") ?? -1 }
     }
 
-    @Test("a staged import: chunks cut anywhere, in order (the last one may come twice, a gap is refused), one all-or-nothing commit, and its key answers the first outcome")
-    func staged() async throws {
+    @Test("a staged import: chunks cut anywhere, in order (the last one may come twice, a gap is refused), one all-or-nothing commit, and its key answers the first outcome", arguments: Backend.allCases)
+    func staged(backend: Backend) async throws {
+        let t = try await Self(backend)
         let file = Array("name,email,role\nAnn,ann@example.com,customer\nBob,bob@example.com,customer\n".utf8)
-        guard case .staging(let id) = try await self.run({ store, c in try store.beginImport(key: "k-1", partial: false, actor: .system, in: c) }) else {
+        guard case .staging(let id) = try await t.run({ store, c in try store.beginImport(key: "k-1", partial: false, actor: .system, in: c) }) else {
             Issue.record("expected a new stage")
             return
         }
         let cut = 20
-        _ = try await self.run { store, c in try store.appendImport(id: id, sequence: 0, csv: Array(file[..<cut]), in: c) }
-        _ = try await self.run { store, c in try store.appendImport(id: id, sequence: 0, csv: Array(file[..<cut]), in: c) }
+        _ = try await t.run { store, c in try store.appendImport(id: id, sequence: 0, csv: Array(file[..<cut]), in: c) }
+        _ = try await t.run { store, c in try store.appendImport(id: id, sequence: 0, csv: Array(file[..<cut]), in: c) }
         await #expect(throws: DirectoryError.self) {
-            try await self.run { store, c in try store.appendImport(id: id, sequence: 2, csv: [], in: c) }
+            try await t.run { store, c in try store.appendImport(id: id, sequence: 2, csv: [], in: c) }
         }
-        let staged = try await self.run { store, c in try store.appendImport(id: id, sequence: 1, csv: Array(file[cut...]), in: c) }
+        let staged = try await t.run { store, c in try store.appendImport(id: id, sequence: 1, csv: Array(file[cut...]), in: c) }
         #expect(staged == file.count)
-        let outcome = try await self.run { store, c in try store.commitImport(id: id, encode: { Array("created \($0.created)".utf8) }, in: c) }
+        let outcome = try await t.run { store, c in try store.commitImport(id: id, encode: { Array("created \($0.created)".utf8) }, in: c) }
         #expect(String(decoding: outcome, as: UTF8.self) == "created 2")
-        #expect(try await self.userCount() == 2)
-        let again = try await self.run { store, c in try store.beginImport(key: "k-1", partial: false, actor: .system, in: c) }
+        #expect(try await t.userCount() == 2)
+        let again = try await t.run { store, c in try store.beginImport(key: "k-1", partial: false, actor: .system, in: c) }
         #expect(again == .finished(id: id, outcome: outcome), "a retry with the key gets the first outcome")
         await #expect(throws: DirectoryError.self) {
-            try await self.run { store, c in try store.appendImport(id: id, sequence: 2, csv: [], in: c) }
+            try await t.run { store, c in try store.appendImport(id: id, sequence: 2, csv: [], in: c) }
         }
     }
 
-    @Test("a staged file past 8 MiB is refused as OUT_OF_RANGE and nothing is imported")
-    func stagedTooLarge() async throws {
-        guard case .staging(let id) = try await self.run({ store, c in try store.beginImport(key: "", partial: false, actor: .system, in: c) }) else {
+    @Test("a staged file past 8 MiB is refused as OUT_OF_RANGE and nothing is imported", arguments: Backend.allCases)
+    func stagedTooLarge(backend: Backend) async throws {
+        let t = try await Self(backend)
+        guard case .staging(let id) = try await t.run({ store, c in try store.beginImport(key: "", partial: false, actor: .system, in: c) }) else {
             Issue.record("expected a new stage")
             return
         }
         let chunk = [UInt8](repeating: UInt8(ascii: "x"), count: DirectoryStore.maxImportChunk)
         for sequence in 0..<8 {
-            _ = try await self.run { store, c in try store.appendImport(id: id, sequence: sequence, csv: chunk, in: c) }
+            _ = try await t.run { store, c in try store.appendImport(id: id, sequence: sequence, csv: chunk, in: c) }
         }
         await #expect(throws: DirectoryError.outOfRange("the file is larger than \(DirectoryStore.maxImportBytes) bytes (8 MiB); split it")) {
-            try await self.run { store, c in try store.appendImport(id: id, sequence: 8, csv: [0x0A], in: c) }
+            try await t.run { store, c in try store.appendImport(id: id, sequence: 8, csv: [0x0A], in: c) }
         }
     }
 
-    @Test("good rows become users that search and find-by-email see, with the organization by name or id")
-    func goodFile() async throws {
-        let acme = try await self.run { store, c in try store.createOrganization(name: "Acme Corp", domains: [], actor: .system, in: c) }
-        let report = try await self.importing("""
+    @Test("good rows become users that search and find-by-email see, with the organization by name or id", arguments: Backend.allCases)
+    func goodFile(backend: Backend) async throws {
+        let t = try await Self(backend)
+        let acme = try await t.run { store, c in try store.createOrganization(name: "Acme Corp", domains: [], actor: .system, in: c) }
+        let report = try await t.importing("""
             name,email,role,organization
             Jane Doe,jane@example.com,customer,acme corp
             "Smith, Sam",Sam@Example.com,Agent,\(acme.id)
@@ -124,21 +109,22 @@ struct ImportTests {
         #expect(report.created == 3)
         #expect(report.rows.map(\.line) == [2, 3, 4])
         #expect(report.rows.allSatisfy { $0.error == nil && $0.userID.hasPrefix("u_") })
-        let found = try #require(try await self.run { store, c in try store.findUser(byEmail: "sam@example.com", in: c) })
+        let found = try #require(try await t.run { store, c in try store.findUser(byEmail: "sam@example.com", in: c) })
         #expect(found.user.name == "Smith, Sam")
         #expect(found.user.role == "agent")
         #expect(found.user.organizationID == acme.id)
         #expect(found.user.passwordHash == nil)
-        let staff = try await self.run { store, c in try store.search("sm", staffOnly: true, pageSize: 10, pageToken: "", in: c) }
+        let staff = try await t.run { store, c in try store.search("sm", staffOnly: true, pageSize: 10, pageToken: "", in: c) }
         #expect(staff.users.map(\.name) == ["Smith, Sam"])
-        let audit = try await self.run { store, c in try store.auditRecords(target: "", pageSize: 10, pageToken: "", in: c) }
+        let audit = try await t.run { store, c in try store.auditRecords(target: "", pageSize: 10, pageToken: "", in: c) }
         #expect(audit.records.first?.action == "user.import")
     }
 
-    @Test("all-or-nothing: one bad row and nothing is written, every bad row reported with its reason")
-    func allOrNothing() async throws {
-        _ = try await self.run { store, c in try store.createUser(.init(name: "Existing", role: "customer", email: "taken@example.com"), actor: .system, in: c) }
-        let report = try await self.importing("""
+    @Test("all-or-nothing: one bad row and nothing is written, every bad row reported with its reason", arguments: Backend.allCases)
+    func allOrNothing(backend: Backend) async throws {
+        let t = try await Self(backend)
+        _ = try await t.run { store, c in try store.createUser(.init(name: "Existing", role: "customer", email: "taken@example.com"), actor: .system, in: c) }
+        let report = try await t.importing("""
             name,email,role,organization
             Good One,good@example.com,customer,
             Bad Mail,not-an-address,customer,
@@ -162,25 +148,27 @@ struct ImportTests {
         #expect(errors[5].contains("no organization is named or has the id `Nowhere Inc`"))
         #expect(errors[6] == "name is required")
         #expect(errors[7] == "line 9 has 5 columns; expected 4 (name,email,role,organization)")
-        #expect(try await self.userCount() == 1)
+        #expect(try await t.userCount() == 1)
     }
 
-    @Test("partial: the good rows are created, the others reported")
-    func partial() async throws {
-        let report = try await self.importing("name,email,role\nA,a@example.com,customer\nB,b@,customer\nC,c@example.com,admin\n", partial: true)
+    @Test("partial: the good rows are created, the others reported", arguments: Backend.allCases)
+    func partial(backend: Backend) async throws {
+        let t = try await Self(backend)
+        let report = try await t.importing("name,email,role\nA,a@example.com,customer\nB,b@,customer\nC,c@example.com,admin\n", partial: true)
         #expect(report.committed)
         #expect(report.created == 2)
         #expect(report.rows[1].error != nil)
         #expect(report.rows[1].userID.isEmpty)
-        #expect(try await self.userCount() == 2)
+        #expect(try await t.userCount() == 2)
     }
 
-    @Test("a file without the header, or with other columns, is refused as a whole")
-    func badHeader() async throws {
+    @Test("a file without the header, or with other columns, is refused as a whole", arguments: Backend.allCases)
+    func badHeader(backend: Backend) async throws {
+        let t = try await Self(backend)
         for text in ["", "email,name\nx@example.com,X\n", "Jane,jane@example.com,customer\n"] {
-            await #expect(throws: DirectoryError.self) { try await self.importing(text) }
+            await #expect(throws: DirectoryError.self) { try await t.importing(text) }
         }
-        #expect(try await self.userCount() == 0)
+        #expect(try await t.userCount() == 0)
     }
 }
 
@@ -188,64 +176,65 @@ struct ImportTests {
 struct OrganizationTests {
     let directory: DirectoryFixture
 
-    init() throws {
-        self.directory = try DirectoryFixture()
+    init(_ backend: Backend = .sqlite) async throws {
+        self.directory = try await DirectoryFixture(backend)
     }
 
-    func run<R: Sendable>(_ body: @escaping @Sendable (DirectoryStore, SQLiteConnection) throws -> R) async throws -> R {
+    func run<R: Sendable>(_ body: @escaping @Sendable (DirectoryStore, any SQLConnection) throws -> R) async throws -> R {
         try await self.directory.run(body)
     }
 
-    @Test("rename and change domains; names stay unique in any case; delete only once nobody belongs to it")
-    func updateAndDelete() async throws {
-        let adminUser = try await self.run { store, c in try store.createUser(.init(name: "Ada Admin", role: "admin", email: "ada@example.com"), actor: .system, in: c) }
+    @Test("rename and change domains; names stay unique in any case; delete only once nobody belongs to it", arguments: Backend.allCases)
+    func updateAndDelete(backend: Backend) async throws {
+        let t = try await Self(backend)
+        let adminUser = try await t.run { store, c in try store.createUser(.init(name: "Ada Admin", role: "admin", email: "ada@example.com"), actor: .system, in: c) }
         let admin = ActorInfo(userID: adminUser.id, clientAddress: "192.0.2.7")
-        let acme = try await self.run { store, c in try store.createOrganization(name: "Acme", domains: ["acme.example"], actor: admin, in: c) }
-        _ = try await self.run { store, c in try store.createOrganization(name: "Globex", domains: [], actor: admin, in: c) }
-        let renamed = try await self.run { store, c in
+        let acme = try await t.run { store, c in try store.createOrganization(name: "Acme", domains: ["acme.example"], actor: admin, in: c) }
+        _ = try await t.run { store, c in try store.createOrganization(name: "Globex", domains: [], actor: admin, in: c) }
+        let renamed = try await t.run { store, c in
             try store.updateOrganization(acme.id, name: "Acme Corp", domains: ["Acme.example", "acme.test"], actor: admin, in: c)
         }
         #expect(renamed.name == "Acme Corp")
         #expect(renamed.domains == ["acme.example", "acme.test"])
         await #expect(throws: DirectoryError.alreadyExists("an organization named GLOBEX exists already (name)")) {
-            try await self.run { store, c in try store.updateOrganization(acme.id, name: "GLOBEX", domains: nil, actor: admin, in: c) }
+            try await t.run { store, c in try store.updateOrganization(acme.id, name: "GLOBEX", domains: nil, actor: admin, in: c) }
         }
         await #expect(throws: DirectoryError.self) {
-            try await self.run { store, c in try store.updateOrganization(acme.id, name: nil, domains: ["not a domain"], actor: admin, in: c) }
+            try await t.run { store, c in try store.updateOrganization(acme.id, name: nil, domains: ["not a domain"], actor: admin, in: c) }
         }
         var new = DirectoryStore.NewUser(name: "Member", role: "customer", email: "m@acme.example")
         new.organizationID = acme.id
-        let member = try await self.run { [new] store, c in try store.createUser(new, actor: admin, in: c) }
+        let member = try await t.run { [new] store, c in try store.createUser(new, actor: admin, in: c) }
         await #expect(throws: DirectoryError.failedPrecondition("1 user still belong to Acme Corp; move them to another organization first")) {
-            try await self.run { store, c in try store.deleteOrganization(acme.id, actor: admin, in: c) }
+            try await t.run { store, c in try store.deleteOrganization(acme.id, actor: admin, in: c) }
         }
         var changes = DirectoryStore.UserChanges()
         changes.organizationID = ""
-        _ = try await self.run { [changes] store, c in try store.updateUser(member.id, changes: changes, actor: admin, in: c) }
-        try await self.run { store, c in try store.deleteOrganization(acme.id, actor: admin, in: c) }
+        _ = try await t.run { [changes] store, c in try store.updateUser(member.id, changes: changes, actor: admin, in: c) }
+        try await t.run { store, c in try store.deleteOrganization(acme.id, actor: admin, in: c) }
         await #expect(throws: DirectoryError.notFound("no organization has the id \(acme.id)")) {
-            try await self.run { store, c in try store.organization(acme.id, in: c) }
+            try await t.run { store, c in try store.organization(acme.id, in: c) }
         }
 
-        let trail = try await self.run { store, c in try store.auditRecords(target: acme.id, pageSize: 2, pageToken: "", in: c) }
+        let trail = try await t.run { store, c in try store.auditRecords(target: acme.id, pageSize: 2, pageToken: "", in: c) }
         #expect(trail.records.map(\.action) == ["organization.delete", "organization.update"])
         #expect(trail.records[0].actorUserID == adminUser.id)
         #expect(trail.records[0].actorClientAddress == "192.0.2.7")
-        let rest = try await self.run { store, c in try store.auditRecords(target: acme.id, pageSize: 2, pageToken: trail.next, in: c) }
+        let rest = try await t.run { store, c in try store.auditRecords(target: acme.id, pageSize: 2, pageToken: trail.next, in: c) }
         #expect(rest.records.map(\.action) == ["organization.create"])
         #expect(rest.next.isEmpty)
         await #expect(throws: DirectoryError.self) {
-            try await self.run { store, c in try store.auditRecords(target: "", pageSize: 2, pageToken: "bogus", in: c) }
+            try await t.run { store, c in try store.auditRecords(target: "", pageSize: 2, pageToken: "bogus", in: c) }
         }
     }
 }
 
 @Suite("The sign-in limits")
 struct SignInLimitTests {
-    @Test("attempts per client address are reserved before checking; the answer says when to try again; the window moves on; success gives the attempt back")
-    func addressLimit() async throws {
+    @Test("attempts per client address are reserved before checking; the answer says when to try again; the window moves on; success gives the attempt back", arguments: Backend.allCases)
+    func addressLimit(backend: Backend) async throws {
         let clock = ManualClock()
-        let directory = try DirectoryFixture(DirectoryStore(configuration: .init(signInLimit: 2, signInWindow: .seconds(60), signInAccountFreeAttempts: 100), clock: clock))
+        let directory = try await DirectoryFixture(backend, configuration: .init(signInLimit: 2, signInWindow: .seconds(60), signInAccountFreeAttempts: 100), clock: clock)
         try await directory.run { store, connection in
             _ = try store.reserveSignIn(clientAddress: "192.0.2.1", email: "a@example.com", in: connection)
             clock.advance(by: .seconds(10))
@@ -263,11 +252,11 @@ struct SignInLimitTests {
         }
     }
 
-    @Test("per account: free attempts, then a delay that doubles, whoever asks and whether or not the account exists")
-    func accountThrottle() async throws {
+    @Test("per account: free attempts, then a delay that doubles, whoever asks and whether or not the account exists", arguments: Backend.allCases)
+    func accountThrottle(backend: Backend) async throws {
         let clock = ManualClock()
-        let directory = try DirectoryFixture(
-            DirectoryStore(configuration: .init(signInLimit: 1000, signInWindow: .seconds(900), signInAccountFreeAttempts: 3, signInAccountDelay: .seconds(2)), clock: clock)
+        let directory = try await DirectoryFixture(
+            backend, configuration: .init(signInLimit: 1000, signInWindow: .seconds(900), signInAccountFreeAttempts: 3, signInAccountDelay: .seconds(2)), clock: clock
         )
         try await directory.run { store, connection in
             for index in 0..<3 {

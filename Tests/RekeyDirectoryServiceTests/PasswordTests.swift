@@ -27,17 +27,15 @@ struct PasswordTests {
         }
     }
 
-    @Test("a hash made at an older cost still signs in, and is upgraded to the current cost")
-    func rehashOnSignIn() async throws {
-        let folder = try TemporaryFolder()
-        let database = try SQLiteDatabase(path: folder.path + "/directory.sqlite", migrations: DirectoryStore.migrations)
-        let store = DirectoryStore(clock: SystemWallClock())
-        let user = try await database.withConnection { try store.createUser(.init(name: "Jane", role: "customer", email: "jane@example.com"), actor: .system, in: $0) }
+    @Test("a hash made at an older cost still signs in, and is upgraded to the current cost", arguments: Backend.allCases)
+    func rehashOnSignIn(backend: Backend) async throws {
+        let directory = try await DirectoryFixture(backend)
+        let user = try await directory.run { store, c in try store.createUser(.init(name: "Jane", role: "customer", email: "jane@example.com"), actor: .system, in: c) }
         let old = try PasswordHasher(parameters: .init(logN: 8, r: 8, p: 1)).hash("an old but good passphrase")
-        _ = try await database.withConnection { try store.storePasswordHash(user.id, hash: old, actor: .system, revokeSessions: false, in: $0) }
+        _ = try await directory.run { store, c in try store.storePasswordHash(user.id, hash: old, actor: .system, revokeSessions: false, in: c) }
 
         let service = DirectoryService(
-            database: database, store: store,
+            database: directory.database, store: directory.store,
             hashing: HashingPool(hasher: PasswordHasher(parameters: .init(logN: 10, r: 8, p: 1)), threads: 1)
         )
         try await withRPCServer(services: [service]) { _, port in
@@ -49,7 +47,7 @@ struct PasswordTests {
                 #expect(signedIn.user?.id == user.id)
             }
         }
-        let stored = try await database.withConnection { try $0.queryFirst("SELECT password_hash FROM users")?.string("password_hash") }
+        let stored = try await directory.run { _, c in try c.queryFirst("SELECT password_hash FROM users")?.string("password_hash") }
         #expect(stored?.hasPrefix("$scrypt$ln=10,r=8,p=1$") == true)
     }
 

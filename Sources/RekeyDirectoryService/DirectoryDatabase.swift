@@ -1,0 +1,27 @@
+import RekeyPostgres
+import RekeySQLite
+
+/// Where the directory keeps its data: a SQLite file (the default; one process), or PostgreSQL
+/// (schema `rekey_directory`; any number of replicas). The store's rules and SQL are the same on
+/// both; ``DirectoryStore`` asks the connection's dialect for the few statements that differ.
+package enum DirectoryDatabase: Sendable {
+    case sqlite(SQLiteDatabase)
+    case postgres(PostgresSQLDatabase)
+
+    /// Runs `body` with a connection: on SQLite's thread, one body at a time; on PostgreSQL in a
+    /// serialisable transaction of its own, run again if PostgreSQL could not serialise it.
+    package func withConnection<R: Sendable>(_ body: @escaping @Sendable (any SQLConnection) throws -> R) async throws -> R {
+        switch self {
+        case .sqlite(let database):
+            return try await database.withConnection { try body($0) }
+        case .postgres(let database):
+            return try await database.withConnection(body)
+        }
+    }
+
+    /// The SQLite database, whose disk the service watches; nil on PostgreSQL.
+    package var sqlite: SQLiteDatabase? {
+        if case .sqlite(let database) = self { return database }
+        return nil
+    }
+}

@@ -1,0 +1,188 @@
+import Logging
+import NIOCore
+import NIOPosix
+import PostgresNIO
+import RekeySQLite
+
+/// Runs a store's synchronous SQL (``SQLConnection``, written once for SQLite and PostgreSQL) on
+/// PostgreSQL.
+///
+/// Each body gets a pooled connection and a thread of its own, and runs as one `SERIALIZABLE`
+/// transaction: what SQLite gives by running one body at a time, PostgreSQL gives to many bodies
+/// at once on any number of replicas, refusing a transaction that could not be serialised with the
+/// others (SQLSTATE 40001, or a deadlock, 40P01). Such a body is run again from the start, a few
+/// times, after a short random pause; so a body must do nothing but database work (it does: hashing,
+/// mail and calls happen outside).
+package final class PostgresSQLDatabase: Sendable {
+    package let database: PostgresServiceDatabase
+    private let threads: NIOThreadPool
+    private let logger: Logger
+
+    /// How many times a body is run before a serialisation failure is returned.
+    package static let maximumAttempts = 20
+
+    /// - Parameter threads: at most this many bodies run at once; the database's pool size is the
+    ///   natural value (a body holds one connection all along).
+    package init(database: PostgresServiceDatabase, threads: Int, logger: Logger) {
+        self.database = database
+        self.logger = logger
+        self.threads = NIOThreadPool(numberOfThreads: max(1, threads))
+        self.threads.start()
+    }
+
+    deinit {
+        self.threads.shutdownGracefully { _ in }
+    }
+
+    /// Runs `body` in one serialisable transaction: committed when it returns, rolled back when it
+    /// throws, run again when PostgreSQL could not serialise it.
+    package func withConnection<R: Sendable>(_ body: @escaping @Sendable (any SQLConnection) throws -> R) async throws -> R {
+        var attempt = 1
+        while true {
+            do {
+                return try await self.database.withConnection { connection in
+                    try await self.threads.runIfActive { [logger] in
+                        let sql = PostgresSQLConnection(connection: connection, logger: logger)
+                        return try sql.serializableTransaction(body)
+                    }
+                }
+            } catch where PostgresServiceDatabase.isRetryable(error) && attempt < Self.maximumAttempts {
+                attempt += 1
+                // Spread the retries of transactions that collided, more with each attempt.
+                try await Task.sleep(for: .microseconds(Int.random(in: 100...(500 * attempt))))
+            }
+        }
+    }
+}
+
+/// One pooled PostgreSQL connection seen as an ``SQLConnection``: each statement waits for its
+/// answer on the calling thread, which must not be one of NIO's event loops.
+package final class PostgresSQLConnection: SQLConnection {
+    private let connection: PostgresConnection
+    private let logger: Logger
+    private var savepointDepth = 0
+
+    package init(connection: PostgresConnection, logger: Logger) {
+        self.connection = connection
+        self.logger = logger
+    }
+
+    package var dialect: SQLDialect { .postgres }
+
+    @discardableResult
+    package func run(_ sql: String, _ bindings: [SQLiteValue]) throws -> Int {
+        try self.execute(sql, bindings).metadata.rows ?? 0
+    }
+
+    package func query(_ sql: String, _ bindings: [SQLiteValue]) throws -> [SQLiteRow] {
+        try self.execute(sql, bindings).rows.map(Self.row)
+    }
+
+    package func transaction<R>(_ body: (any SQLConnection) throws -> R) throws -> R {
+        self.savepointDepth += 1
+        let name = "rekey_\(self.savepointDepth)"
+        defer { self.savepointDepth -= 1 }
+        try self.statement("SAVEPOINT \(name)")
+        do {
+            let result = try body(self)
+            try self.statement("RELEASE SAVEPOINT \(name)")
+            return result
+        } catch {
+            try? self.statement("ROLLBACK TO SAVEPOINT \(name)")
+            try? self.statement("RELEASE SAVEPOINT \(name)")
+            throw error
+        }
+    }
+
+    /// The outermost transaction, which ``PostgresSQLDatabase`` opens around every body.
+    func serializableTransaction<R>(_ body: (any SQLConnection) throws -> R) throws -> R {
+        try self.statement("BEGIN ISOLATION LEVEL SERIALIZABLE")
+        do {
+            let result = try body(self)
+            try self.statement("COMMIT")
+            return result
+        } catch {
+            try? self.statement("ROLLBACK")
+            throw error
+        }
+    }
+
+    private func statement(_ sql: String) throws {
+        _ = try self.connection.query(PostgresQuery(unsafeSQL: sql), logger: self.logger).wait()
+    }
+
+    private func execute(_ sql: String, _ bindings: [SQLiteValue]) throws -> PostgresQueryResult {
+        var binds = PostgresBindings(capacity: bindings.count)
+        for value in bindings {
+            switch value {
+            case .null: binds.appendNull()
+            case .integer(let integer): binds.append(integer)
+            case .real(let double): binds.append(double)
+            case .text(let text): binds.append(text)
+            case .blob(let bytes): binds.append(ByteBuffer(bytes: bytes))
+            }
+        }
+        let numbered = try Self.numberPlaceholders(sql, expecting: bindings.count)
+        return try self.connection.query(PostgresQuery(unsafeSQL: numbered, binds: binds), logger: self.logger).wait()
+    }
+
+    /// `?` placeholders as PostgreSQL's `$1`, `$2`, …; a `?` inside a quoted literal or name stays.
+    package static func numberPlaceholders(_ sql: String, expecting count: Int) throws -> String {
+        var output = ""
+        output.reserveCapacity(sql.utf8.count + 16)
+        var number = 0
+        var quote: Character?
+        for character in sql {
+            if let open = quote {
+                if character == open { quote = nil }
+                output.append(character)
+            } else if character == "'" || character == "\"" {
+                quote = character
+                output.append(character)
+            } else if character == "?" {
+                number += 1
+                output += "$\(number)"
+            } else {
+                output.append(character)
+            }
+        }
+        guard number == count else {
+            throw PostgresStatementError(message: "the statement takes \(number) values, \(count) given", sql: sql)
+        }
+        return output
+    }
+
+    /// A row as integers, text, blobs and nulls, as SQLite gives them: booleans become 0 and 1.
+    static func row(_ row: PostgresRow) -> SQLiteRow {
+        var columns: [String] = []
+        var values: [SQLiteValue] = []
+        for cell in row {
+            columns.append(cell.columnName)
+            values.append(Self.value(cell))
+        }
+        return SQLiteRow(columns: columns, values: values)
+    }
+
+    private static func value(_ cell: PostgresCell) -> SQLiteValue {
+        guard cell.bytes != nil else { return .null }
+        switch cell.dataType {
+        case .int2, .int4, .int8, .oid:
+            return (try? cell.decode(Int64.self)).map(SQLiteValue.integer) ?? .null
+        case .bool:
+            return (try? cell.decode(Bool.self)).map { .integer($0 ? 1 : 0) } ?? .null
+        case .float4, .float8:
+            return (try? cell.decode(Double.self)).map(SQLiteValue.real) ?? .null
+        case .bytea:
+            return (try? cell.decode(ByteBuffer.self)).map { .blob(Array($0.readableBytesView)) } ?? .null
+        default:
+            return (try? cell.decode(String.self)).map(SQLiteValue.text) ?? .null
+        }
+    }
+}
+
+/// A statement the program got wrong (not the database's refusal): a bug, reported as such.
+package struct PostgresStatementError: Error, CustomStringConvertible {
+    package var message: String
+    package var sql: String
+    package var description: String { "\(self.message): \(self.sql)" }
+}
