@@ -44,8 +44,11 @@ extension DirectoryStore {
         }
     }
 
+    /// How fresh a key's `last_used_at` is kept, in milliseconds.
+    static let lastUsedPrecision: Int64 = 60_000
+
     /// The user and key for a presented API key; nil when it is unknown, revoked, expired, or its
-    /// user is disabled.
+    /// user is disabled. Its last use is recorded to the minute.
     package func authenticateAPIKey(_ key: String, in connection: any SQLConnection) throws -> (user: UserRecord, key: APIKeyRecord, permissions: [String])? {
         guard key.hasPrefix("rk_"), key.utf8.count == 46 else { return nil }
         let now = self.clock.nowMilliseconds()
@@ -54,7 +57,11 @@ extension DirectoryStore {
         guard record.revokedAt == nil, record.expiresAt > now else { return nil }
         let user = try self.user(record.userID, in: connection)
         guard user.state == .active else { return nil }
-        try connection.run("UPDATE api_keys SET last_used_at = ? WHERE id = ?", .integer(now), .text(record.id))
+        // To the minute: a key used by many callers at once is written once a minute, not by each
+        // call (on PostgreSQL each write would collide with the others' and be run again).
+        if now - (record.lastUsedAt ?? .min / 2) >= Self.lastUsedPrecision {
+            try connection.run("UPDATE api_keys SET last_used_at = ? WHERE id = ?", .integer(now), .text(record.id))
+        }
         return (user, record, try self.role(named: user.role, in: connection).permissions)
     }
 }

@@ -13,7 +13,14 @@ package final class RekeySystem: @unchecked Sendable {
     package static let credential = "system-test-credential-0123456789"
     package let folder: TemporaryFolder
     package let apiKey: String
-    package var directory: ServiceProcess
+    /// Every replica of rekey-directory; more than one only with a shared database
+    /// (`REKEY_DIRECTORY_DATABASE` in `extraEnvironment`).
+    package var directoryReplicas: [ServiceProcess]
+    /// The first (usually the only) replica of rekey-directory.
+    package var directory: ServiceProcess {
+        get { self.directoryReplicas[0] }
+        set { self.directoryReplicas[0] = newValue }
+    }
     /// Every replica of rekey-reset-token; more than one only with a shared database
     /// (`REKEY_RESET_TOKEN_DATABASE` in `extraEnvironment`).
     package var tokenReplicas: [ServiceProcess]
@@ -57,6 +64,7 @@ package final class RekeySystem: @unchecked Sendable {
         gatewayListen: String = "127.0.0.1:0",
         publicURL: String = "https://sso.example.test",
         tls: Bool = true,
+        directoryReplicas: Int = 1,
         tokenReplicas: Int = 1,
         notifierReplicas: Int = 1,
         gateways: Int = 1,
@@ -68,6 +76,8 @@ package final class RekeySystem: @unchecked Sendable {
         let bootstrap = Process()
         bootstrap.executableURL = ServiceProcess.productsDirectory.appendingPathComponent("rekey-directory")
         bootstrap.arguments = ["bootstrap-admin", "--data-dir", data, "--email", "owner@example.com", "--name", "Olive Owner"]
+        // On the directory's database, wherever the replicas will keep it.
+        bootstrap.environment = ProcessInfo.processInfo.environment.merging(extraEnvironment.filter { $0.key.hasPrefix("REKEY_DIRECTORY_") }) { $1 }
         let output = Pipe()
         bootstrap.standardOutput = output
         try bootstrap.run()
@@ -105,7 +115,10 @@ package final class RekeySystem: @unchecked Sendable {
                 + common + notifierArguments,
         ]
         let any = ["--listen", "127.0.0.1:0"]
-        self.directory = try ServiceProcess("rekey-directory", arguments: self.arguments["rekey-directory"]! + any, environment: environment)
+        let directoryArguments = self.arguments["rekey-directory"]! + any
+        self.directoryReplicas = try (0..<max(1, directoryReplicas)).map { _ in
+            try ServiceProcess("rekey-directory", arguments: directoryArguments, environment: environment)
+        }
         let tokenArguments = self.arguments["rekey-reset-token"]! + any
         self.tokenReplicas = try (0..<max(1, tokenReplicas)).map { _ in
             try ServiceProcess("rekey-reset-token", arguments: tokenArguments, environment: environment)
@@ -115,7 +128,7 @@ package final class RekeySystem: @unchecked Sendable {
             try ServiceProcess("rekey-notifier", arguments: notifierArguments, environment: environment)
         }
         let backends = [
-            "--directory", "127.0.0.1:\(self.directory.port)", "--reset-token", self.tokenReplicas.map { "127.0.0.1:\($0.port)" }.joined(separator: ","),
+            "--directory", self.directoryReplicas.map { "127.0.0.1:\($0.port)" }.joined(separator: ","), "--reset-token", self.tokenReplicas.map { "127.0.0.1:\($0.port)" }.joined(separator: ","),
             "--notifier", self.notifierReplicas.map { "127.0.0.1:\($0.port)" }.joined(separator: ","),
         ]
         self.gateways = try (0..<max(1, gateways)).map { index in
@@ -136,12 +149,13 @@ package final class RekeySystem: @unchecked Sendable {
     package static func start(
         directory: [String] = [], notifier: [String] = [], tokens: [String] = [], gateway: [String] = [],
         gatewayListen: String = "127.0.0.1:0", publicURL: String = "https://sso.example.test", tls: Bool = true,
-        tokenReplicas: Int = 1, notifierReplicas: Int = 1, gateways: Int = 1, extraEnvironment: [String: String] = [:]
+        directoryReplicas: Int = 1, tokenReplicas: Int = 1, notifierReplicas: Int = 1, gateways: Int = 1, extraEnvironment: [String: String] = [:]
     ) async throws -> RekeySystem {
         try await offPool {
             try RekeySystem(
                 directory: directory, notifier: notifier, tokens: tokens, gateway: gateway, gatewayListen: gatewayListen, publicURL: publicURL, tls: tls,
-                tokenReplicas: tokenReplicas, notifierReplicas: notifierReplicas, gateways: gateways, extraEnvironment: extraEnvironment
+                directoryReplicas: directoryReplicas, tokenReplicas: tokenReplicas, notifierReplicas: notifierReplicas, gateways: gateways,
+                extraEnvironment: extraEnvironment
             )
         }
     }
@@ -174,6 +188,7 @@ package final class RekeySystem: @unchecked Sendable {
         let process = Process()
         process.executableURL = ServiceProcess.productsDirectory.appendingPathComponent("rekey-directory")
         process.arguments = ["create-role", "--data-dir", self.folder.path, "--name", name, "--staff"] + permissions.flatMap { ["--permission", $0] }
+        process.environment = ProcessInfo.processInfo.environment.merging(self.environment.filter { $0.key.hasPrefix("REKEY_DIRECTORY_DATABASE") }) { $1 }
         process.standardOutput = FileHandle.nullDevice
         try process.run()
         process.waitUntilExit()
@@ -189,7 +204,7 @@ package final class RekeySystem: @unchecked Sendable {
 
     /// Stops every process and returns once all have exited (their logs complete).
     package func stopAndWait() async throws {
-        let processes = self.gateways + self.notifierReplicas + self.tokenReplicas + [self.directory]
+        let processes = self.gateways + self.notifierReplicas + self.tokenReplicas + self.directoryReplicas
         for process in processes {
             process.terminate()
         }
@@ -202,7 +217,7 @@ package final class RekeySystem: @unchecked Sendable {
 
     /// Stops every process without waiting for them to exit (see ``stopAndWait()``).
     package func stop() {
-        let processes = self.gateways + self.notifierReplicas + self.tokenReplicas + [self.directory]
+        let processes = self.gateways + self.notifierReplicas + self.tokenReplicas + self.directoryReplicas
         for process in processes where process.endedBadly {
             // It failed before the test was done with it (a crash): its last words help.
             FileHandle.standardError.write(Data("a process of the system ended badly; the end of its log:\n\(process.log.suffix(8000))\n".utf8))

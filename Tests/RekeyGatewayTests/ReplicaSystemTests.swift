@@ -4,7 +4,7 @@ import RekeyTesting
 import Synchronization
 import Testing
 
-/// The real gateway over two real `rekey-reset-token` replicas sharing one PostgreSQL database.
+/// The real gateway over real service replicas sharing one PostgreSQL database.
 @Suite("The gateway over service replicas", .serialized)
 struct ReplicaSystemTests {
     /// Statuses of the admin sends, and when to stop sending.
@@ -66,14 +66,72 @@ struct ReplicaSystemTests {
         #expect(system.gateway.log.contains("a replica is unavailable; calls go to the others"), "the gateway said so")
     }
 
+    @Test("on PostgreSQL, two directory replicas: admin sends and searches spread over both; with one stopped under traffic, none fails and the other takes all")
+    func directoryReplicaStoppedUnderTraffic() async throws {
+        let database = try await PostgresCluster.shared().makeDatabase()
+        let system = try await RekeySystem.start(
+            tokens: ["--limit-per-user", "100000", "--limit-per-admin", "1000000"],
+            directoryReplicas: 2,
+            extraEnvironment: ["REKEY_DIRECTORY_DATABASE": database]
+        )
+        defer { system.stop() }
+        let api = Browser(base: system.base)
+        let auth = ["Authorization": "Bearer \(system.apiKey)", "Content-Type": "application/json"]
+        let created = try await api.send("POST", "/api/admin/v1/users", headers: auth, body: Data(#"{"name": "Jane Doe", "email": "jane@example.com", "role": "customer"}"#.utf8))
+        #expect(created.status == 200, "\(created.body)")
+        let userID = try #require((try JSONSerialization.jsonObject(with: Data(created.body.utf8)) as? [String: Any])?["id"] as? String)
+
+        // Each round: a send (the key checked, the user read) and a search, both on the directory.
+        let load = Load()
+        let senders = (0..<4).map { lane in
+            Task {
+                let sender = Browser(base: system.base)
+                while load.running.load(ordering: .relaxed) {
+                    let page = lane % 2 == 0
+                        ? try? await sender.send("POST", "/api/admin/v1/users/\(userID)/password-reset", headers: auth)
+                        : try? await sender.send("GET", "/api/admin/v1/users/search?scope=all&q=ja", headers: auth)
+                    if lane % 2 == 1, page?.status == 200, page?.body.contains(userID) != true {
+                        load.statuses.withLock { $0.append(-1) }  // answered, but without Jane
+                    }
+                    load.statuses.withLock { $0.append(page?.status ?? 0) }
+                }
+            }
+        }
+        try await load.waitFor(accepted: 60)
+        let servedBefore = try await Self.requests(servedBy: system.directoryReplicas)
+        #expect(servedBefore.allSatisfy { $0 > 5 }, "both replicas took calls: \(servedBefore)")
+
+        let stopped = system.directoryReplicas[0]
+        #expect(try await offPool { stopped.stop() } == 0)
+        let acceptedAtStop = load.accepted
+        try await load.waitFor(accepted: acceptedAtStop + 80)
+        load.running.store(false, ordering: .relaxed)
+        for sender in senders { await sender.value }
+
+        let statuses = load.statuses.withLock { $0 }
+        #expect(statuses.allSatisfy { $0 == 200 }, "every call answered 200 with the right answer: \(Dictionary(grouping: statuses, by: { $0 }).mapValues(\.count))")
+        let servedAfter = try await Self.requests(servedBy: [system.directoryReplicas[1]])
+        #expect(servedAfter[0] > servedBefore[1] + 40, "the remaining replica took the calls after the stop: \(servedBefore) → \(servedAfter)")
+    }
+
+    /// `rekey_rpc_server_requests_total` of each replica (every method), from its metrics endpoint.
+    static func requests(servedBy replicas: [ServiceProcess]) async throws -> [Int] {
+        try await Self.metric("rekey_rpc_server_requests_total", of: replicas)
+    }
+
     /// `rekey_tokens_issued_total` of each replica, from its metrics endpoint.
     static func issued(by replicas: [ServiceProcess]) async throws -> [Int] {
+        try await Self.metric("rekey_tokens_issued_total", of: replicas)
+    }
+
+    /// A counter of each process, summed over its labels, from its metrics endpoint.
+    static func metric(_ name: String, of replicas: [ServiceProcess]) async throws -> [Int] {
         var counts: [Int] = []
         for replica in replicas {
             let port = try await offPool { try replica.metricsPort() }
             let page = try await Browser(base: "http://127.0.0.1:\(port)").send("GET", "/metrics")
             let total = page.body.split(separator: "\n")
-                .filter { $0.hasPrefix("rekey_tokens_issued_total") }
+                .filter { $0.hasPrefix(name + "{") || $0.hasPrefix(name + " ") }
                 .compactMap { $0.split(separator: " ").last.flatMap { Double($0) } }
                 .reduce(0, +)
             counts.append(Int(total))
@@ -89,7 +147,7 @@ struct ReplicaSystemTests {
         let accepted = Mutex<[String]>([])
     }
 
-    @Test("on PostgreSQL, two gateways over two reset-token and three notifier replicas: 2,000 admin sends, one notifier killed with kill -9 and another stopped and started mid-run; every accepted send is delivered, twice only what was taken over")
+    @Test("on PostgreSQL, two gateways over two directory, two reset-token and three notifier replicas: 2,000 admin sends, one notifier killed with kill -9 and another stopped and started mid-run; every accepted send is delivered, twice only what was taken over")
     func wholeSystemOnPostgres() async throws {
         let database = try await PostgresCluster.shared().makeDatabase()
         let folder = try TemporaryFolder()
@@ -105,9 +163,9 @@ struct ReplicaSystemTests {
             // Limits that 2,000 sends by one admin to one user pass, counted over a short window
             // (each issue reads the issue times within the window).
             tokens: ["--limit-per-user", "100000", "--limit-per-admin", "1000000", "--limit-window", "1s"],
-            tokenReplicas: 2, notifierReplicas: 3, gateways: 2,
-            // Both services' schemas in one database, as one PostgreSQL server would hold them.
-            extraEnvironment: ["REKEY_RESET_TOKEN_DATABASE": database, "REKEY_NOTIFIER_DATABASE": database]
+            directoryReplicas: 2, tokenReplicas: 2, notifierReplicas: 3, gateways: 2,
+            // The three services' schemas in one database, as one PostgreSQL server would hold them.
+            extraEnvironment: ["REKEY_DIRECTORY_DATABASE": database, "REKEY_RESET_TOKEN_DATABASE": database, "REKEY_NOTIFIER_DATABASE": database]
         )
         defer { system.stop() }
         let auth = ["Authorization": "Bearer \(system.apiKey)", "Content-Type": "application/json"]
