@@ -17,7 +17,7 @@ struct DirectoryCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rekey-directory",
         abstract: "Rekey's directory: users, organizations, roles, passwords, API keys and sessions.",
-        subcommands: [Serve.self, BootstrapAdmin.self, CreateRole.self, Import.self, Healthcheck.self],
+        subcommands: [Serve.self, BootstrapAdmin.self, CreateRole.self, Import.self, Healthcheck.self, MigrateTo.self],
         defaultSubcommand: Serve.self
     )
 }
@@ -342,5 +342,39 @@ struct Healthcheck: AsyncParsableCommand {
         try await HealthCheckCommand.run(
             addressText: self.address, service: "DIRECTORY", workload: "directory", flags: self.options.flags.merging(self.own.flags) { $1 }, config: self.options.config
         )
+    }
+}
+
+struct MigrateTo: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "migrate-to",
+        abstract: "Copy the SQLite directory of the data folder into PostgreSQL (offline: stop the service first).",
+        discussion: """
+            Copies every user, address, role, organization, API key, session, audit line and staged \
+            import into the schema rekey_directory of an empty database, in one transaction, builds \
+            the search index there, and compares each table's count before committing. Then point \
+            the service at the database with `database = postgres://…` and start it.
+            """
+    )
+
+    @Argument(help: "postgres://user:password@host:5432/database?sslmode=…")
+    var url: String
+
+    @Option(help: "The data folder holding directory.sqlite. Env: REKEY_DIRECTORY_DATA_DIR. Default: ./data.")
+    var dataDir: String?
+
+    func run() async throws {
+        do {
+            let migration = try StoreMigration(url: self.url, dataDir: self.dataDir, environmentKey: "REKEY_DIRECTORY_DATA_DIR", file: "directory.sqlite")
+            let copied = try await migration.run(
+                schema: DirectoryStore.postgresSchema, migrations: DirectoryStore.postgresMigrations, label: "rekey.directory.migrate-to"
+            ) { database, logger in
+                try await DirectoryStoreCopy.copy(from: migration.source, to: database, logger: logger)
+            }
+            let counts = copied.filter { $0.rows > 0 }.map { "\($0.rows) \(DirectoryStoreCopy.words[$0.table] ?? $0.table)" }.joined(separator: ", ")
+            print("copied \(counts) from \(migration.source) to \(migration.target) (schema \(DirectoryStore.postgresSchema)); the counts match")
+        } catch let refusal as StoreCopyRefusal {
+            throw ValidationError(refusal.description)
+        }
     }
 }

@@ -27,6 +27,7 @@ SERVICES = {  # compose service -> (executable, environment prefix, has data, wo
 }
 # compose.postgres.yaml: second replicas (their data is in PostgreSQL), and the database.
 POSTGRES_SERVICES = dict(SERVICES, **{
+    "directory-2": ("rekey-directory", "REKEY_DIRECTORY_", False, "directory"),
     "reset-token-2": ("rekey-reset-token", "REKEY_RESET_TOKEN_", False, "reset-token"),
     "notifier-2": ("rekey-notifier", "REKEY_NOTIFIER_", False, "notifier"),
 })
@@ -123,7 +124,7 @@ def main():
     checked = check(root, bin_dir, ["compose.yaml"], env, SERVICES, {"mail"},
                     {"DIRECTORY": ["directory"], "RESET_TOKEN": ["reset-token"], "NOTIFIER": ["notifier"]})
     postgres = check(root, bin_dir, ["compose.yaml", "compose.postgres.yaml"], env, POSTGRES_SERVICES, {"mail", "postgres"},
-                     {"DIRECTORY": ["directory"], "RESET_TOKEN": ["reset-token", "reset-token-2"], "NOTIFIER": ["notifier", "notifier-2"]},
+                     {"DIRECTORY": ["directory", "directory-2"], "RESET_TOKEN": ["reset-token", "reset-token-2"], "NOTIFIER": ["notifier", "notifier-2"]},
                      dockerfiles=False)
     if postgres:
         check_database(postgres, env["REKEY_POSTGRES_PASSWORD"])
@@ -145,7 +146,7 @@ def check_database(services, password):
                for volume in database.get("volumes", [])):
         problem("postgres keeps its data in no volume")
     port = next(iter(str(p) for p in database.get("expose", [])), "")
-    for name in ("reset-token", "reset-token-2", "notifier", "notifier-2"):
+    for name in ("directory", "directory-2", "reset-token", "reset-token-2", "notifier", "notifier-2"):
         prefix = POSTGRES_SERVICES[name][1]
         url = services.get(name, {}).get("environment", {}).get(prefix + "DATABASE", "")
         if not re.match(r"postgres://rekey:%s@postgres:%s/rekey\?sslmode=\w+$" % (re.escape(password), port), url):
