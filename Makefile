@@ -4,7 +4,7 @@ SWIFT ?= swift
 PYTHON ?= /usr/bin/python3
 BENCH_SECONDS ?= 3
 
-.PHONY: all deps build test proto proto-check bench bench-directory bench-notifier bench-diagnose bench-forgot bench-console run clean help fuzz fuzz-api bench-import bench-postgres bench-notifier-postgres bench-forgot-postgres check-images
+.PHONY: all deps build test proto proto-check bench bench-directory bench-notifier bench-diagnose bench-forgot bench-console run clean help fuzz fuzz-api bench-import bench-postgres bench-notifier-postgres bench-forgot-postgres bench-directory-postgres check-images
 
 all: build
 
@@ -15,6 +15,7 @@ help:
 	@echo "make proto-check fail if the committed generated code is stale"
 	@echo "make bench       RPC benchmark against a C baseline, in release mode"
 	@echo "make bench-directory  1,000,000-user directory: import, search and find-by-email latency, size, memory"
+	@echo "make bench-directory-postgres  the same directory copied into PostgreSQL (migrate-to): search latency beside SQLite"
 	@echo "make bench-notifier   enqueues/s through the RPC; messages/s delivered to Postfix's smtp-sink"
 	@echo "make bench-diagnose   rekey diagnose for a user with 1,000 emails and tokens, 1,000,000 users (after bench-directory)"
 	@echo "make bench-forgot     forgot-password submissions/s through all four processes (wrk, 32 connections)"
@@ -106,6 +107,11 @@ bench-directory: deps
 	$(SWIFT) build -c release --product RekeyBenchmark
 	$(SWIFT) build -c release --product rekey-directory
 	$(PYTHON) Benchmarks/directory.py --directory .build/release/rekey-directory --rekey .build/release/RekeyBenchmark
+
+bench-directory-postgres: deps
+	$(SWIFT) build -c release --product RekeyBenchmark
+	$(SWIFT) build -c release --product rekey-directory
+	$(PYTHON) Benchmarks/directory_postgres.py --directory .build/release/rekey-directory --rekey .build/release/RekeyBenchmark
 
 bench-notifier: deps
 	@command -v smtp-sink >/dev/null || (echo "Installing postfix for its smtp-sink"; sudo_cmd=$$([ "$$(id -u)" -ne 0 ] && echo sudo); DEBIAN_FRONTEND=noninteractive $$sudo_cmd apt-get install -y -q postfix)

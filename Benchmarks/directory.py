@@ -14,6 +14,7 @@ import random
 import re
 import subprocess
 import sys
+import threading
 import time
 
 FIRST = """james mary john patricia robert jennifer michael linda william elizabeth david barbara richard susan joseph jessica
@@ -78,6 +79,43 @@ def print_latencies(title, output):
         print("  %-28s %8s %10.2f %10.2f %s" % (fields[0], fields[1], float(fields[2]) / 1000, float(fields[3]) / 1000, " ".join(fields[4:])))
 
 
+def ensure_directory(directory, folder, users, fresh):
+    """The data folder of a SQLite directory with `users` generated users, imported when missing
+    (or when `fresh`)."""
+    data = os.path.join(folder, "data")
+    database = os.path.join(data, "directory.sqlite")
+    if fresh and os.path.exists(database):
+        for name in os.listdir(data):
+            os.remove(os.path.join(data, name))
+    os.makedirs(data, exist_ok=True)
+    if not os.path.exists(database):
+        print("Importing %d users, 100,000 per run of `rekey-directory import`:" % users)
+        for path in write_chunks(folder, users, 100_000):
+            started = time.monotonic()
+            result = subprocess.run([directory, "import", path, "--data-dir", data], capture_output=True, text=True)
+            if result.returncode != 0:
+                sys.exit(result.stdout + result.stderr)
+            print("  %s: %.1f s" % (os.path.basename(path), time.monotonic() - started))
+            os.remove(path)
+    return data
+
+
+def serve(directory, data, environment):
+    """Starts `rekey-directory serve` on a free port; the process and its RPC port."""
+    service = subprocess.Popen(
+        [directory, "serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--data-dir", data],
+        env=dict(os.environ, REKEY_DIRECTORY_CREDENTIALS=CREDENTIAL, REKEY_DIRECTORY_TLS="off", **environment),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    for line in service.stdout:
+        match = re.search(r"rpc\.port=(\d+)", line)
+        if match:
+            # Read the rest of its log as it comes, so that logging never blocks it.
+            threading.Thread(target=lambda: [None for _ in service.stdout], daemon=True).start()
+            return service, match.group(1)
+    sys.exit("rekey-directory did not start: " + service.stdout.read())
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--directory", required=True, help="the rekey-directory executable (release build)")
@@ -88,41 +126,16 @@ def main():
     parser.add_argument("--fresh", action="store_true")
     args = parser.parse_args()
 
-    data = os.path.join(args.folder, "data")
+    data = ensure_directory(args.directory, args.folder, args.users, args.fresh)
     database = os.path.join(data, "directory.sqlite")
-    if args.fresh and os.path.exists(database):
-        for name in os.listdir(data):
-            os.remove(os.path.join(data, name))
-    os.makedirs(data, exist_ok=True)
-    if not os.path.exists(database):
-        print("Importing %d users, 100,000 per run of `rekey-directory import`:" % args.users)
-        for path in write_chunks(args.folder, args.users, 100_000):
-            started = time.monotonic()
-            result = subprocess.run([args.directory, "import", path, "--data-dir", data], capture_output=True, text=True)
-            if result.returncode != 0:
-                sys.exit(result.stdout + result.stderr)
-            print("  %s: %.1f s" % (os.path.basename(path), time.monotonic() - started))
-            os.remove(path)
     size = sum(os.path.getsize(os.path.join(data, name)) for name in os.listdir(data))
     print("Database: %.0f MiB" % (size / 1048576))
 
     store = subprocess.run([args.rekey, "directory-store", database, str(args.queries)], check=True, capture_output=True, text=True)
     print_latencies("In the service's store (server-side, one caller):", store.stdout)
 
-    service = subprocess.Popen(
-        [args.directory, "serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--data-dir", data],
-        env=dict(os.environ, REKEY_DIRECTORY_CREDENTIALS=CREDENTIAL, REKEY_DIRECTORY_TLS="off"),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
+    service, port = serve(args.directory, data, {})
     try:
-        port = None
-        for line in service.stdout:
-            match = re.search(r"rpc\.port=(\d+)", line)
-            if match:
-                port = match.group(1)
-                break
-        if port is None:
-            sys.exit("rekey-directory did not start")
         print("rekey-directory resident memory after start: %.0f MiB" % rss_mib(service.pid))
         rpc = subprocess.run([args.rekey, "directory-rpc", port, CREDENTIAL, database, str(args.queries)], check=True, capture_output=True, text=True)
         print_latencies("Through the RPC (client to rekey-directory on loopback, one caller):", rpc.stdout)

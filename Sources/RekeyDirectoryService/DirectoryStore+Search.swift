@@ -307,12 +307,22 @@ extension DirectoryStore {
             let last = results[results.count - 1]
             next = PageToken.encode("s2", ["\(last.tier)", "\(last.seq)", fingerprint, last.nameKey])
         }
-        let users = try results.map { entry in
-            guard let row = try connection.queryFirst(Self.userSelect + " WHERE u.seq = ?", .integer(entry.seq)) else {
+        let seqs = results.map(\.seq)
+        var found: [Int64: SQLiteRow] = [:]
+        if !seqs.isEmpty {
+            for row in try connection.query(
+                Self.userSelect + " WHERE u.seq IN (\(Array(repeating: "?", count: seqs.count).joined(separator: ", ")))", seqs.map(SQLiteValue.integer)
+            ) {
+                found[row.int("seq") ?? 0] = row
+            }
+        }
+        let rows = try seqs.map { seq in
+            guard let row = found[seq] else {
                 throw DirectoryError.failedPrecondition("the search index names a user who no longer exists; restart the service to rebuild it")
             }
-            return try self.userRecord(row, in: connection)
+            return row
         }
+        let users = try self.userRecords(rows, in: connection)
         return (users, next)
     }
 }
