@@ -448,6 +448,8 @@ let package = Package(
             name: "RekeyPostgresTests",
             dependencies: [
                 "RekeyPostgres",
+                "RekeySQLite",
+                "RekeyRPC",
                 "RekeyTesting",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),

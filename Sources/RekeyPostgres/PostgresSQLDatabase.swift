@@ -2,7 +2,9 @@ import Logging
 import NIOCore
 import NIOPosix
 import PostgresNIO
+import RekeyRPC
 import RekeySQLite
+import Synchronization
 
 /// Runs a store's synchronous SQL (``SQLConnection``, written once for SQLite and PostgreSQL) on
 /// PostgreSQL.
@@ -10,13 +12,15 @@ import RekeySQLite
 /// Each body gets a pooled connection and a thread of its own, and runs as one `SERIALIZABLE`
 /// transaction: what SQLite gives by running one body at a time, PostgreSQL gives to many bodies
 /// at once on any number of replicas, refusing a transaction that could not be serialised with the
-/// others (SQLSTATE 40001, or a deadlock, 40P01). Such a body is run again from the start, a few
-/// times, after a short random pause; so a body must do nothing but database work (it does: hashing,
-/// mail and calls happen outside).
+/// others (SQLSTATE 40001, or a deadlock, 40P01). Such a body is run again from the start, after
+/// the bodies of this process that collided before it, one at a time, each after a short random
+/// pause, up to ``maximumAttempts`` runs in all; so a body must do nothing but database work (it
+/// does: hashing, mail and calls happen outside).
 package final class PostgresSQLDatabase: Sendable {
     package let database: PostgresServiceDatabase
     private let threads: NIOThreadPool
     private let logger: Logger
+    private let retries = FIFOLock()
 
     /// How many times a body is run before a serialisation failure is returned.
     package static let maximumAttempts = 20
@@ -37,21 +41,73 @@ package final class PostgresSQLDatabase: Sendable {
     /// Runs `body` in one serialisable transaction: committed when it returns, rolled back when it
     /// throws, run again when PostgreSQL could not serialise it.
     package func withConnection<R: Sendable>(_ body: @escaping @Sendable (any SQLConnection) throws -> R) async throws -> R {
-        var attempt = 1
-        while true {
-            do {
-                return try await self.database.withConnection { connection in
-                    try await self.threads.runIfActive { [logger] in
-                        let sql = PostgresSQLConnection(connection: connection, logger: logger)
-                        return try sql.serializableTransaction(body)
+        do {
+            return try await self.attempt(body)
+        } catch where PostgresServiceDatabase.isRetryable(error) {
+            // It collided. Bodies run again one at a time (in the order they collided), so that
+            // when many touch the same rows each gets through rather than colliding forever.
+            return try await self.retries.withLock {
+                var attempt = 2
+                while true {
+                    do {
+                        return try await self.attempt(body)
+                    } catch where PostgresServiceDatabase.isRetryable(error) {
+                        guard attempt < Self.maximumAttempts else {
+                            self.logger.warning("a transaction collided with others too often; the call fails", metadata: [
+                                "db.attempts": "\(attempt)", "error": "\(PostgresServiceDatabase.describe(error))",
+                            ])
+                            throw PostgresContentionError()
+                        }
+                        attempt += 1
+                        try await Task.sleep(for: .microseconds(Int.random(in: 50...(200 * attempt))))
                     }
                 }
-            } catch where PostgresServiceDatabase.isRetryable(error) && attempt < Self.maximumAttempts {
-                attempt += 1
-                // Spread the retries of transactions that collided, more with each attempt.
-                try await Task.sleep(for: .microseconds(Int.random(in: 100...(500 * attempt))))
             }
         }
+    }
+
+    private func attempt<R: Sendable>(_ body: @escaping @Sendable (any SQLConnection) throws -> R) async throws -> R {
+        try await self.database.withConnection { connection in
+            try await self.threads.runIfActive { [logger] in
+                let sql = PostgresSQLConnection(connection: connection, logger: logger)
+                return try sql.serializableTransaction(body)
+            }
+        }
+    }
+}
+
+/// A lock for async code that hands itself over in the order it was asked for.
+final class FIFOLock: Sendable {
+    private struct State {
+        var held = false
+        var waiting: [CheckedContinuation<Void, Never>] = []
+    }
+
+    private let state = Mutex(State())
+
+    func withLock<R>(_ body: () async throws -> R) async throws -> R {
+        await withCheckedContinuation { continuation in
+            let granted = self.state.withLock { state -> Bool in
+                if state.held {
+                    state.waiting.append(continuation)
+                    return false
+                }
+                state.held = true
+                return true
+            }
+            if granted { continuation.resume() }
+        }
+        defer {
+            let next = self.state.withLock { state -> CheckedContinuation<Void, Never>? in
+                if state.waiting.isEmpty {
+                    state.held = false
+                    return nil
+                }
+                return state.waiting.removeFirst()
+            }
+            next?.resume()
+        }
+        return try await body()
     }
 }
 
@@ -178,6 +234,13 @@ package final class PostgresSQLConnection: SQLConnection {
             return (try? cell.decode(String.self)).map(SQLiteValue.text) ?? .null
         }
     }
+}
+
+/// Transactions on the same rows collided too often for this one to finish: the call may be
+/// tried again (on any replica).
+package struct PostgresContentionError: Error, CustomStringConvertible, RPCErrorConvertible {
+    package var description: String { "the transaction could not be serialised with concurrent ones after \(PostgresSQLDatabase.maximumAttempts) attempts" }
+    package var rpcError: RPCError { RPCError(.unavailable, "the service is too busy with the same records; try again") }
 }
 
 /// A statement the program got wrong (not the database's refusal): a bug, reported as such.

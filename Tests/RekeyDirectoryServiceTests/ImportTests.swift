@@ -274,6 +274,25 @@ struct SignInLimitTests {
         }
     }
 
+    @Test("a burst of 40 sign-ins from one address at once: exactly the limit of 20 are let through to the password check", arguments: Backend.allCases)
+    func burstFromOneAddress(backend: Backend) async throws {
+        let directory = try await DirectoryFixture(backend, configuration: .init(signInLimit: 20, signInWindow: .seconds(900), signInAccountFreeAttempts: 1000))
+        let allowed = try await withThrowingTaskGroup(of: Bool.self) { group in
+            for index in 0..<40 {
+                group.addTask {
+                    do {
+                        _ = try await directory.run { store, c in try store.reserveSignIn(clientAddress: "203.0.113.5", email: "user\(index)@example.com", in: c) }
+                        return true
+                    } catch DirectoryError.signInLimited {
+                        return false
+                    }
+                }
+            }
+            return try await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+        }
+        #expect(allowed == 20)
+    }
+
     @Test("the throttle rules as pure functions")
     func rules() {
         let throttle = SignInThrottle(addressLimit: 3, window: .seconds(60), accountFreeAttempts: 2, accountDelay: .seconds(1))
