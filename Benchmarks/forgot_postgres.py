@@ -7,12 +7,13 @@ The chain of `make bench-forgot` — HTTP → gateway → directory (find the us
 the default rate limits and the gateway's answer floor set to 0. Three rows, each on fresh data:
 
   SQLite        one process of each (the baseline, in the same run);
-  PostgreSQL x1 reset-token and notifier on PostgreSQL (schemas rekey_tokens, rekey_notifier in
-                one throw-away cluster with durable settings), one replica each, one gateway;
-  PostgreSQL x2 two replicas of each of those and two gateways, each gateway over both replicas
+  PostgreSQL x1 every service on PostgreSQL (schemas rekey_directory, rekey_tokens, rekey_notifier
+                in one throw-away cluster with durable settings; the directory copied there with
+                `migrate-to`), one replica each, one gateway;
+  PostgreSQL x2 two replicas of each service and two gateways, each gateway over both replicas
                 of each service, `wrk` against both gateways at once (16 connections each).
 
-The directory is one SQLite process in every row: it is not on PostgreSQL yet. Figures: requests/s,
+Figures: requests/s,
 p50/p99, and CPU µs per request for each kind of process (replicas summed; PostgreSQL's processes
 summed), since two cores cap what a second replica can add."""
 
@@ -83,17 +84,20 @@ def run_row(args, directory_template, cluster, replicas, gateways):
     shutil.copytree(directory_template, directory_data)
     tokens_db = cluster.new_database() if cluster else None
     notifier_db = cluster.new_database() if cluster else None
+    directory_db = cluster.new_database() if cluster else None
+    if directory_db:
+        subprocess.run([args.bin + "/rekey-directory", "migrate-to", directory_db, "--data-dir", directory_data], check=True, capture_output=True)
     kinds = {"gateway": [], "directory": [], "reset-token": [], "notifier": []}
     try:
         # At info, as `make bench-forgot`: the readiness line is an info line.
         common = ["serve", "--listen", "127.0.0.1:0", "--metrics-listen", "off", "--log-level", "info"]
         ready = r"rpc\.port=(\d+)"
-        kinds["directory"].append(start([args.bin + "/rekey-directory"] + common + ["--data-dir", directory_data], PLAINTEXT, ready))
         for index in range(replicas):
             env = dict(PLAINTEXT)
             if tokens_db:
-                env.update(REKEY_RESET_TOKEN_DATABASE=tokens_db, REKEY_NOTIFIER_DATABASE=notifier_db)
+                env.update(REKEY_RESET_TOKEN_DATABASE=tokens_db, REKEY_NOTIFIER_DATABASE=notifier_db, REKEY_DIRECTORY_DATABASE=directory_db)
             folder = os.path.join(data, "replica%d" % index)
+            kinds["directory"].append(start([args.bin + "/rekey-directory"] + common + ["--data-dir", directory_data], env, ready))
             kinds["reset-token"].append(start([args.bin + "/rekey-reset-token"] + common + ["--data-dir", folder], env, ready))
             kinds["notifier"].append(start([args.bin + "/rekey-notifier"] + common + ["--data-dir", folder, "--mail-dir", folder + "/mail"], env, ready))
         lists = {kind: ",".join("127.0.0.1:" + port for _, port in kinds[kind]) for kind in ("directory", "reset-token", "notifier")}

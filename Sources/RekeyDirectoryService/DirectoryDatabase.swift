@@ -19,6 +19,18 @@ package enum DirectoryDatabase: Sendable {
         }
     }
 
+    /// Runs `body`, which only reads: on SQLite as any other; on PostgreSQL outside a transaction
+    /// (no `BEGIN`/`COMMIT` round trips; each statement sees what was committed when it started).
+    /// For answers that a moment's change between two statements cannot make wrong.
+    package func read<R: Sendable>(_ body: @escaping @Sendable (any SQLConnection) throws -> R) async throws -> R {
+        switch self {
+        case .sqlite(let database):
+            return try await database.withConnection { try body($0) }
+        case .postgres(let database):
+            return try await database.read(body)
+        }
+    }
+
     /// The SQLite database, whose disk the service watches; nil on PostgreSQL.
     package var sqlite: SQLiteDatabase? {
         if case .sqlite(let database) = self { return database }

@@ -28,6 +28,12 @@ package struct DirectoryService: Rekey_Directory_V1_Directory.ServiceProtocol {
         return try await self.database.withConnection { try body(store, $0) }
     }
 
+    /// Runs work that only reads (see ``DirectoryDatabase/read(_:)``).
+    private func read<R: Sendable>(_ body: @escaping @Sendable (DirectoryStore, any SQLConnection) throws -> R) async throws -> R {
+        let store = self.store
+        return try await self.database.read { try body(store, $0) }
+    }
+
     /// Runs an admin action; a refusal (rank, grant, keys) is written to the audit trail as
     /// `refused.<action>` after the action's own transaction has rolled back, then returned.
     private func db<R: Sendable>(
@@ -54,7 +60,7 @@ package struct DirectoryService: Rekey_Directory_V1_Directory.ServiceProtocol {
         let user = try await self.db(auditing: actor, "user.create", target: "") { [new] store, c in try store.createUser(new, actor: actor, in: c) }
         var response = Self.response(user)
         let email = new.email
-        response.warnings = try await self.db { store, c in try store.lookAlikeWarnings(for: email, excludingUser: user.id, in: c) }
+        response.warnings = try await self.read { store, c in try store.lookAlikeWarnings(for: email, excludingUser: user.id, in: c) }
         return response
     }
 
@@ -63,7 +69,7 @@ package struct DirectoryService: Rekey_Directory_V1_Directory.ServiceProtocol {
             throw DirectoryError.invalidArgument("for_action must name the action when an actor is given")
         }
         guard !request.forAction.isEmpty else {
-            return Self.response(try await self.db { store, c in try store.user(request.userID, in: c) })
+            return Self.response(try await self.read { store, c in try store.user(request.userID, in: c) })
         }
         guard request.forAction.utf8.count <= 64, request.forAction.allSatisfy({ $0.isLetter || $0 == "." || $0 == "_" }) else {
             throw DirectoryError.invalidArgument("for_action must be at most 64 letters, dots and underscores")
@@ -116,7 +122,7 @@ package struct DirectoryService: Rekey_Directory_V1_Directory.ServiceProtocol {
     }
 
     package func findUserByEmail(request: Rekey_Directory_V1_FindUserByEmailRequest, context: ServerContext) async throws -> Rekey_Directory_V1_FindUserByEmailResponse {
-        guard let (user, matched) = try await self.db({ store, c in try store.findUser(byEmail: request.email, in: c) }) else {
+        guard let (user, matched) = try await self.read({ store, c in try store.findUser(byEmail: request.email, in: c) }) else {
             throw DirectoryError.notFound("no user has that email address")
         }
         var response = Rekey_Directory_V1_FindUserByEmailResponse()
@@ -134,7 +140,7 @@ package struct DirectoryService: Rekey_Directory_V1_Directory.ServiceProtocol {
         default: throw DirectoryError.invalidArgument("scope must be SEARCH_SCOPE_STAFF or SEARCH_SCOPE_ALL")
         }
         let pageSize = try Bounded.pageSize(request.pageSize, default: 20, max: 100)
-        let (users, next) = try await self.db { store, c in
+        let (users, next) = try await self.read { store, c in
             try store.search(request.query, staffOnly: staffOnly, pageSize: pageSize, pageToken: request.pageToken, in: c)
         }
         var page = Rekey_Directory_V1_UsersPage()
@@ -156,7 +162,7 @@ package struct DirectoryService: Rekey_Directory_V1_Directory.ServiceProtocol {
         filter.hasPassword = try Self.presence(request.hasPassword, "has_password")
         filter.primaryVerified = try Self.presence(request.primaryVerified, "primary_verified")
         let pageSize = try Bounded.pageSize(request.pageSize, default: 50, max: 500)
-        let (users, next, total) = try await self.db { [filter] store, c in
+        let (users, next, total) = try await self.read { [filter] store, c in
             try store.listUsers(filter: filter, pageSize: pageSize, pageToken: request.pageToken, countTotal: request.countTotal, in: c)
         }
         var page = Rekey_Directory_V1_UsersPage()
@@ -183,7 +189,7 @@ package struct DirectoryService: Rekey_Directory_V1_Directory.ServiceProtocol {
         var response = Self.response(try await self.db(auditing: actor, "email.add", target: request.userID) { store, c in
             try store.addEmail(request.userID, address: request.address, verified: request.verified, actor: actor, in: c)
         })
-        response.warnings = try await self.db { store, c in try store.lookAlikeWarnings(for: request.address, excludingUser: request.userID, in: c) }
+        response.warnings = try await self.read { store, c in try store.lookAlikeWarnings(for: request.address, excludingUser: request.userID, in: c) }
         return response
     }
 
@@ -213,7 +219,7 @@ package struct DirectoryService: Rekey_Directory_V1_Directory.ServiceProtocol {
     }
 
     package func getOrganization(request: Rekey_Directory_V1_GetOrganizationRequest, context: ServerContext) async throws -> Rekey_Directory_V1_OrganizationResponse {
-        let record = try await self.db { store, c in try store.organization(request.organizationID, in: c) }
+        let record = try await self.read { store, c in try store.organization(request.organizationID, in: c) }
         var response = Rekey_Directory_V1_OrganizationResponse()
         response.organization = Self.wire(record)
         return response
@@ -221,7 +227,7 @@ package struct DirectoryService: Rekey_Directory_V1_Directory.ServiceProtocol {
 
     package func listOrganizations(request: Rekey_Directory_V1_ListOrganizationsRequest, context: ServerContext) async throws -> Rekey_Directory_V1_ListOrganizationsResponse {
         var response = Rekey_Directory_V1_ListOrganizationsResponse()
-        response.organizations = try await self.db { store, c in try store.organizations(in: c) }.map(Self.wire)
+        response.organizations = try await self.read { store, c in try store.organizations(in: c) }.map(Self.wire)
         return response
     }
 
@@ -267,7 +273,7 @@ package struct DirectoryService: Rekey_Directory_V1_Directory.ServiceProtocol {
 
     package func listRoles(request: Rekey_Directory_V1_ListRolesRequest, context: ServerContext) async throws -> Rekey_Directory_V1_ListRolesResponse {
         var response = Rekey_Directory_V1_ListRolesResponse()
-        response.roles = try await self.db { store, c in try store.roles(in: c) }.map(Self.wire)
+        response.roles = try await self.read { store, c in try store.roles(in: c) }.map(Self.wire)
         response.permissions = Permissions.all.map { permission in
             var wire = Rekey_Directory_V1_Permission()
             wire.name = permission.name
@@ -279,7 +285,7 @@ package struct DirectoryService: Rekey_Directory_V1_Directory.ServiceProtocol {
 
     package func checkPermission(request: Rekey_Directory_V1_CheckPermissionRequest, context: ServerContext) async throws -> Rekey_Directory_V1_CheckPermissionResponse {
         var response = Rekey_Directory_V1_CheckPermissionResponse()
-        response.allowed = try await self.db { store, c in try store.hasPermission(request.userID, request.permission, in: c) }
+        response.allowed = try await self.read { store, c in try store.hasPermission(request.userID, request.permission, in: c) }
         return response
     }
 
@@ -478,7 +484,7 @@ package struct DirectoryService: Rekey_Directory_V1_Directory.ServiceProtocol {
 
     package func listAuditRecords(request: Rekey_Directory_V1_ListAuditRecordsRequest, context: ServerContext) async throws -> Rekey_Directory_V1_ListAuditRecordsResponse {
         let pageSize = try Bounded.pageSize(request.pageSize, default: 50, max: 500)
-        let (records, next) = try await self.db { store, c in
+        let (records, next) = try await self.read { store, c in
             try store.auditRecords(target: request.target, actor: request.actorUserID, pageSize: pageSize, pageToken: request.pageToken, in: c)
         }
         var response = Rekey_Directory_V1_ListAuditRecordsResponse()

@@ -184,10 +184,9 @@ package struct DirectoryStore: Sendable {
     /// The user one of whose addresses is `email` (any case), and the identity it matched.
     package func findUser(byEmail email: String, in connection: any SQLConnection) throws -> (user: UserRecord, matched: EmailRecord)? {
         let normalized = try DirectoryValidation.email(email).normalized
-        guard let row = try connection.queryFirst("SELECT id, user_id FROM emails WHERE normalized = ?", .text(normalized)),
-              let userID = row.string("user_id"), let emailID = row.string("id")
-        else { return nil }
-        let user = try self.user(userID, in: connection)
+        // The user and the address's id in one statement, then the user's addresses.
+        guard let row = try connection.queryFirst(Self.userByEmailSelect, .text(normalized)), let emailID = row.string("matched_id") else { return nil }
+        let user = try self.userRecord(row, in: connection)
         guard let matched = user.emails.first(where: { $0.id == emailID }) else { return nil }
         return (user, matched)
     }
@@ -275,6 +274,8 @@ package struct DirectoryStore: Sendable {
                u.created_at, u.updated_at, r.staff AS staff
         FROM users u JOIN roles r ON r.name = u.role
         """
+
+    static let userByEmailSelect = "SELECT m.id AS matched_id, " + Self.userSelect.dropFirst("SELECT ".count) + " JOIN emails m ON m.user_id = u.id WHERE m.normalized = ?"
 
     func userRecord(_ row: SQLiteRow, in connection: any SQLConnection) throws -> UserRecord {
         try self.userRecords([row], in: connection)[0]

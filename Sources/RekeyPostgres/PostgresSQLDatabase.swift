@@ -66,6 +66,17 @@ package final class PostgresSQLDatabase: Sendable {
         }
     }
 
+    /// Runs `body`, which only reads, outside any transaction: each `SELECT` sees what was committed
+    /// when it started (two statements may see different moments), and no `BEGIN` and `COMMIT`
+    /// are paid. A statement that is not a `SELECT` is refused as a bug.
+    package func read<R: Sendable>(_ body: @escaping @Sendable (any SQLConnection) throws -> R) async throws -> R {
+        try await self.database.withConnection { connection in
+            try await self.threads.runIfActive { [logger] in
+                try body(PostgresSQLConnection(connection: connection, logger: logger, readOnly: true))
+            }
+        }
+    }
+
     private func attempt<R: Sendable>(_ body: @escaping @Sendable (any SQLConnection) throws -> R) async throws -> R {
         try await self.database.withConnection { connection in
             try await self.threads.runIfActive { [logger] in
@@ -117,10 +128,13 @@ package final class PostgresSQLConnection: SQLConnection {
     private let connection: PostgresConnection
     private let logger: Logger
     private var savepointDepth = 0
+    /// Outside any transaction: only `SELECT`s are allowed.
+    private let readOnly: Bool
 
-    package init(connection: PostgresConnection, logger: Logger) {
+    package init(connection: PostgresConnection, logger: Logger, readOnly: Bool = false) {
         self.connection = connection
         self.logger = logger
+        self.readOnly = readOnly
     }
 
     package var dialect: SQLDialect { .postgres }
@@ -135,6 +149,9 @@ package final class PostgresSQLConnection: SQLConnection {
     }
 
     package func transaction<R>(_ body: (any SQLConnection) throws -> R) throws -> R {
+        guard !self.readOnly else {
+            throw PostgresStatementError(message: "a transaction in work declared read-only", sql: "SAVEPOINT")
+        }
         self.savepointDepth += 1
         let name = "rekey_\(self.savepointDepth)"
         defer { self.savepointDepth -= 1 }
@@ -168,6 +185,9 @@ package final class PostgresSQLConnection: SQLConnection {
     }
 
     private func execute(_ sql: String, _ bindings: [SQLiteValue]) throws -> PostgresQueryResult {
+        if self.readOnly, !sql.drop(while: \.isWhitespace).hasPrefix("SELECT") {
+            throw PostgresStatementError(message: "a statement that may write, in work declared read-only", sql: sql)
+        }
         var binds = PostgresBindings(capacity: bindings.count)
         for value in bindings {
             switch value {

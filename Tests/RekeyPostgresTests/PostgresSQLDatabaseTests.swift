@@ -81,6 +81,17 @@ struct PostgresSQLDatabaseTests {
         #expect(names == ["kept", "nested"])
     }
 
+    @Test("work declared read-only runs its SELECTs without a transaction, and refuses anything that could write")
+    func readOnly() async throws {
+        let (sql, database) = try await Self.open()
+        defer { database.close() }
+        #expect(try await sql.read { c in try c.queryFirst("SELECT value FROM counters", [])?.int("value") } == 0)
+        await #expect(throws: PostgresStatementError.self) { try await sql.read { c in try c.run("UPDATE counters SET value = 1", []) } }
+        await #expect(throws: PostgresStatementError.self) { try await sql.read { c in try c.query("INSERT INTO things (name) VALUES ('x') RETURNING id", []) } }
+        await #expect(throws: PostgresStatementError.self) { try await sql.read { c in try c.transaction { _ in 1 } } }
+        #expect(try await sql.read { c in try c.queryFirst("SELECT (SELECT count(*) FROM things) + (SELECT value FROM counters) AS n", [])?.int("n") } == 0)
+    }
+
     @Test("read-modify-write bodies running at once are serialised: 200 increments from 16 callers count 200, each collision run again")
     func serialisable() async throws {
         let (sql, database) = try await Self.open(threads: 8)
