@@ -32,10 +32,12 @@ final class DirectoryFixture: Sendable {
         case .postgres:
             let url = try await PostgresCluster.shared().makeDatabase()
             let logger = Logger(label: "rekey.test")
-            let postgres = try PostgresServiceDatabase(url: try PostgresURL(url), schema: DirectoryStore.postgresSchema, maximumConnections: 8, logger: logger)
+            // Four connections: enough for the tests of concurrent work, few enough that dozens of
+            // these fixtures starting at once do not swamp the shared test cluster.
+            let postgres = try PostgresServiceDatabase(url: try PostgresURL(url), schema: DirectoryStore.postgresSchema, maximumConnections: 4, logger: logger)
             try await postgres.migrate(DirectoryStore.postgresMigrations)
             (self.folder, self.postgres) = (nil, postgres)
-            self.database = .postgres(PostgresSQLDatabase(database: postgres, threads: 8, logger: logger))
+            self.database = .postgres(PostgresSQLDatabase(database: postgres, threads: 4, logger: logger))
         }
     }
 

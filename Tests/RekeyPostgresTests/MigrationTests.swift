@@ -8,6 +8,10 @@ import Testing
 @Suite("PostgreSQL schemas and migrations")
 struct MigrationTests {
     static let logger = Logger(label: "rekey.test.postgres")
+    /// What these tests check is what the migrations do, not how fast: in the first minute of the
+    /// full suite, with every PostgreSQL test opening its database at once, the 30 s a service
+    /// allows at start-up was seen to pass.
+    static let patience = Duration.seconds(180)
 
     static let migrations = [
         PostgresMigration(version: 1, name: "things", statements: ["CREATE TABLE things (id BIGINT PRIMARY KEY, name TEXT NOT NULL)"]),
@@ -29,7 +33,7 @@ struct MigrationTests {
                     // What is tested is that each migration runs once, not how fast: at the start
                     // of the full suite, with every PostgreSQL test migrating at once, the eight
                     // one after the other were seen to take more than the 30 s a service allows.
-                    return try await database.open(Self.migrations, within: .seconds(180))
+                    return try await database.open(Self.migrations, within: Self.patience)
                 }
             }
             return try await group.reduce(into: [Int]()) { $0.append($1) }
@@ -60,12 +64,12 @@ struct MigrationTests {
     func newerSchemaRefused() async throws {
         let url = try await PostgresCluster.shared().makeDatabase()
         let newer = try Self.open(url)
-        try await newer.open(Self.migrations)
+        try await newer.open(Self.migrations, within: Self.patience)
         newer.close()
         let older = try Self.open(url)
         defer { older.close() }
         await #expect {
-            try await older.open(Array(Self.migrations.prefix(1)))
+            try await older.open(Array(Self.migrations.prefix(1)), within: Self.patience)
         } throws: { error in
             "\(error)".contains("has version 2, newer than this program knows (1)")
         }
@@ -76,16 +80,16 @@ struct MigrationTests {
         let url = try await PostgresCluster.shared().makeDatabase()
         let database = try Self.open(url)
         defer { database.close() }
-        try await database.open(Array(Self.migrations.prefix(1)))
+        try await database.open(Array(Self.migrations.prefix(1)), within: Self.patience)
         let broken = Self.migrations.prefix(1) + [
             PostgresMigration(version: 2, name: "broken", statements: ["ALTER TABLE things ADD COLUMN size BIGINT", "ALTER TABLE no_such_table ADD COLUMN x TEXT"]),
         ]
         await #expect {
-            try await database.open(Array(broken))
+            try await database.open(Array(broken), within: Self.patience)
         } throws: { error in
             "\(error)".contains("relation \"no_such_table\" does not exist (SQLSTATE 42P01)")
         }
-        #expect(try await database.open(Array(Self.migrations.prefix(1))) == 1)
+        #expect(try await database.open(Array(Self.migrations.prefix(1)), within: Self.patience) == 1)
         let columns = try await database.withConnection { connection in
             var names: [String] = []
             for try await name in try await connection.query("SELECT column_name FROM information_schema.columns WHERE table_name = 'things' ORDER BY column_name", logger: Self.logger).decode(String.self) {
