@@ -5,7 +5,7 @@ import Testing
 
 /// Roles are ranked (owner > admin > agent > collaborator > customer): the takeover paths an
 /// admin tried against the owner, each refused with the reason, and what stays allowed.
-@Suite("Ranks, grants and keys")
+@Suite("Ranks, grants and keys", .serialized)
 struct AuthorizationTests {
     let directory: DirectoryFixture
     let owner: UserRecord

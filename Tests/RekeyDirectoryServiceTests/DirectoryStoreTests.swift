@@ -8,6 +8,9 @@ import RekeyTesting
 import Testing
 
 /// The directory's rules, each test on a fresh database of each backend with the migrations applied.
+/// One test at a time: dozens of fresh PostgreSQL databases at once in the suite's first minute
+/// were seen to starve the other tests' connections past their time limits.
+@Suite(.serialized)
 struct DirectoryStoreTests {
     @Test("a user is found by any of their addresses, in any case, and mail goes to the primary", arguments: Backend.allCases)
     func findByEmail(backend: Backend) async throws {

@@ -33,7 +33,7 @@ struct CSVReaderTests {
     }
 }
 
-@Suite("Importing users")
+@Suite("Importing users", .serialized)
 struct ImportTests {
     let directory: DirectoryFixture
 
@@ -172,7 +172,7 @@ struct ImportTests {
     }
 }
 
-@Suite("Organizations and the audit trail")
+@Suite("Organizations and the audit trail", .serialized)
 struct OrganizationTests {
     let directory: DirectoryFixture
 
@@ -229,7 +229,7 @@ struct OrganizationTests {
     }
 }
 
-@Suite("The sign-in limits")
+@Suite("The sign-in limits", .serialized)
 struct SignInLimitTests {
     @Test("attempts per client address are reserved before checking; the answer says when to try again; the window moves on; success gives the attempt back", arguments: Backend.allCases)
     func addressLimit(backend: Backend) async throws {
