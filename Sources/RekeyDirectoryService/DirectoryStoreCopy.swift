@@ -63,6 +63,10 @@ package enum DirectoryStoreCopy {
         // The built-in roles come with the schema; the source's are copied instead.
         try postgres.run("DELETE FROM role_permissions", [])
         try postgres.run("DELETE FROM roles", [])
+        var staffRoles = Set<String>()
+        for row in try sqlite.query("SELECT name FROM roles WHERE staff = 1", []) {
+            staffRoles.insert(row.string("name") ?? "")
+        }
         var outcome: Outcome = []
         for (table, key) in Self.tables {
             var copied = 0
@@ -72,7 +76,7 @@ package enum DirectoryStoreCopy {
                 guard let last = rows.last?.int("rekey_key") else { break }
                 try Self.insert(rows, into: table, postgres)
                 if table == "users" {
-                    try Self.index(rows, from: sqlite, into: postgres)
+                    try Self.index(rows, staffRoles: staffRoles, from: sqlite, into: postgres)
                 }
                 copied += rows.count
                 after = last
@@ -109,16 +113,12 @@ package enum DirectoryStoreCopy {
     }
 
     /// Builds the search entries (`search_prefixes`, `user_search`) of a page of copied users.
-    private static func index(_ users: [SQLiteRow], from sqlite: SQLiteConnection, into postgres: any SQLConnection) throws {
+    private static func index(_ users: [SQLiteRow], staffRoles: Set<String>, from sqlite: SQLiteConnection, into postgres: any SQLConnection) throws {
         let ids = users.compactMap { $0.string("id") }
         let marks = Array(repeating: "?", count: ids.count).joined(separator: ", ")
         var addresses: [String: [String]] = [:]
         for row in try sqlite.query("SELECT user_id, address FROM emails WHERE user_id IN (\(marks)) ORDER BY rowid", ids.map(SQLiteValue.text)) {
             addresses[row.string("user_id") ?? "", default: []].append(row.string("address") ?? "")
-        }
-        var staffRoles = Set<String>()
-        for row in try sqlite.query("SELECT name FROM roles WHERE staff = 1", []) {
-            staffRoles.insert(row.string("name") ?? "")
         }
         var prefixes: [SQLiteValue] = []
         var texts: [SQLiteValue] = []
