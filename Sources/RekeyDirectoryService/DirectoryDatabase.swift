@@ -31,6 +31,17 @@ package enum DirectoryDatabase: Sendable {
         }
     }
 
+    /// Runs one hot query that only reads: on PostgreSQL prepared, outside a transaction, straight
+    /// from the calling task.
+    package func query<Statement: PreparedSQL>(_ statement: Statement.Type, _ bindings: [SQLiteValue]) async throws -> [SQLiteRow] {
+        switch self {
+        case .sqlite(let database):
+            return try await database.withConnection { try $0.query(statement, bindings) }
+        case .postgres(let database):
+            return try await database.query(statement, bindings)
+        }
+    }
+
     /// The SQLite database, whose disk the service watches; nil on PostgreSQL.
     package var sqlite: SQLiteDatabase? {
         if case .sqlite(let database) = self { return database }

@@ -122,7 +122,7 @@ package struct DirectoryService: Rekey_Directory_V1_Directory.ServiceProtocol {
     }
 
     package func findUserByEmail(request: Rekey_Directory_V1_FindUserByEmailRequest, context: ServerContext) async throws -> Rekey_Directory_V1_FindUserByEmailResponse {
-        guard let (user, matched) = try await self.read({ store, c in try store.findUser(byEmail: request.email, in: c) }) else {
+        guard let (user, matched) = try await self.store.findUser(byEmail: request.email, in: self.database) else {
             throw DirectoryError.notFound("no user has that email address")
         }
         var response = Rekey_Directory_V1_FindUserByEmailResponse()

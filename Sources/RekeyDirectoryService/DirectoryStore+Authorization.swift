@@ -41,10 +41,9 @@ extension DirectoryStore {
     /// user runs on their own account are made with their own id).
     func actingUser(_ actor: ActorInfo, in connection: any SQLConnection) throws -> UserRecord? {
         guard !actor.userID.isEmpty else { return nil }
-        guard let row = try connection.queryFirst(Self.userSelect + " WHERE u.id = ?", .text(actor.userID)) else {
+        guard let user = Self.userWithEmails(try connection.query(UserByID.self, [.text(actor.userID)])) else {
             throw DirectoryError.refused(.actorInactive, message: "the acting user does not exist")
         }
-        let user = try self.userRecord(row, in: connection)
         guard user.state == .active else {
             throw DirectoryError.refused(.actorInactive, message: "the acting user is disabled")
         }

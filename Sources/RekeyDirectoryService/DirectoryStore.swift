@@ -102,10 +102,10 @@ package struct DirectoryStore: Sendable {
 
     package func user(_ id: String, in connection: any SQLConnection) throws -> UserRecord {
         try DirectoryValidation.id(id, prefix: "u_", field: "user_id")
-        guard let row = try connection.queryFirst(Self.userSelect + " WHERE u.id = ?", .text(id)) else {
+        guard let user = Self.userWithEmails(try connection.query(UserByID.self, [.text(id)])) else {
             throw DirectoryError.notFound("no user has the id \(id)")
         }
-        return try self.userRecord(row, in: connection)
+        return user
     }
 
     package struct UserChanges: Sendable {
@@ -183,11 +183,19 @@ package struct DirectoryStore: Sendable {
 
     /// The user one of whose addresses is `email` (any case), and the identity it matched.
     package func findUser(byEmail email: String, in connection: any SQLConnection) throws -> (user: UserRecord, matched: EmailRecord)? {
-        let normalized = try DirectoryValidation.email(email).normalized
-        // The user and the address's id in one statement, then the user's addresses.
-        guard let row = try connection.queryFirst(Self.userByEmailSelect, .text(normalized)), let emailID = row.string("matched_id") else { return nil }
-        let user = try self.userRecord(row, in: connection)
-        guard let matched = user.emails.first(where: { $0.id == emailID }) else { return nil }
+        Self.foundUser(try connection.query(UserByEmail.self, [.text(try DirectoryValidation.email(email).normalized)]))
+    }
+
+    /// The same as ``findUser(byEmail:in:)``, as one query straight from the calling task (no
+    /// database thread on PostgreSQL): the read of every reset.
+    package func findUser(byEmail email: String, in database: DirectoryDatabase) async throws -> (user: UserRecord, matched: EmailRecord)? {
+        Self.foundUser(try await database.query(UserByEmail.self, [.text(try DirectoryValidation.email(email).normalized)]))
+    }
+
+    private static func foundUser(_ rows: [SQLiteRow]) -> (user: UserRecord, matched: EmailRecord)? {
+        guard let user = Self.userWithEmails(rows), let emailID = rows.first?.string("matched_id"),
+              let matched = user.emails.first(where: { $0.id == emailID })
+        else { return nil }
         return (user, matched)
     }
 
@@ -275,10 +283,44 @@ package struct DirectoryStore: Sendable {
         FROM users u JOIN roles r ON r.name = u.role
         """
 
-    static let userByEmailSelect = "SELECT m.id AS matched_id, " + Self.userSelect.dropFirst("SELECT ".count) + " JOIN emails m ON m.user_id = u.id WHERE m.normalized = ?"
+    /// A user's columns and one address's, for a user read in one statement: one row per address
+    /// (see ``userWithEmails(_:)``), in ``userRecords``' order.
+    private static let userWithEmailColumns = """
+        u.seq, u.id, u.name, u.role, u.organization_id, u.state, u.locale, u.password_hash, u.password_changed_at,
+        u.created_at, u.updated_at, r.staff AS staff,
+        e.id AS email_id, e.address AS email_address, e.is_primary AS email_is_primary, e.verified AS email_verified
+        """
 
-    func userRecord(_ row: SQLiteRow, in connection: any SQLConnection) throws -> UserRecord {
-        try self.userRecords([row], in: connection)[0]
+    /// The user owning an address (`matched_id` is the address's id): the hot read of every reset.
+    enum UserByEmail: PreparedSQL {
+        static let sql = """
+            SELECT m.id AS matched_id, \(userWithEmailColumns)
+            FROM emails m JOIN users u ON u.id = m.user_id JOIN roles r ON r.name = u.role JOIN emails e ON e.user_id = u.id
+            WHERE m.normalized = ? ORDER BY e.is_primary DESC, e.created_at, e.id
+            """
+    }
+
+    /// A user by id: the read of every admin action (the actor, then the target).
+    enum UserByID: PreparedSQL {
+        static let sql = """
+            SELECT \(userWithEmailColumns)
+            FROM users u JOIN roles r ON r.name = u.role LEFT JOIN emails e ON e.user_id = u.id
+            WHERE u.id = ? ORDER BY e.is_primary DESC, e.created_at, e.id
+            """
+    }
+
+    /// The user of ``UserByEmail`` or ``UserByID`` rows; nil when there are none.
+    static func userWithEmails(_ rows: [SQLiteRow]) -> UserRecord? {
+        guard let first = rows.first else { return nil }
+        let emails = rows.compactMap { row in
+            row.string("email_id").map { id in
+                EmailRecord(
+                    id: id, address: row.string("email_address") ?? "",
+                    isPrimary: row.int("email_is_primary") == 1, verified: row.int("email_verified") == 1
+                )
+            }
+        }
+        return Self.userRecord(first, emails: emails)
     }
 
     /// The users of `rows` (from ``userSelect``), in their order, with their addresses read in

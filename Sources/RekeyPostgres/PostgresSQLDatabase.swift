@@ -77,6 +77,15 @@ package final class PostgresSQLDatabase: Sendable {
         }
     }
 
+    /// Runs one hot query, outside any transaction, straight from the calling task: no thread is
+    /// woken for it (see ``read(_:)`` for work of several statements).
+    package func query<Statement: PreparedSQL>(_ statement: Statement.Type, _ bindings: [SQLiteValue]) async throws -> [SQLiteRow] {
+        let prepared = try PostgresSQLConnection.prepared(statement, bindings, readOnly: true)
+        return try await self.database.withConnection { [logger] connection in
+            try await PostgresSQLConnection.rows(of: prepared, on: connection, logger: logger)
+        }
+    }
+
     private func attempt<R: Sendable>(_ body: @escaping @Sendable (any SQLConnection) throws -> R) async throws -> R {
         try await self.database.withConnection { connection in
             try await self.threads.runIfActive { [logger] in
@@ -148,6 +157,39 @@ package final class PostgresSQLConnection: SQLConnection {
         try self.execute(sql, bindings).rows.map(Self.row)
     }
 
+    package func query<Statement: PreparedSQL>(_ statement: Statement.Type, _ bindings: [SQLiteValue]) throws -> [SQLiteRow] {
+        let prepared = try Self.prepared(statement, bindings, readOnly: self.readOnly)
+        let connection = self.connection
+        let logger = self.logger
+        // postgres-nio has prepared statements in its async API only.
+        return try connection.eventLoop.makeFutureWithTask {
+            try await Self.rows(of: prepared, on: connection, logger: logger)
+        }.wait()
+    }
+
+    /// A ``PreparedSQL`` call, checked.
+    fileprivate static func prepared<Statement: PreparedSQL>(
+        _ statement: Statement.Type, _ bindings: [SQLiteValue], readOnly: Bool
+    ) throws -> PostgresPrepared<Statement> {
+        let placeholders = Self.numbered(Statement.sql).placeholders
+        guard placeholders == bindings.count else {
+            throw PostgresStatementError(message: "the statement takes \(placeholders) values, \(bindings.count) given", sql: Statement.sql)
+        }
+        return PostgresPrepared<Statement>(bindings: try Self.bindings(Statement.sql, bindings, readOnly: readOnly))
+    }
+
+    /// Runs a prepared call: postgres-nio prepares the statement on this connection the first time
+    /// (named after its type), then sends only Bind and Execute.
+    fileprivate static func rows<Statement: PreparedSQL>(
+        of prepared: PostgresPrepared<Statement>, on connection: PostgresConnection, logger: Logger
+    ) async throws -> [SQLiteRow] {
+        var rows: [SQLiteRow] = []
+        for try await row in try await connection.execute(prepared, logger: logger) {
+            rows.append(Self.row(row))
+        }
+        return rows
+    }
+
     package func transaction<R>(_ body: (any SQLConnection) throws -> R) throws -> R {
         guard !self.readOnly else {
             throw PostgresStatementError(message: "a transaction in work declared read-only", sql: "SAVEPOINT")
@@ -185,7 +227,14 @@ package final class PostgresSQLConnection: SQLConnection {
     }
 
     private func execute(_ sql: String, _ bindings: [SQLiteValue]) throws -> PostgresQueryResult {
-        if self.readOnly, !sql.drop(while: \.isWhitespace).hasPrefix("SELECT") {
+        let binds = try Self.bindings(sql, bindings, readOnly: self.readOnly)
+        let numbered = try Self.numberPlaceholders(sql, expecting: bindings.count)
+        return try self.connection.query(PostgresQuery(unsafeSQL: numbered, binds: binds), logger: self.logger).wait()
+    }
+
+    /// The values to bind, once the statement is known to be allowed here.
+    private static func bindings(_ sql: String, _ bindings: [SQLiteValue], readOnly: Bool) throws -> PostgresBindings {
+        if readOnly, !sql.drop(while: \.isWhitespace).hasPrefix("SELECT") {
             throw PostgresStatementError(message: "a statement that may write, in work declared read-only", sql: sql)
         }
         var binds = PostgresBindings(capacity: bindings.count)
@@ -198,34 +247,42 @@ package final class PostgresSQLConnection: SQLConnection {
             case .blob(let bytes): binds.append(ByteBuffer(bytes: bytes))
             }
         }
-        let numbered = try Self.numberPlaceholders(sql, expecting: bindings.count)
-        return try self.connection.query(PostgresQuery(unsafeSQL: numbered, binds: binds), logger: self.logger).wait()
+        return binds
     }
 
     /// `?` placeholders as PostgreSQL's `$1`, `$2`, …; a `?` inside a quoted literal or name stays.
     package static func numberPlaceholders(_ sql: String, expecting count: Int) throws -> String {
-        var output = ""
+        let (numbered, placeholders) = Self.numbered(sql)
+        guard placeholders == count else {
+            throw PostgresStatementError(message: "the statement takes \(placeholders) values, \(count) given", sql: sql)
+        }
+        return numbered
+    }
+
+    /// `sql` with its placeholders numbered, and how many there are.
+    static func numbered(_ sql: String) -> (sql: String, placeholders: Int) {
+        // Over UTF-8 bytes: the quotes and `?` are ASCII, and never part of a longer character.
+        let question = UInt8(ascii: "?"), apostrophe = UInt8(ascii: "'"), doubleQuote = UInt8(ascii: "\"")
+        var output: [UInt8] = []
         output.reserveCapacity(sql.utf8.count + 16)
         var number = 0
-        var quote: Character?
-        for character in sql {
+        var quote: UInt8?
+        for byte in sql.utf8 {
             if let open = quote {
-                if character == open { quote = nil }
-                output.append(character)
-            } else if character == "'" || character == "\"" {
-                quote = character
-                output.append(character)
-            } else if character == "?" {
+                if byte == open { quote = nil }
+                output.append(byte)
+            } else if byte == apostrophe || byte == doubleQuote {
+                quote = byte
+                output.append(byte)
+            } else if byte == question {
                 number += 1
-                output += "$\(number)"
+                output.append(UInt8(ascii: "$"))
+                output.append(contentsOf: String(number).utf8)
             } else {
-                output.append(character)
+                output.append(byte)
             }
         }
-        guard number == count else {
-            throw PostgresStatementError(message: "the statement takes \(number) values, \(count) given", sql: sql)
-        }
-        return output
+        return (String(decoding: output, as: UTF8.self), number)
     }
 
     /// A row as integers, text, blobs and nulls, as SQLite gives them: booleans become 0 and 1.
@@ -254,6 +311,20 @@ package final class PostgresSQLConnection: SQLConnection {
             return (try? cell.decode(String.self)).map(SQLiteValue.text) ?? .null
         }
     }
+}
+
+/// A ``PreparedSQL`` as postgres-nio prepares it: named after the statement's type, its
+/// placeholders numbered, the parameter types those of the first call's values.
+fileprivate struct PostgresPrepared<Statement: PreparedSQL>: PostgresPreparedStatement {
+    typealias Row = PostgresRow
+
+    static var name: String { "rekey." + String(reflecting: Statement.self) }
+    static var sql: String { PostgresSQLConnection.numbered(Statement.sql).sql }
+
+    var bindings: PostgresBindings
+
+    func makeBindings() throws -> PostgresBindings { self.bindings }
+    func decodeRow(_ row: PostgresRow) throws -> PostgresRow { row }
 }
 
 /// Transactions on the same rows collided too often for this one to finish: the call may be

@@ -23,6 +23,10 @@ struct DirectoryStoreTests {
         #expect(found.matched.address == "jd@personal.example")
         #expect(!found.matched.isPrimary)
         #expect(found.user.primaryEmail?.address == "Jane.Doe@Example.com", "the original spelling is kept")
+        #expect(found.user == withSecond, "the same user, addresses in the same order, as a read by id gives")
+        let byPrimary = try #require(try await t.run { store, c in try store.findUser(byEmail: "jane.doe@example.com", in: c) })
+        #expect(byPrimary.user == withSecond)
+        #expect(byPrimary.matched.isPrimary)
         #expect(try await t.run { store, c in try store.findUser(byEmail: "nobody@example.com", in: c) } == nil)
     }
 

@@ -56,6 +56,48 @@ struct PostgresSQLDatabaseTests {
         #expect(rows.2[1]["name"] == .null && rows.2[1]["data"] == .null && rows.2[1]["flag"] == .null)
     }
 
+    enum ThingsNamed: PreparedSQL {
+        static let sql = "SELECT id, name, flag FROM things WHERE name = ? OR name = '?' ORDER BY id"
+    }
+
+    enum Bump: PreparedSQL {
+        static let sql = "UPDATE counters SET value = value + 1 WHERE name = ? RETURNING value"
+    }
+
+    @Test("a hot query is prepared on the server once per connection, named after its type, and answers as the plain query does")
+    func prepared() async throws {
+        let (sql, database) = try await Self.open(threads: 1)
+        defer { database.close() }
+        let (first, second, plain, statements) = try await sql.withConnection { c in
+            try c.run("INSERT INTO things (name, flag) VALUES ('a', true), ('b', false), ('?', NULL), ('a', NULL)", [])
+            let first = try c.query(ThingsNamed.self, [.text("a")])
+            let second = try c.query(ThingsNamed.self, [.text("b")])
+            let plain = try c.query(ThingsNamed.sql, [.text("a")])
+            let statements = try c.query("SELECT name, statement FROM pg_prepared_statements WHERE name LIKE 'rekey.%'", [])
+            return (first, second, plain, statements)
+        }
+        #expect(first.map(\.values) == plain.map(\.values))
+        #expect(first.compactMap { $0.string("name") } == ["a", "?", "a"], "a ? inside quotes is not a placeholder")
+        #expect(first.map { $0["flag"] } == [.integer(1), .null, .null])
+        #expect(second.compactMap { $0.string("name") } == ["b", "?"])
+        #expect(statements.count == 1)
+        #expect(statements.first?.string("name")?.hasSuffix("ThingsNamed") == true)
+        #expect(statements.first?.string("statement")?.contains("name = $1 OR name = '?'") == true)
+        // Another body on the one connection finds it prepared already, and writes work too.
+        let bumped = try await sql.withConnection { c in
+            (try c.query(Bump.self, [.text("hits")]), try c.query(ThingsNamed.self, [.text("b")]).count)
+        }
+        #expect(bumped.0.first?.int("value") == 1)
+        #expect(bumped.1 == 2)
+        await #expect(throws: PostgresStatementError.self, "a miscounted call") {
+            try await sql.withConnection { c in try c.query(ThingsNamed.self, []) }
+        }
+        await #expect(throws: PostgresStatementError.self, "a write, in work declared read-only") {
+            try await sql.read { c in try c.query(Bump.self, [.text("hits")]) }
+        }
+        #expect(try await sql.read { c in try c.query(ThingsNamed.self, [.text("a")]) }.map(\.values) == plain.map(\.values))
+    }
+
     @Test("a body is one transaction: a throw rolls all of it back; a nested transaction that throws undoes only its own part")
     func transactions() async throws {
         let (sql, database) = try await Self.open()
