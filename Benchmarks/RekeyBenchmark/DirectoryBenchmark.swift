@@ -57,13 +57,16 @@ func timed(_ body: () async throws -> Void) async rethrows -> Double {
 }
 
 /// Runs each query class through `search` and `find`, printing the figures.
+/// Runs every query class, or those named in `only` (`prefix1`…`prefix3`, `two-words`, `find-by-email`).
 func runDirectoryWorkload(
     _ workload: DirectoryWorkload,
+    only: Set<String> = [],
     search: (String, Bool) async throws -> Int,
     find: (String) async throws -> Bool
 ) async throws {
     var classes: [(String, [String])] = (1...3).map { ("prefix\($0)", workload.prefixes[$0] ?? []) }
     classes.append(("two-words", workload.twoWords))
+    if !only.isEmpty { classes.removeAll { !only.contains($0.0) } }
     for (label, queries) in classes {
         for staff in [true, false] {
             var latencies: [Double] = []
@@ -77,6 +80,7 @@ func runDirectoryWorkload(
             print("search-\(staff ? "staff" : "all")-\(label) \(latencies.count) \(p50) \(p99) empty=\(empty)")
         }
     }
+    guard only.isEmpty || only.contains("find-by-email") else { return }
     var latencies: [Double] = []
     for email in workload.emails {
         var found = false
@@ -98,14 +102,14 @@ func runDirectoryStore(path: String, count: Int) async throws {
     }
 }
 
-func runDirectoryRPC(port: Int, credential: String, path: String, count: Int) async throws {
+func runDirectoryRPC(port: Int, credential: String, path: String, count: Int, only: Set<String>) async throws {
     let database = try SQLiteDatabase(path: path, migrations: DirectoryStore.migrations)
     let workload = try await DirectoryWorkload.load(database, count: count)
     var logger = Logger(label: "rekey.bench.directory")
     logger.logLevel = .warning
     let client = RPCClient(configuration: .init(host: "127.0.0.1", port: port, credential: credential, caller: "bench"), logger: logger)
     let directory = Rekey_Directory_V1_Directory.Client(wrapping: client)
-    try await runDirectoryWorkload(workload) { query, staff in
+    try await runDirectoryWorkload(workload, only: only) { query, staff in
         var request = Rekey_Directory_V1_SearchUsersRequest()
         request.query = query
         request.scope = staff ? .staff : .all

@@ -12,8 +12,9 @@
 //                                               (several ports: replicas, spread as the gateway does);
 //                                               prints "pairs seconds p50_us p99_us" (per pair)
 //   RekeyBenchmark directory-store DB QUERIES   search/find latency in-process (DirectoryBenchmark.swift)
-//   RekeyBenchmark directory-rpc PORT CREDENTIAL DB QUERIES
-//                                               the same through the RPC to rekey-directory
+//   RekeyBenchmark directory-rpc PORT CREDENTIAL DB QUERIES [CLASS…]
+//                                               the same through the RPC to rekey-directory (only
+//                                               the classes named: prefix1…3, two-words, find-by-email)
 //   RekeyBenchmark notifier-enqueue PORT CREDENTIAL CALLERS SECONDS
 //   RekeyBenchmark notifier-drain PORT CREDENTIAL COUNT   (NotifierBenchmark.swift)
 
@@ -196,8 +197,11 @@ do {
         )
     case "directory-store" where arguments.count == 4:
         try await runDirectoryStore(path: arguments[2], count: number(arguments[3], "QUERIES"))
-    case "directory-rpc" where arguments.count == 6:
-        try await runDirectoryRPC(port: number(arguments[2], "PORT"), credential: arguments[3], path: arguments[4], count: number(arguments[5], "QUERIES"))
+    case "directory-rpc" where arguments.count >= 6:
+        try await runDirectoryRPC(
+            port: number(arguments[2], "PORT"), credential: arguments[3], path: arguments[4], count: number(arguments[5], "QUERIES"),
+            only: Set(arguments.dropFirst(6))
+        )
     case "notifier-enqueue" where arguments.count == 6:
         try await runNotifierEnqueue(
             port: number(arguments[2], "PORT"), credential: arguments[3], callers: number(arguments[4], "CALLERS"), seconds: number(arguments[5], "SECONDS")
