@@ -285,6 +285,20 @@ package final class PostgresSQLConnection: SQLConnection {
         return (String(decoding: output, as: UTF8.self), number)
     }
 
+    /// The name a prepared statement goes by on the server: `rekey.` and its type's full name, cut
+    /// to PostgreSQL's 63 bytes with a hash of the whole kept (the server would cut it without one,
+    /// and two long names could then meet).
+    package static func statementName(_ typeName: String) -> String {
+        let name = "rekey." + typeName
+        guard name.utf8.count > 63 else { return name }
+        var hash: UInt32 = 2_166_136_261  // FNV-1a
+        for byte in name.utf8 {
+            hash = (hash ^ UInt32(byte)) &* 16_777_619
+        }
+        let suffix = "." + String(hash, radix: 16)
+        return String(decoding: name.utf8.prefix(63 - suffix.utf8.count), as: UTF8.self) + suffix
+    }
+
     /// A row as integers, text, blobs and nulls, as SQLite gives them: booleans become 0 and 1.
     static func row(_ row: PostgresRow) -> SQLiteRow {
         var columns: [String] = []
@@ -318,7 +332,7 @@ package final class PostgresSQLConnection: SQLConnection {
 fileprivate struct PostgresPrepared<Statement: PreparedSQL>: PostgresPreparedStatement {
     typealias Row = PostgresRow
 
-    static var name: String { "rekey." + String(reflecting: Statement.self) }
+    static var name: String { PostgresSQLConnection.statementName(String(reflecting: Statement.self)) }
     static var sql: String { PostgresSQLConnection.numbered(Statement.sql).sql }
 
     var bindings: PostgresBindings

@@ -56,6 +56,18 @@ struct PostgresSQLDatabaseTests {
         #expect(rows.2[1]["name"] == .null && rows.2[1]["data"] == .null && rows.2[1]["flag"] == .null)
     }
 
+    @Test("a prepared statement's name fits PostgreSQL's 63 bytes, and two long names that start alike stay apart")
+    func statementNames() {
+        #expect(PostgresSQLConnection.statementName("Store.UserByID") == "rekey.Store.UserByID")
+        let long = String(repeating: "Namespace.", count: 8)
+        let first = PostgresSQLConnection.statementName(long + "FindUserByEmail")
+        let second = PostgresSQLConnection.statementName(long + "FindUserByPhone")
+        #expect(first.utf8.count <= 63 && second.utf8.count <= 63)
+        #expect(first != second)
+        #expect(first.hasPrefix("rekey.Namespace."))
+        #expect(PostgresSQLConnection.statementName(long + "FindUserByEmail") == first, "the same name on every connection")
+    }
+
     enum ThingsNamed: PreparedSQL {
         static let sql = "SELECT id, name, flag FROM things WHERE name = ? OR name = '?' ORDER BY id"
     }
