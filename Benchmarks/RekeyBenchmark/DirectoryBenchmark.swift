@@ -56,8 +56,11 @@ func timed(_ body: () async throws -> Void) async rethrows -> Double {
     return Double(elapsed.components.seconds) * 1e6 + Double(elapsed.components.attoseconds) / 1e12
 }
 
-/// Runs each query class through `search` and `find`, printing the figures.
-/// Runs every query class, or those named in `only` (`prefix1`…`prefix3`, `two-words`, `find-by-email`).
+/// The query classes, as `directory-rpc` names them.
+let directoryQueryClasses = ["prefix1", "prefix2", "prefix3", "two-words", "find-by-email"]
+
+/// Runs each query class through `search` and `find`, printing the figures: every class, or those
+/// named in `only` (`prefix1`…`prefix3`, `two-words`, `find-by-email`).
 func runDirectoryWorkload(
     _ workload: DirectoryWorkload,
     only: Set<String> = [],
@@ -103,6 +106,10 @@ func runDirectoryStore(path: String, count: Int) async throws {
 }
 
 func runDirectoryRPC(port: Int, credential: String, path: String, count: Int, only: Set<String>) async throws {
+    let unknown = only.subtracting(directoryQueryClasses)
+    guard unknown.isEmpty else {
+        throw BenchmarkUsageError(message: "no query class named \(unknown.sorted().joined(separator: ", ")); the classes: \(directoryQueryClasses.joined(separator: ", "))")
+    }
     let database = try SQLiteDatabase(path: path, migrations: DirectoryStore.migrations)
     let workload = try await DirectoryWorkload.load(database, count: count)
     var logger = Logger(label: "rekey.bench.directory")
@@ -120,4 +127,9 @@ func runDirectoryRPC(port: Int, credential: String, path: String, count: Int, on
         return try await directory.findUserByEmail(request).user != nil
     }
     await client.close()
+}
+
+struct BenchmarkUsageError: Error, CustomStringConvertible {
+    var message: String
+    var description: String { self.message }
 }

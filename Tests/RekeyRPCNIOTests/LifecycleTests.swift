@@ -14,8 +14,12 @@ struct LifecycleTests {
     func drain() async throws {
         let service = EchoService()
         let health = HealthService()
+        // What is checked is the order of things, not speed: the drain may take as long as the
+        // busy first minute of the suite makes it (the default 10 s were once not enough).
+        var configuration = RPCServer.Configuration.defaults
+        configuration.drainTimeout = .seconds(300)
         let server = RPCServer(
-            configuration: .defaults,
+            configuration: configuration,
             services: [service],
             interceptors: [ServiceCredentialInterceptor(accepted: [testCredential])],
             health: health,
