@@ -121,9 +121,12 @@ struct ReplicaReloadTests {
         // The first one removed by editing the file alone (seen within the 10 s check), with a
         // setting that needs a restart changed beside it; then the removed one is stopped.
         changes = occurrences("replicas changed")
+        let restartOnly = occurrences("take effect at the next restart")
         try write(notifier: added, publicURL: "https://login.example.test")
         try await waitForLog("replicas changed", after: changes)
-        #expect(gateway.log.contains("take effect at the next restart") && gateway.log.contains("public_url"), "\(gateway.log.suffix(2000))")
+        // Logged just after the replicas' line: waited for, not expected at once.
+        try await waitForLog("take effect at the next restart", after: restartOnly)
+        #expect(gateway.log.contains("public_url"), "\(gateway.log.suffix(2000))")
         #expect(try await offPool { system.notifier.stop(within: 20) })
         let removed = counts
         try await send(6)
