@@ -25,12 +25,16 @@ struct APIClient {
     let key: String
     let printJSON: Bool
 
+    /// How long a call may go without an answer, unless it says otherwise.
+    static let timeout: TimeInterval = 60
+
     /// One call; the answer decoded as `T`. With `--json` the answer is also printed as it came.
+    /// `timeout` is how long the gateway may be silent before the call counts as lost.
     func call<T: Decodable>(
         _ method: String, _ path: String, body: Data? = nil, contentType: String = "application/json", headers: [String: String] = [:],
-        as type: T.Type = T.self
+        timeout: TimeInterval = Self.timeout, as type: T.Type = T.self
     ) async throws -> T {
-        let data = try await self.send(method, path, body: body, contentType: contentType, headers: headers)
+        let data = try await self.send(method, path, body: body, contentType: contentType, headers: headers, timeout: timeout)
         do {
             return try Admin.decoder().decode(T.self, from: data)
         } catch {
@@ -43,7 +47,7 @@ struct APIClient {
         try await self.call(method, path, body: try Admin.encoder().encode(body), as: type)
     }
 
-    private func send(_ method: String, _ path: String, body: Data?, contentType: String, headers: [String: String]) async throws -> Data {
+    private func send(_ method: String, _ path: String, body: Data?, contentType: String, headers: [String: String], timeout: TimeInterval) async throws -> Data {
         guard let url = URL(string: self.base + "/api/admin/v1" + path) else {
             throw APIFailure(status: 0, code: "invalid_argument", message: "bad path \(path)")
         }
@@ -51,7 +55,7 @@ struct APIClient {
         request.httpMethod = method
         request.setValue("Bearer \(self.key)", forHTTPHeaderField: "Authorization")
         for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
-        request.timeoutInterval = 60
+        request.timeoutInterval = timeout
         if let body {
             request.httpBody = body
             request.setValue(contentType, forHTTPHeaderField: "Content-Type")

@@ -138,6 +138,11 @@ struct Users: AsyncParsableCommand {
         @Argument(help: "The CSV file, UTF-8.") var file: String
         @Flag(help: "Create the good rows even when others are refused.") var partial = false
 
+        /// A large import's commit may run for minutes on a busy directory, and the gateway
+        /// gives each of its steps 120 s: waiting longer than that means an answer, not a retry
+        /// that would only queue behind the first.
+        static let answerTimeout: TimeInterval = 300
+
         func run() async throws {
             guard let data = FileManager.default.contents(atPath: self.file) else {
                 throw ValidationError("cannot read \(self.file)")
@@ -154,7 +159,7 @@ struct Users: AsyncParsableCommand {
                     do {
                         report = try await client.call(
                             "POST", "/users/import\(self.partial ? "?partial=true" : "")", body: data, contentType: "text/csv", headers: ["Idempotency-Key": key],
-                            as: Admin.ImportReport.self
+                            timeout: Self.answerTimeout, as: Admin.ImportReport.self
                         )
                         break
                     } catch let failure as APIFailure where (failure.status == 0 || failure.status == 503) && attempt < 4 {
