@@ -11,7 +11,9 @@ import RekeySQLite
 /// Claims are leases: a worker that takes a message holds it until `lease_until` and renews the
 /// lease while it talks to the relay. A message whose lease ran out is due again, and the attempt
 /// its holder left open is recorded as interrupted: that is how a replica that died (or lost its
-/// database) hands its messages on, at most once each.
+/// database) hands its messages on, at most once each. A backend shared by replicas keeps lease
+/// times on one clock, its own, so that a replica whose clock runs ahead cannot take over a
+/// lease that is still live.
 package protocol OutboxRepository: Sendable {
     /// Stores `message`, or returns the message already stored under its idempotency key. When
     /// its address is on the suppression list it is stored as suppressed (no content, never
@@ -27,9 +29,10 @@ package protocol OutboxRepository: Sendable {
     /// records the start of an attempt, committed before anything is sent.
     func claimNext(_ request: ClaimRequest) async throws -> OutboxStore.Claimed?
 
-    /// Extends the lease; false when the claim was lost (the lease ran out and another worker
-    /// took the message).
-    func renewLease(_ claimed: OutboxStore.Claimed, until: Int64) async throws -> Bool
+    /// Extends the lease to `lease` milliseconds from now (`now` on the replica's clock, for a
+    /// backend that has none of its own); false when the claim was lost (the lease ran out and
+    /// another worker took the message).
+    func renewLease(_ claimed: OutboxStore.Claimed, now: Int64, lease: Int64) async throws -> Bool
 
     /// Records how the attempt ended and, when the worker still holds the message, moves the
     /// message on as `plan` says. Returns false when the claim had been lost: the attempt is
@@ -93,8 +96,10 @@ package struct ClaimRequest: Sendable {
     package var holder: String
     package var transport: String
     package var server: String
+    /// The replica's clock: the attempt's start, and which messages are due.
     package var now: Int64
-    package var leaseUntil: Int64
+    /// How long the claim holds, in milliseconds, unless renewed.
+    package var lease: Int64
 }
 
 /// What a finished attempt does to its message.
@@ -319,7 +324,7 @@ package struct SQLiteOutboxRepository: OutboxRepository {
                     )
                 }
                 try connection.run(
-                    "UPDATE messages SET claimed_by = ?, lease_until = ? WHERE seq = ?", .text(request.holder), .integer(request.leaseUntil), .integer(seq)
+                    "UPDATE messages SET claimed_by = ?, lease_until = ? WHERE seq = ?", .text(request.holder), .integer(now + request.lease), .integer(seq)
                 )
                 guard let attemptID = try connection.queryFirst(
                     "INSERT INTO attempts (message_seq, to_domain, started_at, transport, server) VALUES (?, ?, ?, ?, ?) RETURNING id",
@@ -339,10 +344,10 @@ package struct SQLiteOutboxRepository: OutboxRepository {
         }
     }
 
-    package func renewLease(_ claimed: OutboxStore.Claimed, until: Int64) async throws -> Bool {
+    package func renewLease(_ claimed: OutboxStore.Claimed, now: Int64, lease: Int64) async throws -> Bool {
         try await self.database.withConnection { connection in
             try connection.run(
-                "UPDATE messages SET lease_until = ? WHERE seq = ? AND claimed_by = ?", .integer(until), .integer(claimed.seq), .text(claimed.holder)
+                "UPDATE messages SET lease_until = ? WHERE seq = ? AND claimed_by = ?", .integer(now + lease), .integer(claimed.seq), .text(claimed.holder)
             ) == 1
         }
     }

@@ -252,13 +252,13 @@ package struct OutboxStore: Sendable {
     package func claimNext(holder: String, transport: String, server: String, lease: Duration = .seconds(60)) async throws -> Claimed? {
         let now = self.clock.nowMilliseconds()
         return try await self.repository.claimNext(
-            ClaimRequest(holder: holder, transport: transport, server: server, now: now, leaseUntil: now + lease.milliseconds)
+            ClaimRequest(holder: holder, transport: transport, server: server, now: now, lease: lease.milliseconds)
         )
     }
 
     /// Keeps holding `claimed` for `lease` from now; false when the claim was lost.
     package func renewLease(_ claimed: Claimed, lease: Duration) async throws -> Bool {
-        try await self.repository.renewLease(claimed, until: self.clock.nowMilliseconds() + lease.milliseconds)
+        try await self.repository.renewLease(claimed, now: self.clock.nowMilliseconds(), lease: lease.milliseconds)
     }
 
     /// How a message's reason starts when the relay refused it for its policy or our setup.

@@ -21,11 +21,16 @@ import ServiceLifecycle
 /// - a queued message sends `NOTIFY rekey_notifier_outbox` on commit, which wakes every
 ///   replica's idle workers (``PostgresOutboxListener``); polling remains the fallback.
 ///
-/// Leases compare the replicas' wall clocks: keep them in sync (NTP), well within the lease.
+/// Leases are on the database server's clock (``databaseNow``): a replica whose clock runs ahead
+/// cannot take over a live lease, so skew between replicas never sends a message twice. Which
+/// messages are due (the retry schedule) is still read on each replica's clock; skew there moves
+/// a retry by as much, nothing more.
 package struct PostgresOutboxRepository: OutboxRepository {
     package static let schema = "rekey_notifier"
     /// The channel a queued message is announced on.
     package static let channel = "rekey_notifier_outbox"
+    /// The database server's time, in milliseconds since 1970, as the statement started.
+    package static let databaseNow = "(extract(epoch FROM statement_timestamp()) * 1000)::bigint"
 
     package static let migrations = [
         PostgresMigration(version: 1, name: "outbox", statements: [
@@ -206,11 +211,12 @@ package struct PostgresOutboxRepository: OutboxRepository {
                 """
                 WITH next AS (
                     SELECT seq, claimed_by AS previous FROM messages
-                    WHERE state IN (1, 2) AND next_attempt_at <= \(request.now) AND (claimed_by IS NULL OR lease_until < \(request.now))
+                    WHERE state IN (1, 2) AND next_attempt_at <= \(request.now) AND (claimed_by IS NULL OR lease_until < \(unescaped: Self.databaseNow))
                     ORDER BY next_attempt_at LIMIT 1
                     FOR UPDATE SKIP LOCKED
                 ), claimed AS (
-                    UPDATE messages m SET claimed_by = \(request.holder), lease_until = \(request.leaseUntil) FROM next WHERE m.seq = next.seq
+                    UPDATE messages m SET claimed_by = \(request.holder), lease_until = \(unescaped: Self.databaseNow) + \(request.lease)
+                    FROM next WHERE m.seq = next.seq
                     RETURNING m.seq, m.id, m.to_address, m.to_domain, m.content, m.created_at, next.previous
                 ), interrupted AS (
                     UPDATE attempts a SET outcome = \(AttemptOutcomeValue.interrupted.rawValue), finished_at = \(request.now), error = \(OutboxStore.leaseExpired)
@@ -239,10 +245,13 @@ package struct PostgresOutboxRepository: OutboxRepository {
         }
     }
 
-    package func renewLease(_ claimed: OutboxStore.Claimed, until: Int64) async throws -> Bool {
+    package func renewLease(_ claimed: OutboxStore.Claimed, now: Int64, lease: Int64) async throws -> Bool {
         try await self.database.withConnection { connection in
             try await Self.count(connection.query(
-                "UPDATE messages SET lease_until = \(until) WHERE seq = \(claimed.seq) AND claimed_by = \(claimed.holder) RETURNING 1",
+                """
+                UPDATE messages SET lease_until = \(unescaped: Self.databaseNow) + \(lease)
+                WHERE seq = \(claimed.seq) AND claimed_by = \(claimed.holder) RETURNING 1
+                """,
                 logger: self.logger
             )) == 1
         }

@@ -66,6 +66,18 @@ final class OutboxFixture: Sendable {
         try await self.store.claimNext(holder: holder, transport: "smtp", server: "mx.example:25", lease: lease)
     }
 
+    /// Lets `duration` pass for the outbox: the replicas' clock (``clock``) moves on, and on
+    /// PostgreSQL, whose leases run on the server's clock, every lease is that much nearer its end.
+    func pass(_ duration: Duration) async throws {
+        self.clock.advance(by: duration)
+        if let postgres {
+            let milliseconds = duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
+            try await postgres.withConnection { c in
+                _ = try await c.query("UPDATE messages SET lease_until = lease_until - \(milliseconds) WHERE lease_until IS NOT NULL", logger: .init(label: "rekey.test"))
+            }
+        }
+    }
+
     /// One text column of every row `sql` selects, read straight from the database.
     func column(_ sql: String) async throws -> [String?] {
         if let sqlite {
@@ -286,11 +298,11 @@ struct OutboxStoreTests {
         #expect(try await f.store.recoverInterruptedAttempts() == 0, "nothing open yet")
         let first = try #require(try await f.claim("replica-a/0", lease: .seconds(30)))
         #expect(!first.tookOver)
-        f.clock.advance(by: .seconds(20))
+        try await f.pass(.seconds(20))
         #expect(try await f.store.renewLease(first, lease: .seconds(30)))
-        f.clock.advance(by: .seconds(20))
+        try await f.pass(.seconds(20))
         #expect(try await f.claim("replica-b/0") == nil, "renewed, the claim still holds 40 s after it was made")
-        f.clock.advance(by: .seconds(11))
+        try await f.pass(.seconds(11))
         let second = try #require(try await f.claim("replica-b/0"))
         #expect(second.id == id && second.tookOver && !second.content.isEmpty)
         #expect(second.failures == 0, "an interrupted attempt does not move the schedule on")
@@ -306,6 +318,24 @@ struct OutboxStoreTests {
         let message = try await f.store.message(id: id)
         #expect(message.state == .accepted)
         #expect(message.attempts.map(\.outcome) == [.temporaryFailure, .accepted])
+    }
+
+    @Test("on PostgreSQL, leases run on the server's clock: a replica whose clock is an hour ahead takes no live lease, and renews its own for the full lease")
+    func leaseClock() async throws {
+        let f = try await OutboxFixture(.postgres)
+        let id = try f.queuedID(try await f.enqueue(Self.reset()))
+        let first = try #require(try await f.claim("replica-a/0", lease: .seconds(30)))
+        // Replica B's clock runs an hour ahead of A's (and of the server's).
+        f.clock.advance(by: .seconds(3600))
+        #expect(try await f.claim("replica-b/0") == nil, "A's lease is live on the server's clock")
+        #expect(try await f.store.renewLease(first, lease: .seconds(30)))
+        let left = try await f.column(
+            "SELECT CAST(lease_until - \(PostgresOutboxRepository.databaseNow) AS TEXT) FROM messages WHERE id = '\(id)'"
+        ).first.flatMap { $0.flatMap { Int($0) } }
+        #expect(left.map { (25_000...30_000).contains($0) } == true, "the lease ends 30 s from the server's now, whatever the replica's clock says: \(left.map(String.init) ?? "none")")
+        try await f.pass(.seconds(31))
+        let second = try #require(try await f.claim("replica-b/0"), "once the lease has run out on the server's clock, it is taken over")
+        #expect(second.id == id && second.tookOver)
     }
 
     @Test("eight workers claiming at once take each of 40 messages exactly once", arguments: Backend.allCases)
