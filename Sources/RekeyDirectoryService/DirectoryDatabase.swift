@@ -19,13 +19,14 @@ package enum DirectoryDatabase: Sendable {
         }
     }
 
-    /// Runs `body`, which only reads: on SQLite as any other; on PostgreSQL outside a transaction
-    /// (no `BEGIN`/`COMMIT` round trips; each statement sees what was committed when it started).
+    /// Runs `body`, which only reads: on SQLite on the read-only connection, beside the writer
+    /// (a long import does not hold it up); on PostgreSQL outside a transaction (no
+    /// `BEGIN`/`COMMIT` round trips; each statement sees what was committed when it started).
     /// For answers that a moment's change between two statements cannot make wrong.
     package func read<R: Sendable>(_ body: @escaping @Sendable (any SQLConnection) throws -> R) async throws -> R {
         switch self {
         case .sqlite(let database):
-            return try await database.withConnection { try body($0) }
+            return try await database.read { try body($0) }
         case .postgres(let database):
             return try await database.read(body)
         }
@@ -36,7 +37,7 @@ package enum DirectoryDatabase: Sendable {
     package func query<Statement: PreparedSQL>(_ statement: Statement.Type, _ bindings: [SQLiteValue]) async throws -> [SQLiteRow] {
         switch self {
         case .sqlite(let database):
-            return try await database.withConnection { try $0.query(statement, bindings) }
+            return try await database.read { try $0.query(statement, bindings) }
         case .postgres(let database):
             return try await database.query(statement, bindings)
         }

@@ -378,13 +378,17 @@ package struct DirectoryService: Rekey_Directory_V1_Directory.ServiceProtocol {
     }
 
     package func authenticateApiKey(request: Rekey_Directory_V1_AuthenticateApiKeyRequest, context: ServerContext) async throws -> Rekey_Directory_V1_AuthenticateApiKeyResponse {
-        guard let (user, key, permissions) = try await self.db({ store, c in try store.authenticateAPIKey(request.key, in: c) }) else {
+        // Read beside the writer; the once-a-minute note of the key's use is the only write.
+        guard let check = try await self.read({ store, c in try store.checkAPIKey(request.key, in: c) }) else {
             throw DirectoryError.unauthenticated("the API key is not valid (unknown, revoked or expired)")
         }
+        if check.touchDue {
+            try await self.db { store, c in try store.touchAPIKey(check.key.id, in: c) }
+        }
         var response = Rekey_Directory_V1_AuthenticateApiKeyResponse()
-        response.user = Self.wire(user)
-        response.keyID = key.id
-        response.permissions = permissions
+        response.user = Self.wire(check.user)
+        response.keyID = check.key.id
+        response.permissions = check.permissions
         return response
     }
 
@@ -400,14 +404,18 @@ package struct DirectoryService: Rekey_Directory_V1_Directory.ServiceProtocol {
     }
 
     package func validateSession(request: Rekey_Directory_V1_ValidateSessionRequest, context: ServerContext) async throws -> Rekey_Directory_V1_ValidateSessionResponse {
-        guard let (user, id, expiresAt, permissions) = try await self.db({ store, c in try store.validateSession(request.token, in: c) }) else {
+        // Read beside the writer; moving the idle deadline (once a minute) is the only write.
+        guard let check = try await self.read({ store, c in try store.checkSession(request.token, in: c) }) else {
             throw DirectoryError.unauthenticated("the session is not valid (unknown, expired, idle too long or revoked)")
         }
+        if check.touchDue {
+            try await self.db { store, c in try store.touchSession(check.id, in: c) }
+        }
         var response = Rekey_Directory_V1_ValidateSessionResponse()
-        response.user = Self.wire(user)
-        response.sessionID = id
-        response.expiresAtUnixMs = expiresAt
-        response.permissions = permissions
+        response.user = Self.wire(check.user)
+        response.sessionID = check.id
+        response.expiresAtUnixMs = check.expiresAt
+        response.permissions = check.permissions
         return response
     }
 

@@ -50,6 +50,24 @@ extension DirectoryStore {
     /// The user and key for a presented API key; nil when it is unknown, revoked, expired, or its
     /// user is disabled. Its last use is recorded to the minute.
     package func authenticateAPIKey(_ key: String, in connection: any SQLConnection) throws -> (user: UserRecord, key: APIKeyRecord, permissions: [String])? {
+        guard let check = try self.checkAPIKey(key, in: connection) else { return nil }
+        if check.touchDue {
+            try self.touchAPIKey(check.key.id, in: connection)
+        }
+        return (check.user, check.key, check.permissions)
+    }
+
+    /// A valid API key, as ``checkAPIKey(_:in:)`` finds it.
+    package struct APIKeyCheck: Sendable {
+        package var user: UserRecord
+        package var key: APIKeyRecord
+        package var permissions: [String]
+        /// Whether this use should be recorded as the key's last (``touchAPIKey(_:in:)``).
+        package var touchDue: Bool
+    }
+
+    /// ``authenticateAPIKey(_:in:)`` without the write: for a connection that only reads.
+    package func checkAPIKey(_ key: String, in connection: any SQLConnection) throws -> APIKeyCheck? {
         guard key.hasPrefix("rk_"), key.utf8.count == 46 else { return nil }
         let now = self.clock.nowMilliseconds()
         guard let row = try connection.queryFirst("SELECT * FROM api_keys WHERE hash = ?", .blob(SecretToken.digest(of: key))) else { return nil }
@@ -59,9 +77,14 @@ extension DirectoryStore {
         guard user.state == .active else { return nil }
         // To the minute: a key used by many callers at once is written once a minute, not by each
         // call (on PostgreSQL each write would collide with the others' and be run again).
-        if now - (record.lastUsedAt ?? .min / 2) >= Self.lastUsedPrecision {
-            try connection.run("UPDATE api_keys SET last_used_at = ? WHERE id = ?", .integer(now), .text(record.id))
-        }
-        return (user, record, try self.role(named: user.role, in: connection).permissions)
+        return APIKeyCheck(
+            user: user, key: record, permissions: try self.role(named: user.role, in: connection).permissions,
+            touchDue: now - (record.lastUsedAt ?? .min / 2) >= Self.lastUsedPrecision
+        )
+    }
+
+    /// Records that a key was used now.
+    package func touchAPIKey(_ id: String, in connection: any SQLConnection) throws {
+        try connection.run("UPDATE api_keys SET last_used_at = ? WHERE id = ?", .integer(self.clock.nowMilliseconds()), .text(id))
     }
 }

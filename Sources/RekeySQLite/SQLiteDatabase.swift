@@ -23,6 +23,11 @@ package struct SQLiteMigration: Sendable {
 /// transactions nested as savepoints, so one that fails undoes only its own changes; every
 /// closure's result is handed back only after the shared COMMIT. Under load this turns many small commits
 /// into a few larger ones; alone, a call costs what it would without it.
+///
+/// **Reads beside the writer.** Work that only reads may go to ``read(_:)``: a second connection
+/// (`PRAGMA query_only`), on a thread of its own, that sees the last commit while the writer's
+/// transaction is open. A long write, such as a 100,000-row import, then holds up other writes
+/// only, not look-ups.
 package final class SQLiteDatabase: Sendable {
     /// When a commit reaches the disk (SQLite's `synchronous` pragma, in WAL mode).
     package enum Durability: String, Sendable {
@@ -37,6 +42,9 @@ package final class SQLiteDatabase: Sendable {
     private static let maxBatch = 64
 
     private let connection: Mutex<SQLiteConnection>
+    /// The read-only connection and its thread; nil for an in-memory database (one connection
+    /// is the whole database), whose reads queue with the writes.
+    private let reader: Reader?
     private let queue = Mutex(Queue())
     private let threadPool: NIOThreadPool
     private let ownsThreadPool: Bool
@@ -77,6 +85,11 @@ package final class SQLiteDatabase: Sendable {
         // One row that ``probeStorage()`` rewrites to learn whether the disk takes writes again.
         try connection.execute("CREATE TABLE IF NOT EXISTS rekey_storage_probe (id INTEGER PRIMARY KEY, at INTEGER NOT NULL)")
         self.connection = Mutex(connection)
+        if path == ":memory:" {
+            self.reader = nil
+        } else {
+            self.reader = try Reader(path: path, cacheKibibytes: cacheKibibytes)
+        }
         if let threadPool {
             self.threadPool = threadPool
             self.ownsThreadPool = false
@@ -89,6 +102,7 @@ package final class SQLiteDatabase: Sendable {
     }
 
     deinit {
+        self.reader?.thread.shutdownGracefully { _ in }
         if self.ownsThreadPool {
             // The pool's one thread finishes the work queued before this point, then exits.
             self.threadPool.shutdownGracefully { _ in }
@@ -123,6 +137,28 @@ package final class SQLiteDatabase: Sendable {
                     }
                     self.drain()
                 }
+            }
+        }
+    }
+
+    /// Runs `body`, which only reads, on the read-only connection: beside the writer, not behind
+    /// it. Its statements read one snapshot: the database as of the last commit before the first
+    /// of them. A statement that would write fails (SQLite's `query_only`).
+    package func read<R: Sendable>(_ body: @escaping @Sendable (SQLiteConnection) throws -> R) async throws -> R {
+        guard let reader = self.reader else { return try await self.withConnection(body) }
+        return try await withCheckedThrowingContinuation { continuation in
+            reader.thread.submit { state in
+                guard case .active = state else {
+                    continuation.resume(throwing: SQLiteError(code: 1, message: "the database's reading thread has stopped"))
+                    return
+                }
+                continuation.resume(with: Result {
+                    try reader.connection.withLock { connection in
+                        try connection.execute("BEGIN")
+                        defer { try? connection.execute("COMMIT") }  // a read transaction: nothing to undo
+                        return try body(connection)
+                    }
+                })
             }
         }
     }
@@ -265,5 +301,19 @@ private final class TypedJob<R: Sendable>: DatabaseJob, @unchecked Sendable {
         } else {
             self.continuation.resume(with: self.result ?? .failure(SQLiteError(code: 1, message: "the job did not run")))
         }
+    }
+}
+
+/// The read-only connection and the thread it is used on.
+private final class Reader: Sendable {
+    let connection: Mutex<SQLiteConnection>
+    let thread: NIOThreadPool
+
+    init(path: String, cacheKibibytes: Int) throws {
+        let connection = try SQLiteConnection(path: path)
+        try connection.execute("PRAGMA busy_timeout = 5000; PRAGMA cache_size = -\(max(cacheKibibytes, 64)); PRAGMA query_only = ON")
+        self.connection = Mutex(connection)
+        self.thread = NIOThreadPool(numberOfThreads: 1)
+        self.thread.start()
     }
 }

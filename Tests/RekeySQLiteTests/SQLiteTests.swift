@@ -1,5 +1,6 @@
 import Foundation
 import RekeySQLite
+import Synchronization
 import Testing
 
 @Suite("SQLite")
@@ -157,5 +158,46 @@ struct SQLiteTests {
             let failed = try reader.queryFirst("SELECT count(*) AS n FROM people WHERE email = 'p10@example.com'")?.int("n")
             #expect(failed == 0)
         }
+    }
+
+    @Test("reads run beside a long write: they see the last commit, not the open transaction, and a read that writes fails")
+    func readsBesideTheWriter() async throws {
+        try await self.withDatabase { database, _ in
+            try await database.withConnection { _ = try $0.run("INSERT INTO people (email) VALUES ('before@example.com')") }
+            let writing = Atomic<Bool>(false)
+            let readDone = Atomic<Bool>(false)
+            // The write holds the writer until the read has finished (or a minute has passed, so
+            // that a read queued behind it fails the test instead of hanging it).
+            let writer = Task {
+                try await database.withConnection { connection -> Bool in
+                    _ = try connection.run("INSERT INTO people (email) VALUES ('during@example.com')")
+                    writing.store(true, ordering: .sequentiallyConsistent)
+                    let until = ContinuousClock.now + .seconds(60)
+                    while !readDone.load(ordering: .sequentiallyConsistent), ContinuousClock.now < until {
+                        Thread.sleep(forTimeInterval: 0.005)
+                    }
+                    return readDone.load(ordering: .sequentiallyConsistent)
+                }
+            }
+            while !writing.load(ordering: .sequentiallyConsistent) { try await Task.sleep(for: .milliseconds(5)) }
+            let seen = try await database.read { connection in
+                try connection.query("SELECT email FROM people ORDER BY id").compactMap { $0.string("email") }
+            }
+            readDone.store(true, ordering: .sequentiallyConsistent)
+            #expect(seen == ["before@example.com"], "the write's transaction is still open")
+            #expect(try await writer.value, "the read finished while the write held the writer")
+            let after = try await database.read { try $0.query("SELECT email FROM people ORDER BY id").compactMap { $0.string("email") } }
+            #expect(after == ["before@example.com", "during@example.com"], "a read after the write's answer sees it")
+            await #expect(throws: SQLiteError.self) {
+                try await database.read { _ = try $0.run("INSERT INTO people (email) VALUES ('sneaky@example.com')") }
+            }
+        }
+    }
+
+    @Test("an in-memory database reads on its one connection")
+    func inMemoryReads() async throws {
+        let database = try SQLiteDatabase(path: ":memory:", migrations: Self.migrations)
+        try await database.withConnection { _ = try $0.run("INSERT INTO people (email) VALUES ('a@example.com')") }
+        #expect(try await database.read { try $0.queryFirst("SELECT count(*) AS n FROM people")?.int("n") } == 1)
     }
 }
