@@ -3,6 +3,7 @@ import RekeyClock
 import RekeyDirectoryService
 import RekeySQLite
 import RekeyTesting
+import Synchronization
 import Testing
 
 @Suite("CSV reading")
@@ -77,6 +78,43 @@ struct ImportTests {
         await #expect(throws: DirectoryError.self) {
             try await t.run { store, c in try store.appendImport(id: id, sequence: 2, csv: [], in: c) }
         }
+    }
+
+    /// The directory's transactions on PostgreSQL are SERIALIZABLE and run again when they
+    /// collide: the retry's begin touches the row the commit changed, so it runs again after the
+    /// commit and finds the outcome. Under READ COMMITTED it would start a new stage instead.
+    @Test("on PostgreSQL, a retry that comes while the first commit is still running waits for it and answers its outcome")
+    func retryDuringCommit() async throws {
+        let t = try await Self(.postgres)
+        guard case .staging(let id) = try await t.run({ store, c in try store.beginImport(key: "k-2", partial: false, actor: .system, in: c) }) else {
+            Issue.record("expected a new stage")
+            return
+        }
+        let holding = Atomic<Bool>(false)
+        let release = Atomic<Bool>(false)
+        // Stands for the first commit, still running: it holds the stage's row, then finishes it.
+        let commit = Task {
+            try await t.run { _, c in
+                _ = try c.run("UPDATE imports SET state = 'finished', outcome = ? WHERE id = ?", .blob(Array("first outcome".utf8)), .text(id))
+                holding.store(true, ordering: .sequentiallyConsistent)
+                let until = ContinuousClock.now + .seconds(60)
+                while !release.load(ordering: .sequentiallyConsistent), ContinuousClock.now < until {
+                    Thread.sleep(forTimeInterval: 0.005)
+                }
+            }
+        }
+        while !holding.load(ordering: .sequentiallyConsistent) { try await Task.sleep(for: .milliseconds(5)) }
+        let retry = Task { try await t.run { store, c in try store.beginImport(key: "k-2", partial: false, actor: .system, in: c) } }
+        // Once the retry waits for the row, the first commit ends.
+        let until = ContinuousClock.now + .seconds(60)
+        while ContinuousClock.now < until, try await t.run({ _, c in
+            try c.queryFirst("SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")?.int("n") ?? 0
+        }) == 0 {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        release.store(true, ordering: .sequentiallyConsistent)
+        try await commit.value
+        #expect(try await retry.value == .finished(id: id, outcome: Array("first outcome".utf8)), "not a new stage of an import that committed meanwhile")
     }
 
     @Test("a staged file past 8 MiB is refused as OUT_OF_RANGE and nothing is imported", arguments: Backend.allCases)
