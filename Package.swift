@@ -414,7 +414,7 @@ let package = Package(
         ),
         .testTarget(
             name: "RekeySQLiteTests",
-            dependencies: ["RekeySQLite"]
+            dependencies: ["RekeySQLite", "RekeyTesting"]
         ),
         .testTarget(
             name: "RekeyServiceKitTests",

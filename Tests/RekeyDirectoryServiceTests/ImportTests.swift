@@ -3,7 +3,6 @@ import RekeyClock
 import RekeyDirectoryService
 import RekeySQLite
 import RekeyTesting
-import Synchronization
 import Testing
 
 @Suite("CSV reading")
@@ -90,20 +89,17 @@ struct ImportTests {
             Issue.record("expected a new stage")
             return
         }
-        let holding = Atomic<Bool>(false)
-        let release = Atomic<Bool>(false)
+        let holding = Latch()
+        let release = Latch()
         // Stands for the first commit, still running: it holds the stage's row, then finishes it.
         let commit = Task {
             try await t.run { _, c in
                 _ = try c.run("UPDATE imports SET state = 'finished', outcome = ? WHERE id = ?", .blob(Array("first outcome".utf8)), .text(id))
-                holding.store(true, ordering: .sequentiallyConsistent)
-                let until = ContinuousClock.now + .seconds(60)
-                while !release.load(ordering: .sequentiallyConsistent), ContinuousClock.now < until {
-                    Thread.sleep(forTimeInterval: 0.005)
-                }
+                holding.open()
+                _ = release.waitBlocking()
             }
         }
-        while !holding.load(ordering: .sequentiallyConsistent) { try await Task.sleep(for: .milliseconds(5)) }
+        try await holding.wait()
         let retry = Task { try await t.run { store, c in try store.beginImport(key: "k-2", partial: false, actor: .system, in: c) } }
         // Once the retry waits for the row, the first commit ends.
         let until = ContinuousClock.now + .seconds(60)
@@ -112,7 +108,7 @@ struct ImportTests {
         }) == 0 {
             try await Task.sleep(for: .milliseconds(10))
         }
-        release.store(true, ordering: .sequentiallyConsistent)
+        release.open()
         try await commit.value
         #expect(try await retry.value == .finished(id: id, outcome: Array("first outcome".utf8)), "not a new stage of an import that committed meanwhile")
     }

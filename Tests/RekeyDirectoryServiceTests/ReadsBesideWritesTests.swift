@@ -4,7 +4,6 @@ import RekeyDirectoryAPI
 import RekeyDirectoryService
 import RekeyRPC
 import RekeyTesting
-import Synchronization
 import Testing
 
 @Suite("Reads beside a long write")
@@ -23,22 +22,18 @@ struct ReadsBesideWritesTests {
             database: directory.database, store: directory.store,
             hashing: HashingPool(hasher: PasswordHasher(parameters: .init(logN: 10, r: 8, p: 1)), threads: 1)
         )
-        let writing = Atomic<Bool>(false)
-        let readsDone = Atomic<Bool>(false)
+        let writing = Latch()
+        let readsDone = Latch()
         // Holds the writer until the reads are done, or a minute has passed: reads queued behind
         // it would fail the test rather than hang it.
         let writer = Task {
             try await directory.database.withConnection { connection -> Bool in
                 _ = try connection.run("UPDATE users SET name = 'Jane Changing' WHERE id = ?", .text(jane.id))
-                writing.store(true, ordering: .sequentiallyConsistent)
-                let until = ContinuousClock.now + .seconds(60)
-                while !readsDone.load(ordering: .sequentiallyConsistent), ContinuousClock.now < until {
-                    Thread.sleep(forTimeInterval: 0.005)
-                }
-                return readsDone.load(ordering: .sequentiallyConsistent)
+                writing.open()
+                return readsDone.waitBlocking()
             }
         }
-        while !writing.load(ordering: .sequentiallyConsistent) { try await Task.sleep(for: .milliseconds(5)) }
+        try await writing.wait()
 
         try await withRPCServer(services: [service]) { _, port in
             try await withRPCClient(port: port) { client in
@@ -67,7 +62,7 @@ struct ReadsBesideWritesTests {
                 #expect(try await directoryClient.authenticateApiKey(authenticate).user?.id == admin.id)
             }
         }
-        readsDone.store(true, ordering: .sequentiallyConsistent)
+        readsDone.open()
         #expect(try await writer.value, "every read answered while the write held the writer")
         let after = try await directory.database.read { c in try c.queryFirst("SELECT name FROM users WHERE id = ?", .text(jane.id))?.string("name") }
         #expect(after == "Jane Changing")

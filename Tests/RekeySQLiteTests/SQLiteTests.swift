@@ -1,6 +1,6 @@
 import Foundation
 import RekeySQLite
-import Synchronization
+import RekeyTesting
 import Testing
 
 @Suite("SQLite")
@@ -164,26 +164,22 @@ struct SQLiteTests {
     func readsBesideTheWriter() async throws {
         try await self.withDatabase { database, _ in
             try await database.withConnection { _ = try $0.run("INSERT INTO people (email) VALUES ('before@example.com')") }
-            let writing = Atomic<Bool>(false)
-            let readDone = Atomic<Bool>(false)
+            let writing = Latch()
+            let readDone = Latch()
             // The write holds the writer until the read has finished (or a minute has passed, so
             // that a read queued behind it fails the test instead of hanging it).
             let writer = Task {
                 try await database.withConnection { connection -> Bool in
                     _ = try connection.run("INSERT INTO people (email) VALUES ('during@example.com')")
-                    writing.store(true, ordering: .sequentiallyConsistent)
-                    let until = ContinuousClock.now + .seconds(60)
-                    while !readDone.load(ordering: .sequentiallyConsistent), ContinuousClock.now < until {
-                        Thread.sleep(forTimeInterval: 0.005)
-                    }
-                    return readDone.load(ordering: .sequentiallyConsistent)
+                    writing.open()
+                    return readDone.waitBlocking()
                 }
             }
-            while !writing.load(ordering: .sequentiallyConsistent) { try await Task.sleep(for: .milliseconds(5)) }
+            try await writing.wait()
             let seen = try await database.read { connection in
                 try connection.query("SELECT email FROM people ORDER BY id").compactMap { $0.string("email") }
             }
-            readDone.store(true, ordering: .sequentiallyConsistent)
+            readDone.open()
             #expect(seen == ["before@example.com"], "the write's transaction is still open")
             #expect(try await writer.value, "the read finished while the write held the writer")
             let after = try await database.read { try $0.query("SELECT email FROM people ORDER BY id").compactMap { $0.string("email") } }
