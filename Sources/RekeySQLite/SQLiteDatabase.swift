@@ -155,7 +155,9 @@ package final class SQLiteDatabase: Sendable {
                 continuation.resume(with: Result {
                     try reader.connection.withLock { connection in
                         try connection.execute("BEGIN")
-                        defer { try? connection.execute("COMMIT") }  // a read transaction: nothing to undo
+                        // A read transaction has nothing to keep: ROLLBACK ends it whatever the
+                        // body did, so the connection never stays on an old snapshot.
+                        defer { try? connection.execute("ROLLBACK") }
                         return try body(connection)
                     }
                 })

@@ -190,6 +190,21 @@ struct SQLiteTests {
         }
     }
 
+    @Test("a read that fails ends its snapshot all the same: the next read sees later commits")
+    func failedRead() async throws {
+        struct Stop: Error {}
+        try await self.withDatabase { database, _ in
+            await #expect(throws: Stop.self) {
+                try await database.read { connection in
+                    _ = try connection.query("SELECT * FROM people")
+                    throw Stop()
+                }
+            }
+            try await database.withConnection { _ = try $0.run("INSERT INTO people (email) VALUES ('later@example.com')") }
+            #expect(try await database.read { try $0.queryFirst("SELECT count(*) AS n FROM people")?.int("n") } == 1)
+        }
+    }
+
     @Test("an in-memory database reads on its one connection")
     func inMemoryReads() async throws {
         let database = try SQLiteDatabase(path: ":memory:", migrations: Self.migrations)
