@@ -42,9 +42,11 @@ package final class SQLiteDatabase: Sendable {
     private static let maxBatch = 64
 
     private let connection: Mutex<SQLiteConnection>
-    /// The read-only connection and its thread; nil for an in-memory database (one connection
-    /// is the whole database), whose reads queue with the writes.
-    private let reader: Reader?
+    /// The read-only connection and its thread, opened by the first ``read(_:)`` (a database
+    /// that is only written never has one). An in-memory database has none: one connection is
+    /// the whole database, and its reads queue with the writes.
+    private let reader = Mutex<Reader?>(nil)
+    private let cacheKibibytes: Int
     private let queue = Mutex(Queue())
     private let threadPool: NIOThreadPool
     private let ownsThreadPool: Bool
@@ -85,11 +87,7 @@ package final class SQLiteDatabase: Sendable {
         // One row that ``probeStorage()`` rewrites to learn whether the disk takes writes again.
         try connection.execute("CREATE TABLE IF NOT EXISTS rekey_storage_probe (id INTEGER PRIMARY KEY, at INTEGER NOT NULL)")
         self.connection = Mutex(connection)
-        if path == ":memory:" {
-            self.reader = nil
-        } else {
-            self.reader = try Reader(path: path, cacheKibibytes: cacheKibibytes)
-        }
+        self.cacheKibibytes = cacheKibibytes
         if let threadPool {
             self.threadPool = threadPool
             self.ownsThreadPool = false
@@ -102,7 +100,7 @@ package final class SQLiteDatabase: Sendable {
     }
 
     deinit {
-        self.reader?.thread.shutdownGracefully { _ in }
+        self.reader.withLock { $0?.thread.shutdownGracefully { _ in } }
         if self.ownsThreadPool {
             // The pool's one thread finishes the work queued before this point, then exits.
             self.threadPool.shutdownGracefully { _ in }
@@ -145,7 +143,13 @@ package final class SQLiteDatabase: Sendable {
     /// it. Its statements read one snapshot: the database as of the last commit before the first
     /// of them. A statement that would write fails (SQLite's `query_only`).
     package func read<R: Sendable>(_ body: @escaping @Sendable (SQLiteConnection) throws -> R) async throws -> R {
-        guard let reader = self.reader else { return try await self.withConnection(body) }
+        guard self.path != ":memory:" else { return try await self.withConnection(body) }
+        let reader = try self.reader.withLock { reader in
+            if let reader { return reader }
+            let opened = try Reader(path: self.path, cacheKibibytes: self.cacheKibibytes)
+            reader = opened
+            return opened
+        }
         return try await withCheckedThrowingContinuation { continuation in
             reader.thread.submit { state in
                 guard case .active = state else {
