@@ -13,6 +13,7 @@ package final class EchoService: Rekey_Testing_V1_Echo.ServiceProtocol {
         var running = 0
         var maxRunning = 0
         var cancelled = 0
+        var blocked = 0
         var released = false
     }
 
@@ -24,6 +25,8 @@ package final class EchoService: Rekey_Testing_V1_Echo.ServiceProtocol {
     package var maxConcurrentCalls: Int { self.state.withLock { $0.maxRunning } }
     /// Handlers that saw their task cancelled.
     package var cancelledCalls: Int { self.state.withLock { $0.cancelled } }
+    /// Handlers that started to wait for ``release()``.
+    package var blockedCalls: Int { self.state.withLock { $0.blocked } }
     /// Handlers running now.
     package var runningCalls: Int { self.state.withLock { $0.running } }
 
@@ -50,6 +53,7 @@ package final class EchoService: Rekey_Testing_V1_Echo.ServiceProtocol {
         defer { self.state.withLock { $0.running -= 1 } }
 
         if request.text == Self.blockingText {
+            self.state.withLock { $0.blocked += 1 }
             // Poll rather than park a continuation, so that cancellation ends the wait cleanly.
             while !self.state.withLock({ $0.released }) {
                 do {
