@@ -58,6 +58,7 @@ package final class RekeySystem: @unchecked Sendable {
 
     /// Extra arguments for the notifier (by default it writes to a maildir), the reset-token
     /// service and the gateway.
+    @available(*, noasync, message: "it blocks one of the few threads of the concurrency pool: use start()")
     package init(
         directory directoryArguments: [String] = [], notifier notifierArguments: [String] = [], tokens tokenArguments: [String] = [],
         gateway gatewayArguments: [String] = [],
@@ -82,7 +83,7 @@ package final class RekeySystem: @unchecked Sendable {
         bootstrap.standardOutput = output
         try bootstrap.run()
         let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        bootstrap.waitUntilExit()
+        waitForExit(bootstrap)
         self.apiKey = text.split(separator: " ").last.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) } ?? ""
         var environment: [String: String] = [:]
         if tls {
@@ -161,6 +162,7 @@ package final class RekeySystem: @unchecked Sendable {
     }
 
     /// `rekey certs init` and `rekey certs issue` for every process, into `folder`.
+    @available(*, noasync, message: "it blocks one of the few threads of the concurrency pool: from async code, use its async variant where there is one, or offPool")
     package static func makeCertificates(in folder: String, days: Int = 30) throws {
         let commands = [["certs", "init", "--out", folder]]
             + Self.workloads.map { ["certs", "issue", $0.1, "--ca", folder, "--out", folder, "--days", "\(days)", "--dns", "localhost", "--ip", "127.0.0.1"] }
@@ -184,6 +186,7 @@ package final class RekeySystem: @unchecked Sendable {
 
     /// Creates a custom staff role with `rekey-directory create-role`, as ops would (on the
     /// running directory's database).
+    @available(*, noasync, message: "it blocks one of the few threads of the concurrency pool: from async code, use its async variant where there is one, or offPool")
     package func createRole(_ name: String, permissions: [String]) throws {
         let process = Process()
         process.executableURL = ServiceProcess.productsDirectory.appendingPathComponent("rekey-directory")
@@ -191,13 +194,14 @@ package final class RekeySystem: @unchecked Sendable {
         process.environment = ProcessInfo.processInfo.environment.merging(self.environment.filter { $0.key.hasPrefix("REKEY_DIRECTORY_DATABASE") }) { $1 }
         process.standardOutput = FileHandle.nullDevice
         try process.run()
-        process.waitUntilExit()
+        waitForExit(process)
         guard process.terminationStatus == 0 else {
             throw NSError(domain: "RekeySystem", code: Int(process.terminationStatus), userInfo: [NSLocalizedDescriptionKey: "create-role \(name) failed"])
         }
     }
 
     /// Starts a stopped service again on the port it had, as ops would.
+    @available(*, noasync, message: "it blocks one of the few threads of the concurrency pool: from async code, use its async variant where there is one, or offPool")
     package func restart(_ executable: String, port: Int) throws -> ServiceProcess {
         try ServiceProcess(executable, arguments: self.arguments[executable]! + ["--listen", "127.0.0.1:\(port)"], environment: self.environment)
     }
@@ -215,15 +219,15 @@ package final class RekeySystem: @unchecked Sendable {
         }
     }
 
-    /// Stops every process without waiting for them to exit (see ``stopAndWait()``).
-    package func stop() {
+    /// Stops every process without waiting for them to exit (see ``stopAndWait()``): for `defer`.
+    package func stopInBackground() {
         let processes = self.gateways + self.notifierReplicas + self.tokenReplicas + self.directoryReplicas
         for process in processes where process.endedBadly {
             // It failed before the test was done with it (a crash): its last words help.
             FileHandle.standardError.write(Data("a process of the system ended badly; the end of its log:\n\(process.log.suffix(8000))\n".utf8))
         }
         // All at once, and waited for on a thread of its own: each takes a second or two to drain,
-        // and a test's `defer { system.stop() }` runs on one of the two threads of Swift's
+        // and a test's `defer { system.stopInBackground() }` runs on one of the two threads of Swift's
         // concurrency pool, which the in-process tests beside it need. The thread keeps the
         // system (and its folders) alive until every process has exited.
         for process in processes {

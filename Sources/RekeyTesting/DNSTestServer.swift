@@ -14,6 +14,7 @@ package final class DNSTestServer: @unchecked Sendable {
     private let input = Pipe()
 
     /// With `udpLimit`, UDP replies longer than that come back truncated (TC set), for TCP.
+    @available(*, noasync, message: "it blocks one of the few threads of the concurrency pool: from async code, use its async variant where there is one, or offPool")
     package init(zone: Zone, udpLimit: Int? = nil) throws {
         self.zoneFile = NSTemporaryDirectory() + "rekey-dns-\(UUID().uuidString).json"
         try Self.write(zone, to: self.zoneFile)
@@ -37,14 +38,32 @@ package final class DNSTestServer: @unchecked Sendable {
         guard rename(temporary, path) == 0 else { throw SMTPTestServer.StartError(message: "cannot write the zone file \(path)") }
     }
 
+    @available(*, noasync, message: "it blocks one of the few threads of the concurrency pool: from async code, use its async variant where there is one, or offPool")
     package func stop() {
         try? self.input.fileHandleForWriting.close()
-        self.process.waitUntilExit()
+        waitForExit(self.process)
         try? FileManager.default.removeItem(atPath: self.zoneFile)
     }
 
+    /// Stops the server and waits, on a thread of its own, for it to exit.
+    package func stop() async {
+        await onThread { self.stop() }
+    }
+
+    /// Starts a server on a thread of its own (see ``init(zone:udpLimit:)``).
+    package static func start(zone: Zone, udpLimit: Int? = nil) async throws -> DNSTestServer {
+        try await offPool { try DNSTestServer(zone: zone, udpLimit: udpLimit) }
+    }
+
     deinit {
-        self.stop()
+        // Closing its input stops it; the wait is left to a thread of its own, as the last
+        // reference may go on the concurrency pool.
+        try? self.input.fileHandleForWriting.close()
+        let (process, zoneFile) = (self.process, self.zoneFile)
+        Thread {
+            waitForExit(process)
+            try? FileManager.default.removeItem(atPath: zoneFile)
+        }.start()
     }
 }
 
@@ -57,6 +76,11 @@ package struct DKIMVerification: Decodable {
     package var ok: Bool
     package var error: String?
 
+    package static func verify(_ path: String, dns: DNSTestServer) async throws -> [DKIMVerification] {
+        try await offPool { try Self.verify(path, dns: dns) }
+    }
+
+    @available(*, noasync, message: "it blocks one of the few threads of the concurrency pool: from async code, use its async variant where there is one, or offPool")
     package static func verify(_ path: String, dns: DNSTestServer) throws -> [DKIMVerification] {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: SMTPTestServer.python)
@@ -65,7 +89,7 @@ package struct DKIMVerification: Decodable {
         process.standardOutput = output
         try process.run()
         let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
+        waitForExit(process)
         return try JSONDecoder().decode([DKIMVerification].self, from: data)
     }
 }

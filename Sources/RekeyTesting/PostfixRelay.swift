@@ -15,6 +15,7 @@ package final class PostfixRelay: @unchecked Sendable {
     package var config: String { self.folder.path + "/conf" }
     package var logFile: String { self.folder.path + "/maillog" }
 
+    @available(*, noasync, message: "it blocks one of the few threads of the concurrency pool: from async code, use its async variant where there is one, or offPool")
     package init(
         nextHop: String, transports: [String: String] = [:], extraSettings: [String] = [], files: [String: String] = [:],
         saslUsers: [String: String] = [:]
@@ -122,12 +123,19 @@ package final class PostfixRelay: @unchecked Sendable {
         (try? String(contentsOfFile: self.logFile, encoding: .utf8)) ?? ""
     }
 
+    @available(*, noasync, message: "it blocks one of the few threads of the concurrency pool: from async code, use its async variant where there is one, or offPool")
     package func stop() {
         _ = try? Self.postfix(["-c", self.config, "stop"])
     }
 
     deinit {
-        self.stop()
+        // `postfix stop` on a thread of its own, which keeps the folder until it is done: the
+        // last reference may go on the concurrency pool.
+        let (config, folder) = (self.config, self.folder)
+        Thread {
+            _ = try? Self.postfix(["-c", config, "stop"])
+            withExtendedLifetime(folder) {}
+        }.start()
     }
 
     /// The realm of the SASL users (`smtpd_sasl_local_domain`): clients log in with the bare name.
@@ -166,7 +174,7 @@ package final class PostfixRelay: @unchecked Sendable {
         }
         try? stdin.fileHandleForWriting.close()
         let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
+        waitForExit(process)
         return (process.terminationStatus, text)
     }
 

@@ -12,6 +12,7 @@ package final class SMTPTestServer: @unchecked Sendable {
     private let process = Process()
     private let input = Pipe()
 
+    @available(*, noasync, message: "it blocks one of the few threads of the concurrency pool: from async code, use its async variant where there is one, or offPool")
     package init(folder: String, port: Int = 0, options: [String] = []) throws {
         self.folder = folder
         self.port = try Self.startPeer(self.process, input: self.input, script: "smtp_server.py", arguments: [folder, "--port", "\(port)"] + options)
@@ -49,15 +50,36 @@ package final class SMTPTestServer: @unchecked Sendable {
         return names.filter { $0.hasSuffix(".eml") }.sorted { Int($0.dropLast(4)) ?? 0 < Int($1.dropLast(4)) ?? 0 }.map { self.folder + "/" + $0 }
     }
 
+    @available(*, noasync, message: "it blocks one of the few threads of the concurrency pool: from async code, use its async variant where there is one, or offPool")
     package func stop() {
         try? self.input.fileHandleForWriting.close()
-        self.process.waitUntilExit()
+        waitForExit(self.process)
+    }
+
+    /// A loopback port that was free a moment ago, found on a thread of its own.
+    package static func freePort() async throws -> Int {
+        try await offPool { try Self.freePort() }
+    }
+
+    /// Starts a server on a thread of its own (see ``init(folder:port:options:)``).
+    package static func start(folder: String, port: Int = 0, options: [String] = []) async throws -> SMTPTestServer {
+        try await offPool { try SMTPTestServer(folder: folder, port: port, options: options) }
+    }
+
+    /// Stops the server and waits, on a thread of its own, for it to exit.
+    package func stop() async {
+        await onThread { self.stop() }
     }
 
     deinit {
-        self.stop()
+        // Closing its input stops it; the wait is left to a thread of its own, as the last
+        // reference may go on the concurrency pool.
+        try? self.input.fileHandleForWriting.close()
+        let process = self.process
+        Thread { waitForExit(process) }.start()
     }
 
+    @available(*, noasync, message: "it blocks one of the few threads of the concurrency pool: from async code, use its async variant where there is one, or offPool")
     package static func freePort() throws -> Int {
         let probe = try SMTPTestServer(folder: NSTemporaryDirectory() + "rekey-probe-\(UUID().uuidString)")
         defer { probe.stop() }
@@ -79,16 +101,11 @@ package struct ParsedMail: Decodable {
     package var defects: [String]
     package var bare_lf: Bool
 
-    package static func parse(_ path: String) throws -> ParsedMail {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: SMTPTestServer.python)
-        process.arguments = [SMTPTestServer.root.appendingPathComponent("Tests/Interop/parse_mail.py").path, path]
-        let output = Pipe()
-        process.standardOutput = output
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return try JSONDecoder().decode(ParsedMail.self, from: data)
+    /// Python's reading of the message in the file at `path`.
+    package static func parse(_ path: String) async throws -> ParsedMail {
+        let (status, output) = try await runProgram(SMTPTestServer.python, [SMTPTestServer.root.appendingPathComponent("Tests/Interop/parse_mail.py").path, path])
+        guard status == 0 else { throw SMTPTestServer.StartError(message: "parse_mail.py failed on \(path): \(output)") }
+        return try JSONDecoder().decode(ParsedMail.self, from: Data(output.utf8))
     }
 }
 

@@ -21,18 +21,23 @@ package final class ServiceProcess: @unchecked Sendable {
     private let portPattern: String
     private let readyLine: String
 
+    /// The RPC server's port in its "rpc server listening" line: what ``init`` waits for by default.
+    package static let rpcPortPattern = #"rpc\.port[=":]+\d+"#
+    package static let rpcReadyLine = "rpc server listening"
+
     /// Starts `executable` (a product of this package) and waits until it logs `readyLine` with a
     /// port matching `portPattern` (by default, the RPC server's). Its metrics listen on a free
     /// port (`REKEY_<SERVICE>_METRICS_LISTEN=127.0.0.1:0`) unless `environment` or a flag says
     /// otherwise, so that tests running side by side never fight over the default ports. RPC is
     /// plaintext (`REKEY_<SERVICE>_TLS=off`) unless `environment` sets up mutual TLS. With
     /// `runAs`, it runs as that unprivileged uid, as the container images run it.
+    @available(*, noasync, message: "it blocks one of the few threads of the concurrency pool: from async code, use its async variant where there is one, or offPool")
     package init(
         _ executable: String,
         arguments: [String],
         environment: [String: String] = [:],
-        portPattern: String = #"rpc\.port[=":]+\d+"#,
-        readyLine: String = "rpc server listening",
+        portPattern: String = ServiceProcess.rpcPortPattern,
+        readyLine: String = ServiceProcess.rpcReadyLine,
         runAs user: UInt32? = nil
     ) throws {
         self.portPattern = portPattern
@@ -73,6 +78,7 @@ package final class ServiceProcess: @unchecked Sendable {
 
     /// The port of the metrics server (from its "metrics server listening" line), waiting for
     /// it up to 10 s.
+    @available(*, noasync, message: "it blocks one of the few threads of the concurrency pool: from async code, use its async variant where there is one, or offPool")
     package func metricsPort() throws -> Int {
         let deadline = Date().addingTimeInterval(10)
         repeat {
@@ -115,18 +121,19 @@ package final class ServiceProcess: @unchecked Sendable {
     }
 
     /// Sends SIGTERM and waits for the process to exit; returns its exit status.
+    @available(*, noasync, message: "it blocks one of the few threads of the concurrency pool: from async code, use its async variant where there is one, or offPool")
     @discardableResult
     package func stop() -> Int32 {
         if self.process.isRunning {
             self.process.terminate()
         }
-        self.process.waitUntilExit()
+        waitForExit(self.process)
         return self.process.terminationStatus
     }
 
     /// Sends SIGTERM and waits up to `limit` seconds for the process to exit; kills it with
-    /// SIGKILL after that. Returns whether it exited on SIGTERM. Blocks: from async code, call it
-    /// through ``offPool(_:)``.
+    /// SIGKILL after that. Returns whether it exited on SIGTERM.
+    @available(*, noasync, message: "it blocks one of the few threads of the concurrency pool: from async code, use its async variant where there is one, or offPool")
     package func stop(within limit: TimeInterval) -> Bool {
         guard self.process.isRunning else { return true }
         self.process.terminate()
@@ -139,13 +146,13 @@ package final class ServiceProcess: @unchecked Sendable {
         return exited
     }
 
-    /// Kills the process with SIGKILL, as a crash or `kill -9` would, and waits for it. Blocks
-    /// (Foundation's wait spins): from async code, call it through ``offPool(_:)``.
+    /// Kills the process with SIGKILL, as a crash or `kill -9` would, and waits for it.
+    @available(*, noasync, message: "it blocks one of the few threads of the concurrency pool: from async code, use its async variant where there is one, or offPool")
     package func kill9() {
         if self.process.isRunning {
             kill(self.process.processIdentifier, SIGKILL)
         }
-        self.process.waitUntilExit()
+        waitForExit(self.process)
     }
 
     /// Kills the process with SIGKILL and leaves the wait to a thread of its own: for `defer` in
@@ -153,13 +160,15 @@ package final class ServiceProcess: @unchecked Sendable {
     package func killInBackground() {
         guard self.process.isRunning else { return }
         kill(self.process.processIdentifier, SIGKILL)
-        Thread { self.process.waitUntilExit() }.start()
+        Thread { waitForExit(self.process) }.start()
     }
 
     deinit {
         if self.process.isRunning {
             kill(self.process.processIdentifier, SIGKILL)
-            self.process.waitUntilExit()
+            // Waited for on a thread of its own: the last reference may go on the concurrency pool.
+            let process = self.process
+            Thread { waitForExit(process) }.start()
         }
     }
 
@@ -171,11 +180,69 @@ package final class ServiceProcess: @unchecked Sendable {
     }
 }
 
+/// The same for async code: each runs its blocking namesake on a thread of its own, so that no
+/// test holds one of the few threads of Swift's concurrency pool while a process starts, drains or
+/// exits (the in-process tests beside it would wait, and meet their deadlines). The blocking ones
+/// are unavailable from async code, so the compiler finds any call that would block.
+extension ServiceProcess {
+    /// Starts `executable` and waits until it listens (``init(_:arguments:environment:portPattern:readyLine:runAs:)``).
+    package static func start(
+        _ executable: String,
+        arguments: [String],
+        environment: [String: String] = [:],
+        portPattern: String = ServiceProcess.rpcPortPattern,
+        readyLine: String = ServiceProcess.rpcReadyLine,
+        runAs user: UInt32? = nil
+    ) async throws -> ServiceProcess {
+        try await offPool {
+            try ServiceProcess(executable, arguments: arguments, environment: environment, portPattern: portPattern, readyLine: readyLine, runAs: user)
+        }
+    }
+
+    /// The port of the metrics server, waiting for it up to 10 s.
+    package func metricsPort() async throws -> Int {
+        try await offPool { try self.metricsPort() }
+    }
+
+    /// Sends SIGTERM and waits for the process to exit; returns its exit status.
+    @discardableResult
+    package func stop() async -> Int32 {
+        await onThread { self.stop() }
+    }
+
+    /// Sends SIGTERM, waits up to `limit` seconds, then SIGKILL; whether it exited on SIGTERM.
+    package func stop(within limit: TimeInterval) async -> Bool {
+        await onThread { self.stop(within: limit) }
+    }
+
+    /// Kills the process with SIGKILL and waits for it.
+    package func kill9() async {
+        await onThread { self.kill9() }
+    }
+
+    /// Sends SIGTERM and leaves the wait to a thread of its own: for `defer` in async tests, which
+    /// cannot wait. The thread keeps this object alive until the process has exited.
+    package func stopInBackground() {
+        guard self.process.isRunning else { return }
+        self.process.terminate()
+        Thread { waitForExit(self.process) }.start()
+    }
+
+    /// Runs `executable` to completion (``run(_:_:environment:inheritingEnvironment:runAs:)``).
+    package static func run(
+        _ executable: String, _ arguments: [String], environment: [String: String] = [:], inheritingEnvironment: Bool = false,
+        runAs user: UInt32? = nil
+    ) async throws -> (status: Int32, output: String) {
+        try await offPool { try Self.run(executable, arguments, environment: environment, inheritingEnvironment: inheritingEnvironment, runAs: user) }
+    }
+}
+
 extension ServiceProcess {
     /// Runs `executable` (a product of this package, or a path) to completion: its exit status
     /// and everything it wrote to stdout and stderr. The environment is `environment` alone (and
     /// `REKEY_<SERVICE>_TLS=off` unless it says otherwise) unless `inheritingEnvironment`, so that
     /// no REKEY_* setting of the test run leaks in.
+    @available(*, noasync, message: "it blocks one of the few threads of the concurrency pool: from async code, use its async variant where there is one, or offPool")
     package static func run(
         _ executable: String, _ arguments: [String], environment: [String: String] = [:], inheritingEnvironment: Bool = false,
         runAs user: UInt32? = nil
@@ -191,7 +258,7 @@ extension ServiceProcess {
         process.standardError = output
         try process.run()
         let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
+        waitForExit(process)
         return (process.terminationStatus, text)
     }
 }
@@ -240,5 +307,43 @@ package final class TemporaryFolder: Sendable {
 package func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
     try await withCheckedThrowingContinuation { continuation in
         Thread { continuation.resume(with: Result { try body() }) }.start()
+    }
+}
+
+/// Runs the program at `path` to its end on a thread of its own: its exit status and everything it
+/// wrote to stdout and stderr. In `directory` when given; with this process's environment unless
+/// `environment` is given.
+package func runProgram(
+    _ path: String, _ arguments: [String], environment: [String: String]? = nil, directory: URL? = nil
+) async throws -> (status: Int32, output: String) {
+    try await offPool {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = arguments
+        if let environment { process.environment = environment }
+        if let directory { process.currentDirectoryURL = directory }
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        waitForExit(process)
+        return (process.terminationStatus, text)
+    }
+}
+
+/// Waits for `process` to exit, looking every 10 ms. Foundation's `waitUntilExit()` spins a
+/// core for as long as it waits (its run loop has nothing to sleep on here): two such waits took
+/// both of this machine's cores while services drained.
+package func waitForExit(_ process: Process) {
+    while process.isRunning {
+        Thread.sleep(forTimeInterval: 0.01)
+    }
+}
+
+/// ``offPool(_:)`` for work that cannot fail.
+package func onThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+    await withCheckedContinuation { continuation in
+        Thread { continuation.resume(returning: body()) }.start()
     }
 }

@@ -17,8 +17,8 @@ struct DirectoryExecutableTests {
         try await offPool { try ServiceProcess.run("rekey-directory", arguments, environment: environment) }
     }
 
-    static func start(dataDir: String) throws -> ServiceProcess {
-        try ServiceProcess(
+    static func start(dataDir: String) async throws -> ServiceProcess {
+        try await ServiceProcess.start(
             "rekey-directory",
             arguments: ["serve", "--listen", "127.0.0.1:0", "--data-dir", dataDir] + Self.scrypt,
             environment: ["REKEY_DIRECTORY_CREDENTIALS": Self.credential]
@@ -42,7 +42,7 @@ struct DirectoryExecutableTests {
         #expect(again.status != 0)
         #expect(again.output.contains("an owner exists already"))
 
-        let process = try Self.start(dataDir: folder.path)
+        let process = try await Self.start(dataDir: folder.path)
         try await self.withDirectory(process) { directory in
             var request = Rekey_Directory_V1_AuthenticateApiKeyRequest()
             request.key = key
@@ -53,13 +53,13 @@ struct DirectoryExecutableTests {
             let refused = await #expect(throws: RPCError.self) { try await directory.authenticateApiKey(request) }
             #expect(refused?.code == .unauthenticated)
         }
-        #expect(process.stop() == 0)
+        #expect(await process.stop() == 0)
     }
 
     @Test("users are created, found by any address, and sign in with a password that follows the policy")
     func usersAndPasswords() async throws {
         let folder = try TemporaryFolder()
-        let process = try Self.start(dataDir: folder.path)
+        let process = try await Self.start(dataDir: folder.path)
         try await self.withDirectory(process) { directory in
             var create = Rekey_Directory_V1_CreateUserRequest()
             create.name = "Jane Doe"
@@ -102,13 +102,13 @@ struct DirectoryExecutableTests {
                 #expect(refused == RPCError(.unauthenticated, "the email address or the password is not right"))
             }
         }
-        process.stop()
+        await process.stop()
     }
 
     @Test("the staff directory and unified search answer over RPC")
     func searchOverRPC() async throws {
         let folder = try TemporaryFolder()
-        let process = try Self.start(dataDir: folder.path)
+        let process = try await Self.start(dataDir: folder.path)
         try await self.withDirectory(process) { directory in
             for (name, role) in [("Jane Agent", "agent"), ("Janet Customer", "customer")] {
                 var create = Rekey_Directory_V1_CreateUserRequest()
@@ -129,7 +129,7 @@ struct DirectoryExecutableTests {
             let refused = await #expect(throws: RPCError.self) { try await directory.searchUsers(search) }
             #expect(refused?.code == .invalidArgument)
         }
-        process.stop()
+        await process.stop()
     }
 
     @Test("import works offline on the database, all-or-nothing, and over RPC with a per-row report")
@@ -148,7 +148,7 @@ struct DirectoryExecutableTests {
         #expect(missing.status != 0)
         #expect(missing.output.contains("cannot read"))
 
-        let process = try Self.start(dataDir: folder.path)
+        let process = try await Self.start(dataDir: folder.path)
         try await self.withDirectory(process) { directory in
             var find = Rekey_Directory_V1_FindUserByEmailRequest()
             find.email = "ANN@example.com"
@@ -180,7 +180,7 @@ struct DirectoryExecutableTests {
             #expect(records.records.first?.actorUserID == admin.id)
             #expect(!records.nextPageToken.isEmpty)
         }
-        #expect(process.stop() == 0)
+        #expect(await process.stop() == 0)
     }
 
     @Test("start-up refuses bad settings with a message naming the key")

@@ -140,7 +140,7 @@ struct DeploymentTests {
             "rekey-directory", arguments: ["serve", "--listen", "127.0.0.2:0", "--data-dir", directoryData.path, "--scrypt-log-n", "10"],
             environment: directoryEnvironment
         ) }
-        defer { directory.stop() }
+        defer { directory.stopInBackground() }
         #expect(directory.log.contains("mutual TLS on RPC connections"), "\(directory.log)")
         let tokensEnvironment = tls("RESET_TOKEN", "reset-token").merging(["REKEY_RESET_TOKEN_METRICS_LISTEN": "127.0.0.3:0"]) { $1 }
         let tokens = try await offPool { try ServiceProcess(
@@ -148,7 +148,7 @@ struct DeploymentTests {
             arguments: ["serve", "--listen", "127.0.0.3:0", "--data-dir", tokensData.path, "--limit-per-admin", "100000", "--limit-per-user", "100000"],
             environment: tokensEnvironment
         ) }
-        defer { tokens.stop() }
+        defer { tokens.stopInBackground() }
         let notifierEnvironment = tls("NOTIFIER", "notifier").merging(["REKEY_NOTIFIER_METRICS_LISTEN": "127.0.0.4:0"]) { $1 }
         var notifier = try await offPool { try ServiceProcess(
             "rekey-notifier", arguments: ["serve", "--listen", "127.0.0.4:0", "--data-dir", notifierData.path, "--poll-interval", "50ms"],
@@ -156,7 +156,7 @@ struct DeploymentTests {
         ) }
         let notifierPort = notifier.port
         let notifierArguments = ["serve", "--listen", "127.0.0.4:\(notifierPort)", "--data-dir", notifierData.path, "--poll-interval", "50ms"]
-        defer { notifier.stop() }
+        defer { notifier.stopInBackground() }
 
         // The gateway learns where everything is from its config file alone.
         let gatewayFolder = try TemporaryFolder()
@@ -178,7 +178,7 @@ struct DeploymentTests {
             "rekey-gateway", arguments: ["serve", "--config", config], environment: ["REKEY_GATEWAY_TLS": "required"],
             portPattern: #"http\.port[=":]+\d+"#, readyLine: "http server listening"
         ) }
-        defer { gateway.stop() }
+        defer { gateway.stopInBackground() }
         let base = "http://127.0.0.5:\(gateway.port)"
 
         // Health checks, as a container runtime would run them.

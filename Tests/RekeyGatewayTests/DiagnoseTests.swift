@@ -61,7 +61,7 @@ struct DiagnoseTests {
     @Test("delivered, never requested, secondary address, unknown address, disabled, rate-limited, deferred, hard bounce, the relay refusing us, token used from elsewhere")
     func withAWorkingRelay() async throws {
         let folder = try TemporaryFolder()
-        let smtp = try SMTPTestServer(folder: folder.path, options: [
+        let smtp = try await SMTPTestServer.start(folder: folder.path, options: [
             "--reject", "bounce@example.com", "--defer", "slow@example.com:1000",
             "--refuse", "policy@example.com=554 5.7.1 <policy@example.com>: Relay access denied",
         ])
@@ -70,7 +70,7 @@ struct DiagnoseTests {
             tokens: ["--limit-per-user", "2"],
             gateway: ["--trusted-proxies", "127.0.0.1"]
         )
-        defer { system.stop() }
+        defer { system.stopInBackground() }
         let test = DiagnoseTests(system)
         let browser = Browser(base: system.base)
 
@@ -183,7 +183,7 @@ struct DiagnoseTests {
     @Test("who opened the link: a scanner's HEAD, then the user's browser that did not finish, then an older link opened after a newer one was used")
     func linkOpenings() async throws {
         let system = try await RekeySystem.start(gateway: ["--trusted-proxies", "127.0.0.1"])
-        defer { system.stop() }
+        defer { system.stopInBackground() }
         let test = DiagnoseTests(system)
         let lou = try await test.createUser("Lou Links", "lou@example.com")
         _ = try await test.call("POST", "/users/\(lou)/password-reset")
@@ -243,7 +243,7 @@ struct DiagnoseTests {
             "--transport", "smtp", "--smtp-server", "127.0.0.1:\(postfix.port)", "--smtp-tls", "off",
             "--bounce-domain", "bounces.rekey.example", "--bounce-listen", "127.0.0.1:\(bouncePort)",
         ])
-        defer { system.stop() }
+        defer { system.stopInBackground() }
         let test = DiagnoseTests(system)
         let gus = try await test.createUser("Gus Gone", "gone@example.com")
         _ = try await test.call("POST", "/users/\(gus)/password-reset")
@@ -267,7 +267,7 @@ struct DiagnoseTests {
     @Test("a reset link that expired unused")
     func expiredToken() async throws {
         let system = try await RekeySystem.start(tokens: ["--reset-lifetime", "1s"])
-        defer { system.stop() }
+        defer { system.stopInBackground() }
         let test = DiagnoseTests(system)
         let eve = try await test.createUser("Eve Expired", "eve@example.com")
         _ = try await test.call("POST", "/users/\(eve)/password-reset")
@@ -288,7 +288,7 @@ struct DiagnoseTests {
         let deadPort = dead.port
         defer { dead.release() }
         let system = try await RekeySystem.start(notifier: ["--transport", "smtp", "--smtp-server", "127.0.0.1:\(deadPort)", "--retry-schedule", "100ms", "--smtp-timeout", "1s"])
-        defer { system.stop() }
+        defer { system.stopInBackground() }
         let test = DiagnoseTests(system)
         let ann = try await test.createUser("Ann Waiting", "ann@example.com")
         for index in 0..<3 {
@@ -308,7 +308,7 @@ struct DiagnoseTests {
         #expect(escalation.contains("Rekey diagnosis dg_"))
         #expect(escalation.contains("127.0.0.1:\(deadPort)"))
 
-        system.tokens.stop()
+        await system.tokens.stop()
         (codes, report) = try await test.diagnose("ann@example.com")
         #expect(codes.first == "platform_service_unreachable", "\(codes)")
         #expect((report["platform"] as? [String: Any])?["unreachable"] as? [String] == ["reset-token"])

@@ -17,7 +17,7 @@ struct GatewayFlowTests {
     @Test("forgot password → email to the primary address with a link from the public URL → new password → sign in")
     func forgotAndReset() async throws {
         let system = try await RekeySystem.start()
-        defer { system.stop() }
+        defer { system.stopInBackground() }
         let admin = Browser(base: system.base)
         let auth = ["Authorization": "Bearer \(system.apiKey)", "Content-Type": "application/json"]
         let created = try await admin.send("POST", "/api/admin/v1/users", headers: auth,
@@ -78,7 +78,7 @@ struct GatewayFlowTests {
     @Test("an admin sends a reset and a verification email; the API checks the key and the permission")
     func adminSends() async throws {
         let system = try await RekeySystem.start()
-        defer { system.stop() }
+        defer { system.stopInBackground() }
         let api = Browser(base: system.base)
         let auth = ["Authorization": "Bearer \(system.apiKey)", "Content-Type": "application/json"]
         #expect(try await api.send("GET", "/api/admin/v1/users/search?q=ol").status == 401)
@@ -118,7 +118,7 @@ struct GatewayFlowTests {
         #expect(messages.allSatisfy { $0["state"] as? String == "accepted" && $0["requested_by"] as? String != "" })
 
         // A service that is down: a clear 503, never a hang.
-        system.tokens.stop()
+        await system.tokens.stop()
         let down = try await api.send("POST", "/api/admin/v1/users/\(id)/password-reset", headers: auth)
         #expect(down.status == 503)
         #expect(try await api.send("GET", "/readyz").status == 503)
@@ -133,7 +133,7 @@ struct CLITests {
     @Test("create, search, send a reset by email address, follow the message; errors say what is wrong")
     func adminSession() async throws {
         let system = try await RekeySystem.start()
-        defer { system.stop() }
+        defer { system.stopInBackground() }
         let created = try await RekeyCLI.run(["users", "create", "--name", "Jane Doe", "--email", "jane@example.com", "--role", "agent"], system: system)
         #expect(created.status == 0, "\(created.output)")
         let search = try await RekeyCLI.run(["users", "search", "ja"], system: system)
@@ -164,7 +164,7 @@ struct CLILoginTests {
     @Test("login checks and stores the key (0600); later commands use it; search text naming several users lists them and does nothing")
     func login() async throws {
         let system = try await RekeySystem.start()
-        defer { system.stop() }
+        defer { system.stopInBackground() }
         let environment = ["XDG_CONFIG_HOME": system.folder.path + "/config", "HOME": system.folder.path]
         let bad = try await RekeyCLI.run(["login", "--gateway", system.base], system: system, environment: environment, input: "rk_not-a-key\n")
         #expect(bad.status == 1)
@@ -206,7 +206,7 @@ struct GatewayResilienceTests {
     @Test("failed sign-ins are limited per client address; past the limit even the right password waits")
     func signInLimit() async throws {
         let system = try await RekeySystem.start(directory: ["--sign-in-limit", "3"], gateway: ["--trusted-proxies", "127.0.0.1"])
-        defer { system.stop() }
+        defer { system.stopInBackground() }
         let admin = Browser(base: system.base)
         _ = try await admin.send("POST", "/api/admin/v1/users", headers: ["Authorization": "Bearer \(system.apiKey)"],
                                  body: Data(#"{"name": "Lee Limit", "email": "lee@example.com", "role": "customer"}"#.utf8))
@@ -230,7 +230,7 @@ struct GatewayResilienceTests {
     @Test("an agent without users.manage can search but not send a reset; nothing is sent")
     func agentRefused() async throws {
         let system = try await RekeySystem.start()
-        defer { system.stop() }
+        defer { system.stopInBackground() }
         let auth = ["Authorization": "Bearer \(system.apiKey)", "Content-Type": "application/json"]
         let api = Browser(base: system.base)
         let (_, key) = try await system.staff(name: "Agnes Agent", email: "agnes@example.com", role: "agent")
@@ -251,7 +251,7 @@ struct GatewayResilienceTests {
     @Test("each service stopped in turn: pages answer 503 at once, the CLI names the service; started again, all works without restarting the gateway")
     func servicesStoppedInTurn() async throws {
         let system = try await RekeySystem.start()
-        defer { system.stop() }
+        defer { system.stopInBackground() }
         let api = Browser(base: system.base)
         let auth = ["Authorization": "Bearer \(system.apiKey)", "Content-Type": "application/json"]
         let user = try JSONSerialization.jsonObject(with: Data(try await api.send("POST", "/api/admin/v1/users", headers: auth,
@@ -298,9 +298,9 @@ struct GatewayResilienceTests {
 struct BrowserTests {
     @Test("headless Chromium: sign-on page → Forgot password → mail → new password → signed in (screenshots in .build/test-artifacts/browser)")
     func chromium() async throws {
-        let port = try SMTPTestServer.freePort()
+        let port = try await SMTPTestServer.freePort()
         let system = try await RekeySystem.start(gatewayListen: "127.0.0.1:\(port)", publicURL: "http://127.0.0.1:\(port)")
-        defer { system.stop() }
+        defer { system.stopInBackground() }
         let api = Browser(base: system.base)
         let created = try await api.send("POST", "/api/admin/v1/users", headers: ["Authorization": "Bearer \(system.apiKey)"],
                                          body: Data(#"{"name": "Bri Browser", "email": "bri@example.com", "role": "customer"}"#.utf8))
@@ -318,9 +318,9 @@ struct BrowserTests {
 
     @Test("headless Chromium in the admin console: type 'ja', open Jane, send the reset email, watch it become delivered, diagnosis; suppression removed then resend; read-only agent refused; no page scrolls sideways or fails axe-core (screenshots at 375 and 1440 px in .build/test-artifacts/console)")
     func console() async throws {
-        let port = try SMTPTestServer.freePort()
+        let port = try await SMTPTestServer.freePort()
         let system = try await RekeySystem.start(gatewayListen: "127.0.0.1:\(port)", publicURL: "http://127.0.0.1:\(port)")
-        defer { system.stop() }
+        defer { system.stopInBackground() }
         try await offPool { try system.createRole("helpdesk", permissions: ["users.manage"]) }
         let api = Browser(base: system.base)
         for (name, email, role) in [
@@ -351,15 +351,8 @@ struct BrowserTests {
 
     /// Runs a browser script to its end: its exit status and everything it printed.
     static func run(_ executable: String, _ arguments: [String]) async throws -> (Int32, String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        let text = try await Task.detached { String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self) }.value
-        process.waitUntilExit()
-        return (process.terminationStatus, text)
+        // Chromium runs for many seconds: waited for off the concurrency pool (a detached task
+        // would still hold one of its threads), which the in-process tests beside it need.
+        try await runProgram(executable, arguments)
     }
 }

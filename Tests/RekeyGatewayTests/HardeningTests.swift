@@ -52,7 +52,7 @@ struct HardeningTests {
     @Test("rekey diagnose --since with an absurd window: a clear error before anything is sent")
     func cliWindow() async throws {
         let system = try await RekeySystem.start()
-        defer { system.stop() }
+        defer { system.stopInBackground() }
         let refused = try await RekeyCLI.run(["diagnose", "owner@example.com", "--since", "99999999999999999d"], system: system)
         #expect(refused.status != 0)
         #expect(refused.output.contains("--since must be a duration"), "\(refused.output)")
@@ -62,7 +62,7 @@ struct HardeningTests {
     @Test("an admin cannot take over the owner: each attempt is a 403 saying why, audited; nothing reaches anyone")
     func takeover() async throws {
         let system = try await RekeySystem.start()
-        defer { system.stop() }
+        defer { system.stopInBackground() }
         let api = Browser(base: system.base)
         let owner = try #require(try RekeySystem.object(try await api.send("GET", "/api/admin/v1/users/lookup?email=owner@example.com", headers: ["Authorization": "Bearer \(system.apiKey)"]))["user"] as? [String: Any])
         let ownerID = try #require(owner["id"] as? String)
@@ -132,7 +132,7 @@ struct HardeningTests {
     func signInBursts() async throws {
         // A share of the hashing pool as large as the burst, so that the count shows the limits alone.
         let system = try await RekeySystem.start(directory: ["--sign-in-account-delay", "1h", "--hashing-share", "100"], gateway: ["--trusted-proxies", "127.0.0.1"])
-        defer { system.stop() }
+        defer { system.stopInBackground() }
         let csrfPage = try await Browser(base: system.base).send("GET", "/")
         let csrf = Browser.csrf(in: csrfPage)
         let cookie = csrfPage.headers["set-cookie"].map { String($0.split(separator: ";")[0]) } ?? ""
@@ -158,7 +158,7 @@ struct HardeningTests {
     @Test("CSRF: a self-made cookie and field pair is refused, and so is a cross-site post even with the real pair; cookies carry __Host- on https")
     func csrf() async throws {
         let system = try await RekeySystem.start()
-        defer { system.stop() }
+        defer { system.stopInBackground() }
         let page = try await Browser(base: system.base).send("GET", "/password/forgot")
         let setCookie = try #require(page.headers["set-cookie"])
         #expect(setCookie.hasPrefix("__Host-rekey_csrf="), "\(setCookie)")
@@ -187,7 +187,7 @@ struct HardeningTests {
     @Test("a client sending its request headers a byte at a time is disconnected at the header timeout while others are served")
     func slowHeaders() async throws {
         let system = try await RekeySystem.start(gateway: ["--header-timeout", "500ms"])
-        defer { system.stop() }
+        defer { system.stopInBackground() }
         let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         #expect(socket >= 0)
         defer { close(socket) }
@@ -232,7 +232,7 @@ struct HardeningTests {
         let holePort = Int(UInt16(bigEndian: address.sin_port))
 
         let system = try await RekeySystem.start(gateway: ["--notifier", "127.0.0.1:\(holePort)", "--forgot-min-duration", "200ms"])
-        defer { system.stop() }
+        defer { system.stopInBackground() }
         let api = Browser(base: system.base)
         let created = try await api.send("POST", "/api/admin/v1/users", headers: ["Authorization": "Bearer \(system.apiKey)"],
                                          body: Data(#"{"name": "Kim Known", "email": "kim@example.com", "role": "customer"}"#.utf8))
@@ -248,7 +248,7 @@ struct HardeningTests {
     @Test("150 parallel sign-ins from 5 addresses cannot crowd out a sixth: its correct sign-in succeeds; the excess is refused at once with 429")
     func hashingFairness() async throws {
         let system = try await RekeySystem.start(directory: ["--hashing-threads", "1", "--hashing-share", "1"], gateway: ["--trusted-proxies", "127.0.0.1"])
-        defer { system.stop() }
+        defer { system.stopInBackground() }
         let staff = try await system.staff(name: "Fay Fair", email: "fay@example.com", role: "agent")
         _ = staff
         let page = try await Browser(base: system.base).send("GET", "/")
@@ -295,7 +295,7 @@ struct HardeningTests {
     @Test("the CLI imports 25,000 rows, past one RPC frame, through the real executables (the import rules: AdminRouteTests.largeImports, in-process)")
     func importThroughTheCLI() async throws {
         let system = try await RekeySystem.start()
-        defer { system.stop() }
+        defer { system.stopInBackground() }
         let path = system.folder.path + "/twenty-five-thousand.csv"
         let file = Self.csv(rows: 25_000, prefix: "d")
         #expect(file.count > 1 << 20, "more than one frame")
@@ -308,7 +308,7 @@ struct HardeningTests {
     @Test("two live reset links of one user, used 100 times in parallel: exactly one password change, and it is the password that works")
     func twoLinks() async throws {
         let system = try await RekeySystem.start()
-        defer { system.stop() }
+        defer { system.stopInBackground() }
         let api = Browser(base: system.base)
         let auth = ["Authorization": "Bearer \(system.apiKey)", "Content-Type": "application/json"]
         let user = try RekeySystem.object(try await api.send("POST", "/api/admin/v1/users", headers: auth, body: Data(#"{"name": "Rita Race", "email": "rita@example.com", "role": "customer"}"#.utf8)))

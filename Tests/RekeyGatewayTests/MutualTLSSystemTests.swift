@@ -24,7 +24,7 @@ struct MutualTLSSystemTests {
     @Test("the notifier's valid certificate calling Directory/SetPassword gets PERMISSION_DENIED, counted; a plaintext client is refused, the directory saying why once")
     func realDirectory() async throws {
         let system = try await RekeySystem.start()
-        defer { system.stop() }
+        defer { system.stopInBackground() }
         var request = Rekey_Directory_V1_SetPasswordRequest()
         request.userID = "u_00000000000000000000000000000000"
         request.password = "a long enough new password 1"
@@ -74,7 +74,7 @@ struct MutualTLSSystemTests {
         let directory = try await offPool {
             try ServiceProcess("rekey-directory", arguments: ["serve", "--listen", "127.0.0.1:0", "--data-dir", data.path, "--scrypt-log-n", "10"], environment: environment())
         }
-        defer { directory.stop() }
+        defer { directory.stopInBackground() }
         #expect(await RekeySystem.eventually { directory.log.contains("expires within 7 days: issue a new one") }, "\(directory.log)")
         let (data2, _) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(try directory.metricsPort())/metrics")!)
         let gauge = String(decoding: data2, as: UTF8.self).split(separator: "\n").first { $0.hasPrefix("rekey_tls_certificate_expiry_seconds ") }

@@ -67,7 +67,7 @@ struct ObservabilityTests {
     @Test("each process serves Prometheus metrics on its own port: RPC calls, latency, connections and its domain figures")
     func metrics() async throws {
         let system = try await RekeySystem.start(tokens: ["--limit-per-user", "1"])
-        defer { system.stop() }
+        defer { system.stopInBackground() }
         _ = try await self.run(system)
 
         let directory = try await self.scrape(try system.directory.metricsPort())

@@ -24,7 +24,7 @@ struct RPCBoundsTests {
     @Test("page sizes, limits, lifetimes and windows out of range are refused by name; the services keep answering")
     func integerFields() async throws {
         let system = try await RekeySystem.start()
-        defer { system.stop() }
+        defer { system.stopInBackground() }
         // As the gateway would call: with its certificate.
         let tls = try system.gatewayTLS()
         try await withRPCClient(port: system.directory.port, credential: nil, configure: { $0.tls = tls; $0.serverIdentity = "directory" }) { client in

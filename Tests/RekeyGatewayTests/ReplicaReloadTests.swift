@@ -10,7 +10,7 @@ struct ReplicaReloadTests {
     @Test("a notifier replica added on SIGHUP takes calls; the first one removed by editing the file alone, then stopped: no send fails; a broken edit and a restart-only setting are logged and change nothing")
     func replicasComeAndGo() async throws {
         let system = try await RekeySystem.start(tokens: ["--limit-per-user", "100000", "--limit-per-admin", "1000000"])
-        defer { system.stop() }
+        defer { system.stopInBackground() }
 
         // A second notifier with its own store and maildir, as a replica on another host would be.
         let second = try TemporaryFolder()

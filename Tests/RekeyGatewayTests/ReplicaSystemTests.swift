@@ -29,7 +29,7 @@ struct ReplicaSystemTests {
             tokenReplicas: 2,
             extraEnvironment: ["REKEY_RESET_TOKEN_DATABASE": database]
         )
-        defer { system.stop() }
+        defer { system.stopInBackground() }
         let api = Browser(base: system.base)
         let auth = ["Authorization": "Bearer \(system.apiKey)", "Content-Type": "application/json"]
         let created = try await api.send("POST", "/api/admin/v1/users", headers: auth, body: Data(#"{"name": "Jane Doe", "email": "jane@example.com", "role": "customer"}"#.utf8))
@@ -74,7 +74,7 @@ struct ReplicaSystemTests {
             directoryReplicas: 2,
             extraEnvironment: ["REKEY_DIRECTORY_DATABASE": database]
         )
-        defer { system.stop() }
+        defer { system.stopInBackground() }
         let api = Browser(base: system.base)
         let auth = ["Authorization": "Bearer \(system.apiKey)", "Content-Type": "application/json"]
         let created = try await api.send("POST", "/api/admin/v1/users", headers: auth, body: Data(#"{"name": "Jane Doe", "email": "jane@example.com", "role": "customer"}"#.utf8))
@@ -151,7 +151,7 @@ struct ReplicaSystemTests {
     func wholeSystemOnPostgres() async throws {
         let database = try await PostgresCluster.shared().makeDatabase()
         let folder = try TemporaryFolder()
-        let smtp = try await offPool { try SMTPTestServer(folder: folder.path + "/smtp") }
+        let smtp = try await SMTPTestServer.start(folder: folder.path + "/smtp")
         let arrived = MailArrivals(smtp, header: "X-Rekey-Message")
         let system = try await RekeySystem.start(
             // Idle workers poll once a second (new mail wakes them through the database), so that
@@ -167,7 +167,7 @@ struct ReplicaSystemTests {
             // The three services' schemas in one database, as one PostgreSQL server would hold them.
             extraEnvironment: ["REKEY_DIRECTORY_DATABASE": database, "REKEY_RESET_TOKEN_DATABASE": database, "REKEY_NOTIFIER_DATABASE": database]
         )
-        defer { system.stop() }
+        defer { system.stopInBackground() }
         let auth = ["Authorization": "Bearer \(system.apiKey)", "Content-Type": "application/json"]
         let created = try await Browser(base: system.base).send(
             "POST", "/api/admin/v1/users", headers: auth, body: Data(#"{"name": "Jane Doe", "email": "jane@example.com", "role": "customer"}"#.utf8)

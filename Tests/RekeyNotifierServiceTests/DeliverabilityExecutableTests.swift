@@ -27,17 +27,17 @@ struct DeliverabilityExecutableTests {
         let rsaRecord = try await offPool { try Self.keygen("rsa", selector: "r2026", file: folder.path + "/rsa.pem") }
         let edRecord = try await offPool { try Self.keygen("ed25519", selector: "e2026", file: folder.path + "/ed.pem") }
         #expect(rsaRecord.hasPrefix("v=DKIM1; k=rsa; p=") && edRecord.hasPrefix("v=DKIM1; k=ed25519; p="))
-        let (again, refusal) = try ServiceProcess.run("rekey-notifier", ["dkim", "keygen", "--out", folder.path + "/rsa.pem"])
+        let (again, refusal) = try await ServiceProcess.run("rekey-notifier", ["dkim", "keygen", "--out", folder.path + "/rsa.pem"])
         #expect(again != 0 && refusal.contains("File exists"), "an existing key is never overwritten: \(refusal)")
         let mode = try FileManager.default.attributesOfItem(atPath: folder.path + "/rsa.pem")[.posixPermissions] as? NSNumber
         #expect(mode?.intValue == 0o600)
 
-        let dns = try DNSTestServer(zone: [
+        let dns = try await DNSTestServer.start(zone: [
             "r2026._domainkey.rekey.example": [("TXT", rsaRecord)],
             "e2026._domainkey.rekey.example": [("TXT", edRecord)],
         ])
-        let server = try SMTPTestServer(folder: folder.path + "/smtp")
-        let process = try NotifierExecutableTests.start(
+        let server = try await SMTPTestServer.start(folder: folder.path + "/smtp")
+        let process = try await NotifierExecutableTests.start(
             dataDir: folder.path + "/data",
             NotifierExecutableTests.smtp(server.port) + [
                 "--dkim-key", "\(folder.path)/rsa.pem,\(folder.path)/ed.pem", "--dkim-selector", "r2026, e2026",
@@ -48,7 +48,7 @@ struct DeliverabilityExecutableTests {
             let message = try await self.base.waitFor(queued.messageID, in: notifier) { $0.state == .accepted }
             #expect(message.state == .accepted, "\(message.attempts)")
         }
-        #expect(process.stop() == 0)
+        #expect(await process.stop() == 0)
         #expect(process.log.contains("DKIM-signing every message"), "\(process.log)")
 
         let file = try #require(server.messages().first)
@@ -110,8 +110,8 @@ struct DeliverabilityExecutableTests {
             "r1._domainkey.rekey.example": [("TXT", record)],
             "_dmarc.rekey.example": [("TXT", "v=DMARC1; p=reject; adkim=s")],
         ]
-        let dns = try DNSTestServer(zone: good)
-        let process = try NotifierExecutableTests.start(
+        let dns = try await DNSTestServer.start(zone: good)
+        let process = try await NotifierExecutableTests.start(
             dataDir: folder.path + "/data",
             ["--transport", "smtp", "--smtp-server", "127.0.0.1:9", "--dns-server", dns.address, "--dkim-key", folder.path + "/rsa.pem", "--dkim-selector", "r1"]
         )
@@ -152,11 +152,11 @@ struct DeliverabilityExecutableTests {
             #expect(Self.findings(missing, "dkim").first?.summary.contains("no DKIM record at r1._domainkey.rekey.example") == true)
             #expect(Self.findings(missing, "mx").first?.summary.contains("does not exist in DNS") == true)
         }
-        #expect(process.stop() == 0)
+        #expect(await process.stop() == 0)
 
         // Unsigned mail: DKIM is the problem, and DMARC passes only because SPF is aligned.
         try dns.update(good)
-        let unsigned = try NotifierExecutableTests.start(
+        let unsigned = try await NotifierExecutableTests.start(
             dataDir: folder.path + "/data2", ["--transport", "smtp", "--smtp-server", "127.0.0.1:9", "--dns-server", dns.address, "--message-id-domain", "mailhost"]
         )
         try await self.base.withNotifier(unsigned) { notifier in
@@ -165,7 +165,7 @@ struct DeliverabilityExecutableTests {
             #expect(Self.findings(report, "dmarc").first?.status == .ok, "\(report.findings)")
             #expect(Self.findings(report, "template").first?.summary.contains("@mailhost, an internal host name") == true, "\(report.findings)")
         }
-        #expect(unsigned.stop() == 0)
+        #expect(await unsigned.stop() == 0)
         #expect(unsigned.log.contains("mail is not DKIM-signed"))
         #expect(unsigned.log.contains("an internal host name"))
     }
@@ -186,7 +186,7 @@ struct DeliverabilityExecutableTests {
         for index in 0..<12 {
             zone["l\(index).example"] = [("TXT", "v=spf1 include:l\(index + 1).example -all")]
         }
-        let dns = try DNSTestServer(zone: zone)
+        let dns = try await DNSTestServer.start(zone: zone)
         let resolver = DNSResolver(host: "127.0.0.1", port: dns.port)
         func check(_ ip: String, _ domain: String) async -> SPF.Result {
             await SPF(resolver: resolver).check(ip: SPF.parseAddress(ip)!, domain: domain).0
@@ -207,7 +207,7 @@ struct DeliverabilityExecutableTests {
         #expect(SPF.adding("ip4:1.2.3.4", to: "v=spf1 mx -all") == "v=spf1 mx ip4:1.2.3.4 -all")
 
         // A server that does not answer is an error in words, not a hang.
-        let silent = DNSResolver(host: "127.0.0.1", port: try SMTPTestServer.freePort(), timeout: .milliseconds(300))
+        let silent = DNSResolver(host: "127.0.0.1", port: try await SMTPTestServer.freePort(), timeout: .milliseconds(300))
         await #expect(throws: DNSResolver.Failure.self) { try await silent.txt("example.com") }
     }
 
@@ -215,7 +215,7 @@ struct DeliverabilityExecutableTests {
     func dnsOverTCP() async throws {
         // A 2048-bit DKIM key and a long SPF record: about 1,100 bytes, over the 512 the server sends by UDP.
         let long = "v=spf1 " + (1...60).map { "ip4:192.0.2.\($0)" }.joined(separator: " ") + " -all"
-        let dns = try await offPool { try DNSTestServer(zone: ["big.example": [("TXT", long)], "small.example": [("TXT", "v=spf1 -all")]], udpLimit: 512) }
+        let dns = try await DNSTestServer.start(zone: ["big.example": [("TXT", long)], "small.example": [("TXT", "v=spf1 -all")]], udpLimit: 512)
         let resolver = DNSResolver(host: "127.0.0.1", port: dns.port)
         #expect(try await resolver.txt("big.example") == [long])
         #expect(try await resolver.txt("small.example") == ["v=spf1 -all"])
@@ -272,31 +272,21 @@ struct DeliverabilityExecutableTests {
         }
     }
 
-    static func sendBounceOffPool(port: Int, to recipient: String, _ raw: [UInt8], folder: String) async throws -> (Int32, String) {
-        try await offPool { try Self.sendBounce(port: port, to: recipient, raw, folder: folder) }
-    }
-
     /// Sends `raw` over SMTP to the bounce listener, as a remote MTA would; the reply's code.
-    static func sendBounce(port: Int, to recipient: String, _ raw: [UInt8], folder: String) throws -> (Int32, String) {
+    static func sendBounce(port: Int, to recipient: String, _ raw: [UInt8], folder: String) async throws -> (Int32, String) {
         let file = folder + "/outgoing-\(UUID().uuidString).eml"
         try Data(raw).write(to: URL(fileURLWithPath: file))
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: SMTPTestServer.python)
-        process.arguments = [SMTPTestServer.root.appendingPathComponent("Tests/Interop/send_mail.py").path, "127.0.0.1", "\(port)", "", recipient, file]
-        let output = Pipe()
-        process.standardOutput = output
-        try process.run()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        return (process.terminationStatus, text)
+        return try await runProgram(
+            SMTPTestServer.python, [SMTPTestServer.root.appendingPathComponent("Tests/Interop/send_mail.py").path, "127.0.0.1", "\(port)", "", recipient, file]
+        )
     }
 
     @Test("bounces that come later: VERP envelope sender; a DSN to the bounce listener and an ARF complaint in the bounce maildir are matched, recorded and suppress; strangers are refused or kept")
     func bouncesLater() async throws {
         let folder = try TemporaryFolder()
-        let smtp = try SMTPTestServer(folder: folder.path + "/smtp")
+        let smtp = try await SMTPTestServer.start(folder: folder.path + "/smtp")
         let box = folder.path + "/bouncebox"
-        let process = try NotifierExecutableTests.start(
+        let process = try await NotifierExecutableTests.start(
             dataDir: folder.path + "/data",
             NotifierExecutableTests.smtp(smtp.port) + ["--bounce-domain", "bounces.rekey.example", "--bounce-listen", "127.0.0.1:0", "--bounce-maildir", box]
         )
@@ -317,7 +307,7 @@ struct DeliverabilityExecutableTests {
 
             // The recipient's server refuses it later; the relay's DSN comes to the listener.
             let dsn = BounceCorpus.fill(BounceCorpus.postfix.replacingOccurrences(of: "m_0123", with: queued.messageID), messageID: "not-needed@elsewhere")
-            let (status, reply) = try await Self.sendBounceOffPool(port: port, to: "bounces+\(queued.messageID)@bounces.rekey.example", dsn, folder: folder.path)
+            let (status, reply) = try await Self.sendBounce(port: port, to: "bounces+\(queued.messageID)@bounces.rekey.example", dsn, folder: folder.path)
             #expect(status == 0 && reply.hasPrefix("250"), "\(reply)")
             var request = Rekey_Notifier_V1_GetMessageRequest()
             request.messageID = queued.messageID
@@ -330,10 +320,10 @@ struct DeliverabilityExecutableTests {
             #expect(try await notifier.listSuppressions(suppressed).suppressions.first?.reason.hasPrefix("bounced after delivery: 5.1.1") == true)
 
             // Not one of our bounce addresses: refused at RCPT.
-            let (refused, words) = try await Self.sendBounceOffPool(port: port, to: "postmaster@bounces.rekey.example", dsn, folder: folder.path)
+            let (refused, words) = try await Self.sendBounce(port: port, to: "postmaster@bounces.rekey.example", dsn, folder: folder.path)
             #expect(refused == 1 && words.hasPrefix("550"), "\(words)")
             // No report at all: taken, and kept for a person.
-            let (plain, _) = try await Self.sendBounceOffPool(
+            let (plain, _) = try await Self.sendBounce(
                 port: port, to: "bounces+\(queued.messageID)@bounces.rekey.example", BounceCorpus.fill(BounceCorpus.yahooPlain, messageID: ""), folder: folder.path
             )
             #expect(plain == 0)
@@ -357,6 +347,6 @@ struct DeliverabilityExecutableTests {
             #expect(reason.hasPrefix("complaint: the recipient marked it as spam"), "\(reason)")
             #expect(try FileManager.default.contentsOfDirectory(atPath: box + "/cur").count == 1, "taken in, then moved to cur/")
         }
-        #expect(process.stop() == 0)
+        #expect(await process.stop() == 0)
     }
 }

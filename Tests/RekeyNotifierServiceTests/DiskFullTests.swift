@@ -18,12 +18,24 @@ struct DiskFullTests {
         let folder = try TemporaryFolder()
         let data = folder.path + "/data"
         try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
-        let mount = try ServiceProcess.run("/bin/mount", ["-t", "tmpfs", "-o", "size=4m", "tmpfs", data])
+        let mount = try await ServiceProcess.run("/bin/mount", ["-t", "tmpfs", "-o", "size=4m", "tmpfs", data])
         try #require(mount.status == 0, "mount: \(mount.output)")
-        defer { _ = try? ServiceProcess.run("/bin/umount", ["-l", data]) }
-
-        let process = try NotifierExecutableTests.start(dataDir: data, ["--mail-dir", folder.path + "/mail"])
-        defer { process.stop() }
+        let process: ServiceProcess
+        do {
+            process = try await NotifierExecutableTests.start(dataDir: data, ["--mail-dir", folder.path + "/mail"])
+        } catch {
+            _ = try? await ServiceProcess.run("/bin/umount", ["-l", data])
+            throw error
+        }
+        defer {
+            // In order, on a thread of its own (a defer cannot wait off the concurrency pool): the
+            // service exits, the tmpfs goes, then the folder.
+            Thread {
+                process.stop()
+                _ = try? ServiceProcess.run("/bin/umount", ["-l", data])
+                withExtendedLifetime(folder) {}
+            }.start()
+        }
         try await withRPCClient(port: process.port, credential: NotifierExecutableTests.credential) { client in
             let notifier = Rekey_Notifier_V1_Notifier.Client(wrapping: client)
             let health = Rekey_Health_V1_Health.Client(wrapping: client)

@@ -12,8 +12,8 @@ import Testing
 struct NotifierExecutableTests {
     static let credential = "notifier-test-credential-0123456"
 
-    static func start(dataDir: String, _ arguments: [String]) throws -> ServiceProcess {
-        try ServiceProcess(
+    static func start(dataDir: String, _ arguments: [String]) async throws -> ServiceProcess {
+        try await ServiceProcess.start(
             "rekey-notifier",
             arguments: ["serve", "--listen", "127.0.0.1:0", "--data-dir", dataDir, "--poll-interval", "50ms", "--from-address", "no-reply@rekey.example"]
                 + arguments,
@@ -67,8 +67,8 @@ struct NotifierExecutableTests {
     @Test("a reset email is delivered over SMTP, and reads back right: headers, both parts, the link, the subject decoded")
     func delivered() async throws {
         let folder = try TemporaryFolder()
-        let server = try SMTPTestServer(folder: folder.path + "/smtp")
-        let process = try Self.start(dataDir: folder.path + "/data", Self.smtp(server.port))
+        let server = try await SMTPTestServer.start(folder: folder.path + "/smtp")
+        let process = try await Self.start(dataDir: folder.path + "/data", Self.smtp(server.port))
         try await self.withNotifier(process) { notifier in
             let queued = try await notifier.enqueue(Self.resetRequest(to: "Jane@Example.com", locale: "de-CH"))
             #expect(queued.status == .queued)
@@ -82,7 +82,7 @@ struct NotifierExecutableTests {
             #expect(message.subject == "Passwort zurücksetzen", "de-CH falls back to de")
 
             let file = try #require(server.messages().first)
-            let mail = try ParsedMail.parse(file)
+            let mail = try await ParsedMail.parse(file)
             #expect(mail.defects.isEmpty, "\(mail.defects)")
             #expect(!mail.bare_lf)
             #expect(mail.headers["Subject"] == "Passwort zurücksetzen")
@@ -108,14 +108,14 @@ struct NotifierExecutableTests {
             #expect(misuse?.code == .alreadyExists)
             #expect(misuse?.message.contains("idempotency_key was already used for another request") == true)
         }
-        #expect(process.stop() == 0)
+        #expect(await process.stop() == 0)
     }
 
     @Test("a temporary refusal is retried and then delivered; the timeline keeps both replies")
     func temporaryThenSuccess() async throws {
         let folder = try TemporaryFolder()
-        let server = try SMTPTestServer(folder: folder.path + "/smtp", options: ["--defer", "slow@example.com:1"])
-        let process = try Self.start(dataDir: folder.path + "/data", Self.smtp(server.port))
+        let server = try await SMTPTestServer.start(folder: folder.path + "/smtp", options: ["--defer", "slow@example.com:1"])
+        let process = try await Self.start(dataDir: folder.path + "/data", Self.smtp(server.port))
         try await self.withNotifier(process) { notifier in
             let queued = try await notifier.enqueue(Self.resetRequest(to: "slow@example.com"))
             let message = try await self.waitFor(queued.messageID, in: notifier) { $0.state == .accepted }
@@ -126,14 +126,14 @@ struct NotifierExecutableTests {
             #expect(message.attempts[0].enhancedStatus == "4.3.0")
             #expect(server.messages().count == 1)
         }
-        process.stop()
+        await process.stop()
     }
 
     @Test("a permanent refusal fails the message and suppresses the address; the next enqueue says SUPPRESSED")
     func hardBounce() async throws {
         let folder = try TemporaryFolder()
-        let server = try SMTPTestServer(folder: folder.path + "/smtp", options: ["--reject", "gone@example.com"])
-        let process = try Self.start(dataDir: folder.path + "/data", Self.smtp(server.port))
+        let server = try await SMTPTestServer.start(folder: folder.path + "/smtp", options: ["--reject", "gone@example.com"])
+        let process = try await Self.start(dataDir: folder.path + "/data", Self.smtp(server.port))
         try await self.withNotifier(process) { notifier in
             let queued = try await notifier.enqueue(Self.resetRequest(to: "gone@example.com"))
             let message = try await self.waitFor(queued.messageID, in: notifier) { $0.state == .failed }
@@ -157,7 +157,7 @@ struct NotifierExecutableTests {
             #expect(stats.recentPermanentFailures >= 1)
             #expect(stats.transport == "smtp")
         }
-        process.stop()
+        await process.stop()
     }
 
     @Test("while the server is down, attempts are retried; once it is up the message is delivered")
@@ -166,7 +166,7 @@ struct NotifierExecutableTests {
         // Held, not listening: connections are refused and no other test can take the port.
         let reservation = try PortReservation()
         let port = reservation.port
-        let process = try Self.start(dataDir: folder.path + "/data", Self.smtp(port))
+        let process = try await Self.start(dataDir: folder.path + "/data", Self.smtp(port))
         try await self.withNotifier(process) { notifier in
             let queued = try await notifier.enqueue(Self.resetRequest(to: "jane@example.com"))
             let deferred = try await self.waitFor(queued.messageID, in: notifier) { message in
@@ -177,20 +177,20 @@ struct NotifierExecutableTests {
             #expect(finished.count >= 2)
             #expect(finished.allSatisfy { $0.stage == "CONNECT" && $0.outcome == .temporaryFailure && !$0.error.isEmpty }, "\(finished)")
             reservation.release()
-            let server = try SMTPTestServer(folder: folder.path + "/smtp", port: port)
+            let server = try await SMTPTestServer.start(folder: folder.path + "/smtp", port: port)
             let message = try await self.waitFor(queued.messageID, in: notifier) { $0.state == .accepted }
             #expect(message.state == .accepted)
             #expect(server.messages().count == 1)
         }
-        process.stop()
+        await process.stop()
     }
 
     @Test("kill -9 during SMTP loses nothing: after the restart the message is delivered, with the same Message-ID")
     func killDuringDelivery() async throws {
         let folder = try TemporaryFolder()
-        let server = try SMTPTestServer(folder: folder.path + "/smtp", options: ["--stall-first"])
+        let server = try await SMTPTestServer.start(folder: folder.path + "/smtp", options: ["--stall-first"])
         let data = folder.path + "/data"
-        var process = try Self.start(dataDir: data, Self.smtp(server.port, retry: "100ms"))
+        var process = try await Self.start(dataDir: data, Self.smtp(server.port, retry: "100ms"))
         let queued = try await self.withNotifier(process) { notifier in
             try await notifier.enqueue(Self.resetRequest(to: "jane@example.com"))
         }
@@ -199,33 +199,29 @@ struct NotifierExecutableTests {
             try await Task.sleep(for: .milliseconds(20))
         }
         #expect(FileManager.default.fileExists(atPath: server.folder + "/stalled"), "the server got the message and did not answer")
-        process.kill9()
+        await process.kill9()
 
-        process = try Self.start(dataDir: data, Self.smtp(server.port, retry: "100ms"))
+        process = try await Self.start(dataDir: data, Self.smtp(server.port, retry: "100ms"))
         try await self.withNotifier(process) { notifier in
             let message = try await self.waitFor(queued.messageID, in: notifier) { $0.state == .accepted }
             #expect(message.state == .accepted)
             #expect(message.attempts.map(\.outcome) == [.interrupted, .accepted])
             let file = try #require(server.messages().first)
-            #expect(try ParsedMail.parse(file).headers["Message-ID"] == "<\(queued.messageIDHeader)>")
+            #expect(try await ParsedMail.parse(file).headers["Message-ID"] == "<\(queued.messageIDHeader)>")
         }
-        process.stop()
+        await process.stop()
     }
 
     @Test("STARTTLS: verified with the CA; opportunistic encrypts with a self-signed certificate; verify without the CA, or a server without STARTTLS when required, sends nothing")
     func startTLS() async throws {
         let folder = try TemporaryFolder()
         let certificates = folder.path + "/tls"
-        let make = Process()
-        make.executableURL = URL(fileURLWithPath: SMTPTestServer.python)
-        make.arguments = [SMTPTestServer.root.appendingPathComponent("Tests/Interop/make_cert.py").path, certificates]
-        try make.run()
-        make.waitUntilExit()
-        try #require(make.terminationStatus == 0)
-        let secure = try SMTPTestServer(folder: folder.path + "/secure", options: ["--tls", "\(certificates)/cert.pem:\(certificates)/key.pem", "--require-tls"])
-        let plain = try SMTPTestServer(folder: folder.path + "/plain")
+        let make = try await runProgram(SMTPTestServer.python, [SMTPTestServer.root.appendingPathComponent("Tests/Interop/make_cert.py").path, certificates])
+        try #require(make.status == 0, "\(make.output)")
+        let secure = try await SMTPTestServer.start(folder: folder.path + "/secure", options: ["--tls", "\(certificates)/cert.pem:\(certificates)/key.pem", "--require-tls"])
+        let plain = try await SMTPTestServer.start(folder: folder.path + "/plain")
 
-        let trusting = try Self.start(
+        let trusting = try await Self.start(
             dataDir: folder.path + "/data1",
             Self.smtp(secure.port) + ["--smtp-tls", "required", "--smtp-ca-file", "\(certificates)/cert.pem", "--smtp-tls-server-name", "localhost"]
         )
@@ -235,20 +231,20 @@ struct NotifierExecutableTests {
             #expect(message.state == .accepted, "\(message.attempts)")
             #expect(secure.messages().count == 1)
         }
-        trusting.stop()
+        await trusting.stop()
 
         // Opportunistic (the default) encrypts with a self-signed certificate, as Postfix's `may`.
-        let opportunistic = try Self.start(dataDir: folder.path + "/data2", Self.smtp(secure.port))
+        let opportunistic = try await Self.start(dataDir: folder.path + "/data2", Self.smtp(secure.port))
         try await self.withNotifier(opportunistic) { notifier in
             let queued = try await notifier.enqueue(Self.resetRequest(to: "jane@example.com"))
             let message = try await self.waitFor(queued.messageID, in: notifier) { $0.state == .accepted }
             #expect(message.state == .accepted, "\(message.attempts)")
             #expect(secure.messages().count == 2, "delivered over TLS (the server requires it)")
         }
-        opportunistic.stop()
+        await opportunistic.stop()
 
         // verify without the CA: refused, said for a person, nothing from the TLS library's insides.
-        let untrusting = try Self.start(dataDir: folder.path + "/data4", Self.smtp(secure.port) + ["--smtp-tls", "verify", "--smtp-tls-server-name", "localhost"])
+        let untrusting = try await Self.start(dataDir: folder.path + "/data4", Self.smtp(secure.port) + ["--smtp-tls", "verify", "--smtp-tls-server-name", "localhost"])
         try await self.withNotifier(untrusting) { notifier in
             let queued = try await notifier.enqueue(Self.resetRequest(to: "jane@example.com"))
             let message = try await self.waitFor(queued.messageID, in: notifier) { !$0.attempts.isEmpty && $0.attempts[0].outcome != .unspecified }
@@ -259,11 +255,11 @@ struct NotifierExecutableTests {
             #expect(!error.contains(".cc") && !error.contains("boringssl") && !error.contains("OPENSSL"), "\(error)")
             #expect(secure.messages().count == 2, "nothing more was delivered")
         }
-        untrusting.stop()
+        await untrusting.stop()
 
         // The name is checked against the certificate's DNS names only: its IP address entry
         // (127.0.0.1, the relay's address) does not stand in for another configured name.
-        let elsewhere = try Self.start(
+        let elsewhere = try await Self.start(
             dataDir: folder.path + "/data5",
             Self.smtp(secure.port) + ["--smtp-tls", "verify", "--smtp-ca-file", "\(certificates)/cert.pem", "--smtp-tls-server-name", "other.example"]
         )
@@ -274,28 +270,26 @@ struct NotifierExecutableTests {
             #expect(error == "cannot start TLS with other.example: the relay's certificate does not carry that name (it carries localhost): set smtp_tls_server_name to a name it carries", "\(error)")
             #expect(secure.messages().count == 2, "nothing more was delivered")
         }
-        elsewhere.stop()
+        await elsewhere.stop()
 
         // A relay reached by IP address without a configured name: the chain alone is checked,
         // so a certificate with DNS names only is accepted.
         let named = folder.path + "/tls-named"
-        let makeNamed = Process()
-        makeNamed.executableURL = URL(fileURLWithPath: SMTPTestServer.python)
-        makeNamed.arguments = [SMTPTestServer.root.appendingPathComponent("Tests/Interop/make_cert.py").path, named, "--dns-only", "relay.example.test"]
-        try makeNamed.run()
-        makeNamed.waitUntilExit()
-        try #require(makeNamed.terminationStatus == 0)
-        let namedServer = try SMTPTestServer(folder: folder.path + "/named", options: ["--tls", "\(named)/cert.pem:\(named)/key.pem", "--require-tls"])
-        let chainOnly = try Self.start(dataDir: folder.path + "/data6", Self.smtp(namedServer.port) + ["--smtp-tls", "verify", "--smtp-ca-file", "\(named)/cert.pem"])
+        let makeNamed = try await runProgram(
+            SMTPTestServer.python, [SMTPTestServer.root.appendingPathComponent("Tests/Interop/make_cert.py").path, named, "--dns-only", "relay.example.test"]
+        )
+        try #require(makeNamed.status == 0, "\(makeNamed.output)")
+        let namedServer = try await SMTPTestServer.start(folder: folder.path + "/named", options: ["--tls", "\(named)/cert.pem:\(named)/key.pem", "--require-tls"])
+        let chainOnly = try await Self.start(dataDir: folder.path + "/data6", Self.smtp(namedServer.port) + ["--smtp-tls", "verify", "--smtp-ca-file", "\(named)/cert.pem"])
         try await self.withNotifier(chainOnly) { notifier in
             let queued = try await notifier.enqueue(Self.resetRequest(to: "jane@example.com"))
             let message = try await self.waitFor(queued.messageID, in: notifier) { $0.state == .accepted }
             #expect(message.state == .accepted, "\(message.attempts)")
             #expect(namedServer.messages().count == 1)
         }
-        chainOnly.stop()
+        await chainOnly.stop()
 
-        let requiring = try Self.start(dataDir: folder.path + "/data3", Self.smtp(plain.port) + ["--smtp-tls", "required"])
+        let requiring = try await Self.start(dataDir: folder.path + "/data3", Self.smtp(plain.port) + ["--smtp-tls", "required"])
         try await self.withNotifier(requiring) { notifier in
             let queued = try await notifier.enqueue(Self.resetRequest(to: "jane@example.com"))
             let message = try await self.waitFor(queued.messageID, in: notifier) { !$0.attempts.isEmpty && $0.attempts[0].outcome != .unspecified }
@@ -303,7 +297,7 @@ struct NotifierExecutableTests {
             #expect(message.attempts.first?.error.contains("does not offer STARTTLS") == true, "\(message.attempts)")
             #expect(plain.messages().isEmpty)
         }
-        requiring.stop()
+        await requiring.stop()
     }
 
     @Test("the maildir transport writes files; templates are overridden from a folder; header injection is refused")
@@ -312,7 +306,7 @@ struct NotifierExecutableTests {
         let templates = folder.path + "/templates"
         try FileManager.default.createDirectory(atPath: templates, withIntermediateDirectories: true)
         try "Custom reset for {{{name}}}".write(toFile: templates + "/password_reset.en.subject.mustache", atomically: true, encoding: .utf8)
-        let process = try Self.start(dataDir: folder.path + "/data", ["--templates-dir", templates])
+        let process = try await Self.start(dataDir: folder.path + "/data", ["--templates-dir", templates])
         try await self.withNotifier(process) { notifier in
             let queued = try await notifier.enqueue(Self.resetRequest(to: "jane@example.com"))
             let message = try await self.waitFor(queued.messageID, in: notifier) { $0.state == .accepted }
@@ -320,7 +314,7 @@ struct NotifierExecutableTests {
             let mailDir = folder.path + "/data/mail/new"
             let files = try FileManager.default.contentsOfDirectory(atPath: mailDir)
             #expect(files.count == 1)
-            let mail = try ParsedMail.parse(mailDir + "/" + files[0])
+            let mail = try await ParsedMail.parse(mailDir + "/" + files[0])
             #expect(mail.headers["Subject"] == "Custom reset for Jürgen Doe")
             #expect(mail.parts[0].body.contains("https://rekey.example/password/reset?token=Ab_9-zZ0&x=1"), "the English body is still the built-in one")
 
@@ -338,7 +332,7 @@ struct NotifierExecutableTests {
             list.toAddress = "JANE@example.com"
             #expect(try await notifier.listMessages(list).messages.map(\.id) == [queued.messageID])
         }
-        process.stop()
+        await process.stop()
     }
 
     @Test("the EHLO name: a domain or an address literal, nothing else; fully qualified by default, from this host or the sender's domain")
@@ -378,7 +372,7 @@ struct NotifierExecutableTests {
         // Held, not listening: connections are refused and no other test can take the port.
         let reservation = try PortReservation()
         let port = reservation.port
-        let notifier = try Self.start(dataDir: folder.path + "/data", Self.smtp(port) + ["--concurrency", "4"])
+        let notifier = try await Self.start(dataDir: folder.path + "/data", Self.smtp(port) + ["--concurrency", "4"])
         try await self.withNotifier(notifier) { client in
             var ids: [String] = []
             for index in 0..<20 {
@@ -404,14 +398,14 @@ struct NotifierExecutableTests {
             let attempted = try await tried()
             #expect(attempted >= 1 && attempted <= 4 + 3, "\(attempted) of \(ids.count) messages tried: the queue waits while the relay is down")
             reservation.release()
-            let server = try SMTPTestServer(folder: folder.path + "/mail", options: ["--port", "\(port)"])
+            let server = try await SMTPTestServer.start(folder: folder.path + "/mail", options: ["--port", "\(port)"])
             for id in ids {
                 let message = try await self.waitFor(id, in: client) { $0.state == .accepted }
                 #expect(message.state == .accepted, "\(message.attempts)")
             }
             #expect(server.messages().count == ids.count)
         }
-        notifier.stop()
+        await notifier.stop()
     }
 
     @Test("internationalised domains go out in ASCII (IDNA, Punycode of RFC 3492)")
@@ -428,11 +422,11 @@ struct NotifierExecutableTests {
     @Test("SIZE, SMTPUTF8 and IDNA on a real server: too large is not sent; a non-ASCII local part needs SMTPUTF8; a non-ASCII domain needs nothing")
     func envelopeExtensions() async throws {
         let folder = try TemporaryFolder()
-        let small = try SMTPTestServer(folder: folder.path + "/small", options: ["--size", "2000"])
-        let plain = try SMTPTestServer(folder: folder.path + "/plain", options: ["--no-smtputf8"])
-        let modern = try SMTPTestServer(folder: folder.path + "/modern")
+        let small = try await SMTPTestServer.start(folder: folder.path + "/small", options: ["--size", "2000"])
+        let plain = try await SMTPTestServer.start(folder: folder.path + "/plain", options: ["--no-smtputf8"])
+        let modern = try await SMTPTestServer.start(folder: folder.path + "/modern")
 
-        let tooSmall = try Self.start(dataDir: folder.path + "/data1", Self.smtp(small.port))
+        let tooSmall = try await Self.start(dataDir: folder.path + "/data1", Self.smtp(small.port))
         try await self.withNotifier(tooSmall) { notifier in
             let queued = try await notifier.enqueue(Self.resetRequest(to: "jane@example.com"))
             let message = try await self.waitFor(queued.messageID, in: notifier) { $0.state == .failed }
@@ -441,9 +435,9 @@ struct NotifierExecutableTests {
             #expect(small.messages().isEmpty)
             #expect(try await notifier.listSuppressions(.init()).suppressions.isEmpty, "too large is not the mailbox's fault")
         }
-        tooSmall.stop()
+        await tooSmall.stop()
 
-        let ascii = try Self.start(dataDir: folder.path + "/data2", Self.smtp(plain.port))
+        let ascii = try await Self.start(dataDir: folder.path + "/data2", Self.smtp(plain.port))
         try await self.withNotifier(ascii) { notifier in
             let domain = try await notifier.enqueue(Self.resetRequest(to: "jane@exämple.org"))
             let sent = try await self.waitFor(domain.messageID, in: notifier) { $0.state == .accepted || $0.state == .failed }
@@ -454,16 +448,16 @@ struct NotifierExecutableTests {
             let refused = try await self.waitFor(local.messageID, in: notifier) { $0.state == .failed }
             #expect(refused.attempts.first?.error.contains("does not offer SMTPUTF8") == true, "\(refused.attempts)")
         }
-        ascii.stop()
+        await ascii.stop()
 
-        let utf8 = try Self.start(dataDir: folder.path + "/data3", Self.smtp(modern.port))
+        let utf8 = try await Self.start(dataDir: folder.path + "/data3", Self.smtp(modern.port))
         try await self.withNotifier(utf8) { notifier in
             let local = try await notifier.enqueue(Self.resetRequest(to: "zoë@example.org"))
             let sent = try await self.waitFor(local.messageID, in: notifier) { $0.state == .accepted || $0.state == .failed }
             #expect(sent.state == .accepted, "\(sent.attempts)")
             #expect(modern.messages().count == 1)
         }
-        utf8.stop()
+        await utf8.stop()
     }
 
     @Test("certificate names: exact or one-label wildcard, case and a trailing dot ignored")

@@ -72,7 +72,7 @@ struct NotifierReplicaTests {
         let cluster = try await PostgresCluster.shared()
         let url = try await cluster.makeDatabase()
         let folder = try TemporaryFolder()
-        let server = try await offPool { try SMTPTestServer(folder: folder.path + "/smtp") }
+        let server = try await SMTPTestServer.start(folder: folder.path + "/smtp")
         let arrived = MailArrivals(server, header: "Message-ID")
         var replicas: [ServiceProcess] = []
         for index in 0..<3 {
@@ -131,7 +131,7 @@ struct NotifierReplicaTests {
         let cluster = try await PostgresCluster.shared()
         let url = try await cluster.makeDatabase()
         let folder = try TemporaryFolder()
-        let server = try await offPool { try SMTPTestServer(folder: folder.path + "/smtp") }
+        let server = try await SMTPTestServer.start(folder: folder.path + "/smtp")
         // A replica whose workers poll once a minute.
         let deliverer = try await offPool {
             try ServiceProcess(
@@ -171,12 +171,10 @@ struct NotifierReplicaTests {
     @Test("migrate-to copies a SQLite outbox into PostgreSQL: history and suppressions whole, a waiting message goes out from PostgreSQL, a second copy is refused")
     func migrateTo() async throws {
         let folder = try TemporaryFolder()
-        let server = try await offPool { try SMTPTestServer(folder: folder.path + "/smtp", options: ["--reject", "gone@example.com", "--defer", "later@example.com:1"]) }
+        let server = try await SMTPTestServer.start(folder: folder.path + "/smtp", options: ["--reject", "gone@example.com", "--defer", "later@example.com:1"])
         // On SQLite: one message delivered, one refused (its address suppressed), one deferred
         // for an hour by a 451.
-        let sqlite = try await offPool {
-            try NotifierExecutableTests.start(dataDir: folder.path + "/data", NotifierExecutableTests.smtp(server.port, retry: "1h"))
-        }
+        let sqlite = try await NotifierExecutableTests.start(dataDir: folder.path + "/data", NotifierExecutableTests.smtp(server.port, retry: "1h"))
         let (delivered, refused, waiting) = try await withRPCClient(port: sqlite.port, credential: Self.credential) { client in
             let notifier = Rekey_Notifier_V1_Notifier.Client(wrapping: client)
             var ids: [String] = []

@@ -28,11 +28,11 @@ struct PostfixRelayTests {
         // take seconds to greet, and a first attempt lost to that would be retried only in an hour.
         let arguments = ["--transport", "smtp", "--smtp-server", "127.0.0.1:\(relay.port)", "--retry-schedule", "1h", "--smtp-timeout", "60s"]
             + (extra.contains("--smtp-tls") ? [] : ["--smtp-tls", "off"]) + extra
-        return try await offPool { try NotifierExecutableTests.start(dataDir: folder.path + "/" + name, arguments) }
+        return try await NotifierExecutableTests.start(dataDir: folder.path + "/" + name, arguments)
     }
 
     static func stop(_ process: ServiceProcess) async throws {
-        _ = try await offPool { process.stop() }
+        await process.stop()
     }
 
     /// Messages that reached the next hop, by Message-ID (duplicates show as counts above 1).
@@ -155,7 +155,7 @@ struct PostfixRelayTests {
             make.executableURL = URL(fileURLWithPath: SMTPTestServer.python)
             make.arguments = [SMTPTestServer.root.appendingPathComponent("Tests/Interop/make_cert.py").path, certificates]
             try make.run()
-            make.waitUntilExit()
+            waitForExit(make)
             let sink = try SMTPTestServer(folder: folder.path + "/sink")
             let relay = try PostfixRelay(
                 nextHop: "[127.0.0.1]:\(sink.port)",

@@ -13,43 +13,31 @@ struct InteropTests {
     static let python = ProcessInfo.processInfo.environment["REKEY_PYTHON"] ?? "/usr/bin/python3"
 
     /// Generates the Python classes for the envelope and health protos into a scratch folder.
-    static func generatePython() throws -> URL {
+    static func generatePython() async throws -> URL {
         let out = FileManager.default.temporaryDirectory.appendingPathComponent("rekey-py-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
-        let protoc = Process()
-        protoc.executableURL = URL(fileURLWithPath: "/usr/bin/protoc")
-        protoc.currentDirectoryURL = Self.root
-        protoc.arguments = ["-Iproto", "--python_out=\(out.path)", "proto/rekey/rpc/v1/envelope.proto", "proto/rekey/health/v1/health.proto"]
-        try protoc.run()
-        protoc.waitUntilExit()
-        try #require(protoc.terminationStatus == 0, "protoc failed")
+        let protoc = try await runProgram(
+            "/usr/bin/protoc", ["-Iproto", "--python_out=\(out.path)", "proto/rekey/rpc/v1/envelope.proto", "proto/rekey/health/v1/health.proto"],
+            directory: Self.root
+        )
+        try #require(protoc.status == 0, "protoc failed: \(protoc.output)")
         return out
     }
 
     @Test("a Python client calls the health method of the Swift server")
     func pythonClient() async throws {
-        let generated = try Self.generatePython()
+        let generated = try await Self.generatePython()
         defer { try? FileManager.default.removeItem(at: generated) }
         try await withRPCServer(services: []) { _, port in
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: Self.python)
-            process.arguments = [Self.root.appendingPathComponent("Tests/Interop/health_client.py").path, generated.path, "\(port)"]
-            let output = Pipe()
-            process.standardOutput = output
-            process.standardError = output
-            try process.run()
-            let text = try await Task.detached {
-                String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            }.value
-            process.waitUntilExit()
-            #expect(process.terminationStatus == 0, "\(text)")
+            let (status, text) = try await runProgram(Self.python, [Self.root.appendingPathComponent("Tests/Interop/health_client.py").path, generated.path, "\(port)"])
+            #expect(status == 0, "\(text)")
             #expect(text.trimmingCharacters(in: .whitespacesAndNewlines) == "SERVING SERVICE_UNKNOWN")
         }
     }
 
     @Test("the Swift client calls a server written in Python")
     func pythonServer() async throws {
-        let generated = try Self.generatePython()
+        let generated = try await Self.generatePython()
         defer { try? FileManager.default.removeItem(at: generated) }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Self.python)
@@ -60,11 +48,11 @@ struct InteropTests {
         process.standardInput = input
         try process.run()
         defer {
-            // Closing its standard input tells the server to exit.
+            // Closing its standard input tells the server to exit; waited for on a thread of its own.
             try? input.fileHandleForWriting.close()
-            process.waitUntilExit()
+            Thread { waitForExit(process) }.start()
         }
-        let firstLine = try await Task.detached { () -> String in
+        let firstLine = try await offPool { () -> String in
             var data = Data()
             while !data.contains(UInt8(ascii: "\n")) {
                 let chunk = output.fileHandleForReading.availableData
@@ -72,7 +60,7 @@ struct InteropTests {
                 data.append(chunk)
             }
             return String(decoding: data, as: UTF8.self)
-        }.value
+        }
         let port = try #require(Int(firstLine.trimmingCharacters(in: .whitespacesAndNewlines)), "python server said: \(firstLine)")
 
         try await withRPCClient(port: port) { client in

@@ -224,7 +224,7 @@ struct MutualTLSTests {
 
     @Test("a Python client (the ssl module) calls over mutual TLS with the gateway's certificate, and refuses a server that names another service")
     func pythonClient() async throws {
-        let generated = try InteropTests.generatePython()
+        let generated = try await InteropTests.generatePython()
         defer { try? FileManager.default.removeItem(at: generated) }
         let pki = try PKI()
         let gateway = try pki.issue("gateway")

@@ -33,7 +33,7 @@ struct PostgresReplicaTests {
         let database = try await cluster.makeDatabase()
         let folder = try TemporaryFolder()
         let replicas = try await Self.startReplicas(2, database: database, folder: folder)
-        defer { for replica in replicas { _ = replica.stop() } }
+        defer { for replica in replicas { replica.stopInBackground() } }
         for replica in replicas {
             #expect(replica.log.contains("db.schema=rekey_tokens"), "\(replica.log)")
             #expect(!replica.log.contains(cluster.password), "the password is never logged")
@@ -98,7 +98,7 @@ struct PostgresReplicaTests {
         let database = try await PostgresCluster.shared().makeDatabase()
         let folder = try TemporaryFolder()
         let replicas = try await Self.startReplicas(2, database: database, folder: folder)
-        defer { for replica in replicas { _ = replica.stop() } }
+        defer { for replica in replicas { replica.stopInBackground() } }
         let clients = replicas.map { replica in
             RPCClient(configuration: .init(host: "127.0.0.1", port: replica.port, credential: Self.credential, caller: "tests"), logger: Logger(label: "rekey.test.client"))
         }
@@ -180,7 +180,7 @@ struct PostgresReplicaTests {
         let replica = try await offPool {
             try ServiceProcess("rekey-reset-token", arguments: ["serve", "--listen", "127.0.0.1:0", "--data-dir", folder.path], environment: environment)
         }
-        defer { _ = replica.stop() }
+        defer { replica.stopInBackground() }
         func healthy() async throws -> Bool {
             try await offPool {
                 try ServiceProcess.run("rekey-reset-token", ["healthcheck", "--address", "127.0.0.1:\(replica.port)", "--data-dir", folder.path], environment: environment).status == 0
@@ -244,7 +244,7 @@ struct PostgresReplicaTests {
         #expect(nothing.status != 0 && nothing.output.contains("there is no \(folder.path)/nowhere/tokens.sqlite to copy"), "\(nothing.output)")
 
         let replicas = try await Self.startReplicas(1, database: url, folder: folder)
-        defer { for replica in replicas { _ = replica.stop() } }
+        defer { for replica in replicas { replica.stopInBackground() } }
         try await withRPCClient(port: replicas[0].port, credential: Self.credential) { client in
             let tokens = Rekey_Tokens_V1_Tokens.Client(wrapping: client)
             redeem.token = used

@@ -11,8 +11,8 @@ import Testing
 struct ResetTokenExecutableTests {
     static let credential = "reset-token-test-credential-0123"
 
-    static func start(dataDir: String, extra: [String] = []) throws -> ServiceProcess {
-        try ServiceProcess(
+    static func start(dataDir: String, extra: [String] = []) async throws -> ServiceProcess {
+        try await ServiceProcess.start(
             "rekey-reset-token",
             arguments: ["serve", "--listen", "127.0.0.1:0", "--data-dir", dataDir] + extra,
             environment: ["REKEY_RESET_TOKEN_CREDENTIALS": Self.credential]
@@ -36,7 +36,7 @@ struct ResetTokenExecutableTests {
     @Test("issue, peek, redeem, and a second redeem fails; SIGTERM stops it cleanly")
     func lifecycle() async throws {
         let folder = try TemporaryFolder()
-        let process = try Self.start(dataDir: folder.path)
+        let process = try await Self.start(dataDir: folder.path)
         try await self.withTokens(process) { tokens in
             let issued = try await tokens.issueToken(Self.issueRequest())
             #expect(issued.info?.state == .live)
@@ -56,14 +56,14 @@ struct ResetTokenExecutableTests {
             let peekAgain = await #expect(throws: RPCError.self) { try await tokens.peekToken(peek) }
             #expect(peekAgain?.code == .notFound)
         }
-        #expect(process.stop() == 0)
+        #expect(await process.stop() == 0)
         #expect(process.log.contains("rpc server stopped"))
     }
 
     @Test("of 50 concurrent redeems of one token exactly one succeeds")
     func concurrentRedeems() async throws {
         let folder = try TemporaryFolder()
-        let process = try Self.start(dataDir: folder.path)
+        let process = try await Self.start(dataDir: folder.path)
         try await self.withTokens(process) { tokens in
             let issued = try await tokens.issueToken(Self.issueRequest())
             var redeem = Rekey_Tokens_V1_RedeemTokenRequest()
@@ -85,13 +85,13 @@ struct ResetTokenExecutableTests {
             #expect(outcomes.filter { $0 == .ok }.count == 1)
             #expect(outcomes.filter { $0 == .notFound }.count == 49)
         }
-        process.stop()
+        await process.stop()
     }
 
     @Test("revoking kills every live token of the user")
     func revoke() async throws {
         let folder = try TemporaryFolder()
-        let process = try Self.start(dataDir: folder.path)
+        let process = try await Self.start(dataDir: folder.path)
         try await self.withTokens(process) { tokens in
             let issued = [try await tokens.issueToken(Self.issueRequest()), try await tokens.issueToken(Self.issueRequest())]
             var revoke = Rekey_Tokens_V1_RevokeUserTokensRequest()
@@ -110,13 +110,13 @@ struct ResetTokenExecutableTests {
             #expect(listed.tokens.map(\.state) == [.revoked, .revoked])
             #expect(listed.tokens.allSatisfy { $0.revokeReason == "password changed" })
         }
-        process.stop()
+        await process.stop()
     }
 
     @Test("a limit that was hit is still hit after the process restarts")
     func limitsSurviveRestarts() async throws {
         let folder = try TemporaryFolder()
-        var process = try Self.start(dataDir: folder.path, extra: ["--limit-per-user", "3"])
+        var process = try await Self.start(dataDir: folder.path, extra: ["--limit-per-user", "3"])
         try await self.withTokens(process) { tokens in
             for _ in 0..<3 {
                 _ = try await tokens.issueToken(Self.issueRequest())
@@ -125,9 +125,9 @@ struct ResetTokenExecutableTests {
             #expect(refused?.code == .resourceExhausted)
             #expect(Int(refused?.trailers[MetadataKey.retryAfterSeconds] ?? "") ?? 0 > 3500)
         }
-        #expect(process.stop() == 0)
+        #expect(await process.stop() == 0)
 
-        process = try Self.start(dataDir: folder.path, extra: ["--limit-per-user", "3"])
+        process = try await Self.start(dataDir: folder.path, extra: ["--limit-per-user", "3"])
         try await self.withTokens(process) { tokens in
             let refused = await #expect(throws: RPCError.self) { try await tokens.issueToken(Self.issueRequest()) }
             #expect(refused?.code == .resourceExhausted)
@@ -145,13 +145,13 @@ struct ResetTokenExecutableTests {
             #expect(kinds.filter { $0 == .rateLimited }.count == 2)
             #expect(kinds.filter { $0 == .issued }.count == 3)
         }
-        process.stop()
+        await process.stop()
     }
 
     @Test("the database files never contain a raw token")
     func noRawTokensOnDisk() async throws {
         let folder = try TemporaryFolder()
-        let process = try Self.start(dataDir: folder.path)
+        let process = try await Self.start(dataDir: folder.path)
         let tokens: [String] = try await self.withTokens(process) { client in
             var issued: [String] = []
             for index in 0..<5 {
@@ -159,7 +159,7 @@ struct ResetTokenExecutableTests {
             }
             return issued
         }
-        process.stop()
+        await process.stop()
         let files = try FileManager.default.contentsOfDirectory(atPath: folder.path)
         #expect(files.contains("tokens.sqlite"))
         for file in files {
@@ -174,7 +174,7 @@ struct ResetTokenExecutableTests {
     @Test("bad input gets a clear status and writes nothing")
     func badInput() async throws {
         let folder = try TemporaryFolder()
-        let process = try Self.start(dataDir: folder.path)
+        let process = try await Self.start(dataDir: folder.path)
         try await self.withTokens(process) { tokens in
             var noPurpose = Self.issueRequest()
             noPurpose.purpose = .unspecified
@@ -205,13 +205,13 @@ struct ResetTokenExecutableTests {
             let listed = try await tokens.listUserEvents(events)
             #expect(listed.events.isEmpty)
         }
-        process.stop()
+        await process.stop()
     }
 
     @Test("a wrong credential is refused, and health needs none")
     func credentials() async throws {
         let folder = try TemporaryFolder()
-        let process = try Self.start(dataDir: folder.path)
+        let process = try await Self.start(dataDir: folder.path)
         try await withRPCClient(port: process.port, credential: "wrong-credential-0123456789") { client in
             let error = await #expect(throws: RPCError.self) {
                 try await Rekey_Tokens_V1_Tokens.Client(wrapping: client).issueToken(Self.issueRequest())
@@ -222,7 +222,7 @@ struct ResetTokenExecutableTests {
             let health = try await Rekey_Health_V1_Health.Client(wrapping: client).check(request)
             #expect(health.status == .serving)
         }
-        process.stop()
+        await process.stop()
     }
 
     @Test("start-up refuses bad settings with a message naming the key")
@@ -247,11 +247,11 @@ struct ResetTokenExecutableTests {
     @Test("a metrics port that is taken stops the start-up with a message naming metrics_listen, before it announces that it listens")
     func metricsPortTaken() async throws {
         let folder = try TemporaryFolder()
-        let first = try ServiceProcess(
+        let first = try await ServiceProcess.start(
             "rekey-reset-token", arguments: ["serve", "--listen", "127.0.0.1:0", "--data-dir", folder.path],
             environment: ["REKEY_RESET_TOKEN_CREDENTIALS": Self.credential]
         )
-        defer { first.stop() }
+        defer { first.stopInBackground() }
         let (status, output) = try await offPool { try ServiceProcess.run(
             "rekey-reset-token", ["serve", "--listen", "127.0.0.1:0", "--data-dir", folder.path + "/second", "--metrics-listen", "127.0.0.1:\(first.port)"],
             environment: ["REKEY_RESET_TOKEN_CREDENTIALS": Self.credential]
