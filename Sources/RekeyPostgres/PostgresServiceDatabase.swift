@@ -237,8 +237,9 @@ package final class PostgresServiceDatabase: Sendable {
         let version: Int?
         do {
             // One connection of its own first: a refused connection or a wrong password is an
-            // error now, where the pool would keep trying in the background.
-            try await self.connectOnce()
+            // error now, where the pool would keep trying in the background. A server too busy to
+            // let us in within the connect timeout is tried again while `limit` lasts.
+            try await self.connectOnce(retryingTimeoutsUntil: .now + limit)
             version = try await Self.throwingWithin(limit) { try await self.migrate(migrations) }
         } catch let error as PostgresSchemaError {
             throw error  // a schema newer than this program knows: its own message
@@ -270,6 +271,27 @@ package final class PostgresServiceDatabase: Sendable {
             throw error
         }
         try? await connection.close()
+    }
+
+    /// ``connectOnce()``, tried again while each try only runs out of time (connecting and
+    /// logging in take longer than the connect timeout: a loaded server) and `deadline` has not
+    /// passed. Anything else, a refusal or a wrong password, fails at once.
+    private func connectOnce(retryingTimeoutsUntil deadline: ContinuousClock.Instant) async throws {
+        while true {
+            do {
+                return try await self.connectOnce()
+            } catch let error as PSQLError where Self.isConnectTimeout(error) && ContinuousClock.now < deadline {
+                self.logger.warning("the database did not let us in within the connect timeout; trying again", metadata: [
+                    "db.url": "\(self.url)", "db.schema": "\(self.schema)",
+                ])
+            }
+        }
+    }
+
+    private static func isConnectTimeout(_ error: PSQLError) -> Bool {
+        guard error.code == .connectionError, let underlying = error.underlying as? ChannelError else { return false }
+        if case .connectTimeout = underlying { return true }
+        return false
     }
 
     /// Opens and closes one connection outside the pool: fails with the server's reason when it

@@ -150,13 +150,14 @@ package final class PostgresCluster: Sendable {
 
 /// A loopback port held by a socket that is bound but not listening: connections to it are
 /// refused, and no other process can take it until ``release()``. For tests of a peer that is
-/// down, then comes back on the same port.
+/// down, then comes back on the same port. With `listening`, the socket listens and never
+/// accepts: connections complete and nothing ever answers them (a peer that hangs).
 package final class PortReservation: @unchecked Sendable {
     // @unchecked: used by the one test that owns it.
     package let port: Int
     private var descriptor: Int32
 
-    package init() throws {
+    package init(listening: Bool = false) throws {
         let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard descriptor >= 0 else { throw SMTPTestServer.StartError(message: "socket() failed") }
         var address = sockaddr_in()
@@ -167,7 +168,7 @@ package final class PortReservation: @unchecked Sendable {
         let bound = withUnsafeMutablePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, length) == 0 && getsockname(descriptor, $0, &length) == 0 }
         }
-        guard bound else {
+        guard bound, !listening || listen(descriptor, 64) == 0 else {
             close(descriptor)
             throw SMTPTestServer.StartError(message: "cannot bind a loopback port")
         }

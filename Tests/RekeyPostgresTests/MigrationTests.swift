@@ -60,6 +60,37 @@ struct MigrationTests {
         #expect(schemas == ["rekey_things"])
     }
 
+    @Test("opening tries again while connecting only runs out of time (a busy server), until the start's limit; a refused connection fails at once")
+    func connectTimeoutsTriedAgain() async throws {
+        // A port that completes connections and never answers: each try runs into the 5 s
+        // connect timeout.
+        let hanging = try PortReservation(listening: true)
+        let capture = LogCapture()
+        let database = try PostgresServiceDatabase(
+            url: try PostgresURL("postgres://rekey:pw@127.0.0.1:\(hanging.port)/rekey?sslmode=disable"), schema: "rekey_things",
+            logger: capture.logger(level: .warning)
+        )
+        defer { database.close() }
+        await #expect {
+            try await database.open(Self.migrations, within: .seconds(12))
+        } throws: { error in
+            "\(error)".contains("Connect timeout")
+        }
+        let retries = capture.lines.filter { $0.contains("did not let us in within the connect timeout; trying again") }
+        #expect(!retries.isEmpty, "\(capture.lines)")
+        #expect(!capture.lines.joined().contains("pw@"), "the password stays out of the log")
+
+        let refused = try PortReservation()
+        let refusing = try PostgresServiceDatabase(
+            url: try PostgresURL("postgres://rekey:pw@127.0.0.1:\(refused.port)/rekey?sslmode=disable"), schema: "rekey_things",
+            logger: capture.logger(level: .warning)
+        )
+        defer { refusing.close() }
+        let before = capture.lines.count
+        await #expect(throws: PostgresSchemaError.self) { try await refusing.open(Self.migrations, within: Self.patience) }
+        #expect(!capture.lines.dropFirst(before).contains { $0.contains("trying again") }, "a refusal is not tried again")
+    }
+
     @Test("a schema newer than the program knows is refused, naming both versions")
     func newerSchemaRefused() async throws {
         let url = try await PostgresCluster.shared().makeDatabase()
