@@ -22,6 +22,13 @@ import Synchronization
 // @unchecked: the router is built in init and only read after; everything else is Sendable.
 package final class InProcessSystem: @unchecked Sendable {
     package static let credential = "in-process-test-credential-0123"
+    /// The least time a call gets before its deadline. The gateway's 10 s says a service has
+    /// stopped answering; here every service is in this process, and its calls run on Swift's
+    /// concurrency pool (one thread per core), shared with every test running in parallel. A
+    /// full run on two cores was measured to keep a task waiting for a thread up to 7.5 s, so a
+    /// call that queues for threads several times could pass 10 s and answer 503 although
+    /// nothing was down. These tests check what the routes do, not how fast.
+    package static let patience = Duration.seconds(60)
     package let directoryStore: DirectoryStore
     package let directoryDatabase: SQLiteDatabase
     /// The notifier's outbox, for tests that need a message or a suppression in a given state.
@@ -134,13 +141,15 @@ private final class CallLog: Sendable {
     let calls = Mutex<[String]>([])
 }
 
+/// Notes each call in the log, and gives it at least ``InProcessSystem/patience``.
 private struct CountingTransport: ClientTransport {
     let log: CallLog
     let base: any ClientTransport
 
     func unary(method: MethodDescriptor, payload: [UInt8], metadata: Metadata, deadline: ContinuousClock.Instant?) async throws -> [UInt8] {
         self.log.calls.withLock { $0.append("\(method.service.split(separator: ".").last ?? "")/\(method.method)") }
-        return try await self.base.unary(method: method, payload: payload, metadata: metadata, deadline: deadline)
+        let patient = deadline.map { max($0, .now + InProcessSystem.patience) }
+        return try await self.base.unary(method: method, payload: payload, metadata: metadata, deadline: patient)
     }
 }
 

@@ -183,9 +183,13 @@ struct BadInputTests {
         for attempt in 1...5 {
             let (found, lines) = try await self.serverSurvives(configuration: configuration, logLine: "has not read its responses", recordMissingLine: false) { port in
                 try await RawConnection.with(port: port, autoRead: false) { _, outbound in
-                    // 400 answers of 64 KiB each: far more than the socket buffers hold.
+                    // Requests of 64 KiB until the server closes the connection. Loopback buffers
+                    // grow with use (tcp_rmem reaches 32 MiB here), so a fixed 400 (25 MiB) could
+                    // all fit in them: the writer then finished and closed first, and the server
+                    // never saw a stall. 4,096 (256 MiB) is far beyond what the four buffers can
+                    // hold; the server stops reading long before.
                     let writer = Task {
-                        for callID in 1...400 {
+                        for callID in 1...4096 {
                             try await outbound.write(try RawConnection.request(
                                 callID: UInt64(callID), method: echoMethod,
                                 message: echoRequest("big", data: Array(repeating: 0xAB, count: 64 << 10))
