@@ -253,13 +253,7 @@ extension ServiceProcess {
         let service = URL(fileURLWithPath: executable).lastPathComponent.replacingOccurrences(of: "rekey-", with: "").uppercased().replacingOccurrences(of: "-", with: "_")
         let environment = ["REKEY_\(service)_TLS": "off"].merging(environment) { $1 }
         process.environment = inheritingEnvironment ? ProcessInfo.processInfo.environment.merging(environment) { $1 } : environment
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        waitForExit(process)
-        return (process.terminationStatus, text)
+        return try runToEnd(process)
     }
 }
 
@@ -322,14 +316,20 @@ package func runProgram(
         process.arguments = arguments
         if let environment { process.environment = environment }
         if let directory { process.currentDirectoryURL = directory }
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        waitForExit(process)
-        return (process.terminationStatus, text)
+        return try runToEnd(process)
     }
+}
+
+/// Starts `process`, which has its program and arguments, and waits for its end: its exit status
+/// and everything it wrote to stdout and stderr. Blocks.
+private func runToEnd(_ process: Process) throws -> (status: Int32, output: String) {
+    let output = Pipe()
+    process.standardOutput = output
+    process.standardError = output
+    try process.run()
+    let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    waitForExit(process)
+    return (process.terminationStatus, text)
 }
 
 /// Waits for `process` to exit, looking every 10 ms. Foundation's `waitUntilExit()`, called on
