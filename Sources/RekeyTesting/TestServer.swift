@@ -45,14 +45,17 @@ package func withRPCServer<R>(
     }
 }
 
-/// A client for a test server on 127.0.0.1, closed when `body` returns.
+/// A client for a test server on 127.0.0.1, closed when `body` returns. Connecting (with its TLS
+/// handshake) may take 60 s, not the production 5 s: the full suite on two cores was seen to take
+/// longer, and a client that gave up then hung up on the server mid-handshake, which a test of
+/// the server's refusal reasons read as the wrong reason. No test is about connecting quickly.
 package func withRPCClient<R>(
     port: Int,
     credential: String? = testCredential,
     configure: (inout RPCClient.Configuration) -> Void = { _ in },
     _ body: (RPCClient) async throws -> R
 ) async throws -> R {
-    var configuration = RPCClient.Configuration(host: "127.0.0.1", port: port, credential: credential, caller: "tests")
+    var configuration = RPCClient.Configuration(host: "127.0.0.1", port: port, credential: credential, caller: "tests", connectTimeout: .seconds(60))
     configure(&configuration)
     let client = RPCClient(configuration: configuration, logger: Logger(label: "rekey.test.client"))
     do {

@@ -345,6 +345,11 @@ struct DeliverabilityExecutableTests {
                 try await Task.sleep(for: .milliseconds(100))
             }
             #expect(reason.hasPrefix("complaint: the recipient marked it as spam"), "\(reason)")
+            // The suppression is recorded before the file moves: the move may come a moment later.
+            let moved = ContinuousClock.now + .seconds(10)
+            while try FileManager.default.contentsOfDirectory(atPath: box + "/cur").isEmpty, ContinuousClock.now < moved {
+                try await Task.sleep(for: .milliseconds(50))
+            }
             #expect(try FileManager.default.contentsOfDirectory(atPath: box + "/cur").count == 1, "taken in, then moved to cur/")
         }
         #expect(await process.stop() == 0)
