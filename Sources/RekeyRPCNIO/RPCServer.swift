@@ -130,6 +130,11 @@ package final class RPCServer: Service {
             channel = try await ServerBootstrap(group: self.group)
                 .serverChannelOption(.backlog, value: 256)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .serverChannelInitializer { [self] channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(AdmissionHandler { [self] child in self.admit(child) })
+                    }
+                }
                 .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
                 .childChannelOption(.maxMessagesPerRead, value: 16)
                 .childChannelInitializer { [self] channel in
@@ -176,7 +181,9 @@ package final class RPCServer: Service {
         channel?.close(promise: nil)
     }
 
-    private func setUpConnection(_ channel: any Channel) throws {
+    /// Whether to take a connection the server channel just accepted: on the server channel's
+    /// event loop, in the order the kernel accepted them (``AdmissionHandler``).
+    private func admit(_ channel: any Channel) -> Bool {
         enum Admission { case accepted, shuttingDown, full }
         let admission = self.state.withLockedValue { state -> Admission in
             guard !state.shuttingDown else { return .shuttingDown }
@@ -186,10 +193,14 @@ package final class RPCServer: Service {
         }
         switch admission {
         case .accepted:
-            break
+            self.connectionsGauge.increment()
+            channel.closeFuture.whenComplete { [state = self.state, gauge = self.connectionsGauge] _ in
+                state.withLockedValue { _ = $0.connections.removeValue(forKey: ObjectIdentifier(channel)) }
+                gauge.decrement()
+            }
+            return true
         case .shuttingDown:
-            channel.close(promise: nil)
-            return
+            return false
         case .full:
             self.connectionsRefused.increment()
             let (log, suppressed) = self.refusalLog.admit(peer: "max_connections")
@@ -199,13 +210,17 @@ package final class RPCServer: Service {
                     metadata: ["rpc.max_connections": "\(self.configuration.maxConnections)", "rpc.refused_not_logged": "\(suppressed)"]
                 )
             }
+            return false
+        }
+    }
+
+    /// The pipeline of an admitted connection: on its own event loop.
+    private func setUpConnection(_ channel: any Channel) throws {
+        // Admitted, but the drain may have begun before its pipeline was here to learn of it:
+        // then it has had no call, and closing it is all the drain would do.
+        guard !self.state.withLockedValue(\.shuttingDown) else {
             channel.close(promise: nil)
             return
-        }
-        self.connectionsGauge.increment()
-        channel.closeFuture.whenComplete { [state = self.state, gauge = self.connectionsGauge] _ in
-            state.withLockedValue { _ = $0.connections.removeValue(forKey: ObjectIdentifier(channel)) }
-            gauge.decrement()
         }
         let idle = self.configuration.idleTimeout.timeAmount
         var identity: PeerIdentityHandler?
@@ -257,5 +272,31 @@ package final class RPCServer: Service {
         }
         try? await EventLoopFuture.andAllComplete(connections.map(\.closeFuture), on: eventLoop).get()
         forceClose.cancel()
+    }
+}
+
+/// First on the server channel's pipeline, before the bootstrap's own accept handler: each
+/// connection the kernel accepted is admitted (counted against `max_connections`) or closed here,
+/// in the order it was accepted. Admitted in its initializer instead, which runs on the
+/// connection's own event loop, a connection on an idle loop could be counted before earlier ones
+/// on a busy loop, and the limit then closed an older connection instead of the newest.
+private final class AdmissionHandler: ChannelInboundHandler, Sendable {
+    typealias InboundIn = any Channel
+    typealias InboundOut = any Channel
+
+    private let admit: @Sendable (any Channel) -> Bool
+
+    init(admit: @escaping @Sendable (any Channel) -> Bool) {
+        self.admit = admit
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let connection = Self.unwrapInboundIn(data)
+        if self.admit(connection) {
+            context.fireChannelRead(data)
+        } else {
+            // Not registered yet: closing it is what the bootstrap does with one it cannot set up.
+            connection.close(promise: nil)
+        }
     }
 }

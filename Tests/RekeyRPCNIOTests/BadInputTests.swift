@@ -157,11 +157,22 @@ struct BadInputTests {
     func maxConnections() async throws {
         var configuration = RPCServer.Configuration.defaults
         configuration.maxConnections = 3
+        // Each of the first three answers a call made after the fourth connected, so the one
+        // refused is the newest, whichever event loops the four landed on.
+        func answers(_ inbound: NIOAsyncChannelInboundStream<ByteBuffer>, _ outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>, _ text: String) async throws {
+            try await outbound.write(try RawConnection.request(callID: 1, method: echoMethod, message: echoRequest(text)))
+            var iterator = inbound.makeAsyncIterator()
+            let response = try RawConnection.response(try #require(await iterator.next(), "\(text) was closed"))
+            #expect(try Rekey_Testing_V1_EchoResponse(serializedBytes: response.payload).text == text)
+        }
         try await self.expectServerSurvives(configuration: configuration, logLine: "refusing a connection: max_connections are open") { port in
-            try await RawConnection.with(port: port) { _, _ in
-                try await RawConnection.with(port: port) { _, _ in
-                    try await RawConnection.with(port: port) { _, _ in
+            try await RawConnection.with(port: port) { firstIn, firstOut in
+                try await RawConnection.with(port: port) { secondIn, secondOut in
+                    try await RawConnection.with(port: port) { thirdIn, thirdOut in
                         try await RawConnection.with(port: port) { inbound, _ in
+                            try await answers(firstIn, firstOut, "first")
+                            try await answers(secondIn, secondOut, "second")
+                            try await answers(thirdIn, thirdOut, "third")
                             let frames = try await inbound.collectUntilClosed()
                             #expect(frames.isEmpty, "the fourth connection is closed without an answer")
                         }
