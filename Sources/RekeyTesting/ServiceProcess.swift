@@ -31,6 +31,11 @@ package final class ServiceProcess: @unchecked Sendable {
     /// otherwise, so that tests running side by side never fight over the default ports. RPC is
     /// plaintext (`REKEY_<SERVICE>_TLS=off`) unless `environment` sets up mutual TLS. With
     /// `runAs`, it runs as that unprivileged uid, as the container images run it.
+    ///
+    /// It waits up to `startupLimit` seconds, which is generous: while the full suite runs, a
+    /// service has been seen to take over 25 s between two of its start-up log lines. One that
+    /// exits ends the wait at once. One still running past the limit is stopped, and the error
+    /// holds its log and what each of its threads was waiting in.
     @available(*, noasync, message: "it blocks one of the few threads of the concurrency pool: from async code, use its async variant where there is one, or offPool")
     package init(
         _ executable: String,
@@ -38,7 +43,8 @@ package final class ServiceProcess: @unchecked Sendable {
         environment: [String: String] = [:],
         portPattern: String = ServiceProcess.rpcPortPattern,
         readyLine: String = ServiceProcess.rpcReadyLine,
-        runAs user: UInt32? = nil
+        runAs user: UInt32? = nil,
+        startupLimit: TimeInterval = 120
     ) throws {
         self.portPattern = portPattern
         self.readyLine = readyLine
@@ -59,7 +65,7 @@ package final class ServiceProcess: @unchecked Sendable {
             self.lock.withLock { self.logText += String(decoding: data, as: UTF8.self) }
         }
         try self.process.run()
-        let deadline = Date().addingTimeInterval(30)
+        let deadline = Date().addingTimeInterval(startupLimit)
         while Date() < deadline {
             if let port = self.listeningPort() {
                 self.port = port
@@ -72,8 +78,10 @@ package final class ServiceProcess: @unchecked Sendable {
             }
             Thread.sleep(forTimeInterval: 0.02)
         }
+        // What each of its threads was doing, while it still runs: where it hung, if it did.
+        let threads = self.process.isRunning ? Self.threadStates(of: self.process.processIdentifier) : ""
         self.process.terminate()
-        throw ServiceProcessError(message: "\(executable) did not start listening; its log:\n\(self.log)")
+        throw ServiceProcessError(message: "\(executable) did not start listening; its log:\n\(self.log)\(threads)")
     }
 
     /// The port of the metrics server (from its "metrics server listening" line), waiting for
@@ -172,6 +180,23 @@ package final class ServiceProcess: @unchecked Sendable {
         }
     }
 
+    /// Each thread of process `pid`, from /proc: its name, its state (R running, S sleeping,
+    /// D in uninterruptible I/O) and the kernel function it waits in.
+    static func threadStates(of pid: Int32) -> String {
+        let tasks = "/proc/\(pid)/task"
+        guard let ids = try? FileManager.default.contentsOfDirectory(atPath: tasks) else { return "" }
+        func read(_ path: String) -> String {
+            ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "?").trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        let lines = ids.sorted { (Int($0) ?? 0) < (Int($1) ?? 0) }.map { id in
+            // The state is the field after the parenthesised name, which may hold spaces.
+            let stat = read("\(tasks)/\(id)/stat")
+            let state = stat.range(of: ") ").map { String(stat[$0.upperBound...].prefix(1)) } ?? "?"
+            return "  \(id) \(read("\(tasks)/\(id)/comm")): \(state), waiting in \(read("\(tasks)/\(id)/wchan"))"
+        }
+        return "\nits threads, still running:\n" + lines.joined(separator: "\n")
+    }
+
     private func listeningPort() -> Int? {
         guard let line = self.log.split(separator: "\n").first(where: { $0.contains(self.readyLine) }),
               let range = line.range(of: self.portPattern, options: .regularExpression)
@@ -185,17 +210,21 @@ package final class ServiceProcess: @unchecked Sendable {
 /// exits (the in-process tests beside it would wait, and meet their deadlines). The blocking ones
 /// are unavailable from async code, so the compiler finds any call that would block.
 extension ServiceProcess {
-    /// Starts `executable` and waits until it listens (``init(_:arguments:environment:portPattern:readyLine:runAs:)``).
+    /// Starts `executable` and waits until it listens (``init(_:arguments:environment:portPattern:readyLine:runAs:startupLimit:)``).
     package static func start(
         _ executable: String,
         arguments: [String],
         environment: [String: String] = [:],
         portPattern: String = ServiceProcess.rpcPortPattern,
         readyLine: String = ServiceProcess.rpcReadyLine,
-        runAs user: UInt32? = nil
+        runAs user: UInt32? = nil,
+        startupLimit: TimeInterval = 120
     ) async throws -> ServiceProcess {
         try await offPool {
-            try ServiceProcess(executable, arguments: arguments, environment: environment, portPattern: portPattern, readyLine: readyLine, runAs: user)
+            try ServiceProcess(
+                executable, arguments: arguments, environment: environment, portPattern: portPattern, readyLine: readyLine, runAs: user,
+                startupLimit: startupLimit
+            )
         }
     }
 
