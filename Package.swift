@@ -330,6 +330,11 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        /// Traits for the test targets (Swift Testing), apart from RekeyTesting so that the
+        /// benchmark, which uses RekeyTesting, never links the testing library.
+        .target(
+            name: "RekeyTestTraits"
+        ),
         /// The whole system in one process (services called through `InProcessTransport`), and
         /// the harness that starts the real executables, a browser's worth of HTTP and the CLI.
         .target(
@@ -396,6 +401,7 @@ let package = Package(
         .testTarget(
             name: "RekeyRPCNIOTests",
             dependencies: [
+                "RekeyTestTraits",
                 "RekeyPKI",
                 "RekeyRPC",
                 "RekeyRPCNIO",
@@ -431,6 +437,7 @@ let package = Package(
         .testTarget(
             name: "RekeyDirectoryServiceTests",
             dependencies: [
+                "RekeyTestTraits",
                 "RekeyClock",
                 "RekeyInput",
                 "RekeyCrypto",
@@ -458,6 +465,7 @@ let package = Package(
         .testTarget(
             name: "RekeyTokenServiceTests",
             dependencies: [
+                "RekeyTestTraits",
                 "RekeyClock",
                 "RekeyTokenService",
                 "RekeyTokensAPI",
@@ -474,6 +482,7 @@ let package = Package(
             .testTarget(
             name: "RekeyNotifierServiceTests",
             dependencies: [
+                "RekeyTestTraits",
                 "RekeyClock",
                 "RekeyInput",
                 "RekeyNotifierService",
@@ -491,6 +500,7 @@ let package = Package(
             .testTarget(
             name: "RekeyGatewayTests",
             dependencies: [
+                "RekeyTestTraits",
                 "RekeyPKI",
                 "RekeyAdminModel",
                 "RekeyClock",

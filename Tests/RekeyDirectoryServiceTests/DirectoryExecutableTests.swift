@@ -2,11 +2,12 @@ import Foundation
 import RekeyDirectoryAPI
 import RekeyRPC
 import RekeyRPCNIO
+import RekeyTestTraits
 import RekeyTesting
 import Testing
 
 /// Drives the real `rekey-directory` executable, as ops and the gateway will.
-@Suite("rekey-directory, the executable")
+@Suite("rekey-directory, the executable", .processSlots)
 struct DirectoryExecutableTests {
     static let credential = "directory-test-credential-012345"
     /// A small scrypt cost for tests; production uses 17.

@@ -1,5 +1,6 @@
 import Foundation
 import RekeyGatewayTesting
+import RekeyTestTraits
 import RekeyTesting
 import Testing
 
@@ -10,7 +11,7 @@ import FoundationNetworking
 /// The deployment files and what ops do with the executables: each service on its own address
 /// with its own data, the gateway pointed at them by configuration only, health checks, and a
 /// restart and an upgrade of the notifier under traffic.
-@Suite("Deploying each service on its own", .serialized)
+@Suite("Deploying each service on its own", .serialized, .processSlots)
 struct DeploymentTests {
     static let credential = "deployment-test-credential-0123456789"
 

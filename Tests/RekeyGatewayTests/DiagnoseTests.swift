@@ -1,11 +1,12 @@
 import Foundation
 import RekeyGatewayTesting
+import RekeyTestTraits
 import RekeyTesting
 import Testing
 
 /// `rekey diagnose`, each scenario produced for real: the four executables, a real SMTP server
 /// (aiosmtpd) that accepts, answers 4xx or 550 5.1.1, or is not there at all.
-@Suite("rekey diagnose", .serialized)
+@Suite("rekey diagnose", .serialized, .processSlots)
 struct DiagnoseTests {
     let api: Browser
     let auth: [String: String]

@@ -1,6 +1,7 @@
 import Foundation
 import RekeyGateway
 import RekeyGatewayTesting
+import RekeyTestTraits
 import RekeyTesting
 import Testing
 
@@ -8,7 +9,7 @@ import Testing
 import FoundationNetworking
 #endif
 
-@Suite("The gateway and the flows, with every service running", .serialized)
+@Suite("The gateway and the flows, with every service running", .serialized, .processSlots)
 struct GatewayFlowTests {
     func json(_ page: Browser.Page) throws -> [String: Any] {
         try JSONSerialization.jsonObject(with: Data(page.body.utf8)) as? [String: Any] ?? [:]
@@ -128,7 +129,7 @@ struct GatewayFlowTests {
     }
 }
 
-@Suite("The rekey CLI, against the running system", .serialized)
+@Suite("The rekey CLI, against the running system", .serialized, .processSlots)
 struct CLITests {
     @Test("create, search, send a reset by email address, follow the message; errors say what is wrong")
     func adminSession() async throws {
@@ -159,7 +160,7 @@ struct CLITests {
     }
 }
 
-@Suite("rekey login, names and organizations", .serialized)
+@Suite("rekey login, names and organizations", .serialized, .processSlots)
 struct CLILoginTests {
     @Test("login checks and stores the key (0600); later commands use it; search text naming several users lists them and does nothing")
     func login() async throws {
@@ -201,7 +202,7 @@ struct CLILoginTests {
     }
 }
 
-@Suite("The gateway under refusal and failure", .serialized)
+@Suite("The gateway under refusal and failure", .serialized, .processSlots)
 struct GatewayResilienceTests {
     @Test("failed sign-ins are limited per client address; past the limit even the right password waits")
     func signInLimit() async throws {
@@ -294,7 +295,7 @@ struct GatewayResilienceTests {
     }
 }
 
-@Suite("A real browser", .serialized)
+@Suite("A real browser", .serialized, .processSlots)
 struct BrowserTests {
     @Test("headless Chromium: sign-on page → Forgot password → mail → new password → signed in (screenshots in .build/test-artifacts/browser)")
     func chromium() async throws {

@@ -1,5 +1,6 @@
 import Foundation
 import RekeyGatewayTesting
+import RekeyTestTraits
 import RekeyTesting
 import Testing
 
@@ -45,7 +46,7 @@ extension RekeySystem {
     }
 }
 
-@Suite("Hardening: bounded input, ranks, limits under concurrency", .serialized)
+@Suite("Hardening: bounded input, ranks, limits under concurrency", .serialized, .processSlots)
 struct HardeningTests {
     static let attacks = ["-1", "0", "2147483648", "9223372036854775808", "1e309", "abc", ""]
 

@@ -4,6 +4,7 @@ import RekeyGatewayTesting
 import RekeyPKI
 import RekeyRPC
 import RekeyRPCNIO
+import RekeyTestTraits
 import RekeyTesting
 import Testing
 
@@ -12,7 +13,7 @@ import FoundationNetworking
 #endif
 
 /// Mutual TLS between the real executables, as `RekeySystem` (and `make run`) starts them.
-@Suite("Mutual TLS between the real services")
+@Suite("Mutual TLS between the real services", .processSlots)
 struct MutualTLSSystemTests {
     static func tls(_ system: RekeySystem, _ workload: String) throws -> RPCTLS {
         try RPCTLS(

@@ -1,5 +1,6 @@
 import Foundation
 import RekeyGatewayTesting
+import RekeyTestTraits
 import RekeyTesting
 import Testing
 
@@ -9,7 +10,7 @@ import FoundationNetworking
 
 /// What ops see of a running system: Prometheus metrics from each process, and logs that carry
 /// the request id everywhere and never a secret.
-@Suite("Metrics and logs of the four processes", .serialized)
+@Suite("Metrics and logs of the four processes", .serialized, .processSlots)
 struct ObservabilityTests {
     /// A forgot-password (known and unknown address), a second one refused by the per-user limit,
     /// the reset with its link, a wrong and a right sign-in; each request with its own request id.

@@ -4,6 +4,7 @@ import RekeyNotifierAPI
 import RekeyRPC
 import RekeyRPCNIO
 import RekeyGatewayTesting
+import RekeyTestTraits
 import RekeyTesting
 import RekeyTokensAPI
 import Testing
@@ -11,7 +12,7 @@ import Testing
 /// Every integer field of every RPC method, sent what a buggy or hostile caller sends, through the
 /// real services: each answer is INVALID_ARGUMENT naming the field, and the service answers health
 /// afterwards.
-@Suite("Integer fields over RPC, through the real services", .serialized)
+@Suite("Integer fields over RPC, through the real services", .serialized, .processSlots)
 struct RPCBoundsTests {
     static let absurd: [UInt32] = [UInt32.max, 2_147_483_648, 100_001]
 

@@ -1,11 +1,12 @@
 import Foundation
 import RekeyGatewayTesting
+import RekeyTestTraits
 import RekeyTesting
 import Testing
 
 /// A replica comes and goes without the gateway restarting: its lists are read again from its
 /// config file on SIGHUP and when the file changes.
-@Suite("The gateway's replica lists, changed while it runs", .serialized)
+@Suite("The gateway's replica lists, changed while it runs", .serialized, .processSlots)
 struct ReplicaReloadTests {
     @Test("a notifier replica added on SIGHUP takes calls; the first one removed by editing the file alone, then stopped: no send fails; a broken edit and a restart-only setting are logged and change nothing")
     func replicasComeAndGo() async throws {

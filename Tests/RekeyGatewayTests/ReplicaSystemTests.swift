@@ -1,11 +1,12 @@
 import Foundation
 import RekeyGatewayTesting
+import RekeyTestTraits
 import RekeyTesting
 import Synchronization
 import Testing
 
 /// The real gateway over real service replicas sharing one PostgreSQL database.
-@Suite("The gateway over service replicas", .serialized)
+@Suite("The gateway over service replicas", .serialized, .processSlots)
 struct ReplicaSystemTests {
     /// Statuses of the admin sends, and when to stop sending.
     final class Load: Sendable {

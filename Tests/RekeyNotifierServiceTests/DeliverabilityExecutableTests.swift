@@ -1,12 +1,13 @@
 import Foundation
 import RekeyNotifierAPI
 @testable import RekeyNotifierService
+import RekeyTestTraits
 import RekeyTesting
 import Testing
 
 /// Deliverability against real peers: the notifier executable, aiosmtpd, a DNS server on
 /// loopback, and python3-dkim as the independent verifier.
-@Suite("rekey-notifier deliverability, with real peers", .serialized)
+@Suite("rekey-notifier deliverability, with real peers", .serialized, .processSlots)
 struct DeliverabilityExecutableTests {
     let base = NotifierExecutableTests()
 

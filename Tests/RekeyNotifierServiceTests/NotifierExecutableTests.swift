@@ -5,10 +5,11 @@ import RekeyNotifierAPI
 import RekeyNotifierService
 import RekeyRPC
 import RekeyRPCNIO
+import RekeyTestTraits
 import RekeyTesting
 import Testing
 
-@Suite("rekey-notifier, the executable, with a real SMTP server", .serialized)
+@Suite("rekey-notifier, the executable, with a real SMTP server", .serialized, .processSlots)
 struct NotifierExecutableTests {
     static let credential = "notifier-test-credential-0123456"
 

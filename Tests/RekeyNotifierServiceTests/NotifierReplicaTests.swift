@@ -9,12 +9,13 @@ import RekeyNotifierService
 import RekeyPostgres
 import RekeyRPC
 import RekeyRPCNIO
+import RekeyTestTraits
 import RekeyTesting
 import Testing
 
 /// Real `rekey-notifier` processes sharing one PostgreSQL outbox and one SMTP server (aiosmtpd),
 /// which keeps every message it accepts: what arrives, and how often, is counted by Message-ID.
-@Suite("rekey-notifier replicas on PostgreSQL", .serialized)
+@Suite("rekey-notifier replicas on PostgreSQL", .serialized, .processSlots)
 struct NotifierReplicaTests {
     static let credential = NotifierExecutableTests.credential
 

@@ -1,6 +1,7 @@
 import Foundation
 import RekeyNotifierAPI
 @testable import RekeyNotifierService
+import RekeyTestTraits
 import RekeyTesting
 import Testing
 #if canImport(FoundationNetworking)
@@ -11,7 +12,7 @@ import FoundationNetworking
 /// (`RekeyTesting.PostfixRelay`) with the policies of a production relay (HELO and recipient
 /// checks, Cyrus SASL, TLS required, a size limit), relaying to an aiosmtpd that keeps what
 /// arrives.
-@Suite("rekey-notifier through a real Postfix relay", .serialized)
+@Suite("rekey-notifier through a real Postfix relay", .serialized, .processSlots)
 struct PostfixRelayTests {
     let base = NotifierExecutableTests()
 

@@ -1,3 +1,4 @@
+import RekeyTestTraits
 import RekeyTesting
 import Testing
 
@@ -25,5 +26,35 @@ struct ServiceProcessTests {
         let message = try #require(error).description
         #expect(message.contains("no configuration"), "\(message)")
         #expect(!message.contains("its threads"), "\(message)")
+    }
+
+    @Test("process slots: a taker waits while all are taken; a slot given back goes to the longest waiter")
+    func slots() async throws {
+        let slots = ProcessSlots.Slots(count: 2)
+        await slots.take()
+        await slots.take()
+        let order = Recorder()
+        let first = Task { await slots.take(); await order.add("first") }
+        while await slots.waiting < 1 { await Task.yield() }
+        let second = Task { await slots.take(); await order.add("second") }
+        while await slots.waiting < 2 { await Task.yield() }
+        #expect(await order.names.isEmpty, "both wait while the two slots are taken")
+
+        await slots.giveBack()
+        await first.value
+        #expect(await order.names == ["first"])
+        #expect(await slots.waiting == 1, "the second still waits")
+        await slots.giveBack()
+        await second.value
+        #expect(await order.names == ["first", "second"])
+        // Three given back of four taken: one is free again, and taking it does not wait.
+        await slots.giveBack()
+        await slots.take()
+        #expect(await slots.waiting == 0)
+    }
+
+    actor Recorder {
+        var names: [String] = []
+        func add(_ name: String) { self.names.append(name) }
     }
 }

@@ -3,13 +3,14 @@ import Logging
 import Synchronization
 import RekeyRPC
 import RekeyRPCNIO
+import RekeyTestTraits
 import RekeyTesting
 import RekeyTokensAPI
 import Testing
 
 /// Two real `rekey-reset-token` processes sharing one PostgreSQL database, as replicas behind a
 /// gateway run: what one spends or counts, the other sees.
-@Suite("rekey-reset-token replicas on PostgreSQL")
+@Suite("rekey-reset-token replicas on PostgreSQL", .processSlots)
 struct PostgresReplicaTests {
     static let credential = ResetTokenExecutableTests.credential
 

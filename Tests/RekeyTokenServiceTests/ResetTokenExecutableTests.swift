@@ -2,12 +2,13 @@ import Foundation
 import Logging
 import RekeyRPC
 import RekeyRPCNIO
+import RekeyTestTraits
 import RekeyTesting
 import RekeyTokensAPI
 import Testing
 
 /// Drives the real `rekey-reset-token` executable over RPC, as the gateway will.
-@Suite("rekey-reset-token, the executable")
+@Suite("rekey-reset-token, the executable", .processSlots)
 struct ResetTokenExecutableTests {
     static let credential = "reset-token-test-credential-0123"
 

@@ -1,0 +1,69 @@
+import Foundation
+import Testing
+
+/// A trait for suites and tests that run the system's executables (or Chromium, Postfix): each
+/// test case takes one of a few slots for as long as it runs, and waits for one while all are
+/// taken. Swift Testing starts every suite of a run at once, so without it some twenty whole
+/// systems ran side by side on two cores, and timers were seen to fire 15 s late.
+///
+/// One slot per test case, never more, taken before its body and given back after: a test never
+/// waits for a slot while holding one, so the slots cannot deadlock. A test that waits on another
+/// test (none does) must not be limited.
+///
+/// `REKEY_TEST_PROCESS_SLOTS` sets how many (default 4).
+package struct ProcessSlots: SuiteTrait, TestTrait, TestScoping {
+    package var isRecursive: Bool { true }
+
+    package func scopeProvider(for test: Test, testCase: Test.Case?) -> ProcessSlots? {
+        // Each case of each test function; not the suite, and not a test function as a whole.
+        testCase == nil ? nil : self
+    }
+
+    package func provideScope(for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void) async throws {
+        await Self.pool.take()
+        do {
+            try await function()
+        } catch {
+            await Self.pool.giveBack()
+            throw error
+        }
+        await Self.pool.giveBack()
+    }
+
+    static let pool = Slots(count: ProcessInfo.processInfo.environment["REKEY_TEST_PROCESS_SLOTS"].flatMap { Int($0) }.map { max(1, $0) } ?? 4)
+
+    /// A counting semaphore whose waiters are served first come, first served.
+    package actor Slots {
+        private var free: Int
+        private var waiters: [CheckedContinuation<Void, Never>] = []
+
+        package init(count: Int) {
+            self.free = count
+        }
+
+        /// How many wait for a slot.
+        package var waiting: Int { self.waiters.count }
+
+        package func take() async {
+            if self.free > 0 {
+                self.free -= 1
+                return
+            }
+            await withCheckedContinuation { self.waiters.append($0) }
+        }
+
+        package func giveBack() {
+            if self.waiters.isEmpty {
+                self.free += 1
+            } else {
+                // The slot passes straight to the longest waiter.
+                self.waiters.removeFirst().resume()
+            }
+        }
+    }
+}
+
+extension Trait where Self == ProcessSlots {
+    /// Runs each test case in one of a few process slots: see ``ProcessSlots``.
+    package static var processSlots: Self { ProcessSlots() }
+}
