@@ -30,16 +30,21 @@ package struct ProcessSlots: SuiteTrait, TestTrait, TestScoping {
         await Self.pool.giveBack()
     }
 
-    static let pool = Slots(count: ProcessInfo.processInfo.environment["REKEY_TEST_PROCESS_SLOTS"].flatMap { Int($0) }.map { max(1, $0) } ?? 4)
+    package static let pool = Slots(count: ProcessInfo.processInfo.environment["REKEY_TEST_PROCESS_SLOTS"].flatMap { Int($0) }.map { max(1, $0) } ?? 4)
 
     /// A counting semaphore whose waiters are served first come, first served.
     package actor Slots {
+        private let count: Int
         private var free: Int
         private var waiters: [CheckedContinuation<Void, Never>] = []
 
         package init(count: Int) {
+            self.count = count
             self.free = count
         }
+
+        /// How many are taken.
+        package var taken: Int { self.count - self.free }
 
         /// How many wait for a slot.
         package var waiting: Int { self.waiters.count }

@@ -58,3 +58,11 @@ struct ServiceProcessTests {
         func add(_ name: String) { self.names.append(name) }
     }
 }
+
+@Suite("A suite marked .processSlots", .processSlots)
+struct ProcessSlotsTraitTests {
+    @Test("each test runs holding a slot", arguments: [1, 2])
+    func holdsASlot(_ argument: Int) async {
+        #expect(await ProcessSlots.pool.taken >= 1, "case \(argument)")
+    }
+}
