@@ -30,7 +30,17 @@ package struct ProcessSlots: SuiteTrait, TestTrait, TestScoping {
         await Self.pool.giveBack()
     }
 
-    package static let pool = Slots(count: ProcessInfo.processInfo.environment["REKEY_TEST_PROCESS_SLOTS"].flatMap { Int($0) }.map { max(1, $0) } ?? 4)
+    package static let pool = Slots(count: Self.configuredCount(ProcessInfo.processInfo.environment["REKEY_TEST_PROCESS_SLOTS"]))
+
+    /// 4 unless `setting` says otherwise; a setting that is not a whole number from 1 stops the
+    /// run with a message, rather than being ignored.
+    package static func configuredCount(_ setting: String?) -> Int {
+        guard let setting else { return 4 }
+        guard let count = Int(setting.trimmingCharacters(in: .whitespaces)), count >= 1 else {
+            fatalError("REKEY_TEST_PROCESS_SLOTS must be a whole number from 1, got \"\(setting)\"")
+        }
+        return count
+    }
 
     /// A counting semaphore whose waiters are served first come, first served.
     package actor Slots {

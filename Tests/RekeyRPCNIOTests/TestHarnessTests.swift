@@ -53,6 +53,13 @@ struct ServiceProcessTests {
         #expect(await slots.waiting == 0)
     }
 
+    @Test("REKEY_TEST_PROCESS_SLOTS: unset is four, a whole number from 1 is taken as it is")
+    func slotSetting() {
+        #expect(ProcessSlots.configuredCount(nil) == 4)
+        #expect(ProcessSlots.configuredCount("1") == 1)
+        #expect(ProcessSlots.configuredCount(" 12 ") == 12)
+    }
+
     actor Recorder {
         var names: [String] = []
         func add(_ name: String) { self.names.append(name) }
